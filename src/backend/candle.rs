@@ -1,0 +1,236 @@
+//! The candle backend: a BERT forward written with candle-core ops (pure Rust, CPU).
+//!
+//! It is written here rather than taken from candle-transformers because the latter fills the
+//! attention mask with a value that overflows to -inf in f16/bf16 and produces NaN. Here the
+//! attention softmax, LayerNorm and pooling run in f32 whatever the precision, the matmuls run
+//! in the run's precision, and int8 uses candle's Q8_0 quantized matmul (weights in blocks of 32
+//! with one scale each, activations quantized on the fly).
+//!
+//! This backend in fp32 is also the reference every other backend is compared with.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device as CDevice, Module, Tensor, D};
+
+use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
+use crate::error::{Error, Result};
+use crate::model::{BertConfig, ModelFiles, TokenBatch};
+
+fn err(e: candle_core::Error) -> Error {
+    Error::backend("candle", e)
+}
+
+enum Linear {
+    /// Weight transposed to `[in, out]`, contiguous, in the compute dtype.
+    Dense { w_t: Tensor, b: Tensor },
+    /// Q8_0 weight; input and output in f32.
+    Quant { w: QMatMul, b: Tensor },
+}
+
+impl Linear {
+    fn new(w: &Tensor, b: &Tensor, precision: Precision, dtype: DType) -> candle_core::Result<Self> {
+        Ok(match precision {
+            Precision::Int8 => Linear::Quant {
+                w: QMatMul::from_qtensor(QTensor::quantize(w, GgmlDType::Q8_0)?)?,
+                b: b.clone(),
+            },
+            _ => Linear::Dense {
+                w_t: w.t()?.contiguous()?.to_dtype(dtype)?,
+                b: b.to_dtype(dtype)?,
+            },
+        })
+    }
+
+    /// `x` is `[rows, in]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Dense { w_t, b } => x.matmul(w_t)?.broadcast_add(b),
+            Linear::Quant { w, b } => w.forward(x)?.broadcast_add(b),
+        }
+    }
+}
+
+struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Normalises in f32 and returns `dtype`.
+    fn forward(&self, x: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(&x.to_dtype(DType::F32)?, &self.w, &self.b, self.eps)?
+            .to_dtype(dtype)
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    ln1: LayerNorm,
+    inter: Linear,
+    out: Linear,
+    ln2: LayerNorm,
+}
+
+/// BERT encoder with masked-mean pooling on candle.
+pub struct CandleBert {
+    cfg: BertConfig,
+    device: CDevice,
+    /// Dtype of activations between layers (f32 for fp32 and int8).
+    dtype: DType,
+    word: Tensor,
+    pos: Tensor,
+    typ: Tensor,
+    emb_ln: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+impl CandleBert {
+    /// Loads the safetensors weights of `files` at the requested precision.
+    pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<CandleBert> {
+        let device = match opts.device {
+            Device::Cpu => CDevice::Cpu,
+            Device::Cuda(_) => {
+                return Err(Error::NotEnabled {
+                    what: "candle on CUDA".into(),
+                    feature: "cuda".into(),
+                })
+            }
+        };
+        let dtype = match opts.precision {
+            Precision::Fp32 | Precision::Int8 => DType::F32,
+            Precision::Fp16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        };
+        let tensors = candle_core::safetensors::load(&files.weights, &device).map_err(|e| {
+            Error::Model(format!("{}: cannot load weights: {e}", files.weights.display()))
+        })?;
+        let cfg = files.config.clone();
+        let get = |name: &str| -> Result<Tensor> {
+            let t = tensors.get(name).ok_or_else(|| {
+                Error::Model(format!("{}: missing tensor {name}", files.weights.display()))
+            })?;
+            t.to_dtype(DType::F32).map_err(err)
+        };
+        let ln = |prefix: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                w: get(&format!("{prefix}.weight"))?,
+                b: get(&format!("{prefix}.bias"))?,
+                eps: cfg.layer_norm_eps as f32,
+            })
+        };
+        let linear = |w: &Tensor, b: &Tensor| Linear::new(w, b, opts.precision, dtype).map_err(err);
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = |n: &str| format!("encoder.layer.{l}.{n}");
+            // One [3h, h] projection instead of three: one GEMM per layer for Q, K and V.
+            let qkv_w = Tensor::cat(
+                &[
+                    get(&p("attention.self.query.weight"))?,
+                    get(&p("attention.self.key.weight"))?,
+                    get(&p("attention.self.value.weight"))?,
+                ],
+                0,
+            )
+            .map_err(err)?;
+            let qkv_b = Tensor::cat(
+                &[
+                    get(&p("attention.self.query.bias"))?,
+                    get(&p("attention.self.key.bias"))?,
+                    get(&p("attention.self.value.bias"))?,
+                ],
+                0,
+            )
+            .map_err(err)?;
+            layers.push(Layer {
+                qkv: linear(&qkv_w, &qkv_b)?,
+                attn_out: linear(
+                    &get(&p("attention.output.dense.weight"))?,
+                    &get(&p("attention.output.dense.bias"))?,
+                )?,
+                ln1: ln(&p("attention.output.LayerNorm"))?,
+                inter: linear(
+                    &get(&p("intermediate.dense.weight"))?,
+                    &get(&p("intermediate.dense.bias"))?,
+                )?,
+                out: linear(&get(&p("output.dense.weight"))?, &get(&p("output.dense.bias"))?)?,
+                ln2: ln(&p("output.LayerNorm"))?,
+            });
+        }
+        Ok(CandleBert {
+            word: get("embeddings.word_embeddings.weight")?,
+            pos: get("embeddings.position_embeddings.weight")?,
+            typ: get("embeddings.token_type_embeddings.weight")?,
+            emb_ln: ln("embeddings.LayerNorm")?,
+            layers,
+            cfg,
+            device,
+            dtype,
+        })
+    }
+
+    fn forward(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
+        let (b, s, h) = (batch.batch, batch.seq_len, self.cfg.hidden_size);
+        let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim());
+        let ids = Tensor::from_slice(&batch.input_ids, b * s, &self.device)?;
+        let types = Tensor::from_slice(&batch.type_ids, b * s, &self.device)?;
+        let mask = Tensor::from_slice(&batch.attention_mask, (b, s), &self.device)?
+            .to_dtype(DType::F32)?;
+        // Additive mask in f32: 0 for tokens, -1e9 for padding (finite: no NaN in any dtype,
+        // because the softmax runs in f32).
+        let bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, s))?;
+
+        let pos = self.pos.narrow(0, 0, s)?;
+        let x = self
+            .word
+            .index_select(&ids, 0)?
+            .reshape((b, s, h))?
+            .broadcast_add(&pos)?
+            .add(&self.typ.index_select(&types, 0)?.reshape((b, s, h))?)?;
+        let mut x = self.emb_ln.forward(&x.reshape((b * s, h))?, self.dtype)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let qkv = layer
+                .qkv
+                .forward(&x)?
+                .reshape((b, s, 3, nh, hd))?
+                .permute((2, 0, 3, 1, 4))?;
+            let q = qkv.get(0)?.contiguous()?;
+            let k = qkv.get(1)?.contiguous()?;
+            let v = qkv.get(2)?.contiguous()?;
+            let scores = (q.matmul(&k.t()?)? * scale)?
+                .to_dtype(DType::F32)?
+                .broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b * s, h))?;
+            let attn = layer.attn_out.forward(&ctx)?;
+            let x1 = layer.ln1.forward(&(attn + &x)?, self.dtype)?;
+            let inter = layer.inter.forward(&x1)?.gelu_erf()?;
+            let ffn = layer.out.forward(&inter)?;
+            x = layer.ln2.forward(&(ffn + &x1)?, self.dtype)?;
+        }
+        // Masked mean over tokens, then L2 normalisation, in f32.
+        let x = x.to_dtype(DType::F32)?.reshape((b, s, h))?;
+        let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+        let counts = mask.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+        mean.broadcast_div(&norm)
+    }
+}
+
+impl Encoder for CandleBert {
+    fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
+        let out = self.forward(batch).map_err(err)?;
+        let data = out.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+        Ok(Embeddings {
+            rows: batch.batch,
+            dim: self.cfg.hidden_size,
+            data,
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Command-line definitions (clap) only; no logic.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Cost per 1,000 recommendations of a BERT recommender across CPUs, GPUs, backends, model sizes
+/// and precisions.
+#[derive(Debug, Parser)]
+#[command(name = "recbench", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario's sweep, writing results after every run.
+    Run {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Results folder; the file goes to <DIR>/<scenario>/<utc>-<host>.json.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Only these backends (repeatable).
+        #[arg(long = "backend")]
+        backends: Vec<String>,
+        /// Only these devices (repeatable): cpu, cuda, cuda:N.
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// Shrink durations for a smoke test (CI).
+        #[arg(long)]
+        quick: bool,
+        /// Continue the newest results file of this scenario and host, skipping finished runs.
+        #[arg(long)]
+        resume: bool,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+        /// Print the results file as JSON instead of the summary table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a scenario file and show the runs it expands to.
+    Validate {
+        scenario: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recommend demo-catalog items for a user description.
+    Recommend {
+        /// What the user likes, in words.
+        #[arg(long)]
+        user: String,
+        /// How many items.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        top: u16,
+        #[arg(long, default_value = "candle")]
+        backend: String,
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hardware inventory: CPU, cores, memory, GPUs, power sensors.
+    Hardware {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Backends compiled into this build, their runtime versions and devices.
+    Backends {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: run one benchmark point (spawned by `run`).
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        gemm_ceiling: Option<f64>,
+    },
+}

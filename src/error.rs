@@ -1,0 +1,132 @@
+//! The library's error type.
+//!
+//! Errors carry what a user needs to act: the file, line and field for bad input (exit code 2),
+//! the path for filesystem failures, and the feature to enable for a backend that was compiled
+//! out. The binary maps [`Error::exit_code`] to the process exit status.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in recbench's library code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input: a scenario, catalog or results file, or a command-line value.
+    #[error("{}", format_input(path, *line, field, message))]
+    Input {
+        /// The file that holds the bad value (or `<command line>`).
+        path: PathBuf,
+        /// 1-based line of the bad value, when known.
+        line: Option<usize>,
+        /// Dotted name of the offending field, e.g. `workload.batch`.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A backend or device that this build does not include.
+    #[error("{what} is not enabled in this build; rebuild with --features {feature}")]
+    NotEnabled { what: String, feature: String },
+    /// A model file is missing or does not match its checksum.
+    #[error("{0}")]
+    Model(String),
+    /// A backend failed while loading or running the model.
+    #[error("{backend} backend: {message}")]
+    Backend { backend: String, message: String },
+    /// A measurement could not be made or is not trustworthy.
+    #[error("{0}")]
+    Measure(String),
+}
+
+fn format_input(path: &Path, line: Option<usize>, field: &str, message: &str) -> String {
+    let mut s = path.display().to_string();
+    if let Some(line) = line {
+        s.push_str(&format!(":{line}"));
+    }
+    if !field.is_empty() {
+        s.push_str(&format!(": field `{field}`"));
+    }
+    s.push_str(": ");
+    s.push_str(message);
+    s
+}
+
+impl Error {
+    /// Bad-input error with a known line.
+    pub fn input(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            path: path.into(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Backend failure.
+    pub fn backend(backend: &str, message: impl std::fmt::Display) -> Self {
+        Error::Backend {
+            backend: backend.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Process exit code for this error: 2 for bad input or usage, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input { .. } | Error::NotEnabled { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads a file to a string, naming the path on failure and reporting non-UTF-8 bytes as bad
+/// input with the line they are on.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::input(path, Some(line), "", "file is not valid UTF-8 text")
+    })
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// A reader (or a crash) sees either the old file or the new one, never a torn write.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}
+
+/// 1-based line number of a byte offset in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}

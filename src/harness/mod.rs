@@ -1,0 +1,396 @@
+//! The sweep: expand a scenario, run each point in its own worker process, write results after
+//! every run.
+//!
+//! The parent never loads a backend for measurement; it computes the fp32 reference once per
+//! model, measures the machine's GEMM ceiling, spawns `recbench __worker` per run with the run's
+//! thread count in the environment, enforces a timeout, and turns crashes into `failed` results
+//! carrying the signal or exit code and the worker's last stderr lines.
+
+pub mod ceiling;
+pub mod inputs;
+pub mod parity;
+pub mod stats;
+pub mod worker;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{BackendKind, Device};
+use crate::error::{Error, Result};
+use crate::model::{ModelFiles, Tokenizer};
+use crate::results::{
+    self, BackendVersion, Environment, GemmCeiling, ResultsFile, RunResult, ScenarioEcho, Status,
+};
+use crate::scenario::{PlannedRun, Scenario};
+use crate::telemetry::{inventory, Inventory};
+
+/// Set by the Ctrl-C handler; the sweep stops after saving what is finished.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How to run a sweep.
+#[derive(Debug, Clone, Default)]
+pub struct SweepOptions {
+    pub out_dir: PathBuf,
+    pub backends: Vec<BackendKind>,
+    pub devices: Vec<Device>,
+    pub quick: bool,
+    pub resume: bool,
+    pub quiet: bool,
+}
+
+/// What a sweep produced.
+pub struct SweepOutcome {
+    pub path: PathBuf,
+    pub results: ResultsFile,
+    pub interrupted: bool,
+}
+
+/// Size of the square GEMM used for the ceiling.
+const CEILING_N: usize = 1024;
+
+/// Builds the environment block of a results file.
+pub fn environment(thread_counts: &BTreeSet<usize>) -> Environment {
+    let gemm_ceiling = thread_counts
+        .iter()
+        .map(|&t| GemmCeiling {
+            threads: t,
+            size: CEILING_N,
+            gflops: ceiling::gemm_gflops(CEILING_N, t, Duration::from_millis(1500)),
+        })
+        .collect();
+    Environment {
+        inventory: Inventory::collect(),
+        recbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("RECBENCH_GIT_COMMIT").to_string(),
+        backends: BackendKind::ALL
+            .into_iter()
+            .filter(|b| b.compiled())
+            .map(|b| BackendVersion {
+                backend: b.name().into(),
+                runtime_version: b.runtime_version().into(),
+            })
+            .collect(),
+        gemm_ceiling,
+    }
+}
+
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn line(&self, msg: &str) {
+        if self.on {
+            eprintln!("{msg}");
+        }
+    }
+}
+
+/// Runs the sweep described by `scenario`.
+pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
+    if opts.quick {
+        scenario.quick();
+    }
+    let progress = Progress {
+        on: !opts.quiet && std::io::stderr().is_terminal(),
+    };
+    let mut planned: Vec<PlannedRun> = scenario.expand(inventory::default_threads());
+    planned.retain(|p| {
+        (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
+            && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
+    });
+    if planned.is_empty() {
+        return Err(Error::input(
+            &scenario.path,
+            None,
+            "matrix",
+            "no run is left after the --backend/--device filters",
+        ));
+    }
+
+    let host = inventory::hostname();
+    let (path, mut file) = match opts
+        .resume
+        .then(|| results::latest(&opts.out_dir, &scenario.name, &host))
+        .flatten()
+    {
+        Some(path) => {
+            let mut f = ResultsFile::load(&path)?;
+            if f.scenario.name != scenario.name {
+                return Err(Error::input(&path, None, "scenario.name", format!(
+                    "this file is from scenario {:?}, not {:?}", f.scenario.name, scenario.name)));
+            }
+            // Failed runs are retried; everything else that finished is kept.
+            f.runs.retain(|r| r.status != Status::Failed);
+            progress.line(&format!("resuming {} ({} runs kept)", path.display(), f.runs.len()));
+            (path, f)
+        }
+        None => {
+            let threads: BTreeSet<usize> = planned
+                .iter()
+                .filter(|p| p.skip.is_none())
+                .map(|p| p.spec.threads)
+                .collect();
+            progress.line("measuring the fp32 GEMM ceiling of this machine ...");
+            let env = environment(&threads);
+            let path = results::claim_path(&opts.out_dir, &scenario.name, &host)?;
+            let now = results::now_utc();
+            let f = ResultsFile {
+                schema_version: results::SCHEMA_VERSION,
+                scenario: ScenarioEcho {
+                    name: scenario.name.clone(),
+                    path: scenario.path.display().to_string(),
+                    text: scenario.text.clone(),
+                    quick: opts.quick,
+                },
+                environment: env,
+                started_utc: now.clone(),
+                updated_utc: now,
+                runs: vec![],
+            };
+            (path, f)
+        }
+    };
+    file.save(&path)?;
+
+    let done: BTreeSet<String> = file.runs.iter().map(|r| r.spec.id.clone()).collect();
+    let ceilings: BTreeMap<usize, f64> = file
+        .environment
+        .gemm_ceiling
+        .iter()
+        .map(|g| (g.threads, g.gflops))
+        .collect();
+    let total = planned.len();
+    let mut references_ready = BTreeSet::new();
+    let mut interrupted = false;
+    for (i, p) in planned.into_iter().enumerate() {
+        if done.contains(&p.spec.id) {
+            continue;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let label = format!("[{}/{}] {}", i + 1, total, p.spec.id);
+        let result = match &p.skip {
+            Some(reason) => RunResult::not_run(p.spec.clone(), Status::Skipped, reason.clone()),
+            None => {
+                if references_ready.insert((p.spec.model, p.spec.seed)) {
+                    progress.line(&format!("preparing {} (weights, fp32 reference) ...", p.spec.model));
+                    prepare_reference(p.spec.model, p.spec.seed)?;
+                }
+                progress.line(&format!("{label} ..."));
+                match spawn_worker(&p, ceilings.get(&p.spec.threads).copied())? {
+                    Some(r) => r,
+                    None => {
+                        interrupted = true;
+                        break;
+                    }
+                }
+            }
+        };
+        progress.line(&format!("{label} {}", one_line(&result)));
+        file.runs.push(result);
+        file.save(&path)?;
+    }
+    Ok(SweepOutcome {
+        path,
+        results: file,
+        interrupted,
+    })
+}
+
+/// Makes sure the synthetic weights and the fp32 reference of a model are cached, so workers
+/// only read them.
+fn prepare_reference(model: crate::model::Preset, seed: u64) -> Result<()> {
+    let files = ModelFiles::resolve(model, seed)?;
+    let tok = Tokenizer::load(&files.tokenizer)?;
+    parity::reference(&files, &tok).map(|_| ())
+}
+
+/// A short status line for progress output.
+pub fn one_line(r: &RunResult) -> String {
+    match (r.status, &r.latency, &r.throughput) {
+        (Status::Ok, Some(l), Some(t)) => format!(
+            "ok: p50 {:.2} ms, p99 {:.2} ms, {:.1} req/s, {:.1} seq/s",
+            l.p50_ms, l.p99_ms, t.requests_per_s, t.sequences_per_s
+        ),
+        (s, _, _) => format!("{}: {}", s.name(), r.reason.as_deref().unwrap_or("")),
+    }
+}
+
+/// Keeps the last lines a worker wrote to stderr, for failure reports.
+fn collect_tail(stderr: std::process::ChildStderr) -> (Arc<Mutex<VecDeque<String>>>, std::thread::JoinHandle<()>) {
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let t2 = tail.clone();
+    let h = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            let mut t = t2.lock().unwrap();
+            t.push_back(line);
+            if t.len() > 20 {
+                t.pop_front();
+            }
+        }
+    });
+    (tail, h)
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV (segmentation fault)",
+        libc::SIGABRT => "SIGABRT (abort)",
+        libc::SIGKILL => "SIGKILL (killed; out of memory?)",
+        libc::SIGBUS => "SIGBUS (bus error)",
+        libc::SIGFPE => "SIGFPE (arithmetic exception)",
+        libc::SIGILL => "SIGILL (illegal instruction: a kernel for a CPU feature this host lacks?)",
+        libc::SIGINT => "SIGINT (interrupted)",
+        libc::SIGTERM => "SIGTERM (terminated)",
+        _ => "signal",
+    }
+}
+
+/// Runs one spec in a worker process. `Ok(None)` means the sweep was interrupted.
+fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult>> {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::Builder::new()
+        .prefix("recbench-run-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let spec_path = dir.path().join("spec.json");
+    let out_path = dir.path().join("result.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&p.spec).expect("spec serialises"))
+        .map_err(|e| Error::io(&spec_path, e))?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    let threads = p.spec.threads.to_string();
+    let mut cmd = Command::new(&exe);
+    cmd.arg("__worker").arg("--spec").arg(&spec_path).arg("--out").arg(&out_path);
+    if let Some(c) = ceiling {
+        cmd.arg("--gemm-ceiling").arg(c.to_string());
+    }
+    let mut child = cmd
+        .env("RAYON_NUM_THREADS", &threads)
+        .env("OMP_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(&exe, e))?;
+    let (tail, reader) = collect_tail(child.stderr.take().expect("piped"));
+    let start = Instant::now();
+    let timeout = Duration::from_secs_f64(p.spec.timeout_s);
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| Error::io(&exe, e))? {
+            break Some(st);
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = reader.join();
+    let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+    let tail_text = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; last stderr lines: {}", tail.join(" | "))
+    };
+    let failed = |reason: String| RunResult::not_run(p.spec.clone(), Status::Failed, reason);
+    let Some(status) = status else {
+        return Ok(Some(failed(format!(
+            "worker timed out after {:.0} s (measure.timeout_s) and was killed{tail_text}",
+            p.spec.timeout_s
+        ))));
+    };
+    if let Some(sig) = status.signal() {
+        if sig == libc::SIGINT || INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        return Ok(Some(failed(format!(
+            "worker killed by signal {sig}, {}{tail_text}",
+            signal_name(sig)
+        ))));
+    }
+    match std::fs::read(&out_path) {
+        Ok(bytes) if status.success() => match serde_json::from_slice::<RunResult>(&bytes) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => Ok(Some(failed(format!("worker wrote an unreadable result: {e}")))),
+        },
+        _ => Ok(Some(failed(format!(
+            "worker exited with code {}{tail_text}",
+            status.code().unwrap_or(-1)
+        )))),
+    }
+}
+
+/// The end-of-sweep table.
+pub fn summary_table(file: &ResultsFile) -> String {
+    let mut rows = vec![vec![
+        "status".to_string(), "backend".into(), "device".into(), "prec".into(), "model".into(),
+        "mode".into(), "load".into(), "batch".into(), "seq".into(), "thr".into(), "p50 ms".into(),
+        "p99 ms".into(), "req/s".into(), "seq/s".into(), "GFLOP/s".into(), "eff".into(),
+        "cos".into(), "RSS MiB".into(),
+    ]];
+    for r in &file.runs {
+        let s = &r.spec;
+        let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
+        rows.push(vec![
+            r.status.name().into(),
+            s.backend.to_string(),
+            s.device.to_string(),
+            s.precision.to_string(),
+            s.model.to_string(),
+            s.mode.name().into(),
+            s.load.name().into(),
+            s.batch.to_string(),
+            s.seq_len.to_string(),
+            s.threads.to_string(),
+            f(r.latency.as_ref().map(|l| l.p50_ms), 2),
+            f(r.latency.as_ref().map(|l| l.p99_ms), 2),
+            f(r.throughput.as_ref().map(|t| t.requests_per_s), 1),
+            f(r.throughput.as_ref().map(|t| t.sequences_per_s), 1),
+            f(r.compute.as_ref().map(|c| c.achieved_gflops), 1),
+            r.compute
+                .as_ref()
+                .and_then(|c| c.efficiency)
+                .map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
+            f(r.parity.as_ref().map(|p| p.min_cosine), 5),
+            f(r.memory.peak_rss_bytes.map(|b| b as f64 / 1048576.0), 0),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| if c >= 7 { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            out.push('\n');
+        }
+    }
+    for r in file.runs.iter().filter(|r| r.status != Status::Ok) {
+        out.push_str(&format!("{} {}: {}\n", r.status.name(), r.spec.id, r.reason.as_deref().unwrap_or("")));
+    }
+    out
+}

@@ -1,0 +1,173 @@
+//! Parity: does this run compute the same model as the reference?
+//!
+//! The reference is candle in fp32 on the CPU. For each model it encodes a fixed probe set of
+//! user queries and the demo catalog once, and caches both. Every run encodes the same probes
+//! (and the catalog, cached per backend and precision) and is compared on: the largest absolute
+//! difference of any embedding component, the cosine of each probe embedding, and the overlap of
+//! the top-10 catalog items each probe retrieves.
+
+use crate::backend::{self, BackendKind, Device, EncoderOptions, Embeddings, Precision};
+use crate::error::{Error, Result};
+use crate::model::{cache_dir, ModelFiles, Tokenizer};
+use crate::recommender::{self, ItemIndex, TEXT_MAX_TOKENS};
+use crate::results::Parity;
+
+/// Fixed user queries of varied length (so padding and masking are exercised).
+pub const PROBES: [&str; 16] = [
+    "I love space exploration and science-fiction films.",
+    "Something cosy to read on a rainy weekend.",
+    "A gift for someone who enjoys cooking Italian food at home.",
+    "Gear for a week of backpacking in the mountains.",
+    "Historical dramas about the Second World War.",
+    "Funny animated movies the whole family can watch together.",
+    "Books that explain how computers and programming work.",
+    "Thrillers with a detective solving a murder.",
+    "Jazz",
+    "Equipment for a home gym with little space.",
+    "Epic fantasy with dragons, magic and a long quest across kingdoms, ideally the first book of a series so I can keep reading for months.",
+    "Documentaries about nature and wildlife.",
+    "Romantic comedies set in New York.",
+    "A telescope for a beginner who wants to look at planets.",
+    "Strategy games that take many hours to master.",
+    "Podcasts about economics and business.",
+];
+
+/// The reference embeddings of one model.
+pub struct Reference {
+    pub probes: Embeddings,
+    pub items: ItemIndex,
+}
+
+/// Cache key of item embeddings for a model on a backend at a precision.
+pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
+    format!("{}-seed{}-{}-{}", files.preset, files.seed, backend, precision)
+}
+
+fn probe_path(files: &ModelFiles) -> std::path::PathBuf {
+    cache_dir()
+        .join("reference")
+        .join(format!("{}-seed{}-probes.f32", files.preset, files.seed))
+}
+
+/// Encodes the probe set.
+pub fn encode_probes(enc: &mut dyn backend::Encoder, tok: &Tokenizer) -> Result<Embeddings> {
+    enc.encode(&tok.batch(&PROBES, TEXT_MAX_TOKENS)?)
+}
+
+/// Loads the reference of `files` from the cache, computing and caching it first if needed.
+pub fn reference(files: &ModelFiles, tok: &Tokenizer) -> Result<Reference> {
+    let path = probe_path(files);
+    let items = recommender::bundled_items();
+    let cached = std::fs::read(&path).ok().and_then(|b| {
+        let dim = files.config.hidden_size;
+        let data: Vec<f32> = b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (data.len() == dim * PROBES.len()).then_some(Embeddings {
+            rows: PROBES.len(),
+            dim,
+            data,
+        })
+    });
+    let key = item_key(files, BackendKind::Candle, Precision::Fp32);
+    let opts = EncoderOptions {
+        device: Device::Cpu,
+        precision: Precision::Fp32,
+        threads: crate::telemetry::inventory::default_threads(),
+    };
+    match cached {
+        Some(probes) => {
+            // The item cache is normally warm too; if not, it needs the encoder.
+            let mut lazy: Option<Box<dyn backend::Encoder>> = None;
+            let items = match recommender::cached_item_index(&items, &key) {
+                Some(ix) => ix,
+                None => {
+                    let enc = lazy.insert(backend::open(BackendKind::Candle, files, opts)?);
+                    recommender::item_index(enc.as_mut(), tok, &items, &key)?
+                }
+            };
+            Ok(Reference { probes, items })
+        }
+        None => {
+            let mut enc = backend::open(BackendKind::Candle, files, opts)?;
+            let probes = encode_probes(enc.as_mut(), tok)?;
+            if !probes.all_finite() {
+                return Err(Error::Model(format!("reference embeddings of {} are not finite", files.preset)));
+            }
+            let bytes: Vec<u8> = probes.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            crate::error::write_atomic(&path, &bytes)?;
+            let items = recommender::item_index(enc.as_mut(), tok, &items, &key)?;
+            Ok(Reference { probes, items })
+        }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-30)
+}
+
+/// Tolerance of a precision, as (description, check).
+pub fn tolerance(precision: Precision) -> &'static str {
+    match precision {
+        Precision::Fp32 => "max abs diff <= 1e-4",
+        Precision::Fp16 | Precision::Bf16 => "min cosine >= 0.999",
+        Precision::Int8 => "min cosine >= 0.99 and top-10 overlap >= 0.9",
+    }
+}
+
+/// Compares a run's probe and item embeddings with the reference.
+pub fn compare(
+    precision: Precision,
+    probes: &Embeddings,
+    items: &ItemIndex,
+    reference: &Reference,
+) -> Parity {
+    let finite = probes.all_finite() && items.data.iter().all(|v| v.is_finite());
+    let max_abs_diff = probes
+        .data
+        .iter()
+        .zip(&reference.probes.data)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
+    let cos: Vec<f64> = (0..probes.rows)
+        .map(|i| cosine(probes.row(i), reference.probes.row(i)))
+        .collect();
+    let min_cosine = cos.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mean_cosine = cos.iter().sum::<f64>() / cos.len() as f64;
+    let n = items.len();
+    let ours = items.scores(probes, 1);
+    let theirs = reference.items.scores(&reference.probes, 1);
+    let overlap: f64 = (0..probes.rows)
+        .map(|i| {
+            let a: Vec<usize> = recommender::top_k(&ours[i * n..(i + 1) * n], 10).into_iter().map(|x| x.0).collect();
+            let b: Vec<usize> = recommender::top_k(&theirs[i * n..(i + 1) * n], 10).into_iter().map(|x| x.0).collect();
+            a.iter().filter(|x| b.contains(x)).count() as f64 / 10.0
+        })
+        .sum::<f64>()
+        / probes.rows as f64;
+    let passed = finite
+        && match precision {
+            Precision::Fp32 => max_abs_diff <= 1e-4,
+            Precision::Fp16 | Precision::Bf16 => min_cosine >= 0.999,
+            Precision::Int8 => min_cosine >= 0.99 && overlap >= 0.9,
+        };
+    let nan_safe = |x: f64| if x.is_finite() { x } else { -1.0 };
+    Parity {
+        reference: "candle fp32 on cpu".into(),
+        probes: probes.rows,
+        max_abs_diff: nan_safe(max_abs_diff),
+        min_cosine: nan_safe(min_cosine),
+        mean_cosine: nan_safe(mean_cosine),
+        top10_overlap: overlap,
+        tolerance: if finite {
+            tolerance(precision).into()
+        } else {
+            format!("{} (outputs contain NaN or inf)", tolerance(precision))
+        },
+        passed,
+    }
+}

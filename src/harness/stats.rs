@@ -1,0 +1,125 @@
+//! Summary statistics of latency samples.
+
+use serde::{Deserialize, Serialize};
+
+/// Latency distribution of the measured iterations, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub mean_ms: f64,
+    pub std_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub count: usize,
+    /// Coefficient of variation (std / mean).
+    pub cv: f64,
+    /// Samples more than 3.5 modified Z-scores (median absolute deviation) from the median.
+    pub outliers: usize,
+    /// True when cv > 0.10: the machine was noisy or the run too short; rerun on a quiet host
+    /// or raise `measure.min_s`.
+    pub unstable: bool,
+}
+
+/// Linear-interpolated percentile (`q` in 0..=1) of sorted data.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Median of unsorted data.
+pub fn median(data: &[f64]) -> f64 {
+    let mut v = data.to_vec();
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+impl Latency {
+    /// Summarises samples in milliseconds. Returns `None` when there are none.
+    pub fn from_samples(samples_ms: &[f64]) -> Option<Latency> {
+        if samples_ms.is_empty() {
+            return None;
+        }
+        let mut s = samples_ms.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len() as f64;
+        let mean = s.iter().sum::<f64>() / n;
+        let var = if s.len() > 1 {
+            s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        let std = var.sqrt();
+        let med = percentile(&s, 0.5);
+        let mad = median(&s.iter().map(|x| (x - med).abs()).collect::<Vec<_>>());
+        let outliers = if mad > 0.0 {
+            s.iter().filter(|x| 0.6745 * (*x - med).abs() / mad > 3.5).count()
+        } else {
+            0
+        };
+        let cv = if mean > 0.0 { std / mean } else { 0.0 };
+        Some(Latency {
+            p50_ms: med,
+            p90_ms: percentile(&s, 0.90),
+            p95_ms: percentile(&s, 0.95),
+            p99_ms: percentile(&s, 0.99),
+            p999_ms: percentile(&s, 0.999),
+            mean_ms: mean,
+            std_ms: std,
+            min_ms: s[0],
+            max_ms: s[s.len() - 1],
+            count: s.len(),
+            cv,
+            outliers,
+            unstable: cv > 0.10,
+        })
+    }
+}
+
+/// Keeps at most `max` samples, evenly spaced in time order, for the results file.
+pub fn thin(samples: &[f64], max: usize) -> Vec<f64> {
+    if samples.len() <= max {
+        return samples.to_vec();
+    }
+    (0..max).map(|i| samples[i * samples.len() / max]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate() {
+        let s: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&s, 0.5), 50.5);
+        assert!((percentile(&s, 0.99) - 99.01).abs() < 1e-9);
+        assert_eq!(percentile(&s, 1.0), 100.0);
+        assert_eq!(percentile(&s, 0.0), 1.0);
+    }
+
+    #[test]
+    fn summary_of_known_samples() {
+        let mut s = vec![10.0; 99];
+        s.push(100.0);
+        let l = Latency::from_samples(&s).unwrap();
+        assert_eq!(l.count, 100);
+        assert_eq!(l.p50_ms, 10.0);
+        assert_eq!(l.min_ms, 10.0);
+        assert_eq!(l.max_ms, 100.0);
+        assert!((l.mean_ms - 10.9).abs() < 1e-9);
+        assert_eq!(l.outliers, 0, "MAD is zero: no outlier test possible");
+        assert!(l.unstable, "cv = {}", l.cv);
+        let steady: Vec<f64> = (0..100).map(|i| 10.0 + (i % 5) as f64 * 0.01).collect();
+        let l = Latency::from_samples(&steady).unwrap();
+        assert!(!l.unstable && l.cv < 0.01);
+        assert!(Latency::from_samples(&[]).is_none());
+        assert_eq!(thin(&(0..10).map(f64::from).collect::<Vec<_>>(), 5), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
+    }
+}

@@ -1,0 +1,217 @@
+//! The worker: one run, in its own process.
+//!
+//! Loads the model on the run's backend, checks parity against the reference, builds the inputs,
+//! warms up, then measures until both `min_s` and `min_queries` are met (or `max_s` is reached).
+//! The parent reads the [`RunResult`] it writes; a crash here costs only this run.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use super::{inputs, parity};
+use crate::backend::{self, Embeddings, Encoder, EncoderOptions};
+use crate::error::{Error, Result};
+use crate::harness::stats::{thin, Latency};
+use crate::model::{ModelFiles, TokenBatch, Tokenizer};
+use crate::recommender::{self, ItemIndex};
+use crate::results::{Compute, Memory, RunResult, Status, Throughput};
+use crate::scenario::{Load, Mode, RunSpec};
+use crate::telemetry::memory;
+
+/// Most latency samples kept in the results file.
+pub const MAX_SAMPLES: usize = 10_000;
+
+/// Runs `spec` and returns its result; errors become a `failed` result with the cause.
+pub fn run(spec: &RunSpec, gemm_ceiling_gflops: Option<f64>) -> RunResult {
+    let start = Instant::now();
+    let mut r = RunResult::not_run(spec.clone(), Status::Failed, String::new());
+    r.reason = None;
+    if let Err(e) = measure(spec, gemm_ceiling_gflops, &mut r) {
+        r.status = Status::Failed;
+        r.reason = Some(e.to_string());
+    }
+    r.wall_s = Some(start.elapsed().as_secs_f64());
+    r
+}
+
+/// What one timed iteration does after the forward pass.
+struct Scorer<'a> {
+    spec: &'a RunSpec,
+    index: ItemIndex,
+    head: Vec<f32>,
+}
+
+impl Scorer<'_> {
+    /// Scores and ranks the requests of one forward pass; returns a checksum so the work cannot
+    /// be optimised away.
+    fn rank(&self, emb: &Embeddings) -> usize {
+        let (k, threads) = (self.spec.top_k, self.spec.threads);
+        let mut acc = 0;
+        match self.spec.mode {
+            Mode::TwoTower => {
+                let n = self.index.len();
+                let scores = self.index.scores(emb, threads);
+                for r in 0..emb.rows {
+                    acc += recommender::top_k(&scores[r * n..(r + 1) * n], k)[0].0;
+                }
+            }
+            Mode::CrossEncoder => {
+                let c = self.spec.candidates;
+                for req in 0..emb.rows / c {
+                    let scores: Vec<f32> = (0..c)
+                        .map(|j| emb.row(req * c + j).iter().zip(&self.head).map(|(a, b)| a * b).sum())
+                        .collect();
+                    acc += recommender::top_k(&scores, k)[0].0;
+                }
+            }
+        }
+        acc
+    }
+}
+
+fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()> {
+    let files = ModelFiles::resolve(spec.model, spec.seed)?;
+    let tok = Tokenizer::load(&files.tokenizer)?;
+    let items = recommender::bundled_items();
+    let reference = parity::reference(&files, &tok)?;
+
+    let opts = EncoderOptions {
+        device: spec.device,
+        precision: spec.precision,
+        threads: spec.threads,
+    };
+    let mut enc = backend::open(spec.backend, &files, opts)?;
+
+    // Parity first: a run that computes the wrong thing is not timed.
+    let probes = parity::encode_probes(enc.as_mut(), &tok)?;
+    let key = parity::item_key(&files, spec.backend, spec.precision);
+    let item_index = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
+    let par = parity::compare(spec.precision, &probes, &item_index, &reference);
+    let passed = par.passed;
+    r.parity = Some(par.clone());
+    if !passed {
+        r.status = Status::Invalid;
+        r.reason = Some(format!(
+            "parity failed ({}): max abs diff {:.3e}, min cosine {:.6}, top-10 overlap {:.2}",
+            par.tolerance, par.max_abs_diff, par.min_cosine, par.top10_overlap
+        ));
+        return Ok(());
+    }
+    drop(reference);
+
+    let stream = inputs::token_stream(&tok, &items)?;
+    let requests = match spec.load {
+        Load::SingleStream => 1,
+        _ => spec.batch,
+    };
+    let batch = inputs::bench_batch(&tok, &stream, spec.mode, requests, spec.candidates, spec.seq_len)?;
+    let scorer = Scorer {
+        spec,
+        index: item_index.tiled(if spec.mode == Mode::TwoTower { spec.catalog_items } else { 0 }),
+        head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
+    };
+    r.timed_region = Some(match spec.mode {
+        Mode::TwoTower => format!(
+            "encoder forward of {requests} sequence(s) of {} tokens + dot-product scoring against {} item embeddings + top-{}",
+            spec.seq_len, spec.catalog_items, spec.top_k
+        ),
+        Mode::CrossEncoder => format!(
+            "encoder forward of {requests} request(s) × {} (user, item) pairs of {} tokens + relevance head + top-{}",
+            spec.candidates, spec.seq_len, spec.top_k
+        ),
+    });
+
+    let rss_scope = if memory::reset_peak_rss() { "measurement" } else { "process" };
+    let step = |enc: &mut Box<dyn Encoder>, batch: &TokenBatch| -> Result<bool> {
+        let emb = enc.encode(batch)?;
+        let finite = emb.all_finite();
+        black_box(scorer.rank(&emb));
+        Ok(finite)
+    };
+
+    // Warm-up: at least one iteration, then until warmup_s.
+    let t = Instant::now();
+    loop {
+        if !step(&mut enc, &batch)? {
+            return invalid_nan(r);
+        }
+        if t.elapsed().as_secs_f64() >= spec.warmup_s {
+            break;
+        }
+    }
+
+    let mut samples = Vec::new();
+    let window = Instant::now();
+    loop {
+        let t0 = Instant::now();
+        let finite = step(&mut enc, &batch)?;
+        samples.push(t0.elapsed().as_secs_f64() * 1e3);
+        if !finite {
+            return invalid_nan(r);
+        }
+        let el = window.elapsed().as_secs_f64();
+        if (el >= spec.min_s && samples.len() >= spec.min_queries) || el >= spec.max_s {
+            break;
+        }
+    }
+    let measured_s = window.elapsed().as_secs_f64();
+    if samples.len() < spec.min_queries {
+        r.notes.push(format!(
+            "stopped at max_s = {} s with {} of the {} iterations asked for; percentiles beyond p{} are interpolated from few samples",
+            spec.max_s,
+            samples.len(),
+            spec.min_queries,
+            ((1.0 - 1.0 / samples.len() as f64) * 100.0).floor()
+        ));
+    }
+    let iterations = samples.len() as f64;
+    let sequences = iterations * batch.batch as f64;
+    let requests_done = iterations * requests as f64;
+    let tp = Throughput {
+        sequences_per_s: sequences / measured_s,
+        tokens_per_s: sequences * spec.seq_len as f64 / measured_s,
+        requests_per_s: requests_done / measured_s,
+        measured_s,
+    };
+    let flops = files.config.flops_per_sequence(spec.seq_len);
+    let achieved = flops * tp.sequences_per_s / 1e9;
+    r.compute = Some(Compute {
+        flops_per_sequence: flops,
+        achieved_gflops: achieved,
+        gemm_ceiling_gflops: ceiling,
+        efficiency: ceiling.map(|c| achieved / c),
+    });
+    r.latency = Latency::from_samples(&samples);
+    if let Some(l) = &r.latency {
+        if l.unstable {
+            r.notes.push(format!(
+                "unstable: coefficient of variation {:.1}% > 10%; run on a quiet machine or raise measure.min_s",
+                l.cv * 100.0
+            ));
+        }
+    }
+    r.throughput = Some(tp);
+    r.memory = Memory {
+        peak_rss_bytes: memory::peak_rss_bytes(),
+        rss_scope: Some(rss_scope.into()),
+        device_peak_bytes: None,
+    };
+    r.samples_ms = thin(&samples, MAX_SAMPLES);
+    r.status = Status::Ok;
+    Ok(())
+}
+
+fn invalid_nan(r: &mut RunResult) -> Result<()> {
+    r.status = Status::Invalid;
+    r.reason = Some("outputs contain NaN or inf during the timed loop".into());
+    Ok(())
+}
+
+/// Entry point of the hidden `__worker` subcommand: read the spec, run, write the result.
+pub fn main(spec_path: &std::path::Path, out_path: &std::path::Path, ceiling: Option<f64>) -> Result<()> {
+    let text = crate::error::read_text(spec_path)?;
+    let spec: RunSpec = serde_json::from_str(&text)
+        .map_err(|e| Error::input(spec_path, Some(e.line()), "", e.to_string()))?;
+    let result = run(&spec, ceiling);
+    let json = serde_json::to_vec(&result).expect("result serialises");
+    crate::error::write_atomic(out_path, &json)
+}

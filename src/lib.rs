@@ -1,0 +1,15 @@
+//! recbench: which hardware, backend, model size and precision serves a BERT recommender at the
+//! lowest cost per 1,000 recommendations within a latency budget, without losing quality.
+//!
+//! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
+
+pub mod backend;
+pub mod error;
+pub mod harness;
+pub mod model;
+pub mod recommender;
+pub mod results;
+pub mod scenario;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,213 @@
+//! recbench's binary: parse arguments, call the library, map errors to exit codes
+//! (0 success, 1 a check or run failed, 2 bad input or usage).
+
+mod cli;
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+
+use cli::{Cli, Command};
+use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
+use recbench::harness::{self, SweepOptions};
+use recbench::model::{ModelFiles, Preset, Tokenizer};
+use recbench::recommender;
+use recbench::results::Status;
+use recbench::scenario::Scenario;
+use recbench::telemetry::Inventory;
+use recbench::Error;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            e.chain()
+                .find_map(|c| c.downcast_ref::<Error>())
+                .map_or(1, Error::exit_code)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn usage(field: &str, message: String) -> anyhow::Error {
+    Error::input("<command line>", None, field, message).into()
+}
+
+fn parse_backend(s: &str) -> anyhow::Result<BackendKind> {
+    BackendKind::parse(s)
+        .ok_or_else(|| usage("--backend", format!("unknown backend {s:?}; allowed: candle, onnx, torch")))
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run { scenario, out, backends, devices, quick, resume, quiet, json } => {
+            let sc = Scenario::load(&scenario)?;
+            let backends = backends.iter().map(|b| parse_backend(b)).collect::<anyhow::Result<_>>()?;
+            let devices = devices
+                .iter()
+                .map(|d| {
+                    Device::parse(d).ok_or_else(|| usage("--device", format!("unknown device {d:?}; allowed: cpu, cuda, cuda:N")))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            ctrlc::set_handler(|| {
+                harness::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+            .context("installing the Ctrl-C handler")?;
+            let opts = SweepOptions { out_dir: out, backends, devices, quick, resume, quiet };
+            let outcome = harness::run_sweep(sc, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome.results)?);
+            } else {
+                print!("{}", harness::summary_table(&outcome.results));
+            }
+            eprintln!("results: {}", outcome.path.display());
+            if outcome.interrupted {
+                eprintln!(
+                    "interrupted: {} finished runs are kept in {}; `recbench run --resume` continues",
+                    outcome.results.runs.len(),
+                    outcome.path.display()
+                );
+                return Ok(130);
+            }
+            let failed = outcome.results.runs.iter().any(|r| matches!(r.status, Status::Failed | Status::Invalid));
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Validate { scenario, json } => {
+            let sc = Scenario::load(&scenario)?;
+            let runs = sc.expand(recbench::telemetry::inventory::default_threads());
+            if json {
+                let v: Vec<_> = runs
+                    .iter()
+                    .map(|r| serde_json::json!({"spec": r.spec, "skip": r.skip}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let skipped = runs.iter().filter(|r| r.skip.is_some()).count();
+                println!(
+                    "{}: ok; scenario {:?} expands to {} runs ({} to run, {} skipped)",
+                    scenario.display(),
+                    sc.name,
+                    runs.len(),
+                    runs.len() - skipped,
+                    skipped
+                );
+                for r in &runs {
+                    match &r.skip {
+                        None => println!("  run   {}", r.spec.id),
+                        Some(why) => println!("  skip  {}: {why}", r.spec.id),
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Recommend { user, top, backend, precision, model, json } => {
+            let kind = parse_backend(&backend)?;
+            let precision = Precision::parse(&precision).ok_or_else(|| {
+                usage("--precision", format!("unknown precision {precision:?}; allowed: fp32, bf16, fp16, int8"))
+            })?;
+            let preset = Preset::parse(&model).ok_or_else(|| {
+                usage("--model", format!("unknown model {model:?}; allowed: {}", Preset::allowed()))
+            })?;
+            recommend(&user, top as usize, kind, precision, preset, json)?;
+            Ok(0)
+        }
+        Command::Hardware { json } => {
+            let inv = Inventory::collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                print_inventory(&inv);
+            }
+            Ok(0)
+        }
+        Command::Backends { json } => {
+            let inv = backend::inventory();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                for b in inv {
+                    let p: Vec<&str> = b.precisions.iter().map(|p| p.name()).collect();
+                    println!(
+                        "{:<7} {:<9} runtime {:<18} devices [{}] precisions [{}] {}",
+                        b.backend.name(),
+                        if b.compiled { "compiled" } else { "disabled" },
+                        b.runtime_version,
+                        b.devices.join(", "),
+                        p.join(", "),
+                        b.note
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Worker { spec, out, gemm_ceiling } => {
+            harness::worker::main(&spec, &out, gemm_ceiling)?;
+            Ok(0)
+        }
+    }
+}
+
+fn recommend(user: &str, top: usize, kind: BackendKind, precision: Precision, preset: Preset, json: bool) -> anyhow::Result<()> {
+    let files = ModelFiles::resolve(preset, recbench::model::weights::DEFAULT_SEED)?;
+    let tok = Tokenizer::load(&files.tokenizer)?;
+    let threads = recbench::telemetry::inventory::default_threads();
+    let mut enc = backend::open(kind, &files, EncoderOptions { device: Device::Cpu, precision, threads })?;
+    let items = recommender::bundled_items();
+    let key = harness::parity::item_key(&files, kind, precision);
+    let index = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
+    let u = enc.encode(&tok.batch(&[user], recommender::TEXT_MAX_TOKENS)?)?;
+    let scores = index.scores(&u, threads);
+    let best = recommender::top_k(&scores, top);
+    if json {
+        let v: Vec<_> = best
+            .iter()
+            .map(|(i, s)| serde_json::json!({"id": items[*i].id, "kind": items[*i].kind, "title": items[*i].title, "description": items[*i].description, "score": s}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Top {} for {:?} ({} on {}, {}):", best.len(), user, preset, kind, precision)?;
+    for (rank, (i, s)) in best.iter().enumerate() {
+        let it = &items[*i];
+        writeln!(out, "{:>3}. {:.3}  [{}] {} — {}", rank + 1, s, it.kind, it.title, it.description)?;
+    }
+    Ok(())
+}
+
+fn print_inventory(inv: &Inventory) {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    let gib = |b: Option<u64>| b.map_or("unknown".into(), |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64));
+    println!("host            {}", inv.host);
+    println!("cpu             {}", opt(&inv.cpu_model));
+    println!("architecture    {}", inv.architecture);
+    println!(
+        "cores           {} logical, {} physical, {} socket(s)",
+        inv.logical_cores,
+        inv.physical_cores.map_or("unknown".into(), |c| c.to_string()),
+        inv.sockets.map_or("unknown".into(), |c| c.to_string())
+    );
+    println!("cpu flags       {}", inv.cpu_flags.join(" "));
+    println!(
+        "caches          L2 {}  L3 {}",
+        inv.l2_cache_bytes.map_or("unknown".into(), |b| format!("{} KiB", b / 1024)),
+        inv.l3_cache_bytes.map_or("unknown".into(), |b| format!("{} MiB", b / (1 << 20)))
+    );
+    println!("memory          {}", gib(inv.memory_bytes));
+    println!("os              {}", opt(&inv.os));
+    println!("kernel          {}", opt(&inv.kernel));
+    println!("virtualization  {}", opt(&inv.virtualization));
+    if inv.gpus.is_empty() {
+        println!("gpus            none found ({})", inv.gpu_probe);
+    }
+    for g in &inv.gpus {
+        println!("gpu {}           {} {}", g.index, g.name, gib(g.memory_bytes));
+    }
+    println!(
+        "power sensors   {}",
+        if inv.power_sensors.is_empty() { "none readable".to_string() } else { inv.power_sensors.join(", ") }
+    );
+}

@@ -1,0 +1,350 @@
+//! The results file: versioned schema, atomic write after every run, load.
+//!
+//! One file per sweep and machine: `results/<scenario>/<utc>-<host>.json`. Units live in field
+//! names (`_ms`, `_bytes`, `_watts`, `_usd`); a figure that was not measured is `null`, never 0.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{read_text, write_atomic, Error, Result};
+use crate::harness::stats::Latency;
+use crate::scenario::RunSpec;
+use crate::telemetry::Inventory;
+
+/// Version of this schema. Readers refuse files from a newer version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole results file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultsFile {
+    pub schema_version: u32,
+    pub scenario: ScenarioEcho,
+    pub environment: Environment,
+    /// When the sweep started (UTC, RFC 3339).
+    pub started_utc: String,
+    /// When this file was last written.
+    pub updated_utc: String,
+    pub runs: Vec<RunResult>,
+}
+
+/// The scenario as run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioEcho {
+    pub name: String,
+    pub path: String,
+    /// The scenario file, verbatim.
+    pub text: String,
+    /// Whether `--quick` shrank the durations.
+    pub quick: bool,
+}
+
+/// Where the sweep ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub inventory: Inventory,
+    pub recbench_version: String,
+    pub git_commit: String,
+    /// Backend runtimes compiled into this build, with versions.
+    pub backends: Vec<BackendVersion>,
+    /// Measured fp32 GEMM throughput per thread count: the ceiling that efficiency is relative to.
+    pub gemm_ceiling: Vec<GemmCeiling>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendVersion {
+    pub backend: String,
+    pub runtime_version: String,
+}
+
+/// Best observed fp32 GEMM rate (square matrices, the `gemm` crate candle uses).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GemmCeiling {
+    pub threads: usize,
+    pub size: usize,
+    pub gflops: f64,
+}
+
+/// Outcome of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Measured, outputs finite and within parity tolerance.
+    Ok,
+    /// Not run; `reason` says why.
+    Skipped,
+    /// The worker crashed, timed out or errored; `reason` has the cause.
+    Failed,
+    /// Ran, but outputs were NaN/inf or outside parity tolerance: its speed is not a result.
+    Invalid,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Invalid => "invalid",
+        }
+    }
+}
+
+/// One point of the sweep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub spec: RunSpec,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub started_utc: String,
+    /// Wall time of the whole worker (load, parity, warm-up, measurement).
+    pub wall_s: Option<f64>,
+    /// What the timed region covers.
+    pub timed_region: Option<String>,
+    /// Per-iteration latency: one iteration is one forward pass of `batch` requests (offline) or
+    /// one request (single-stream).
+    pub latency: Option<Latency>,
+    pub throughput: Option<Throughput>,
+    pub compute: Option<Compute>,
+    pub memory: Memory,
+    pub power: Power,
+    pub parity: Option<Parity>,
+    /// Filled by the cost model when a price applies.
+    pub cost: Option<serde_json::Value>,
+    /// Notes a reader should see (short sample, max_s reached, ...).
+    pub notes: Vec<String>,
+    /// Latency samples in ms in time order (thinned evenly to at most 10,000).
+    pub samples_ms: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub sequences_per_s: f64,
+    pub tokens_per_s: f64,
+    pub requests_per_s: f64,
+    /// Measured window the rates are computed over.
+    pub measured_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compute {
+    /// Encoder FLOPs per sequence (2 per multiply-add; projections, attention products, FFN).
+    pub flops_per_sequence: f64,
+    pub achieved_gflops: f64,
+    /// fp32 GEMM ceiling of this machine at this thread count, when measured.
+    pub gemm_ceiling_gflops: Option<f64>,
+    /// achieved / ceiling.
+    pub efficiency: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Peak resident set of the worker during the measurement window (or the whole process
+    /// when the peak mark could not be reset; see `rss_scope`).
+    pub peak_rss_bytes: Option<u64>,
+    /// `measurement` or `process`.
+    pub rss_scope: Option<String>,
+    /// Peak device memory of the backend, when on a GPU.
+    pub device_peak_bytes: Option<u64>,
+}
+
+/// Power and energy over the measurement window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Power {
+    pub watts: Option<f64>,
+    pub energy_joules: Option<f64>,
+    /// `rapl`, `nvml`, `estimated` or `none`.
+    pub source: String,
+    pub note: Option<String>,
+}
+
+impl Default for Power {
+    fn default() -> Self {
+        Power {
+            watts: None,
+            energy_joules: None,
+            source: "none".into(),
+            note: Some("no power telemetry in this build".into()),
+        }
+    }
+}
+
+/// Agreement of this run's embeddings with the candle fp32 reference on the probe set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parity {
+    pub reference: String,
+    pub probes: usize,
+    pub max_abs_diff: f64,
+    pub min_cosine: f64,
+    pub mean_cosine: f64,
+    /// Mean overlap of the top-10 demo-catalog items, over the probe queries.
+    pub top10_overlap: f64,
+    pub tolerance: String,
+    pub passed: bool,
+}
+
+impl RunResult {
+    /// A run that did not execute.
+    pub fn not_run(spec: RunSpec, status: Status, reason: String) -> RunResult {
+        RunResult {
+            spec,
+            status,
+            reason: Some(reason),
+            started_utc: now_utc(),
+            wall_s: None,
+            timed_region: None,
+            latency: None,
+            throughput: None,
+            compute: None,
+            memory: Memory::default(),
+            power: Power::default(),
+            parity: None,
+            cost: None,
+            notes: vec![],
+            samples_ms: vec![],
+        }
+    }
+}
+
+impl ResultsFile {
+    /// Writes the file atomically (temp file + rename).
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        self.updated_utc = now_utc();
+        let json = serde_json::to_vec_pretty(self).expect("results serialise");
+        write_atomic(path, &json)
+    }
+
+    /// Reads a results file, refusing newer schema versions.
+    pub fn load(path: &Path) -> Result<ResultsFile> {
+        let text = read_text(path)?;
+        let probe: serde_json::Value = serde_json::from_str(&text).map_err(|e| json_error(path, &e))?;
+        match probe.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v as u32 == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(Error::input(
+                    path,
+                    None,
+                    "schema_version",
+                    format!("version {v} is not supported; this recbench reads version {SCHEMA_VERSION}"),
+                ))
+            }
+            None => return Err(Error::input(path, None, "schema_version", "missing: not a recbench results file")),
+        }
+        serde_json::from_str(&text).map_err(|e| json_error(path, &e))
+    }
+}
+
+fn json_error(path: &Path, e: &serde_json::Error) -> Error {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let field = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.contains("field"))
+        .unwrap_or("")
+        .to_string();
+    Error::input(path, Some(e.line()), field, msg)
+}
+
+/// Current UTC time, RFC 3339 with seconds.
+pub fn now_utc() -> String {
+    let (y, mo, d, h, mi, s) = utc_parts();
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Compact UTC stamp for file names, e.g. `20261127T235012Z`.
+pub fn stamp_utc() -> String {
+    let (y, mo, d, h, mi, s) = utc_parts();
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+fn utc_parts() -> (i64, u32, u32, u32, u32, u32) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+}
+
+/// Creates a new, unique results path `<dir>/<scenario>/<utc>-<host>.json`, claiming it with an
+/// exclusive create so two sweeps started in the same second never share a file.
+pub fn claim_path(dir: &Path, scenario: &str, host: &str) -> Result<PathBuf> {
+    let folder = dir.join(scenario);
+    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+    let stamp = stamp_utc();
+    for n in 0.. {
+        let name = if n == 0 {
+            format!("{stamp}-{host}.json")
+        } else {
+            format!("{stamp}-{host}-{n}.json")
+        };
+        let path = folder.join(name);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    unreachable!()
+}
+
+/// The newest results file of `scenario` from `host` in `dir`, for `--resume`.
+pub fn latest(dir: &Path, scenario: &str, host: &str) -> Option<PathBuf> {
+    let folder = dir.join(scenario);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name.ends_with(".json") && !name.starts_with('.') && name.contains(&format!("-{host}"))
+        })
+        .collect();
+    files.sort();
+    files.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_is_well_formed() {
+        let t = now_utc();
+        assert_eq!(t.len(), 20);
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+        assert_eq!(stamp_utc().len(), 16);
+    }
+
+    #[test]
+    fn claimed_paths_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = claim_path(dir.path(), "s", "h").unwrap();
+        let b = claim_path(dir.path(), "s", "h").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(latest(dir.path(), "s", "h").unwrap(), std::cmp::max(a, b));
+    }
+
+    #[test]
+    fn future_schema_is_refused_with_exit_code_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, r#"{"schema_version": 99}"#).unwrap();
+        let e = ResultsFile::load(&p).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("version 99 is not supported"), "{e}");
+        std::fs::write(&p, "{\n\"schema_version\": 1,\n").unwrap();
+        let e = ResultsFile::load(&p).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{}:3:", p.display())), "{e}");
+    }
+}

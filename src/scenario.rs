@@ -1,0 +1,707 @@
+//! Scenario files: schema, validation and expansion into runs.
+//!
+//! A scenario is a TOML file describing a sweep. Parsing is two-step: serde checks structure
+//! (unknown keys, missing tables) and keeps the byte span of every value; validation then checks
+//! each value and reports `file:line: field `table.key`: what is wrong; what is allowed`.
+//! Expansion turns the matrix into [`RunSpec`]s; combinations this build or this design cannot
+//! run become skipped runs that carry the reason, never silently dropped.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Spanned, Value};
+
+use crate::backend::{BackendKind, Device, Precision};
+use crate::error::{line_of, read_text, Error, Result};
+use crate::model::weights::DEFAULT_SEED;
+use crate::model::Preset;
+
+/// Request shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One user sequence per request, scored against cached item embeddings.
+    TwoTower,
+    /// `candidates` (user, item) sequences per request, scored jointly.
+    CrossEncoder,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::TwoTower => "two-tower",
+            Mode::CrossEncoder => "cross-encoder",
+        }
+    }
+}
+
+/// How requests arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Load {
+    /// Back-to-back batches of `batch` requests: peak throughput.
+    Offline,
+    /// One request at a time, the next issued when the previous completes: best-case latency.
+    SingleStream,
+    /// Poisson arrivals at a target rate with dynamic batching.
+    Server,
+}
+
+impl Load {
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Offline => "offline",
+            Load::SingleStream => "single-stream",
+            Load::Server => "server",
+        }
+    }
+}
+
+/// One point of the sweep matrix, fully resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Stable identifier of the point, used by `--resume` and `compare` to match runs.
+    pub id: String,
+    pub backend: BackendKind,
+    pub device: Device,
+    pub precision: Precision,
+    pub model: Preset,
+    pub seed: u64,
+    pub mode: Mode,
+    pub load: Load,
+    /// Requests per forward pass.
+    pub batch: usize,
+    /// Tokens per sequence (every benchmark sequence is exactly this long).
+    pub seq_len: usize,
+    pub threads: usize,
+    /// Sequences per request in cross-encoder mode (1 in two-tower mode).
+    pub candidates: usize,
+    pub top_k: usize,
+    /// Item embeddings scored per request in two-tower mode.
+    pub catalog_items: usize,
+    pub warmup_s: f64,
+    pub min_s: f64,
+    pub min_queries: usize,
+    pub max_s: f64,
+    pub sla_p99_ms: f64,
+    /// Wall-clock limit of the worker process, after which it is killed and the run `failed`.
+    pub timeout_s: f64,
+}
+
+impl RunSpec {
+    /// Sequences encoded per forward pass.
+    pub fn sequences_per_batch(&self) -> usize {
+        self.batch * self.candidates
+    }
+
+    fn make_id(&mut self) {
+        let mut id = format!(
+            "{}/{}/{}/{}/{}/{}/b{}/s{}/t{}",
+            self.backend,
+            self.device,
+            self.precision,
+            self.model,
+            self.mode.name(),
+            self.load.name(),
+            self.batch,
+            self.seq_len,
+            self.threads
+        );
+        if self.mode == Mode::CrossEncoder {
+            id.push_str(&format!("/c{}", self.candidates));
+        }
+        self.id = id;
+    }
+}
+
+/// A run of the sweep, or a combination that will not run and why.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    pub spec: RunSpec,
+    pub skip: Option<String>,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    /// The file as written, recorded verbatim in results.
+    pub text: String,
+    pub name: String,
+    pub description: String,
+    pub presets: Vec<Preset>,
+    pub seed: u64,
+    pub modes: Vec<Mode>,
+    pub batch: Vec<usize>,
+    pub seq_len: Vec<usize>,
+    pub precisions: Vec<Precision>,
+    pub backends: Vec<BackendKind>,
+    pub devices: Vec<Device>,
+    /// Thread counts; `None` means "auto" (physical cores).
+    pub threads: Vec<Option<usize>>,
+    pub warmup_s: f64,
+    pub min_s: f64,
+    pub min_queries: usize,
+    pub max_s: f64,
+    pub timeout_s: Option<f64>,
+    pub loads: Vec<Load>,
+    pub sla_p99_ms: f64,
+    pub candidates: usize,
+    pub top_k: usize,
+    pub catalog_items: usize,
+    pub cost_hardware: String,
+    pub cost_catalog: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: Spanned<Value>,
+    description: Option<Spanned<Value>>,
+    model: RawModel,
+    workload: RawWorkload,
+    matrix: RawMatrix,
+    measure: Option<RawMeasure>,
+    recommender: Option<RawRecommender>,
+    cost: Option<RawCost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    presets: Spanned<Value>,
+    seed: Option<Spanned<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    mode: Spanned<Value>,
+    batch: Spanned<Value>,
+    seq_len: Spanned<Value>,
+    precision: Option<Spanned<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    backends: Spanned<Value>,
+    devices: Option<Spanned<Value>>,
+    threads: Option<Spanned<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeasure {
+    warmup_s: Option<Spanned<Value>>,
+    min_s: Option<Spanned<Value>>,
+    min_queries: Option<Spanned<Value>>,
+    max_s: Option<Spanned<Value>>,
+    timeout_s: Option<Spanned<Value>>,
+    load: Option<Spanned<Value>>,
+    sla_p99_ms: Option<Spanned<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecommender {
+    candidates: Option<Spanned<Value>>,
+    top_k: Option<Spanned<Value>>,
+    catalog_items: Option<Spanned<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCost {
+    hardware: Option<Spanned<Value>>,
+    catalog: Option<Spanned<Value>>,
+}
+
+/// Reads values out of the raw tree with errors that name file, line and field.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, v: &Spanned<Value>, field: &str, msg: impl Into<String>) -> Error {
+        Error::input(self.path, Some(line_of(self.text, v.span().start)), field, msg)
+    }
+
+    fn describe(v: &Value) -> String {
+        match v {
+            Value::String(s) => format!("string {s:?}"),
+            Value::Integer(i) => format!("integer {i}"),
+            Value::Float(f) => format!("float {f}"),
+            Value::Boolean(b) => format!("boolean {b}"),
+            Value::Datetime(d) => format!("date {d}"),
+            Value::Array(_) => "a list".into(),
+            Value::Table(_) => "a table".into(),
+        }
+    }
+
+    /// A scalar or a list of scalars, as a non-empty list without duplicates.
+    fn list<'v>(&self, v: &'v Spanned<Value>, field: &str, what: &str) -> Result<Vec<&'v Value>> {
+        let items: Vec<&Value> = match v.get_ref() {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        if items.is_empty() {
+            return Err(self.err(v, field, format!("the list is empty; give at least one {what}")));
+        }
+        Ok(items)
+    }
+
+    fn strings(&self, v: &Spanned<Value>, field: &str, allowed: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for item in self.list(v, field, "value")? {
+            match item {
+                Value::String(s) => {
+                    if out.contains(s) {
+                        return Err(self.err(v, field, format!("{s:?} is listed twice")));
+                    }
+                    out.push(s.clone())
+                }
+                other => {
+                    return Err(self.err(
+                        v,
+                        field,
+                        format!("expected a string or a list of strings ({allowed}), found {}", Self::describe(other)),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_each<T>(
+        &self,
+        v: &Spanned<Value>,
+        field: &str,
+        allowed: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        self.strings(v, field, allowed)?
+            .into_iter()
+            .map(|s| {
+                parse(&s).ok_or_else(|| {
+                    self.err(v, field, format!("unknown value {s:?}; allowed: {allowed}"))
+                })
+            })
+            .collect()
+    }
+
+    fn ints(&self, v: &Spanned<Value>, field: &str, min: i64, max: i64) -> Result<Vec<usize>> {
+        let mut out = Vec::new();
+        for item in self.list(v, field, "number")? {
+            let n = self.int_value(v, item, field, min, max)?;
+            if out.contains(&n) {
+                return Err(self.err(v, field, format!("{n} is listed twice")));
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    fn int_value(&self, v: &Spanned<Value>, item: &Value, field: &str, min: i64, max: i64) -> Result<usize> {
+        match item {
+            Value::Integer(n) if (min..=max).contains(n) => Ok(*n as usize),
+            Value::Integer(n) => Err(self.err(v, field, format!("{n} is out of range; allowed: {min} to {max}"))),
+            other => Err(self.err(
+                v,
+                field,
+                format!("expected a whole number from {min} to {max}, found {}", Self::describe(other)),
+            )),
+        }
+    }
+
+    fn int(&self, v: Option<&Spanned<Value>>, field: &str, min: i64, max: i64, default: usize) -> Result<usize> {
+        match v {
+            None => Ok(default),
+            Some(v) => self.int_value(v, v.get_ref(), field, min, max),
+        }
+    }
+
+    fn float(&self, v: Option<&Spanned<Value>>, field: &str, min: f64, max: f64, default: f64) -> Result<f64> {
+        let Some(v) = v else { return Ok(default) };
+        let x = match v.get_ref() {
+            Value::Integer(n) => *n as f64,
+            Value::Float(f) => *f,
+            other => {
+                return Err(self.err(
+                    v,
+                    field,
+                    format!("expected a number of seconds or milliseconds, found {}", Self::describe(other)),
+                ))
+            }
+        };
+        if !x.is_finite() || x < min || x > max {
+            return Err(self.err(v, field, format!("{x} is out of range; allowed: {min} to {max}")));
+        }
+        Ok(x)
+    }
+
+    fn string(&self, v: Option<&Spanned<Value>>, field: &str, default: &str) -> Result<String> {
+        match v {
+            None => Ok(default.to_string()),
+            Some(v) => match v.get_ref() {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(self.err(v, field, format!("expected a string, found {}", Self::describe(other)))),
+            },
+        }
+    }
+}
+
+/// The dotted `table.key` name of the value at byte `offset`, found from the text: the key on
+/// that line and the nearest `[table]` header above it.
+fn field_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = if line.contains('=') && !key.starts_with('[') { key } else { "" };
+    match (table, key) {
+        (Some(t), "") => t,
+        (Some(t), k) => format!("{t}.{k}"),
+        (None, k) => k.to_string(),
+    }
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text = read_text(path)?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates scenario text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start);
+            let msg = e.message().trim().to_string();
+            let mut field = offset.map(|o| field_at(text, o)).unwrap_or_default();
+            // "missing field `x`" points at the table; name the missing key.
+            if let Some(name) = msg.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+                field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+            }
+            Error::input(path, offset.map(|o| line_of(text, o)), field, msg)
+        })?;
+        let c = Ctx { path, text };
+
+        let name = c.string(Some(&raw.name), "name", "")?;
+        if name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            || name.starts_with('.')
+        {
+            return Err(c.err(
+                &raw.name,
+                "name",
+                format!("{name:?} is not allowed; use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.' (it names the results folder)"),
+            ));
+        }
+        let description = c.string(raw.description.as_ref(), "description", "")?;
+
+        let presets = c.parse_each(&raw.model.presets, "model.presets", &Preset::allowed(), Preset::parse)?;
+        let seed = c.int(raw.model.seed.as_ref(), "model.seed", 0, i64::MAX, DEFAULT_SEED as usize)? as u64;
+
+        let w = &raw.workload;
+        let modes = c.parse_each(&w.mode, "workload.mode", "two-tower, cross-encoder", |s| match s {
+            "two-tower" => Some(Mode::TwoTower),
+            "cross-encoder" => Some(Mode::CrossEncoder),
+            _ => None,
+        })?;
+        let batch = c.ints(&w.batch, "workload.batch", 1, 4096)?;
+        let seq_len = c.ints(&w.seq_len, "workload.seq_len", 8, 512)?;
+        let precisions = match &w.precision {
+            Some(v) => c.parse_each(v, "workload.precision", "fp32, bf16, fp16, int8", Precision::parse)?,
+            None => vec![Precision::Fp32],
+        };
+
+        let m = &raw.matrix;
+        let backends = c.parse_each(&m.backends, "matrix.backends", "candle, onnx, torch", BackendKind::parse)?;
+        let devices = match &m.devices {
+            Some(v) => c.parse_each(v, "matrix.devices", "cpu, cuda, cuda:N", Device::parse)?,
+            None => vec![Device::Cpu],
+        };
+        let threads = match &m.threads {
+            None => vec![None],
+            Some(v) => {
+                let mut out = Vec::new();
+                for item in c.list(v, "matrix.threads", "thread count")? {
+                    match item {
+                        Value::String(s) if s == "auto" => out.push(None),
+                        Value::Integer(_) => out.push(Some(c.int_value(v, item, "matrix.threads", 1, 1024)?)),
+                        other => {
+                            return Err(c.err(
+                                v,
+                                "matrix.threads",
+                                format!("expected \"auto\" or a thread count from 1 to 1024, found {}", Ctx::describe(other)),
+                            ))
+                        }
+                    }
+                }
+                let unique: BTreeSet<_> = out.iter().collect();
+                if unique.len() != out.len() {
+                    return Err(c.err(v, "matrix.threads", "a thread count is listed twice"));
+                }
+                out
+            }
+        };
+
+        let meas = raw.measure.as_ref();
+        let get = |f: fn(&RawMeasure) -> &Option<Spanned<Value>>| meas.and_then(|m| f(m).as_ref());
+        let warmup_s = c.float(get(|m| &m.warmup_s), "measure.warmup_s", 0.0, 3600.0, 2.0)?;
+        let min_s = c.float(get(|m| &m.min_s), "measure.min_s", 0.001, 86_400.0, 10.0)?;
+        let min_queries = c.int(get(|m| &m.min_queries), "measure.min_queries", 1, 100_000_000, 200)?;
+        let max_s = c.float(get(|m| &m.max_s), "measure.max_s", 0.001, 86_400.0, 60.0_f64.max(min_s))?;
+        if max_s < min_s {
+            let v = get(|m| &m.max_s).expect("max_s below min_s means it was given");
+            return Err(c.err(v, "measure.max_s", format!("{max_s} is below measure.min_s = {min_s}; max_s must be at least min_s")));
+        }
+        let timeout_s = match get(|m| &m.timeout_s) {
+            None => None,
+            Some(v) => Some(c.float(Some(v), "measure.timeout_s", 1.0, 7.0 * 86_400.0, 0.0)?),
+        };
+        let loads = match get(|m| &m.load) {
+            None => vec![Load::Offline],
+            Some(v) => c.parse_each(v, "measure.load", "offline, single-stream, server", |s| match s {
+                "offline" => Some(Load::Offline),
+                "single-stream" => Some(Load::SingleStream),
+                "server" => Some(Load::Server),
+                _ => None,
+            })?,
+        };
+        let sla_p99_ms = c.float(get(|m| &m.sla_p99_ms), "measure.sla_p99_ms", 0.001, 3_600_000.0, 50.0)?;
+
+        let rec = raw.recommender.as_ref();
+        let candidates = c.int(rec.and_then(|r| r.candidates.as_ref()), "recommender.candidates", 1, 10_000, 100)?;
+        let top_k = c.int(rec.and_then(|r| r.top_k.as_ref()), "recommender.top_k", 1, 10_000, 10)?;
+        let catalog_items = c.int(rec.and_then(|r| r.catalog_items.as_ref()), "recommender.catalog_items", 1, 10_000_000, 100_000)?;
+        if let Some(v) = rec.and_then(|r| r.top_k.as_ref()) {
+            if modes.contains(&Mode::CrossEncoder) && top_k > candidates {
+                return Err(c.err(v, "recommender.top_k", format!("{top_k} is more than recommender.candidates = {candidates}; a cross-encoder request can return at most its candidates")));
+            }
+            if top_k > catalog_items {
+                return Err(c.err(v, "recommender.top_k", format!("{top_k} is more than recommender.catalog_items = {catalog_items}")));
+            }
+        }
+
+        let cost = raw.cost.as_ref();
+        let cost_hardware = c.string(cost.and_then(|x| x.hardware.as_ref()), "cost.hardware", "auto")?;
+        let cost_catalog = match cost.and_then(|x| x.catalog.as_ref()) {
+            None => None,
+            Some(v) => Some(c.string(Some(v), "cost.catalog", "")?),
+        };
+
+        Ok(Scenario {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            name,
+            description,
+            presets,
+            seed,
+            modes,
+            batch,
+            seq_len,
+            precisions,
+            backends,
+            devices,
+            threads,
+            warmup_s,
+            min_s,
+            min_queries,
+            max_s,
+            timeout_s,
+            loads,
+            sla_p99_ms,
+            candidates,
+            top_k,
+            catalog_items,
+            cost_hardware,
+            cost_catalog,
+        })
+    }
+
+    /// Shrinks durations for CI smoke runs (`--quick`).
+    pub fn quick(&mut self) {
+        self.warmup_s = self.warmup_s.min(0.5);
+        self.min_s = self.min_s.min(1.0);
+        self.min_queries = self.min_queries.min(10);
+        self.max_s = self.max_s.min(5.0).max(self.min_s);
+    }
+
+    /// Every point of the matrix in a fixed order, with `auto` threads resolved to
+    /// `auto_threads`.
+    pub fn expand(&self, auto_threads: usize) -> Vec<PlannedRun> {
+        let mut out = Vec::new();
+        for &model in &self.presets {
+            for &mode in &self.modes {
+                for &load in &self.loads {
+                    for &backend in &self.backends {
+                        for &device in &self.devices {
+                            for &precision in &self.precisions {
+                                for &batch in &self.batch {
+                                    for &seq_len in &self.seq_len {
+                                        for &threads in &self.threads {
+                                            let mut spec = RunSpec {
+                                                id: String::new(),
+                                                backend,
+                                                device,
+                                                precision,
+                                                model,
+                                                seed: self.seed,
+                                                mode,
+                                                load,
+                                                batch,
+                                                seq_len,
+                                                threads: threads.unwrap_or(auto_threads),
+                                                candidates: match mode {
+                                                    Mode::TwoTower => 1,
+                                                    Mode::CrossEncoder => self.candidates,
+                                                },
+                                                top_k: self.top_k,
+                                                catalog_items: self.catalog_items,
+                                                warmup_s: self.warmup_s,
+                                                min_s: self.min_s,
+                                                min_queries: self.min_queries,
+                                                max_s: self.max_s,
+                                                sla_p99_ms: self.sla_p99_ms,
+                                                timeout_s: self
+                                                    .timeout_s
+                                                    .unwrap_or(self.warmup_s + 2.0 * self.max_s + 600.0),
+                                            };
+                                            spec.make_id();
+                                            let skip = skip_reason(&spec);
+                                            out.push(PlannedRun { spec, skip });
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Why a point cannot run in this build, if it cannot.
+fn skip_reason(spec: &RunSpec) -> Option<String> {
+    if let Err(reason) = spec.backend.supports(spec.device, spec.precision) {
+        return Some(reason);
+    }
+    if spec.load == Load::SingleStream && spec.batch != 1 {
+        return Some(format!(
+            "single-stream load issues one request at a time; batch {} does not apply (use batch = 1)",
+            spec.batch
+        ));
+    }
+    if spec.load == Load::Server {
+        return Some("server load (Poisson arrivals, dynamic batching) is not implemented in this build yet".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+[model]
+presets = ["tiny", "minilm-l6"]
+[workload]
+mode = ["two-tower", "cross-encoder"]
+batch = [1, 8]
+seq_len = 64
+precision = ["fp32", "int8"]
+[matrix]
+backends = ["candle", "onnx"]
+threads = 2
+[measure]
+load = ["offline", "single-stream"]
+[recommender]
+candidates = 16
+"#;
+
+    fn parse(text: &str) -> Result<Scenario> {
+        Scenario::parse(Path::new("s.toml"), text)
+    }
+
+    #[test]
+    fn expands_the_full_matrix_with_reasons_for_skips() {
+        let s = parse(GOOD).unwrap();
+        let runs = s.expand(4);
+        assert_eq!(runs.len(), 2 * 2 * 2 * 2 * 2 * 2);
+        let ss_b8 = runs
+            .iter()
+            .find(|r| r.spec.load == Load::SingleStream && r.spec.batch == 8 && r.spec.backend == BackendKind::Candle)
+            .unwrap();
+        assert!(ss_b8.skip.as_deref().unwrap().contains("one request at a time"));
+        if !cfg!(feature = "onnx") {
+            let onnx = runs.iter().find(|r| r.spec.backend == BackendKind::Onnx).unwrap();
+            assert!(onnx.skip.as_deref().unwrap().contains("rebuild with --features onnx"));
+        }
+        let ids: BTreeSet<_> = runs.iter().map(|r| r.spec.id.clone()).collect();
+        assert_eq!(ids.len(), runs.len(), "ids are unique");
+        let cross = runs.iter().find(|r| r.spec.mode == Mode::CrossEncoder).unwrap();
+        assert_eq!(cross.spec.candidates, 16);
+        assert_eq!(cross.spec.threads, 2);
+    }
+
+    fn err(text: &str) -> String {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn bad_values_name_line_and_field() {
+        let t = GOOD.replace("batch = [1, 8]", "batch = [1, 0]");
+        assert_eq!(err(&t), "s.toml:7: field `workload.batch`: 0 is out of range; allowed: 1 to 4096");
+        let t = GOOD.replace("seq_len = 64", "seq_len = 1024");
+        assert!(err(&t).starts_with("s.toml:8: field `workload.seq_len`: 1024 is out of range"));
+        let t = GOOD.replace("\"onnx\"]", "\"tensorrt\"]");
+        assert_eq!(
+            err(&t),
+            "s.toml:11: field `matrix.backends`: unknown value \"tensorrt\"; allowed: candle, onnx, torch"
+        );
+        let t = GOOD.replace("\"minilm-l6\"", "\"gpt\"");
+        assert!(err(&t).contains("s.toml:4: field `model.presets`: unknown value \"gpt\"; allowed: tiny"));
+        let t = GOOD.replace("threads = 2", "threads = \"many\"");
+        assert!(err(&t).starts_with("s.toml:12: field `matrix.threads`: expected \"auto\""));
+        let t = GOOD.replace("batch = [1, 8]", "batch = []");
+        assert!(err(&t).contains("field `workload.batch`: the list is empty"));
+        let t = GOOD.replace("batch = [1, 8]", "batch = [8, 8]");
+        assert!(err(&t).contains("8 is listed twice"));
+        let t = GOOD.replace("name = \"t\"", "name = \"../escape\"");
+        assert!(err(&t).starts_with("s.toml:2: field `name`"));
+    }
+
+    #[test]
+    fn structural_errors_name_line_and_field() {
+        let t = GOOD.replace("seq_len = 64", "seq_len = 64\nbatchsize = 3");
+        let e = err(&t);
+        assert!(e.starts_with("s.toml:9: field `workload.batchsize`: unknown field `batchsize`"), "{e}");
+        let t = GOOD.replace("presets = [\"tiny\", \"minilm-l6\"]", "seed = 1");
+        let e = err(&t);
+        assert!(e.contains("field `model.presets`") && e.contains("missing field `presets`"), "{e}");
+        let e = err("name = \"x\"\n[model\n");
+        assert!(e.starts_with("s.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn max_below_min_is_rejected() {
+        let t = GOOD.replace("[measure]", "[measure]\nmin_s = 10\nmax_s = 5");
+        assert!(err(&t).contains("field `measure.max_s`: 5 is below measure.min_s = 10"));
+    }
+}

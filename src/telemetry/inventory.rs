@@ -1,0 +1,224 @@
+//! Hardware and software inventory of the host, read from procfs and sysfs.
+//!
+//! Every figure is read, not assumed; what cannot be read is `null` in JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// CPU flags that decide which kernels a backend can use; the full list is long and mostly
+/// irrelevant to inference speed.
+pub const RELEVANT_FLAGS: &[&str] = &[
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd",
+    "asimdhp", "sve", "sve2", "i8mm", "bf16", "hypervisor",
+];
+
+/// What the machine is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub host: String,
+    pub cpu_model: Option<String>,
+    pub cpu_flags: Vec<String>,
+    pub architecture: String,
+    pub logical_cores: usize,
+    pub physical_cores: Option<usize>,
+    pub sockets: Option<usize>,
+    pub l2_cache_bytes: Option<u64>,
+    pub l3_cache_bytes: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub os: Option<String>,
+    pub kernel: Option<String>,
+    /// `virtual machine (<vendor>)` when the hypervisor flag is set, `bare metal` otherwise.
+    pub virtualization: Option<String>,
+    /// NVIDIA GPUs (empty without NVML).
+    pub gpus: Vec<Gpu>,
+    /// Why the GPU list may be incomplete.
+    pub gpu_probe: String,
+    /// Readable power sensors (RAPL domains).
+    pub power_sensors: Vec<String>,
+}
+
+/// One GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub index: usize,
+    pub name: String,
+    pub memory_bytes: Option<u64>,
+    pub driver: Option<String>,
+    pub cuda_version: Option<String>,
+    pub power_limit_watts: Option<f64>,
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn cpuinfo_field<'a>(cpuinfo: &'a str, key: &str) -> Option<&'a str> {
+    cpuinfo
+        .lines()
+        .find(|l| l.split(':').next().map(str::trim) == Some(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim())
+}
+
+/// Parses a sysfs cache size such as `1024K` or `32M`.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1024),
+        'M' => (&s[..s.len() - 1], 1024 * 1024),
+        'G' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// Physical cores and sockets from `/proc/cpuinfo` (unique (physical id, core id) pairs).
+fn topology(cpuinfo: &str) -> (Option<usize>, Option<usize>) {
+    let mut cores = std::collections::BTreeSet::new();
+    let mut sockets = std::collections::BTreeSet::new();
+    for block in cpuinfo.split("\n\n") {
+        let pid = cpuinfo_field(block, "physical id");
+        let cid = cpuinfo_field(block, "core id");
+        if let (Some(p), Some(c)) = (pid, cid) {
+            cores.insert((p.to_string(), c.to_string()));
+            sockets.insert(p.to_string());
+        }
+    }
+    if cores.is_empty() {
+        (None, None)
+    } else {
+        (Some(cores.len()), Some(sockets.len()))
+    }
+}
+
+/// Host name, sanitised for use in file names.
+pub fn hostname() -> String {
+    let raw = read("/proc/sys/kernel/hostname")
+        .or_else(|| read("/etc/hostname"))
+        .unwrap_or_else(|| "host".to_string());
+    let s: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        format!("h{s}")
+    } else {
+        s
+    }
+}
+
+/// Physical cores, falling back to logical ones: the default thread count ("auto").
+pub fn default_threads() -> usize {
+    let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+    topology(&cpuinfo)
+        .0
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// RAPL domains whose energy counter this process can read.
+pub fn readable_rapl_domains(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if std::fs::read_to_string(p.join("energy_uj")).is_ok() {
+            let name = std::fs::read_to_string(p.join("name")).unwrap_or_default();
+            out.push(format!("rapl:{}:{}", e.file_name().to_string_lossy(), name.trim()));
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Inventory {
+    /// Reads the inventory of this machine.
+    pub fn collect() -> Inventory {
+        let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+        let flags_line = cpuinfo_field(&cpuinfo, "flags")
+            .or_else(|| cpuinfo_field(&cpuinfo, "Features"))
+            .unwrap_or("");
+        let all: std::collections::BTreeSet<&str> = flags_line.split_whitespace().collect();
+        let cpu_flags: Vec<String> = RELEVANT_FLAGS
+            .iter()
+            .filter(|f| all.contains(**f))
+            .map(|f| f.to_string())
+            .collect();
+        let (physical_cores, sockets) = topology(&cpuinfo);
+        let cache = |level: &str| {
+            (0..8).find_map(|i| {
+                let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+                (read(&format!("{base}/level"))? == level && read(&format!("{base}/type"))? != "Instruction")
+                    .then(|| parse_size(&read(&format!("{base}/size"))?))
+                    .flatten()
+            })
+        };
+        let memory_bytes = read("/proc/meminfo").and_then(|m| {
+            cpuinfo_field(&m, "MemTotal")?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+                .map(|kb| kb * 1024)
+        });
+        let os = read("/etc/os-release").and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        });
+        let virtualization = Some(if all.contains("hypervisor") {
+            let vendor = read("/sys/class/dmi/id/sys_vendor").unwrap_or_else(|| "unknown vendor".into());
+            format!("virtual machine ({vendor})")
+        } else {
+            "bare metal".to_string()
+        });
+        Inventory {
+            host: hostname(),
+            cpu_model: cpuinfo_field(&cpuinfo, "model name").map(str::to_string),
+            cpu_flags,
+            architecture: std::env::consts::ARCH.to_string(),
+            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            physical_cores,
+            sockets,
+            l2_cache_bytes: cache("2"),
+            l3_cache_bytes: cache("3"),
+            memory_bytes,
+            os,
+            kernel: read("/proc/sys/kernel/osrelease"),
+            virtualization,
+            gpus: vec![],
+            gpu_probe: if cfg!(feature = "nvml") {
+                "NVML probe not implemented yet".into()
+            } else {
+                "not probed: this build has no nvml feature (rebuild with --features nvml)".into()
+            },
+            power_sensors: readable_rapl_domains(std::path::Path::new("/sys/class/powercap")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_counts_unique_cores() {
+        let info = "processor : 0\nphysical id : 0\ncore id : 0\n\nprocessor : 1\nphysical id : 0\ncore id : 0\n\nprocessor : 2\nphysical id : 0\ncore id : 1\n";
+        assert_eq!(topology(info), (Some(2), Some(1)));
+        assert_eq!(topology("processor : 0\n"), (None, None));
+    }
+
+    #[test]
+    fn cache_sizes_parse() {
+        assert_eq!(parse_size("1024K"), Some(1 << 20));
+        assert_eq!(parse_size("32M"), Some(32 << 20));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn this_machine_has_a_cpu_and_memory() {
+        let inv = Inventory::collect();
+        assert!(inv.logical_cores >= 1);
+        assert!(inv.memory_bytes.unwrap() > 1 << 28);
+        assert!(!inv.host.contains('/'));
+    }
+}
