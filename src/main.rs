@@ -37,26 +37,54 @@ fn usage(field: &str, message: String) -> anyhow::Error {
 }
 
 fn parse_backend(s: &str) -> anyhow::Result<BackendKind> {
-    BackendKind::parse(s)
-        .ok_or_else(|| usage("--backend", format!("unknown backend {s:?}; allowed: candle, onnx, torch")))
+    BackendKind::parse(s).ok_or_else(|| {
+        usage(
+            "--backend",
+            format!("unknown backend {s:?}; allowed: candle, onnx, torch"),
+        )
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Run { scenario, out, backends, devices, quick, resume, quiet, json } => {
+        Command::Run {
+            scenario,
+            out,
+            backends,
+            devices,
+            quick,
+            resume,
+            quiet,
+            json,
+        } => {
             let sc = Scenario::load(&scenario)?;
-            let backends = backends.iter().map(|b| parse_backend(b)).collect::<anyhow::Result<_>>()?;
+            let backends = backends
+                .iter()
+                .map(|b| parse_backend(b))
+                .collect::<anyhow::Result<_>>()?;
             let devices = devices
                 .iter()
                 .map(|d| {
-                    Device::parse(d).ok_or_else(|| usage("--device", format!("unknown device {d:?}; allowed: cpu, cuda, cuda:N")))
+                    Device::parse(d).ok_or_else(|| {
+                        usage(
+                            "--device",
+                            format!("unknown device {d:?}; allowed: cpu, cuda, cuda:N"),
+                        )
+                    })
                 })
                 .collect::<anyhow::Result<_>>()?;
             ctrlc::set_handler(|| {
                 harness::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             })
             .context("installing the Ctrl-C handler")?;
-            let opts = SweepOptions { out_dir: out, backends, devices, quick, resume, quiet };
+            let opts = SweepOptions {
+                out_dir: out,
+                backends,
+                devices,
+                quick,
+                resume,
+                quiet,
+            };
             let outcome = harness::run_sweep(sc, &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome.results)?);
@@ -72,7 +100,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
                 return Ok(130);
             }
-            let failed = outcome.results.runs.iter().any(|r| matches!(r.status, Status::Failed | Status::Invalid));
+            let failed = outcome
+                .results
+                .runs
+                .iter()
+                .any(|r| matches!(r.status, Status::Failed | Status::Invalid));
             Ok(if failed { 1 } else { 0 })
         }
         Command::Validate { scenario, json } => {
@@ -103,13 +135,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Recommend { user, top, backend, precision, model, json } => {
+        Command::Recommend {
+            user,
+            top,
+            backend,
+            precision,
+            model,
+            json,
+        } => {
             let kind = parse_backend(&backend)?;
             let precision = Precision::parse(&precision).ok_or_else(|| {
-                usage("--precision", format!("unknown precision {precision:?}; allowed: fp32, bf16, fp16, int8"))
+                usage(
+                    "--precision",
+                    format!("unknown precision {precision:?}; allowed: fp32, bf16, fp16, int8"),
+                )
             })?;
             let preset = Preset::parse(&model).ok_or_else(|| {
-                usage("--model", format!("unknown model {model:?}; allowed: {}", Preset::allowed()))
+                usage(
+                    "--model",
+                    format!("unknown model {model:?}; allowed: {}", Preset::allowed()),
+                )
             })?;
             recommend(&user, top as usize, kind, precision, preset, json)?;
             Ok(0)
@@ -143,18 +188,37 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Worker { spec, out, gemm_ceiling } => {
+        Command::Worker {
+            spec,
+            out,
+            gemm_ceiling,
+        } => {
             harness::worker::main(&spec, &out, gemm_ceiling)?;
             Ok(0)
         }
     }
 }
 
-fn recommend(user: &str, top: usize, kind: BackendKind, precision: Precision, preset: Preset, json: bool) -> anyhow::Result<()> {
+fn recommend(
+    user: &str,
+    top: usize,
+    kind: BackendKind,
+    precision: Precision,
+    preset: Preset,
+    json: bool,
+) -> anyhow::Result<()> {
     let files = ModelFiles::resolve(preset, recbench::model::weights::DEFAULT_SEED)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let threads = recbench::telemetry::inventory::default_threads();
-    let mut enc = backend::open(kind, &files, EncoderOptions { device: Device::Cpu, precision, threads })?;
+    let mut enc = backend::open(
+        kind,
+        &files,
+        EncoderOptions {
+            device: Device::Cpu,
+            precision,
+            threads,
+        },
+    )?;
     let items = recommender::bundled_items();
     let key = harness::parity::item_key(&files, kind, precision);
     let index = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
@@ -170,31 +234,54 @@ fn recommend(user: &str, top: usize, kind: BackendKind, precision: Precision, pr
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Top {} for {:?} ({} on {}, {}):", best.len(), user, preset, kind, precision)?;
+    writeln!(
+        out,
+        "Top {} for {:?} ({} on {}, {}):",
+        best.len(),
+        user,
+        preset,
+        kind,
+        precision
+    )?;
     for (rank, (i, s)) in best.iter().enumerate() {
         let it = &items[*i];
-        writeln!(out, "{:>3}. {:.3}  [{}] {} — {}", rank + 1, s, it.kind, it.title, it.description)?;
+        writeln!(
+            out,
+            "{:>3}. {:.3}  [{}] {} — {}",
+            rank + 1,
+            s,
+            it.kind,
+            it.title,
+            it.description
+        )?;
     }
     Ok(())
 }
 
 fn print_inventory(inv: &Inventory) {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
-    let gib = |b: Option<u64>| b.map_or("unknown".into(), |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64));
+    let gib = |b: Option<u64>| {
+        b.map_or("unknown".into(), |b| {
+            format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+        })
+    };
     println!("host            {}", inv.host);
     println!("cpu             {}", opt(&inv.cpu_model));
     println!("architecture    {}", inv.architecture);
     println!(
         "cores           {} logical, {} physical, {} socket(s)",
         inv.logical_cores,
-        inv.physical_cores.map_or("unknown".into(), |c| c.to_string()),
+        inv.physical_cores
+            .map_or("unknown".into(), |c| c.to_string()),
         inv.sockets.map_or("unknown".into(), |c| c.to_string())
     );
     println!("cpu flags       {}", inv.cpu_flags.join(" "));
     println!(
         "caches          L2 {}  L3 {}",
-        inv.l2_cache_bytes.map_or("unknown".into(), |b| format!("{} KiB", b / 1024)),
-        inv.l3_cache_bytes.map_or("unknown".into(), |b| format!("{} MiB", b / (1 << 20)))
+        inv.l2_cache_bytes
+            .map_or("unknown".into(), |b| format!("{} KiB", b / 1024)),
+        inv.l3_cache_bytes
+            .map_or("unknown".into(), |b| format!("{} MiB", b / (1 << 20)))
     );
     println!("memory          {}", gib(inv.memory_bytes));
     println!("os              {}", opt(&inv.os));
@@ -204,10 +291,19 @@ fn print_inventory(inv: &Inventory) {
         println!("gpus            none found ({})", inv.gpu_probe);
     }
     for g in &inv.gpus {
-        println!("gpu {}           {} {}", g.index, g.name, gib(g.memory_bytes));
+        println!(
+            "gpu {}           {} {}",
+            g.index,
+            g.name,
+            gib(g.memory_bytes)
+        );
     }
     println!(
         "power sensors   {}",
-        if inv.power_sensors.is_empty() { "none readable".to_string() } else { inv.power_sensors.join(", ") }
+        if inv.power_sensors.is_empty() {
+            "none readable".to_string()
+        } else {
+            inv.power_sensors.join(", ")
+        }
     );
 }

@@ -65,7 +65,12 @@ pub fn parse_items(path: &Path, text: &str) -> Result<Vec<Item>> {
             ));
         }
         let id = f[0].parse().map_err(|_| {
-            Error::input(path, Some(i + 1), "id", format!("{:?} is not a whole number", f[0]))
+            Error::input(
+                path,
+                Some(i + 1),
+                "id",
+                format!("{:?} is not a whole number", f[0]),
+            )
         })?;
         items.push(Item {
             id,
@@ -94,11 +99,7 @@ pub struct ItemIndex {
 
 impl ItemIndex {
     pub fn len(&self) -> usize {
-        if self.dim == 0 {
-            0
-        } else {
-            self.data.len() / self.dim
-        }
+        self.data.len().checked_div(self.dim).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -108,8 +109,17 @@ impl ItemIndex {
     /// Repeats the rows until there are `n` (the scoring cost of an `n`-item catalog; the demo
     /// catalog is smaller than a production one).
     pub fn tiled(&self, n: usize) -> ItemIndex {
-        let data = self.data.iter().copied().cycle().take(n * self.dim).collect();
-        ItemIndex { dim: self.dim, data }
+        let data = self
+            .data
+            .iter()
+            .copied()
+            .cycle()
+            .take(n * self.dim)
+            .collect();
+        ItemIndex {
+            dim: self.dim,
+            data,
+        }
     }
 
     /// Scores `[users, items]` = users · itemsᵀ, with `threads` threads.
@@ -247,17 +257,29 @@ mod tests {
             assert!(!it.title.is_empty() && !it.description.is_empty());
         }
         for kind in ["film", "book", "product"] {
-            assert!(items.iter().filter(|i| i.kind == kind).count() >= 100, "{kind}");
+            assert!(
+                items.iter().filter(|i| i.kind == kind).count() >= 100,
+                "{kind}"
+            );
         }
     }
 
     #[test]
     fn catalog_errors_name_the_line() {
-        let e = parse_items(Path::new("c.tsv"), "id\tkind\ttitle\tdescription\n1\tfilm\tx\n")
-            .unwrap_err();
-        assert_eq!(e.to_string(), "c.tsv:2: expected 4 tab-separated fields, found 3");
-        let e = parse_items(Path::new("c.tsv"), "id\tkind\ttitle\tdescription\nx\tfilm\ta\tb\n")
-            .unwrap_err();
+        let e = parse_items(
+            Path::new("c.tsv"),
+            "id\tkind\ttitle\tdescription\n1\tfilm\tx\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.tsv:2: expected 4 tab-separated fields, found 3"
+        );
+        let e = parse_items(
+            Path::new("c.tsv"),
+            "id\tkind\ttitle\tdescription\nx\tfilm\ta\tb\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("c.tsv:2: field `id`"), "{e}");
     }
 

@@ -217,7 +217,8 @@ impl ResultsFile {
     /// Reads a results file, refusing newer schema versions.
     pub fn load(path: &Path) -> Result<ResultsFile> {
         let text = read_text(path)?;
-        let probe: serde_json::Value = serde_json::from_str(&text).map_err(|e| json_error(path, &e))?;
+        let probe: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| json_error(path, &e))?;
         match probe.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v as u32 == SCHEMA_VERSION => {}
             Some(v) => {
@@ -225,10 +226,19 @@ impl ResultsFile {
                     path,
                     None,
                     "schema_version",
-                    format!("version {v} is not supported; this recbench reads version {SCHEMA_VERSION}"),
+                    format!(
+                    "version {v} is not supported; this recbench reads version {SCHEMA_VERSION}"
+                ),
                 ))
             }
-            None => return Err(Error::input(path, None, "schema_version", "missing: not a recbench results file")),
+            None => {
+                return Err(Error::input(
+                    path,
+                    None,
+                    "schema_version",
+                    "missing: not a recbench results file",
+                ))
+            }
         }
         serde_json::from_str(&text).map_err(|e| json_error(path, &e))
     }
@@ -273,7 +283,14 @@ fn utc_parts() -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 /// Creates a new, unique results path `<dir>/<scenario>/<utc>-<host>.json`, claiming it with an
@@ -289,7 +306,11 @@ pub fn claim_path(dir: &Path, scenario: &str, host: &str) -> Result<PathBuf> {
             format!("{stamp}-{host}-{n}.json")
         };
         let path = folder.join(name);
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(_) => return Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(&path, e)),
@@ -306,7 +327,10 @@ pub fn latest(dir: &Path, scenario: &str, host: &str) -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name.ends_with(".json") && !name.starts_with('.') && name.contains(&format!("-{host}"))
         })
         .collect();
@@ -345,6 +369,9 @@ mod tests {
         assert!(e.to_string().contains("version 99 is not supported"), "{e}");
         std::fs::write(&p, "{\n\"schema_version\": 1,\n").unwrap();
         let e = ResultsFile::load(&p).unwrap_err();
-        assert!(e.to_string().starts_with(&format!("{}:3:", p.display())), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("{}:3:", p.display())),
+            "{e}"
+        );
     }
 }

@@ -226,7 +226,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, v: &Spanned<Value>, field: &str, msg: impl Into<String>) -> Error {
-        Error::input(self.path, Some(line_of(self.text, v.span().start)), field, msg)
+        Error::input(
+            self.path,
+            Some(line_of(self.text, v.span().start)),
+            field,
+            msg,
+        )
     }
 
     fn describe(v: &Value) -> String {
@@ -248,7 +253,11 @@ impl Ctx<'_> {
             other => vec![other],
         };
         if items.is_empty() {
-            return Err(self.err(v, field, format!("the list is empty; give at least one {what}")));
+            return Err(self.err(
+                v,
+                field,
+                format!("the list is empty; give at least one {what}"),
+            ));
         }
         Ok(items)
     }
@@ -267,7 +276,10 @@ impl Ctx<'_> {
                     return Err(self.err(
                         v,
                         field,
-                        format!("expected a string or a list of strings ({allowed}), found {}", Self::describe(other)),
+                        format!(
+                            "expected a string or a list of strings ({allowed}), found {}",
+                            Self::describe(other)
+                        ),
                     ))
                 }
             }
@@ -304,26 +316,54 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn int_value(&self, v: &Spanned<Value>, item: &Value, field: &str, min: i64, max: i64) -> Result<usize> {
+    fn int_value(
+        &self,
+        v: &Spanned<Value>,
+        item: &Value,
+        field: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<usize> {
         match item {
             Value::Integer(n) if (min..=max).contains(n) => Ok(*n as usize),
-            Value::Integer(n) => Err(self.err(v, field, format!("{n} is out of range; allowed: {min} to {max}"))),
+            Value::Integer(n) => Err(self.err(
+                v,
+                field,
+                format!("{n} is out of range; allowed: {min} to {max}"),
+            )),
             other => Err(self.err(
                 v,
                 field,
-                format!("expected a whole number from {min} to {max}, found {}", Self::describe(other)),
+                format!(
+                    "expected a whole number from {min} to {max}, found {}",
+                    Self::describe(other)
+                ),
             )),
         }
     }
 
-    fn int(&self, v: Option<&Spanned<Value>>, field: &str, min: i64, max: i64, default: usize) -> Result<usize> {
+    fn int(
+        &self,
+        v: Option<&Spanned<Value>>,
+        field: &str,
+        min: i64,
+        max: i64,
+        default: usize,
+    ) -> Result<usize> {
         match v {
             None => Ok(default),
             Some(v) => self.int_value(v, v.get_ref(), field, min, max),
         }
     }
 
-    fn float(&self, v: Option<&Spanned<Value>>, field: &str, min: f64, max: f64, default: f64) -> Result<f64> {
+    fn float(
+        &self,
+        v: Option<&Spanned<Value>>,
+        field: &str,
+        min: f64,
+        max: f64,
+        default: f64,
+    ) -> Result<f64> {
         let Some(v) = v else { return Ok(default) };
         let x = match v.get_ref() {
             Value::Integer(n) => *n as f64,
@@ -332,12 +372,19 @@ impl Ctx<'_> {
                 return Err(self.err(
                     v,
                     field,
-                    format!("expected a number of seconds or milliseconds, found {}", Self::describe(other)),
+                    format!(
+                        "expected a number of seconds or milliseconds, found {}",
+                        Self::describe(other)
+                    ),
                 ))
             }
         };
         if !x.is_finite() || x < min || x > max {
-            return Err(self.err(v, field, format!("{x} is out of range; allowed: {min} to {max}")));
+            return Err(self.err(
+                v,
+                field,
+                format!("{x} is out of range; allowed: {min} to {max}"),
+            ));
         }
         Ok(x)
     }
@@ -347,7 +394,11 @@ impl Ctx<'_> {
             None => Ok(default.to_string()),
             Some(v) => match v.get_ref() {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(self.err(v, field, format!("expected a string, found {}", Self::describe(other)))),
+                other => Err(self.err(
+                    v,
+                    field,
+                    format!("expected a string, found {}", Self::describe(other)),
+                )),
             },
         }
     }
@@ -360,13 +411,17 @@ fn field_at(text: &str, offset: usize) -> String {
     let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");
     let key = line.split('=').next().unwrap_or("").trim();
-    let table = text[..start]
+    let table = text[..start + line.len()]
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('[') && l.ends_with(']'))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let key = if line.contains('=') && !key.starts_with('[') { key } else { "" };
+    let key = if line.contains('=') && !key.starts_with('[') {
+        key
+    } else {
+        ""
+    };
     match (table, key) {
         (Some(t), "") => t,
         (Some(t), k) => format!("{t}.{k}"),
@@ -388,8 +443,15 @@ impl Scenario {
             let msg = e.message().trim().to_string();
             let mut field = offset.map(|o| field_at(text, o)).unwrap_or_default();
             // "missing field `x`" points at the table; name the missing key.
-            if let Some(name) = msg.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-                field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+            if let Some(name) = msg
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
+                field = if field.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{field}.{name}")
+                };
             }
             Error::input(path, offset.map(|o| line_of(text, o)), field, msg)
         })?;
@@ -398,7 +460,9 @@ impl Scenario {
         let name = c.string(Some(&raw.name), "name", "")?;
         if name.is_empty()
             || name.len() > 64
-            || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
             || name.starts_with('.')
         {
             return Err(c.err(
@@ -409,24 +473,50 @@ impl Scenario {
         }
         let description = c.string(raw.description.as_ref(), "description", "")?;
 
-        let presets = c.parse_each(&raw.model.presets, "model.presets", &Preset::allowed(), Preset::parse)?;
-        let seed = c.int(raw.model.seed.as_ref(), "model.seed", 0, i64::MAX, DEFAULT_SEED as usize)? as u64;
+        let presets = c.parse_each(
+            &raw.model.presets,
+            "model.presets",
+            &Preset::allowed(),
+            Preset::parse,
+        )?;
+        let seed = c.int(
+            raw.model.seed.as_ref(),
+            "model.seed",
+            0,
+            i64::MAX,
+            DEFAULT_SEED as usize,
+        )? as u64;
 
         let w = &raw.workload;
-        let modes = c.parse_each(&w.mode, "workload.mode", "two-tower, cross-encoder", |s| match s {
-            "two-tower" => Some(Mode::TwoTower),
-            "cross-encoder" => Some(Mode::CrossEncoder),
-            _ => None,
-        })?;
+        let modes = c.parse_each(
+            &w.mode,
+            "workload.mode",
+            "two-tower, cross-encoder",
+            |s| match s {
+                "two-tower" => Some(Mode::TwoTower),
+                "cross-encoder" => Some(Mode::CrossEncoder),
+                _ => None,
+            },
+        )?;
         let batch = c.ints(&w.batch, "workload.batch", 1, 4096)?;
         let seq_len = c.ints(&w.seq_len, "workload.seq_len", 8, 512)?;
         let precisions = match &w.precision {
-            Some(v) => c.parse_each(v, "workload.precision", "fp32, bf16, fp16, int8", Precision::parse)?,
+            Some(v) => c.parse_each(
+                v,
+                "workload.precision",
+                "fp32, bf16, fp16, int8",
+                Precision::parse,
+            )?,
             None => vec![Precision::Fp32],
         };
 
         let m = &raw.matrix;
-        let backends = c.parse_each(&m.backends, "matrix.backends", "candle, onnx, torch", BackendKind::parse)?;
+        let backends = c.parse_each(
+            &m.backends,
+            "matrix.backends",
+            "candle, onnx, torch",
+            BackendKind::parse,
+        )?;
         let devices = match &m.devices {
             Some(v) => c.parse_each(v, "matrix.devices", "cpu, cuda, cuda:N", Device::parse)?,
             None => vec![Device::Cpu],
@@ -438,12 +528,17 @@ impl Scenario {
                 for item in c.list(v, "matrix.threads", "thread count")? {
                     match item {
                         Value::String(s) if s == "auto" => out.push(None),
-                        Value::Integer(_) => out.push(Some(c.int_value(v, item, "matrix.threads", 1, 1024)?)),
+                        Value::Integer(_) => {
+                            out.push(Some(c.int_value(v, item, "matrix.threads", 1, 1024)?))
+                        }
                         other => {
                             return Err(c.err(
                                 v,
                                 "matrix.threads",
-                                format!("expected \"auto\" or a thread count from 1 to 1024, found {}", Ctx::describe(other)),
+                                format!(
+                                    "expected \"auto\" or a thread count from 1 to 1024, found {}",
+                                    Ctx::describe(other)
+                                ),
                             ))
                         }
                     }
@@ -460,42 +555,96 @@ impl Scenario {
         let get = |f: fn(&RawMeasure) -> &Option<Spanned<Value>>| meas.and_then(|m| f(m).as_ref());
         let warmup_s = c.float(get(|m| &m.warmup_s), "measure.warmup_s", 0.0, 3600.0, 2.0)?;
         let min_s = c.float(get(|m| &m.min_s), "measure.min_s", 0.001, 86_400.0, 10.0)?;
-        let min_queries = c.int(get(|m| &m.min_queries), "measure.min_queries", 1, 100_000_000, 200)?;
-        let max_s = c.float(get(|m| &m.max_s), "measure.max_s", 0.001, 86_400.0, 60.0_f64.max(min_s))?;
+        let min_queries = c.int(
+            get(|m| &m.min_queries),
+            "measure.min_queries",
+            1,
+            100_000_000,
+            200,
+        )?;
+        let max_s = c.float(
+            get(|m| &m.max_s),
+            "measure.max_s",
+            0.001,
+            86_400.0,
+            60.0_f64.max(min_s),
+        )?;
         if max_s < min_s {
             let v = get(|m| &m.max_s).expect("max_s below min_s means it was given");
-            return Err(c.err(v, "measure.max_s", format!("{max_s} is below measure.min_s = {min_s}; max_s must be at least min_s")));
+            return Err(c.err(
+                v,
+                "measure.max_s",
+                format!("{max_s} is below measure.min_s = {min_s}; max_s must be at least min_s"),
+            ));
         }
         let timeout_s = match get(|m| &m.timeout_s) {
             None => None,
             Some(v) => Some(c.float(Some(v), "measure.timeout_s", 1.0, 7.0 * 86_400.0, 0.0)?),
         };
-        let loads = match get(|m| &m.load) {
-            None => vec![Load::Offline],
-            Some(v) => c.parse_each(v, "measure.load", "offline, single-stream, server", |s| match s {
-                "offline" => Some(Load::Offline),
-                "single-stream" => Some(Load::SingleStream),
-                "server" => Some(Load::Server),
-                _ => None,
-            })?,
-        };
-        let sla_p99_ms = c.float(get(|m| &m.sla_p99_ms), "measure.sla_p99_ms", 0.001, 3_600_000.0, 50.0)?;
+        let loads =
+            match get(|m| &m.load) {
+                None => vec![Load::Offline],
+                Some(v) => c.parse_each(
+                    v,
+                    "measure.load",
+                    "offline, single-stream, server",
+                    |s| match s {
+                        "offline" => Some(Load::Offline),
+                        "single-stream" => Some(Load::SingleStream),
+                        "server" => Some(Load::Server),
+                        _ => None,
+                    },
+                )?,
+            };
+        let sla_p99_ms = c.float(
+            get(|m| &m.sla_p99_ms),
+            "measure.sla_p99_ms",
+            0.001,
+            3_600_000.0,
+            50.0,
+        )?;
 
         let rec = raw.recommender.as_ref();
-        let candidates = c.int(rec.and_then(|r| r.candidates.as_ref()), "recommender.candidates", 1, 10_000, 100)?;
-        let top_k = c.int(rec.and_then(|r| r.top_k.as_ref()), "recommender.top_k", 1, 10_000, 10)?;
-        let catalog_items = c.int(rec.and_then(|r| r.catalog_items.as_ref()), "recommender.catalog_items", 1, 10_000_000, 100_000)?;
+        let candidates = c.int(
+            rec.and_then(|r| r.candidates.as_ref()),
+            "recommender.candidates",
+            1,
+            10_000,
+            100,
+        )?;
+        let top_k = c.int(
+            rec.and_then(|r| r.top_k.as_ref()),
+            "recommender.top_k",
+            1,
+            10_000,
+            10,
+        )?;
+        let catalog_items = c.int(
+            rec.and_then(|r| r.catalog_items.as_ref()),
+            "recommender.catalog_items",
+            1,
+            10_000_000,
+            100_000,
+        )?;
         if let Some(v) = rec.and_then(|r| r.top_k.as_ref()) {
             if modes.contains(&Mode::CrossEncoder) && top_k > candidates {
                 return Err(c.err(v, "recommender.top_k", format!("{top_k} is more than recommender.candidates = {candidates}; a cross-encoder request can return at most its candidates")));
             }
             if top_k > catalog_items {
-                return Err(c.err(v, "recommender.top_k", format!("{top_k} is more than recommender.catalog_items = {catalog_items}")));
+                return Err(c.err(
+                    v,
+                    "recommender.top_k",
+                    format!("{top_k} is more than recommender.catalog_items = {catalog_items}"),
+                ));
             }
         }
 
         let cost = raw.cost.as_ref();
-        let cost_hardware = c.string(cost.and_then(|x| x.hardware.as_ref()), "cost.hardware", "auto")?;
+        let cost_hardware = c.string(
+            cost.and_then(|x| x.hardware.as_ref()),
+            "cost.hardware",
+            "auto",
+        )?;
         let cost_catalog = match cost.and_then(|x| x.catalog.as_ref()) {
             None => None,
             Some(v) => Some(c.string(Some(v), "cost.catalog", "")?),
@@ -574,9 +723,9 @@ impl Scenario {
                                                 min_queries: self.min_queries,
                                                 max_s: self.max_s,
                                                 sla_p99_ms: self.sla_p99_ms,
-                                                timeout_s: self
-                                                    .timeout_s
-                                                    .unwrap_or(self.warmup_s + 2.0 * self.max_s + 600.0),
+                                                timeout_s: self.timeout_s.unwrap_or(
+                                                    self.warmup_s + 2.0 * self.max_s + 600.0,
+                                                ),
                                             };
                                             spec.make_id();
                                             let skip = skip_reason(&spec);
@@ -606,7 +755,10 @@ fn skip_reason(spec: &RunSpec) -> Option<String> {
         ));
     }
     if spec.load == Load::Server {
-        return Some("server load (Poisson arrivals, dynamic batching) is not implemented in this build yet".into());
+        return Some(
+            "server load (Poisson arrivals, dynamic batching) is not implemented in this build yet"
+                .into(),
+        );
     }
     None
 }
@@ -644,16 +796,34 @@ candidates = 16
         assert_eq!(runs.len(), 2 * 2 * 2 * 2 * 2 * 2);
         let ss_b8 = runs
             .iter()
-            .find(|r| r.spec.load == Load::SingleStream && r.spec.batch == 8 && r.spec.backend == BackendKind::Candle)
+            .find(|r| {
+                r.spec.load == Load::SingleStream
+                    && r.spec.batch == 8
+                    && r.spec.backend == BackendKind::Candle
+            })
             .unwrap();
-        assert!(ss_b8.skip.as_deref().unwrap().contains("one request at a time"));
+        assert!(ss_b8
+            .skip
+            .as_deref()
+            .unwrap()
+            .contains("one request at a time"));
         if !cfg!(feature = "onnx") {
-            let onnx = runs.iter().find(|r| r.spec.backend == BackendKind::Onnx).unwrap();
-            assert!(onnx.skip.as_deref().unwrap().contains("rebuild with --features onnx"));
+            let onnx = runs
+                .iter()
+                .find(|r| r.spec.backend == BackendKind::Onnx)
+                .unwrap();
+            assert!(onnx
+                .skip
+                .as_deref()
+                .unwrap()
+                .contains("rebuild with --features onnx"));
         }
         let ids: BTreeSet<_> = runs.iter().map(|r| r.spec.id.clone()).collect();
         assert_eq!(ids.len(), runs.len(), "ids are unique");
-        let cross = runs.iter().find(|r| r.spec.mode == Mode::CrossEncoder).unwrap();
+        let cross = runs
+            .iter()
+            .find(|r| r.spec.mode == Mode::CrossEncoder)
+            .unwrap();
         assert_eq!(cross.spec.candidates, 16);
         assert_eq!(cross.spec.threads, 2);
     }
@@ -667,7 +837,10 @@ candidates = 16
     #[test]
     fn bad_values_name_line_and_field() {
         let t = GOOD.replace("batch = [1, 8]", "batch = [1, 0]");
-        assert_eq!(err(&t), "s.toml:7: field `workload.batch`: 0 is out of range; allowed: 1 to 4096");
+        assert_eq!(
+            err(&t),
+            "s.toml:7: field `workload.batch`: 0 is out of range; allowed: 1 to 4096"
+        );
         let t = GOOD.replace("seq_len = 64", "seq_len = 1024");
         assert!(err(&t).starts_with("s.toml:8: field `workload.seq_len`: 1024 is out of range"));
         let t = GOOD.replace("\"onnx\"]", "\"tensorrt\"]");
@@ -676,7 +849,8 @@ candidates = 16
             "s.toml:11: field `matrix.backends`: unknown value \"tensorrt\"; allowed: candle, onnx, torch"
         );
         let t = GOOD.replace("\"minilm-l6\"", "\"gpt\"");
-        assert!(err(&t).contains("s.toml:4: field `model.presets`: unknown value \"gpt\"; allowed: tiny"));
+        assert!(err(&t)
+            .contains("s.toml:4: field `model.presets`: unknown value \"gpt\"; allowed: tiny"));
         let t = GOOD.replace("threads = 2", "threads = \"many\"");
         assert!(err(&t).starts_with("s.toml:12: field `matrix.threads`: expected \"auto\""));
         let t = GOOD.replace("batch = [1, 8]", "batch = []");
@@ -691,10 +865,16 @@ candidates = 16
     fn structural_errors_name_line_and_field() {
         let t = GOOD.replace("seq_len = 64", "seq_len = 64\nbatchsize = 3");
         let e = err(&t);
-        assert!(e.starts_with("s.toml:9: field `workload.batchsize`: unknown field `batchsize`"), "{e}");
+        assert!(
+            e.starts_with("s.toml:9: field `workload.batchsize`: unknown field `batchsize`"),
+            "{e}"
+        );
         let t = GOOD.replace("presets = [\"tiny\", \"minilm-l6\"]", "seed = 1");
         let e = err(&t);
-        assert!(e.contains("field `model.presets`") && e.contains("missing field `presets`"), "{e}");
+        assert!(
+            e.contains("field `model.presets`") && e.contains("missing field `presets`"),
+            "{e}"
+        );
         let e = err("name = \"x\"\n[model\n");
         assert!(e.starts_with("s.toml:2:"), "{e}");
     }

@@ -27,7 +27,12 @@ enum Linear {
 }
 
 impl Linear {
-    fn new(w: &Tensor, b: &Tensor, precision: Precision, dtype: DType) -> candle_core::Result<Self> {
+    fn new(
+        w: &Tensor,
+        b: &Tensor,
+        precision: Precision,
+        dtype: DType,
+    ) -> candle_core::Result<Self> {
         Ok(match precision {
             Precision::Int8 => Linear::Quant {
                 w: QMatMul::from_qtensor(QTensor::quantize(w, GgmlDType::Q8_0)?)?,
@@ -103,12 +108,18 @@ impl CandleBert {
             Precision::Bf16 => DType::BF16,
         };
         let tensors = candle_core::safetensors::load(&files.weights, &device).map_err(|e| {
-            Error::Model(format!("{}: cannot load weights: {e}", files.weights.display()))
+            Error::Model(format!(
+                "{}: cannot load weights: {e}",
+                files.weights.display()
+            ))
         })?;
         let cfg = files.config.clone();
         let get = |name: &str| -> Result<Tensor> {
             let t = tensors.get(name).ok_or_else(|| {
-                Error::Model(format!("{}: missing tensor {name}", files.weights.display()))
+                Error::Model(format!(
+                    "{}: missing tensor {name}",
+                    files.weights.display()
+                ))
             })?;
             t.to_dtype(DType::F32).map_err(err)
         };
@@ -153,7 +164,10 @@ impl CandleBert {
                     &get(&p("intermediate.dense.weight"))?,
                     &get(&p("intermediate.dense.bias"))?,
                 )?,
-                out: linear(&get(&p("output.dense.weight"))?, &get(&p("output.dense.bias"))?)?,
+                out: linear(
+                    &get(&p("output.dense.weight"))?,
+                    &get(&p("output.dense.bias"))?,
+                )?,
                 ln2: ln(&p("output.LayerNorm"))?,
             });
         }
@@ -218,7 +232,11 @@ impl CandleBert {
         let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
         let counts = mask.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
         let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::INFINITY)?;
         mean.broadcast_div(&norm)
     }
 }
@@ -226,7 +244,10 @@ impl CandleBert {
 impl Encoder for CandleBert {
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
         let out = self.forward(batch).map_err(err)?;
-        let data = out.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+        let data = out
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)?;
         Ok(Embeddings {
             rows: batch.batch,
             dim: self.cfg.hidden_size,

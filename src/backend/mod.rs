@@ -123,7 +123,12 @@ pub enum Precision {
 }
 
 impl Precision {
-    pub const ALL: [Precision; 4] = [Precision::Fp32, Precision::Bf16, Precision::Fp16, Precision::Int8];
+    pub const ALL: [Precision; 4] = [
+        Precision::Fp32,
+        Precision::Bf16,
+        Precision::Fp16,
+        Precision::Int8,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -199,7 +204,11 @@ pub struct EncoderOptions {
 }
 
 /// Loads `files` on the backend `kind`.
-pub fn open(kind: BackendKind, files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
+pub fn open(
+    kind: BackendKind,
+    files: &ModelFiles,
+    opts: EncoderOptions,
+) -> Result<Box<dyn Encoder>> {
     kind.supports(opts.device, opts.precision)
         .map_err(|m| Error::backend(kind.name(), m))?;
     match kind {
@@ -243,11 +252,16 @@ pub fn inventory() -> Vec<BackendInfo> {
             };
             let note = if compiled {
                 match b {
-                    BackendKind::Candle => "pure Rust; int8 via candle's Q8_0 quantized matmul".into(),
+                    BackendKind::Candle => {
+                        "pure Rust; int8 via candle's Q8_0 quantized matmul".into()
+                    }
                     _ => String::new(),
                 }
             } else {
-                format!("not enabled in this build; rebuild with --features {}", b.name())
+                format!(
+                    "not enabled in this build; rebuild with --features {}",
+                    b.name()
+                )
             };
             BackendInfo {
                 backend: b,

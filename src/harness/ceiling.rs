@@ -23,13 +23,24 @@ pub fn gemm_gflops(n: usize, threads: usize, budget: Duration) -> f64 {
         // SAFETY: a, b and c are n×n row-major buffers matching the strides given.
         unsafe {
             gemm::gemm(
-                n, n, n,
-                c.as_mut_ptr(), 1, n as isize,
+                n,
+                n,
+                n,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
                 false,
-                a.as_ptr(), 1, n as isize,
-                b.as_ptr(), 1, n as isize,
-                0.0f32, 1.0f32,
-                false, false, false,
+                a.as_ptr(),
+                1,
+                n as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
                 par,
             );
         }

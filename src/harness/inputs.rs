@@ -19,7 +19,9 @@ pub fn token_stream(tok: &Tokenizer, items: &[Item]) -> Result<Vec<u32>> {
 }
 
 fn window(stream: &[u32], start: usize, len: usize) -> Vec<u32> {
-    (0..len).map(|i| stream[(start + i) % stream.len()]).collect()
+    (0..len)
+        .map(|i| stream[(start + i) % stream.len()])
+        .collect()
 }
 
 /// A batch of `requests` requests (× `candidates` sequences in cross-encoder mode).
@@ -38,7 +40,9 @@ pub fn bench_batch(
     let mut seqs = Vec::new();
     for r in 0..requests {
         match mode {
-            Mode::TwoTower => seqs.push(tok.single(&window(stream, r * stride, seq_len - 2), seq_len)),
+            Mode::TwoTower => {
+                seqs.push(tok.single(&window(stream, r * stride, seq_len - 2), seq_len))
+            }
             Mode::CrossEncoder => {
                 let a = (seq_len - 3) / 2;
                 let user = window(stream, r * stride, a);

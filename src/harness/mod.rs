@@ -122,12 +122,23 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         Some(path) => {
             let mut f = ResultsFile::load(&path)?;
             if f.scenario.name != scenario.name {
-                return Err(Error::input(&path, None, "scenario.name", format!(
-                    "this file is from scenario {:?}, not {:?}", f.scenario.name, scenario.name)));
+                return Err(Error::input(
+                    &path,
+                    None,
+                    "scenario.name",
+                    format!(
+                        "this file is from scenario {:?}, not {:?}",
+                        f.scenario.name, scenario.name
+                    ),
+                ));
             }
             // Failed runs are retried; everything else that finished is kept.
             f.runs.retain(|r| r.status != Status::Failed);
-            progress.line(&format!("resuming {} ({} runs kept)", path.display(), f.runs.len()));
+            progress.line(&format!(
+                "resuming {} ({} runs kept)",
+                path.display(),
+                f.runs.len()
+            ));
             (path, f)
         }
         None => {
@@ -181,7 +192,10 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             Some(reason) => RunResult::not_run(p.spec.clone(), Status::Skipped, reason.clone()),
             None => {
                 if references_ready.insert((p.spec.model, p.spec.seed)) {
-                    progress.line(&format!("preparing {} (weights, fp32 reference) ...", p.spec.model));
+                    progress.line(&format!(
+                        "preparing {} (weights, fp32 reference) ...",
+                        p.spec.model
+                    ));
                     prepare_reference(p.spec.model, p.spec.seed)?;
                 }
                 progress.line(&format!("{label} ..."));
@@ -225,11 +239,16 @@ pub fn one_line(r: &RunResult) -> String {
 }
 
 /// Keeps the last lines a worker wrote to stderr, for failure reports.
-fn collect_tail(stderr: std::process::ChildStderr) -> (Arc<Mutex<VecDeque<String>>>, std::thread::JoinHandle<()>) {
+fn collect_tail(
+    stderr: std::process::ChildStderr,
+) -> (Arc<Mutex<VecDeque<String>>>, std::thread::JoinHandle<()>) {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let t2 = tail.clone();
     let h = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(|l| l.ok())
+        {
             let mut t = t2.lock().unwrap();
             t.push_back(line);
             if t.len() > 20 {
@@ -263,12 +282,19 @@ fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let spec_path = dir.path().join("spec.json");
     let out_path = dir.path().join("result.json");
-    std::fs::write(&spec_path, serde_json::to_vec(&p.spec).expect("spec serialises"))
-        .map_err(|e| Error::io(&spec_path, e))?;
+    std::fs::write(
+        &spec_path,
+        serde_json::to_vec(&p.spec).expect("spec serialises"),
+    )
+    .map_err(|e| Error::io(&spec_path, e))?;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     let threads = p.spec.threads.to_string();
     let mut cmd = Command::new(&exe);
-    cmd.arg("__worker").arg("--spec").arg(&spec_path).arg("--out").arg(&out_path);
+    cmd.arg("__worker")
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&out_path);
     if let Some(c) = ceiling {
         cmd.arg("--gemm-ceiling").arg(c.to_string());
     }
@@ -327,7 +353,9 @@ fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult
     match std::fs::read(&out_path) {
         Ok(bytes) if status.success() => match serde_json::from_slice::<RunResult>(&bytes) {
             Ok(r) => Ok(Some(r)),
-            Err(e) => Ok(Some(failed(format!("worker wrote an unreadable result: {e}")))),
+            Err(e) => Ok(Some(failed(format!(
+                "worker wrote an unreadable result: {e}"
+            )))),
         },
         _ => Ok(Some(failed(format!(
             "worker exited with code {}{tail_text}",
@@ -339,12 +367,26 @@ fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult
 /// The end-of-sweep table.
 pub fn summary_table(file: &ResultsFile) -> String {
     let mut rows = vec![vec![
-        "status".to_string(), "backend".into(), "device".into(), "prec".into(), "model".into(),
-        "mode".into(), "load".into(), "batch".into(), "seq".into(), "thr".into(), "p50 ms".into(),
-        "p99 ms".into(), "req/s".into(), "seq/s".into(), "GFLOP/s".into(), "eff".into(),
-        "cos".into(), "RSS MiB".into(),
+        "status".to_string(),
+        "backend".into(),
+        "device".into(),
+        "prec".into(),
+        "model".into(),
+        "mode".into(),
+        "load".into(),
+        "batch".into(),
+        "seq".into(),
+        "thr".into(),
+        "p50 ms".into(),
+        "p99 ms".into(),
+        "req/s".into(),
+        "seq/s".into(),
+        "GFLOP/s".into(),
+        "eff".into(),
+        "cos".into(),
+        "RSS MiB".into(),
     ]];
-    for r in &file.runs {
+    for r in file.runs.iter().filter(|r| r.status != Status::Skipped) {
         let s = &r.spec;
         let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
         rows.push(vec![
@@ -380,17 +422,47 @@ pub fn summary_table(file: &ResultsFile) -> String {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (cell, w))| if c >= 7 { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .map(|(c, (cell, w))| {
+                if c >= 7 {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
         if i == 0 {
-            out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            out.push_str(
+                &widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
             out.push('\n');
         }
     }
-    for r in file.runs.iter().filter(|r| r.status != Status::Ok) {
-        out.push_str(&format!("{} {}: {}\n", r.status.name(), r.spec.id, r.reason.as_deref().unwrap_or("")));
+    for r in file
+        .runs
+        .iter()
+        .filter(|r| matches!(r.status, Status::Failed | Status::Invalid))
+    {
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            r.status.name(),
+            r.spec.id,
+            r.reason.as_deref().unwrap_or("")
+        ));
+    }
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in file.runs.iter().filter(|r| r.status == Status::Skipped) {
+        *skipped
+            .entry(r.reason.as_deref().unwrap_or(""))
+            .or_default() += 1;
+    }
+    for (reason, n) in skipped {
+        out.push_str(&format!("skipped {n} run(s): {reason}\n"));
     }
     out
 }

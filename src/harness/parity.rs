@@ -6,7 +6,7 @@
 //! difference of any embedding component, the cosine of each probe embedding, and the overlap of
 //! the top-10 catalog items each probe retrieves.
 
-use crate::backend::{self, BackendKind, Device, EncoderOptions, Embeddings, Precision};
+use crate::backend::{self, BackendKind, Device, Embeddings, EncoderOptions, Precision};
 use crate::error::{Error, Result};
 use crate::model::{cache_dir, ModelFiles, Tokenizer};
 use crate::recommender::{self, ItemIndex, TEXT_MAX_TOKENS};
@@ -40,13 +40,13 @@ pub struct Reference {
 
 /// Cache key of item embeddings for a model on a backend at a precision.
 pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
-    format!("{}-seed{}-{}-{}", files.preset, files.seed, backend, precision)
+    format!("{}-{}-{}", files.cache_key(), backend, precision)
 }
 
 fn probe_path(files: &ModelFiles) -> std::path::PathBuf {
     cache_dir()
         .join("reference")
-        .join(format!("{}-seed{}-probes.f32", files.preset, files.seed))
+        .join(format!("{}-probes.f32", files.cache_key()))
 }
 
 /// Encodes the probe set.
@@ -93,7 +93,10 @@ pub fn reference(files: &ModelFiles, tok: &Tokenizer) -> Result<Reference> {
             let mut enc = backend::open(BackendKind::Candle, files, opts)?;
             let probes = encode_probes(enc.as_mut(), tok)?;
             if !probes.all_finite() {
-                return Err(Error::Model(format!("reference embeddings of {} are not finite", files.preset)));
+                return Err(Error::Model(format!(
+                    "reference embeddings of {} are not finite",
+                    files.preset
+                )));
             }
             let bytes: Vec<u8> = probes.data.iter().flat_map(|v| v.to_le_bytes()).collect();
             crate::error::write_atomic(&path, &bytes)?;
@@ -143,8 +146,14 @@ pub fn compare(
     let theirs = reference.items.scores(&reference.probes, 1);
     let overlap: f64 = (0..probes.rows)
         .map(|i| {
-            let a: Vec<usize> = recommender::top_k(&ours[i * n..(i + 1) * n], 10).into_iter().map(|x| x.0).collect();
-            let b: Vec<usize> = recommender::top_k(&theirs[i * n..(i + 1) * n], 10).into_iter().map(|x| x.0).collect();
+            let a: Vec<usize> = recommender::top_k(&ours[i * n..(i + 1) * n], 10)
+                .into_iter()
+                .map(|x| x.0)
+                .collect();
+            let b: Vec<usize> = recommender::top_k(&theirs[i * n..(i + 1) * n], 10)
+                .into_iter()
+                .map(|x| x.0)
+                .collect();
             a.iter().filter(|x| b.contains(x)).count() as f64 / 10.0
         })
         .sum::<f64>()

@@ -60,7 +60,9 @@ impl Latency {
         let med = percentile(&s, 0.5);
         let mad = median(&s.iter().map(|x| (x - med).abs()).collect::<Vec<_>>());
         let outliers = if mad > 0.0 {
-            s.iter().filter(|x| 0.6745 * (*x - med).abs() / mad > 3.5).count()
+            s.iter()
+                .filter(|x| 0.6745 * (*x - med).abs() / mad > 3.5)
+                .count()
         } else {
             0
         };
@@ -120,6 +122,9 @@ mod tests {
         let l = Latency::from_samples(&steady).unwrap();
         assert!(!l.unstable && l.cv < 0.01);
         assert!(Latency::from_samples(&[]).is_none());
-        assert_eq!(thin(&(0..10).map(f64::from).collect::<Vec<_>>(), 5), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(
+            thin(&(0..10).map(f64::from).collect::<Vec<_>>(), 5),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0]
+        );
     }
 }

@@ -58,7 +58,13 @@ impl Scorer<'_> {
                 let c = self.spec.candidates;
                 for req in 0..emb.rows / c {
                     let scores: Vec<f32> = (0..c)
-                        .map(|j| emb.row(req * c + j).iter().zip(&self.head).map(|(a, b)| a * b).sum())
+                        .map(|j| {
+                            emb.row(req * c + j)
+                                .iter()
+                                .zip(&self.head)
+                                .map(|(a, b)| a * b)
+                                .sum()
+                        })
                         .collect();
                     acc += recommender::top_k(&scores, k)[0].0;
                 }
@@ -103,10 +109,21 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         Load::SingleStream => 1,
         _ => spec.batch,
     };
-    let batch = inputs::bench_batch(&tok, &stream, spec.mode, requests, spec.candidates, spec.seq_len)?;
+    let batch = inputs::bench_batch(
+        &tok,
+        &stream,
+        spec.mode,
+        requests,
+        spec.candidates,
+        spec.seq_len,
+    )?;
     let scorer = Scorer {
         spec,
-        index: item_index.tiled(if spec.mode == Mode::TwoTower { spec.catalog_items } else { 0 }),
+        index: item_index.tiled(if spec.mode == Mode::TwoTower {
+            spec.catalog_items
+        } else {
+            0
+        }),
         head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
     };
     r.timed_region = Some(match spec.mode {
@@ -120,7 +137,11 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         ),
     });
 
-    let rss_scope = if memory::reset_peak_rss() { "measurement" } else { "process" };
+    let rss_scope = if memory::reset_peak_rss() {
+        "measurement"
+    } else {
+        "process"
+    };
     let step = |enc: &mut Box<dyn Encoder>, batch: &TokenBatch| -> Result<bool> {
         let emb = enc.encode(batch)?;
         let finite = emb.all_finite();
@@ -207,7 +228,11 @@ fn invalid_nan(r: &mut RunResult) -> Result<()> {
 }
 
 /// Entry point of the hidden `__worker` subcommand: read the spec, run, write the result.
-pub fn main(spec_path: &std::path::Path, out_path: &std::path::Path, ceiling: Option<f64>) -> Result<()> {
+pub fn main(
+    spec_path: &std::path::Path,
+    out_path: &std::path::Path,
+    ceiling: Option<f64>,
+) -> Result<()> {
     let text = crate::error::read_text(spec_path)?;
     let spec: RunSpec = serde_json::from_str(&text)
         .map_err(|e| Error::input(spec_path, Some(e.line()), "", e.to_string()))?;

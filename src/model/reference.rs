@@ -178,7 +178,12 @@ pub fn forward(cfg: &BertConfig, w: &RefWeights, batch: &TokenBatch) -> Vec<Vec<
                 for (a, b) in xi.iter_mut().zip(fi) {
                     *a += b;
                 }
-                layer_norm(xi, p("output.LayerNorm.weight"), p("output.LayerNorm.bias"), eps);
+                layer_norm(
+                    xi,
+                    p("output.LayerNorm.weight"),
+                    p("output.LayerNorm.bias"),
+                    eps,
+                );
             }
         }
         let mut pooled = vec![0.0; h];

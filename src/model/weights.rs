@@ -28,6 +28,10 @@ pub const MINILM_SHA256: [(&str, &str); 3] = [
     ),
 ];
 
+/// Version of the synthetic-weight generator; part of every cache name derived from the
+/// weights, so a change to the generator can never be mixed with old caches.
+pub const SYNTHETIC_VERSION: u32 = 1;
+
 /// Default seed of the synthetic presets.
 pub const DEFAULT_SEED: u64 = 20_240_601;
 
@@ -72,9 +76,10 @@ impl ModelFiles {
                 seed,
             });
         }
-        let weights = cache
-            .join("models")
-            .join(format!("{}-seed{seed}.safetensors", preset.name()));
+        let weights = cache.join("models").join(format!(
+            "{}-seed{seed}-v{SYNTHETIC_VERSION}.safetensors",
+            preset.name()
+        ));
         if !weights.exists() {
             write_synthetic(preset, seed, &weights)?;
         }
@@ -86,6 +91,20 @@ impl ModelFiles {
             source: format!("synthetic, seed {seed}"),
             seed,
         })
+    }
+}
+
+impl ModelFiles {
+    /// Identifies these exact weights in cache names (reference and item embeddings).
+    pub fn cache_key(&self) -> String {
+        if self.preset.is_real() {
+            self.preset.name().to_string()
+        } else {
+            self.weights
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{}-seed{}", self.preset, self.seed))
+        }
     }
 }
 
@@ -131,9 +150,18 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub fn tensor_shapes(c: &BertConfig) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (c.hidden_size, c.intermediate_size);
     let mut v = vec![
-        ("embeddings.word_embeddings.weight".to_string(), vec![c.vocab_size, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![c.max_position, h]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![c.type_vocab_size, h]),
+        (
+            "embeddings.word_embeddings.weight".to_string(),
+            vec![c.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![c.max_position, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![c.type_vocab_size, h],
+        ),
         ("embeddings.LayerNorm.weight".into(), vec![h]),
         ("embeddings.LayerNorm.bias".into(), vec![h]),
     ];
@@ -195,8 +223,9 @@ impl SplitMix64 {
 
 /// FNV-1a of a name, to key each tensor's stream.
 pub(crate) fn fnv1a(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The values of one synthetic tensor: N(0, 0.02²) for weights, embeddings and biases (biases
@@ -204,7 +233,11 @@ pub(crate) fn fnv1a(s: &str) -> u64 {
 /// scales.
 pub fn synthetic_values(seed: u64, name: &str, len: usize) -> Vec<f32> {
     let mut rng = SplitMix64::new(seed ^ fnv1a(name));
-    let offset = if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.0 };
+    let offset = if name.ends_with("LayerNorm.weight") {
+        1.0
+    } else {
+        0.0
+    };
     (0..len)
         .map(|_| (offset + 0.02 * rng.next_normal()) as f32)
         .collect()
@@ -232,10 +265,12 @@ pub fn write_synthetic(preset: Preset, seed: u64, path: &Path) -> Result<()> {
                 .map_err(|e| Error::Model(format!("building tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = std::collections::HashMap::from([
-        ("recbench_preset".to_string(), preset.name().to_string()),
-        ("recbench_seed".to_string(), seed.to_string()),
-    ]);
+    // One metadata entry: safetensors stores metadata from a HashMap, whose order is random,
+    // so several entries would make the header (and the file) differ from run to run.
+    let metadata = std::collections::HashMap::from([(
+        "recbench".to_string(),
+        format!("synthetic preset={} seed={seed}", preset.name()),
+    )]);
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::Model(format!("serialising {}: {e}", path.display())))?;
     crate::error::write_atomic(path, &bytes)

@@ -7,9 +7,28 @@ use serde::{Deserialize, Serialize};
 /// CPU flags that decide which kernels a backend can use; the full list is long and mostly
 /// irrelevant to inference speed.
 pub const RELEVANT_FLAGS: &[&str] = &[
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd",
-    "asimdhp", "sve", "sve2", "i8mm", "bf16", "hypervisor",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "asimdhp",
+    "sve",
+    "sve2",
+    "i8mm",
+    "bf16",
+    "hypervisor",
 ];
 
 /// What the machine is.
@@ -49,7 +68,9 @@ pub struct Gpu {
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn cpuinfo_field<'a>(cpuinfo: &'a str, key: &str) -> Option<&'a str> {
@@ -98,7 +119,13 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "host".to_string());
     let s: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with('.') {
         format!("h{s}")
@@ -118,12 +145,18 @@ pub fn default_threads() -> usize {
 /// RAPL domains whose energy counter this process can read.
 pub fn readable_rapl_domains(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root) else { return out };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return out;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if std::fs::read_to_string(p.join("energy_uj")).is_ok() {
             let name = std::fs::read_to_string(p.join("name")).unwrap_or_default();
-            out.push(format!("rapl:{}:{}", e.file_name().to_string_lossy(), name.trim()));
+            out.push(format!(
+                "rapl:{}:{}",
+                e.file_name().to_string_lossy(),
+                name.trim()
+            ));
         }
     }
     out.sort();
@@ -147,7 +180,8 @@ impl Inventory {
         let cache = |level: &str| {
             (0..8).find_map(|i| {
                 let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
-                (read(&format!("{base}/level"))? == level && read(&format!("{base}/type"))? != "Instruction")
+                (read(&format!("{base}/level"))? == level
+                    && read(&format!("{base}/type"))? != "Instruction")
                     .then(|| parse_size(&read(&format!("{base}/size"))?))
                     .flatten()
             })
@@ -166,7 +200,8 @@ impl Inventory {
                 .map(|v| v.trim_matches('"').to_string())
         });
         let virtualization = Some(if all.contains("hypervisor") {
-            let vendor = read("/sys/class/dmi/id/sys_vendor").unwrap_or_else(|| "unknown vendor".into());
+            let vendor =
+                read("/sys/class/dmi/id/sys_vendor").unwrap_or_else(|| "unknown vendor".into());
             format!("virtual machine ({vendor})")
         } else {
             "bare metal".to_string()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): fetch what the tests need, then formatting, lints and
+# the whole test suite, first in the default build (no native library), then with every
+# optional backend this machine has set up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch.sh
+source scripts/features.sh
+echo "test: rustfmt"
+cargo fmt --check
+echo "test: clippy (default build)"
+cargo clippy --locked --all-targets -- -D warnings
+echo "test: cargo test (default build: candle only, no native library)"
+cargo test --locked
+if [ -n "$FEATURES" ]; then
+  echo "test: clippy + cargo test --features $FEATURES"
+  cargo clippy --locked --all-targets --features "$FEATURES" -- -D warnings
+  cargo test --locked --features "$FEATURES"
+fi
+echo "test: all passed"

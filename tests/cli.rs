@@ -1,0 +1,330 @@
+//! Whole-pipeline tests through the real `recbench` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+fn recbench() -> Command {
+    let mut c = Command::cargo_bin("recbench").unwrap();
+    c.env("RUST_BACKTRACE", "1"); // a panic would show a backtrace; the tests assert there is none
+    c
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn only_json_file(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+fn assert_clean_input_error(out: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_scenario_exits_2_naming_file_line_and_field() {
+    let path = fixture("bad-batch.toml");
+    let out = recbench().arg("validate").arg(&path).output().unwrap();
+    assert_clean_input_error(
+        &out,
+        &format!(
+            "{}:6: field `workload.batch`: -4 is out of range; allowed: 1 to 4096",
+            path.display()
+        ),
+    );
+    // `run` refuses it the same way, before writing anything.
+    let dir = tempfile::tempdir().unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_clean_input_error(&out, ":6: field `workload.batch`");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn missing_scenario_and_bad_flags_are_usage_errors() {
+    let out = recbench()
+        .args(["validate", "does/not/exist.toml"])
+        .output()
+        .unwrap();
+    assert_clean_input_error(&out, "does/not/exist.toml: cannot read the file");
+    let out = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .args(["--backend", "tensorflow"])
+        .output()
+        .unwrap();
+    assert_clean_input_error(&out, "unknown backend \"tensorflow\"");
+}
+
+#[test]
+fn validate_lists_runs_and_skips_with_reasons() {
+    let out = recbench()
+        .arg("validate")
+        .arg(fixture("smoke.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("expands to 16 runs"), "{text}");
+    assert!(text.contains("single-stream load issues one request at a time"));
+    if !cfg!(feature = "onnx") {
+        assert!(text.contains("rebuild with --features onnx"));
+    }
+}
+
+#[test]
+fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--backend", "candle"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let path = only_json_file(&dir.path().join("smoke"));
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert!(v["scenario"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("name = \"smoke\""));
+    assert!(
+        v["environment"]["inventory"]["logical_cores"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        v["environment"]["gemm_ceiling"][0]["gflops"]
+            .as_f64()
+            .unwrap()
+            > 0.1
+    );
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 8, "candle only: 2 modes × 2 loads × 2 batches");
+    let ok: Vec<&Value> = runs.iter().filter(|r| r["status"] == "ok").collect();
+    assert_eq!(ok.len(), 6, "single-stream at batch 2 is skipped");
+    for r in &ok {
+        let l = &r["latency"];
+        assert!(l["count"].as_u64().unwrap() >= 3);
+        let (p50, p99, max) = (
+            l["p50_ms"].as_f64().unwrap(),
+            l["p99_ms"].as_f64().unwrap(),
+            l["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{l}");
+        let t = &r["throughput"];
+        let seq = t["sequences_per_s"].as_f64().unwrap();
+        let req = t["requests_per_s"].as_f64().unwrap();
+        let expect_ratio = if r["spec"]["mode"] == "cross-encoder" {
+            4.0
+        } else {
+            1.0
+        };
+        assert!((seq / req - expect_ratio).abs() < 1e-9);
+        assert!((t["tokens_per_s"].as_f64().unwrap() / seq - 32.0).abs() < 1e-9);
+        assert!(r["parity"]["passed"].as_bool().unwrap());
+        assert!(r["parity"]["max_abs_diff"].as_f64().unwrap() <= 1e-4);
+        assert!(r["memory"]["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+        assert!(r["compute"]["achieved_gflops"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["power"]["source"], "none");
+        assert!(
+            r["power"]["watts"].is_null(),
+            "missing power is null, never 0"
+        );
+        assert!(!r["samples_ms"].as_array().unwrap().is_empty());
+    }
+    for r in runs.iter().filter(|r| r["status"] == "skipped") {
+        assert!(r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("batch 2 does not apply"));
+    }
+
+    // --resume finds the file, keeps every finished run and runs nothing again.
+    let before = std::fs::read(&path).unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--backend", "candle", "--resume"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(only_json_file(&dir.path().join("smoke")), path);
+    let after: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let b: Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(after["runs"], b["runs"], "no run repeated or lost");
+}
+
+#[test]
+fn ctrl_c_keeps_every_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--backend", "candle", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until at least one run is in the file, then interrupt.
+    let folder = dir.path().join("smoke");
+    let start = Instant::now();
+    let finished = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run finished in time"
+        );
+        let n = std::fs::read_dir(&folder)
+            .ok()
+            .and_then(|mut d| {
+                d.find_map(|e| {
+                    e.ok()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                })
+            })
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |v| v["runs"].as_array().map_or(0, |r| r.len()));
+        if n >= 1 {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(only_json_file(&folder)).unwrap()).unwrap();
+    let kept = v["runs"].as_array().unwrap().len();
+    assert!(kept >= finished, "{kept} < {finished}");
+    if out.status.code() == Some(130) {
+        assert!(err.contains("finished runs are kept"), "{err}");
+        assert!(kept < 8);
+    } else {
+        // The sweep may have finished between the poll and the signal.
+        assert!(out.status.success(), "{err}");
+        assert_eq!(kept, 8);
+    }
+}
+
+#[test]
+fn recommend_gives_science_fiction_to_a_science_fiction_fan() {
+    let out = recbench()
+        .args([
+            "recommend",
+            "--user",
+            "I love space exploration and science-fiction films",
+            "--top",
+            "10",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 10);
+    let scifi = items
+        .iter()
+        .filter(|i| {
+            let d = i["description"].as_str().unwrap().to_lowercase();
+            d.contains("science-fiction") || d.contains("space") || d.contains("science fiction")
+        })
+        .count();
+    assert!(scifi >= 8, "only {scifi} of 10 are science fiction: {v:#}");
+    let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted best first");
+
+    let out = recbench()
+        .args([
+            "recommend",
+            "--user",
+            "a sturdy tent and a sleeping bag for hiking trips",
+            "--top",
+            "5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "product")
+            .count()
+            >= 4,
+        "{v:#}"
+    );
+}
+
+#[test]
+fn hardware_and_backends_report_as_json() {
+    let out = recbench().args(["hardware", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(v["memory_bytes"].as_u64().unwrap() > 0);
+    let out = recbench().args(["backends", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let candle = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == "candle")
+        .unwrap();
+    assert_eq!(candle["compiled"], true);
+    assert!(candle["runtime_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("0."));
+    let torch = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == "torch")
+        .unwrap();
+    assert_eq!(torch["compiled"], cfg!(feature = "torch"));
+}
