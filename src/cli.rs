@@ -47,6 +47,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every backend and precision of a scenario against the candle fp32 reference.
+    Parity {
+        /// Scenario whose models, backends, devices and precisions are checked.
+        #[arg(default_value = "scenarios/parity.toml")]
+        scenario: PathBuf,
+        /// Only these backends (repeatable).
+        #[arg(long = "backend")]
+        backends: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Recommend demo-catalog items for a user description.
     Recommend {
         /// What the user likes, in words.

@@ -135,6 +135,67 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Parity {
+            scenario,
+            backends,
+            json,
+        } => {
+            let sc = Scenario::load(&scenario)?;
+            let backends = backends
+                .iter()
+                .map(|b| parse_backend(b))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let rows = harness::parity::check_scenario(&sc, &backends)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<10} {:<7} {:<6} {:<5} {:>12} {:>10} {:>10} {:>8}  verdict",
+                    "model",
+                    "backend",
+                    "device",
+                    "prec",
+                    "max|diff|",
+                    "min cos",
+                    "mean cos",
+                    "top10"
+                );
+                for r in &rows {
+                    let head = format!(
+                        "{:<10} {:<7} {:<6} {:<5}",
+                        r.model.name(),
+                        r.backend.name(),
+                        r.device.to_string(),
+                        r.precision.name()
+                    );
+                    match (&r.parity, &r.error) {
+                        (Some(p), _) => println!(
+                            "{head} {:>12.3e} {:>10.6} {:>10.6} {:>8.2}  {} ({})",
+                            p.max_abs_diff,
+                            p.min_cosine,
+                            p.mean_cosine,
+                            p.top10_overlap,
+                            if p.passed { "pass" } else { "FAIL" },
+                            p.tolerance
+                        ),
+                        (None, Some(e)) => println!("{head} not checked: {e}"),
+                        (None, None) => unreachable!(),
+                    }
+                }
+            }
+            let failed = rows
+                .iter()
+                .any(|r| r.parity.as_ref().is_some_and(|p| !p.passed));
+            let checked = rows.iter().filter(|r| r.parity.is_some()).count();
+            eprintln!(
+                "parity: {checked} checked, {} failed, {} not checked (not in this build)",
+                rows.iter()
+                    .filter(|r| r.parity.as_ref().is_some_and(|p| !p.passed))
+                    .count(),
+                rows.len() - checked
+            );
+            Ok(if failed { 1 } else { 0 })
+        }
         Command::Recommend {
             user,
             top,

@@ -180,3 +180,70 @@ pub fn compare(
         passed,
     }
 }
+
+/// One line of `recbench parity`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParityRow {
+    pub backend: BackendKind,
+    pub device: Device,
+    pub precision: Precision,
+    pub model: crate::model::Preset,
+    /// `None` when the backend could not be loaded (the reason is in `error`).
+    pub parity: Option<Parity>,
+    pub error: Option<String>,
+}
+
+/// Checks every (model, backend, device, precision) of a scenario against the reference, in
+/// this process. Combinations the build cannot run are reported with the reason, not checked.
+pub fn check_scenario(
+    scenario: &crate::scenario::Scenario,
+    backends: &[BackendKind],
+) -> Result<Vec<ParityRow>> {
+    let threads = crate::telemetry::inventory::default_threads();
+    let items = recommender::bundled_items();
+    let mut rows = Vec::new();
+    for &model in &scenario.presets {
+        let files = ModelFiles::resolve(model, scenario.seed)?;
+        let tok = Tokenizer::load(&files.tokenizer)?;
+        let reference = reference(&files, &tok)?;
+        for &backend in scenario
+            .backends
+            .iter()
+            .filter(|b| backends.is_empty() || backends.contains(b))
+        {
+            for &device in &scenario.devices {
+                for &precision in &scenario.precisions {
+                    let mut row = ParityRow {
+                        backend,
+                        device,
+                        precision,
+                        model,
+                        parity: None,
+                        error: None,
+                    };
+                    let opts = EncoderOptions {
+                        device,
+                        precision,
+                        threads,
+                    };
+                    let checked = backend
+                        .supports(device, precision)
+                        .map_err(Error::Measure)
+                        .and_then(|_| backend::open(backend, &files, opts))
+                        .and_then(|mut enc| {
+                            let probes = encode_probes(enc.as_mut(), &tok)?;
+                            let key = item_key(&files, backend, precision);
+                            let ix = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
+                            Ok(compare(precision, &probes, &ix, &reference))
+                        });
+                    match checked {
+                        Ok(p) => row.parity = Some(p),
+                        Err(e) => row.error = Some(e.to_string()),
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
