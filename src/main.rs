@@ -367,4 +367,5 @@ fn print_inventory(inv: &Inventory) {
             inv.power_sensors.join(", ")
         }
     );
+    println!("power estimate  {}", inv.power_estimate);
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{read_text, write_atomic, Error, Result};
 use crate::harness::stats::Latency;
 use crate::scenario::RunSpec;
+pub use crate::telemetry::power::Power;
 use crate::telemetry::Inventory;
 
 /// Version of this schema. Readers refuse files from a newer version.
@@ -49,6 +50,9 @@ pub struct Environment {
     pub backends: Vec<BackendVersion>,
     /// Measured fp32 GEMM throughput per thread count: the ceiling that efficiency is relative to.
     pub gemm_ceiling: Vec<GemmCeiling>,
+    /// Power of the readable sensors with nothing running, measured before the sweep; `null`
+    /// when no sensor is readable (an estimate of idle would not be a measurement).
+    pub idle_power: Option<Power>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,29 +148,10 @@ pub struct Memory {
     pub peak_rss_bytes: Option<u64>,
     /// `measurement` or `process`.
     pub rss_scope: Option<String>,
-    /// Peak device memory of the backend, when on a GPU.
+    /// Peak device memory reported by the backend's allocator, where the backend exposes one.
     pub device_peak_bytes: Option<u64>,
-}
-
-/// Power and energy over the measurement window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Power {
-    pub watts: Option<f64>,
-    pub energy_joules: Option<f64>,
-    /// `rapl`, `nvml`, `estimated` or `none`.
-    pub source: String,
-    pub note: Option<String>,
-}
-
-impl Default for Power {
-    fn default() -> Self {
-        Power {
-            watts: None,
-            energy_joules: None,
-            source: "none".into(),
-            note: Some("no power telemetry in this build".into()),
-        }
-    }
+    /// GPU memory held by the worker process at the end of the window (NVML per-process).
+    pub device_used_bytes: Option<u64>,
 }
 
 /// Agreement of this run's embeddings with the candle fp32 reference on the probe set.

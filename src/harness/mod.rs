@@ -76,6 +76,7 @@ pub fn environment(thread_counts: &BTreeSet<usize>) -> Environment {
             })
             .collect(),
         gemm_ceiling,
+        idle_power: crate::telemetry::idle_baseline(Duration::from_secs(3)),
     }
 }
 
@@ -208,6 +209,16 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
                 }
             }
         };
+        let mut result = result;
+        if let (Some(idle), Some(w)) = (
+            file.environment.idle_power.as_ref().and_then(|p| p.watts),
+            result.power.watts,
+        ) {
+            if result.power.source != "estimated" {
+                result.power.idle_watts = Some(idle);
+                result.power.above_idle_watts = Some(w - idle);
+            }
+        }
         progress.line(&format!("{label} {}", one_line(&result)));
         file.runs.push(result);
         file.save(&path)?;

@@ -161,6 +161,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     }
 
     let mut samples = Vec::new();
+    let power = crate::telemetry::start_power();
     let window = Instant::now();
     loop {
         let t0 = Instant::now();
@@ -175,6 +176,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         }
     }
     let measured_s = window.elapsed().as_secs_f64();
+    r.power = power.stop(crate::telemetry::cpu_tdp());
     if samples.len() < spec.min_queries {
         r.notes.push(format!(
             "stopped at max_s = {} s with {} of the {} iterations asked for; percentiles beyond p{} are interpolated from few samples",
@@ -215,10 +217,21 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         peak_rss_bytes: memory::peak_rss_bytes(),
         rss_scope: Some(rss_scope.into()),
         device_peak_bytes: None,
+        device_used_bytes: device_used_bytes(),
     };
     r.samples_ms = thin(&samples, MAX_SAMPLES);
     r.status = Status::Ok;
     Ok(())
+}
+
+#[cfg(feature = "nvml")]
+fn device_used_bytes() -> Option<u64> {
+    crate::telemetry::nvml::process_memory_bytes(std::process::id())
+}
+
+#[cfg(not(feature = "nvml"))]
+fn device_used_bytes() -> Option<u64> {
+    None
 }
 
 fn invalid_nan(r: &mut RunResult) -> Result<()> {

@@ -54,6 +54,8 @@ pub struct Inventory {
     pub gpu_probe: String,
     /// Readable power sensors (RAPL domains).
     pub power_sensors: Vec<String>,
+    /// What a run's power figure will be based on when no sensor is readable.
+    pub power_estimate: String,
 }
 
 /// One GPU.
@@ -163,6 +165,26 @@ pub fn readable_rapl_domains(root: &std::path::Path) -> Vec<String> {
     out
 }
 
+#[cfg(feature = "nvml")]
+fn gpus() -> Vec<Gpu> {
+    super::nvml::gpus()
+}
+
+#[cfg(not(feature = "nvml"))]
+fn gpus() -> Vec<Gpu> {
+    vec![]
+}
+
+#[cfg(feature = "nvml")]
+fn gpu_probe() -> String {
+    super::nvml::probe_note()
+}
+
+#[cfg(not(feature = "nvml"))]
+fn gpu_probe() -> String {
+    "not probed: this build has no nvml feature (rebuild with --features nvml)".into()
+}
+
 impl Inventory {
     /// Reads the inventory of this machine.
     pub fn collect() -> Inventory {
@@ -220,13 +242,16 @@ impl Inventory {
             os,
             kernel: read("/proc/sys/kernel/osrelease"),
             virtualization,
-            gpus: vec![],
-            gpu_probe: if cfg!(feature = "nvml") {
-                "NVML probe not implemented yet".into()
-            } else {
-                "not probed: this build has no nvml feature (rebuild with --features nvml)".into()
-            },
+            gpus: gpus(),
+            gpu_probe: gpu_probe(),
             power_sensors: readable_rapl_domains(std::path::Path::new("/sys/class/powercap")),
+            power_estimate: match cpuinfo_field(&cpuinfo, "model name").and_then(super::power::lookup_tdp) {
+                Some(t) => format!("{} W TDP / {} threads ({})", t.tdp_watts, t.threads, t.source),
+                None => format!(
+                    "none: CPU model {:?} is not in the TDP table, so runs without a sensor have null power",
+                    cpuinfo_field(&cpuinfo, "model name").unwrap_or("unknown")
+                ),
+            },
         }
     }
 }
