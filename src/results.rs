@@ -113,6 +113,9 @@ pub struct RunResult {
     pub memory: Memory,
     pub power: Power,
     pub parity: Option<Parity>,
+    /// Server load: the latency–throughput curve and the SLA operating point. The run's
+    /// latency, throughput and power are those of a confirmation probe at the operating point.
+    pub server: Option<crate::harness::server::ServerResult>,
     /// Filled by the cost model when a price applies.
     pub cost: Option<serde_json::Value>,
     /// Notes a reader should see (short sample, max_s reached, ...).
@@ -184,6 +187,7 @@ impl RunResult {
             memory: Memory::default(),
             power: Power::default(),
             parity: None,
+            server: None,
             cost: None,
             notes: vec![],
             samples_ms: vec![],

@@ -17,6 +17,9 @@ use crate::error::{line_of, read_text, Error, Result};
 use crate::model::weights::DEFAULT_SEED;
 use crate::model::Preset;
 
+/// Most probes of one operating-point search (server load).
+pub const SERVER_PROBES: usize = 12;
+
 /// Request shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -85,6 +88,12 @@ pub struct RunSpec {
     pub min_queries: usize,
     pub max_s: f64,
     pub sla_p99_ms: f64,
+    /// Server load: longest a request waits for its batch to fill.
+    #[serde(default)]
+    pub max_queue_delay_ms: f64,
+    /// Server load: model instances serving the queue concurrently.
+    #[serde(default = "one")]
+    pub instances: usize,
     /// Wall-clock limit of the worker process, after which it is killed and the run `failed`.
     pub timeout_s: f64,
 }
@@ -111,8 +120,18 @@ impl RunSpec {
         if self.mode == Mode::CrossEncoder {
             id.push_str(&format!("/c{}", self.candidates));
         }
+        if self.load == Load::Server {
+            id.push_str(&format!(
+                "/d{}/i{}",
+                self.max_queue_delay_ms, self.instances
+            ));
+        }
         self.id = id;
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A run of the sweep, or a combination that will not run and why.
@@ -147,6 +166,8 @@ pub struct Scenario {
     pub timeout_s: Option<f64>,
     pub loads: Vec<Load>,
     pub sla_p99_ms: f64,
+    pub max_queue_delay_ms: f64,
+    pub instances: usize,
     pub candidates: usize,
     pub top_k: usize,
     pub catalog_items: usize,
@@ -201,6 +222,8 @@ struct RawMeasure {
     timeout_s: Option<Spanned<Value>>,
     load: Option<Spanned<Value>>,
     sla_p99_ms: Option<Spanned<Value>>,
+    max_queue_delay_ms: Option<Spanned<Value>>,
+    instances: Option<Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -604,6 +627,14 @@ impl Scenario {
             50.0,
         )?;
 
+        let max_queue_delay_ms = c.float(
+            get(|m| &m.max_queue_delay_ms),
+            "measure.max_queue_delay_ms",
+            0.0,
+            60_000.0,
+            2.0,
+        )?;
+        let instances = c.int(get(|m| &m.instances), "measure.instances", 1, 64, 1)?;
         let rec = raw.recommender.as_ref();
         let candidates = c.int(
             rec.and_then(|r| r.candidates.as_ref()),
@@ -671,6 +702,8 @@ impl Scenario {
             timeout_s,
             loads,
             sla_p99_ms,
+            max_queue_delay_ms,
+            instances,
             candidates,
             top_k,
             catalog_items,
@@ -700,34 +733,18 @@ impl Scenario {
                                 for &batch in &self.batch {
                                     for &seq_len in &self.seq_len {
                                         for &threads in &self.threads {
-                                            let mut spec = RunSpec {
-                                                id: String::new(),
+                                            let point = Point {
+                                                model,
+                                                mode,
+                                                load,
                                                 backend,
                                                 device,
                                                 precision,
-                                                model,
-                                                seed: self.seed,
-                                                mode,
-                                                load,
                                                 batch,
                                                 seq_len,
                                                 threads: threads.unwrap_or(auto_threads),
-                                                candidates: match mode {
-                                                    Mode::TwoTower => 1,
-                                                    Mode::CrossEncoder => self.candidates,
-                                                },
-                                                top_k: self.top_k,
-                                                catalog_items: self.catalog_items,
-                                                warmup_s: self.warmup_s,
-                                                min_s: self.min_s,
-                                                min_queries: self.min_queries,
-                                                max_s: self.max_s,
-                                                sla_p99_ms: self.sla_p99_ms,
-                                                timeout_s: self.timeout_s.unwrap_or(
-                                                    self.warmup_s + 2.0 * self.max_s + 600.0,
-                                                ),
                                             };
-                                            spec.make_id();
+                                            let spec = self.spec(point);
                                             let skip = skip_reason(&spec);
                                             out.push(PlannedRun { spec, skip });
                                         }
@@ -741,6 +758,58 @@ impl Scenario {
         }
         out
     }
+
+    fn spec(&self, p: Point) -> RunSpec {
+        let per_run_s = if p.load == Load::Server {
+            // The search, a confirmation probe, and slack.
+            (SERVER_PROBES as f64 + 3.0) * self.max_s
+        } else {
+            2.0 * self.max_s
+        };
+        let mut spec = RunSpec {
+            id: String::new(),
+            backend: p.backend,
+            device: p.device,
+            precision: p.precision,
+            model: p.model,
+            seed: self.seed,
+            mode: p.mode,
+            load: p.load,
+            batch: p.batch,
+            seq_len: p.seq_len,
+            threads: p.threads,
+            candidates: match p.mode {
+                Mode::TwoTower => 1,
+                Mode::CrossEncoder => self.candidates,
+            },
+            top_k: self.top_k,
+            catalog_items: self.catalog_items,
+            warmup_s: self.warmup_s,
+            min_s: self.min_s,
+            min_queries: self.min_queries,
+            max_s: self.max_s,
+            sla_p99_ms: self.sla_p99_ms,
+            max_queue_delay_ms: self.max_queue_delay_ms,
+            instances: self.instances,
+            timeout_s: self.timeout_s.unwrap_or(self.warmup_s + per_run_s + 600.0),
+        };
+        spec.make_id();
+        spec
+    }
+}
+
+/// One combination of the matrix axes.
+#[derive(Clone, Copy)]
+struct Point {
+    model: Preset,
+    mode: Mode,
+    load: Load,
+    backend: BackendKind,
+    device: Device,
+    precision: Precision,
+    batch: usize,
+    seq_len: usize,
+    threads: usize,
 }
 
 /// Why a point cannot run in this build, if it cannot.
@@ -753,12 +822,6 @@ fn skip_reason(spec: &RunSpec) -> Option<String> {
             "single-stream load issues one request at a time; batch {} does not apply (use batch = 1)",
             spec.batch
         ));
-    }
-    if spec.load == Load::Server {
-        return Some(
-            "server load (Poisson arrivals, dynamic batching) is not implemented in this build yet"
-                .into(),
-        );
     }
     None
 }

@@ -35,7 +35,7 @@ impl Embeddings {
 }
 
 /// A loaded model on one device at one precision.
-pub trait Encoder {
+pub trait Encoder: Send {
     /// Encodes a batch. Returns only when the results are on the host, so any device work is
     /// complete: callers may read the clock right after.
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings>;

@@ -9,6 +9,7 @@
 pub mod ceiling;
 pub mod inputs;
 pub mod parity;
+pub mod server;
 pub mod stats;
 pub mod worker;
 

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use super::{inputs, parity};
+use super::{inputs, parity, server};
 use crate::backend::{self, Embeddings, Encoder, EncoderOptions};
 use crate::error::{Error, Result};
 use crate::harness::stats::{thin, Latency};
@@ -31,6 +31,30 @@ pub fn run(spec: &RunSpec, gemm_ceiling_gflops: Option<f64>) -> RunResult {
     }
     r.wall_s = Some(start.elapsed().as_secs_f64());
     r
+}
+
+/// One model instance serving batches of the server load.
+struct EncService<'a> {
+    enc: Box<dyn Encoder>,
+    /// `spec.batch` requests; a batch of n serves its first n requests.
+    batch: &'a TokenBatch,
+    spec: &'a RunSpec,
+    scorer: &'a Scorer<'a>,
+    finite: bool,
+}
+
+impl server::Service for EncService<'_> {
+    fn serve(&mut self, n: usize) -> Result<()> {
+        let rows = n * self.spec.candidates;
+        let emb = if rows == self.batch.batch {
+            self.enc.encode(self.batch)?
+        } else {
+            self.enc.encode(&self.batch.rows(0, rows))?
+        };
+        self.finite &= emb.all_finite();
+        black_box(self.scorer.rank(&emb));
+        Ok(())
+    }
 }
 
 /// What one timed iteration does after the forward pass.
@@ -151,44 +175,120 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
 
     // Warm-up: at least one iteration, then until warmup_s.
     let t = Instant::now();
+    let mut warm_ms = Vec::new();
     loop {
+        let t0 = Instant::now();
         if !step(&mut enc, &batch)? {
             return invalid_nan(r);
         }
+        warm_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         if t.elapsed().as_secs_f64() >= spec.warmup_s {
             break;
         }
     }
 
-    let mut samples = Vec::new();
-    let power = crate::telemetry::start_power();
-    let window = Instant::now();
-    loop {
-        let t0 = Instant::now();
-        let finite = step(&mut enc, &batch)?;
-        samples.push(t0.elapsed().as_secs_f64() * 1e3);
-        if !finite {
+    // `samples`: per iteration (offline, single-stream) or per request (server).
+    let (samples, measured_s, requests_done) = if spec.load == Load::Server {
+        let mut services = vec![EncService {
+            enc,
+            batch: &batch,
+            spec,
+            scorer: &scorer,
+            finite: true,
+        }];
+        for _ in 1..spec.instances {
+            let mut e = backend::open(spec.backend, &files, opts)?;
+            step(&mut e, &batch)?;
+            services.push(EncService {
+                enc: e,
+                batch: &batch,
+                spec,
+                scorer: &scorer,
+                finite: true,
+            });
+        }
+        let t_full = super::stats::median(&warm_ms) / 1e3;
+        let initial = 0.5 * spec.instances as f64 * spec.batch as f64 / t_full.max(1e-6);
+        let base = server::ProbeConfig {
+            rate_qps: initial,
+            max_batch: spec.batch,
+            max_queue_delay: std::time::Duration::from_secs_f64(spec.max_queue_delay_ms / 1e3),
+            sla_p99_ms: spec.sla_p99_ms,
+            min_s: spec.min_s,
+            min_queries: spec.min_queries,
+            max_s: spec.max_s,
+            seed: spec.seed,
+        };
+        let (mut search, _) = server::find_operating_point(
+            &base,
+            &mut services,
+            initial,
+            crate::scenario::SERVER_PROBES,
+        )?;
+        if services.iter().any(|s| !s.finite) {
             return invalid_nan(r);
         }
-        let el = window.elapsed().as_secs_f64();
-        if (el >= spec.min_s && samples.len() >= spec.min_queries) || el >= spec.max_s {
-            break;
+        let Some(op) = search.operating_point.clone() else {
+            r.server = Some(search);
+            r.status = Status::Ok;
+            r.notes.push(format!(
+                "no probed rate kept p99 within the {} ms SLA: no operating point",
+                spec.sla_p99_ms
+            ));
+            return Ok(());
+        };
+        // Confirmation probe at the operating point, with power sampled over it alone.
+        let power = crate::telemetry::start_power();
+        let confirm = server::probe(
+            &server::ProbeConfig {
+                rate_qps: op.offered_qps,
+                ..base
+            },
+            &mut services,
+        )?;
+        r.power = power.stop(crate::telemetry::cpu_tdp());
+        if !confirm.point.meets_sla {
+            r.notes.push(format!(
+                "the confirmation probe at {:.1} QPS gave p99 {:.2} ms (search: {:.2} ms): the operating point is marginal",
+                op.offered_qps, confirm.point.p99_ms, op.p99_ms
+            ));
         }
-    }
-    let measured_s = window.elapsed().as_secs_f64();
-    r.power = power.stop(crate::telemetry::cpu_tdp());
-    if samples.len() < spec.min_queries {
-        r.notes.push(format!(
-            "stopped at max_s = {} s with {} of the {} iterations asked for; percentiles beyond p{} are interpolated from few samples",
-            spec.max_s,
-            samples.len(),
-            spec.min_queries,
-            ((1.0 - 1.0 / samples.len() as f64) * 100.0).floor()
-        ));
-    }
-    let iterations = samples.len() as f64;
-    let sequences = iterations * batch.batch as f64;
-    let requests_done = iterations * requests as f64;
+        let span = confirm.point.completed as f64 / confirm.point.achieved_qps.max(1e-9);
+        let completed = confirm.point.completed as f64;
+        search.curve.push(confirm.point);
+        r.server = Some(search);
+        (confirm.latencies_ms, span, completed)
+    } else {
+        let mut samples = Vec::new();
+        let power = crate::telemetry::start_power();
+        let window = Instant::now();
+        loop {
+            let t0 = Instant::now();
+            let finite = step(&mut enc, &batch)?;
+            samples.push(t0.elapsed().as_secs_f64() * 1e3);
+            if !finite {
+                return invalid_nan(r);
+            }
+            let el = window.elapsed().as_secs_f64();
+            if (el >= spec.min_s && samples.len() >= spec.min_queries) || el >= spec.max_s {
+                break;
+            }
+        }
+        let measured_s = window.elapsed().as_secs_f64();
+        r.power = power.stop(crate::telemetry::cpu_tdp());
+        if samples.len() < spec.min_queries {
+            r.notes.push(format!(
+                "stopped at max_s = {} s with {} of the {} iterations asked for; percentiles beyond p{} are interpolated from few samples",
+                spec.max_s,
+                samples.len(),
+                spec.min_queries,
+                ((1.0 - 1.0 / samples.len() as f64) * 100.0).floor()
+            ));
+        }
+        let done = samples.len() as f64 * requests as f64;
+        (samples, measured_s, done)
+    };
+    let sequences = requests_done * spec.candidates as f64;
     let tp = Throughput {
         sequences_per_s: sequences / measured_s,
         tokens_per_s: sequences * spec.seq_len as f64 / measured_s,

@@ -1,0 +1,363 @@
+//! Server load: Poisson arrivals, dynamic batching, and the search for the SLA operating point.
+//!
+//! Arrivals are a seeded Poisson process. For a probe of `duration` at rate λ the generator
+//! draws N = round(λ·duration) arrival times uniformly in [0, duration) and sorts them: that is
+//! exactly a Poisson process conditioned on N arrivals, so the offered rate is λ to within one
+//! request. Latency is counted from each request's *scheduled* arrival to the completion of the
+//! batch that served it, so a slow server cannot hide its queue (no coordinated omission).
+//!
+//! Each of `instances` service threads takes, whenever it is free, the requests that have
+//! arrived, up to `max_batch`; if fewer than `max_batch` are waiting it waits for more until the
+//! oldest has waited `max_queue_delay`. The operating point is the highest offered rate whose
+//! p99 is within the SLA and whose achieved rate is within 2% of the offered one, found by
+//! bracketing (doubling or halving) and then bisection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::{percentile, Latency};
+use crate::error::Result;
+use crate::model::weights::SplitMix64;
+
+/// Serves one batch of `n` requests; returns when the results are ready.
+pub trait Service: Send {
+    fn serve(&mut self, n: usize) -> Result<()>;
+}
+
+/// How to probe one rate.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub rate_qps: f64,
+    pub max_batch: usize,
+    pub max_queue_delay: Duration,
+    pub sla_p99_ms: f64,
+    /// Probe length: max(min_s, min_queries / rate), at most max_s.
+    pub min_s: f64,
+    pub min_queries: usize,
+    pub max_s: f64,
+    pub seed: u64,
+}
+
+impl ProbeConfig {
+    pub fn duration_s(&self) -> f64 {
+        self.min_s
+            .max(self.min_queries as f64 / self.rate_qps)
+            .min(self.max_s)
+    }
+}
+
+/// One probed rate: a point of the latency–throughput curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub offered_qps: f64,
+    pub achieved_qps: f64,
+    pub completed: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    /// Mean time from scheduled arrival to the start of the batch that served the request.
+    pub mean_queue_delay_ms: f64,
+    pub mean_batch: f64,
+    /// p99 of the dispatcher's lateness: batch start minus the moment it should have started.
+    pub scheduling_lag_p99_us: f64,
+    /// p99 ≤ SLA and achieved within 2% of offered.
+    pub meets_sla: bool,
+    /// Why the probe stopped before its planned duration, if it did.
+    pub early_stop: Option<String>,
+}
+
+/// A probe's raw outcome (latencies kept for the run's statistics).
+pub struct Probe {
+    pub point: CurvePoint,
+    pub latencies_ms: Vec<f64>,
+}
+
+struct Dispatch {
+    /// Index of the first request not yet taken by an instance.
+    next: usize,
+}
+
+/// Runs one probe at `cfg.rate_qps` against `services` (one per instance).
+pub fn probe<S: Service>(cfg: &ProbeConfig, services: &mut [S]) -> Result<Probe> {
+    let duration = cfg.duration_s();
+    let n = ((cfg.rate_qps * duration).round() as usize).max(1);
+    let mut rng = SplitMix64::new(cfg.seed ^ (cfg.rate_qps.to_bits()));
+    let mut offsets: Vec<f64> = (0..n).map(|_| rng.next_f64() * duration).collect();
+    offsets.sort_by(f64::total_cmp);
+
+    let lead = Duration::from_millis(5);
+    let t0 = Instant::now() + lead;
+    let arrivals: Vec<Instant> = offsets
+        .iter()
+        .map(|s| t0 + Duration::from_secs_f64(*s))
+        .collect();
+    let dispatch = Mutex::new(Dispatch { next: 0 });
+    let stop = AtomicBool::new(false);
+    let early: Mutex<Option<String>> = Mutex::new(None);
+    let sla = Duration::from_secs_f64(cfg.sla_p99_ms / 1e3);
+    // Requests over the SLA so far; once they are clearly more than 1% the p99 cannot pass.
+    let over = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+
+    struct Served {
+        latency_ms: Vec<f64>,
+        queue_ms: Vec<f64>,
+        lag_us: Vec<f64>,
+        batches: usize,
+        last_done: Option<Instant>,
+    }
+
+    let results: Vec<Result<Served>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = services
+            .iter_mut()
+            .map(|svc| {
+                let (arrivals, dispatch, stop, early, over, done) =
+                    (&arrivals, &dispatch, &stop, &early, &over, &done);
+                scope.spawn(move || -> Result<Served> {
+                    set_timer_slack();
+                    let mut out = Served {
+                        latency_ms: vec![],
+                        queue_ms: vec![],
+                        lag_us: vec![],
+                        batches: 0,
+                        last_done: None,
+                    };
+                    let mut free_at = Instant::now();
+                    loop {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        // Decide the next batch under the lock: wait for its first request,
+                        // then for more until it is full or the oldest has waited max delay.
+                        let mut d = dispatch.lock().unwrap();
+                        let first = d.next;
+                        if first >= arrivals.len() {
+                            break;
+                        }
+                        let last_possible = (first + cfg.max_batch).min(arrivals.len()) - 1;
+                        let deadline =
+                            (arrivals[first] + cfg.max_queue_delay).min(arrivals[last_possible]);
+                        wait_until(deadline);
+                        let now = Instant::now();
+                        let mut end = first;
+                        while end < arrivals.len()
+                            && end - first < cfg.max_batch
+                            && arrivals[end] <= now
+                        {
+                            end += 1;
+                        }
+                        d.next = end;
+                        let backlog = arrivals[end..].partition_point(|a| *a <= now);
+                        drop(d);
+                        let intended = deadline.max(free_at);
+                        let start = Instant::now();
+                        out.lag_us
+                            .push(start.saturating_duration_since(intended).as_secs_f64() * 1e6);
+                        svc.serve(end - first)?;
+                        let fin = Instant::now();
+                        free_at = fin;
+                        out.batches += 1;
+                        out.last_done = Some(fin);
+                        for a in &arrivals[first..end] {
+                            let lat = fin - *a;
+                            if lat > sla {
+                                over.fetch_add(1, Ordering::Relaxed);
+                            }
+                            out.latency_ms.push(lat.as_secs_f64() * 1e3);
+                            out.queue_ms
+                                .push(start.saturating_duration_since(*a).as_secs_f64() * 1e3);
+                        }
+                        let completed =
+                            done.fetch_add(end - first, Ordering::Relaxed) + end - first;
+                        // Early stop when the SLA is clearly missed: more than 3% of at least
+                        // 200 requests over it (p99 needs at most 1%), or a backlog that alone
+                        // takes longer than 10× the SLA to arrive at this rate.
+                        let over_n = over.load(Ordering::Relaxed);
+                        let reason = if completed >= 200 && over_n * 100 > completed * 3 {
+                            Some(format!("{over_n} of {completed} requests over the SLA"))
+                        } else if backlog as f64
+                            > (cfg.rate_qps * cfg.sla_p99_ms / 1e3 * 10.0).max(50.0)
+                        {
+                            Some(format!(
+                                "backlog of {backlog} requests: the server cannot keep up"
+                            ))
+                        } else {
+                            None
+                        };
+                        if let Some(r) = reason {
+                            early.lock().unwrap().get_or_insert(r);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("service thread panicked"))
+            .collect()
+    });
+
+    let mut lat = Vec::new();
+    let mut queue = Vec::new();
+    let mut lag = Vec::new();
+    let mut batches = 0;
+    let mut last = t0;
+    for r in results {
+        let s = r?;
+        lat.extend(s.latency_ms);
+        queue.extend(s.queue_ms);
+        lag.extend(s.lag_us);
+        batches += s.batches;
+        if let Some(l) = s.last_done {
+            last = last.max(l);
+        }
+    }
+    let completed = lat.len();
+    let early_stop = early.into_inner().unwrap();
+    let span = if early_stop.is_some() {
+        (last - t0).as_secs_f64()
+    } else {
+        (last - t0).as_secs_f64().max(duration)
+    };
+    let achieved = completed as f64 / span.max(1e-9);
+    let l = Latency::from_samples(&lat);
+    lag.sort_by(f64::total_cmp);
+    let p99 = l.as_ref().map_or(f64::INFINITY, |l| l.p99_ms);
+    let meets = early_stop.is_none() && p99 <= cfg.sla_p99_ms && achieved >= 0.98 * cfg.rate_qps;
+    Ok(Probe {
+        point: CurvePoint {
+            offered_qps: cfg.rate_qps,
+            achieved_qps: achieved,
+            completed,
+            p50_ms: l.as_ref().map_or(f64::NAN, |l| l.p50_ms),
+            p90_ms: l.as_ref().map_or(f64::NAN, |l| l.p90_ms),
+            p99_ms: p99,
+            mean_ms: l.as_ref().map_or(f64::NAN, |l| l.mean_ms),
+            mean_queue_delay_ms: queue.iter().sum::<f64>() / queue.len().max(1) as f64,
+            mean_batch: completed as f64 / batches.max(1) as f64,
+            scheduling_lag_p99_us: percentile(&lag, 0.99),
+            meets_sla: meets,
+            early_stop,
+        },
+        latencies_ms: lat,
+    })
+}
+
+/// Asks the kernel for 1 µs timer slack on this thread (the default is 50 µs), so sleeps end
+/// when asked; best effort.
+fn set_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and affects only this thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Sleeps until `t`, spinning for the last 200 µs so wake-ups are punctual.
+fn wait_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > Duration::from_micros(300) {
+            std::thread::sleep(left - Duration::from_micros(200));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The result of an operating-point search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerResult {
+    pub max_batch: usize,
+    pub max_queue_delay_ms: f64,
+    pub instances: usize,
+    pub sla_p99_ms: f64,
+    /// The highest probed rate that met the SLA; `None` when even the lowest did not.
+    pub operating_point: Option<CurvePoint>,
+    /// Every probed point, in the order probed.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// Finds the operating point, starting from `initial_qps` (e.g. half the offline capacity).
+/// Returns the search and the latencies of the operating-point probe.
+pub fn find_operating_point<S: Service>(
+    base: &ProbeConfig,
+    services: &mut [S],
+    initial_qps: f64,
+    max_probes: usize,
+) -> Result<(ServerResult, Vec<f64>)> {
+    let mut curve = Vec::new();
+    let mut best: Option<(CurvePoint, Vec<f64>)> = None;
+    let mut run = |rate: f64,
+                   curve: &mut Vec<CurvePoint>,
+                   best: &mut Option<(CurvePoint, Vec<f64>)>|
+     -> Result<bool> {
+        let cfg = ProbeConfig {
+            rate_qps: rate,
+            ..base.clone()
+        };
+        let p = probe(&cfg, services)?;
+        let ok = p.point.meets_sla;
+        if ok && best.as_ref().is_none_or(|(b, _)| b.offered_qps < rate) {
+            *best = Some((p.point.clone(), p.latencies_ms));
+        }
+        curve.push(p.point);
+        Ok(ok)
+    };
+    let mut rate = initial_qps.max(0.1);
+    let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
+    // Bracket.
+    while curve.len() < max_probes {
+        if run(rate, &mut curve, &mut best)? {
+            lo = Some(rate);
+            if hi.is_some() {
+                break;
+            }
+            rate *= 2.0;
+        } else {
+            hi = Some(rate);
+            if lo.is_some() {
+                break;
+            }
+            rate /= 2.0;
+            if rate < 0.05 {
+                break;
+            }
+        }
+    }
+    // Bisect until the bracket is within 5% or the probes are used up.
+    if let (Some(mut l), Some(mut h)) = (lo, hi) {
+        while curve.len() < max_probes && (h - l) / l > 0.05 {
+            let mid = (l + h) / 2.0;
+            if run(mid, &mut curve, &mut best)? {
+                l = mid;
+            } else {
+                h = mid;
+            }
+        }
+    }
+    let (op, lat) = match best {
+        Some((p, l)) => (Some(p), l),
+        None => (None, vec![]),
+    };
+    Ok((
+        ServerResult {
+            max_batch: base.max_batch,
+            max_queue_delay_ms: base.max_queue_delay.as_secs_f64() * 1e3,
+            instances: services.len(),
+            sla_p99_ms: base.sla_p99_ms,
+            operating_point: op,
+            curve,
+        },
+        lat,
+    ))
+}
