@@ -41,6 +41,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn results files (one or many machines) into index.html, PNG charts, runs.csv and summary.md.
+    Report {
+        /// Results files; several machines merge into one report.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "reports/latest")]
+        out: PathBuf,
+        /// A user price catalog merged over the shipped one (same id replaces).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Price host HOST as catalog entry ID (repeatable), e.g. --map myhost=aws-m7i-large.
+        #[arg(long = "map")]
+        maps: Vec<String>,
+    },
+    /// Capacity plan: instances and monthly cost per configuration that meets a p99 budget at a target rate.
+    Plan {
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Target request rate.
+        #[arg(long)]
+        qps: f64,
+        /// p99 latency budget in milliseconds.
+        #[arg(long = "p99-ms")]
+        p99_ms: f64,
+        /// Spare capacity on top of the target rate (0.3 = 30%).
+        #[arg(long, default_value_t = 0.3)]
+        headroom: f64,
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        #[arg(long = "map")]
+        maps: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a scenario file and show the runs it expands to.
     Validate {
         scenario: PathBuf,

@@ -4,10 +4,12 @@
 //! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
 
 pub mod backend;
+pub mod cost;
 pub mod error;
 pub mod harness;
 pub mod model;
 pub mod recommender;
+pub mod report;
 pub mod results;
 pub mod scenario;
 pub mod telemetry;

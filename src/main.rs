@@ -13,6 +13,7 @@ use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
 use recbench::harness::{self, SweepOptions};
 use recbench::model::{ModelFiles, Preset, Tokenizer};
 use recbench::recommender;
+use recbench::report;
 use recbench::results::Status;
 use recbench::scenario::Scenario;
 use recbench::telemetry::Inventory;
@@ -106,6 +107,93 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .any(|r| matches!(r.status, Status::Failed | Status::Invalid));
             Ok(if failed { 1 } else { 0 })
+        }
+        Command::Report {
+            results,
+            out,
+            catalog,
+            maps,
+        } => {
+            let maps = maps
+                .iter()
+                .map(|m| report::parse_map(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = report::ReportOptions {
+                inputs: results,
+                out,
+                catalog,
+                maps,
+            };
+            for p in report::write(&opts)? {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
+        Command::Plan {
+            results,
+            qps,
+            p99_ms,
+            headroom,
+            catalog,
+            maps,
+            json,
+        } => {
+            for (name, v) in [("--qps", qps), ("--p99-ms", p99_ms)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(usage(name, format!("{v} must be a positive number")));
+                }
+            }
+            if !(headroom.is_finite() && (0.0..=10.0).contains(&headroom)) {
+                return Err(usage(
+                    "--headroom",
+                    format!("{headroom} must be between 0 and 10"),
+                ));
+            }
+            let maps = maps
+                .iter()
+                .map(|m| report::parse_map(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = report::ReportOptions {
+                inputs: results,
+                out: Default::default(),
+                catalog,
+                maps,
+            };
+            let options = report::plan(&opts, qps, p99_ms, headroom)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&options)?);
+            } else if options.is_empty() {
+                println!("No priced configuration meets p99 <= {p99_ms} ms. Unpriced hosts can be mapped with --map HOST=ID.");
+            } else {
+                println!(
+                    "Serving {qps} requests/s with p99 <= {p99_ms} ms and {:.0}% headroom, cheapest first:",
+                    headroom * 100.0
+                );
+                println!(
+                    "{:<22} {:<12} {:>10} {:>9} {:>10} {:>13}  {:<16} run",
+                    "hardware",
+                    "basis",
+                    "cap. req/s",
+                    "p99 ms",
+                    "instances",
+                    "USD/month",
+                    "rate basis"
+                );
+                for o in &options {
+                    println!(
+                        "{:<22} {:<12} {:>10.1} {:>9.2} {:>10} {:>13.2}  {:<16} {}",
+                        o.hardware_id,
+                        o.basis,
+                        o.capacity_per_instance_qps,
+                        o.p99_ms,
+                        o.instances,
+                        o.monthly_usd,
+                        format!("{:?}", o.rate_basis),
+                        o.run_id
+                    );
+                }
+            }
+            Ok(0)
         }
         Command::Validate { scenario, json } => {
             let sc = Scenario::load(&scenario)?;

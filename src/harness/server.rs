@@ -283,8 +283,11 @@ pub struct ServerResult {
     pub sla_p99_ms: f64,
     /// The highest probed rate that met the SLA; `None` when even the lowest did not.
     pub operating_point: Option<CurvePoint>,
-    /// Every probed point, in the order probed.
+    /// Every probed point of the search, in the order probed.
     pub curve: Vec<CurvePoint>,
+    /// A second probe at the operating point; the run's latency, throughput and power are
+    /// this probe's.
+    pub confirmation: Option<CurvePoint>,
 }
 
 /// Finds the operating point, starting from `initial_qps` (e.g. half the offline capacity).
@@ -357,6 +360,7 @@ pub fn find_operating_point<S: Service>(
             sla_p99_ms: base.sla_p99_ms,
             operating_point: op,
             curve,
+            confirmation: None,
         },
         lat,
     ))

@@ -255,7 +255,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         }
         let span = confirm.point.completed as f64 / confirm.point.achieved_qps.max(1e-9);
         let completed = confirm.point.completed as f64;
-        search.curve.push(confirm.point);
+        search.confirmation = Some(confirm.point);
         r.server = Some(search);
         (confirm.latencies_ms, span, completed)
     } else {

@@ -1,0 +1,623 @@
+//! Prices and the cost model: the hardware catalog, cost per 1k requests per price basis with a
+//! confidence interval, energy per 1k requests, and capacity plans.
+//!
+//! cost_per_1k_usd = 1000 × hourly_usd / 3600 / requests_per_s, at the SLA operating point when
+//! the run has one (server load), else at peak offline throughput, and labelled which.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{line_of, read_text, Error, Result};
+use crate::results::{ResultsFile, RunResult, Status};
+
+/// One priced machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareEntry {
+    pub id: String,
+    pub provider: String,
+    #[serde(default)]
+    pub region: String,
+    pub kind: String,
+    #[serde(default)]
+    pub vcpus: u32,
+    #[serde(default)]
+    pub memory_gib: f64,
+    #[serde(default)]
+    pub cpu_model: String,
+    #[serde(default)]
+    pub cpu_match: Vec<String>,
+    #[serde(default)]
+    pub arch: String,
+    #[serde(default)]
+    pub gpu_model: String,
+    #[serde(default)]
+    pub gpu_count: u32,
+    #[serde(default)]
+    pub gpu_match: Vec<String>,
+    pub tdp_watts: Option<f64>,
+    pub on_demand_usd_per_hour: Option<f64>,
+    pub reserved_1y_usd_per_hour: Option<f64>,
+    pub spot_usd_per_hour: Option<f64>,
+    pub purchase_usd: Option<f64>,
+    pub lifetime_years: Option<f64>,
+    pub electricity_usd_per_kwh: Option<f64>,
+    pub pue: Option<f64>,
+    pub power_watts: Option<f64>,
+    #[serde(default)]
+    pub assumption: bool,
+    #[serde(default)]
+    pub price_note: String,
+    #[serde(default)]
+    pub price_source: String,
+    #[serde(default)]
+    pub price_date: String,
+    /// `page` (the date the source shows) or `retrieved` (the day the source was read).
+    #[serde(default)]
+    pub price_date_kind: String,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    hardware: Vec<HardwareEntry>,
+}
+
+/// The price catalog: the shipped file with a user file merged over it (same id replaces).
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub entries: Vec<HardwareEntry>,
+    pub files: Vec<PathBuf>,
+}
+
+/// Default location of the shipped catalog.
+pub const DEFAULT_CATALOG: &str = "catalog/hardware.toml";
+
+/// The shipped catalog, compiled in so the binary prices runs from any folder.
+pub const SHIPPED_CATALOG: &str = include_str!("../catalog/hardware.toml");
+
+fn parse_catalog(path: &Path) -> Result<Vec<HardwareEntry>> {
+    parse_catalog_text(path, &read_text(path)?)
+}
+
+fn parse_catalog_text(path: &Path, text: &str) -> Result<Vec<HardwareEntry>> {
+    let text = text.to_string();
+    let f: CatalogFile = toml::from_str(&text).map_err(|e| {
+        let off = e.span().map(|s| s.start);
+        Error::input(
+            path,
+            off.map(|o| line_of(&text, o)),
+            "hardware",
+            e.message().trim(),
+        )
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for h in &f.hardware {
+        let line_of_key = |key: &str| -> Option<usize> {
+            let id_at = text.find(&format!("\"{}\"", h.id))?;
+            let rel = text[id_at..]
+                .find(&format!("\n{key}"))
+                .map(|i| id_at + i + 1)
+                .unwrap_or(id_at);
+            Some(line_of(&text, rel))
+        };
+        let bad = |key: &str, msg: String| {
+            Error::input(path, line_of_key(key), format!("hardware.{key}"), msg)
+        };
+        if h.id.is_empty()
+            || !h
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(bad(
+                "id",
+                format!("{:?}: use letters, digits, '-', '_' or '.'", h.id),
+            ));
+        }
+        if !seen.insert(h.id.clone()) {
+            return Err(bad("id", format!("{:?} appears twice in this file", h.id)));
+        }
+        for (key, v) in [
+            ("on_demand_usd_per_hour", h.on_demand_usd_per_hour),
+            ("reserved_1y_usd_per_hour", h.reserved_1y_usd_per_hour),
+            ("spot_usd_per_hour", h.spot_usd_per_hour),
+            ("purchase_usd", h.purchase_usd),
+            ("lifetime_years", h.lifetime_years),
+            ("electricity_usd_per_kwh", h.electricity_usd_per_kwh),
+            ("power_watts", h.power_watts),
+            ("tdp_watts", h.tdp_watts),
+        ] {
+            if let Some(x) = v {
+                if !x.is_finite() || x <= 0.0 || x > 1e9 {
+                    return Err(bad(key, format!("{x} is not a positive amount")));
+                }
+            }
+        }
+        if let Some(p) = h.pue {
+            if !(1.0..=5.0).contains(&p) {
+                return Err(bad("pue", format!("{p} is outside 1.0 to 5.0")));
+            }
+        }
+        if !matches!(h.kind.as_str(), "cpu" | "gpu") {
+            return Err(bad("kind", format!("{:?}; allowed: cpu, gpu", h.kind)));
+        }
+        let hourly = h.on_demand_usd_per_hour.is_some()
+            || h.reserved_1y_usd_per_hour.is_some()
+            || h.spot_usd_per_hour.is_some();
+        let owned = h.purchase_usd.is_some() && h.lifetime_years.is_some();
+        if !hourly && !owned {
+            return Err(bad("id", "has no price: give on_demand_usd_per_hour (or reserved/spot), or purchase_usd with lifetime_years".into()));
+        }
+    }
+    Ok(f.hardware)
+}
+
+impl Catalog {
+    /// The shipped catalog with `user` merged over it.
+    pub fn shipped_with(user: Option<&Path>) -> Result<Catalog> {
+        let mut c = Catalog {
+            entries: parse_catalog_text(Path::new(DEFAULT_CATALOG), SHIPPED_CATALOG)?,
+            files: vec![PathBuf::from(DEFAULT_CATALOG)],
+        };
+        if let Some(u) = user {
+            for e in parse_catalog(u)? {
+                match c.entries.iter_mut().find(|x| x.id == e.id) {
+                    Some(x) => *x = e,
+                    None => c.entries.push(e),
+                }
+            }
+            c.files.push(u.to_path_buf());
+        }
+        Ok(c)
+    }
+
+    /// Loads the shipped catalog and merges `user` over it.
+    pub fn load(shipped: &Path, user: Option<&Path>) -> Result<Catalog> {
+        let mut entries = parse_catalog(shipped)?;
+        let mut files = vec![shipped.to_path_buf()];
+        if let Some(u) = user {
+            for e in parse_catalog(u)? {
+                match entries.iter_mut().find(|x| x.id == e.id) {
+                    Some(x) => *x = e,
+                    None => entries.push(e),
+                }
+            }
+            files.push(u.to_path_buf());
+        }
+        Ok(Catalog { entries, files })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&HardwareEntry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+}
+
+/// How a measured host was matched to a catalog entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mapping {
+    pub hardware_id: Option<String>,
+    /// `explicit` (the user named the entry), `auto` (CPU/GPU model and size matched) or
+    /// `unmapped` (with the reason).
+    pub how: String,
+    pub detail: String,
+}
+
+/// Maps the host of `file` to a catalog entry, for runs on `device`.
+pub fn map_host(
+    catalog: &Catalog,
+    file: &ResultsFile,
+    on_gpu: bool,
+    explicit: Option<&str>,
+) -> Mapping {
+    let inv = &file.environment.inventory;
+    if let Some(id) = explicit {
+        return match catalog.get(id) {
+            Some(_) => Mapping {
+                hardware_id: Some(id.into()),
+                how: "explicit".into(),
+                detail: format!("host {} mapped to {id} by the user", inv.host),
+            },
+            None => Mapping {
+                hardware_id: None,
+                how: "unmapped".into(),
+                detail: format!("{id:?} is not in the catalog"),
+            },
+        };
+    }
+    let cpu = inv.cpu_model.clone().unwrap_or_default();
+    if on_gpu {
+        let Some(gpu) = inv.gpus.first() else {
+            return Mapping {
+                hardware_id: None,
+                how: "unmapped".into(),
+                detail: "GPU run on a host whose inventory lists no GPU".into(),
+            };
+        };
+        let hit = catalog.entries.iter().find(|e| {
+            e.kind == "gpu"
+                && e.gpu_match.iter().any(|m| gpu.name.contains(m.as_str()))
+                && e.gpu_count as usize == inv.gpus.len()
+        });
+        return match hit {
+            Some(e) => Mapping {
+                hardware_id: Some(e.id.clone()),
+                how: "auto".into(),
+                detail: format!("{} × {} matched {}", inv.gpus.len(), gpu.name, e.id),
+            },
+            None => Mapping {
+                hardware_id: None,
+                how: "unmapped".into(),
+                detail: format!(
+                    "no catalog entry with {} × {:?}; map it explicitly",
+                    inv.gpus.len(),
+                    gpu.name
+                ),
+            },
+        };
+    }
+    let family: Vec<&HardwareEntry> = catalog
+        .entries
+        .iter()
+        .filter(|e| {
+            e.kind == "cpu"
+                && e.cpu_match
+                    .iter()
+                    .any(|m| !m.is_empty() && cpu.contains(m.as_str()))
+        })
+        .collect();
+    match family.iter().find(|e| e.vcpus as usize == inv.logical_cores) {
+        Some(e) => Mapping { hardware_id: Some(e.id.clone()), how: "auto".into(), detail: format!("{cpu:?} with {} vCPUs matched {}", inv.logical_cores, e.id) },
+        None if family.is_empty() => Mapping {
+            hardware_id: None,
+            how: "unmapped".into(),
+            detail: format!("CPU {cpu:?} matches no catalog entry; not guessed (map it explicitly with --map {}=ID)", inv.host),
+        },
+        None => Mapping {
+            hardware_id: None,
+            how: "unmapped".into(),
+            detail: format!(
+                "CPU {cpu:?} matches {} but none has {} vCPUs; not guessed (map it explicitly)",
+                family.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().join(", "),
+                inv.logical_cores
+            ),
+        },
+    }
+}
+
+/// Which throughput a cost is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateBasis {
+    /// Highest Poisson rate with p99 within the SLA (server load).
+    OperatingPoint,
+    /// Peak throughput of back-to-back batches (offline load): an upper bound for serving.
+    OfflinePeak,
+    /// One request at a time.
+    SingleStream,
+}
+
+/// The cost of one run on one price basis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostFigure {
+    /// `on-demand`, `reserved-1y`, `spot` or `owned`.
+    pub basis: String,
+    pub hourly_usd: f64,
+    pub cost_per_1k_usd: f64,
+    /// 95% interval from the throughput's uncertainty.
+    pub ci_low_usd: f64,
+    pub ci_high_usd: f64,
+    pub note: String,
+}
+
+/// Cost, energy and their provenance for one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCost {
+    pub hardware_id: String,
+    pub rate_basis: RateBasis,
+    pub requests_per_s: f64,
+    pub requests_per_s_ci: (f64, f64),
+    /// Share of the instance's price charged to this run (1/gpus for one GPU of several).
+    pub share: f64,
+    pub figures: Vec<CostFigure>,
+    pub energy_per_1k_joules: Option<f64>,
+    pub energy_above_idle_per_1k_joules: Option<f64>,
+    pub power_source: String,
+}
+
+/// Throughput and a 95% interval for `r`.
+pub fn rate_with_ci(r: &RunResult) -> Option<(RateBasis, f64, (f64, f64))> {
+    if let Some(s) = &r.server {
+        let op = s.operating_point.as_ref()?;
+        // The search bracketed the operating point: the next probed rate above it failed.
+        let fail_above = s
+            .curve
+            .iter()
+            .filter(|c| !c.meets_sla && c.offered_qps > op.offered_qps)
+            .map(|c| c.offered_qps)
+            .fold(f64::INFINITY, f64::min);
+        let hi = if fail_above.is_finite() {
+            fail_above
+        } else {
+            op.offered_qps
+        };
+        return Some((
+            RateBasis::OperatingPoint,
+            op.offered_qps,
+            (op.offered_qps, hi),
+        ));
+    }
+    let t = r.throughput.as_ref()?;
+    let basis = match r.spec.load {
+        crate::scenario::Load::SingleStream => RateBasis::SingleStream,
+        _ => RateBasis::OfflinePeak,
+    };
+    let per_iter = t.requests_per_s * t.measured_s / r.samples_ms.len().max(1) as f64; // requests per iteration
+    let ci =
+        bootstrap_rate_ci(&r.samples_ms, per_iter).unwrap_or((t.requests_per_s, t.requests_per_s));
+    Some((basis, t.requests_per_s, ci))
+}
+
+/// 95% bootstrap interval of requests/s = requests per iteration / mean iteration time.
+pub fn bootstrap_rate_ci(samples_ms: &[f64], per_iter: f64) -> Option<(f64, f64)> {
+    if samples_ms.len() < 2 {
+        return None;
+    }
+    let mut rng = crate::model::weights::SplitMix64::new(0x5eed);
+    let n = samples_ms.len();
+    let mut rates: Vec<f64> = (0..1000)
+        .map(|_| {
+            let s: f64 = (0..n)
+                .map(|_| samples_ms[(rng.next_u64() % n as u64) as usize])
+                .sum();
+            per_iter / (s / n as f64 / 1e3)
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    Some((rates[25], rates[974]))
+}
+
+fn per_1k(hourly: f64, rps: f64) -> f64 {
+    1000.0 * hourly / 3600.0 / rps
+}
+
+/// Prices run `r` on `hw`.
+pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
+    if r.status != Status::Ok {
+        return None;
+    }
+    let (basis, rps, (lo, hi)) = rate_with_ci(r)?;
+    if rps <= 0.0 {
+        return None;
+    }
+    let on_gpu = matches!(r.spec.device, crate::backend::Device::Cuda(_));
+    let share = if on_gpu && hw.gpu_count > 1 {
+        1.0 / hw.gpu_count as f64
+    } else {
+        1.0
+    };
+    let share_note = if share < 1.0 {
+        format!("; per-GPU share (1/{}) of the instance", hw.gpu_count)
+    } else {
+        String::new()
+    };
+    let mut figures = Vec::new();
+    let mut push = |name: &str, hourly: f64, note: String| {
+        let h = hourly * share;
+        figures.push(CostFigure {
+            basis: name.into(),
+            hourly_usd: h,
+            cost_per_1k_usd: per_1k(h, rps),
+            ci_low_usd: per_1k(h, hi),
+            ci_high_usd: per_1k(h, lo),
+            note,
+        });
+    };
+    let src = format!("{} ({})", hw.price_source, hw.price_date);
+    if let Some(p) = hw.on_demand_usd_per_hour {
+        push("on-demand", p, format!("list price {src}{share_note}"));
+    }
+    if let Some(p) = hw.reserved_1y_usd_per_hour {
+        push("reserved-1y", p, format!("{src}{share_note}"));
+    }
+    if let Some(p) = hw.spot_usd_per_hour {
+        push(
+            "spot",
+            p,
+            format!("spot price on {} (moves daily){share_note}", hw.price_date),
+        );
+    }
+    if let (Some(buy), Some(years)) = (hw.purchase_usd, hw.lifetime_years) {
+        let amortised = buy / (years * 8760.0);
+        let (watts, wsrc) = match r.power.watts {
+            Some(w) => (Some(w), format!("measured {:.0} W ({})", w, r.power.source)),
+            None => (
+                hw.power_watts,
+                format!("catalog typical draw {:?} W (not measured)", hw.power_watts),
+            ),
+        };
+        let energy = match (watts, hw.electricity_usd_per_kwh) {
+            (Some(w), Some(kwh)) => w / 1000.0 * kwh * hw.pue.unwrap_or(1.0),
+            _ => 0.0,
+        };
+        push(
+            "owned",
+            amortised + energy,
+            format!(
+                "purchase ${buy:.0} over {years} years + energy at {wsrc} × ${:?}/kWh × PUE {:?}{}",
+                hw.electricity_usd_per_kwh,
+                hw.pue,
+                if hw.assumption {
+                    "; purchase price is an assumption"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    let energy = r.power.watts.map(|w| w * 1000.0 / rps);
+    let above = r.power.above_idle_watts.map(|w| w * 1000.0 / rps);
+    Some(RunCost {
+        hardware_id: hw.id.clone(),
+        rate_basis: basis,
+        requests_per_s: rps,
+        requests_per_s_ci: (lo, hi),
+        share,
+        figures,
+        energy_per_1k_joules: energy,
+        energy_above_idle_per_1k_joules: above,
+        power_source: r.power.source.clone(),
+    })
+}
+
+/// One option of a capacity plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanOption {
+    pub host: String,
+    pub hardware_id: String,
+    pub run_id: String,
+    pub rate_basis: RateBasis,
+    pub capacity_per_instance_qps: f64,
+    pub p99_ms: f64,
+    pub instances: u64,
+    pub basis: String,
+    pub monthly_usd: f64,
+}
+
+/// Hours in an average month.
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// Instances and monthly cost to serve `qps` with `headroom` spare capacity, for every priced
+/// run whose p99 fits `p99_ms`. Cheapest first.
+pub fn plan(
+    priced: &[(String, &RunResult, RunCost)],
+    qps: f64,
+    p99_ms: f64,
+    headroom: f64,
+) -> Vec<PlanOption> {
+    let mut out = Vec::new();
+    for (host, r, c) in priced {
+        // The run's p99: per request at the operating point's confirmation probe (server),
+        // per forward pass of `batch` requests (offline).
+        let Some(p99) = r.latency.as_ref().map(|l| l.p99_ms) else {
+            continue;
+        };
+        if p99 > p99_ms || (r.server.is_some() && c.rate_basis != RateBasis::OperatingPoint) {
+            continue;
+        }
+        let instances = (qps * (1.0 + headroom) / c.requests_per_s).ceil().max(1.0) as u64;
+        for f in &c.figures {
+            out.push(PlanOption {
+                host: host.clone(),
+                hardware_id: c.hardware_id.clone(),
+                run_id: r.spec.id.clone(),
+                rate_basis: c.rate_basis,
+                capacity_per_instance_qps: c.requests_per_s,
+                p99_ms: p99,
+                instances,
+                basis: f.basis.clone(),
+                monthly_usd: instances as f64 * f.hourly_usd * HOURS_PER_MONTH,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.monthly_usd.total_cmp(&b.monthly_usd));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_formula() {
+        // $3.60/h at 1 request/s: $1 per 1000 requests.
+        assert!((per_1k(3.6, 1.0) - 1.0).abs() < 1e-12);
+        assert!((per_1k(0.36, 100.0) - 0.001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_rate() {
+        let s: Vec<f64> = (0..200).map(|i| 10.0 + (i % 7) as f64 * 0.1).collect();
+        let mean = s.iter().sum::<f64>() / s.len() as f64;
+        let rate = 8.0 / (mean / 1e3);
+        let (lo, hi) = bootstrap_rate_ci(&s, 8.0).unwrap();
+        assert!(
+            lo < rate && rate < hi && (hi - lo) / rate < 0.02,
+            "{lo} {rate} {hi}"
+        );
+    }
+
+    #[test]
+    fn catalog_errors_name_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[[hardware]]\nid = \"x\"\nprovider = \"aws\"\nkind = \"cpu\"\non_demand_usd_per_hour = -1.0\n").unwrap();
+        let e = Catalog::load(&p, None).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "c.toml:5: field `hardware.on_demand_usd_per_hour`: -1 is not a positive amount"
+            ),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            "[[hardware]]\nid = \"x\"\nprovider = \"aws\"\nkind = \"cpu\"\nprice = 1\n",
+        )
+        .unwrap();
+        let e = Catalog::load(&p, None).unwrap_err().to_string();
+        assert!(
+            e.contains("c.toml:5") && e.contains("unknown field `price`"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            "[[hardware]]\nid = \"x\"\nprovider = \"aws\"\nkind = \"cpu\"\n",
+        )
+        .unwrap();
+        let e = Catalog::load(&p, None).unwrap_err().to_string();
+        assert!(e.contains("has no price"), "{e}");
+    }
+
+    #[test]
+    fn shipped_catalog_is_valid_and_covers_cpu_and_gpu() {
+        let c = Catalog::shipped_with(None).unwrap();
+        assert!(c.entries.len() >= 12);
+        for gpu in ["T4", "A10G", "L4", "A100", "H100", "H200"] {
+            assert!(c.entries.iter().any(|e| e.gpu_model.contains(gpu)), "{gpu}");
+        }
+        assert!(c
+            .entries
+            .iter()
+            .any(|e| e.kind == "cpu" && e.arch == "aarch64"));
+        assert!(
+            c.entries
+                .iter()
+                .filter(|e| e.kind == "cpu" && e.arch == "x86_64")
+                .count()
+                >= 2
+        );
+        for e in &c.entries {
+            assert!(
+                e.assumption || (!e.price_source.is_empty() && !e.price_date.is_empty()),
+                "{} has no source",
+                e.id
+            );
+        }
+    }
+
+    #[test]
+    fn user_catalog_replaces_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(&a, "[[hardware]]\nid = \"x\"\nprovider = \"aws\"\nkind = \"cpu\"\non_demand_usd_per_hour = 1.0\n").unwrap();
+        std::fs::write(&b, "[[hardware]]\nid = \"x\"\nprovider = \"aws\"\nkind = \"cpu\"\non_demand_usd_per_hour = 2.0\n[[hardware]]\nid = \"y\"\nprovider = \"owned\"\nkind = \"cpu\"\npurchase_usd = 5000.0\nlifetime_years = 4.0\n").unwrap();
+        let c = Catalog::load(&a, Some(&b)).unwrap();
+        assert_eq!(c.entries.len(), 2);
+        assert_eq!(c.get("x").unwrap().on_demand_usd_per_hour, Some(2.0));
+    }
+}

@@ -1,0 +1,585 @@
+//! PNG charts drawn with plotters and the bundled DejaVu Sans font (no system font needed).
+//! Each has a title, axes with units and a legend; charts with nothing valid to draw say so.
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+
+use super::{group_by, Row};
+use crate::error::{Error, Result};
+use crate::results::Status;
+use crate::scenario::Load;
+
+/// The bundled font (DejaVu Sans, Bitstream Vera licence: assets/fonts/DejaVu-LICENSE.txt).
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// A bar: label, value, optional 95% interval.
+type Bar = (String, f64, Option<(f64, f64)>);
+
+/// A line: label, points, thin (p99) or thick (p50), colour index.
+type Series = (String, Vec<(f64, f64)>, bool, usize);
+
+/// One chart: its file name, title, a caption saying what is drawn, and the PNG bytes.
+pub struct Chart {
+    pub file: String,
+    pub title: String,
+    pub caption: String,
+    pub png: Vec<u8>,
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn plot_err(e: impl std::fmt::Display) -> Error {
+    Error::Measure(format!("drawing a chart: {e}"))
+}
+
+/// Draws with `f` into a PNG of `size` and returns its bytes.
+fn render(
+    size: (u32, u32),
+    f: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<Vec<u8>> {
+    register_font();
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let path = dir.path().join("chart.png");
+    {
+        let root = BitMapBackend::new(&path, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        f(&root)?;
+        root.present().map_err(plot_err)?;
+    }
+    std::fs::read(&path).map_err(|e| Error::io(&path, e))
+}
+
+fn empty(title: &str, why: &str) -> Result<Vec<u8>> {
+    render((1000, 240), |root| {
+        root.draw(&Text::new(
+            title.to_string(),
+            (20, 20),
+            ("sans-serif", 26).into_font(),
+        ))
+        .map_err(plot_err)?;
+        root.draw(&Text::new(
+            format!("Nothing to draw: {why}"),
+            (20, 90),
+            ("sans-serif", 18).into_font().color(&RGBColor(120, 0, 0)),
+        ))
+        .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+/// Horizontal bars (sorted ascending) with optional 95% error bars.
+fn bars(title: &str, x_desc: &str, items: &[Bar], legend: &str) -> Result<Vec<u8>> {
+    let n = items.len();
+    let max = items
+        .iter()
+        .map(|(_, v, ci)| ci.map_or(*v, |c| c.1.max(*v)))
+        .fold(0.0f64, f64::max)
+        * 1.1;
+    let height = (150 + 30 * n as u32).max(300);
+    // Cheapest (first) at the top.
+    let at = |i: usize| n - 1 - i;
+    render((1500, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 26))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(660)
+            .build_cartesian_2d(0f64..max.max(1e-12), (0..n - 1).into_segmented())
+            .map_err(plot_err)?;
+        let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(x_desc)
+            .y_labels(n.max(1))
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) if *i < n => {
+                    labels.get(at(*i)).cloned().unwrap_or_default()
+                }
+                _ => String::new(),
+            })
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(plot_err)?;
+        let color = RGBColor(46, 110, 180);
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, (_, v, _))| {
+                let mut r = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(at(i))),
+                        (*v, SegmentValue::Exact(at(i) + 1)),
+                    ],
+                    color.mix(0.8).filled(),
+                );
+                r.set_margin(4, 4, 0, 0);
+                r
+            }))
+            .map_err(plot_err)?
+            .label(legend)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        let with_ci: Vec<_> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, v, ci))| ci.map(|c| (i, *v, c)))
+            .collect();
+        if !with_ci.is_empty() {
+            chart
+                .draw_series(with_ci.iter().map(|(i, v, (lo, hi))| {
+                    ErrorBar::new_horizontal(
+                        SegmentValue::CenterOf(at(*i)),
+                        *lo,
+                        *v,
+                        *hi,
+                        BLACK.stroke_width(2),
+                        10,
+                    )
+                }))
+                .map_err(plot_err)?
+                .label("95% interval")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+/// Lines of y against batch (log2 axis), one per series.
+fn vs_batch(title: &str, y_desc: &str, series: &[Series]) -> Result<Vec<u8>> {
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .collect();
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .collect();
+    let (xmin, xmax) = (
+        xs.iter().cloned().fold(f64::INFINITY, f64::min),
+        xs.iter().cloned().fold(0.0, f64::max),
+    );
+    let ymax = ys.iter().cloned().fold(0.0, f64::max) * 1.15;
+    render((1400, 700), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 26))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(
+                (xmin.max(1.0) * 0.8..xmax.max(2.0) * 1.25).log_scale(),
+                0f64..ymax.max(1e-9),
+            )
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("batch (requests per forward pass, log scale)")
+            .y_desc(y_desc)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(plot_err)?;
+        for (name, pts, dashed, c) in series {
+            let color = Palette99::pick(*c).to_rgba();
+            let style = if *dashed {
+                color.stroke_width(1)
+            } else {
+                color.stroke_width(3)
+            };
+            chart
+                .draw_series(LineSeries::new(pts.clone(), style))
+                .map_err(plot_err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            if *dashed {
+                chart
+                    .draw_series(
+                        pts.iter()
+                            .map(|p| TriangleMarker::new(*p, 6, color.filled())),
+                    )
+                    .map_err(plot_err)?;
+            } else {
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
+                    .map_err(plot_err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+fn config_key(r: &Row) -> String {
+    let s = &r.run.spec;
+    format!(
+        "{} {} {} {} {} {} s{}",
+        r.host,
+        s.device,
+        s.backend,
+        s.precision,
+        s.model,
+        s.mode.name(),
+        s.seq_len
+    )
+}
+
+/// Every chart of the report.
+pub fn all(rows: &[Row]) -> Result<Vec<Chart>> {
+    let ok: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.run.status == Status::Ok && r.run.parity.as_ref().is_some_and(|p| p.passed))
+        .collect();
+    let mut charts = Vec::new();
+
+    // 1. Cost per 1k.
+    let mut priced: Vec<&Row> = ok
+        .iter()
+        .copied()
+        .filter(|r| r.headline().is_some())
+        .collect();
+    priced.sort_by(|a, b| {
+        a.headline()
+            .unwrap()
+            .cost_per_1k_usd
+            .total_cmp(&b.headline().unwrap().cost_per_1k_usd)
+    });
+    let items: Vec<Bar> = priced
+        .iter()
+        .map(|r| {
+            let f = r.headline().unwrap();
+            let basis = match r.cost.as_ref().unwrap().rate_basis {
+                crate::cost::RateBasis::OperatingPoint => "SLA op. point",
+                crate::cost::RateBasis::OfflinePeak => "offline peak",
+                crate::cost::RateBasis::SingleStream => "single-stream",
+            };
+            (
+                format!("{} | {}", r.label(), basis),
+                f.cost_per_1k_usd,
+                Some((f.ci_low_usd, f.ci_high_usd)),
+            )
+        })
+        .collect();
+    let title = "Cost per 1,000 recommendations";
+    charts.push(Chart {
+        file: "cost_per_1k.png".into(),
+        title: title.into(),
+        caption: "USD per 1,000 requests by hardware × backend × precision × model, cheapest first, on the on-demand price where the catalog has one (else the first basis it has; runs.csv lists every basis). Each bar names the throughput it uses (SLA operating point or offline peak); error bars are the 95% interval of that throughput.".into(),
+        png: if items.is_empty() { empty(title, "no valid run could be priced (see the unpriced hosts below)")? } else { bars(title, "USD per 1,000 requests", &items, "cost per 1k requests")? },
+    });
+
+    // 2 and 3. Latency and throughput against batch (offline runs).
+    let offline: Vec<&Row> = ok
+        .iter()
+        .copied()
+        .filter(|r| r.run.spec.load == Load::Offline)
+        .collect();
+    let groups = group_by(&offline, config_key);
+    let mut lat_series = Vec::new();
+    let mut tp_series = Vec::new();
+    for (ci, (name, rs)) in groups.iter().enumerate() {
+        let mut rs = rs.clone();
+        rs.sort_by_key(|r| r.run.spec.batch);
+        let p = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(f64, f64)> {
+            rs.iter()
+                .filter_map(|r| f(r).map(|y| (r.run.spec.batch as f64, y)))
+                .collect()
+        };
+        lat_series.push((
+            format!("{name} p50"),
+            p(&|r| r.run.latency.as_ref().map(|l| l.p50_ms)),
+            false,
+            ci,
+        ));
+        lat_series.push((
+            format!("{name} p99"),
+            p(&|r| r.run.latency.as_ref().map(|l| l.p99_ms)),
+            true,
+            ci,
+        ));
+        tp_series.push((
+            name.clone(),
+            p(&|r| r.run.throughput.as_ref().map(|t| t.requests_per_s)),
+            false,
+            ci,
+        ));
+    }
+    let t2 = "Latency per forward pass vs batch (offline)";
+    charts.push(Chart {
+        file: "latency_vs_batch.png".into(),
+        title: t2.into(),
+        caption: "p50 (thick line, circles) and p99 (thin line, triangles) of one forward pass of `batch` requests, including scoring and top-k, for offline runs.".into(),
+        png: if lat_series.is_empty() { empty(t2, "no valid offline run")? } else { vs_batch(t2, "latency per batch (ms)", &lat_series)? },
+    });
+    let t3 = "Throughput vs batch (offline)";
+    charts.push(Chart {
+        file: "throughput_vs_batch.png".into(),
+        title: t3.into(),
+        caption: "Requests per second of back-to-back batches (offline load): the peak a machine can do, an upper bound for latency-bound serving.".into(),
+        png: if tp_series.is_empty() { empty(t3, "no valid offline run")? } else { vs_batch(t3, "requests per second", &tp_series)? },
+    });
+
+    // 4. Latency-throughput curves of server runs with the SLA line.
+    let server: Vec<&Row> = ok
+        .iter()
+        .copied()
+        .filter(|r| r.run.server.is_some())
+        .collect();
+    let t4 = "p99 latency vs throughput (server load) with the SLA";
+    charts.push(Chart {
+        file: "latency_throughput.png".into(),
+        title: t4.into(),
+        caption: "Each probed Poisson rate of the operating-point search: achieved requests/s against p99 latency from scheduled arrival. The black line is the SLA; the large dot on each curve is the operating point (highest rate meeting it).".into(),
+        png: if server.is_empty() { empty(t4, "no valid run used server load")? } else { latency_throughput(t4, &server)? },
+    });
+
+    // 5. Energy per 1k.
+    let mut energy: Vec<Bar> = ok
+        .iter()
+        .filter_map(|r| {
+            let c = r.cost.as_ref()?;
+            let j = c.energy_per_1k_joules?;
+            Some((format!("{} [{}]", r.label(), c.power_source), j, None))
+        })
+        .collect();
+    energy.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let t5 = "Energy per 1,000 recommendations";
+    let sources: Vec<String> = {
+        let mut s: Vec<String> = ok
+            .iter()
+            .map(|r| format!("{}: {}", r.host, r.run.power.source))
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    charts.push(Chart {
+        file: "energy_per_1k.png".into(),
+        title: t5.into(),
+        caption: "Joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names the power source (rapl, nvml or a labelled TDP estimate).".into(),
+        png: if energy.is_empty() {
+            empty(t5, &format!("no run has a power figure (power source per host: {})", sources.join(", ")))?
+        } else {
+            bars(t5, "joules per 1,000 requests", &energy, "energy per 1k requests")?
+        },
+    });
+
+    // 6. Cost vs quality with the Pareto front.
+    let cq: Vec<(String, f64, f64)> = priced
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.label(),
+                r.headline()?.cost_per_1k_usd,
+                r.run.parity.as_ref()?.min_cosine,
+            ))
+        })
+        .collect();
+    let t6 = "Cost vs quality (parity with the fp32 reference)";
+    charts.push(Chart {
+        file: "cost_vs_quality.png".into(),
+        title: t6.into(),
+        caption: "x: USD per 1,000 requests (headline basis); y: lowest cosine between the run's embeddings and the candle fp32 reference over the probe set. The line joins the Pareto front: no other configuration is both cheaper and closer to the reference.".into(),
+        png: if cq.is_empty() { empty(t6, "no valid run could be priced")? } else { cost_quality(t6, &cq)? },
+    });
+    Ok(charts)
+}
+
+fn latency_throughput(title: &str, rows: &[&Row]) -> Result<Vec<u8>> {
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .flat_map(|r| {
+            r.run
+                .server
+                .as_ref()
+                .unwrap()
+                .curve
+                .iter()
+                .map(|c| (c.achieved_qps, c.p99_ms))
+        })
+        .collect();
+    let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max) * 1.1;
+    let slas: Vec<f64> = rows.iter().map(|r| r.run.spec.sla_p99_ms).collect();
+    let ymax = pts
+        .iter()
+        .map(|p| p.1)
+        .filter(|y| y.is_finite())
+        .fold(0.0, f64::max)
+        .max(slas.iter().cloned().fold(0.0, f64::max))
+        * 1.15;
+    render((1400, 700), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 26))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..xmax.max(1e-9), 0f64..ymax.max(1e-9))
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("achieved requests per second")
+            .y_desc("p99 latency from scheduled arrival (ms)")
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(plot_err)?;
+        let mut sla_drawn = std::collections::BTreeSet::new();
+        for (i, r) in rows.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let s = r.run.server.as_ref().unwrap();
+            let mut curve: Vec<(f64, f64)> = s
+                .curve
+                .iter()
+                .filter(|c| c.p99_ms.is_finite())
+                .map(|c| (c.achieved_qps, c.p99_ms))
+                .collect();
+            curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(curve.clone(), color.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(r.label())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(curve.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(plot_err)?;
+            if let Some(op) = &s.operating_point {
+                chart
+                    .draw_series(std::iter::once(Circle::new(
+                        (op.achieved_qps, op.p99_ms),
+                        9,
+                        color.filled(),
+                    )))
+                    .map_err(plot_err)?;
+            }
+            if sla_drawn.insert(s.sla_p99_ms.to_bits()) {
+                let sla = s.sla_p99_ms;
+                chart
+                    .draw_series(LineSeries::new(
+                        vec![(0.0, sla), (xmax, sla)],
+                        BLACK.stroke_width(3),
+                    ))
+                    .map_err(plot_err)?
+                    .label(format!("SLA p99 {sla} ms"))
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3))
+                    });
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+/// The Pareto front of (cost, quality): cheaper is better, higher cosine is better.
+pub fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut p = points.to_vec();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut front: Vec<(f64, f64)> = Vec::new();
+    for q in p {
+        if front.last().is_none_or(|l| q.1 > l.1) {
+            front.push(q);
+        }
+    }
+    front
+}
+
+fn cost_quality(title: &str, pts: &[(String, f64, f64)]) -> Result<Vec<u8>> {
+    let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.1, p.2)).collect();
+    let front = pareto(&xy);
+    let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max) * 1.15;
+    let ymin = xy.iter().map(|p| p.1).fold(1.0, f64::min);
+    let ylo = (ymin - (1.0 - ymin).max(1e-4) * 0.5).min(0.9999);
+    render((1400, 700), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 26))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0f64..xmax.max(1e-12), ylo..1.00005f64)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("USD per 1,000 requests")
+            .y_desc("min cosine vs fp32 reference")
+            .y_label_formatter(&|y| format!("{y:.5}"))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(
+                xy.iter()
+                    .map(|p| Circle::new(*p, 6, BLUE.mix(0.7).filled())),
+            )
+            .map_err(plot_err)?
+            .label("configuration")
+            .legend(|(x, y)| Circle::new((x + 7, y), 5, BLUE.filled()));
+        chart
+            .draw_series(LineSeries::new(front.clone(), RED.stroke_width(2)))
+            .map_err(plot_err)?
+            .label("Pareto front")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        for (name, x, y) in pts.iter().filter(|p| front.contains(&(p.1, p.2))) {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    name.clone(),
+                    (*x, *y),
+                    ("sans-serif", 12).into_font(),
+                )))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pareto_keeps_only_undominated_points() {
+        let f = super::pareto(&[
+            (1.0, 0.99),
+            (2.0, 0.999),
+            (1.5, 0.98),
+            (3.0, 0.9995),
+            (4.0, 0.999),
+        ]);
+        assert_eq!(f, vec![(1.0, 0.99), (2.0, 0.999), (3.0, 0.9995)]);
+    }
+}

@@ -1,0 +1,293 @@
+//! Reports for capacity planners and procurement: one or many results files (several machines
+//! merge into one report) become `index.html` (self-contained: inline CSS, charts embedded as
+//! PNG data), the PNG charts, `runs.csv` (one row per run, every figure) and `summary.md`.
+//!
+//! Every number in a report is read from a results file or computed from one with the cost
+//! model; the report names the files (with their SHA-256), the catalog entries and price
+//! sources it used. Invalid, failed and skipped runs are listed with their reasons and never
+//! drawn as valid points.
+
+mod charts;
+mod csv;
+mod html;
+mod markdown;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::backend::Device;
+use crate::cost::{self, Catalog, Mapping, RunCost};
+use crate::error::{Error, Result};
+use crate::results::{ResultsFile, RunResult, Status};
+
+/// One results file read into a report.
+pub struct Source {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub file: ResultsFile,
+}
+
+/// One run with its host and price.
+pub struct Row<'a> {
+    pub source: usize,
+    pub host: String,
+    pub run: &'a RunResult,
+    pub mapping: Mapping,
+    pub cost: Option<RunCost>,
+}
+
+impl Row<'_> {
+    /// Short human label of the configuration.
+    pub fn label(&self) -> String {
+        let s = &self.run.spec;
+        let hw = self
+            .cost
+            .as_ref()
+            .map_or(self.host.clone(), |c| c.hardware_id.clone());
+        format!(
+            "{hw} {} | {} {} | {} {} | {} b{} s{}",
+            s.device,
+            s.backend,
+            s.precision,
+            s.model,
+            s.mode.name(),
+            s.load.name(),
+            s.batch,
+            s.seq_len
+        )
+    }
+
+    /// The cost figure on the preferred basis (on-demand, else the first available).
+    pub fn headline(&self) -> Option<&cost::CostFigure> {
+        let c = self.cost.as_ref()?;
+        c.figures
+            .iter()
+            .find(|f| f.basis == "on-demand")
+            .or(c.figures.first())
+    }
+
+    /// p99 latency of the run: per request in the confirmation probe at the operating point
+    /// (server), per forward pass of `batch` requests (offline), per request (single-stream).
+    pub fn p99_ms(&self) -> Option<f64> {
+        self.run.latency.as_ref().map(|l| l.p99_ms)
+    }
+
+    /// SLA of the run's scenario.
+    pub fn sla_ms(&self) -> f64 {
+        self.run.spec.sla_p99_ms
+    }
+
+    /// Meets the latency budget and the quality bar.
+    pub fn eligible(&self) -> bool {
+        self.run.status == Status::Ok
+            && self.run.parity.as_ref().is_some_and(|p| p.passed)
+            && self.p99_ms().is_some_and(|p| p <= self.sla_ms())
+    }
+}
+
+/// Options of `recbench report` and `recbench plan`.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    /// A user catalog merged over the shipped one.
+    pub catalog: Option<PathBuf>,
+    /// Explicit host → catalog id mappings.
+    pub maps: Vec<(String, String)>,
+}
+
+/// Parses `HOST=ID`.
+pub fn parse_map(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((h, id)) if !h.is_empty() && !id.is_empty() => Ok((h.to_string(), id.to_string())),
+        _ => Err(Error::input(
+            "<command line>",
+            None,
+            "--map",
+            format!("{s:?}: expected HOST=CATALOG_ID"),
+        )),
+    }
+}
+
+/// Loads the results files.
+pub fn load_sources(inputs: &[PathBuf]) -> Result<Vec<Source>> {
+    if inputs.is_empty() {
+        return Err(Error::input(
+            "<command line>",
+            None,
+            "RESULTS",
+            "give at least one results file",
+        ));
+    }
+    inputs
+        .iter()
+        .map(|p| {
+            let file = ResultsFile::load(p)?;
+            Ok(Source {
+                sha256: crate::model::weights::sha256_file(p)?,
+                path: p.clone(),
+                file,
+            })
+        })
+        .collect()
+}
+
+/// Prices every run of every source.
+pub fn price<'a>(
+    sources: &'a [Source],
+    catalog: &Catalog,
+    maps: &[(String, String)],
+) -> Result<Vec<Row<'a>>> {
+    for (host, id) in maps {
+        if catalog.get(id).is_none() {
+            return Err(Error::input(
+                "<command line>",
+                None,
+                "--map",
+                format!("{host}={id}: {id:?} is not in the catalog"),
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let host = s.file.environment.inventory.host.clone();
+        let explicit = maps
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, id)| id.clone())
+            .or_else(|| {
+                // `[cost] hardware = "id"` in the scenario.
+                let v: toml::Value = toml::from_str(&s.file.scenario.text).ok()?;
+                let id = v.get("cost")?.get("hardware")?.as_str()?;
+                (id != "auto").then(|| id.to_string())
+            });
+        for r in &s.file.runs {
+            let on_gpu = matches!(r.spec.device, Device::Cuda(_));
+            let mapping = cost::map_host(catalog, &s.file, on_gpu, explicit.as_deref());
+            let cost = mapping
+                .hardware_id
+                .as_deref()
+                .and_then(|id| catalog.get(id))
+                .and_then(|hw| cost::cost_run(r, hw));
+            rows.push(Row {
+                source: i,
+                host: host.clone(),
+                run: r,
+                mapping,
+                cost,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The cheapest eligible configuration and the runner-up.
+pub fn recommendation<'a, 'b>(rows: &'b [Row<'a>]) -> Vec<&'b Row<'a>> {
+    let mut eligible: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.eligible() && r.headline().is_some())
+        .collect();
+    eligible.sort_by(|a, b| {
+        a.headline()
+            .unwrap()
+            .cost_per_1k_usd
+            .total_cmp(&b.headline().unwrap().cost_per_1k_usd)
+    });
+    eligible.truncate(2);
+    eligible
+}
+
+/// Makes `name` safe as a file name inside the output folder.
+pub fn safe_file_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() {
+        "file".into()
+    } else {
+        s
+    }
+}
+
+/// Writes the report into `opts.out`. Returns the files written.
+pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
+    let sources = load_sources(&opts.inputs)?;
+    let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
+    let rows = price(&sources, &catalog, &opts.maps)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let mut written = Vec::new();
+    let charts = charts::all(&rows)?;
+    for c in &charts {
+        let p = opts.out.join(safe_file_name(&c.file));
+        crate::error::write_atomic(&p, &c.png)?;
+        written.push(p);
+    }
+    let csv_path = opts.out.join("runs.csv");
+    crate::error::write_atomic(&csv_path, csv::runs_csv(&rows, &sources).as_bytes())?;
+    written.push(csv_path);
+    let md_path = opts.out.join("summary.md");
+    crate::error::write_atomic(&md_path, markdown::summary(&rows, &sources).as_bytes())?;
+    written.push(md_path);
+    let html_path = opts.out.join("index.html");
+    crate::error::write_atomic(
+        &html_path,
+        html::page(&rows, &sources, &catalog, &charts).as_bytes(),
+    )?;
+    written.push(html_path);
+    Ok(written)
+}
+
+/// Groups rows by a key, keeping order of first appearance.
+pub(crate) fn group_by<'r, 'a, K: Ord + Clone>(
+    rows: &[&'r Row<'a>],
+    key: impl Fn(&Row) -> K,
+) -> BTreeMap<K, Vec<&'r Row<'a>>> {
+    let mut m: BTreeMap<K, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        m.entry(key(r)).or_default().push(r);
+    }
+    m
+}
+
+/// The capacity plan for `recbench plan`.
+pub fn plan(
+    opts: &ReportOptions,
+    qps: f64,
+    p99_ms: f64,
+    headroom: f64,
+) -> Result<Vec<cost::PlanOption>> {
+    let sources = load_sources(&opts.inputs)?;
+    let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
+    let rows = price(&sources, &catalog, &opts.maps)?;
+    let priced: Vec<(String, &RunResult, RunCost)> = rows
+        .iter()
+        .filter(|r| r.run.status == Status::Ok && r.run.parity.as_ref().is_some_and(|p| p.passed))
+        .filter_map(|r| r.cost.clone().map(|c| (r.host.clone(), r.run, c)))
+        .collect();
+    Ok(cost::plan(&priced, qps, p99_ms, headroom))
+}
+
+/// Hosts that could not be priced, with the reason, for messages.
+pub fn unpriced_hosts(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .iter()
+        .filter(|r| r.run.status == Status::Ok && r.cost.is_none())
+        .map(|r| format!("{}: {}", r.host, r.mapping.detail))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub(crate) fn fmt_opt(x: Option<f64>, digits: usize) -> String {
+    x.filter(|v| v.is_finite())
+        .map_or("—".into(), |v| format!("{v:.digits$}"))
+}
