@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch.sh
 source scripts/features.sh
+if ! [ -x /usr/bin/chromium ]; then
+  echo "test: installing Debian's chromium (the report is checked in a real headless browser)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+fi
 echo "test: rustfmt"
 cargo fmt --check
 echo "test: clippy (default build)"

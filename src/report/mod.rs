@@ -163,7 +163,18 @@ pub fn price<'a>(
             });
         for r in &s.file.runs {
             let on_gpu = matches!(r.spec.device, Device::Cuda(_));
-            let mapping = cost::map_host(catalog, &s.file, on_gpu, explicit.as_deref());
+            let mut mapping = cost::map_host(
+                catalog,
+                &s.file,
+                on_gpu,
+                explicit.as_ref().map(|e| e.0.as_str()),
+            );
+            if let (Some((_, by)), "explicit") = (&explicit, mapping.how.as_str()) {
+                mapping.detail = format!(
+                    "{} (by {by}; the equivalence is the user's assertion)",
+                    mapping.detail
+                );
+            }
             let cost = mapping
                 .hardware_id
                 .as_deref()

@@ -1,0 +1,283 @@
+//! The report as its readers get it: files written, numbers traceable to the results file,
+//! hostile strings escaped, and the page rendered by a real browser.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+fn recbench() -> Command {
+    Command::cargo_bin("recbench").unwrap()
+}
+
+/// One real sweep shared by the tests of this file.
+fn results_file() -> &'static PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.toml");
+        let out = recbench()
+            .arg("run")
+            .arg(&fixture)
+            .arg("--out")
+            .arg(&dir)
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let folder = dir.join("report-fixture");
+        let f = std::fs::read_dir(&folder)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"));
+        f.unwrap()
+    })
+}
+
+fn report(inputs: &[&Path], extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut c = recbench();
+    c.arg("report");
+    for i in inputs {
+        c.arg(i);
+    }
+    let out = c
+        .arg("--out")
+        .arg(out_dir.path())
+        .args(extra)
+        .output()
+        .unwrap();
+    (out_dir, out)
+}
+
+#[test]
+fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
+    let results = results_file();
+    let (dir, out) = report(&[results], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "index.html",
+        "runs.csv",
+        "summary.md",
+        "cost_per_1k.png",
+        "latency_vs_batch.png",
+        "throughput_vs_batch.png",
+        "latency_throughput.png",
+        "energy_per_1k.png",
+        "cost_vs_quality.png",
+    ] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_else(|_| panic!("{f} missing"));
+        if f.ends_with(".png") {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{f} is a PNG");
+            assert!(bytes.len() > 5_000, "{f} has content");
+        }
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(results).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("runs.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    // Every run appears; every ok run's p50 and cost are those of the results file and formula.
+    for r in runs {
+        let id = r["spec"]["id"].as_str().unwrap();
+        let line = csv
+            .lines()
+            .find(|l| l.split(',').nth(col("run_id")) == Some(id))
+            .unwrap_or_else(|| panic!("{id} not in runs.csv"));
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[col("status")], r["status"].as_str().unwrap());
+        if r["status"] == "ok" {
+            let p50: f64 = cells[col("p50_ms")].parse().unwrap();
+            assert_eq!(p50, r["latency"]["p50_ms"].as_f64().unwrap());
+            let rps: f64 = cells[col("requests_per_s")].parse().unwrap();
+            let hourly: f64 = cells[col("hourly_usd")].parse().unwrap();
+            let cost: f64 = cells[col("cost_per_1k_usd")].parse().unwrap();
+            assert!(
+                (cost - 1000.0 * hourly / 3600.0 / rps).abs() < 1e-12,
+                "{line}"
+            );
+            assert_eq!(cells[col("hardware_id")], "aws-m7i-large");
+        }
+    }
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("Cheapest") && html.contains("Runner-up"),
+        "recommendation section"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("<script") && !html.contains("<link"),
+        "self-contained, no network"
+    );
+    if !cfg!(feature = "torch") {
+        assert!(
+            html.contains("rebuild with --features torch"),
+            "skipped runs listed with their reason"
+        );
+    }
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains("## Recommendation") && md.contains("aws-m7i-large"));
+}
+
+#[test]
+fn hostile_strings_are_escaped_and_cannot_escape_the_output_folder() {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
+    v["environment"]["inventory"]["cpu_model"] = "<script>alert('cpu')</script>".into();
+    v["environment"]["inventory"]["host"] = "../../<img src=x onerror=alert(1)>".into();
+    v["scenario"]["name"] = "../../../etc/passwd".into();
+    v["runs"][0]["reason"] = "<b onmouseover=alert(2)>x</b>".into();
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("hostile.json");
+    std::fs::write(&hostile, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (out_dir, out) = report(&[&hostile], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    assert!(
+        !html.contains("<script>alert")
+            && !html.contains("<img src=x")
+            && !html.contains("<b onmouseover")
+    );
+    assert!(html.contains("&lt;script&gt;alert(&#39;cpu&#39;)&lt;/script&gt;"));
+    // Only the report's own files were written, all inside the output folder.
+    let names: Vec<String> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+}
+
+#[test]
+fn unmapped_host_is_said_so_and_explicit_map_must_exist() {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
+    v["scenario"]["text"] = v["scenario"]["text"]
+        .as_str()
+        .unwrap()
+        .replace("hardware = \"aws-m7i-large\"", "hardware = \"auto\"")
+        .into();
+    v["environment"]["inventory"]["cpu_model"] = "Imaginary CPU 9000".into();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("r.json");
+    std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (out_dir, out) = report(&[&f], &[]);
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("matches no catalog entry; not guessed"),
+        "unmapped host explained"
+    );
+    let (_, out) = report(&[&f], &["--map", "vm=no-such-id"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"no-such-id\" is not in the catalog"));
+}
+
+#[test]
+fn plan_answers_with_instances_and_monthly_cost() {
+    let out = recbench()
+        .arg("plan")
+        .arg(results_file())
+        .args(["--qps", "500", "--p99-ms", "500", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let opts = v.as_array().unwrap();
+    assert!(!opts.is_empty());
+    let first = &opts[0];
+    let cap = first["capacity_per_instance_qps"].as_f64().unwrap();
+    let n = first["instances"].as_u64().unwrap();
+    assert_eq!(n, (500.0 * 1.3 / cap).ceil() as u64);
+    let monthly = first["monthly_usd"].as_f64().unwrap();
+    assert!(
+        opts.windows(2)
+            .all(|w| w[0]["monthly_usd"].as_f64() <= w[1]["monthly_usd"].as_f64()),
+        "cheapest first"
+    );
+    assert!(monthly > 0.0);
+    let out = recbench()
+        .arg("plan")
+        .arg(results_file())
+        .args(["--qps", "-5", "--p99-ms", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Renders the report in headless Chromium (Debian's package, no network) and checks what a
+/// reader sees: the recommendation text in the DOM and a screenshot with content.
+#[test]
+fn report_renders_in_headless_chromium() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "Chromium is needed for this test: scripts/test.sh installs Debian's chromium package",
+        );
+    let (dir, out) = report(&[results_file()], &[]);
+    assert!(out.status.success());
+    let page = dir.path().join("index.html");
+    let profile = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("screenshot.png");
+    let common = |c: &mut Command| {
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut c = Command::new(chromium);
+    common(&mut c);
+    let dom = c
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("Cheapest"), "recommendation rendered");
+    assert!(
+        dom.matches("data:image/png;base64,").count() >= 6,
+        "charts embedded"
+    );
+    let mut c = Command::new(chromium);
+    common(&mut c);
+    let st = c
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,2400")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&st.stderr)));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 50_000,
+        "the screenshot has content ({} bytes)",
+        png.len()
+    );
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");
+    std::fs::copy(&shot, &keep).unwrap();
+}
