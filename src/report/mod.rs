@@ -154,12 +154,12 @@ pub fn price<'a>(
         let explicit = maps
             .iter()
             .find(|(h, _)| *h == host)
-            .map(|(_, id)| id.clone())
+            .map(|(_, id)| (id.clone(), "--map"))
             .or_else(|| {
                 // `[cost] hardware = "id"` in the scenario.
                 let v: toml::Value = toml::from_str(&s.file.scenario.text).ok()?;
                 let id = v.get("cost")?.get("hardware")?.as_str()?;
-                (id != "auto").then(|| id.to_string())
+                (id != "auto").then(|| (id.to_string(), "the scenario's [cost] hardware"))
             });
         for r in &s.file.runs {
             let on_gpu = matches!(r.spec.device, Device::Cuda(_));
