@@ -56,6 +56,19 @@ pub enum Command {
         #[arg(long = "map")]
         maps: Vec<String>,
     },
+    /// CI gate: compare a candidate results file with a baseline; exit 1 on a regression.
+    Compare {
+        baseline: PathBuf,
+        candidate: PathBuf,
+        /// Slowdown (percent) that counts as a regression when exceeded with 95% confidence.
+        #[arg(long = "max-regression", default_value_t = 5.0)]
+        max_regression: f64,
+        /// Also write the table as Markdown (e.g. $GITHUB_STEP_SUMMARY).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Capacity plan: instances and monthly cost per configuration that meets a p99 budget at a target rate.
     Plan {
         #[arg(required = true)]

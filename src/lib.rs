@@ -4,6 +4,7 @@
 //! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
 
 pub mod backend;
+pub mod compare;
 pub mod cost;
 pub mod error;
 pub mod harness;

@@ -129,6 +129,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Compare {
+            baseline,
+            candidate,
+            max_regression,
+            markdown,
+            json,
+        } => {
+            if !(max_regression.is_finite() && (0.0..=1000.0).contains(&max_regression)) {
+                return Err(usage(
+                    "--max-regression",
+                    format!("{max_regression} must be a percentage from 0 to 1000"),
+                ));
+            }
+            let c = recbench::compare::compare(&baseline, &candidate, max_regression / 100.0)?;
+            let md = recbench::compare::markdown(&c);
+            if let Some(p) = markdown {
+                std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{md}");
+            }
+            Ok(if c.failed() { 1 } else { 0 })
+        }
         Command::Plan {
             results,
             qps,
