@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 /// Cost per 1,000 recommendations of a BERT recommender across CPUs, GPUs, backends, model sizes
 /// and precisions.
 #[derive(Debug, Parser)]
-#[command(name = "recbench", version, about, long_about = None)]
+#[command(name = "recbench", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RECBENCH_GIT_COMMIT"), ")"), about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +40,13 @@ pub enum Command {
         /// Print the results file as JSON instead of the summary table.
         #[arg(long)]
         json: bool,
+        /// Baseline recbench binary: run it and this build alternately for every run and write
+        /// a baseline and a candidate results file, for `recbench compare`.
+        #[arg(long, value_name = "BASELINE_BINARY")]
+        interleave: Option<PathBuf>,
+        /// Alternations per run with --interleave.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=100))]
+        rounds: u16,
     },
     /// Turn results files (one or many machines) into index.html, PNG charts, runs.csv and summary.md.
     Report {

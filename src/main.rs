@@ -57,6 +57,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             resume,
             quiet,
             json,
+            interleave,
+            rounds,
         } => {
             let sc = Scenario::load(&scenario)?;
             let backends = backends
@@ -85,7 +87,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 quick,
                 resume,
                 quiet,
+                interleave: interleave.clone(),
+                rounds: rounds as usize,
             };
+            if let Some(baseline) = &interleave {
+                if resume {
+                    return Err(usage(
+                        "--resume",
+                        "cannot be combined with --interleave".into(),
+                    ));
+                }
+                let (a, b, interrupted) = harness::run_interleaved(sc, &opts, baseline)?;
+                println!("baseline:  {}\ncandidate: {}", a.display(), b.display());
+                println!(
+                    "compare with: recbench compare {} {}",
+                    a.display(),
+                    b.display()
+                );
+                return Ok(if interrupted { 130 } else { 0 });
+            }
             let outcome = harness::run_sweep(sc, &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome.results)?);

@@ -328,3 +328,72 @@ fn hardware_and_backends_report_as_json() {
         .unwrap();
     assert_eq!(torch["compiled"], cfg!(feature = "torch"));
 }
+
+#[test]
+fn interleave_alternates_two_binaries_into_comparable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "baseline" is a copy of this build: an A/A pair.
+    let baseline = dir.path().join("recbench-baseline");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("recbench"), &baseline).unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .args([
+            "--backend",
+            "candle",
+            "--quiet",
+            "--rounds",
+            "2",
+            "--interleave",
+        ])
+        .arg(&baseline)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("smoke"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let side = |s: &str| -> Value {
+        let p = files
+            .iter()
+            .find(|p| p.to_string_lossy().contains(s))
+            .unwrap_or_else(|| panic!("no {s} file in {files:?}"));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (a, b) = (side("-baseline"), side("-candidate"));
+    let ids = |v: &Value| {
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["spec"]["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    for v in [&a, &b] {
+        for r in v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "ok")
+        {
+            assert!(
+                r["notes"]
+                    .to_string()
+                    .contains("merged from 2 interleaved rounds"),
+                "{r}"
+            );
+        }
+        assert_ne!(v["environment"]["git_commit"], "unknown");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("recbench compare"), "{stdout}");
+}

@@ -289,7 +289,13 @@ fn write_json(dir: &Path, name: &str, v: &Value) -> PathBuf {
 }
 
 fn compare(a: &Path, b: &Path) -> std::process::Output {
-    recbench().arg("compare").arg(a).arg(b).args(["--max-regression", "10"]).output().unwrap()
+    recbench()
+        .arg("compare")
+        .arg(a)
+        .arg(b)
+        .args(["--max-regression", "10"])
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -297,20 +303,50 @@ fn compare_passes_a_a_and_fails_a_real_slowdown() {
     let base = results_file();
     let dir = tempfile::tempdir().unwrap();
     let out = compare(base, base);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pass"));
 
     // Every iteration of the first ok run 30% slower: a regression beyond 10% with confidence.
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
-    let i = v["runs"].as_array().unwrap().iter().position(|r| r["status"] == "ok").unwrap();
-    let slow: Vec<Value> = v["runs"][i]["samples_ms"].as_array().unwrap().iter().map(|x| (x.as_f64().unwrap() * 1.3).into()).collect();
+    let i = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|r| r["status"] == "ok")
+        .unwrap();
+    let slow: Vec<Value> = v["runs"][i]["samples_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x.as_f64().unwrap() * 1.3).into())
+        .collect();
     v["runs"][i]["samples_ms"] = slow.into();
     let cand = write_json(dir.path(), "slow.json", &v);
     let md = dir.path().join("gate.md");
-    let out = recbench().arg("compare").arg(base).arg(&cand).args(["--max-regression", "10", "--markdown"]).arg(&md).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = recbench()
+        .arg("compare")
+        .arg(base)
+        .arg(&cand)
+        .args(["--max-regression", "10", "--markdown"])
+        .arg(&md)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let table = std::fs::read_to_string(&md).unwrap();
-    assert!(table.contains("REGRESSION") && table.contains("**regressed**"), "{table}");
+    assert!(
+        table.contains("REGRESSION") && table.contains("**regressed**"),
+        "{table}"
+    );
 
     // A run that was ok and is now invalid fails the gate even without samples.
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
@@ -334,13 +370,21 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
 
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
     for r in v["runs"].as_array_mut().unwrap() {
-        r["spec"]["id"] = r["spec"]["id"].as_str().unwrap().replace("tiny", "base").into();
+        r["spec"]["id"] = r["spec"]["id"]
+            .as_str()
+            .unwrap()
+            .replace("tiny", "base")
+            .into();
         r["spec"]["model"] = "base".into();
     }
     let other = write_json(dir.path(), "other-model.json", &v);
     let out = compare(base, &other);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no run in common"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no run in common"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let truncated = dir.path().join("truncated.json");
     let bytes = std::fs::read(base).unwrap();
@@ -348,5 +392,8 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
     let out = compare(base, &truncated);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated.json:") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("truncated.json:") && !err.contains("panicked"),
+        "{err}"
+    );
 }

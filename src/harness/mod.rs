@@ -15,7 +15,7 @@ pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,9 @@ pub struct SweepOptions {
     pub quick: bool,
     pub resume: bool,
     pub quiet: bool,
+    /// Run a baseline binary and this one alternately, `rounds` times per run (`--interleave`).
+    pub interleave: Option<PathBuf>,
+    pub rounds: usize,
 }
 
 /// What a sweep produced.
@@ -201,7 +204,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
                     prepare_reference(p.spec.model, p.spec.seed)?;
                 }
                 progress.line(&format!("{label} ..."));
-                match spawn_worker(&p, ceilings.get(&p.spec.threads).copied())? {
+                match spawn_worker(&self_exe()?, &p, ceilings.get(&p.spec.threads).copied())? {
                     Some(r) => r,
                     None => {
                         interrupted = true;
@@ -229,6 +232,207 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         results: file,
         interrupted,
     })
+}
+
+fn self_exe() -> Result<PathBuf> {
+    std::env::current_exe().map_err(|e| Error::io("current executable", e))
+}
+
+/// The git commit a recbench binary reports in `--version` (`recbench X (commit)`).
+fn binary_commit(exe: &Path) -> String {
+    Command::new(exe)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).to_string();
+            Some(
+                s.split_once('(')?
+                    .1
+                    .trim()
+                    .trim_end_matches(')')
+                    .to_string(),
+            )
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Merges the rounds of one run (all ok) into one result: samples concatenated in order,
+/// throughput over the summed measurement windows, peak memory the largest, energy summed.
+pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
+    if let Some(bad) = rounds.iter().find(|r| r.status != Status::Ok) {
+        let mut r = bad.clone();
+        r.notes.push(format!(
+            "one of {} interleaved rounds; the others are not kept",
+            rounds.len()
+        ));
+        return r;
+    }
+    let n = rounds.len();
+    let mut out = rounds[0].clone();
+    if n == 1 {
+        return out;
+    }
+    let samples: Vec<f64> = rounds
+        .iter()
+        .flat_map(|r| r.samples_ms.iter().copied())
+        .collect();
+    let measured: f64 = rounds
+        .iter()
+        .filter_map(|r| r.throughput.as_ref().map(|t| t.measured_s))
+        .sum();
+    let req: f64 = rounds
+        .iter()
+        .filter_map(|r| {
+            r.throughput
+                .as_ref()
+                .map(|t| t.requests_per_s * t.measured_s)
+        })
+        .sum();
+    let seq: f64 = rounds
+        .iter()
+        .filter_map(|r| {
+            r.throughput
+                .as_ref()
+                .map(|t| t.sequences_per_s * t.measured_s)
+        })
+        .sum();
+    let tok: f64 = rounds
+        .iter()
+        .filter_map(|r| r.throughput.as_ref().map(|t| t.tokens_per_s * t.measured_s))
+        .sum();
+    out.throughput = Some(crate::results::Throughput {
+        sequences_per_s: seq / measured,
+        tokens_per_s: tok / measured,
+        requests_per_s: req / measured,
+        measured_s: measured,
+    });
+    out.latency = stats::Latency::from_samples(&samples);
+    out.samples_ms = stats::thin(&samples, worker::MAX_SAMPLES);
+    if let Some(c) = out.compute.as_mut() {
+        c.achieved_gflops = c.flops_per_sequence * seq / measured / 1e9;
+        c.efficiency = c.gemm_ceiling_gflops.map(|g| c.achieved_gflops / g);
+    }
+    out.memory.peak_rss_bytes = rounds.iter().filter_map(|r| r.memory.peak_rss_bytes).max();
+    let energy: Option<f64> = rounds.iter().map(|r| r.power.energy_joules).sum();
+    out.power.energy_joules = energy;
+    out.power.watts = energy.map(|e| e / measured);
+    out.wall_s = rounds.iter().map(|r| r.wall_s).sum();
+    out.notes
+        .push(format!("merged from {n} interleaved rounds"));
+    out
+}
+
+/// Runs the sweep twice over, alternating a baseline binary and this one for every run
+/// (ABAB…), so drift of the machine hits both equally. Writes `…-baseline.json` and
+/// `…-candidate.json` next to each other and returns their paths.
+pub fn run_interleaved(
+    mut scenario: Scenario,
+    opts: &SweepOptions,
+    baseline: &Path,
+) -> Result<(PathBuf, PathBuf, bool)> {
+    if opts.quick {
+        scenario.quick();
+    }
+    if !baseline.is_file() {
+        return Err(Error::input(
+            baseline,
+            None,
+            "--interleave",
+            "not a file: give the baseline recbench binary",
+        ));
+    }
+    let progress = Progress {
+        on: !opts.quiet && std::io::stderr().is_terminal(),
+    };
+    let mut planned: Vec<PlannedRun> = scenario.expand(inventory::default_threads());
+    planned.retain(|p| {
+        (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
+            && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
+    });
+    let threads: BTreeSet<usize> = planned
+        .iter()
+        .filter(|p| p.skip.is_none())
+        .map(|p| p.spec.threads)
+        .collect();
+    let env = environment(&threads);
+    let host = inventory::hostname();
+    let me = self_exe()?;
+    let now = results::now_utc();
+    let mut files = Vec::new();
+    for (side, exe) in [
+        ("baseline", baseline.to_path_buf()),
+        ("candidate", me.clone()),
+    ] {
+        let mut e = env.clone();
+        e.git_commit = binary_commit(&exe);
+        let path = results::claim_path(&opts.out_dir, &scenario.name, &format!("{host}-{side}"))?;
+        files.push((
+            path,
+            ResultsFile {
+                schema_version: results::SCHEMA_VERSION,
+                scenario: ScenarioEcho {
+                    name: scenario.name.clone(),
+                    path: scenario.path.display().to_string(),
+                    text: scenario.text.clone(),
+                    quick: opts.quick,
+                },
+                environment: e,
+                started_utc: now.clone(),
+                updated_utc: now.clone(),
+                runs: vec![],
+            },
+        ));
+    }
+    let ceilings: BTreeMap<usize, f64> = env
+        .gemm_ceiling
+        .iter()
+        .map(|g| (g.threads, g.gflops))
+        .collect();
+    let mut prepared = BTreeSet::new();
+    let mut interrupted = false;
+    'runs: for p in planned {
+        let mut sides: [Vec<RunResult>; 2] = [vec![], vec![]];
+        if let Some(reason) = &p.skip {
+            for s in &mut sides {
+                s.push(RunResult::not_run(
+                    p.spec.clone(),
+                    Status::Skipped,
+                    reason.clone(),
+                ));
+            }
+        } else {
+            if prepared.insert((p.spec.model, p.spec.seed)) {
+                prepare_reference(p.spec.model, p.spec.seed)?;
+            }
+            for round in 0..opts.rounds.max(1) {
+                for (k, exe) in [baseline, me.as_path()].into_iter().enumerate() {
+                    progress.line(&format!(
+                        "{} round {} {}",
+                        p.spec.id,
+                        round + 1,
+                        if k == 0 { "baseline" } else { "candidate" }
+                    ));
+                    match spawn_worker(exe, &p, ceilings.get(&p.spec.threads).copied())? {
+                        Some(r) => sides[k].push(r),
+                        None => {
+                            interrupted = true;
+                            break 'runs;
+                        }
+                    }
+                }
+            }
+        }
+        for (k, rounds) in sides.into_iter().enumerate() {
+            let (path, file) = &mut files[k];
+            file.runs.push(merge_rounds(rounds));
+            file.save(path)?;
+        }
+    }
+    for (path, file) in &mut files {
+        file.save(path)?;
+    }
+    Ok((files[0].0.clone(), files[1].0.clone(), interrupted))
 }
 
 /// Makes sure the synthetic weights and the fp32 reference of a model are cached, so workers
@@ -286,7 +490,7 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Runs one spec in a worker process. `Ok(None)` means the sweep was interrupted.
-fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult>> {
+fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult>> {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::Builder::new()
         .prefix("recbench-run-")
@@ -299,9 +503,8 @@ fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult
         serde_json::to_vec(&p.spec).expect("spec serialises"),
     )
     .map_err(|e| Error::io(&spec_path, e))?;
-    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     let threads = p.spec.threads.to_string();
-    let mut cmd = Command::new(&exe);
+    let mut cmd = Command::new(exe);
     cmd.arg("__worker")
         .arg("--spec")
         .arg(&spec_path)
@@ -319,12 +522,12 @@ fn spawn_worker(p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::io(&exe, e))?;
+        .map_err(|e| Error::io(exe, e))?;
     let (tail, reader) = collect_tail(child.stderr.take().expect("piped"));
     let start = Instant::now();
     let timeout = Duration::from_secs_f64(p.spec.timeout_s);
     let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| Error::io(&exe, e))? {
+        if let Some(st) = child.try_wait().map_err(|e| Error::io(exe, e))? {
             break Some(st);
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
