@@ -17,6 +17,8 @@ echo "test: clippy (default build)"
 cargo clippy --locked --all-targets -- -D warnings
 echo "test: cargo test (default build: candle only, no native library)"
 cargo test --locked
+echo "test: criterion benches, once each (cargo test --benches)"
+cargo test --locked --benches
 if [ -n "$FEATURES" ]; then
   echo "test: clippy + cargo test --features $FEATURES"
   cargo clippy --locked --all-targets --features "$FEATURES" -- -D warnings

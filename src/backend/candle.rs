@@ -227,18 +227,22 @@ impl CandleBert {
             let ffn = layer.out.forward(&inter)?;
             x = layer.ln2.forward(&(ffn + &x1)?, self.dtype)?;
         }
-        // Masked mean over tokens, then L2 normalisation, in f32.
-        let x = x.to_dtype(DType::F32)?.reshape((b, s, h))?;
-        let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
-        let counts = mask.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean
-            .sqr()?
-            .sum_keepdim(D::Minus1)?
-            .sqrt()?
-            .clamp(1e-12, f64::INFINITY)?;
-        mean.broadcast_div(&norm)
+        mean_pool(&x.to_dtype(DType::F32)?.reshape((b, s, h))?, &mask)
     }
+}
+
+/// Attention-masked mean over tokens, then L2 normalisation: `x` is `[batch, seq, hidden]`
+/// f32, `mask` is `[batch, seq]` f32 of 0/1. Returns `[batch, hidden]`.
+pub fn mean_pool(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+    let counts = mask.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
+    mean.broadcast_div(&norm)
 }
 
 impl Encoder for CandleBert {

@@ -1,0 +1,85 @@
+//! Criterion benchmarks of the hot paths: tokenisation, pooling, scoring + top-k over 100k item
+//! embeddings, and each compiled backend's forward pass on `tiny`.
+//!
+//! `cargo bench` measures; `cargo test --benches` runs each once as a smoke test. Needs the
+//! MiniLM tokenizer fetched by `scripts/fetch.sh`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use recbench::backend::{self, BackendKind, Device, Embeddings, EncoderOptions, Precision};
+use recbench::model::{ModelFiles, Preset, Tokenizer};
+use recbench::recommender::{self, ItemIndex};
+
+fn tokenisation(c: &mut Criterion) {
+    let files = ModelFiles::resolve(Preset::MiniLmL6, 0).expect("run scripts/fetch.sh first");
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let items = recommender::bundled_items();
+    let texts: Vec<String> = items.iter().take(32).map(|i| i.text()).collect();
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    c.bench_function("tokenise 32 catalog texts", |b| {
+        b.iter(|| black_box(tok.batch(&refs, 128).unwrap()))
+    });
+}
+
+fn pooling(c: &mut Criterion) {
+    use candle_core::{Device as D, Tensor};
+    let x = Tensor::randn(0f32, 1.0, (32, 128, 384), &D::Cpu).unwrap();
+    let mask = Tensor::ones((32, 128), candle_core::DType::F32, &D::Cpu).unwrap();
+    c.bench_function("masked mean pool + L2 norm [32, 128, 384]", |b| {
+        b.iter(|| black_box(backend::candle::mean_pool(&x, &mask).unwrap()))
+    });
+}
+
+fn scoring(c: &mut Criterion) {
+    let dim = 384;
+    let n = 100_000;
+    let mut rng = recbench::model::weights::SplitMix64::new(1);
+    let items = ItemIndex {
+        dim,
+        data: (0..n * dim).map(|_| rng.next_normal() as f32).collect(),
+    };
+    let user = Embeddings {
+        rows: 1,
+        dim,
+        data: (0..dim).map(|_| rng.next_normal() as f32).collect(),
+    };
+    let threads = recbench::telemetry::inventory::default_threads();
+    c.bench_function("score 100k items + top-10 (1 user)", |b| {
+        b.iter(|| {
+            let s = items.scores(&user, threads);
+            black_box(recommender::top_k(&s, 10))
+        })
+    });
+    let s = items.scores(&user, threads);
+    c.bench_function("top-10 of 100k scores", |b| {
+        b.iter(|| black_box(recommender::top_k(&s, 10)))
+    });
+}
+
+fn forward_tiny(c: &mut Criterion) {
+    let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let texts: Vec<String> = recommender::bundled_items()
+        .iter()
+        .take(8)
+        .map(|i| i.text())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let batch = tok.batch(&refs, 64).unwrap();
+    let threads = recbench::telemetry::inventory::default_threads();
+    for kind in BackendKind::ALL.into_iter().filter(|b| b.compiled()) {
+        let opts = EncoderOptions {
+            device: Device::Cpu,
+            precision: Precision::Fp32,
+            threads,
+        };
+        let mut enc = backend::open(kind, &files, opts).unwrap();
+        c.bench_function(&format!("{kind} forward tiny fp32, 8 sequences"), |b| {
+            b.iter(|| black_box(enc.encode(&batch).unwrap()))
+        });
+    }
+}
+
+criterion_group!(benches, tokenisation, pooling, scoring, forward_tiny);
+criterion_main!(benches);
