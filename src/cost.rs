@@ -88,12 +88,19 @@ fn parse_catalog_text(path: &Path, text: &str) -> Result<Vec<HardwareEntry>> {
     let text = text.to_string();
     let f: CatalogFile = toml::from_str(&text).map_err(|e| {
         let off = e.span().map(|s| s.start);
-        Error::input(
-            path,
-            off.map(|o| line_of(&text, o)),
-            "hardware",
-            e.message().trim(),
-        )
+        let line = off.map(|o| line_of(&text, o));
+        let mut msg = e.message().trim().to_string();
+        if let Some(name) = msg
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            return Error::input(path, line, format!("hardware.{name}"), msg.clone());
+        }
+        msg = msg.replace("expected f64", "expected a number");
+        let field = off
+            .map(|o| crate::error::field_at(&text, o))
+            .unwrap_or_default();
+        Error::input(path, line, field, msg)
     })?;
     let mut seen = std::collections::BTreeSet::new();
     for h in &f.hardware {

@@ -141,3 +141,39 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+/// The dotted `table.key` name of the value at byte `offset`, found from the text: the key on
+/// that line and the nearest `[table]` header above it.
+pub fn field_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let table = text[..start + line.len()]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = if line.contains('=') && !key.starts_with('[') {
+        key
+    } else {
+        ""
+    };
+    match (table, key) {
+        (Some(t), "") => t,
+        (Some(t), k) => format!("{t}.{k}"),
+        (None, k) => k.to_string(),
+    }
+}
+
+/// The JSON key on line `line` (1-based) of `text`, if there is one, for error messages.
+pub fn json_key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let start = l.find('"')? + 1;
+    let end = start + l[start..].find('"')?;
+    l[end + 1..]
+        .trim_start()
+        .starts_with(':')
+        .then(|| l[start..end].to_string())
+}

@@ -207,13 +207,17 @@ impl ResultsFile {
     pub fn load(path: &Path) -> Result<ResultsFile> {
         let text = read_text(path)?;
         let probe: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| json_error(path, &e))?;
+            serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))?;
+        let line = Some(
+            text.find("\"schema_version\"")
+                .map_or(1, |o| crate::error::line_of(&text, o)),
+        );
         match probe.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v as u32 == SCHEMA_VERSION => {}
             Some(v) => {
                 return Err(Error::input(
                     path,
-                    None,
+                    line,
                     "schema_version",
                     format!(
                     "version {v} is not supported; this recbench reads version {SCHEMA_VERSION}"
@@ -223,25 +227,32 @@ impl ResultsFile {
             None => {
                 return Err(Error::input(
                     path,
-                    None,
+                    line,
                     "schema_version",
                     "missing: not a recbench results file",
                 ))
             }
         }
-        serde_json::from_str(&text).map_err(|e| json_error(path, &e))
+        serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))
     }
 }
 
-fn json_error(path: &Path, e: &serde_json::Error) -> Error {
+fn json_error(path: &Path, text: &str, e: &serde_json::Error) -> Error {
     let msg = e.to_string();
-    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let mut msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     let field = msg
         .split('`')
         .nth(1)
         .filter(|_| msg.contains("field"))
-        .unwrap_or("")
-        .to_string();
+        .map(str::to_string)
+        .or_else(|| crate::error::json_key_on_line(text, e.line()))
+        .unwrap_or_default();
+    if let Some(i) = msg.find("expected struct ") {
+        msg = format!("{}expected an object", &msg[..i]);
+    }
+    if e.is_syntax() || e.is_eof() {
+        msg = format!("not valid JSON: {msg}");
+    }
     Error::input(path, Some(e.line()), field, msg)
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use toml::{Spanned, Value};
 
 use crate::backend::{BackendKind, Device, Precision};
-use crate::error::{line_of, read_text, Error, Result};
+use crate::error::{field_at, line_of, read_text, Error, Result};
 use crate::model::weights::DEFAULT_SEED;
 use crate::model::Preset;
 
@@ -427,31 +427,6 @@ impl Ctx<'_> {
     }
 }
 
-/// The dotted `table.key` name of the value at byte `offset`, found from the text: the key on
-/// that line and the nearest `[table]` header above it.
-fn field_at(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("");
-    let key = line.split('=').next().unwrap_or("").trim();
-    let table = text[..start + line.len()]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && l.ends_with(']'))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let key = if line.contains('=') && !key.starts_with('[') {
-        key
-    } else {
-        ""
-    };
-    match (table, key) {
-        (Some(t), "") => t,
-        (Some(t), k) => format!("{t}.{k}"),
-        (None, k) => k.to_string(),
-    }
-}
-
 impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario> {
@@ -463,18 +438,32 @@ impl Scenario {
     pub fn parse(path: &Path, text: &str) -> Result<Scenario> {
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|s| s.start);
-            let msg = e.message().trim().to_string();
+            let mut msg = e.message().trim().to_string();
             let mut field = offset.map(|o| field_at(text, o)).unwrap_or_default();
-            // "missing field `x`" points at the table; name the missing key.
+            // "missing field `x`" points at the table (or the whole file); name the missing key.
             if let Some(name) = msg
                 .strip_prefix("missing field `")
                 .and_then(|m| m.strip_suffix('`'))
             {
-                field = if field.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{field}.{name}")
+                let table = offset
+                    .and_then(|o| text[o..].lines().next())
+                    .map(str::trim)
+                    .filter(|l| l.starts_with('[') && l.ends_with(']'))
+                    .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+                field = match table {
+                    Some(t) => format!("{t}.{name}"),
+                    None if field.contains('.') => {
+                        format!("{}.{name}", field.rsplit_once('.').unwrap().0)
+                    }
+                    None => name.to_string(),
                 };
+            }
+            // serde's wording names internal types; say what the file should hold instead.
+            if let Some(i) = msg.find("expected struct Raw") {
+                msg = format!("{}expected a table", &msg[..i]);
+            }
+            if msg.contains("as i128") {
+                msg = "this number is too large for any field".into();
             }
             Error::input(path, offset.map(|o| line_of(text, o)), field, msg)
         })?;
@@ -670,6 +659,34 @@ impl Scenario {
             }
         }
 
+        // A forward pass that cannot fit in this machine's memory fails in a second here rather
+        // than after minutes of loading, or by taking the machine down.
+        if let Some(total) = crate::telemetry::inventory::memory_bytes() {
+            let seqs = batch.iter().max().copied().unwrap_or(1)
+                * if modes.contains(&Mode::CrossEncoder) {
+                    candidates
+                } else {
+                    1
+                };
+            let s_max = seq_len.iter().max().copied().unwrap_or(1);
+            if let Some((p, need)) = presets
+                .iter()
+                .map(|p| (p, activation_bytes(&p.config(), seqs, s_max)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            {
+                if need > total as f64 {
+                    return Err(c.err(
+                        &w.batch,
+                        "workload.batch",
+                        format!(
+                            "{seqs} sequences of {s_max} tokens per forward pass need about {:.1} GiB of activations for model {p}; this machine has {:.1} GiB. Lower batch, candidates or seq_len",
+                            need / (1u64 << 30) as f64,
+                            total as f64 / (1u64 << 30) as f64
+                        ),
+                    ));
+                }
+            }
+        }
         let cost = raw.cost.as_ref();
         let cost_hardware = c.string(
             cost.and_then(|x| x.hardware.as_ref()),
@@ -810,6 +827,18 @@ struct Point {
     batch: usize,
     seq_len: usize,
     threads: usize,
+}
+
+/// Rough peak activation memory of one forward pass of `seqs` sequences of `s` tokens, in
+/// bytes: the attention scores and probabilities (f32) of one layer plus its hidden states.
+pub fn activation_bytes(c: &crate::model::BertConfig, seqs: usize, s: usize) -> f64 {
+    let (h, i, nh) = (
+        c.hidden_size as f64,
+        c.intermediate_size as f64,
+        c.num_heads as f64,
+    );
+    let s = s as f64;
+    seqs as f64 * (2.0 * nh * s * s + s * (6.0 * h + 2.0 * i)) * 4.0
 }
 
 /// Why a point cannot run in this build, if it cannot.

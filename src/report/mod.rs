@@ -230,8 +230,8 @@ pub fn safe_file_name(name: &str) -> String {
 
 /// Writes the report into `opts.out`. Returns the files written.
 pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
-    let sources = load_sources(&opts.inputs)?;
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
+    let sources = load_sources(&opts.inputs)?;
     let rows = price(&sources, &catalog, &opts.maps)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let mut written = Vec::new();

@@ -136,6 +136,17 @@ pub fn hostname() -> String {
     }
 }
 
+/// Total memory of this machine in bytes.
+pub fn memory_bytes() -> Option<u64> {
+    let m = read("/proc/meminfo")?;
+    cpuinfo_field(&m, "MemTotal")?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
 /// Physical cores, falling back to logical ones: the default thread count ("auto").
 pub fn default_threads() -> usize {
     let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
