@@ -17,6 +17,8 @@ echo "test: clippy (default build)"
 cargo clippy --locked --all-targets -- -D warnings
 echo "test: cargo test (default build: candle only, no native library)"
 cargo test --locked
+echo "test: injected faults (crash, abort, out of memory, hang, NaN)"
+cargo test --locked --features fault-injection --test faults
 echo "test: criterion benches, once each (cargo test --benches)"
 cargo test --locked --benches
 if [ -n "$FEATURES" ]; then

@@ -397,3 +397,113 @@ fn interleave_alternates_two_binaries_into_comparable_files() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("recbench compare"), "{stdout}");
 }
+
+fn runs_in(path: &Path) -> Vec<Value> {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).expect("a valid results file");
+    v["runs"].as_array().unwrap().clone()
+}
+
+#[test]
+fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--backend", "candle", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let folder = dir.path().join("smoke");
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run finished in time"
+        );
+        let n = std::fs::read_dir(&folder)
+            .ok()
+            .and_then(|mut d| {
+                d.find_map(|e| {
+                    e.ok()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                })
+            })
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |v| v["runs"].as_array().map_or(0, |r| r.len()));
+        if n >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    let path = only_json_file(&folder);
+    let before = runs_in(&path);
+    assert!(before.len() >= 2);
+    let out = recbench()
+        .arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--backend", "candle", "--quiet", "--resume"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = runs_in(&path);
+    assert_eq!(after.len(), 8, "resume completed the sweep");
+    for (a, b) in before.iter().zip(&after) {
+        if a["status"] != "failed" {
+            assert_eq!(a, b, "a finished run was kept as it was, not repeated");
+        }
+    }
+    let ids: std::collections::BTreeSet<_> = after
+        .iter()
+        .map(|r| r["spec"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 8, "no run twice");
+}
+
+#[test]
+fn two_sweeps_into_one_folder_never_clobber_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = || {
+        recbench()
+            .arg("run")
+            .arg(fixture("smoke.toml"))
+            .arg("--out")
+            .arg(dir.path())
+            .args(["--backend", "candle", "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("smoke"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in files {
+        assert_eq!(runs_in(&f).len(), 8, "{}", f.display());
+    }
+}

@@ -513,6 +513,15 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
     if let Some(c) = ceiling {
         cmd.arg("--gemm-ceiling").arg(c.to_string());
     }
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe. The worker dies with its parent, so a killed sweep leaves no orphan.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .env("RAYON_NUM_THREADS", &threads)
         .env("OMP_NUM_THREADS", &threads)
@@ -560,9 +569,11 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
         if sig == libc::SIGINT || INTERRUPTED.load(Ordering::SeqCst) {
             return Ok(None);
         }
+        let oom = tail.iter().any(|l| l.contains("memory allocation of"));
         return Ok(Some(failed(format!(
-            "worker killed by signal {sig}, {}{tail_text}",
-            signal_name(sig)
+            "worker killed by signal {sig}, {}{}{tail_text}",
+            signal_name(sig),
+            if oom { ": out of memory" } else { "" }
         ))));
     }
     match std::fs::read(&out_path) {

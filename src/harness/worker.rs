@@ -98,6 +98,46 @@ impl Scorer<'_> {
     }
 }
 
+/// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
+/// whose id contains PATTERN segfault, abort, run out of memory, hang or (KIND = `nan`) emit NaN.
+#[cfg(feature = "fault-injection")]
+fn fault(spec: &RunSpec) -> Option<String> {
+    let v = std::env::var("RECBENCH_FAULT").ok()?;
+    let (kind, pat) = v.split_once('@').unwrap_or((v.as_str(), ""));
+    spec.id.contains(pat).then(|| kind.to_string())
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn fault(_: &RunSpec) -> Option<String> {
+    None
+}
+
+fn inject_crash(spec: &RunSpec) {
+    match fault(spec).as_deref() {
+        // Rust's own SIGSEGV handler (stack-overflow detection) would swallow a raised signal:
+        // restore the default action first, as a crash in native code would meet it.
+        Some("segfault") => unsafe {
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+            libc::raise(libc::SIGSEGV);
+        },
+        Some("abort") => std::process::abort(),
+        Some("oom") => {
+            // Cap the address space, then ask for more than the cap.
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
+            let v = vec![1u8; 4 << 30];
+            black_box(v);
+        }
+        Some("hang") => loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
+        _ => {}
+    }
+}
+
 fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()> {
     let files = ModelFiles::resolve(spec.model, spec.seed)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
@@ -166,8 +206,13 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     } else {
         "process"
     };
+    inject_crash(spec);
+    let inject_nan = fault(spec).as_deref() == Some("nan");
     let step = |enc: &mut Box<dyn Encoder>, batch: &TokenBatch| -> Result<bool> {
-        let emb = enc.encode(batch)?;
+        let mut emb = enc.encode(batch)?;
+        if inject_nan {
+            emb.data[0] = f32::NAN;
+        }
         let finite = emb.all_finite();
         black_box(scorer.rank(&emb));
         Ok(finite)
