@@ -215,7 +215,10 @@ pub fn open(
         #[cfg(feature = "candle")]
         BackendKind::Candle => Ok(Box::new(candle::CandleBert::load(files, opts)?)),
         #[cfg(not(feature = "candle"))]
-        BackendKind::Candle => disabled::open("candle", "candle"),
+        BackendKind::Candle => {
+            let _ = files;
+            disabled::open("candle", "candle")
+        }
         BackendKind::Onnx => disabled::open("onnx", "onnx"),
         BackendKind::Torch => disabled::open("torch", "torch"),
     }
