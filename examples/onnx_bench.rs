@@ -13,13 +13,13 @@
 fn main() -> anyhow::Result<()> {
     use std::time::Instant;
 
+    use ort::session::builder::GraphOptimizationLevel as L;
     use recbench::backend::onnx::OnnxBert;
     use recbench::backend::{Encoder, Precision};
     use recbench::harness::inputs::bench_batch;
     use recbench::model::onnx::{export, Flavour};
     use recbench::model::{ModelFiles, Preset, Tokenizer};
     use recbench::scenario::Mode;
-    use ort::session::builder::GraphOptimizationLevel as L;
 
     let a: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: &str| a.get(i).cloned().unwrap_or_else(|| d.to_string());

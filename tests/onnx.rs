@@ -14,7 +14,11 @@ use recbench::model::{ModelFiles, Preset, Tokenizer};
 use recbench::recommender::TEXT_MAX_TOKENS;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum();
     let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     d / (n(a) * n(b))
 }
@@ -95,7 +99,9 @@ devices = ["cpu"]
             let e = r.error.expect("bf16 is refused");
             assert!(e.contains("no bf16") && e.contains("MatMul"), "{e}");
         } else {
-            let p = r.parity.unwrap_or_else(|| panic!("{:?}: {:?}", r.precision, r.error));
+            let p = r
+                .parity
+                .unwrap_or_else(|| panic!("{:?}: {:?}", r.precision, r.error));
             assert!(p.passed, "{:?}: {p:?}", r.precision);
         }
     }
@@ -103,11 +109,17 @@ devices = ["cpu"]
 
 #[test]
 fn unsupported_combinations_say_why() {
-    let e = BackendKind::Onnx.supports(Device::Cpu, Precision::Bf16).unwrap_err();
+    let e = BackendKind::Onnx
+        .supports(Device::Cpu, Precision::Bf16)
+        .unwrap_err();
     assert!(e.contains("bf16"), "{e}");
-    let e = BackendKind::Onnx.supports(Device::Cuda(0), Precision::Fp32).unwrap_err();
+    let e = BackendKind::Onnx
+        .supports(Device::Cuda(0), Precision::Fp32)
+        .unwrap_err();
     assert!(e.contains("cuda") || e.contains("CUDA"), "{e}");
-    assert!(BackendKind::Onnx.supports(Device::Cpu, Precision::Fp32).is_ok());
+    assert!(BackendKind::Onnx
+        .supports(Device::Cpu, Precision::Fp32)
+        .is_ok());
 }
 
 #[test]
@@ -123,9 +135,12 @@ fn library_errors_are_distinct() {
         other => panic!("expected CannotOpen, got {other:?}"),
     }
     // A real shared library that is not ONNX Runtime.
-    let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
     if let Some(libc) = libc {
         assert!(matches!(
             probe_library(Path::new(libc)),

@@ -163,7 +163,10 @@ pub fn runtime_version() -> String {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "all".into())
         ),
-        Err(e) => format!("ort {}; runtime not loaded: {e}", env!("RECBENCH_ORT_VERSION")),
+        Err(e) => format!(
+            "ort {}; runtime not loaded: {e}",
+            env!("RECBENCH_ORT_VERSION")
+        ),
     }
 }
 
@@ -178,9 +181,11 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
     if precision == Precision::Bf16 {
         // Measured with onnxruntime 1.31.1: a bf16 MatMul or Add graph fails at session creation
         // with "Could not find an implementation for MatMul(13)" (resp. Add(14)).
-        return Err("onnx has no bf16: ONNX Runtime's CPU execution provider has no bf16 kernel \
+        return Err(
+            "onnx has no bf16: ONNX Runtime's CPU execution provider has no bf16 kernel \
                     for MatMul(13) or Add(14) (session creation fails)"
-            .into());
+                .into(),
+        );
     }
     runtime().map(|_| ()).map_err(|e| e.to_string())
 }

@@ -21,8 +21,8 @@ pub enum Flavour {
     /// Standard ONNX operators only (opset 17); ONNX Runtime's optimiser may fuse them.
     Plain,
     /// ONNX Runtime's `com.microsoft` transformer operators where they apply:
-    /// EmbedLayerNormalization, Attention (MultiHeadAttention in int8), SkipLayerNormalization,
-    /// BiasGelu, MatMulIntegerToFloat.
+    /// EmbedLayerNormalization, Attention (MultiHeadAttention in int8, whose projections are
+    /// quantized), SkipLayerNormalization, BiasGelu.
     Fused,
 }
 
