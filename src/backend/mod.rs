@@ -8,6 +8,8 @@
 #[cfg(feature = "candle")]
 pub mod candle;
 mod disabled;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,12 +76,15 @@ impl BackendKind {
         }
     }
 
-    /// Version of the runtime library this build uses.
-    pub fn runtime_version(self) -> &'static str {
+    /// Version of the runtime library this build uses (for onnx: the library actually loaded).
+    pub fn runtime_version(self) -> String {
         match self {
-            BackendKind::Candle => env!("RECBENCH_CANDLE_VERSION"),
-            BackendKind::Onnx => env!("RECBENCH_ORT_VERSION"),
-            BackendKind::Torch => env!("RECBENCH_TCH_VERSION"),
+            BackendKind::Candle => env!("RECBENCH_CANDLE_VERSION").to_string(),
+            #[cfg(feature = "onnx")]
+            BackendKind::Onnx => onnx::runtime_version(),
+            #[cfg(not(feature = "onnx"))]
+            BackendKind::Onnx => env!("RECBENCH_ORT_VERSION").to_string(),
+            BackendKind::Torch => env!("RECBENCH_TCH_VERSION").to_string(),
         }
     }
 
@@ -100,6 +105,10 @@ impl BackendKind {
                     self.name()
                 ));
             }
+        }
+        #[cfg(feature = "onnx")]
+        if self == BackendKind::Onnx {
+            return onnx::supports(device, precision);
         }
         let _ = precision;
         Ok(())
@@ -219,6 +228,9 @@ pub fn open(
             let _ = files;
             disabled::open("candle", "candle")
         }
+        #[cfg(feature = "onnx")]
+        BackendKind::Onnx => Ok(Box::new(onnx::OnnxBert::load(files, opts)?)),
+        #[cfg(not(feature = "onnx"))]
         BackendKind::Onnx => disabled::open("onnx", "onnx"),
         BackendKind::Torch => disabled::open("torch", "torch"),
     }
@@ -258,6 +270,11 @@ pub fn inventory() -> Vec<BackendInfo> {
                     BackendKind::Candle => {
                         "pure Rust; int8 via candle's Q8_0 quantized matmul".into()
                     }
+                    BackendKind::Onnx => format!(
+                        "graph flavour from RECBENCH_ONNX_FLAVOUR (default {}); \
+                         int8 = dynamic quantization, per-channel weight scales",
+                        crate::model::onnx::Flavour::DEFAULT
+                    ),
                     _ => String::new(),
                 }
             } else {
@@ -269,7 +286,7 @@ pub fn inventory() -> Vec<BackendInfo> {
             BackendInfo {
                 backend: b,
                 compiled,
-                runtime_version: b.runtime_version().to_string(),
+                runtime_version: b.runtime_version(),
                 devices,
                 precisions,
                 note,

@@ -76,7 +76,7 @@ pub fn environment(thread_counts: &BTreeSet<usize>) -> Environment {
             .filter(|b| b.compiled())
             .map(|b| BackendVersion {
                 backend: b.name().into(),
-                runtime_version: b.runtime_version().into(),
+                runtime_version: b.runtime_version(),
             })
             .collect(),
         gemm_ceiling,

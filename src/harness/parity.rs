@@ -38,9 +38,18 @@ pub struct Reference {
     pub items: ItemIndex,
 }
 
-/// Cache key of item embeddings for a model on a backend at a precision.
+/// Cache key of item embeddings for a model on a backend at a precision (for onnx, also the
+/// graph flavour, so the two flavours never share embeddings).
 pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
-    format!("{}-{}-{}", files.cache_key(), backend, precision)
+    let key = format!("{}-{}-{}", files.cache_key(), backend, precision);
+    match backend {
+        BackendKind::Onnx => {
+            let flavour = crate::model::onnx::Flavour::from_env()
+                .unwrap_or(crate::model::onnx::Flavour::DEFAULT);
+            format!("{key}-{flavour}")
+        }
+        _ => key,
+    }
 }
 
 fn probe_path(files: &ModelFiles) -> std::path::PathBuf {

@@ -1,9 +1,10 @@
 //! The BERT model every backend runs: configuration presets, weights (real all-MiniLM-L6-v2 or
 //! seeded synthetic), the tokenizer, the shared token-batch input and a float64 reference
-//! forward used to check the backends.
+//! forward used to check the backends, and the ONNX export of the same model.
 
 pub mod config;
 pub mod inputs;
+pub mod onnx;
 pub mod reference;
 pub mod weights;
 

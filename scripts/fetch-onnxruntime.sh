@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Fetches the ONNX Runtime shared library for the `onnx` backend from the PyPI `onnxruntime`
+# wheel (which carries a standalone onnxruntime/capi/libonnxruntime.so.<version>) and extracts
+# it into $RECBENCH_CACHE/onnxruntime/ (or .cache/onnxruntime/). recbench finds it there at run
+# time (ORT_DYLIB_PATH overrides). Nothing is downloaded at build time, and nothing but the
+# package registry is contacted. Safe to run again: it does nothing when the library is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${RECBENCH_CACHE:-.cache}"
+VERSION="${RECBENCH_ORT_RUNTIME_VERSION:-1.31.1}"
+DEST="$CACHE/onnxruntime"
+PY="${PYTHON:-python3}"
+
+if [ -f "$DEST/libonnxruntime.so.$VERSION" ] && [ -f "$DEST/.extracted-$VERSION" ]; then
+  echo "fetch: ONNX Runtime $VERSION already in $DEST"
+  exit 0
+fi
+case "$(uname -s)-$(uname -m)" in
+  Linux-x86_64 | Linux-aarch64) ;;
+  *) echo "fetch: no ONNX Runtime wheel handled for $(uname -s)-$(uname -m); skipping the onnx backend" >&2; exit 0 ;;
+esac
+mkdir -p "$CACHE/wheels" "$DEST"
+echo "fetch: downloading onnxruntime $VERSION (about 28 MB) ..."
+if ! "$PY" -m pip download --quiet --no-deps --only-binary=:all: \
+  --dest "$CACHE/wheels" "onnxruntime==$VERSION"; then
+  echo "fetch: could not download onnxruntime $VERSION; the onnx backend stays disabled" >&2
+  exit 0
+fi
+WHEEL=$(ls "$CACHE"/wheels/onnxruntime-"$VERSION"-*.whl | head -n1)
+"$PY" - "$WHEEL" "$DEST" "$VERSION" <<'PY'
+import os, sys, zipfile
+wheel, dest, version = sys.argv[1], sys.argv[2], sys.argv[3]
+name = f"libonnxruntime.so.{version}"
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(f"onnxruntime/capi/{name}")
+tmp = os.path.join(dest, name + ".tmp")
+with open(tmp, "wb") as f:
+    f.write(data)
+os.chmod(tmp, 0o755)
+os.replace(tmp, os.path.join(dest, name))
+link = os.path.join(dest, "libonnxruntime.so")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(name, link)
+PY
+touch "$DEST/.extracted-$VERSION"
+echo "fetch: ONNX Runtime $VERSION in $DEST"

@@ -1,0 +1,290 @@
+//! The ONNX Runtime backend: the BERT exported by `model::onnx::export`, run with `ort`.
+//!
+//! The runtime library is loaded at run time (ort's `load-dynamic`): from `ORT_DYLIB_PATH` when
+//! set, else from `<cache>/onnxruntime/libonnxruntime.so`, which `scripts/fetch-onnxruntime.sh`
+//! extracts from the PyPI `onnxruntime` wheel. Loading fails with distinct errors for a library
+//! that cannot be opened, one that lacks the ONNX Runtime entry point, and one that is too old.
+//!
+//! Sessions use the run's intra-op thread count, one inter-op thread, the CPU execution provider
+//! registered with `error_on_failure` (never a silent fallback) and the graph optimisation level
+//! of `RECBENCH_ONNX_OPT` (`disable`, `basic`, `extended`, `all`; default `all`). The graph
+//! flavour comes from `RECBENCH_ONNX_FLAVOUR` (see `model::onnx`).
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
+use crate::error::{Error, Result};
+use crate::model::onnx::{export, Flavour};
+use crate::model::{cache_dir, ModelFiles, TokenBatch};
+
+/// Environment variable selecting ONNX Runtime's graph optimisation level.
+pub const OPT_ENV: &str = "RECBENCH_ONNX_OPT";
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::backend("onnx", e)
+}
+
+/// Why the ONNX Runtime library could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "cannot open the ONNX Runtime library {path}: {reason}; run scripts/fetch-onnxruntime.sh \
+         (part of scripts/fetch.sh) or set ORT_DYLIB_PATH to a libonnxruntime.so"
+    )]
+    CannotOpen { path: PathBuf, reason: String },
+    #[error("{path} is not an ONNX Runtime library: it does not export OrtGetApiBase")]
+    MissingSymbol { path: PathBuf },
+    #[error(
+        "ONNX Runtime {found} at {path} is too old: ort {ort} needs 1.{need}.0 or newer; \
+         run scripts/fetch-onnxruntime.sh"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: String,
+        need: u32,
+        ort: &'static str,
+    },
+    #[error("ONNX Runtime at {path} could not be initialised: {reason}")]
+    Init { path: PathBuf, reason: String },
+}
+
+/// The runtime library's path: `ORT_DYLIB_PATH`, else the one the fetch script extracted.
+pub fn library_path() -> PathBuf {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => cache_dir().join("onnxruntime").join("libonnxruntime.so"),
+    }
+}
+
+#[repr(C)]
+struct OrtApiBase {
+    get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
+    get_version_string: unsafe extern "C" fn() -> *const c_char,
+}
+
+/// Opens the library and reads its version string (before ort touches it, so each failure gets
+/// its own error).
+pub fn probe_library(path: &Path) -> std::result::Result<String, RuntimeError> {
+    use std::os::unix::ffi::OsStrExt;
+    let cannot = |reason: String| RuntimeError::CannotOpen {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| cannot(e.to_string()))?;
+    // SAFETY: dlopen/dlsym with valid C strings; the handle is deliberately never closed (ort
+    // opens the same library and keeps it for the life of the process).
+    unsafe {
+        let handle = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            let e = libc::dlerror();
+            let reason = if e.is_null() {
+                "dlopen failed".to_string()
+            } else {
+                CStr::from_ptr(e).to_string_lossy().into_owned()
+            };
+            return Err(cannot(reason));
+        }
+        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        if sym.is_null() {
+            return Err(RuntimeError::MissingSymbol {
+                path: path.to_path_buf(),
+            });
+        }
+        let get_base: unsafe extern "C" fn() -> *const OrtApiBase = std::mem::transmute(sym);
+        let base = get_base();
+        if base.is_null() {
+            return Err(RuntimeError::MissingSymbol {
+                path: path.to_path_buf(),
+            });
+        }
+        let v = ((*base).get_version_string)();
+        Ok(CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
+}
+
+/// Loads the runtime once per process; returns its version (e.g. `1.31.1`).
+pub fn runtime() -> std::result::Result<&'static str, RuntimeError> {
+    loaded().map(|(v, _)| v.as_str())
+}
+
+/// The loaded runtime: its version and the process's ONNX Runtime environment.
+fn loaded() -> std::result::Result<&'static (String, ort::environment::Environment), RuntimeError> {
+    static LOADED: OnceLock<
+        std::result::Result<(String, ort::environment::Environment), RuntimeError>,
+    > = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let path = library_path();
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let version = probe_library(&path)?;
+            let minor = version
+                .split('.')
+                .nth(1)
+                .and_then(|m| m.parse::<u32>().ok())
+                .unwrap_or(0);
+            if minor < ort::MINOR_VERSION {
+                return Err(RuntimeError::TooOld {
+                    path,
+                    found: version,
+                    need: ort::MINOR_VERSION,
+                    ort: env!("RECBENCH_ORT_VERSION"),
+                });
+            }
+            let init = |reason: String| RuntimeError::Init {
+                path: path.clone(),
+                reason,
+            };
+            let env = ort::init_from(&path).map_err(|e| init(e.to_string()))?;
+            let env = env
+                .with_name("recbench")
+                .build()
+                .map_err(|e| init(e.to_string()))?;
+            Ok((version, env))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// What `recbench backends` and the results environment show for this backend.
+pub fn runtime_version() -> String {
+    match runtime() {
+        Ok(v) => format!(
+            "onnxruntime {v} (ort {}; graph {}, optimisation {})",
+            env!("RECBENCH_ORT_VERSION"),
+            Flavour::from_env().map_or_else(|e| e.to_string(), |f| f.to_string()),
+            std::env::var(OPT_ENV)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "all".into())
+        ),
+        Err(e) => format!(
+            "ort {}; runtime not loaded: {e}",
+            env!("RECBENCH_ORT_VERSION")
+        ),
+    }
+}
+
+/// Whether the backend can run `(device, precision)`, or why not.
+pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
+    if let Device::Cuda(_) = device {
+        return Err(
+            "onnx on CUDA is not implemented yet (the CUDA execution provider is a later issue)"
+                .into(),
+        );
+    }
+    if precision == Precision::Bf16 {
+        // Measured with onnxruntime 1.31.1: a bf16 MatMul or Add graph fails at session creation
+        // with "Could not find an implementation for MatMul(13)" (resp. Add(14)).
+        return Err(
+            "onnx has no bf16: ONNX Runtime's CPU execution provider has no bf16 kernel \
+                    for MatMul(13) or Add(14) (session creation fails)"
+                .into(),
+        );
+    }
+    runtime().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The graph optimisation level from `RECBENCH_ONNX_OPT`.
+pub fn opt_level() -> Result<GraphOptimizationLevel> {
+    match std::env::var(OPT_ENV).ok().as_deref() {
+        None | Some("") | Some("all") => Ok(GraphOptimizationLevel::All),
+        Some("disable") => Ok(GraphOptimizationLevel::Disable),
+        Some("basic") => Ok(GraphOptimizationLevel::Level1),
+        Some("extended") => Ok(GraphOptimizationLevel::Level2),
+        Some(s) => Err(Error::input(
+            "<environment>",
+            None,
+            OPT_ENV,
+            format!("unknown optimisation level {s:?}; allowed: disable, basic, extended, all"),
+        )),
+    }
+}
+
+/// BERT on an ONNX Runtime session.
+pub struct OnnxBert {
+    session: Session,
+    hidden: usize,
+    /// The `.onnx` file the session runs.
+    pub model_path: PathBuf,
+}
+
+impl OnnxBert {
+    /// Exports (or finds in the cache) the model in the selected flavour and opens a session.
+    pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<OnnxBert> {
+        supports(opts.device, opts.precision).map_err(err)?;
+        let flavour = Flavour::from_env()?;
+        let path = export::export_cached(files, flavour, opts.precision)?;
+        Self::load_file(&path, files.config.hidden_size, opts.threads, opt_level()?)
+    }
+
+    /// Opens a session on an exported file.
+    pub fn load_file(
+        path: &Path,
+        hidden: usize,
+        threads: usize,
+        level: GraphOptimizationLevel,
+    ) -> Result<OnnxBert> {
+        let (_, env) = loaded().map_err(err)?;
+        let session = Session::builder(env)
+            .map_err(err)?
+            .with_log_level(ort::logging::LogLevel::Error)
+            .map_err(err)?
+            .with_optimization_level(level)
+            .map_err(err)?
+            .with_intra_threads(threads.max(1))
+            .map_err(err)?
+            .with_inter_threads(1)
+            .map_err(err)?
+            .with_execution_providers([ort::ep::CPU::default().build().error_on_failure()])
+            .map_err(err)?
+            .commit_from_file(path)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        Ok(OnnxBert {
+            session,
+            hidden,
+            model_path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Encoder for OnnxBert {
+    fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
+        let shape = [batch.batch, batch.seq_len];
+        let wide = |v: &[u32]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+        let (ids, mask, types) = (
+            wide(&batch.input_ids),
+            wide(&batch.attention_mask),
+            wide(&batch.type_ids),
+        );
+        let outputs = self
+            .session
+            .run(ort::inputs![
+                "input_ids" => TensorRef::from_array_view((shape, &ids[..])).map_err(err)?,
+                "attention_mask" => TensorRef::from_array_view((shape, &mask[..])).map_err(err)?,
+                "token_type_ids" => TensorRef::from_array_view((shape, &types[..])).map_err(err)?,
+            ])
+            .map_err(err)?;
+        let (_, data) = outputs["embedding"]
+            .try_extract_tensor::<f32>()
+            .map_err(err)?;
+        if data.len() != batch.batch * self.hidden {
+            return Err(err(format!(
+                "output has {} values, expected {} × {}",
+                data.len(),
+                batch.batch,
+                self.hidden
+            )));
+        }
+        Ok(Embeddings {
+            rows: batch.batch,
+            dim: self.hidden,
+            data: data.to_vec(),
+        })
+    }
+}

@@ -1,0 +1,901 @@
+//! The ONNX exporter: BERT config + safetensors weights → an `.onnx` graph that computes exactly
+//! what the candle backend computes (QKV fused in one projection, post-LayerNorm, GELU with erf,
+//! masked mean pooling and L2 normalisation inside the graph; softmax, LayerNorm and pooling in
+//! f32 whatever the precision).
+//!
+//! Inputs `input_ids`, `attention_mask`, `token_type_ids` (int64 `[batch, seq]`); output
+//! `embedding` (f32 `[batch, hidden]`). Opset 17, plus `com.microsoft` 1 in the fused flavour.
+//!
+//! Precisions: fp32; fp16 (linear weights and the hidden states between layers in f16,
+//! embeddings, softmax, LayerNorm and pooling in f32 as in candle); int8 (every linear layer
+//! dynamically quantized: activations with one scale per token, computed in the graph, stored as
+//! uint8 around a zero point of 128; weights symmetric int8 with one scale per output channel; MatMulInteger, then the
+//! int32 product rescaled to f32).
+//!
+//! Files are cached under `cache_dir()/onnx/` by a hash of the weight bytes, the flavour, the
+//! precision and [`EXPORTER_VERSION`].
+
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
+
+use super::proto::{
+    attr_type, dtype, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
+};
+use super::Flavour;
+use crate::backend::Precision;
+use crate::error::{Error, Result};
+use crate::model::{cache_dir, BertConfig, ModelFiles};
+
+/// Bumped whenever the emitted graph changes, so old cached files are never reused.
+pub const EXPORTER_VERSION: u32 = 5;
+/// Default-domain opset of the emitted graph.
+pub const OPSET: i64 = 17;
+/// Domain of ONNX Runtime's contrib operators.
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+/// Returns the cached `.onnx` file of `files` in `flavour` and `precision`, exporting it first
+/// if needed (atomically, so concurrent workers never see a torn file).
+pub fn export_cached(
+    files: &ModelFiles,
+    flavour: Flavour,
+    precision: Precision,
+) -> Result<PathBuf> {
+    let bytes = std::fs::read(&files.weights).map_err(|e| Error::io(&files.weights, e))?;
+    let mut h = Sha256::new();
+    h.update(&bytes);
+    h.update(format!("|{flavour}|{precision}|v{EXPORTER_VERSION}").as_bytes());
+    let hash: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = cache_dir().join("onnx").join(format!(
+        "{}-{flavour}-{precision}-{hash}.onnx",
+        files.cache_key()
+    ));
+    if path.exists() {
+        return Ok(path);
+    }
+    let model = export(&files.config, &bytes, &files.weights, flavour, precision)?;
+    crate::error::write_atomic(&path, &prost::Message::encode_to_vec(&model))?;
+    Ok(path)
+}
+
+/// Builds the ONNX model from safetensors `bytes` (read from `origin`, named in errors).
+pub fn export(
+    cfg: &BertConfig,
+    bytes: &[u8],
+    origin: &Path,
+    flavour: Flavour,
+    precision: Precision,
+) -> Result<ModelProto> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Model(format!("{}: cannot read weights: {e}", origin.display())))?;
+    let get = |name: &str| -> Result<Vec<f32>> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| Error::Model(format!("{}: missing tensor {name}", origin.display())))?;
+        let d = t.data();
+        Ok(match t.dtype() {
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Model(format!(
+                    "{}: tensor {name} has unsupported dtype {other:?}",
+                    origin.display()
+                )))
+            }
+        })
+    };
+    build(cfg, &get, flavour, precision)
+}
+
+/// Builds the graph, reading each weight (HF BertModel names without prefix) through `get`.
+pub fn build(
+    cfg: &BertConfig,
+    get: &dyn Fn(&str) -> Result<Vec<f32>>,
+    flavour: Flavour,
+    precision: Precision,
+) -> Result<ModelProto> {
+    if precision == Precision::Bf16 {
+        return Err(Error::Model(
+            "the ONNX exporter has no bf16 graph: ONNX Runtime's CPU provider has no bf16 MatMul"
+                .into(),
+        ));
+    }
+    let mut g = Graph::new(precision);
+    let (h, nh) = (cfg.hidden_size, cfg.num_heads);
+    let eps = cfg.layer_norm_eps as f32;
+
+    // Masks: f32 [B,S] for pooling, additive f32 [B,1,1,S] for the plain attention, int32 [B,S]
+    // for the contrib attention operators.
+    let maskf = g.op(
+        "Cast",
+        &["attention_mask"],
+        vec![attr_i("to", dtype::FLOAT as i64)],
+    );
+
+    let mut x = match flavour {
+        Flavour::Plain => {
+            let word = g.init_f32(
+                "emb.word",
+                &[cfg.vocab_size, h],
+                &get("embeddings.word_embeddings.weight")?,
+            );
+            let pos = g.init_f32(
+                "emb.pos",
+                &[cfg.max_position, h],
+                &get("embeddings.position_embeddings.weight")?,
+            );
+            let typ = g.init_f32(
+                "emb.type",
+                &[cfg.type_vocab_size, h],
+                &get("embeddings.token_type_embeddings.weight")?,
+            );
+            let w = g.op("Gather", &[&word, "input_ids"], vec![]);
+            let seq = g.op(
+                "Shape",
+                &["input_ids"],
+                vec![attr_i("start", 1), attr_i("end", 2)],
+            );
+            let zero = g.const_i64(&[0]);
+            let p = g.op("Slice", &[&pos, &zero, &seq, &zero], vec![]);
+            let t = g.op("Gather", &[&typ, "token_type_ids"], vec![]);
+            let wp = g.op("Add", &[&w, &p], vec![]);
+            let e = g.op("Add", &[&wp, &t], vec![]);
+            let x = g.layer_norm_f32(&e, cfg, get, "embeddings.LayerNorm", eps)?;
+            g.cast_act(&x)
+        }
+        Flavour::Fused => {
+            let word = g.init_f32(
+                "emb.word",
+                &[cfg.vocab_size, h],
+                &get("embeddings.word_embeddings.weight")?,
+            );
+            let pos = g.init_f32(
+                "emb.pos",
+                &[cfg.max_position, h],
+                &get("embeddings.position_embeddings.weight")?,
+            );
+            let typ = g.init_f32(
+                "emb.type",
+                &[cfg.type_vocab_size, h],
+                &get("embeddings.token_type_embeddings.weight")?,
+            );
+            let gamma = g.init_f32("emb.ln.w", &[h], &get("embeddings.LayerNorm.weight")?);
+            let beta = g.init_f32("emb.ln.b", &[h], &get("embeddings.LayerNorm.bias")?);
+            let to_i32 = vec![attr_i("to", dtype::INT32 as i64)];
+            let ids = g.op("Cast", &["input_ids"], to_i32.clone());
+            let types = g.op("Cast", &["token_type_ids"], to_i32.clone());
+            let mask = g.op("Cast", &["attention_mask"], to_i32);
+            g.mask_i32 = mask.clone();
+            let out = g.op_n(
+                "EmbedLayerNormalization",
+                MS_DOMAIN,
+                &[&ids, &types, &word, &pos, &typ, &gamma, &beta, &mask],
+                2,
+                vec![attr_f("epsilon", eps)],
+            );
+            g.cast_act(&out[0])
+        }
+    };
+    if flavour == Flavour::Plain {
+        let one = g.const_f32(&[], &[1.0]);
+        let big = g.const_f32(&[], &[1e9]);
+        let m1 = g.op("Sub", &[&maskf, &one], vec![]);
+        let bias = g.op("Mul", &[&m1, &big], vec![]);
+        let axes = g.const_i64(&[1, 2]);
+        g.mask_bias = g.op("Unsqueeze", &[&bias, &axes], vec![]);
+    }
+
+    for l in 0..cfg.num_layers {
+        let p = |n: &str| format!("encoder.layer.{l}.{n}");
+        let mut qkv_w = get(&p("attention.self.query.weight"))?;
+        qkv_w.extend(get(&p("attention.self.key.weight"))?);
+        qkv_w.extend(get(&p("attention.self.value.weight"))?);
+        let mut qkv_b = get(&p("attention.self.query.bias"))?;
+        qkv_b.extend(get(&p("attention.self.key.bias"))?);
+        qkv_b.extend(get(&p("attention.self.value.bias"))?);
+        let wo = get(&p("attention.output.dense.weight"))?;
+        let bo = get(&p("attention.output.dense.bias"))?;
+        let w1 = get(&p("intermediate.dense.weight"))?;
+        let b1 = get(&p("intermediate.dense.bias"))?;
+        let w2 = get(&p("output.dense.weight"))?;
+        let b2 = get(&p("output.dense.bias"))?;
+        let i = cfg.intermediate_size;
+        let name = |n: &str| format!("l{l}.{n}");
+        x = match flavour {
+            Flavour::Plain => {
+                let qkv = g.linear(&x, &name("qkv"), &qkv_w, Some(&qkv_b), h, 3 * h);
+                let ctx = g.plain_attention(&qkv, cfg);
+                let attn = g.linear(&ctx, &name("attn_out"), &wo, Some(&bo), h, h);
+                let sum1 = g.op("Add", &[&attn, &x], vec![]);
+                let x1 =
+                    g.layer_norm_act(&sum1, cfg, get, &p("attention.output.LayerNorm"), eps)?;
+                let inter = g.linear(&x1, &name("inter"), &w1, Some(&b1), h, i);
+                let act = g.gelu_erf(&inter);
+                let ffn = g.linear(&act, &name("out"), &w2, Some(&b2), i, h);
+                let sum2 = g.op("Add", &[&ffn, &x1], vec![]);
+                g.layer_norm_act(&sum2, cfg, get, &p("output.LayerNorm"), eps)?
+            }
+            Flavour::Fused => {
+                let mask = g.mask_i32.clone();
+                let heads = vec![attr_i("num_heads", nh as i64)];
+                let ctx = if precision == Precision::Int8 {
+                    // Attention takes float weights; with quantized projections the packed
+                    // Q, K, V go to MultiHeadAttention instead.
+                    let qkv = g.linear(&x, &name("qkv"), &qkv_w, Some(&qkv_b), h, 3 * h);
+                    let split = g.const_i64(&[h as i64, h as i64, h as i64]);
+                    let parts = g.op_n("Split", "", &[&qkv, &split], 3, vec![attr_i("axis", 2)]);
+                    g.op_n(
+                        "MultiHeadAttention",
+                        MS_DOMAIN,
+                        &[&parts[0], &parts[1], &parts[2], "", &mask],
+                        1,
+                        heads,
+                    )
+                    .remove(0)
+                } else {
+                    let w = g.weight(&name("qkv.w"), &transpose(&qkv_w, 3 * h, h), &[h, 3 * h]);
+                    let b = g.vector_act(&name("qkv.b"), &qkv_b);
+                    g.op_n("Attention", MS_DOMAIN, &[&x, &w, &b, &mask], 1, heads)
+                        .remove(0)
+                };
+                let attn = g.linear(&ctx, &name("attn_out"), &wo, None, h, h);
+                let x1 = g.skip_layer_norm(
+                    &attn,
+                    &x,
+                    &bo,
+                    cfg,
+                    get,
+                    &p("attention.output.LayerNorm"),
+                    eps,
+                )?;
+                let inter = g.linear(&x1, &name("inter"), &w1, None, h, i);
+                let b1 = g.vector_act(&name("inter.b"), &b1);
+                let act = g
+                    .op_n("BiasGelu", MS_DOMAIN, &[&inter, &b1], 1, vec![])
+                    .remove(0);
+                let ffn = g.linear(&act, &name("out"), &w2, None, i, h);
+                g.skip_layer_norm(&ffn, &x1, &b2, cfg, get, &p("output.LayerNorm"), eps)?
+            }
+        };
+    }
+
+    // Masked mean over tokens, then L2 normalisation, in f32.
+    let x = g.cast_f32(&x);
+    let axes2 = g.const_i64(&[2]);
+    let m3 = g.op("Unsqueeze", &[&maskf, &axes2], vec![]);
+    let masked = g.op("Mul", &[&x, &m3], vec![]);
+    let axes1 = g.const_i64(&[1]);
+    let summed = g.op("ReduceSum", &[&masked, &axes1], vec![attr_i("keepdims", 0)]);
+    let count = g.op("ReduceSum", &[&maskf, &axes1], vec![attr_i("keepdims", 1)]);
+    let one = g.const_f32(&[], &[1.0]);
+    let count = g.op("Max", &[&count, &one], vec![]);
+    let mean = g.op("Div", &[&summed, &count], vec![]);
+    let sq = g.op("Mul", &[&mean, &mean], vec![]);
+    let ss = g.op("ReduceSum", &[&sq, &axes1], vec![attr_i("keepdims", 1)]);
+    let norm = g.op("Sqrt", &[&ss], vec![]);
+    let tiny = g.const_f32(&[], &[1e-12]);
+    let norm = g.op("Max", &[&norm, &tiny], vec![]);
+    let out = g.op("Div", &[&mean, &norm], vec![]);
+    g.nodes.push(NodeProto {
+        input: vec![out],
+        output: vec!["embedding".into()],
+        name: "output".into(),
+        op_type: "Identity".into(),
+        ..Default::default()
+    });
+
+    let sym = |s: &str| Dimension {
+        dim_value: None,
+        dim_param: Some(s.into()),
+    };
+    let value = |name: &str, elem: i32, dims: Vec<Dimension>| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: elem,
+                shape: Some(TensorShapeProto { dim: dims }),
+            }),
+        }),
+    };
+    let bs = || vec![sym("batch"), sym("seq")];
+    let graph = GraphProto {
+        node: g.nodes,
+        name: format!("recbench-bert-{flavour}-{precision}"),
+        initializer: g.inits,
+        input: vec![
+            value("input_ids", dtype::INT64, bs()),
+            value("attention_mask", dtype::INT64, bs()),
+            value("token_type_ids", dtype::INT64, bs()),
+        ],
+        output: vec![value(
+            "embedding",
+            dtype::FLOAT,
+            vec![
+                sym("batch"),
+                Dimension {
+                    dim_value: Some(h as i64),
+                    dim_param: None,
+                },
+            ],
+        )],
+        ..Default::default()
+    };
+    let mut opset_import = vec![OperatorSetIdProto {
+        domain: String::new(),
+        version: OPSET,
+    }];
+    if flavour == Flavour::Fused {
+        opset_import.push(OperatorSetIdProto {
+            domain: MS_DOMAIN.into(),
+            version: 1,
+        });
+    }
+    Ok(ModelProto {
+        ir_version: 8,
+        producer_name: "recbench".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        opset_import,
+        ..Default::default()
+    })
+}
+
+fn attr_i(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: Some(v),
+        r#type: attr_type::INT,
+        ..Default::default()
+    }
+}
+
+fn attr_f(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f: Some(v),
+        r#type: attr_type::FLOAT,
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: attr_type::INTS,
+        ..Default::default()
+    }
+}
+
+/// `[rows, cols]` row-major → `[cols, rows]`.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Symmetric per-output-channel int8 quantization of a `[out, in]` weight. Returns the weight
+/// transposed to `[in, out]` as int8 and one scale per output channel.
+pub fn quantize_per_channel(w: &[f32], out: usize, inp: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; w.len()];
+    let mut scales = Vec::with_capacity(out);
+    for o in 0..out {
+        let row = &w[o * inp..(o + 1) * inp];
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+        for (k, v) in row.iter().enumerate() {
+            q[k * out + o] = (v / s).round().clamp(-127.0, 127.0) as i8;
+        }
+        scales.push(s);
+    }
+    (q, scales)
+}
+
+/// Graph under construction.
+struct Graph {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    next: usize,
+    precision: Precision,
+    /// Additive attention mask `[B,1,1,S]` (plain flavour).
+    mask_bias: String,
+    /// Attention mask as int32 `[B,S]` (fused flavour).
+    mask_i32: String,
+}
+
+impl Graph {
+    fn new(precision: Precision) -> Graph {
+        Graph {
+            nodes: vec![],
+            inits: vec![],
+            next: 0,
+            precision,
+            mask_bias: String::new(),
+            mask_i32: String::new(),
+        }
+    }
+
+    /// Element type of the hidden states between layers.
+    fn act_type(&self) -> i32 {
+        if self.precision == Precision::Fp16 {
+            dtype::FLOAT16
+        } else {
+            dtype::FLOAT
+        }
+    }
+
+    fn op_n(
+        &mut self,
+        op: &str,
+        domain: &str,
+        inputs: &[&str],
+        outputs: usize,
+        attribute: Vec<AttributeProto>,
+    ) -> Vec<String> {
+        self.next += 1;
+        let name = format!("{op}_{}", self.next);
+        let output: Vec<String> = (0..outputs).map(|i| format!("{name}:{i}")).collect();
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: output.clone(),
+            name,
+            op_type: op.into(),
+            attribute,
+            domain: domain.into(),
+        });
+        output
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
+        self.op_n(op, "", inputs, 1, attribute).remove(0)
+    }
+
+    fn init(&mut self, name: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) -> String {
+        self.inits.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type,
+            name: name.into(),
+            raw_data,
+        });
+        name.into()
+    }
+
+    fn init_f32(&mut self, name: &str, dims: &[usize], v: &[f32]) -> String {
+        let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.init(name, dims, dtype::FLOAT, raw)
+    }
+
+    fn init_f16(&mut self, name: &str, dims: &[usize], v: &[f32]) -> String {
+        let raw = v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect();
+        self.init(name, dims, dtype::FLOAT16, raw)
+    }
+
+    /// A weight or bias in the activation type.
+    fn weight(&mut self, name: &str, v: &[f32], dims: &[usize]) -> String {
+        if self.act_type() == dtype::FLOAT16 {
+            self.init_f16(name, dims, v)
+        } else {
+            self.init_f32(name, dims, v)
+        }
+    }
+
+    fn vector_act(&mut self, name: &str, v: &[f32]) -> String {
+        self.weight(name, v, &[v.len()])
+    }
+
+    fn const_i64(&mut self, v: &[i64]) -> String {
+        self.next += 1;
+        let name = format!("const_{}", self.next);
+        let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.init(&name, &[v.len()], dtype::INT64, raw)
+    }
+
+    fn const_f32(&mut self, dims: &[usize], v: &[f32]) -> String {
+        self.next += 1;
+        let name = format!("const_{}", self.next);
+        self.init_f32(&name, dims, v)
+    }
+
+    /// A scalar constant in the activation type.
+    fn const_act(&mut self, v: f32) -> String {
+        self.next += 1;
+        let name = format!("const_{}", self.next);
+        self.weight(&name, &[v], &[])
+    }
+
+    fn cast(&mut self, x: &str, to: i32) -> String {
+        self.op("Cast", &[x], vec![attr_i("to", to as i64)])
+    }
+
+    fn cast_act(&mut self, x: &str) -> String {
+        if self.act_type() == dtype::FLOAT16 {
+            self.cast(x, dtype::FLOAT16)
+        } else {
+            x.to_string()
+        }
+    }
+
+    fn cast_f32(&mut self, x: &str) -> String {
+        if self.act_type() == dtype::FLOAT16 {
+            self.cast(x, dtype::FLOAT)
+        } else {
+            x.to_string()
+        }
+    }
+
+    /// LayerNormalization over the last axis of an f32 tensor.
+    fn layer_norm_f32(
+        &mut self,
+        x: &str,
+        cfg: &BertConfig,
+        get: &dyn Fn(&str) -> Result<Vec<f32>>,
+        prefix: &str,
+        eps: f32,
+    ) -> Result<String> {
+        let h = cfg.hidden_size;
+        let w = self.init_f32(
+            &format!("{prefix}.weight"),
+            &[h],
+            &get(&format!("{prefix}.weight"))?,
+        );
+        let b = self.init_f32(
+            &format!("{prefix}.bias"),
+            &[h],
+            &get(&format!("{prefix}.bias"))?,
+        );
+        Ok(self.op(
+            "LayerNormalization",
+            &[x, &w, &b],
+            vec![attr_i("axis", -1), attr_f("epsilon", eps)],
+        ))
+    }
+
+    /// LayerNormalization in f32 of a tensor in the activation type, back to the activation type.
+    fn layer_norm_act(
+        &mut self,
+        x: &str,
+        cfg: &BertConfig,
+        get: &dyn Fn(&str) -> Result<Vec<f32>>,
+        prefix: &str,
+        eps: f32,
+    ) -> Result<String> {
+        let x = self.cast_f32(x);
+        let y = self.layer_norm_f32(&x, cfg, get, prefix, eps)?;
+        Ok(self.cast_act(&y))
+    }
+
+    /// SkipLayerNormalization(x + skip + bias) in the activation type (fused flavour).
+    #[allow(clippy::too_many_arguments)]
+    fn skip_layer_norm(
+        &mut self,
+        x: &str,
+        skip: &str,
+        bias: &[f32],
+        cfg: &BertConfig,
+        get: &dyn Fn(&str) -> Result<Vec<f32>>,
+        prefix: &str,
+        eps: f32,
+    ) -> Result<String> {
+        let h = cfg.hidden_size;
+        let w = self.weight(
+            &format!("{prefix}.weight"),
+            &get(&format!("{prefix}.weight"))?,
+            &[h],
+        );
+        let b = self.weight(
+            &format!("{prefix}.bias"),
+            &get(&format!("{prefix}.bias"))?,
+            &[h],
+        );
+        let bias = self.vector_act(&format!("{prefix}.skip_bias"), bias);
+        Ok(self
+            .op_n(
+                "SkipLayerNormalization",
+                MS_DOMAIN,
+                &[x, skip, &w, &b, &bias],
+                1,
+                vec![attr_f("epsilon", eps)],
+            )
+            .remove(0))
+    }
+
+    /// `x · wᵀ (+ b)` for a `[out, inp]` weight, in the run's precision.
+    fn linear(
+        &mut self,
+        x: &str,
+        name: &str,
+        w: &[f32],
+        b: Option<&[f32]>,
+        inp: usize,
+        out: usize,
+    ) -> String {
+        if self.precision != Precision::Int8 {
+            let wt = self.weight(&format!("{name}.w"), &transpose(w, out, inp), &[inp, out]);
+            let y = self.op("MatMul", &[x, &wt], vec![]);
+            return match b {
+                Some(b) => {
+                    let b = self.vector_act(&format!("{name}.b"), b);
+                    self.op("Add", &[&y, &b], vec![])
+                }
+                None => y,
+            };
+        }
+        // Activations: symmetric int8 with one scale per row (token). DynamicQuantizeLinear's
+        // single scale per tensor let the outliers of MiniLM's GELU outputs cost too much
+        // (min probe cosine 0.9897 against candle; ORT's own quantize_dynamic: 0.9891).
+        let (q, scales) = quantize_per_channel(w, out, inp);
+        let wq = self.init(
+            &format!("{name}.wq"),
+            &[inp, out],
+            dtype::INT8,
+            q.iter().map(|v| *v as u8).collect(),
+        );
+        let ws = self.init_f32(&format!("{name}.wscale"), &[out], &scales);
+        let abs = self.op("Abs", &[x], vec![]);
+        // Opset 17: ReduceMax still takes its axes as an attribute (ReduceSum as an input).
+        let max = self.op(
+            "ReduceMax",
+            &[&abs],
+            vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
+        );
+        let c127 = self.const_f32(&[], &[1.0 / 127.0]);
+        let s = self.op("Mul", &[&max, &c127], vec![]);
+        let floor = self.const_f32(&[], &[1e-12]);
+        let s = self.op("Max", &[&s, &floor], vec![]);
+        let xs = self.op("Div", &[x, &s], vec![]);
+        let xr = self.op("Round", &[&xs], vec![]);
+        // Stored as uint8 around a zero point of 128: u8×s8 is MLAS's fast integer GEMM
+        // (s8×s8 measured 3.5× slower than fp32 on minilm-l6).
+        let c128 = self.const_f32(&[], &[128.0]);
+        let xu = self.op("Add", &[&xr, &c128], vec![]);
+        let xq = self.cast(&xu, dtype::UINT8);
+        self.next += 1;
+        let zp = self.init(
+            &format!("const_{}", self.next),
+            &[],
+            dtype::UINT8,
+            vec![128],
+        );
+        let acc = self.op("MatMulInteger", &[&xq, &wq, &zp], vec![]);
+        let accf = self.cast(&acc, dtype::FLOAT);
+        let y = self.op("Mul", &[&accf, &s], vec![]);
+        let y = self.op("Mul", &[&y, &ws], vec![]);
+        match b {
+            Some(b) => {
+                let b = self.init_f32(&format!("{name}.b"), &[out], b);
+                self.op("Add", &[&y, &b], vec![])
+            }
+            None => y,
+        }
+    }
+
+    /// Scaled dot-product attention from a packed `[B,S,3H]` projection (plain flavour), with
+    /// the softmax in f32. Returns the context `[B,S,H]`.
+    fn plain_attention(&mut self, qkv: &str, cfg: &BertConfig) -> String {
+        let (h, nh, hd) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim());
+        let split = self.const_i64(&[h as i64, h as i64, h as i64]);
+        let parts = self.op_n("Split", "", &[qkv, &split], 3, vec![attr_i("axis", 2)]);
+        let shape = self.const_i64(&[0, 0, nh as i64, hd as i64]);
+        let heads = |this: &mut Graph, t: &str, perm: &[i64]| {
+            let r = this.op("Reshape", &[t, &shape], vec![]);
+            this.op("Transpose", &[&r], vec![attr_ints("perm", perm)])
+        };
+        let q = heads(self, &parts[0], &[0, 2, 1, 3]);
+        let k = heads(self, &parts[1], &[0, 2, 3, 1]);
+        let v = heads(self, &parts[2], &[0, 2, 1, 3]);
+        let scores = self.op("MatMul", &[&q, &k], vec![]);
+        let scale = self.const_act(1.0 / (hd as f32).sqrt());
+        let scores = self.op("Mul", &[&scores, &scale], vec![]);
+        let scores = self.cast_f32(&scores);
+        let bias = self.mask_bias.clone();
+        let scores = self.op("Add", &[&scores, &bias], vec![]);
+        let probs = self.op("Softmax", &[&scores], vec![attr_i("axis", -1)]);
+        let probs = self.cast_act(&probs);
+        let ctx = self.op("MatMul", &[&probs, &v], vec![]);
+        let ctx = self.op("Transpose", &[&ctx], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let shape = self.const_i64(&[0, 0, h as i64]);
+        self.op("Reshape", &[&ctx, &shape], vec![])
+    }
+
+    /// GELU with erf, in the pattern ONNX Runtime's GeluFusion recognises:
+    /// `(x · (erf(x / √2) + 1)) · 0.5`.
+    fn gelu_erf(&mut self, x: &str) -> String {
+        let sqrt2 = self.const_act(std::f32::consts::SQRT_2);
+        let one = self.const_act(1.0);
+        let half = self.const_act(0.5);
+        let t = self.op("Div", &[x, &sqrt2], vec![]);
+        let e = self.op("Erf", &[&t], vec![]);
+        let a = self.op("Add", &[&e, &one], vec![]);
+        let m = self.op("Mul", &[x, &a], vec![]);
+        self.op("Mul", &[&m, &half], vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Preset;
+    use std::collections::BTreeMap;
+
+    /// Deterministic small weights for any tensor name (shapes from the config).
+    fn fake(cfg: BertConfig) -> impl Fn(&str) -> Result<Vec<f32>> {
+        move |name: &str| {
+            let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+            let n = if name.ends_with("word_embeddings.weight") {
+                cfg.vocab_size * h
+            } else if name.ends_with("position_embeddings.weight") {
+                cfg.max_position * h
+            } else if name.ends_with("token_type_embeddings.weight") {
+                cfg.type_vocab_size * h
+            } else if name.contains("intermediate.dense.weight")
+                || (name.contains("output.dense.weight") && !name.contains("attention"))
+            {
+                h * i
+            } else if name.contains("intermediate.dense.bias") {
+                i
+            } else if (name.ends_with(".weight") && name.contains("self."))
+                || name.contains("attention.output.dense.weight")
+            {
+                h * h
+            } else {
+                h
+            };
+            Ok((0..n).map(|k| ((k % 7) as f32 - 3.0) * 0.01).collect())
+        }
+    }
+
+    fn op_counts(m: &ModelProto) -> BTreeMap<String, usize> {
+        let mut c = BTreeMap::new();
+        for n in &m.graph.as_ref().unwrap().node {
+            *c.entry(n.op_type.clone()).or_insert(0) += 1;
+        }
+        c
+    }
+
+    fn model(flavour: Flavour, precision: Precision) -> ModelProto {
+        let cfg = Preset::Tiny.config();
+        build(&cfg, &fake(cfg.clone()), flavour, precision).unwrap()
+    }
+
+    #[test]
+    fn plain_fp32_uses_standard_ops_only_with_the_expected_counts() {
+        let m = model(Flavour::Plain, Precision::Fp32);
+        assert_eq!(m.opset_import.len(), 1);
+        assert_eq!(m.opset_import[0].version, OPSET);
+        let g = m.graph.as_ref().unwrap();
+        assert!(g.node.iter().all(|n| n.domain.is_empty()));
+        let c = op_counts(&m);
+        let layers = Preset::Tiny.config().num_layers;
+        // 4 linear layers + 2 attention products per layer.
+        assert_eq!(c["MatMul"], 6 * layers);
+        assert_eq!(c["LayerNormalization"], 2 * layers + 1);
+        assert_eq!(c["Softmax"], layers);
+        assert_eq!(c["Erf"], layers);
+        assert_eq!(c["Gather"], 2);
+        assert_eq!(c["Cast"], 1, "only the mask is cast in fp32: {c:?}");
+    }
+
+    #[test]
+    fn fused_fp32_uses_contrib_ops() {
+        let m = model(Flavour::Fused, Precision::Fp32);
+        let c = op_counts(&m);
+        let layers = Preset::Tiny.config().num_layers;
+        assert_eq!(c["EmbedLayerNormalization"], 1);
+        assert_eq!(c["Attention"], layers);
+        assert_eq!(c["SkipLayerNormalization"], 2 * layers);
+        assert_eq!(c["BiasGelu"], layers);
+        assert_eq!(c["MatMul"], 3 * layers);
+        assert!(!c.contains_key("Softmax") && !c.contains_key("LayerNormalization"));
+        assert!(m.opset_import.iter().any(|o| o.domain == MS_DOMAIN));
+    }
+
+    #[test]
+    fn int8_quantizes_every_linear_layer() {
+        let layers = Preset::Tiny.config().num_layers;
+        let c = op_counts(&model(Flavour::Plain, Precision::Int8));
+        assert_eq!(c["ReduceMax"], 4 * layers, "one activation scale per row");
+        assert_eq!(c["MatMulInteger"], 4 * layers);
+        assert_eq!(
+            c["MatMul"],
+            2 * layers,
+            "only the attention products stay float"
+        );
+        let c = op_counts(&model(Flavour::Fused, Precision::Int8));
+        assert_eq!(c["MatMulInteger"], 4 * layers);
+        assert_eq!(c["MultiHeadAttention"], layers);
+        assert!(!c.contains_key("MatMul"));
+    }
+
+    #[test]
+    fn fp16_stores_linear_weights_in_f16_and_keeps_embeddings_f32() {
+        let m = model(Flavour::Plain, Precision::Fp16);
+        let g = m.graph.as_ref().unwrap();
+        let ty = |n: &str| {
+            g.initializer
+                .iter()
+                .find(|t| t.name == n)
+                .unwrap()
+                .data_type
+        };
+        assert_eq!(ty("l0.qkv.w"), dtype::FLOAT16);
+        assert_eq!(ty("l1.out.b"), dtype::FLOAT16);
+        assert_eq!(ty("emb.word"), dtype::FLOAT);
+        assert_eq!(ty("encoder.layer.0.output.LayerNorm.weight"), dtype::FLOAT);
+    }
+
+    #[test]
+    fn shapes_of_inputs_outputs_and_weights() {
+        let cfg = Preset::Tiny.config();
+        let m = model(Flavour::Plain, Precision::Fp32);
+        let g = m.graph.as_ref().unwrap();
+        let names: Vec<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids"]);
+        let out = g.output[0]
+            .r#type
+            .as_ref()
+            .unwrap()
+            .tensor_type
+            .as_ref()
+            .unwrap();
+        assert_eq!(out.elem_type, dtype::FLOAT);
+        let dims = &out.shape.as_ref().unwrap().dim;
+        assert_eq!(dims[0].dim_param.as_deref(), Some("batch"));
+        assert_eq!(dims[1].dim_value, Some(cfg.hidden_size as i64));
+        let qkv = g.initializer.iter().find(|t| t.name == "l0.qkv.w").unwrap();
+        let h = cfg.hidden_size as i64;
+        assert_eq!(qkv.dims, [h, 3 * h]);
+        assert_eq!(qkv.raw_data.len() as i64, h * 3 * h * 4);
+        // Every node input is a graph input, an initializer or an earlier node's output.
+        let mut known: std::collections::HashSet<&str> = names
+            .iter()
+            .copied()
+            .chain(g.initializer.iter().map(|t| t.name.as_str()))
+            .collect();
+        known.insert("");
+        for n in &g.node {
+            for i in &n.input {
+                assert!(known.contains(i.as_str()), "{} reads undefined {i}", n.name);
+            }
+            known.extend(n.output.iter().map(|s| s.as_str()));
+        }
+        assert!(known.contains("embedding"));
+    }
+
+    #[test]
+    fn per_channel_quantization_round_trips_within_half_a_step() {
+        let w: Vec<f32> = (0..12)
+            .map(|k| (k as f32 - 5.0) * if k < 6 { 0.1 } else { 3.0 })
+            .collect();
+        let (q, s) = quantize_per_channel(&w, 2, 6);
+        assert_eq!(s.len(), 2);
+        assert!(s[0] < s[1]);
+        for o in 0..2 {
+            for k in 0..6 {
+                let back = q[k * 2 + o] as f32 * s[o];
+                assert!((back - w[o * 6 + k]).abs() <= s[o] / 2.0 + 1e-6);
+            }
+        }
+    }
+}

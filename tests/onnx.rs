@@ -1,0 +1,152 @@
+//! The onnx backend end to end: the exported graph run through ONNX Runtime against the candle
+//! fp32 reference, in every flavour and precision, plus the runtime-loading errors. Only in
+//! builds with `--features onnx` (and the runtime fetched by scripts/fetch-onnxruntime.sh).
+#![cfg(feature = "onnx")]
+
+use std::path::Path;
+
+use ort::session::builder::GraphOptimizationLevel;
+use recbench::backend::onnx::{probe_library, OnnxBert, RuntimeError};
+use recbench::backend::{self, BackendKind, Device, Embeddings, EncoderOptions, Precision};
+use recbench::harness::parity::{self, PROBES};
+use recbench::model::onnx::{export, Flavour};
+use recbench::model::{ModelFiles, Preset, Tokenizer};
+use recbench::recommender::TEXT_MAX_TOKENS;
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum();
+    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    d / (n(a) * n(b))
+}
+
+fn candle_probes(files: &ModelFiles, tok: &Tokenizer) -> Embeddings {
+    let opts = EncoderOptions {
+        device: Device::Cpu,
+        precision: Precision::Fp32,
+        threads: 2,
+    };
+    let mut enc = backend::open(BackendKind::Candle, files, opts).unwrap();
+    parity::encode_probes(enc.as_mut(), tok).unwrap()
+}
+
+/// Tiny, every flavour and precision, at ORT's basic and full optimisation levels.
+#[test]
+fn tiny_round_trips_through_onnx_runtime_in_every_flavour_and_precision() {
+    let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let reference = candle_probes(&files, &tok);
+    let batch = tok.batch(&PROBES, TEXT_MAX_TOKENS).unwrap();
+    for flavour in Flavour::ALL {
+        for precision in [Precision::Fp32, Precision::Fp16, Precision::Int8] {
+            let path = export::export_cached(&files, flavour, precision).unwrap();
+            for level in [GraphOptimizationLevel::Level1, GraphOptimizationLevel::All] {
+                let what = format!("{flavour} {precision} {level:?}");
+                let mut enc = OnnxBert::load_file(&path, files.config.hidden_size, 2, level)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let e = recbench::backend::Encoder::encode(&mut enc, &batch).unwrap();
+                assert_eq!((e.rows, e.dim), (PROBES.len(), files.config.hidden_size));
+                assert!(e.all_finite(), "{what}");
+                let max_abs = e
+                    .data
+                    .iter()
+                    .zip(&reference.data)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                let min_cos = (0..e.rows)
+                    .map(|i| cosine(e.row(i), reference.row(i)))
+                    .fold(f64::INFINITY, f64::min);
+                match precision {
+                    Precision::Fp32 => assert!(max_abs <= 1e-4, "{what}: max abs diff {max_abs}"),
+                    Precision::Fp16 => assert!(min_cos >= 0.999, "{what}: min cosine {min_cos}"),
+                    _ => assert!(min_cos >= 0.99, "{what}: min cosine {min_cos}"),
+                }
+                // Unit length: pooling and normalisation are inside the graph.
+                for i in 0..e.rows {
+                    let n: f32 = e.row(i).iter().map(|v| v * v).sum::<f32>().sqrt();
+                    assert!((n - 1.0).abs() < 1e-3, "{what}: row {i} has norm {n}");
+                }
+            }
+        }
+    }
+}
+
+/// `recbench parity`'s own check, for onnx on tiny in the default flavour: fp32, fp16 and int8
+/// pass; bf16 is reported with the reason instead of being checked.
+#[test]
+fn parity_passes_for_tiny_and_bf16_is_refused_with_the_reason() {
+    let text = r#"
+name = "onnx-parity-tiny"
+[model]
+presets = ["tiny"]
+[workload]
+mode = "two-tower"
+batch = 1
+seq_len = 128
+precision = ["fp32", "fp16", "int8", "bf16"]
+[matrix]
+backends = ["onnx"]
+devices = ["cpu"]
+"#;
+    let sc = recbench::scenario::Scenario::parse(Path::new("inline.toml"), text).unwrap();
+    let rows = parity::check_scenario(&sc, &[]).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        if r.precision == Precision::Bf16 {
+            let e = r.error.expect("bf16 is refused");
+            assert!(e.contains("no bf16") && e.contains("MatMul"), "{e}");
+        } else {
+            let p = r
+                .parity
+                .unwrap_or_else(|| panic!("{:?}: {:?}", r.precision, r.error));
+            assert!(p.passed, "{:?}: {p:?}", r.precision);
+        }
+    }
+}
+
+#[test]
+fn unsupported_combinations_say_why() {
+    let e = BackendKind::Onnx
+        .supports(Device::Cpu, Precision::Bf16)
+        .unwrap_err();
+    assert!(e.contains("bf16"), "{e}");
+    let e = BackendKind::Onnx
+        .supports(Device::Cuda(0), Precision::Fp32)
+        .unwrap_err();
+    assert!(e.contains("cuda") || e.contains("CUDA"), "{e}");
+    assert!(BackendKind::Onnx
+        .supports(Device::Cpu, Precision::Fp32)
+        .is_ok());
+}
+
+#[test]
+fn runtime_version_is_the_loaded_library() {
+    let v = BackendKind::Onnx.runtime_version();
+    assert!(v.starts_with("onnxruntime 1."), "{v}");
+}
+
+#[test]
+fn library_errors_are_distinct() {
+    match probe_library(Path::new("/nonexistent/libonnxruntime.so")) {
+        Err(RuntimeError::CannotOpen { reason, .. }) => assert!(!reason.is_empty()),
+        other => panic!("expected CannotOpen, got {other:?}"),
+    }
+    // A real shared library that is not ONNX Runtime.
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    if let Some(libc) = libc {
+        assert!(matches!(
+            probe_library(Path::new(libc)),
+            Err(RuntimeError::MissingSymbol { .. })
+        ));
+    }
+    let v = probe_library(&recbench::backend::onnx::library_path()).unwrap();
+    assert!(v.starts_with("1."), "{v}");
+}
