@@ -205,7 +205,12 @@ impl ResultsFile {
 
     /// Reads a results file, refusing newer schema versions.
     pub fn load(path: &Path) -> Result<ResultsFile> {
-        let text = read_text(path)?;
+        Self::from_text(path, &read_text(path)?)
+    }
+
+    /// Parses results text; `path` is used in messages.
+    pub fn from_text(path: &Path, text: &str) -> Result<ResultsFile> {
+        let text = text.to_string();
         let probe: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))?;
         let line = Some(
