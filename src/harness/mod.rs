@@ -137,8 +137,10 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
                     ),
                 ));
             }
-            // Failed runs are retried; everything else that finished is kept.
-            f.runs.retain(|r| r.status != Status::Failed);
+            // Measured runs (ok or invalid) are kept; failed runs are retried and skipped ones
+            // re-planned, since this build may be able to run them.
+            f.runs
+                .retain(|r| matches!(r.status, Status::Ok | Status::Invalid));
             progress.line(&format!(
                 "resuming {} ({} runs kept)",
                 path.display(),
@@ -182,6 +184,11 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         .map(|g| (g.threads, g.gflops))
         .collect();
     let total = planned.len();
+    let order: BTreeMap<String, usize> = planned
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.spec.id.clone(), i))
+        .collect();
     let mut references_ready = BTreeSet::new();
     let mut interrupted = false;
     for (i, p) in planned.into_iter().enumerate() {
@@ -225,6 +232,9 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         }
         progress.line(&format!("{label} {}", one_line(&result)));
         file.runs.push(result);
+        // Keep the file in plan order, whatever order resumed runs finished in.
+        file.runs
+            .sort_by_key(|r| order.get(&r.spec.id).copied().unwrap_or(usize::MAX));
         file.save(&path)?;
     }
     Ok(SweepOutcome {
