@@ -8,6 +8,8 @@
 #[cfg(feature = "candle")]
 pub mod candle;
 mod disabled;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +81,9 @@ impl BackendKind {
         match self {
             BackendKind::Candle => env!("RECBENCH_CANDLE_VERSION"),
             BackendKind::Onnx => env!("RECBENCH_ORT_VERSION"),
+            #[cfg(feature = "torch")]
+            BackendKind::Torch => torch::runtime_version(),
+            #[cfg(not(feature = "torch"))]
             BackendKind::Torch => env!("RECBENCH_TCH_VERSION"),
         }
     }
@@ -217,6 +222,9 @@ pub fn open(
         #[cfg(not(feature = "candle"))]
         BackendKind::Candle => disabled::open("candle", "candle"),
         BackendKind::Onnx => disabled::open("onnx", "onnx"),
+        #[cfg(feature = "torch")]
+        BackendKind::Torch => Ok(Box::new(torch::TorchBert::load(files, opts)?)),
+        #[cfg(not(feature = "torch"))]
         BackendKind::Torch => disabled::open("torch", "torch"),
     }
 }
@@ -255,6 +263,9 @@ pub fn inventory() -> Vec<BackendInfo> {
                     BackendKind::Candle => {
                         "pure Rust; int8 via candle's Q8_0 quantized matmul".into()
                     }
+                    BackendKind::Torch => "libtorch via tch; int8 by hand: per-row activations, \
+                         per-channel weights, _int_mm; intra-op threads per run, 1 inter-op"
+                        .into(),
                     _ => String::new(),
                 }
             } else {
