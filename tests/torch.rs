@@ -100,3 +100,22 @@ fn runtime_version_names_libtorch() {
     assert!(info.precisions.contains(&Precision::Fp32));
     assert!(info.precisions.contains(&Precision::Int8));
 }
+
+#[test]
+fn fp16_meets_the_half_precision_bar_on_tiny() {
+    let p = parity_of(Preset::Tiny, Precision::Fp16);
+    assert!(p.passed && p.min_cosine >= 0.999, "{p:?}");
+    assert!(p.max_abs_diff > 1e-6, "{p:?}");
+}
+
+/// libtorch's CUDA library is not linked: CUDA runs are skipped with the reason, not failed.
+#[test]
+fn cuda_is_refused_with_the_reason() {
+    let why = BackendKind::Torch
+        .supports(Device::Cuda(0), Precision::Fp32)
+        .unwrap_err();
+    assert!(why.contains("CUDA"), "{why}");
+    assert!(BackendKind::Torch
+        .supports(Device::Cpu, Precision::Int8)
+        .is_ok());
+}

@@ -106,6 +106,10 @@ impl BackendKind {
                 ));
             }
         }
+        #[cfg(feature = "torch")]
+        if self == BackendKind::Torch {
+            return torch::supports(device, precision);
+        }
         let _ = precision;
         Ok(())
     }

@@ -77,6 +77,20 @@ fn set_threads(threads: usize) -> Result<()> {
     Ok(())
 }
 
+/// Which (device, precision) pairs this backend runs, or why not.
+pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
+    let _ = precision;
+    match device {
+        Device::Cpu => Ok(()),
+        // The libtorch_cuda library is not linked (it needs --no-as-needed and the CUDA
+        // libraries of the wheel's dependencies), so libtorch would see no GPU.
+        Device::Cuda(_) => Err(
+            "torch on CUDA is not wired up yet: this build links only libtorch's CPU library"
+                .into(),
+        ),
+    }
+}
+
 enum Linear {
     /// `weight` `[out, in]` and bias in the compute dtype.
     Dense { w: Tensor, b: Tensor },
