@@ -1,5 +1,7 @@
 //! Records build facts the results file reports: runtime crate versions (from Cargo.lock) and
-//! the git commit of the source tree.
+//! the git commit of the source tree. With the `torch` feature, also gives every binary of this
+//! package an rpath to libtorch (dependent crates do not inherit tch's own rpath), so it runs
+//! without LD_LIBRARY_PATH.
 
 use std::process::Command;
 
@@ -24,6 +26,11 @@ fn main() {
         ("RECBENCH_TCH_VERSION", "tch"),
     ] {
         println!("cargo:rustc-env={var}={}", locked_version(&lock, krate));
+    }
+    // Set by torch-sys (links = "tch") for crates that depend on it directly; only present
+    // when the `torch` feature is on.
+    if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
     }
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])

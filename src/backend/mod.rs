@@ -10,6 +10,8 @@ pub mod candle;
 mod disabled;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +86,9 @@ impl BackendKind {
             BackendKind::Onnx => onnx::runtime_version(),
             #[cfg(not(feature = "onnx"))]
             BackendKind::Onnx => env!("RECBENCH_ORT_VERSION").to_string(),
+            #[cfg(feature = "torch")]
+            BackendKind::Torch => torch::runtime_version().to_string(),
+            #[cfg(not(feature = "torch"))]
             BackendKind::Torch => env!("RECBENCH_TCH_VERSION").to_string(),
         }
     }
@@ -109,6 +114,10 @@ impl BackendKind {
         #[cfg(feature = "onnx")]
         if self == BackendKind::Onnx {
             return onnx::supports(device, precision);
+        }
+        #[cfg(feature = "torch")]
+        if self == BackendKind::Torch {
+            return torch::supports(device, precision);
         }
         let _ = precision;
         Ok(())
@@ -232,6 +241,9 @@ pub fn open(
         BackendKind::Onnx => Ok(Box::new(onnx::OnnxBert::load(files, opts)?)),
         #[cfg(not(feature = "onnx"))]
         BackendKind::Onnx => disabled::open("onnx", "onnx"),
+        #[cfg(feature = "torch")]
+        BackendKind::Torch => Ok(Box::new(torch::TorchBert::load(files, opts)?)),
+        #[cfg(not(feature = "torch"))]
         BackendKind::Torch => disabled::open("torch", "torch"),
     }
 }
@@ -275,7 +287,9 @@ pub fn inventory() -> Vec<BackendInfo> {
                          int8 = dynamic quantization, per-channel weight scales",
                         crate::model::onnx::Flavour::DEFAULT
                     ),
-                    _ => String::new(),
+                    BackendKind::Torch => "libtorch via tch; int8 by hand: per-row activations, \
+                         per-channel weights, _int_mm; intra-op threads per run, 1 inter-op"
+                        .into(),
                 }
             } else {
                 format!(

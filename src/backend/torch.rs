@@ -1,0 +1,401 @@
+//! The libtorch backend: the same BERT forward as the candle backend, written with tch ops on
+//! PyTorch 2.11.0's libtorch (no TorchScript, no Python).
+//!
+//! Weights come from the shared safetensors file, names as in Hugging Face's `BertModel`
+//! without prefix. Q, K and V are fused into one `[3h, h]` projection (one GEMM per layer);
+//! attention runs through `scaled_dot_product_attention` with a boolean padding mask (so no
+//! fill value can overflow in half precision); GELU is the exact erf form; the encoder is
+//! post-LayerNorm; pooling is the masked mean of the last hidden states, L2-normalised, in f32.
+//! Everything runs with gradient tracking off (tch exposes no `InferenceMode` guard).
+//!
+//! Precisions: fp32; bf16 and fp16 hold weights and activations in the half type and let
+//! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
+//! layers by hand, dynamically: weights once, symmetric per output channel; activations per row
+//! on every call; `_int_mm` (int8 × int8 → int32); then a rescale by the two scales in f32.
+
+use std::sync::{Once, OnceLock};
+
+use tch::{Kind, TchError, Tensor};
+
+use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
+use crate::error::{Error, Result};
+use crate::model::{BertConfig, ModelFiles, TokenBatch};
+
+fn err(e: TchError) -> Error {
+    Error::backend("torch", e)
+}
+
+/// The version of the libtorch this process has loaded, read from the `version.py` of the
+/// PyTorch installation it was loaded from (`torch/lib/libtorch_cpu.so` → `torch/version.py`),
+/// else the version tch 0.24 is built for. Computed once per process.
+pub fn runtime_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(find_runtime_version)
+}
+
+fn find_runtime_version() -> String {
+    let tch = format!(
+        "tch {} (PyTorch 2.11.0 libtorch)",
+        env!("RECBENCH_TCH_VERSION")
+    );
+    loaded_libtorch_version()
+        .map(|v| format!("libtorch {v} (tch {})", env!("RECBENCH_TCH_VERSION")))
+        .unwrap_or(tch)
+}
+
+fn loaded_libtorch_version() -> Option<String> {
+    // Make sure libtorch is loaded and initialised (it is a dynamic dependency, so it is).
+    let _ = tch::get_num_threads();
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    let version_py = std::path::Path::new(lib)
+        .parent()?
+        .parent()?
+        .join("version.py");
+    let text = std::fs::read_to_string(version_py).ok()?;
+    let line = text.lines().find(|l| l.starts_with("__version__"))?;
+    Some(line.split(['\'', '"']).nth(1)?.to_string())
+}
+
+/// Sets libtorch's intra-op thread count, and one inter-op thread. Inter-op threads can only be
+/// set once per process, before any parallel work; intra-op threads may change between encoders
+/// (`recbench parity` opens several in one process).
+fn set_threads(threads: usize) -> Result<()> {
+    static INTEROP: Once = Once::new();
+    INTEROP.call_once(|| tch::set_num_interop_threads(1));
+    tch::set_num_threads(threads.max(1) as i32);
+    let got = tch::get_num_threads();
+    if got != threads.max(1) as i32 {
+        return Err(Error::backend(
+            "torch",
+            format!("asked libtorch for {threads} intra-op threads, it uses {got}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Which (device, precision) pairs this backend runs, or why not.
+pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
+    let _ = precision;
+    match device {
+        Device::Cpu => Ok(()),
+        // The libtorch_cuda library is not linked (it needs --no-as-needed and the CUDA
+        // libraries of the wheel's dependencies), so libtorch would see no GPU.
+        Device::Cuda(_) => Err(
+            "torch on CUDA is not wired up yet: this build links only libtorch's CPU library"
+                .into(),
+        ),
+    }
+}
+
+enum Linear {
+    /// `weight` `[out, in]` and bias in the compute dtype.
+    Dense { w: Tensor, b: Tensor },
+    /// int8 weight transposed to `[in, out]` (contiguous, as `_int_mm` wants it), the f32 scale
+    /// of each output channel `[1, out]`, and the f32 bias.
+    Int8 {
+        w_t: Tensor,
+        scale: Tensor,
+        b: Tensor,
+    },
+}
+
+impl Linear {
+    fn new(w: &Tensor, b: &Tensor, precision: Precision, kind: Kind) -> Result<Linear, TchError> {
+        Ok(match precision {
+            Precision::Int8 => {
+                let (w_t, scale) = quantize_weight(w)?;
+                Linear::Int8 {
+                    w_t,
+                    scale,
+                    b: b.f_to_kind(Kind::Float)?,
+                }
+            }
+            _ => Linear::Dense {
+                w: w.f_to_kind(kind)?.f_contiguous()?,
+                b: b.f_to_kind(kind)?,
+            },
+        })
+    }
+
+    /// `x` is `[rows, in]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Linear::Dense { w, b } => x.f_linear(w, Some(b)),
+            Linear::Int8 { w_t, scale, b } => {
+                let (xq, xs) = quantize_rows(x)?;
+                xq.f_internal_int_mm(w_t)?
+                    .f_to_kind(Kind::Float)?
+                    .f_mul(&xs)?
+                    .f_mul(scale)?
+                    .f_add(b)
+            }
+        }
+    }
+}
+
+/// Symmetric per-output-channel int8 weights: returns (`[in, out]` int8, `[1, out]` f32 scale).
+fn quantize_weight(w: &Tensor) -> Result<(Tensor, Tensor), TchError> {
+    let w = w.f_to_kind(Kind::Float)?;
+    let scale = w
+        .f_abs()?
+        .f_amax([1].as_slice(), true)?
+        .f_clamp_min(1e-12)?
+        .f_div_scalar(127.0)?;
+    let q = w
+        .f_div(&scale)?
+        .f_round()?
+        .f_clamp(-127.0, 127.0)?
+        .f_to_kind(Kind::Int8)?;
+    Ok((
+        q.f_transpose(0, 1)?.f_contiguous()?,
+        scale.f_reshape([1, -1])?,
+    ))
+}
+
+/// Symmetric per-row int8 activations: returns (`[rows, in]` int8, `[rows, 1]` f32 scale).
+fn quantize_rows(x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
+    let scale = x
+        .f_abs()?
+        .f_amax([1].as_slice(), true)?
+        .f_clamp_min(1e-12)?
+        .f_div_scalar(127.0)?;
+    let q = x
+        .f_div(&scale)?
+        .f_round()?
+        .f_clamp(-127.0, 127.0)?
+        .f_to_kind(Kind::Int8)?;
+    Ok((q, scale))
+}
+
+struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let h = self.w.size()[0];
+        x.f_layer_norm(
+            [h].as_slice(),
+            Some(&self.w),
+            Some(&self.b),
+            self.eps,
+            false,
+        )
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    ln1: LayerNorm,
+    inter: Linear,
+    out: Linear,
+    ln2: LayerNorm,
+}
+
+/// BERT encoder with masked-mean pooling on libtorch.
+pub struct TorchBert {
+    cfg: BertConfig,
+    device: tch::Device,
+    word: Tensor,
+    pos: Tensor,
+    typ: Tensor,
+    emb_ln: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+impl TorchBert {
+    /// Loads the safetensors weights of `files` at the requested precision.
+    pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<TorchBert> {
+        let device = match opts.device {
+            Device::Cpu => tch::Device::Cpu,
+            Device::Cuda(i) => {
+                if !tch::Cuda::is_available() {
+                    return Err(Error::backend(
+                        "torch",
+                        "libtorch sees no CUDA device (this libtorch build or host has no usable CUDA)",
+                    ));
+                }
+                tch::Device::Cuda(i)
+            }
+        };
+        set_threads(opts.threads)?;
+        let kind = match opts.precision {
+            Precision::Fp32 | Precision::Int8 => Kind::Float,
+            Precision::Fp16 => Kind::Half,
+            Precision::Bf16 => Kind::BFloat16,
+        };
+        let _guard = tch::no_grad_guard();
+        let tensors: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(&files.weights)
+                .map_err(|e| {
+                    Error::Model(format!(
+                        "{}: cannot load weights: {e}",
+                        files.weights.display()
+                    ))
+                })?
+                .into_iter()
+                .collect();
+        let cfg = files.config.clone();
+        let get = |name: &str| -> Result<Tensor> {
+            let t = tensors.get(name).ok_or_else(|| {
+                Error::Model(format!(
+                    "{}: missing tensor {name}",
+                    files.weights.display()
+                ))
+            })?;
+            t.f_to_kind(Kind::Float)
+                .and_then(|t| t.f_to(device))
+                .map_err(err)
+        };
+        // LayerNorm parameters in the compute dtype (libtorch's CPU kernels accumulate in f32).
+        let ln = |prefix: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                w: get(&format!("{prefix}.weight"))?
+                    .f_to_kind(kind)
+                    .map_err(err)?,
+                b: get(&format!("{prefix}.bias"))?
+                    .f_to_kind(kind)
+                    .map_err(err)?,
+                eps: cfg.layer_norm_eps,
+            })
+        };
+        let linear = |w: &Tensor, b: &Tensor| Linear::new(w, b, opts.precision, kind).map_err(err);
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = |n: &str| format!("encoder.layer.{l}.{n}");
+            // One [3h, h] projection instead of three: one GEMM per layer for Q, K and V.
+            let cat = |n: &str| -> Result<Tensor> {
+                let parts = ["query", "key", "value"]
+                    .iter()
+                    .map(|q| get(&p(&format!("attention.self.{q}.{n}"))))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::f_cat(&parts, 0).map_err(err)
+            };
+            layers.push(Layer {
+                qkv: linear(&cat("weight")?, &cat("bias")?)?,
+                attn_out: linear(
+                    &get(&p("attention.output.dense.weight"))?,
+                    &get(&p("attention.output.dense.bias"))?,
+                )?,
+                ln1: ln(&p("attention.output.LayerNorm"))?,
+                inter: linear(
+                    &get(&p("intermediate.dense.weight"))?,
+                    &get(&p("intermediate.dense.bias"))?,
+                )?,
+                out: linear(
+                    &get(&p("output.dense.weight"))?,
+                    &get(&p("output.dense.bias"))?,
+                )?,
+                ln2: ln(&p("output.LayerNorm"))?,
+            });
+        }
+        let emb = |n: &str| -> Result<Tensor> {
+            get(&format!("embeddings.{n}.weight"))?
+                .f_to_kind(kind)
+                .map_err(err)
+        };
+        Ok(TorchBert {
+            word: emb("word_embeddings")?,
+            pos: emb("position_embeddings")?,
+            typ: emb("token_type_embeddings")?,
+            emb_ln: ln("embeddings.LayerNorm")?,
+            layers,
+            cfg,
+            device,
+        })
+    }
+
+    /// Pooled, L2-normalised embeddings `[batch, hidden]` in f32.
+    fn forward(&self, batch: &TokenBatch) -> Result<Tensor, TchError> {
+        let (b, s) = (batch.batch as i64, batch.seq_len as i64);
+        let (h, nh, hd) = (
+            self.cfg.hidden_size as i64,
+            self.cfg.num_heads as i64,
+            self.cfg.head_dim() as i64,
+        );
+        let to_i64 = |v: &[u32]| -> Result<Tensor, TchError> {
+            let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+            Tensor::f_from_slice(&v)?.f_to(self.device)
+        };
+        let ids = to_i64(&batch.input_ids)?;
+        let types = to_i64(&batch.type_ids)?;
+        let mask = to_i64(&batch.attention_mask)?.f_reshape([b, s])?;
+        // Boolean mask, true where a key may be attended to, broadcast over heads and queries.
+        let attend = mask.f_gt(0)?.f_reshape([b, 1, 1, s])?;
+
+        let pos = self.pos.f_narrow(0, 0, s)?;
+        let x = self
+            .word
+            .f_index_select(0, &ids)?
+            .f_add(&self.typ.f_index_select(0, &types)?)?
+            .f_reshape([b, s, h])?
+            .f_add(&pos)?
+            .f_reshape([b * s, h])?;
+        let mut x = self.emb_ln.forward(&x)?;
+        for layer in &self.layers {
+            // [b*s, 3h] → [3, b, nh, s, hd]; q, k, v are strided views, which SDPA accepts.
+            let qkv = layer
+                .qkv
+                .forward(&x)?
+                .f_reshape([b, s, 3, nh, hd])?
+                .f_permute([2, 0, 3, 1, 4])?;
+            let (q, k, v) = (qkv.f_get(0)?, qkv.f_get(1)?, qkv.f_get(2)?);
+            let ctx = Tensor::f_scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(&attend),
+                0.0,
+                false,
+                None,
+                false,
+            )?
+            .f_transpose(1, 2)?
+            .f_reshape([b * s, h])?;
+            let x1 = layer
+                .ln1
+                .forward(&layer.attn_out.forward(&ctx)?.f_add(&x)?)?;
+            let inter = layer.inter.forward(&x1)?.f_gelu("none")?;
+            x = layer.ln2.forward(&layer.out.forward(&inter)?.f_add(&x1)?)?;
+        }
+        // Masked mean over tokens, then L2 normalisation, in f32.
+        let x = x.f_to_kind(Kind::Float)?.f_reshape([b, s, h])?;
+        let m = mask.f_to_kind(Kind::Float)?.f_unsqueeze(2)?;
+        let summed = x
+            .f_mul(&m)?
+            .f_sum_dim_intlist([1].as_slice(), false, Kind::Float)?;
+        let counts = m
+            .f_sum_dim_intlist([1].as_slice(), false, Kind::Float)?
+            .f_clamp_min(1.0)?;
+        let mean = summed.f_div(&counts)?;
+        let norm = mean
+            .f_square()?
+            .f_sum_dim_intlist([1].as_slice(), true, Kind::Float)?
+            .f_sqrt()?
+            .f_clamp_min(1e-12)?;
+        mean.f_div(&norm)
+    }
+}
+
+impl Encoder for TorchBert {
+    fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
+        let _guard = tch::no_grad_guard();
+        let out = self
+            .forward(batch)
+            .and_then(|t| t.f_to(tch::Device::Cpu)?.f_contiguous()?.f_view([-1]))
+            .map_err(err)?;
+        let data = Vec::<f32>::try_from(&out).map_err(err)?;
+        Ok(Embeddings {
+            rows: batch.batch,
+            dim: self.cfg.hidden_size,
+            data,
+        })
+    }
+}

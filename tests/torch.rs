@@ -1,0 +1,121 @@
+//! Numerical checks of the libtorch backend: the forward against the float64 reference, parity
+//! against candle fp32 at every precision, and the precision handling.
+#![cfg(feature = "torch")]
+
+use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
+use recbench::harness::parity;
+use recbench::model::reference::{self, RefWeights};
+use recbench::model::weights::DEFAULT_SEED;
+use recbench::model::{ModelFiles, Preset, Tokenizer};
+use recbench::recommender;
+
+fn opts(precision: Precision) -> EncoderOptions {
+    EncoderOptions {
+        device: Device::Cpu,
+        precision,
+        threads: 2,
+    }
+}
+
+/// torch fp32 against a float64 forward written with plain loops, on padded inputs.
+#[test]
+fn tiny_matches_the_float64_reference() {
+    let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let batch = tok
+        .batch(
+            &[
+                "a short one",
+                "a somewhat longer sentence about films and books, with padding for the other",
+            ],
+            64,
+        )
+        .unwrap();
+    let mut enc = backend::open(BackendKind::Torch, &files, opts(Precision::Fp32)).unwrap();
+    let got = enc.encode(&batch).unwrap();
+    assert_eq!((got.rows, got.dim), (2, files.config.hidden_size));
+    let want = reference::forward(
+        &files.config,
+        &RefWeights::load(&files.weights).unwrap(),
+        &batch,
+    );
+    let mut max = 0.0f64;
+    for (i, row) in want.iter().enumerate() {
+        for (a, b) in got.row(i).iter().zip(row) {
+            max = max.max((*a as f64 - b).abs());
+        }
+    }
+    assert!(max <= 1e-5, "max abs diff {max}");
+}
+
+/// The parity check `recbench parity` and every run make, for one model and precision.
+fn parity_of(preset: Preset, precision: Precision) -> recbench::results::Parity {
+    let files = ModelFiles::resolve(preset, DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let reference = parity::reference(&files, &tok).unwrap();
+    let mut enc = backend::open(BackendKind::Torch, &files, opts(precision)).unwrap();
+    let probes = parity::encode_probes(enc.as_mut(), &tok).unwrap();
+    let key = parity::item_key(&files, BackendKind::Torch, precision);
+    let items = recommender::bundled_items();
+    let ix = recommender::item_index(enc.as_mut(), &tok, &items, &key).unwrap();
+    parity::compare(precision, &probes, &ix, &reference)
+}
+
+#[test]
+fn fp32_matches_candle_on_tiny_and_minilm() {
+    for preset in [Preset::Tiny, Preset::MiniLmL6] {
+        let p = parity_of(preset, Precision::Fp32);
+        assert!(p.passed, "{preset}: {p:?}");
+        assert!(p.max_abs_diff <= 1e-4, "{preset}: {p:?}");
+    }
+}
+
+#[test]
+fn int8_meets_the_int8_bar_on_minilm() {
+    let p = parity_of(Preset::MiniLmL6, Precision::Int8);
+    assert!(
+        p.passed && p.min_cosine >= 0.99 && p.top10_overlap >= 0.9,
+        "{p:?}"
+    );
+    // Quantised, so not bit-equal to fp32: this really ran the int8 path.
+    assert!(p.max_abs_diff > 1e-4, "{p:?}");
+}
+
+#[test]
+fn bf16_meets_the_half_precision_bar_on_tiny() {
+    let p = parity_of(Preset::Tiny, Precision::Bf16);
+    assert!(p.passed && p.min_cosine >= 0.999, "{p:?}");
+    assert!(p.max_abs_diff > 1e-5, "{p:?}");
+}
+
+#[test]
+fn runtime_version_names_libtorch() {
+    let v = BackendKind::Torch.runtime_version();
+    assert!(v.contains("2.11.0"), "{v}");
+    let info = backend::inventory()
+        .into_iter()
+        .find(|b| b.backend == BackendKind::Torch)
+        .unwrap();
+    assert!(info.compiled);
+    assert!(info.precisions.contains(&Precision::Fp32));
+    assert!(info.precisions.contains(&Precision::Int8));
+}
+
+#[test]
+fn fp16_meets_the_half_precision_bar_on_tiny() {
+    let p = parity_of(Preset::Tiny, Precision::Fp16);
+    assert!(p.passed && p.min_cosine >= 0.999, "{p:?}");
+    assert!(p.max_abs_diff > 1e-6, "{p:?}");
+}
+
+/// libtorch's CUDA library is not linked: CUDA runs are skipped with the reason, not failed.
+#[test]
+fn cuda_is_refused_with_the_reason() {
+    let why = BackendKind::Torch
+        .supports(Device::Cuda(0), Precision::Fp32)
+        .unwrap_err();
+    assert!(why.contains("CUDA"), "{why}");
+    assert!(BackendKind::Torch
+        .supports(Device::Cpu, Precision::Int8)
+        .is_ok());
+}
