@@ -71,8 +71,8 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
 
     // Recommendation.
     h.push_str("<h2 id=\"recommendation\">Recommendation</h2>\n");
-    let rec = recommendation(rows);
-    if rec.is_empty() {
+    let groups = recommendation(rows);
+    if groups.is_empty() {
         h.push_str("<div class=\"warn\"><p>No configuration can be recommended: none is both priced and within its latency budget and the quality bar.</p>");
         let un = unpriced_hosts(rows);
         if !un.is_empty() {
@@ -83,8 +83,9 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
             h.push_str("</ul><p>Map a host to a catalog entry with <code>recbench report --map HOST=ID</code>, or add it to a user catalog with <code>--catalog FILE</code>.</p>");
         }
         h.push_str("</div>\n");
-    } else {
-        h.push_str("<div class=\"rec\">");
+    }
+    for (title, rec) in &groups {
+        let _ = write!(h, "<h3>{}</h3><div class=\"rec\">", esc(title));
         for (i, r) in rec.iter().enumerate() {
             let c = r.cost.as_ref().unwrap();
             let f = r.headline().unwrap();

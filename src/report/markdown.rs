@@ -23,25 +23,29 @@ pub fn summary(rows: &[Row], sources: &[Source]) -> String {
         ));
     }
     out.push_str("\n## Recommendation\n\n");
-    let rec = recommendation(rows);
-    if rec.is_empty() {
+    let groups = recommendation(rows);
+    if groups.is_empty() {
         out.push_str("No priced configuration meets its latency budget and the quality bar.\n");
     }
-    for (i, r) in rec.iter().enumerate() {
-        let f = r.headline().unwrap();
-        out.push_str(&format!(
-            "{}. **{}** — ${:.6} per 1k requests ({}; 95% CI {:.6}–{:.6}), p99 {} ms ≤ SLA {} ms, {:.1} req/s ({:?})\n",
-            i + 1,
-            cell(&r.label()),
-            f.cost_per_1k_usd,
-            f.basis,
-            f.ci_low_usd,
-            f.ci_high_usd,
-            fmt_opt(r.p99_ms(), 2),
-            r.sla_ms(),
-            r.cost.as_ref().unwrap().requests_per_s,
-            r.cost.as_ref().unwrap().rate_basis
-        ));
+    for (title, rec) in &groups {
+        out.push_str(&format!("### {}\n\n", cell(title)));
+        for (i, r) in rec.iter().enumerate() {
+            let f = r.headline().unwrap();
+            out.push_str(&format!(
+                "{}. **{}** — ${:.6} per 1k requests ({}; 95% CI {:.6}–{:.6}), p99 {} ms ≤ SLA {} ms, {:.1} req/s ({:?})\n",
+                i + 1,
+                cell(&r.label()),
+                f.cost_per_1k_usd,
+                f.basis,
+                f.ci_low_usd,
+                f.ci_high_usd,
+                fmt_opt(r.p99_ms(), 2),
+                r.sla_ms(),
+                r.cost.as_ref().unwrap().requests_per_s,
+                r.cost.as_ref().unwrap().rate_basis
+            ));
+        }
+        out.push('\n');
     }
     out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $/1k (basis) | parity cos |\n|---|---|---:|---:|---:|---:|---:|\n");
     for r in rows.iter().filter(|r| r.run.status != Status::Skipped) {

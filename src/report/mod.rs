@@ -192,20 +192,41 @@ pub fn price<'a>(
     Ok(rows)
 }
 
-/// The cheapest eligible configuration and the runner-up.
-pub fn recommendation<'a, 'b>(rows: &'b [Row<'a>]) -> Vec<&'b Row<'a>> {
-    let mut eligible: Vec<&Row> = rows
+/// The cheapest eligible configuration and the runner-up, per (model, mode): a configuration
+/// is only comparable with others that serve the same model the same way ("without losing
+/// quality" is judged against that model's fp32 reference). Real-weight models come first.
+pub fn recommendation<'a, 'b>(rows: &'b [Row<'a>]) -> Vec<(String, Vec<&'b Row<'a>>)> {
+    let eligible: Vec<&Row> = rows
         .iter()
         .filter(|r| r.eligible() && r.headline().is_some())
         .collect();
-    eligible.sort_by(|a, b| {
-        a.headline()
-            .unwrap()
-            .cost_per_1k_usd
-            .total_cmp(&b.headline().unwrap().cost_per_1k_usd)
+    let mut groups = group_by(&eligible, |r| {
+        let s = &r.run.spec;
+        (
+            !s.model.is_real(),
+            s.model.config().parameters(),
+            s.model,
+            s.mode,
+        )
     });
-    eligible.truncate(2);
-    eligible
+    groups
+        .iter_mut()
+        .map(|((_, _, model, mode), rs)| {
+            rs.sort_by(|a, b| {
+                a.headline()
+                    .unwrap()
+                    .cost_per_1k_usd
+                    .total_cmp(&b.headline().unwrap().cost_per_1k_usd)
+            });
+            rs.truncate(2);
+            let kind = if model.is_real() {
+                "real weights"
+            } else {
+                "synthetic weights: a model-size proxy, not a recommender to deploy"
+            };
+            (format!("{model}, {} ({kind})", mode.name()), rs.clone())
+        })
+        .collect()
 }
 
 /// Makes `name` safe as a file name inside the output folder.
