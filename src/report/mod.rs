@@ -212,6 +212,16 @@ pub fn recommendation<'a, 'b>(rows: &'b [Row<'a>]) -> Vec<(String, Vec<&'b Row<'
     groups
         .iter_mut()
         .map(|((_, _, model, mode), rs)| {
+            // A cost at an SLA operating point is what a service can sell; peak offline
+            // throughput only bounds it. Where a group has operating points, recommend from them.
+            let at_op = |r: &&Row| {
+                r.cost
+                    .as_ref()
+                    .is_some_and(|c| c.rate_basis == cost::RateBasis::OperatingPoint)
+            };
+            if rs.iter().any(at_op) {
+                rs.retain(at_op);
+            }
             rs.sort_by(|a, b| {
                 a.headline()
                     .unwrap()
