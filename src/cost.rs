@@ -227,7 +227,7 @@ pub fn map_host(
             Some(_) => Mapping {
                 hardware_id: Some(id.into()),
                 how: "explicit".into(),
-                detail: format!("host {} mapped to {id} by the user", inv.host),
+                detail: format!("host {} priced as {id}", inv.host),
             },
             None => Mapping {
                 hardware_id: None,
