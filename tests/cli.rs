@@ -213,6 +213,33 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
     assert_eq!(ids(&after), ids(&b), "same runs, same (plan) order");
 }
 
+/// Waits until the results file in `folder` holds at least `n` runs; returns how many.
+fn wait_for_runs(folder: &Path, n: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run finished in time"
+        );
+        let have = std::fs::read_dir(folder)
+            .ok()
+            .and_then(|mut d| {
+                d.find_map(|e| {
+                    e.ok()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                })
+            })
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |v| v["runs"].as_array().map_or(0, |r| r.len()));
+        if have >= n {
+            return have;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn ctrl_c_keeps_every_finished_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,29 +255,7 @@ fn ctrl_c_keeps_every_finished_run() {
         .unwrap();
     // Wait until at least one run is in the file, then interrupt.
     let folder = dir.path().join("smoke");
-    let start = Instant::now();
-    let finished = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no run finished in time"
-        );
-        let n = std::fs::read_dir(&folder)
-            .ok()
-            .and_then(|mut d| {
-                d.find_map(|e| {
-                    e.ok()
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                })
-            })
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map_or(0, |v| v["runs"].as_array().map_or(0, |r| r.len()));
-        if n >= 1 {
-            break n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let finished = wait_for_runs(&folder, 1);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -441,29 +446,7 @@ fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
         .spawn()
         .unwrap();
     let folder = dir.path().join("smoke");
-    let start = Instant::now();
-    loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no run finished in time"
-        );
-        let n = std::fs::read_dir(&folder)
-            .ok()
-            .and_then(|mut d| {
-                d.find_map(|e| {
-                    e.ok()
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                })
-            })
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map_or(0, |v| v["runs"].as_array().map_or(0, |r| r.len()));
-        if n >= 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_runs(&folder, 2);
     child.kill().unwrap(); // SIGKILL: no handler runs
     child.wait().unwrap();
     let path = only_json_file(&folder);

@@ -96,6 +96,34 @@ impl Progress {
     }
 }
 
+/// An empty results file for a sweep of `scenario` on this machine.
+fn new_file(scenario: &Scenario, opts: &SweepOptions, environment: Environment) -> ResultsFile {
+    let now = results::now_utc();
+    ResultsFile {
+        schema_version: results::SCHEMA_VERSION,
+        scenario: ScenarioEcho {
+            name: scenario.name.clone(),
+            path: scenario.path.display().to_string(),
+            text: scenario.text.clone(),
+            quick: opts.quick,
+        },
+        environment,
+        started_utc: now.clone(),
+        updated_utc: now,
+        runs: vec![],
+    }
+}
+
+/// The scenario's runs, filtered by `--backend` and `--device`.
+fn plan(scenario: &Scenario, opts: &SweepOptions) -> Vec<PlannedRun> {
+    let mut planned = scenario.expand(inventory::default_threads());
+    planned.retain(|p| {
+        (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
+            && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
+    });
+    planned
+}
+
 /// Runs the sweep described by `scenario`.
 pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
     if opts.quick {
@@ -104,11 +132,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
     let progress = Progress {
         on: !opts.quiet && std::io::stderr().is_terminal(),
     };
-    let mut planned: Vec<PlannedRun> = scenario.expand(inventory::default_threads());
-    planned.retain(|p| {
-        (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
-            && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
-    });
+    let planned = plan(&scenario, opts);
     if planned.is_empty() {
         return Err(Error::input(
             &scenario.path,
@@ -157,20 +181,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             progress.line("measuring the fp32 GEMM ceiling of this machine ...");
             let env = environment(&threads);
             let path = results::claim_path(&opts.out_dir, &scenario.name, &host)?;
-            let now = results::now_utc();
-            let f = ResultsFile {
-                schema_version: results::SCHEMA_VERSION,
-                scenario: ScenarioEcho {
-                    name: scenario.name.clone(),
-                    path: scenario.path.display().to_string(),
-                    text: scenario.text.clone(),
-                    quick: opts.quick,
-                },
-                environment: env,
-                started_utc: now.clone(),
-                updated_utc: now,
-                runs: vec![],
-            };
+            let f = new_file(&scenario, opts, env);
             (path, f)
         }
     };
@@ -291,26 +302,16 @@ pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
         .iter()
         .filter_map(|r| r.throughput.as_ref().map(|t| t.measured_s))
         .sum();
-    let req: f64 = rounds
-        .iter()
-        .filter_map(|r| {
-            r.throughput
-                .as_ref()
-                .map(|t| t.requests_per_s * t.measured_s)
-        })
-        .sum();
-    let seq: f64 = rounds
-        .iter()
-        .filter_map(|r| {
-            r.throughput
-                .as_ref()
-                .map(|t| t.sequences_per_s * t.measured_s)
-        })
-        .sum();
-    let tok: f64 = rounds
-        .iter()
-        .filter_map(|r| r.throughput.as_ref().map(|t| t.tokens_per_s * t.measured_s))
-        .sum();
+    // Totals over the rounds of a rate × the window it was measured over.
+    let total = |rate: fn(&crate::results::Throughput) -> f64| -> f64 {
+        rounds
+            .iter()
+            .filter_map(|r| r.throughput.as_ref().map(|t| rate(t) * t.measured_s))
+            .sum()
+    };
+    let req = total(|t| t.requests_per_s);
+    let seq = total(|t| t.sequences_per_s);
+    let tok = total(|t| t.tokens_per_s);
     out.throughput = Some(crate::results::Throughput {
         sequences_per_s: seq / measured,
         tokens_per_s: tok / measured,
@@ -355,11 +356,7 @@ pub fn run_interleaved(
     let progress = Progress {
         on: !opts.quiet && std::io::stderr().is_terminal(),
     };
-    let mut planned: Vec<PlannedRun> = scenario.expand(inventory::default_threads());
-    planned.retain(|p| {
-        (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
-            && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
-    });
+    let planned = plan(&scenario, opts);
     let threads: BTreeSet<usize> = planned
         .iter()
         .filter(|p| p.skip.is_none())
@@ -368,7 +365,6 @@ pub fn run_interleaved(
     let env = environment(&threads);
     let host = inventory::hostname();
     let me = self_exe()?;
-    let now = results::now_utc();
     let mut files = Vec::new();
     for (side, exe) in [
         ("baseline", baseline.to_path_buf()),
@@ -377,22 +373,7 @@ pub fn run_interleaved(
         let mut e = env.clone();
         e.git_commit = binary_commit(&exe);
         let path = results::claim_path(&opts.out_dir, &scenario.name, &format!("{host}-{side}"))?;
-        files.push((
-            path,
-            ResultsFile {
-                schema_version: results::SCHEMA_VERSION,
-                scenario: ScenarioEcho {
-                    name: scenario.name.clone(),
-                    path: scenario.path.display().to_string(),
-                    text: scenario.text.clone(),
-                    quick: opts.quick,
-                },
-                environment: e,
-                started_utc: now.clone(),
-                updated_utc: now.clone(),
-                runs: vec![],
-            },
-        ));
+        files.push((path, new_file(&scenario, opts, e)));
     }
     let ceilings: BTreeMap<usize, f64> = env
         .gemm_ceiling
