@@ -46,6 +46,10 @@ fn parse_backend(s: &str) -> anyhow::Result<BackendKind> {
     })
 }
 
+fn parse_backends(names: &[String]) -> anyhow::Result<Vec<BackendKind>> {
+    names.iter().map(|b| parse_backend(b)).collect()
+}
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run {
@@ -61,10 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             rounds,
         } => {
             let sc = Scenario::load(&scenario)?;
-            let backends = backends
-                .iter()
-                .map(|b| parse_backend(b))
-                .collect::<anyhow::Result<_>>()?;
+            let backends = parse_backends(&backends)?;
             let devices = devices
                 .iter()
                 .map(|d| {
@@ -274,10 +275,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
         } => {
             let sc = Scenario::load(&scenario)?;
-            let backends = backends
-                .iter()
-                .map(|b| parse_backend(b))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let backends = parse_backends(&backends)?;
             let rows = harness::parity::check_scenario(&sc, &backends)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
