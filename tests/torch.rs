@@ -119,3 +119,38 @@ fn cuda_is_refused_with_the_reason() {
         .supports(Device::Cpu, Precision::Int8)
         .is_ok());
 }
+
+/// The two fp32 linear kernels (oneDNN, the default, and aten's MKL path) compute the same
+/// forward, and each encoder says which one it used.
+#[test]
+fn onednn_and_aten_linear_kernels_agree() {
+    use recbench::backend::torch::{LinearKernel, TorchBert};
+    use recbench::backend::Encoder;
+    let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let batch = tok
+        .batch(&["films about space", "a cookbook of quick dinners"], 32)
+        .unwrap();
+    let run = |kernel| {
+        let mut enc = TorchBert::load_with(&files, opts(Precision::Fp32), kernel).unwrap();
+        (enc.encode(&batch).unwrap(), enc.kernels().unwrap())
+    };
+    let (a, ka) = run(LinearKernel::OneDnn);
+    let (b, kb) = run(LinearKernel::Aten);
+    assert!(ka.contains("oneDNN"), "{ka}");
+    assert!(kb.contains("aten"), "{kb}");
+    let max = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max <= 1e-5, "max abs diff {max}");
+    assert_eq!(LinearKernel::parse(None).unwrap(), LinearKernel::OneDnn);
+    assert_eq!(
+        LinearKernel::parse(Some("aten")).unwrap(),
+        LinearKernel::Aten
+    );
+    let e = LinearKernel::parse(Some("blas")).unwrap_err();
+    assert!(e.to_string().contains("RECBENCH_TORCH_LINEAR"), "{e}");
+}

@@ -43,7 +43,16 @@ pub trait Encoder: Send {
     /// Encodes a batch. Returns only when the results are on the host, so any device work is
     /// complete: callers may read the clock right after.
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings>;
+
+    /// Which kernels run the model where a backend has a choice, recorded with every run.
+    fn kernels(&self) -> Option<String> {
+        None
+    }
 }
+
+/// Selects the kernel of the torch backend's fp32 linear layers on CPU: `onednn` (default) or
+/// `aten` (see `backend::torch::LinearKernel`).
+pub const TORCH_LINEAR_ENV: &str = "RECBENCH_TORCH_LINEAR";
 
 /// Which inference runtime runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

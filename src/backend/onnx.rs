@@ -212,6 +212,7 @@ pub struct OnnxBert {
     hidden: usize,
     /// The `.onnx` file the session runs.
     pub model_path: PathBuf,
+    level: GraphOptimizationLevel,
 }
 
 impl OnnxBert {
@@ -249,6 +250,7 @@ impl OnnxBert {
             session,
             hidden,
             model_path: path.to_path_buf(),
+            level,
         })
     }
 }
@@ -286,5 +288,16 @@ impl Encoder for OnnxBert {
             dim: self.hidden,
             data: data.to_vec(),
         })
+    }
+
+    fn kernels(&self) -> Option<String> {
+        let file = self.model_path.file_name().unwrap_or_default();
+        Some(format!(
+            "graph {} ({} and {} select it), optimisation level {:?}",
+            file.to_string_lossy(),
+            crate::model::onnx::FLAVOUR_ENV,
+            OPT_ENV,
+            self.level
+        ))
     }
 }

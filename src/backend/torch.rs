@@ -17,7 +17,9 @@ use std::sync::{Once, OnceLock};
 
 use tch::{Kind, TchError, Tensor};
 
-use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
+use super::{
+    Device, Embeddings, Encoder, EncoderOptions, Precision, TORCH_LINEAR_ENV as LINEAR_ENV,
+};
 use crate::error::{Error, Result};
 use crate::model::{BertConfig, ModelFiles, TokenBatch};
 
@@ -91,9 +93,43 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
     }
 }
 
+/// Which library runs the fp32 linear layers on CPU, from `RECBENCH_TORCH_LINEAR`.
+///
+/// `onednn` (the default) calls `mkldnn_linear` with weights converted to oneDNN's layout once
+/// at load; `aten` calls `linear`, which libtorch's x86 wheel sends to MKL's sgemm. Both
+/// libraries ship inside the same libtorch. MKL picks its kernels by CPU vendor, oneDNN by
+/// instruction set; on the AMD EPYC (AVX-512) VM of docs/benchmarks/torch.md, oneDNN ran
+/// MiniLM's linear layers about twice as fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearKernel {
+    OneDnn,
+    Aten,
+}
+
+impl LinearKernel {
+    pub fn from_env() -> Result<LinearKernel> {
+        LinearKernel::parse(std::env::var(LINEAR_ENV).ok().as_deref())
+    }
+
+    /// A value of `RECBENCH_TORCH_LINEAR` (unset or empty: the default).
+    pub fn parse(value: Option<&str>) -> Result<LinearKernel> {
+        match value {
+            None | Some("") | Some("onednn") => Ok(LinearKernel::OneDnn),
+            Some("aten") => Ok(LinearKernel::Aten),
+            Some(other) => Err(Error::backend(
+                "torch",
+                format!("{LINEAR_ENV}={other:?}: expected `onednn` or `aten`"),
+            )),
+        }
+    }
+}
+
 enum Linear {
     /// `weight` `[out, in]` and bias in the compute dtype.
     Dense { w: Tensor, b: Tensor },
+    /// fp32 weight and bias converted to oneDNN tensors once; activations are converted on
+    /// every call (a copy, small beside the GEMM).
+    OneDnn { w: Tensor, b: Tensor },
     /// int8 weight transposed to `[in, out]` (contiguous, as `_int_mm` wants it), the f32 scale
     /// of each output channel `[1, out]`, and the f32 bias.
     Int8 {
@@ -104,8 +140,22 @@ enum Linear {
 }
 
 impl Linear {
-    fn new(w: &Tensor, b: &Tensor, precision: Precision, kind: Kind) -> Result<Linear, TchError> {
+    fn new(
+        w: &Tensor,
+        b: &Tensor,
+        precision: Precision,
+        kind: Kind,
+        onednn: bool,
+    ) -> Result<Linear, TchError> {
         Ok(match precision {
+            Precision::Fp32 if onednn => Linear::OneDnn {
+                w: w.f_to_kind(Kind::Float)?
+                    .f_contiguous()?
+                    .f_to_mkldnn(None)?,
+                b: b.f_to_kind(Kind::Float)?
+                    .f_contiguous()?
+                    .f_to_mkldnn(None)?,
+            },
             Precision::Int8 => {
                 let (w_t, scale) = quantize_weight(w)?;
                 Linear::Int8 {
@@ -125,6 +175,11 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         match self {
             Linear::Dense { w, b } => x.f_linear(w, Some(b)),
+            Linear::OneDnn { w, b } => x
+                .f_contiguous()?
+                .f_to_mkldnn(None)?
+                .f_mkldnn_linear(w, Some(b))?
+                .f_to_dense(None, false),
             Linear::Int8 { w_t, scale, b } => {
                 let (xq, xs) = quantize_rows(x)?;
                 xq.f_internal_int_mm(w_t)?
@@ -208,11 +263,21 @@ pub struct TorchBert {
     typ: Tensor,
     emb_ln: LayerNorm,
     layers: Vec<Layer>,
+    kernels: String,
 }
 
 impl TorchBert {
     /// Loads the safetensors weights of `files` at the requested precision.
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<TorchBert> {
+        TorchBert::load_with(files, opts, LinearKernel::from_env()?)
+    }
+
+    /// As `load`, with the fp32 linear kernel given rather than read from the environment.
+    pub fn load_with(
+        files: &ModelFiles,
+        opts: EncoderOptions,
+        linear_kernel: LinearKernel,
+    ) -> Result<TorchBert> {
         let device = match opts.device {
             Device::Cpu => tch::Device::Cpu,
             Device::Cuda(i) => {
@@ -266,7 +331,19 @@ impl TorchBert {
                 eps: cfg.layer_norm_eps,
             })
         };
-        let linear = |w: &Tensor, b: &Tensor| Linear::new(w, b, opts.precision, kind).map_err(err);
+        let onednn = device == tch::Device::Cpu
+            && opts.precision == Precision::Fp32
+            && linear_kernel == LinearKernel::OneDnn;
+        let kernels = match opts.precision {
+            Precision::Fp32 if onednn => {
+                format!("fp32 linear layers: oneDNN mkldnn_linear ({LINEAR_ENV}=onednn, default)")
+            }
+            Precision::Fp32 => format!("fp32 linear layers: aten linear ({LINEAR_ENV}=aten)"),
+            Precision::Int8 => "int8 linear layers: _int_mm, per-row × per-channel scales".into(),
+            p => format!("{} linear layers: aten linear", p.name()),
+        };
+        let linear =
+            |w: &Tensor, b: &Tensor| Linear::new(w, b, opts.precision, kind, onednn).map_err(err);
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = |n: &str| format!("encoder.layer.{l}.{n}");
@@ -309,6 +386,7 @@ impl TorchBert {
             layers,
             cfg,
             device,
+            kernels,
         })
     }
 
@@ -397,5 +475,9 @@ impl Encoder for TorchBert {
             dim: self.cfg.hidden_size,
             data,
         })
+    }
+
+    fn kernels(&self) -> Option<String> {
+        Some(self.kernels.clone())
     }
 }

@@ -39,7 +39,7 @@ pub struct Reference {
 }
 
 /// Cache key of item embeddings for a model on a backend at a precision (for onnx, also the
-/// graph flavour, so the two flavours never share embeddings).
+/// graph flavour; for torch fp32, the linear kernel: different kernels never share embeddings).
 pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
     let key = format!("{}-{}-{}", files.cache_key(), backend, precision);
     match backend {
@@ -47,6 +47,13 @@ pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) 
             let flavour = crate::model::onnx::Flavour::from_env()
                 .unwrap_or(crate::model::onnx::Flavour::DEFAULT);
             format!("{key}-{flavour}")
+        }
+        BackendKind::Torch if precision == Precision::Fp32 => {
+            let linear = std::env::var(crate::backend::TORCH_LINEAR_ENV)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "onednn".into());
+            format!("{key}-{linear}")
         }
         _ => key,
     }

@@ -150,6 +150,9 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         threads: spec.threads,
     };
     let mut enc = backend::open(spec.backend, &files, opts)?;
+    if let Some(k) = enc.kernels() {
+        r.notes.push(format!("kernels: {k}"));
+    }
 
     // Parity first: a run that computes the wrong thing is not timed.
     let probes = parity::encode_probes(enc.as_mut(), &tok)?;
