@@ -6,7 +6,8 @@
 //! attention runs through `scaled_dot_product_attention` with a boolean padding mask (so no
 //! fill value can overflow in half precision); GELU is the exact erf form; the encoder is
 //! post-LayerNorm; pooling is the masked mean of the last hidden states, L2-normalised, in f32.
-//! Everything runs with gradient tracking off (tch exposes no `InferenceMode` guard).
+//! Everything runs with gradient tracking off (tch exposes no `InferenceMode` guard). On CPU the
+//! fp32 linear layers run on libtorch's oneDNN by default (see [`LinearKernel`]).
 //!
 //! Precisions: fp32; bf16 and fp16 hold weights and activations in the half type and let
 //! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
