@@ -296,9 +296,11 @@ pub fn inventory() -> Vec<BackendInfo> {
                          int8 = dynamic quantization, per-channel weight scales",
                         crate::model::onnx::Flavour::DEFAULT
                     ),
-                    BackendKind::Torch => "libtorch via tch; int8 by hand: per-row activations, \
-                         per-channel weights, _int_mm; intra-op threads per run, 1 inter-op"
-                        .into(),
+                    BackendKind::Torch => format!(
+                        "libtorch via tch; fp32 linear layers on oneDNN ({TORCH_LINEAR_ENV}=aten \
+                         for aten/MKL); int8 by hand: per-row activations, per-channel weights, \
+                         _int_mm; intra-op threads per run, 1 inter-op"
+                    ),
                 }
             } else {
                 format!(

@@ -96,8 +96,9 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 
 /// Which library runs the fp32 linear layers on CPU, from `RECBENCH_TORCH_LINEAR`.
 ///
-/// `onednn` (the default) calls `mkldnn_linear` with weights converted to oneDNN's layout once
-/// at load; `aten` calls `linear`, which libtorch's x86 wheel sends to MKL's sgemm. Both
+/// `onednn` (the default) calls `mkldnn_linear` for GEMMs of at least `ONEDNN_MIN_MACS`
+/// multiply-adds and `linear` below; `aten` always calls `linear`, which libtorch's x86 wheel
+/// sends to MKL's sgemm. Both
 /// libraries ship inside the same libtorch. MKL picks its kernels by CPU vendor, oneDNN by
 /// instruction set; on the AMD EPYC (AVX-512) VM of docs/benchmarks/torch.md, oneDNN ran
 /// MiniLM's linear layers about twice as fast.
@@ -125,12 +126,17 @@ impl LinearKernel {
     }
 }
 
+/// The smallest GEMM (rows × in × out multiply-adds) sent to oneDNN. Each oneDNN call costs a
+/// fixed ~50–60 µs (primitive set-up and two layout conversions); below this size aten is faster.
+/// Crossover measured on the VM of docs/benchmarks/torch.md (Python, same libtorch, 2 threads):
+/// 128→128 at 512 rows, 512→128 at 256, 384→384 at 64–128, 1536→384 at 16–64.
+const ONEDNN_MIN_MACS: i64 = 1 << 24;
+
 enum Linear {
-    /// `weight` `[out, in]` and bias in the compute dtype.
-    Dense { w: Tensor, b: Tensor },
-    /// fp32 weight and bias converted to oneDNN tensors once; activations are converted on
-    /// every call (a copy, small beside the GEMM).
-    OneDnn { w: Tensor, b: Tensor },
+    /// `weight` `[out, in]` and bias in the compute dtype. With `onednn`, fp32 GEMMs of at least
+    /// `ONEDNN_MIN_MACS` run through `mkldnn_linear` (activations converted to a oneDNN tensor
+    /// and back, a copy small beside the GEMM), smaller ones through aten's `linear`.
+    Dense { w: Tensor, b: Tensor, onednn: bool },
     /// int8 weight transposed to `[in, out]` (contiguous, as `_int_mm` wants it), the f32 scale
     /// of each output channel `[1, out]`, and the f32 bias.
     Int8 {
@@ -149,14 +155,6 @@ impl Linear {
         onednn: bool,
     ) -> Result<Linear, TchError> {
         Ok(match precision {
-            Precision::Fp32 if onednn => Linear::OneDnn {
-                w: w.f_to_kind(Kind::Float)?
-                    .f_contiguous()?
-                    .f_to_mkldnn(None)?,
-                b: b.f_to_kind(Kind::Float)?
-                    .f_contiguous()?
-                    .f_to_mkldnn(None)?,
-            },
             Precision::Int8 => {
                 let (w_t, scale) = quantize_weight(w)?;
                 Linear::Int8 {
@@ -167,7 +165,8 @@ impl Linear {
             }
             _ => Linear::Dense {
                 w: w.f_to_kind(kind)?.f_contiguous()?,
-                b: b.f_to_kind(kind)?,
+                b: b.f_to_kind(kind)?.f_contiguous()?,
+                onednn: onednn && precision == Precision::Fp32,
             },
         })
     }
@@ -175,12 +174,17 @@ impl Linear {
     /// `x` is `[rows, in]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         match self {
-            Linear::Dense { w, b } => x.f_linear(w, Some(b)),
-            Linear::OneDnn { w, b } => x
-                .f_contiguous()?
-                .f_to_mkldnn(None)?
-                .f_mkldnn_linear(w, Some(b))?
-                .f_to_dense(None, false),
+            Linear::Dense { w, b, onednn } => {
+                let (rows, (out, inner)) = (x.size()[0], w.size2()?);
+                if *onednn && rows * inner * out >= ONEDNN_MIN_MACS {
+                    x.f_contiguous()?
+                        .f_to_mkldnn(None)?
+                        .f_mkldnn_linear(w, Some(b))?
+                        .f_to_dense(None, false)
+                } else {
+                    x.f_linear(w, Some(b))
+                }
+            }
             Linear::Int8 { w_t, scale, b } => {
                 let (xq, xs) = quantize_rows(x)?;
                 xq.f_internal_int_mm(w_t)?
@@ -337,7 +341,10 @@ impl TorchBert {
             && linear_kernel == LinearKernel::OneDnn;
         let kernels = match opts.precision {
             Precision::Fp32 if onednn => {
-                format!("fp32 linear layers: oneDNN mkldnn_linear ({LINEAR_ENV}=onednn, default)")
+                format!(
+                    "fp32 linear layers: oneDNN mkldnn_linear from {ONEDNN_MIN_MACS} multiply-adds \
+                     per call, aten linear below ({LINEAR_ENV}=onednn, default)"
+                )
             }
             Precision::Fp32 => format!("fp32 linear layers: aten linear ({LINEAR_ENV}=aten)"),
             Precision::Int8 => "int8 linear layers: _int_mm, per-row × per-channel scales".into(),
