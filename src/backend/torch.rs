@@ -98,10 +98,9 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 ///
 /// `onednn` (the default) calls `mkldnn_linear` for GEMMs of at least `ONEDNN_MIN_MACS`
 /// multiply-adds and `linear` below; `aten` always calls `linear`, which libtorch's x86 wheel
-/// sends to MKL's sgemm. Both
-/// libraries ship inside the same libtorch. MKL picks its kernels by CPU vendor, oneDNN by
-/// instruction set; on the AMD EPYC (AVX-512) VM of docs/benchmarks/torch.md, oneDNN ran
-/// MiniLM's linear layers about twice as fast.
+/// sends to MKL's sgemm. Both libraries ship inside the same libtorch. MKL picks its kernels by
+/// CPU vendor, oneDNN by instruction set; on the AMD EPYC (AVX-512) VM of
+/// docs/benchmarks/torch.md, oneDNN ran MiniLM's linear layers about twice as fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinearKernel {
     OneDnn,
