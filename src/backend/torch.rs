@@ -197,18 +197,9 @@ impl Linear {
 }
 
 /// Symmetric per-output-channel int8 weights: returns (`[in, out]` int8, `[1, out]` f32 scale).
+/// The rows of `[out, in]` weights are the output channels.
 fn quantize_weight(w: &Tensor) -> Result<(Tensor, Tensor), TchError> {
-    let w = w.f_to_kind(Kind::Float)?;
-    let scale = w
-        .f_abs()?
-        .f_amax([1].as_slice(), true)?
-        .f_clamp_min(1e-12)?
-        .f_div_scalar(127.0)?;
-    let q = w
-        .f_div(&scale)?
-        .f_round()?
-        .f_clamp(-127.0, 127.0)?
-        .f_to_kind(Kind::Int8)?;
+    let (q, scale) = quantize_rows(&w.f_to_kind(Kind::Float)?)?;
     Ok((
         q.f_transpose(0, 1)?.f_contiguous()?,
         scale.f_reshape([1, -1])?,
