@@ -127,23 +127,24 @@ pub fn build(
         vec![attr_i("to", dtype::FLOAT as i64)],
     );
 
+    // Embedding tables, the same initializers in both flavours.
+    let word = g.init_f32(
+        "emb.word",
+        &[cfg.vocab_size, h],
+        &get("embeddings.word_embeddings.weight")?,
+    );
+    let pos = g.init_f32(
+        "emb.pos",
+        &[cfg.max_position, h],
+        &get("embeddings.position_embeddings.weight")?,
+    );
+    let typ = g.init_f32(
+        "emb.type",
+        &[cfg.type_vocab_size, h],
+        &get("embeddings.token_type_embeddings.weight")?,
+    );
     let mut x = match flavour {
         Flavour::Plain => {
-            let word = g.init_f32(
-                "emb.word",
-                &[cfg.vocab_size, h],
-                &get("embeddings.word_embeddings.weight")?,
-            );
-            let pos = g.init_f32(
-                "emb.pos",
-                &[cfg.max_position, h],
-                &get("embeddings.position_embeddings.weight")?,
-            );
-            let typ = g.init_f32(
-                "emb.type",
-                &[cfg.type_vocab_size, h],
-                &get("embeddings.token_type_embeddings.weight")?,
-            );
             let w = g.op("Gather", &[&word, "input_ids"], vec![]);
             let seq = g.op(
                 "Shape",
@@ -159,21 +160,6 @@ pub fn build(
             g.cast_act(&x)
         }
         Flavour::Fused => {
-            let word = g.init_f32(
-                "emb.word",
-                &[cfg.vocab_size, h],
-                &get("embeddings.word_embeddings.weight")?,
-            );
-            let pos = g.init_f32(
-                "emb.pos",
-                &[cfg.max_position, h],
-                &get("embeddings.position_embeddings.weight")?,
-            );
-            let typ = g.init_f32(
-                "emb.type",
-                &[cfg.type_vocab_size, h],
-                &get("embeddings.token_type_embeddings.weight")?,
-            );
             let gamma = g.init_f32("emb.ln.w", &[h], &get("embeddings.LayerNorm.weight")?);
             let beta = g.init_f32("emb.ln.b", &[h], &get("embeddings.LayerNorm.bias")?);
             let to_i32 = vec![attr_i("to", dtype::INT32 as i64)];
