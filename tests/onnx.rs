@@ -3,33 +3,22 @@
 //! builds with `--features onnx` (and the runtime fetched by scripts/fetch-onnxruntime.sh).
 #![cfg(feature = "onnx")]
 
+mod common;
+
 use std::path::Path;
 
 use ort::session::builder::GraphOptimizationLevel;
 use recbench::backend::onnx::{probe_library, OnnxBert, RuntimeError};
-use recbench::backend::{self, BackendKind, Device, Embeddings, EncoderOptions, Precision};
+use recbench::backend::{self, BackendKind, Device, Embeddings, Precision};
 use recbench::harness::parity::{self, PROBES};
 use recbench::model::onnx::{export, Flavour};
 use recbench::model::{ModelFiles, Preset, Tokenizer};
 use recbench::recommender::TEXT_MAX_TOKENS;
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let d: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64) * (*y as f64))
-        .sum();
-    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    d / (n(a) * n(b))
-}
+use common::{cosine, opts};
 
 fn candle_probes(files: &ModelFiles, tok: &Tokenizer) -> Embeddings {
-    let opts = EncoderOptions {
-        device: Device::Cpu,
-        precision: Precision::Fp32,
-        threads: 2,
-    };
-    let mut enc = backend::open(BackendKind::Candle, files, opts).unwrap();
+    let mut enc = backend::open(BackendKind::Candle, files, opts(Precision::Fp32)).unwrap();
     parity::encode_probes(enc.as_mut(), tok).unwrap()
 }
 

@@ -2,49 +2,19 @@
 //! against candle fp32 at every precision, and the precision handling.
 #![cfg(feature = "torch")]
 
-use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
+mod common;
+
+use common::opts;
+use recbench::backend::{self, BackendKind, Device, Precision};
 use recbench::harness::parity;
-use recbench::model::reference::{self, RefWeights};
 use recbench::model::weights::DEFAULT_SEED;
 use recbench::model::{ModelFiles, Preset, Tokenizer};
 use recbench::recommender;
 
-fn opts(precision: Precision) -> EncoderOptions {
-    EncoderOptions {
-        device: Device::Cpu,
-        precision,
-        threads: 2,
-    }
-}
-
 /// torch fp32 against a float64 forward written with plain loops, on padded inputs.
 #[test]
 fn tiny_matches_the_float64_reference() {
-    let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
-    let tok = Tokenizer::load(&files.tokenizer).unwrap();
-    let batch = tok
-        .batch(
-            &[
-                "a short one",
-                "a somewhat longer sentence about films and books, with padding for the other",
-            ],
-            64,
-        )
-        .unwrap();
-    let mut enc = backend::open(BackendKind::Torch, &files, opts(Precision::Fp32)).unwrap();
-    let got = enc.encode(&batch).unwrap();
-    assert_eq!((got.rows, got.dim), (2, files.config.hidden_size));
-    let want = reference::forward(
-        &files.config,
-        &RefWeights::load(&files.weights).unwrap(),
-        &batch,
-    );
-    let mut max = 0.0f64;
-    for (i, row) in want.iter().enumerate() {
-        for (a, b) in got.row(i).iter().zip(row) {
-            max = max.max((*a as f64 - b).abs());
-        }
-    }
+    let max = common::tiny_max_diff_vs_f64_reference(BackendKind::Torch);
     assert!(max <= 1e-5, "max abs diff {max}");
 }
 

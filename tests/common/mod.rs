@@ -1,0 +1,58 @@
+//! Helpers shared by the numerical test files (each test binary uses a subset).
+#![allow(dead_code)]
+
+use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
+use recbench::model::reference::{self, RefWeights};
+use recbench::model::weights::DEFAULT_SEED;
+use recbench::model::{ModelFiles, Preset, Tokenizer};
+
+/// CPU, two threads, at `precision`.
+pub fn opts(precision: Precision) -> EncoderOptions {
+    EncoderOptions {
+        device: Device::Cpu,
+        precision,
+        threads: 2,
+    }
+}
+
+/// Cosine similarity, accumulated in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum();
+    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    d / (n(a) * n(b))
+}
+
+/// Max abs difference between `kind` at fp32 and the float64 forward written with plain loops,
+/// on tiny, on two padded inputs of different lengths.
+pub fn tiny_max_diff_vs_f64_reference(kind: BackendKind) -> f64 {
+    let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let batch = tok
+        .batch(
+            &[
+                "a short one",
+                "a somewhat longer sentence about films and books, with padding for the other",
+            ],
+            64,
+        )
+        .unwrap();
+    let mut enc = backend::open(kind, &files, opts(Precision::Fp32)).unwrap();
+    let got = enc.encode(&batch).unwrap();
+    assert_eq!((got.rows, got.dim), (2, files.config.hidden_size));
+    let want = reference::forward(
+        &files.config,
+        &RefWeights::load(&files.weights).unwrap(),
+        &batch,
+    );
+    let mut max = 0.0f64;
+    for (i, row) in want.iter().enumerate() {
+        for (a, b) in got.row(i).iter().zip(row) {
+            max = max.max((*a as f64 - b).abs());
+        }
+    }
+    max
+}
