@@ -19,6 +19,17 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `recbench run` of the smoke fixture on candle into `out`; callers add the rest.
+fn smoke_run(out: &Path) -> Command {
+    let mut c = recbench();
+    c.arg("run")
+        .arg(fixture("smoke.toml"))
+        .arg("--out")
+        .arg(out)
+        .args(["--backend", "candle"]);
+    c
+}
+
 fn only_json_file(dir: &Path) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -99,14 +110,7 @@ fn validate_lists_runs_and_skips_with_reasons() {
 #[test]
 fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = recbench()
-        .arg("run")
-        .arg(fixture("smoke.toml"))
-        .arg("--out")
-        .arg(dir.path())
-        .args(["--backend", "candle"])
-        .output()
-        .unwrap();
+    let out = smoke_run(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let path = only_json_file(&dir.path().join("smoke"));
@@ -171,14 +175,7 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
 
     // --resume finds the file, keeps every finished run and runs nothing again.
     let before = std::fs::read(&path).unwrap();
-    let out = recbench()
-        .arg("run")
-        .arg(fixture("smoke.toml"))
-        .arg("--out")
-        .arg(dir.path())
-        .args(["--backend", "candle", "--resume"])
-        .output()
-        .unwrap();
+    let out = smoke_run(dir.path()).args(["--resume"]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -243,12 +240,8 @@ fn wait_for_runs(folder: &Path, n: usize) -> usize {
 #[test]
 fn ctrl_c_keeps_every_finished_run() {
     let dir = tempfile::tempdir().unwrap();
-    let child = recbench()
-        .arg("run")
-        .arg(fixture("smoke.toml"))
-        .arg("--out")
-        .arg(dir.path())
-        .args(["--backend", "candle", "--quiet"])
+    let child = smoke_run(dir.path())
+        .args(["--quiet"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -363,19 +356,8 @@ fn interleave_alternates_two_binaries_into_comparable_files() {
     // The "baseline" is a copy of this build: an A/A pair.
     let baseline = dir.path().join("recbench-baseline");
     std::fs::copy(assert_cmd::cargo::cargo_bin("recbench"), &baseline).unwrap();
-    let out = recbench()
-        .arg("run")
-        .arg(fixture("smoke.toml"))
-        .arg("--out")
-        .arg(dir.path())
-        .args([
-            "--backend",
-            "candle",
-            "--quiet",
-            "--rounds",
-            "2",
-            "--interleave",
-        ])
+    let out = smoke_run(dir.path())
+        .args(["--quiet", "--rounds", "2", "--interleave"])
         .arg(&baseline)
         .output()
         .unwrap();
@@ -435,12 +417,8 @@ fn runs_in(path: &Path) -> Vec<Value> {
 #[test]
 fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = recbench()
-        .arg("run")
-        .arg(fixture("smoke.toml"))
-        .arg("--out")
-        .arg(dir.path())
-        .args(["--backend", "candle", "--quiet"])
+    let mut child = smoke_run(dir.path())
+        .args(["--quiet"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -452,12 +430,8 @@ fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
     let path = only_json_file(&folder);
     let before = runs_in(&path);
     assert!(before.len() >= 2);
-    let out = recbench()
-        .arg("run")
-        .arg(fixture("smoke.toml"))
-        .arg("--out")
-        .arg(dir.path())
-        .args(["--backend", "candle", "--quiet", "--resume"])
+    let out = smoke_run(dir.path())
+        .args(["--quiet", "--resume"])
         .output()
         .unwrap();
     assert!(
@@ -488,12 +462,8 @@ fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
 fn two_sweeps_into_one_folder_never_clobber_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let spawn = || {
-        recbench()
-            .arg("run")
-            .arg(fixture("smoke.toml"))
-            .arg("--out")
-            .arg(dir.path())
-            .args(["--backend", "candle", "--quiet"])
+        smoke_run(dir.path())
+            .args(["--quiet"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
