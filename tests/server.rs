@@ -1,11 +1,21 @@
-//! Accuracy of the server load generator itself, with mock services of known service time.
+//! The server load generator with mock services of known service time.
+//!
+//! Each scenario is measured by one helper and checked twice:
+//! - in the suite, with loose sanity bounds that only a broken generator misses (wrong request
+//!   count, a rate or queueing delay off by a large factor, an operating point above capacity),
+//!   so a busy shared CI machine cannot fail them;
+//! - in `#[ignore]`d accuracy tests with the tight bounds the README quotes (on-rate within 2%,
+//!   scheduling lag p99 under 200 µs, Pollaczek–Khinchine within 15%), run on a quiet machine
+//!   with `cargo test --test server -- --ignored`.
 //!
 //! The tests in this file run one at a time (a lock), because each measures timing.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use recbench::harness::server::{find_operating_point, probe, ProbeConfig, Service};
+use recbench::harness::server::{
+    find_operating_point, probe, CurvePoint, ProbeConfig, ServerResult, Service,
+};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -41,17 +51,42 @@ fn config(rate: f64, max_batch: usize, sla_ms: f64, min_s: f64) -> ProbeConfig {
     }
 }
 
-#[test]
-fn noop_service_at_1000_qps_is_on_rate_and_punctual() {
-    let _g = SERIAL.lock().unwrap();
+/// A no-op service offered 1,000 QPS for `seconds`.
+fn noop_at_1000_qps(seconds: f64) -> CurvePoint {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut svc = [Fixed {
         fixed: Duration::ZERO,
         per_item: Duration::ZERO,
     }];
-    let p = probe(&config(1000.0, 1, 50.0, 10.0), &mut svc)
+    let p = probe(&config(1000.0, 1, 50.0, seconds), &mut svc)
         .unwrap()
         .point;
-    assert_eq!(p.completed, 10_000);
+    eprintln!(
+        "no-op at 1000 QPS for {seconds} s: achieved {:.1} QPS, scheduling lag p99 {:.1} µs",
+        p.achieved_qps, p.scheduling_lag_p99_us
+    );
+    // The arrivals are scheduled in advance: every one of them is served, whatever the timing.
+    assert_eq!(p.completed, (1000.0 * seconds) as usize);
+    p
+}
+
+#[test]
+fn noop_service_serves_every_scheduled_request_near_the_offered_rate() {
+    let p = noop_at_1000_qps(3.0);
+    let err = (p.achieved_qps - 1000.0).abs() / 1000.0;
+    assert!(err <= 0.25, "achieved {} qps", p.achieved_qps);
+    assert!(
+        p.scheduling_lag_p99_us < 100_000.0,
+        "scheduling lag p99 {} µs",
+        p.scheduling_lag_p99_us
+    );
+    assert_eq!(p.early_stop, None);
+}
+
+#[test]
+#[ignore = "timing accuracy, needs a quiet machine: cargo test --test server -- --ignored"]
+fn accuracy_noop_service_at_1000_qps_is_on_rate_and_punctual() {
+    let p = noop_at_1000_qps(10.0);
     let err = (p.achieved_qps - 1000.0).abs() / 1000.0;
     assert!(err <= 0.02, "achieved {} qps", p.achieved_qps);
     assert!(
@@ -62,45 +97,51 @@ fn noop_service_at_1000_qps_is_on_rate_and_punctual() {
     assert!(p.meets_sla, "{p:?}");
 }
 
-#[test]
-fn md1_queue_matches_pollaczek_khinchine_and_the_operating_point_is_below_capacity() {
-    let _g = SERIAL.lock().unwrap();
+/// An M/D/1 queue at ρ = 0.6 (10 ms service, 60 QPS) for `seconds`; returns the measured and the
+/// Pollaczek–Khinchine mean queueing delay, then the operating-point search for a 50 ms p99
+/// (capacity 100 QPS), with probes of `probe_s`.
+fn md1(seconds: f64, probe_s: f64) -> (f64, f64, ServerResult) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = 0.010;
     let mut svc = [Fixed {
         fixed: Duration::from_secs_f64(s),
         per_item: Duration::ZERO,
     }];
-    // ρ = 0.6: mean wait in queue ρ·S / (2(1 − ρ)) = 7.5 ms.
-    let p = probe(&config(60.0, 1, 1000.0, 90.0), &mut svc)
+    let p = probe(&config(60.0, 1, 1000.0, seconds), &mut svc)
         .unwrap()
         .point;
     let rho = 60.0 * s;
     let expect_ms = rho * s / (2.0 * (1.0 - rho)) * 1e3;
-    let err = (p.mean_queue_delay_ms - expect_ms).abs() / expect_ms;
     eprintln!(
         "M/D/1: measured mean queueing delay {:.3} ms, theory {expect_ms:.3} ms ({:.1}% off)",
         p.mean_queue_delay_ms,
-        err * 100.0
+        (p.mean_queue_delay_ms - expect_ms).abs() / expect_ms * 100.0
     );
-    assert!(
-        err <= 0.15,
-        "mean queueing delay {} ms vs {expect_ms} ms",
-        p.mean_queue_delay_ms
-    );
+    let (r, lat) =
+        find_operating_point(&config(40.0, 1, 50.0, probe_s), &mut svc, 40.0, 12).unwrap();
+    if let Some(op) = &r.operating_point {
+        eprintln!(
+            "operating point {:.1} QPS, p99 {:.1} ms after {} probes",
+            op.offered_qps,
+            op.p99_ms,
+            r.curve.len()
+        );
+        assert!(
+            !lat.is_empty(),
+            "the operating point's latencies are returned"
+        );
+    }
+    (p.mean_queue_delay_ms, expect_ms, r)
+}
 
-    // Capacity is 100 QPS; with a 50 ms p99 budget the operating point must be below it.
-    let (r, lat) = find_operating_point(&config(40.0, 1, 50.0, 3.0), &mut svc, 40.0, 12).unwrap();
+/// What holds for any operating-point search of the 10 ms service, however busy the machine.
+fn assert_operating_point_below_capacity(r: &ServerResult) {
     let op = r
         .operating_point
-        .expect("40 QPS meets a 50 ms p99 at 10 ms service");
-    eprintln!(
-        "operating point {:.1} QPS, p99 {:.1} ms after {} probes",
-        op.offered_qps,
-        op.p99_ms,
-        r.curve.len()
-    );
-    assert!(op.offered_qps < 100.0 && op.offered_qps >= 40.0, "{op:?}");
-    assert!(op.p99_ms <= 50.0 && !lat.is_empty());
+        .as_ref()
+        .expect("some rate meets a 50 ms p99 at 10 ms service");
+    assert!(op.offered_qps < 100.0, "above capacity: {op:?}");
+    assert!(op.p99_ms <= 50.0, "{op:?}");
     assert!(
         r.curve.iter().any(|c| !c.meets_sla),
         "the search brackets the SLA"
@@ -108,16 +149,40 @@ fn md1_queue_matches_pollaczek_khinchine_and_the_operating_point_is_below_capaci
 }
 
 #[test]
-fn dynamic_batching_raises_the_operating_point_when_batches_are_cheap() {
-    let _g = SERIAL.lock().unwrap();
-    // 8 ms per batch plus 1 ms per request: batching amortises the fixed part.
+fn md1_queueing_delay_has_the_theorys_magnitude_and_the_operating_point_is_below_capacity() {
+    let (measured, theory, r) = md1(20.0, 2.0);
+    assert!(
+        measured > 0.4 * theory && measured < 3.0 * theory,
+        "mean queueing delay {measured} ms vs {theory} ms"
+    );
+    assert_operating_point_below_capacity(&r);
+}
+
+#[test]
+#[ignore = "timing accuracy, needs a quiet machine: cargo test --test server -- --ignored"]
+fn accuracy_md1_queue_matches_pollaczek_khinchine() {
+    let (measured, theory, r) = md1(90.0, 3.0);
+    let err = (measured - theory).abs() / theory;
+    assert!(
+        err <= 0.15,
+        "mean queueing delay {measured} ms vs {theory} ms"
+    );
+    assert_operating_point_below_capacity(&r);
+    let op = r.operating_point.unwrap();
+    assert!(op.offered_qps >= 40.0, "{op:?}");
+}
+
+/// Operating points of an 8 ms + 1 ms/request service at batch 1 and with dynamic batching up to
+/// 8 (5 ms queue delay), SLA 60 ms.
+fn batch1_and_batched(probe_s: f64) -> (f64, f64) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mk = || {
         [Fixed {
             fixed: Duration::from_millis(8),
             per_item: Duration::from_millis(1),
         }]
     };
-    let mut base = config(40.0, 1, 60.0, 3.0);
+    let mut base = config(40.0, 1, 60.0, probe_s);
     let (single, _) = find_operating_point(&base, &mut mk(), 40.0, 10).unwrap();
     base.max_batch = 8;
     base.max_queue_delay = Duration::from_millis(5);
@@ -127,7 +192,24 @@ fn dynamic_batching_raises_the_operating_point_when_batches_are_cheap() {
         batched.operating_point.unwrap().offered_qps,
     );
     eprintln!("operating point: batch 1 {a:.1} QPS, dynamic batching up to 8 {b:.1} QPS");
+    // Capacity at batch 1 is 1000/9 QPS; batches of 8 raise it to 8000/16 = 500 QPS.
     assert!(a < 1000.0 / 9.0, "batch 1 cannot exceed its capacity: {a}");
+    (a, b)
+}
+
+#[test]
+fn dynamic_batching_raises_the_operating_point_when_batches_are_cheap() {
+    let (a, b) = batch1_and_batched(2.0);
+    assert!(
+        b > a,
+        "batching should raise the operating point: {a} -> {b}"
+    );
+}
+
+#[test]
+#[ignore = "timing accuracy, needs a quiet machine: cargo test --test server -- --ignored"]
+fn accuracy_dynamic_batching_raises_the_operating_point_by_half_or_more() {
+    let (a, b) = batch1_and_batched(3.0);
     assert!(
         b > 1.5 * a,
         "batching should raise the operating point: {a} -> {b}"
