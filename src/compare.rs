@@ -15,9 +15,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::harness::stats::percentile;
 use crate::model::weights::SplitMix64;
 use crate::results::{ResultsFile, RunResult, Status};
+use crate::stats::percentile;
 
 /// What happened to one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

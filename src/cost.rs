@@ -308,6 +308,17 @@ pub enum RateBasis {
     SingleStream,
 }
 
+impl RateBasis {
+    /// The name reports print (as in the JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            RateBasis::OperatingPoint => "operating-point",
+            RateBasis::OfflinePeak => "offline-peak",
+            RateBasis::SingleStream => "single-stream",
+        }
+    }
+}
+
 /// The cost of one run on one price basis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostFigure {
@@ -360,7 +371,7 @@ pub fn rate_with_ci(r: &RunResult) -> Option<(RateBasis, f64, (f64, f64))> {
     }
     let t = r.throughput.as_ref()?;
     let basis = match r.spec.load {
-        crate::scenario::Load::SingleStream => RateBasis::SingleStream,
+        crate::spec::Load::SingleStream => RateBasis::SingleStream,
         _ => RateBasis::OfflinePeak,
     };
     let per_iter = t.requests_per_s * t.measured_s / r.samples_ms.len().max(1) as f64; // requests per iteration
@@ -401,7 +412,7 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
     if rps <= 0.0 {
         return None;
     }
-    let on_gpu = matches!(r.spec.device, crate::backend::Device::Cuda(_));
+    let on_gpu = matches!(r.spec.device, crate::spec::Device::Cuda(_));
     let share = if on_gpu && hw.gpu_count > 1 {
         1.0 / hw.gpu_count as f64
     } else {

@@ -9,10 +9,13 @@ pub mod cost;
 pub mod error;
 pub mod harness;
 pub mod model;
+pub mod present;
 pub mod recommender;
 pub mod report;
 pub mod results;
 pub mod scenario;
+pub mod spec;
+pub mod stats;
 pub mod telemetry;
 
 pub use error::{Error, Result};

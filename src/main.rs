@@ -3,8 +3,6 @@
 
 mod cli;
 
-use std::io::Write;
-
 use anyhow::Context;
 use clap::Parser;
 
@@ -12,6 +10,7 @@ use cli::{Cli, Command};
 use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
 use recbench::harness::{self, SweepOptions};
 use recbench::model::{ModelFiles, Preset, Tokenizer};
+use recbench::present;
 use recbench::recommender;
 use recbench::report;
 use recbench::results::Status;
@@ -41,7 +40,7 @@ fn parse_backend(s: &str) -> anyhow::Result<BackendKind> {
     BackendKind::parse(s).ok_or_else(|| {
         usage(
             "--backend",
-            format!("unknown backend {s:?}; allowed: candle, onnx, torch"),
+            format!("unknown backend {s:?}; allowed: {}", BackendKind::allowed()),
         )
     })
 }
@@ -72,7 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     Device::parse(d).ok_or_else(|| {
                         usage(
                             "--device",
-                            format!("unknown device {d:?}; allowed: cpu, cuda, cuda:N"),
+                            format!("unknown device {d:?}; allowed: {}", Device::ALLOWED),
                         )
                     })
                 })
@@ -111,7 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome.results)?);
             } else {
-                print!("{}", harness::summary_table(&outcome.results));
+                print!("{}", present::sweep(&outcome.results));
             }
             eprintln!("results: {}", outcome.path.display());
             if outcome.interrupted {
@@ -208,42 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let options = report::plan(&opts, qps, p99_ms, headroom)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&options)?);
-            } else if options.is_empty() {
-                println!("No priced configuration meets p99 <= {p99_ms} ms. Unpriced hosts can be mapped with --map HOST=ID.");
             } else {
-                println!(
-                    "Serving {qps} requests/s with p99 <= {p99_ms} ms and {:.0}% headroom, cheapest first:",
-                    headroom * 100.0
-                );
-                println!(
-                    "{:<22} {:<12} {:>10} {:>9} {:>10} {:>13}  {:<16} run",
-                    "hardware",
-                    "basis",
-                    "cap. req/s",
-                    "p99 ms",
-                    "instances",
-                    "USD/month",
-                    "rate basis"
-                );
-                for o in &options {
-                    println!(
-                        "{:<22} {:<12} {:>10.1} {:>9.2} {:>10} {:>13.2}  {:<16} {}",
-                        o.hardware_id,
-                        o.basis,
-                        o.capacity_per_instance_qps,
-                        o.p99_ms,
-                        o.instances,
-                        o.monthly_usd,
-                        format!("{:?}", o.rate_basis),
-                        o.run_id
-                    );
-                }
+                print!("{}", present::plan(&options, qps, p99_ms, headroom));
             }
             Ok(0)
         }
         Command::Validate { scenario, json } => {
             let sc = Scenario::load(&scenario)?;
-            let runs = sc.expand(recbench::telemetry::inventory::default_threads());
+            let runs = sc.expand(&harness::this_host());
             if json {
                 let v: Vec<_> = runs
                     .iter()
@@ -251,21 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let skipped = runs.iter().filter(|r| r.skip.is_some()).count();
-                println!(
-                    "{}: ok; scenario {:?} expands to {} runs ({} to run, {} skipped)",
-                    scenario.display(),
-                    sc.name,
-                    runs.len(),
-                    runs.len() - skipped,
-                    skipped
-                );
-                for r in &runs {
-                    match &r.skip {
-                        None => println!("  run   {}", r.spec.id),
-                        Some(why) => println!("  skip  {}: {why}", r.spec.id),
-                    }
-                }
+                print!("{}", present::validation(&scenario, &sc, &runs));
             }
             Ok(0)
         }
@@ -280,51 +237,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<10} {:<7} {:<6} {:<5} {:>12} {:>10} {:>10} {:>8}  verdict",
-                    "model",
-                    "backend",
-                    "device",
-                    "prec",
-                    "max|diff|",
-                    "min cos",
-                    "mean cos",
-                    "top10"
-                );
-                for r in &rows {
-                    let head = format!(
-                        "{:<10} {:<7} {:<6} {:<5}",
-                        r.model.name(),
-                        r.backend.name(),
-                        r.device.to_string(),
-                        r.precision.name()
-                    );
-                    match (&r.parity, &r.error) {
-                        (Some(p), _) => println!(
-                            "{head} {:>12.3e} {:>10.6} {:>10.6} {:>8.2}  {} ({})",
-                            p.max_abs_diff,
-                            p.min_cosine,
-                            p.mean_cosine,
-                            p.top10_overlap,
-                            if p.passed { "pass" } else { "FAIL" },
-                            p.tolerance
-                        ),
-                        (None, Some(e)) => println!("{head} not checked: {e}"),
-                        (None, None) => unreachable!(),
-                    }
-                }
+                print!("{}", present::parity(&rows));
             }
             let failed = rows
                 .iter()
                 .any(|r| r.parity.as_ref().is_some_and(|p| !p.passed));
-            let checked = rows.iter().filter(|r| r.parity.is_some()).count();
-            eprintln!(
-                "parity: {checked} checked, {} failed, {} not checked (not in this build)",
-                rows.iter()
-                    .filter(|r| r.parity.as_ref().is_some_and(|p| !p.passed))
-                    .count(),
-                rows.len() - checked
-            );
+            eprintln!("{}", present::parity_counts(&rows));
             Ok(if failed { 1 } else { 0 })
         }
         Command::Recommend {
@@ -339,7 +257,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let precision = Precision::parse(&precision).ok_or_else(|| {
                 usage(
                     "--precision",
-                    format!("unknown precision {precision:?}; allowed: fp32, bf16, fp16, int8"),
+                    format!(
+                        "unknown precision {precision:?}; allowed: {}",
+                        Precision::allowed()
+                    ),
                 )
             })?;
             let preset = Preset::parse(&model).ok_or_else(|| {
@@ -356,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);
             } else {
-                print_inventory(&inv);
+                print!("{}", present::inventory(&inv));
             }
             Ok(0)
         }
@@ -365,18 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);
             } else {
-                for b in inv {
-                    let p: Vec<&str> = b.precisions.iter().map(|p| p.name()).collect();
-                    println!(
-                        "{:<7} {:<9} runtime {:<18} devices [{}] precisions [{}] {}",
-                        b.backend.name(),
-                        if b.compiled { "compiled" } else { "disabled" },
-                        b.runtime_version,
-                        b.devices.join(", "),
-                        p.join(", "),
-                        b.note
-                    );
-                }
+                print!("{}", present::backends(&inv));
             }
             Ok(0)
         }
@@ -425,78 +335,9 @@ fn recommend(
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Top {} for {:?} ({} on {}, {}):",
-        best.len(),
-        user,
-        preset,
-        kind,
-        precision
-    )?;
-    for (rank, (i, s)) in best.iter().enumerate() {
-        let it = &items[*i];
-        writeln!(
-            out,
-            "{:>3}. {:.3}  [{}] {} — {}",
-            rank + 1,
-            s,
-            it.kind,
-            it.title,
-            it.description
-        )?;
-    }
+    print!(
+        "{}",
+        present::recommendations(user, &best, &items, (preset, kind, precision))
+    );
     Ok(())
-}
-
-fn print_inventory(inv: &Inventory) {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
-    let gib = |b: Option<u64>| {
-        b.map_or("unknown".into(), |b| {
-            format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
-        })
-    };
-    println!("host            {}", inv.host);
-    println!("cpu             {}", opt(&inv.cpu_model));
-    println!("architecture    {}", inv.architecture);
-    println!(
-        "cores           {} logical, {} physical, {} socket(s)",
-        inv.logical_cores,
-        inv.physical_cores
-            .map_or("unknown".into(), |c| c.to_string()),
-        inv.sockets.map_or("unknown".into(), |c| c.to_string())
-    );
-    println!("cpu flags       {}", inv.cpu_flags.join(" "));
-    println!(
-        "caches          L2 {}  L3 {}",
-        inv.l2_cache_bytes
-            .map_or("unknown".into(), |b| format!("{} KiB", b / 1024)),
-        inv.l3_cache_bytes
-            .map_or("unknown".into(), |b| format!("{} MiB", b / (1 << 20)))
-    );
-    println!("memory          {}", gib(inv.memory_bytes));
-    println!("os              {}", opt(&inv.os));
-    println!("kernel          {}", opt(&inv.kernel));
-    println!("virtualization  {}", opt(&inv.virtualization));
-    if inv.gpus.is_empty() {
-        println!("gpus            none found ({})", inv.gpu_probe);
-    }
-    for g in &inv.gpus {
-        println!(
-            "gpu {}           {} {}",
-            g.index,
-            g.name,
-            gib(g.memory_bytes)
-        );
-    }
-    println!(
-        "power sensors   {}",
-        if inv.power_sensors.is_empty() {
-            "none readable".to_string()
-        } else {
-            inv.power_sensors.join(", ")
-        }
-    );
-    println!("power estimate  {}", inv.power_estimate);
 }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{read_text, write_atomic, Error, Result};
-use crate::harness::stats::Latency;
 use crate::scenario::RunSpec;
 pub use crate::telemetry::power::Power;
 use crate::telemetry::Inventory;
@@ -38,6 +37,29 @@ pub struct ScenarioEcho {
     pub text: String,
     /// Whether `--quick` shrank the durations.
     pub quick: bool,
+    /// The validated `[cost]` settings. Files written before this field existed get them from
+    /// `text` when read (see [`ResultsFile::from_text`]).
+    #[serde(default)]
+    pub cost: Option<CostSettings>,
+}
+
+/// A scenario's `[cost]` settings, as validated when it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostSettings {
+    /// The catalog id this host is priced as, or `auto` (matched by CPU or GPU model).
+    pub hardware: String,
+}
+
+impl CostSettings {
+    /// The settings of a scenario text that was validated when it ran (results files written
+    /// before the settings were recorded): `[cost] hardware`, else `auto`.
+    fn from_validated_text(text: &str) -> CostSettings {
+        let hardware = toml::from_str::<toml::Value>(text)
+            .ok()
+            .and_then(|v| Some(v.get("cost")?.get("hardware")?.as_str()?.to_string()))
+            .unwrap_or_else(|| "auto".into());
+        CostSettings { hardware }
+    }
 }
 
 /// Where the sweep ran.
@@ -115,7 +137,7 @@ pub struct RunResult {
     pub parity: Option<Parity>,
     /// Server load: the latency–throughput curve and the SLA operating point. The run's
     /// latency, throughput and power are those of a confirmation probe at the operating point.
-    pub server: Option<crate::harness::server::ServerResult>,
+    pub server: Option<ServerResult>,
     /// Filled by the cost model when a price applies.
     pub cost: Option<serde_json::Value>,
     /// Notes a reader should see (short sample, max_s reached, ...).
@@ -238,7 +260,12 @@ impl ResultsFile {
                 ))
             }
         }
-        serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))
+        let mut file: ResultsFile =
+            serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))?;
+        if file.scenario.cost.is_none() {
+            file.scenario.cost = Some(CostSettings::from_validated_text(&file.scenario.text));
+        }
+        Ok(file)
     }
 }
 
@@ -343,9 +370,108 @@ pub fn latest(dir: &Path, scenario: &str, host: &str) -> Option<PathBuf> {
     files.pop()
 }
 
+/// Latency distribution of the measured iterations, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub mean_ms: f64,
+    pub std_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub count: usize,
+    /// Coefficient of variation (std / mean).
+    pub cv: f64,
+    /// Samples more than 3.5 modified Z-scores (median absolute deviation) from the median.
+    pub outliers: usize,
+    /// True when cv > 0.10: the machine was noisy or the run too short; rerun on a quiet host
+    /// or raise `measure.min_s`.
+    pub unstable: bool,
+}
+
+/// One probed rate: a point of the latency–throughput curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub offered_qps: f64,
+    pub achieved_qps: f64,
+    pub completed: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    /// Mean time from scheduled arrival to the start of the batch that served the request.
+    pub mean_queue_delay_ms: f64,
+    pub mean_batch: f64,
+    /// p99 of the dispatcher's lateness: batch start minus the moment it should have started.
+    pub scheduling_lag_p99_us: f64,
+    /// p99 ≤ SLA and achieved within 2% of offered.
+    pub meets_sla: bool,
+    /// Why the probe stopped before its planned duration, if it did.
+    pub early_stop: Option<String>,
+}
+
+/// The result of an operating-point search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerResult {
+    pub max_batch: usize,
+    pub max_queue_delay_ms: f64,
+    pub instances: usize,
+    pub sla_p99_ms: f64,
+    /// The highest probed rate that met the SLA; `None` when even the lowest did not.
+    pub operating_point: Option<CurvePoint>,
+    /// Every probed point of the search, in the order probed.
+    pub curve: Vec<CurvePoint>,
+    /// A second probe at the operating point; the run's latency, throughput and power are
+    /// this probe's.
+    pub confirmation: Option<CurvePoint>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files written before the schema recorded the `[cost]` settings (and before the latency
+    /// and server records moved into this module) still read, with the same figures.
+    #[test]
+    fn reference_files_written_before_the_change_still_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference");
+        for name in [
+            "quick/20261128T040112Z-vm.json",
+            "server/20261128T040254Z-vm.json",
+        ] {
+            let path = root.join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("\"cost\": {\n      \"hardware\""),
+                "an old file"
+            );
+            let f = ResultsFile::from_text(&path, &text).unwrap();
+            assert_eq!(
+                f.scenario.cost,
+                Some(CostSettings {
+                    hardware: "auto".into()
+                })
+            );
+            let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for (run, raw) in f.runs.iter().zip(raw["runs"].as_array().unwrap()) {
+                if let Some(l) = &run.latency {
+                    assert_eq!(l.p99_ms, raw["latency"]["p99_ms"].as_f64().unwrap());
+                }
+                if let Some(s) = &run.server {
+                    let op = raw["server"]["operating_point"]["offered_qps"].as_f64();
+                    assert_eq!(s.operating_point.as_ref().map(|p| p.offered_qps), op);
+                }
+            }
+        }
+        let with = "[cost]\nhardware = \"aws-m7i-large\"\n";
+        assert_eq!(
+            CostSettings::from_validated_text(with).hardware,
+            "aws-m7i-large"
+        );
+    }
 
     #[test]
     fn utc_is_well_formed() {

@@ -12,54 +12,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Value};
 
-use crate::backend::{BackendKind, Device, Precision};
 use crate::error::{field_at, line_of, read_text, Error, Result};
 use crate::model::weights::DEFAULT_SEED;
 use crate::model::Preset;
+pub use crate::spec::{BackendKind, Device, Load, Mode, Precision};
 
 /// Most probes of one operating-point search (server load).
 pub const SERVER_PROBES: usize = 12;
-
-/// Request shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// One user sequence per request, scored against cached item embeddings.
-    TwoTower,
-    /// `candidates` (user, item) sequences per request, scored jointly.
-    CrossEncoder,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::TwoTower => "two-tower",
-            Mode::CrossEncoder => "cross-encoder",
-        }
-    }
-}
-
-/// How requests arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Load {
-    /// Back-to-back batches of `batch` requests: peak throughput.
-    Offline,
-    /// One request at a time, the next issued when the previous completes: best-case latency.
-    SingleStream,
-    /// Poisson arrivals at a target rate with dynamic batching.
-    Server,
-}
-
-impl Load {
-    pub fn name(self) -> &'static str {
-        match self {
-            Load::Offline => "offline",
-            Load::SingleStream => "single-stream",
-            Load::Server => "server",
-        }
-    }
-}
 
 /// One point of the sweep matrix, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +93,16 @@ fn one() -> usize {
     1
 }
 
+/// What of the host that plans a sweep decides which runs it can run: validation never looks
+/// at the host, so a scenario gets the same verdict on every machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Host {
+    /// Threads of an `auto` thread count (the physical cores).
+    pub auto_threads: usize,
+    /// Memory, when known: a forward pass that cannot fit is skipped with the reason.
+    pub memory_bytes: Option<u64>,
+}
+
 /// A run of the sweep, or a combination that will not run and why.
 #[derive(Debug, Clone)]
 pub struct PlannedRun {
@@ -171,8 +140,8 @@ pub struct Scenario {
     pub candidates: usize,
     pub top_k: usize,
     pub catalog_items: usize,
+    /// `[cost] hardware`: the catalog id this host is priced as, or `auto`.
     pub cost_hardware: String,
-    pub cost_catalog: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -238,7 +207,6 @@ struct RawRecommender {
 #[serde(deny_unknown_fields)]
 struct RawCost {
     hardware: Option<Spanned<Value>>,
-    catalog: Option<Spanned<Value>>,
 }
 
 /// Reads values out of the raw tree with errors that name file, line and field.
@@ -427,48 +395,10 @@ impl Ctx<'_> {
     }
 }
 
-impl Scenario {
-    /// Reads and validates a scenario file.
-    pub fn load(path: &Path) -> Result<Scenario> {
-        let text = read_text(path)?;
-        Self::parse(path, &text)
-    }
-
-    /// Validates scenario text; `path` is used in messages.
-    pub fn parse(path: &Path, text: &str) -> Result<Scenario> {
-        let raw: Raw = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start);
-            let mut msg = e.message().trim().to_string();
-            let mut field = offset.map(|o| field_at(text, o)).unwrap_or_default();
-            // "missing field `x`" points at the table (or the whole file); name the missing key.
-            if let Some(name) = msg
-                .strip_prefix("missing field `")
-                .and_then(|m| m.strip_suffix('`'))
-            {
-                let table = offset
-                    .and_then(|o| text[o..].lines().next())
-                    .map(str::trim)
-                    .filter(|l| l.starts_with('[') && l.ends_with(']'))
-                    .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-                field = match table {
-                    Some(t) => format!("{t}.{name}"),
-                    None if field.contains('.') => {
-                        format!("{}.{name}", field.rsplit_once('.').unwrap().0)
-                    }
-                    None => name.to_string(),
-                };
-            }
-            // serde's wording names internal types; say what the file should hold instead.
-            if let Some(i) = msg.find("expected struct Raw") {
-                msg = format!("{}expected a table", &msg[..i]);
-            }
-            if msg.contains("as i128") {
-                msg = "this number is too large for any field".into();
-            }
-            Error::input(path, offset.map(|o| line_of(text, o)), field, msg)
-        })?;
-        let c = Ctx { path, text };
-
+impl Ctx<'_> {
+    /// The scenario's name (it names the results folder) and description.
+    fn naming(&self, raw: &Raw) -> Result<(String, String)> {
+        let c = self;
         let name = c.string(Some(&raw.name), "name", "")?;
         if name.is_empty()
             || name.len() > 64
@@ -484,7 +414,23 @@ impl Scenario {
             ));
         }
         let description = c.string(raw.description.as_ref(), "description", "")?;
+        Ok((name, description))
+    }
 
+    /// `[model]` and `[workload]`: the model presets and the request shapes.
+    #[allow(clippy::type_complexity)]
+    fn workload(
+        &self,
+        raw: &Raw,
+    ) -> Result<(
+        Vec<Preset>,
+        u64,
+        Vec<Mode>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<Precision>,
+    )> {
+        let c = self;
         let presets = c.parse_each(
             &raw.model.presets,
             "model.presets",
@@ -500,37 +446,34 @@ impl Scenario {
         )? as u64;
 
         let w = &raw.workload;
-        let modes = c.parse_each(
-            &w.mode,
-            "workload.mode",
-            "two-tower, cross-encoder",
-            |s| match s {
-                "two-tower" => Some(Mode::TwoTower),
-                "cross-encoder" => Some(Mode::CrossEncoder),
-                _ => None,
-            },
-        )?;
+        let modes = c.parse_each(&w.mode, "workload.mode", &Mode::allowed(), Mode::parse)?;
         let batch = c.ints(&w.batch, "workload.batch", 1, 4096)?;
         let seq_len = c.ints(&w.seq_len, "workload.seq_len", 8, 512)?;
         let precisions = match &w.precision {
             Some(v) => c.parse_each(
                 v,
                 "workload.precision",
-                "fp32, bf16, fp16, int8",
+                &Precision::allowed(),
                 Precision::parse,
             )?,
             None => vec![Precision::Fp32],
         };
 
-        let m = &raw.matrix;
+        Ok((presets, seed, modes, batch, seq_len, precisions))
+    }
+
+    /// `[matrix]`: backends, devices and thread counts.
+    #[allow(clippy::type_complexity)]
+    fn matrix(&self, m: &RawMatrix) -> Result<(Vec<BackendKind>, Vec<Device>, Vec<Option<usize>>)> {
+        let c = self;
         let backends = c.parse_each(
             &m.backends,
             "matrix.backends",
-            "candle, onnx, torch",
+            &BackendKind::allowed(),
             BackendKind::parse,
         )?;
         let devices = match &m.devices {
-            Some(v) => c.parse_each(v, "matrix.devices", "cpu, cuda, cuda:N", Device::parse)?,
+            Some(v) => c.parse_each(v, "matrix.devices", Device::ALLOWED, Device::parse)?,
             None => vec![Device::Cpu],
         };
         let threads = match &m.threads {
@@ -563,7 +506,12 @@ impl Scenario {
             }
         };
 
-        let meas = raw.measure.as_ref();
+        Ok((backends, devices, threads))
+    }
+
+    /// `[measure]`: durations, loads and the server settings.
+    fn measure(&self, meas: Option<&RawMeasure>) -> Result<Measure> {
+        let c = self;
         let get = |f: fn(&RawMeasure) -> &Option<Spanned<Value>>| meas.and_then(|m| f(m).as_ref());
         let warmup_s = c.float(get(|m| &m.warmup_s), "measure.warmup_s", 0.0, 3600.0, 2.0)?;
         let min_s = c.float(get(|m| &m.min_s), "measure.min_s", 0.001, 86_400.0, 10.0)?;
@@ -593,21 +541,10 @@ impl Scenario {
             None => None,
             Some(v) => Some(c.float(Some(v), "measure.timeout_s", 1.0, 7.0 * 86_400.0, 0.0)?),
         };
-        let loads =
-            match get(|m| &m.load) {
-                None => vec![Load::Offline],
-                Some(v) => c.parse_each(
-                    v,
-                    "measure.load",
-                    "offline, single-stream, server",
-                    |s| match s {
-                        "offline" => Some(Load::Offline),
-                        "single-stream" => Some(Load::SingleStream),
-                        "server" => Some(Load::Server),
-                        _ => None,
-                    },
-                )?,
-            };
+        let loads = match get(|m| &m.load) {
+            None => vec![Load::Offline],
+            Some(v) => c.parse_each(v, "measure.load", &Load::allowed(), Load::parse)?,
+        };
         let sla_p99_ms = c.float(
             get(|m| &m.sla_p99_ms),
             "measure.sla_p99_ms",
@@ -624,7 +561,26 @@ impl Scenario {
             2.0,
         )?;
         let instances = c.int(get(|m| &m.instances), "measure.instances", 1, 64, 1)?;
-        let rec = raw.recommender.as_ref();
+        Ok(Measure {
+            warmup_s,
+            min_s,
+            min_queries,
+            max_s,
+            timeout_s,
+            loads,
+            sla_p99_ms,
+            max_queue_delay_ms,
+            instances,
+        })
+    }
+
+    /// `[recommender]`: candidates, top-k and catalog size, and how they bound each other.
+    fn recommender(
+        &self,
+        rec: Option<&RawRecommender>,
+        modes: &[Mode],
+    ) -> Result<(usize, usize, usize)> {
+        let c = self;
         let candidates = c.int(
             rec.and_then(|r| r.candidates.as_ref()),
             "recommender.candidates",
@@ -659,44 +615,93 @@ impl Scenario {
             }
         }
 
-        // A forward pass that cannot fit in this machine's memory fails in a second here rather
-        // than after minutes of loading, or by taking the machine down.
-        if let Some(total) = crate::telemetry::inventory::memory_bytes() {
-            let seqs = batch.iter().max().copied().unwrap_or(1)
-                * if modes.contains(&Mode::CrossEncoder) {
-                    candidates
-                } else {
-                    1
-                };
-            let s_max = seq_len.iter().max().copied().unwrap_or(1);
-            if let Some((p, need)) = presets
-                .iter()
-                .map(|p| (p, activation_bytes(&p.config(), seqs, s_max)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-            {
-                if need > total as f64 {
-                    return Err(c.err(
-                        &w.batch,
-                        "workload.batch",
-                        format!(
-                            "{seqs} sequences of {s_max} tokens per forward pass need about {:.1} GiB of activations for model {p}; this machine has {:.1} GiB. Lower batch, candidates or seq_len",
-                            need / (1u64 << 30) as f64,
-                            total as f64 / (1u64 << 30) as f64
-                        ),
-                    ));
+        Ok((candidates, top_k, catalog_items))
+    }
+}
+
+/// The validated `[measure]` table.
+struct Measure {
+    warmup_s: f64,
+    min_s: f64,
+    min_queries: usize,
+    max_s: f64,
+    timeout_s: Option<f64>,
+    loads: Vec<Load>,
+    sla_p99_ms: f64,
+    max_queue_delay_ms: f64,
+    instances: usize,
+}
+
+/// Step 1, syntax and types: serde checks the structure (unknown keys, missing tables) and keeps
+/// the span of every value; its messages are reworded to name the field.
+fn syntax(path: &Path, text: &str) -> Result<Raw> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start);
+        let mut msg = e.message().trim().to_string();
+        let mut field = offset.map(|o| field_at(text, o)).unwrap_or_default();
+        // "missing field `x`" points at the table (or the whole file); name the missing key.
+        if let Some(name) = msg
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            let table = offset
+                .and_then(|o| text[o..].lines().next())
+                .map(str::trim)
+                .filter(|l| l.starts_with('[') && l.ends_with(']'))
+                .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            field = match table {
+                Some(t) => format!("{t}.{name}"),
+                None if field.contains('.') => {
+                    format!("{}.{name}", field.rsplit_once('.').unwrap().0)
                 }
-            }
+                None => name.to_string(),
+            };
         }
+        // serde's wording names internal types; say what the file should hold instead.
+        if let Some(i) = msg.find("expected struct Raw") {
+            msg = format!("{}expected a table", &msg[..i]);
+        }
+        if msg.contains("as i128") {
+            msg = "this number is too large for any field".into();
+        }
+        Error::input(path, offset.map(|o| line_of(text, o)), field, msg)
+    })
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text = read_text(path)?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates scenario text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario> {
+        let raw = syntax(path, text)?;
+        // Step 2, values and ranges, table by table; step 3, the rules across fields (within
+        // each step: max_s ≥ min_s, top_k ≤ candidates and catalog_items). Expansion is `expand`.
+        let c = Ctx { path, text };
+        let (name, description) = c.naming(&raw)?;
+        let (presets, seed, modes, batch, seq_len, precisions) = c.workload(&raw)?;
+        let (backends, devices, threads) = c.matrix(&raw.matrix)?;
+        let Measure {
+            warmup_s,
+            min_s,
+            min_queries,
+            max_s,
+            timeout_s,
+            loads,
+            sla_p99_ms,
+            max_queue_delay_ms,
+            instances,
+        } = c.measure(raw.measure.as_ref())?;
+        let (candidates, top_k, catalog_items) = c.recommender(raw.recommender.as_ref(), &modes)?;
         let cost = raw.cost.as_ref();
         let cost_hardware = c.string(
             cost.and_then(|x| x.hardware.as_ref()),
             "cost.hardware",
             "auto",
         )?;
-        let cost_catalog = match cost.and_then(|x| x.catalog.as_ref()) {
-            None => None,
-            Some(v) => Some(c.string(Some(v), "cost.catalog", "")?),
-        };
 
         Ok(Scenario {
             path: path.to_path_buf(),
@@ -725,7 +730,6 @@ impl Scenario {
             top_k,
             catalog_items,
             cost_hardware,
-            cost_catalog,
         })
     }
 
@@ -737,9 +741,9 @@ impl Scenario {
         self.max_s = self.max_s.min(5.0).max(self.min_s);
     }
 
-    /// Every point of the matrix in a fixed order, with `auto` threads resolved to
-    /// `auto_threads`.
-    pub fn expand(&self, auto_threads: usize) -> Vec<PlannedRun> {
+    /// Every point of the matrix in a fixed order, with `auto` threads resolved and the runs
+    /// that `host` or this build cannot run marked skipped with the reason.
+    pub fn expand(&self, host: &Host) -> Vec<PlannedRun> {
         let mut out = Vec::new();
         for &model in &self.presets {
             for &mode in &self.modes {
@@ -759,10 +763,10 @@ impl Scenario {
                                                 precision,
                                                 batch,
                                                 seq_len,
-                                                threads: threads.unwrap_or(auto_threads),
+                                                threads: threads.unwrap_or(host.auto_threads),
                                             };
                                             let spec = self.spec(point);
-                                            let skip = skip_reason(&spec);
+                                            let skip = skip_reason(&spec, host);
                                             out.push(PlannedRun { spec, skip });
                                         }
                                     }
@@ -841,10 +845,24 @@ pub fn activation_bytes(c: &crate::model::BertConfig, seqs: usize, s: usize) -> 
     seqs as f64 * (2.0 * nh * s * s + s * (6.0 * h + 2.0 * i)) * 4.0
 }
 
-/// Why a point cannot run in this build, if it cannot.
-fn skip_reason(spec: &RunSpec) -> Option<String> {
+/// Why a point cannot run in this build or on `host`, if it cannot.
+fn skip_reason(spec: &RunSpec, host: &Host) -> Option<String> {
     if let Err(reason) = spec.backend.supports(spec.device, spec.precision) {
         return Some(reason);
+    }
+    // A forward pass that cannot fit in this machine's memory is skipped in a second rather
+    // than failing after minutes of loading, or taking the machine down.
+    let seqs = spec.sequences_per_batch();
+    let need = activation_bytes(&spec.model.config(), seqs, spec.seq_len);
+    if let Some(total) = host.memory_bytes.filter(|t| need > *t as f64) {
+        return Some(format!(
+            "{seqs} sequences of {} tokens per forward pass need about {:.1} GiB of activations \
+             for model {}; this machine has {:.1} GiB. Lower batch, candidates or seq_len",
+            spec.seq_len,
+            need / (1u64 << 30) as f64,
+            spec.model,
+            total as f64 / (1u64 << 30) as f64
+        ));
     }
     if spec.load == Load::SingleStream && spec.batch != 1 {
         return Some(format!(
@@ -877,14 +895,46 @@ load = ["offline", "single-stream"]
 candidates = 16
 "#;
 
+    const HOST: Host = Host {
+        auto_threads: 4,
+        memory_bytes: None,
+    };
+
     fn parse(text: &str) -> Result<Scenario> {
         Scenario::parse(Path::new("s.toml"), text)
     }
 
     #[test]
+    fn a_batch_above_the_hosts_memory_is_valid_input_and_a_skipped_run() {
+        let text = GOOD.replace("batch = [1, 8]", "batch = [1, 4096]");
+        let s = parse(&text).expect("the same verdict on every machine");
+        let small = Host {
+            auto_threads: 2,
+            memory_bytes: Some(1 << 30),
+        };
+        let runs = s.expand(&small);
+        let big = runs
+            .iter()
+            .find(|r| r.spec.batch == 4096 && r.spec.mode == Mode::CrossEncoder)
+            .unwrap();
+        let why = big.skip.as_deref().unwrap();
+        assert!(why.contains("GiB of activations") && why.contains("this machine has 1.0 GiB"));
+        let fits = runs
+            .iter()
+            .find(|r| r.spec.batch == 1 && r.spec.backend == BackendKind::Candle)
+            .unwrap();
+        assert_eq!(fits.skip, None);
+        assert!(s.expand(&HOST).iter().all(|r| !r
+            .skip
+            .as_deref()
+            .unwrap_or("")
+            .contains("activations")));
+    }
+
+    #[test]
     fn expands_the_full_matrix_with_reasons_for_skips() {
         let s = parse(GOOD).unwrap();
-        let runs = s.expand(4);
+        let runs = s.expand(&HOST);
         assert_eq!(runs.len(), 2 * 2 * 2 * 2 * 2 * 2);
         let ss_b8 = runs
             .iter()

@@ -169,6 +169,9 @@ fn unmapped_host_is_said_so_and_explicit_map_must_exist() {
         .unwrap()
         .replace("hardware = \"aws-m7i-large\"", "hardware = \"auto\"")
         .into();
+    // The report reads the validated settings the run recorded, not the scenario text.
+    assert_eq!(v["scenario"]["cost"]["hardware"], "aws-m7i-large");
+    v["scenario"]["cost"]["hardware"] = "auto".into();
     v["environment"]["inventory"]["cpu_model"] = "Imaginary CPU 9000".into();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("r.json");

@@ -13,9 +13,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use recbench::harness::server::{
-    find_operating_point, probe, CurvePoint, ProbeConfig, ServerResult, Service,
-};
+use recbench::harness::server::{find_operating_point, probe, ProbeConfig, Service};
+use recbench::results::{CurvePoint, ServerResult};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -13,10 +13,38 @@ use candle_core::{DType, Device as CDevice, Module, Tensor, D};
 
 use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
 use crate::error::{Error, Result};
+use crate::model::bert::{BertTensors, Dense, Norm};
 use crate::model::{BertConfig, ModelFiles, TokenBatch};
 
 fn err(e: candle_core::Error) -> Error {
     Error::backend("candle", e)
+}
+
+pub const COMPILED: bool = true;
+
+/// Which (device, precision) pairs this backend runs, or why not.
+pub fn supports(device: Device, _precision: Precision) -> std::result::Result<(), String> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda(_) => Err(super::no_cuda("candle")),
+    }
+}
+
+pub fn runtime_version() -> String {
+    env!("RECBENCH_CANDLE_VERSION").to_string()
+}
+
+pub fn describe() -> String {
+    "pure Rust; int8 via candle's Q8_0 quantized matmul".into()
+}
+
+/// Nothing but the precision changes candle's outputs.
+pub fn cache_tag(_precision: Precision) -> Option<String> {
+    None
+}
+
+pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
+    Ok(Box::new(CandleBert::load(files, opts)?))
 }
 
 enum Linear {
@@ -123,59 +151,34 @@ impl CandleBert {
             })?;
             t.to_dtype(DType::F32).map_err(err)
         };
-        let ln = |prefix: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm {
-                w: get(&format!("{prefix}.weight"))?,
-                b: get(&format!("{prefix}.bias"))?,
-                eps: cfg.layer_norm_eps as f32,
-            })
+        let t = BertTensors::read(&cfg, |name, _| get(name))?;
+        let eps = cfg.layer_norm_eps as f32;
+        let ln = |n: &Norm<Tensor>| LayerNorm {
+            w: n.weight.clone(),
+            b: n.bias.clone(),
+            eps,
         };
-        let linear = |w: &Tensor, b: &Tensor| Linear::new(w, b, opts.precision, dtype).map_err(err);
+        let linear =
+            |d: &Dense<Tensor>| Linear::new(&d.weight, &d.bias, opts.precision, dtype).map_err(err);
         let mut layers = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            let p = |n: &str| format!("encoder.layer.{l}.{n}");
+        for l in &t.layers {
             // One [3h, h] projection instead of three: one GEMM per layer for Q, K and V.
-            let qkv_w = Tensor::cat(
-                &[
-                    get(&p("attention.self.query.weight"))?,
-                    get(&p("attention.self.key.weight"))?,
-                    get(&p("attention.self.value.weight"))?,
-                ],
-                0,
-            )
-            .map_err(err)?;
-            let qkv_b = Tensor::cat(
-                &[
-                    get(&p("attention.self.query.bias"))?,
-                    get(&p("attention.self.key.bias"))?,
-                    get(&p("attention.self.value.bias"))?,
-                ],
-                0,
-            )
-            .map_err(err)?;
+            let qkv = l.fused_qkv(|[q, k, v]| Tensor::cat(&[q, k, v], 0).map_err(err))?;
             layers.push(Layer {
-                qkv: linear(&qkv_w, &qkv_b)?,
-                attn_out: linear(
-                    &get(&p("attention.output.dense.weight"))?,
-                    &get(&p("attention.output.dense.bias"))?,
-                )?,
-                ln1: ln(&p("attention.output.LayerNorm"))?,
-                inter: linear(
-                    &get(&p("intermediate.dense.weight"))?,
-                    &get(&p("intermediate.dense.bias"))?,
-                )?,
-                out: linear(
-                    &get(&p("output.dense.weight"))?,
-                    &get(&p("output.dense.bias"))?,
-                )?,
-                ln2: ln(&p("output.LayerNorm"))?,
+                qkv: linear(&qkv)?,
+                attn_out: linear(&l.attn_out)?,
+                ln1: ln(&l.attn_norm),
+                inter: linear(&l.intermediate)?,
+                out: linear(&l.output)?,
+                ln2: ln(&l.out_norm),
             });
         }
+        let e = t.embeddings;
         Ok(CandleBert {
-            word: get("embeddings.word_embeddings.weight")?,
-            pos: get("embeddings.position_embeddings.weight")?,
-            typ: get("embeddings.token_type_embeddings.weight")?,
-            emb_ln: ln("embeddings.LayerNorm")?,
+            emb_ln: ln(&e.norm),
+            word: e.word,
+            pos: e.position,
+            typ: e.token_type,
             layers,
             cfg,
             device,

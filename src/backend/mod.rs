@@ -1,22 +1,42 @@
-//! Inference backends behind one trait.
+//! Inference backends behind one trait, each with the same face.
 //!
 //! Every backend turns a [`TokenBatch`] into pooled, L2-normalised embeddings; the model spec,
 //! the inputs, the pooling definition and the parity checks are shared, only the tensor calls
-//! differ. A backend compiled out of this build still has a variant here and answers with a
-//! clear "not enabled in this build; rebuild with --features X" error (see `disabled.rs`).
+//! differ. Each backend module has the same face: `COMPILED`, `supports(device, precision)`
+//! (or why not), `runtime_version()`, `describe()`, `cache_tag(precision)` (what of its own
+//! environment knobs changes its outputs) and `load(files, opts)`. A backend compiled out of this
+//! build gets the same face from `disabled.rs`, answering "not enabled in this build; rebuild
+//! with --features X". [`BackendKind`] dispatches to the faces, one match per function.
+//!
+//! To add a backend: write `src/backend/<name>.rs` with the face above (and an [`Encoder`]), add
+//! a variant to `spec::BackendKind`, a feature in Cargo.toml, the two `mod` lines below, and one
+//! arm per function in the `impl BackendKind` block of this file.
 
 #[cfg(feature = "candle")]
 pub mod candle;
+#[cfg(not(feature = "candle"))]
+pub mod candle {
+    crate::backend::disabled::face!("candle", env!("RECBENCH_CANDLE_VERSION"));
+}
 mod disabled;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+#[cfg(not(feature = "onnx"))]
+pub mod onnx {
+    crate::backend::disabled::face!("onnx", env!("RECBENCH_ORT_VERSION"));
+}
 #[cfg(feature = "torch")]
 pub mod torch;
+#[cfg(not(feature = "torch"))]
+pub mod torch {
+    crate::backend::disabled::face!("torch", env!("RECBENCH_TCH_VERSION"));
+}
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{ModelFiles, TokenBatch};
+pub use crate::spec::{BackendKind, Device, Precision};
 
 /// Pooled embeddings, row-major `[rows, dim]`.
 #[derive(Debug, Clone)]
@@ -50,177 +70,6 @@ pub trait Encoder: Send {
     }
 }
 
-/// Selects the kernel of the torch backend's fp32 linear layers on CPU: `onednn` (default) or
-/// `aten` (see `backend::torch::LinearKernel`).
-pub const TORCH_LINEAR_ENV: &str = "RECBENCH_TORCH_LINEAR";
-
-/// Which inference runtime runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    Candle,
-    Onnx,
-    Torch,
-}
-
-impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [BackendKind::Candle, BackendKind::Onnx, BackendKind::Torch];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Candle => "candle",
-            BackendKind::Onnx => "onnx",
-            BackendKind::Torch => "torch",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<BackendKind> {
-        Self::ALL.into_iter().find(|b| b.name() == s)
-    }
-
-    /// Whether this build includes the backend.
-    pub fn compiled(self) -> bool {
-        match self {
-            BackendKind::Candle => cfg!(feature = "candle"),
-            BackendKind::Onnx => cfg!(feature = "onnx"),
-            BackendKind::Torch => cfg!(feature = "torch"),
-        }
-    }
-
-    /// Version of the runtime library this build uses (for onnx: the library actually loaded).
-    pub fn runtime_version(self) -> String {
-        match self {
-            BackendKind::Candle => env!("RECBENCH_CANDLE_VERSION").to_string(),
-            #[cfg(feature = "onnx")]
-            BackendKind::Onnx => onnx::runtime_version(),
-            #[cfg(not(feature = "onnx"))]
-            BackendKind::Onnx => env!("RECBENCH_ORT_VERSION").to_string(),
-            #[cfg(feature = "torch")]
-            BackendKind::Torch => torch::runtime_version().to_string(),
-            #[cfg(not(feature = "torch"))]
-            BackendKind::Torch => env!("RECBENCH_TCH_VERSION").to_string(),
-        }
-    }
-
-    /// Whether a (device, precision) pair is supported, or why not. Used by scenario expansion
-    /// to turn unsupported combinations into `skipped` runs.
-    pub fn supports(self, device: Device, precision: Precision) -> std::result::Result<(), String> {
-        if !self.compiled() {
-            return Err(format!(
-                "backend {} is not enabled in this build; rebuild with --features {}",
-                self.name(),
-                self.name()
-            ));
-        }
-        if let Device::Cuda(_) = device {
-            if !cfg!(feature = "cuda") {
-                return Err(format!(
-                    "{} on CUDA is not enabled in this build; rebuild with --features cuda",
-                    self.name()
-                ));
-            }
-        }
-        #[cfg(feature = "onnx")]
-        if self == BackendKind::Onnx {
-            return onnx::supports(device, precision);
-        }
-        #[cfg(feature = "torch")]
-        if self == BackendKind::Torch {
-            return torch::supports(device, precision);
-        }
-        let _ = precision;
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Numeric precision of weights and compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Fp32,
-    Bf16,
-    Fp16,
-    Int8,
-}
-
-impl Precision {
-    pub const ALL: [Precision; 4] = [
-        Precision::Fp32,
-        Precision::Bf16,
-        Precision::Fp16,
-        Precision::Int8,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
-            Precision::Int8 => "int8",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Precision> {
-        match s {
-            "f32" => Some(Precision::Fp32),
-            "f16" => Some(Precision::Fp16),
-            _ => Self::ALL.into_iter().find(|p| p.name() == s),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Device {
-    Cpu,
-    Cuda(usize),
-}
-
-impl Device {
-    /// Parses `cpu`, `cuda` (device 0) or `cuda:N`.
-    pub fn parse(s: &str) -> Option<Device> {
-        match s {
-            "cpu" => Some(Device::Cpu),
-            "cuda" => Some(Device::Cuda(0)),
-            _ => s.strip_prefix("cuda:")?.parse().ok().map(Device::Cuda),
-        }
-    }
-}
-
-impl std::fmt::Display for Device {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Device::Cpu => f.write_str("cpu"),
-            Device::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
-
-impl Serialize for Device {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Device {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Device::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown device {s:?}")))
-    }
-}
-
 /// How to load a model.
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderOptions {
@@ -230,7 +79,60 @@ pub struct EncoderOptions {
     pub threads: usize,
 }
 
-/// Loads `files` on the backend `kind`.
+/// One arm per backend: `$f` called on that backend's face module.
+macro_rules! dispatch {
+    ($kind:expr, $f:ident ( $($arg:expr),* )) => {
+        match $kind {
+            BackendKind::Candle => candle::$f($($arg),*),
+            BackendKind::Onnx => onnx::$f($($arg),*),
+            BackendKind::Torch => torch::$f($($arg),*),
+        }
+    };
+}
+
+impl BackendKind {
+    /// Whether this build includes the backend.
+    pub fn compiled(self) -> bool {
+        match self {
+            BackendKind::Candle => candle::COMPILED,
+            BackendKind::Onnx => onnx::COMPILED,
+            BackendKind::Torch => torch::COMPILED,
+        }
+    }
+
+    /// Whether a (device, precision) pair runs on this backend in this build, or why not.
+    /// Planning asks it for every run, so unsupported combinations become `skipped` runs.
+    pub fn supports(self, device: Device, precision: Precision) -> std::result::Result<(), String> {
+        dispatch!(self, supports(device, precision))
+    }
+
+    /// Version of the runtime library this build uses (for onnx: the library actually loaded).
+    pub fn runtime_version(self) -> String {
+        dispatch!(self, runtime_version())
+    }
+
+    /// One line on how the backend runs the model (or how to enable it).
+    pub fn describe(self) -> String {
+        dispatch!(self, describe())
+    }
+
+    /// What of the backend's own settings (graph flavour, kernel choice) changes its outputs at
+    /// `precision`, for cache keys of computed embeddings; `None` when nothing does.
+    pub fn cache_tag(self, precision: Precision) -> Option<String> {
+        dispatch!(self, cache_tag(precision))
+    }
+}
+
+/// Why a CUDA device cannot run on backend `name` in this build.
+pub(crate) fn no_cuda(name: &str) -> String {
+    if cfg!(feature = "cuda") {
+        format!("{name} on CUDA is not implemented yet in this build")
+    } else {
+        format!("{name} on CUDA is not enabled in this build; rebuild with --features cuda")
+    }
+}
+
+/// Loads `files` on the backend `kind`, after asking it whether it supports the run.
 pub fn open(
     kind: BackendKind,
     files: &ModelFiles,
@@ -238,23 +140,7 @@ pub fn open(
 ) -> Result<Box<dyn Encoder>> {
     kind.supports(opts.device, opts.precision)
         .map_err(|m| Error::backend(kind.name(), m))?;
-    match kind {
-        #[cfg(feature = "candle")]
-        BackendKind::Candle => Ok(Box::new(candle::CandleBert::load(files, opts)?)),
-        #[cfg(not(feature = "candle"))]
-        BackendKind::Candle => {
-            let _ = files;
-            disabled::open("candle", "candle")
-        }
-        #[cfg(feature = "onnx")]
-        BackendKind::Onnx => Ok(Box::new(onnx::OnnxBert::load(files, opts)?)),
-        #[cfg(not(feature = "onnx"))]
-        BackendKind::Onnx => disabled::open("onnx", "onnx"),
-        #[cfg(feature = "torch")]
-        BackendKind::Torch => Ok(Box::new(torch::TorchBert::load(files, opts)?)),
-        #[cfg(not(feature = "torch"))]
-        BackendKind::Torch => disabled::open("torch", "torch"),
-    }
+    dispatch!(kind, load(files, opts))
 }
 
 /// One line of `recbench backends`.
@@ -274,47 +160,20 @@ pub fn inventory() -> Vec<BackendInfo> {
         .into_iter()
         .map(|b| {
             let compiled = b.compiled();
-            let mut devices = vec![];
-            if compiled {
-                devices.push("cpu".to_string());
-            }
-            let precisions = if compiled {
-                Precision::ALL
-                    .into_iter()
-                    .filter(|p| b.supports(Device::Cpu, *p).is_ok())
-                    .collect()
-            } else {
-                vec![]
-            };
-            let note = if compiled {
-                match b {
-                    BackendKind::Candle => {
-                        "pure Rust; int8 via candle's Q8_0 quantized matmul".into()
-                    }
-                    BackendKind::Onnx => format!(
-                        "graph flavour from RECBENCH_ONNX_FLAVOUR (default {}); \
-                         int8 = dynamic quantization, per-channel weight scales",
-                        crate::model::onnx::Flavour::DEFAULT
-                    ),
-                    BackendKind::Torch => format!(
-                        "libtorch via tch; fp32 linear layers on oneDNN ({TORCH_LINEAR_ENV}=aten \
-                         for aten/MKL); int8 by hand: per-row activations, per-channel weights, \
-                         _int_mm; intra-op threads per run, 1 inter-op"
-                    ),
-                }
-            } else {
-                format!(
-                    "not enabled in this build; rebuild with --features {}",
-                    b.name()
-                )
-            };
             BackendInfo {
                 backend: b,
                 compiled,
                 runtime_version: b.runtime_version(),
-                devices,
-                precisions,
-                note,
+                devices: if compiled {
+                    vec!["cpu".to_string()]
+                } else {
+                    vec![]
+                },
+                precisions: Precision::ALL
+                    .into_iter()
+                    .filter(|p| b.supports(Device::Cpu, *p).is_ok())
+                    .collect(),
+                note: b.describe(),
             }
         })
         .collect()

@@ -170,13 +170,30 @@ pub fn runtime_version() -> String {
     }
 }
 
+pub const COMPILED: bool = true;
+
+pub fn describe() -> String {
+    format!(
+        "graph flavour from {} (default {}); int8 = dynamic quantization, per-channel weight \
+         scales",
+        crate::model::onnx::FLAVOUR_ENV,
+        Flavour::DEFAULT
+    )
+}
+
+/// The graph flavour: plain and fused graphs never share computed embeddings.
+pub fn cache_tag(_precision: Precision) -> Option<String> {
+    Some(Flavour::from_env().unwrap_or(Flavour::DEFAULT).to_string())
+}
+
+pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
+    Ok(Box::new(OnnxBert::load(files, opts)?))
+}
+
 /// Whether the backend can run `(device, precision)`, or why not.
 pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
     if let Device::Cuda(_) = device {
-        return Err(
-            "onnx on CUDA is not implemented yet (the CUDA execution provider is a later issue)"
-                .into(),
-        );
+        return Err(super::no_cuda("onnx"));
     }
     if precision == Precision::Bf16 {
         // Measured with onnxruntime 1.31.1: a bf16 MatMul or Add graph fails at session creation

@@ -18,22 +18,49 @@ use std::sync::{Once, OnceLock};
 
 use tch::{Kind, TchError, Tensor};
 
-use super::{
-    Device, Embeddings, Encoder, EncoderOptions, Precision, TORCH_LINEAR_ENV as LINEAR_ENV,
-};
+use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
 use crate::error::{Error, Result};
+use crate::model::bert::{BertTensors, Dense, Norm};
 use crate::model::{BertConfig, ModelFiles, TokenBatch};
 
 fn err(e: TchError) -> Error {
     Error::backend("torch", e)
 }
 
+/// Selects the kernel of the fp32 linear layers on CPU: `onednn` (default) or `aten` (see
+/// [`LinearKernel`]).
+pub const LINEAR_ENV: &str = "RECBENCH_TORCH_LINEAR";
+
+pub const COMPILED: bool = true;
+
+pub fn describe() -> String {
+    format!(
+        "libtorch via tch; fp32 linear layers on oneDNN ({LINEAR_ENV}=aten for aten/MKL); int8 \
+         by hand: per-row activations, per-channel weights, _int_mm; intra-op threads per run, \
+         1 inter-op"
+    )
+}
+
+/// The fp32 linear kernel: oneDNN and aten never share computed embeddings.
+pub fn cache_tag(precision: Precision) -> Option<String> {
+    (precision == Precision::Fp32).then(|| {
+        std::env::var(LINEAR_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "onednn".into())
+    })
+}
+
+pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
+    Ok(Box::new(TorchBert::load(files, opts)?))
+}
+
 /// The version of the libtorch this process has loaded, read from the `version.py` of the
 /// PyTorch installation it was loaded from (`torch/lib/libtorch_cpu.so` → `torch/version.py`),
 /// else the version tch 0.24 is built for. Computed once per process.
-pub fn runtime_version() -> &'static str {
+pub fn runtime_version() -> String {
     static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(find_runtime_version)
+    VERSION.get_or_init(find_runtime_version).clone()
 }
 
 fn find_runtime_version() -> String {
@@ -85,6 +112,7 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
     let _ = precision;
     match device {
         Device::Cpu => Ok(()),
+        Device::Cuda(_) if !cfg!(feature = "cuda") => Err(super::no_cuda("torch")),
         // The libtorch_cuda library is not linked (it needs --no-as-needed and the CUDA
         // libraries of the wheel's dependencies), so libtorch would see no GPU.
         Device::Cuda(_) => Err(
@@ -314,15 +342,12 @@ impl TorchBert {
                 .and_then(|t| t.f_to(device))
                 .map_err(err)
         };
+        let t = BertTensors::read(&cfg, |name, _| get(name))?;
         // LayerNorm parameters in the compute dtype (libtorch's CPU kernels accumulate in f32).
-        let ln = |prefix: &str| -> Result<LayerNorm> {
+        let ln = |n: &Norm<Tensor>| -> Result<LayerNorm> {
             Ok(LayerNorm {
-                w: get(&format!("{prefix}.weight"))?
-                    .f_to_kind(kind)
-                    .map_err(err)?,
-                b: get(&format!("{prefix}.bias"))?
-                    .f_to_kind(kind)
-                    .map_err(err)?,
+                w: n.weight.f_to_kind(kind).map_err(err)?,
+                b: n.bias.f_to_kind(kind).map_err(err)?,
                 eps: cfg.layer_norm_eps,
             })
         };
@@ -340,47 +365,29 @@ impl TorchBert {
             Precision::Int8 => "int8 linear layers: _int_mm, per-row × per-channel scales".into(),
             p => format!("{} linear layers: aten linear", p.name()),
         };
-        let linear =
-            |w: &Tensor, b: &Tensor| Linear::new(w, b, opts.precision, kind, onednn).map_err(err);
+        let linear = |d: &Dense<Tensor>| {
+            Linear::new(&d.weight, &d.bias, opts.precision, kind, onednn).map_err(err)
+        };
         let mut layers = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            let p = |n: &str| format!("encoder.layer.{l}.{n}");
+        for l in &t.layers {
             // One [3h, h] projection instead of three: one GEMM per layer for Q, K and V.
-            let cat = |n: &str| -> Result<Tensor> {
-                let parts = ["query", "key", "value"]
-                    .iter()
-                    .map(|q| get(&p(&format!("attention.self.{q}.{n}"))))
-                    .collect::<Result<Vec<_>>>()?;
-                Tensor::f_cat(&parts, 0).map_err(err)
-            };
+            let qkv = l.fused_qkv(|[q, k, v]| Tensor::f_cat(&[q, k, v], 0).map_err(err))?;
             layers.push(Layer {
-                qkv: linear(&cat("weight")?, &cat("bias")?)?,
-                attn_out: linear(
-                    &get(&p("attention.output.dense.weight"))?,
-                    &get(&p("attention.output.dense.bias"))?,
-                )?,
-                ln1: ln(&p("attention.output.LayerNorm"))?,
-                inter: linear(
-                    &get(&p("intermediate.dense.weight"))?,
-                    &get(&p("intermediate.dense.bias"))?,
-                )?,
-                out: linear(
-                    &get(&p("output.dense.weight"))?,
-                    &get(&p("output.dense.bias"))?,
-                )?,
-                ln2: ln(&p("output.LayerNorm"))?,
+                qkv: linear(&qkv)?,
+                attn_out: linear(&l.attn_out)?,
+                ln1: ln(&l.attn_norm)?,
+                inter: linear(&l.intermediate)?,
+                out: linear(&l.output)?,
+                ln2: ln(&l.out_norm)?,
             });
         }
-        let emb = |n: &str| -> Result<Tensor> {
-            get(&format!("embeddings.{n}.weight"))?
-                .f_to_kind(kind)
-                .map_err(err)
-        };
+        let e = &t.embeddings;
+        let emb = |x: &Tensor| x.f_to_kind(kind).map_err(err);
         Ok(TorchBert {
-            word: emb("word_embeddings")?,
-            pos: emb("position_embeddings")?,
-            typ: emb("token_type_embeddings")?,
-            emb_ln: ln("embeddings.LayerNorm")?,
+            word: emb(&e.word)?,
+            pos: emb(&e.position)?,
+            typ: emb(&e.token_type)?,
+            emb_ln: ln(&e.norm)?,
             layers,
             cfg,
             device,

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::model::{TokenBatch, Tokenizer};
 use crate::recommender::Item;
-use crate::scenario::Mode;
+use crate::spec::Mode;
 
 /// Word pieces of the whole catalog, concatenated.
 pub fn token_stream(tok: &Tokenizer, items: &[Item]) -> Result<Vec<u32>> {

@@ -10,7 +10,6 @@ pub mod ceiling;
 pub mod inputs;
 pub mod parity;
 pub mod server;
-pub mod stats;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -21,13 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{BackendKind, Device};
 use crate::error::{Error, Result};
 use crate::model::{ModelFiles, Tokenizer};
 use crate::results::{
     self, BackendVersion, Environment, GemmCeiling, ResultsFile, RunResult, ScenarioEcho, Status,
 };
-use crate::scenario::{PlannedRun, Scenario};
+use crate::scenario::{Host, PlannedRun, Scenario};
+use crate::spec::{BackendKind, Device};
 use crate::telemetry::{inventory, Inventory};
 
 /// Set by the Ctrl-C handler; the sweep stops after saving what is finished.
@@ -106,6 +105,9 @@ fn new_file(scenario: &Scenario, opts: &SweepOptions, environment: Environment) 
             path: scenario.path.display().to_string(),
             text: scenario.text.clone(),
             quick: opts.quick,
+            cost: Some(results::CostSettings {
+                hardware: scenario.cost_hardware.clone(),
+            }),
         },
         environment,
         started_utc: now.clone(),
@@ -115,8 +117,16 @@ fn new_file(scenario: &Scenario, opts: &SweepOptions, environment: Environment) 
 }
 
 /// The scenario's runs, filtered by `--backend` and `--device`.
+/// This machine, as planning sees it: its physical cores and its memory.
+pub fn this_host() -> Host {
+    Host {
+        auto_threads: inventory::default_threads(),
+        memory_bytes: inventory::memory_bytes(),
+    }
+}
+
 fn plan(scenario: &Scenario, opts: &SweepOptions) -> Vec<PlannedRun> {
-    let mut planned = scenario.expand(inventory::default_threads());
+    let mut planned = scenario.expand(&this_host());
     planned.retain(|p| {
         (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
             && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
@@ -124,15 +134,13 @@ fn plan(scenario: &Scenario, opts: &SweepOptions) -> Vec<PlannedRun> {
     planned
 }
 
-/// Runs the sweep described by `scenario`.
-pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
+/// What every sweep does first: shrink durations for `--quick`, plan the runs on this host (an
+/// empty plan is an input error), and set up progress output.
+fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRun>, Progress)> {
     if opts.quick {
         scenario.quick();
     }
-    let progress = Progress {
-        on: !opts.quiet && std::io::stderr().is_terminal(),
-    };
-    let planned = plan(&scenario, opts);
+    let planned = plan(scenario, opts);
     if planned.is_empty() {
         return Err(Error::input(
             &scenario.path,
@@ -141,6 +149,50 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             "no run is left after the --backend/--device filters",
         ));
     }
+    let progress = Progress {
+        on: !opts.quiet && std::io::stderr().is_terminal(),
+    };
+    Ok((planned, progress))
+}
+
+/// The thread counts of the runs that will run: the GEMM ceiling is measured at each.
+fn measured_threads(planned: &[PlannedRun]) -> BTreeSet<usize> {
+    planned
+        .iter()
+        .filter(|p| p.skip.is_none())
+        .map(|p| p.spec.threads)
+        .collect()
+}
+
+/// The GEMM ceiling per thread count of an environment.
+fn ceilings(env: &Environment) -> BTreeMap<usize, f64> {
+    env.gemm_ceiling
+        .iter()
+        .map(|g| (g.threads, g.gflops))
+        .collect()
+}
+
+/// The models whose weights and fp32 reference are ready in the cache, so workers only read
+/// them.
+#[derive(Default)]
+struct References(BTreeSet<(crate::model::Preset, u64)>);
+
+impl References {
+    fn prepare(&mut self, p: &PlannedRun, progress: &Progress) -> Result<()> {
+        if self.0.insert((p.spec.model, p.spec.seed)) {
+            progress.line(&format!(
+                "preparing {} (weights, fp32 reference) ...",
+                p.spec.model
+            ));
+            prepare_reference(p.spec.model, p.spec.seed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the sweep described by `scenario`.
+pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
+    let (planned, progress) = set_up(&mut scenario, opts)?;
 
     let host = inventory::hostname();
     let (path, mut file) = match opts
@@ -173,13 +225,8 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             (path, f)
         }
         None => {
-            let threads: BTreeSet<usize> = planned
-                .iter()
-                .filter(|p| p.skip.is_none())
-                .map(|p| p.spec.threads)
-                .collect();
             progress.line("measuring the fp32 GEMM ceiling of this machine ...");
-            let env = environment(&threads);
+            let env = environment(&measured_threads(&planned));
             let path = results::claim_path(&opts.out_dir, &scenario.name, &host)?;
             let f = new_file(&scenario, opts, env);
             (path, f)
@@ -188,19 +235,14 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
     file.save(&path)?;
 
     let done: BTreeSet<String> = file.runs.iter().map(|r| r.spec.id.clone()).collect();
-    let ceilings: BTreeMap<usize, f64> = file
-        .environment
-        .gemm_ceiling
-        .iter()
-        .map(|g| (g.threads, g.gflops))
-        .collect();
+    let ceilings = ceilings(&file.environment);
     let total = planned.len();
     let order: BTreeMap<String, usize> = planned
         .iter()
         .enumerate()
         .map(|(i, p)| (p.spec.id.clone(), i))
         .collect();
-    let mut references_ready = BTreeSet::new();
+    let mut references = References::default();
     let mut interrupted = false;
     for (i, p) in planned.into_iter().enumerate() {
         if done.contains(&p.spec.id) {
@@ -214,13 +256,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         let result = match &p.skip {
             Some(reason) => RunResult::not_run(p.spec.clone(), Status::Skipped, reason.clone()),
             None => {
-                if references_ready.insert((p.spec.model, p.spec.seed)) {
-                    progress.line(&format!(
-                        "preparing {} (weights, fp32 reference) ...",
-                        p.spec.model
-                    ));
-                    prepare_reference(p.spec.model, p.spec.seed)?;
-                }
+                references.prepare(&p, &progress)?;
                 progress.line(&format!("{label} ..."));
                 match spawn_worker(&self_exe()?, &p, ceilings.get(&p.spec.threads).copied())? {
                     Some(r) => r,
@@ -318,8 +354,8 @@ pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
         requests_per_s: req / measured,
         measured_s: measured,
     });
-    out.latency = stats::Latency::from_samples(&samples);
-    out.samples_ms = stats::thin(&samples, worker::MAX_SAMPLES);
+    out.latency = crate::stats::Latency::from_samples(&samples);
+    out.samples_ms = crate::stats::thin(&samples, worker::MAX_SAMPLES);
     if let Some(c) = out.compute.as_mut() {
         c.achieved_gflops = c.flops_per_sequence * seq / measured / 1e9;
         c.efficiency = c.gemm_ceiling_gflops.map(|g| c.achieved_gflops / g);
@@ -342,9 +378,6 @@ pub fn run_interleaved(
     opts: &SweepOptions,
     baseline: &Path,
 ) -> Result<(PathBuf, PathBuf, bool)> {
-    if opts.quick {
-        scenario.quick();
-    }
     if !baseline.is_file() {
         return Err(Error::input(
             baseline,
@@ -353,16 +386,9 @@ pub fn run_interleaved(
             "not a file: give the baseline recbench binary",
         ));
     }
-    let progress = Progress {
-        on: !opts.quiet && std::io::stderr().is_terminal(),
-    };
-    let planned = plan(&scenario, opts);
-    let threads: BTreeSet<usize> = planned
-        .iter()
-        .filter(|p| p.skip.is_none())
-        .map(|p| p.spec.threads)
-        .collect();
-    let env = environment(&threads);
+    let (planned, progress) = set_up(&mut scenario, opts)?;
+    progress.line("measuring the fp32 GEMM ceiling of this machine ...");
+    let env = environment(&measured_threads(&planned));
     let host = inventory::hostname();
     let me = self_exe()?;
     let mut files = Vec::new();
@@ -375,12 +401,8 @@ pub fn run_interleaved(
         let path = results::claim_path(&opts.out_dir, &scenario.name, &format!("{host}-{side}"))?;
         files.push((path, new_file(&scenario, opts, e)));
     }
-    let ceilings: BTreeMap<usize, f64> = env
-        .gemm_ceiling
-        .iter()
-        .map(|g| (g.threads, g.gflops))
-        .collect();
-    let mut prepared = BTreeSet::new();
+    let ceilings = ceilings(&env);
+    let mut references = References::default();
     let mut interrupted = false;
     'runs: for p in planned {
         let mut sides: [Vec<RunResult>; 2] = [vec![], vec![]];
@@ -393,9 +415,7 @@ pub fn run_interleaved(
                 ));
             }
         } else {
-            if prepared.insert((p.spec.model, p.spec.seed)) {
-                prepare_reference(p.spec.model, p.spec.seed)?;
-            }
+            references.prepare(&p, &progress)?;
             for round in 0..opts.rounds.max(1) {
                 for (k, exe) in [baseline, me.as_path()].into_iter().enumerate() {
                     progress.line(&format!(
@@ -585,107 +605,4 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
             status.code().unwrap_or(-1)
         )))),
     }
-}
-
-/// The end-of-sweep table.
-pub fn summary_table(file: &ResultsFile) -> String {
-    let mut rows = vec![vec![
-        "status".to_string(),
-        "backend".into(),
-        "device".into(),
-        "prec".into(),
-        "model".into(),
-        "mode".into(),
-        "load".into(),
-        "batch".into(),
-        "seq".into(),
-        "thr".into(),
-        "p50 ms".into(),
-        "p99 ms".into(),
-        "req/s".into(),
-        "seq/s".into(),
-        "GFLOP/s".into(),
-        "eff".into(),
-        "cos".into(),
-        "RSS MiB".into(),
-    ]];
-    for r in file.runs.iter().filter(|r| r.status != Status::Skipped) {
-        let s = &r.spec;
-        let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
-        rows.push(vec![
-            r.status.name().into(),
-            s.backend.to_string(),
-            s.device.to_string(),
-            s.precision.to_string(),
-            s.model.to_string(),
-            s.mode.name().into(),
-            s.load.name().into(),
-            s.batch.to_string(),
-            s.seq_len.to_string(),
-            s.threads.to_string(),
-            f(r.latency.as_ref().map(|l| l.p50_ms), 2),
-            f(r.latency.as_ref().map(|l| l.p99_ms), 2),
-            f(r.throughput.as_ref().map(|t| t.requests_per_s), 1),
-            f(r.throughput.as_ref().map(|t| t.sequences_per_s), 1),
-            f(r.compute.as_ref().map(|c| c.achieved_gflops), 1),
-            r.compute
-                .as_ref()
-                .and_then(|c| c.efficiency)
-                .map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
-            f(r.parity.as_ref().map(|p| p.min_cosine), 5),
-            f(r.memory.peak_rss_bytes.map(|b| b as f64 / 1048576.0), 0),
-        ]);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                if c >= 7 {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-        if i == 0 {
-            out.push_str(
-                &widths
-                    .iter()
-                    .map(|w| "-".repeat(*w))
-                    .collect::<Vec<_>>()
-                    .join("  "),
-            );
-            out.push('\n');
-        }
-    }
-    for r in file
-        .runs
-        .iter()
-        .filter(|r| matches!(r.status, Status::Failed | Status::Invalid))
-    {
-        out.push_str(&format!(
-            "{} {}: {}\n",
-            r.status.name(),
-            r.spec.id,
-            r.reason.as_deref().unwrap_or("")
-        ));
-    }
-    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in file.runs.iter().filter(|r| r.status == Status::Skipped) {
-        *skipped
-            .entry(r.reason.as_deref().unwrap_or(""))
-            .or_default() += 1;
-    }
-    for (reason, n) in skipped {
-        out.push_str(&format!("skipped {n} run(s): {reason}\n"));
-    }
-    out
 }

@@ -38,24 +38,14 @@ pub struct Reference {
     pub items: ItemIndex,
 }
 
-/// Cache key of item embeddings for a model on a backend at a precision (for onnx, also the
-/// graph flavour; for torch fp32, the linear kernel: different kernels never share embeddings).
+/// Cache key of item embeddings for a model on a backend at a precision, with the backend's own
+/// cache tag (onnx: the graph flavour; torch fp32: the linear kernel), so different graphs or
+/// kernels never share embeddings.
 pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
     let key = format!("{}-{}-{}", files.cache_key(), backend, precision);
-    match backend {
-        BackendKind::Onnx => {
-            let flavour = crate::model::onnx::Flavour::from_env()
-                .unwrap_or(crate::model::onnx::Flavour::DEFAULT);
-            format!("{key}-{flavour}")
-        }
-        BackendKind::Torch if precision == Precision::Fp32 => {
-            let linear = std::env::var(crate::backend::TORCH_LINEAR_ENV)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "onednn".into());
-            format!("{key}-{linear}")
-        }
-        _ => key,
+    match backend.cache_tag(precision) {
+        Some(tag) => format!("{key}-{tag}"),
+        None => key,
     }
 }
 

@@ -12,15 +12,14 @@
 //! p99 is within the SLA and whose achieved rate is within 2% of the offered one, found by
 //! bracketing (doubling or halving) and then bisection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::stats::{percentile, Latency};
 use crate::error::Result;
 use crate::model::weights::SplitMix64;
+use crate::results::{CurvePoint, Latency, ServerResult};
+use crate::stats::percentile;
 
 /// Serves one batch of `n` requests; returns when the results are ready.
 pub trait Service: Send {
@@ -49,27 +48,6 @@ impl ProbeConfig {
     }
 }
 
-/// One probed rate: a point of the latency–throughput curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CurvePoint {
-    pub offered_qps: f64,
-    pub achieved_qps: f64,
-    pub completed: usize,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub mean_ms: f64,
-    /// Mean time from scheduled arrival to the start of the batch that served the request.
-    pub mean_queue_delay_ms: f64,
-    pub mean_batch: f64,
-    /// p99 of the dispatcher's lateness: batch start minus the moment it should have started.
-    pub scheduling_lag_p99_us: f64,
-    /// p99 ≤ SLA and achieved within 2% of offered.
-    pub meets_sla: bool,
-    /// Why the probe stopped before its planned duration, if it did.
-    pub early_stop: Option<String>,
-}
-
 /// A probe's raw outcome (latencies kept for the run's statistics).
 pub struct Probe {
     pub point: CurvePoint,
@@ -81,120 +59,61 @@ struct Dispatch {
     next: usize,
 }
 
-/// Runs one probe at `cfg.rate_qps` against `services` (one per instance).
-pub fn probe<S: Service>(cfg: &ProbeConfig, services: &mut [S]) -> Result<Probe> {
+/// What the instances of one probe share: the schedule, the dispatch point, and the early-stop
+/// state.
+struct Shared {
+    arrivals: Vec<Instant>,
+    dispatch: Mutex<Dispatch>,
+    stop: AtomicBool,
+    early: Mutex<Option<String>>,
+    sla: Duration,
+    /// Requests over the SLA so far; once they are clearly more than 1% the p99 cannot pass.
+    over: AtomicUsize,
+    done: AtomicUsize,
+}
+
+/// What one instance served.
+struct Served {
+    latency_ms: Vec<f64>,
+    queue_ms: Vec<f64>,
+    lag_us: Vec<f64>,
+    batches: usize,
+    last_done: Option<Instant>,
+}
+
+/// The seeded arrival schedule of a probe: `round(rate × duration)` instants, uniform over the
+/// probe and sorted (a Poisson process conditioned on its count), from `t0`.
+fn schedule(cfg: &ProbeConfig, t0: Instant) -> Vec<Instant> {
     let duration = cfg.duration_s();
     let n = ((cfg.rate_qps * duration).round() as usize).max(1);
     let mut rng = SplitMix64::new(cfg.seed ^ (cfg.rate_qps.to_bits()));
     let mut offsets: Vec<f64> = (0..n).map(|_| rng.next_f64() * duration).collect();
     offsets.sort_by(f64::total_cmp);
-
-    let lead = Duration::from_millis(5);
-    let t0 = Instant::now() + lead;
-    let arrivals: Vec<Instant> = offsets
+    offsets
         .iter()
         .map(|s| t0 + Duration::from_secs_f64(*s))
-        .collect();
-    let dispatch = Mutex::new(Dispatch { next: 0 });
-    let stop = AtomicBool::new(false);
-    let early: Mutex<Option<String>> = Mutex::new(None);
-    let sla = Duration::from_secs_f64(cfg.sla_p99_ms / 1e3);
-    // Requests over the SLA so far; once they are clearly more than 1% the p99 cannot pass.
-    let over = std::sync::atomic::AtomicUsize::new(0);
-    let done = std::sync::atomic::AtomicUsize::new(0);
+        .collect()
+}
 
-    struct Served {
-        latency_ms: Vec<f64>,
-        queue_ms: Vec<f64>,
-        lag_us: Vec<f64>,
-        batches: usize,
-        last_done: Option<Instant>,
-    }
-
+/// Runs one probe at `cfg.rate_qps` against `services` (one per instance).
+pub fn probe<S: Service>(cfg: &ProbeConfig, services: &mut [S]) -> Result<Probe> {
+    let lead = Duration::from_millis(5);
+    let t0 = Instant::now() + lead;
+    let shared = Shared {
+        arrivals: schedule(cfg, t0),
+        dispatch: Mutex::new(Dispatch { next: 0 }),
+        stop: AtomicBool::new(false),
+        early: Mutex::new(None),
+        sla: Duration::from_secs_f64(cfg.sla_p99_ms / 1e3),
+        over: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+    };
     let results: Vec<Result<Served>> = std::thread::scope(|scope| {
         let handles: Vec<_> = services
             .iter_mut()
             .map(|svc| {
-                let (arrivals, dispatch, stop, early, over, done) =
-                    (&arrivals, &dispatch, &stop, &early, &over, &done);
-                scope.spawn(move || -> Result<Served> {
-                    set_timer_slack();
-                    let mut out = Served {
-                        latency_ms: vec![],
-                        queue_ms: vec![],
-                        lag_us: vec![],
-                        batches: 0,
-                        last_done: None,
-                    };
-                    let mut free_at = Instant::now();
-                    loop {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        // Decide the next batch under the lock: wait for its first request,
-                        // then for more until it is full or the oldest has waited max delay.
-                        let mut d = dispatch.lock().unwrap();
-                        let first = d.next;
-                        if first >= arrivals.len() {
-                            break;
-                        }
-                        let last_possible = (first + cfg.max_batch).min(arrivals.len()) - 1;
-                        let deadline =
-                            (arrivals[first] + cfg.max_queue_delay).min(arrivals[last_possible]);
-                        wait_until(deadline);
-                        let now = Instant::now();
-                        let mut end = first;
-                        while end < arrivals.len()
-                            && end - first < cfg.max_batch
-                            && arrivals[end] <= now
-                        {
-                            end += 1;
-                        }
-                        d.next = end;
-                        let backlog = arrivals[end..].partition_point(|a| *a <= now);
-                        drop(d);
-                        let intended = deadline.max(free_at);
-                        let start = Instant::now();
-                        out.lag_us
-                            .push(start.saturating_duration_since(intended).as_secs_f64() * 1e6);
-                        svc.serve(end - first)?;
-                        let fin = Instant::now();
-                        free_at = fin;
-                        out.batches += 1;
-                        out.last_done = Some(fin);
-                        for a in &arrivals[first..end] {
-                            let lat = fin - *a;
-                            if lat > sla {
-                                over.fetch_add(1, Ordering::Relaxed);
-                            }
-                            out.latency_ms.push(lat.as_secs_f64() * 1e3);
-                            out.queue_ms
-                                .push(start.saturating_duration_since(*a).as_secs_f64() * 1e3);
-                        }
-                        let completed =
-                            done.fetch_add(end - first, Ordering::Relaxed) + end - first;
-                        // Early stop when the SLA is clearly missed: more than 3% of at least
-                        // 200 requests over it (p99 needs at most 1%), or a backlog that alone
-                        // takes longer than 10× the SLA to arrive at this rate.
-                        let over_n = over.load(Ordering::Relaxed);
-                        let reason = if completed >= 200 && over_n * 100 > completed * 3 {
-                            Some(format!("{over_n} of {completed} requests over the SLA"))
-                        } else if backlog as f64
-                            > (cfg.rate_qps * cfg.sla_p99_ms / 1e3 * 10.0).max(50.0)
-                        {
-                            Some(format!(
-                                "backlog of {backlog} requests: the server cannot keep up"
-                            ))
-                        } else {
-                            None
-                        };
-                        if let Some(r) = reason {
-                            early.lock().unwrap().get_or_insert(r);
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(out)
-                })
+                let shared = &shared;
+                scope.spawn(move || serve(cfg, shared, svc))
             })
             .collect();
         handles
@@ -202,7 +121,96 @@ pub fn probe<S: Service>(cfg: &ProbeConfig, services: &mut [S]) -> Result<Probe>
             .map(|h| h.join().expect("service thread panicked"))
             .collect()
     });
+    summarise(cfg, t0, shared.early.into_inner().unwrap(), results)
+}
 
+/// One instance's loop: take the requests that have arrived (waiting for the first, then for
+/// more until the batch is full or the oldest has waited `max_queue_delay`), serve them, record
+/// each request's latency from its scheduled arrival, and stop the probe early when the SLA is
+/// clearly missed.
+fn serve<S: Service>(cfg: &ProbeConfig, sh: &Shared, svc: &mut S) -> Result<Served> {
+    set_timer_slack();
+    let arrivals = &sh.arrivals;
+    let mut out = Served {
+        latency_ms: vec![],
+        queue_ms: vec![],
+        lag_us: vec![],
+        batches: 0,
+        last_done: None,
+    };
+    let mut free_at = Instant::now();
+    loop {
+        if sh.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Decide the next batch under the lock.
+        let mut d = sh.dispatch.lock().unwrap();
+        let first = d.next;
+        if first >= arrivals.len() {
+            break;
+        }
+        let last_possible = (first + cfg.max_batch).min(arrivals.len()) - 1;
+        let deadline = (arrivals[first] + cfg.max_queue_delay).min(arrivals[last_possible]);
+        wait_until(deadline);
+        let now = Instant::now();
+        let mut end = first;
+        while end < arrivals.len() && end - first < cfg.max_batch && arrivals[end] <= now {
+            end += 1;
+        }
+        d.next = end;
+        let backlog = arrivals[end..].partition_point(|a| *a <= now);
+        drop(d);
+        let intended = deadline.max(free_at);
+        let start = Instant::now();
+        out.lag_us
+            .push(start.saturating_duration_since(intended).as_secs_f64() * 1e6);
+        svc.serve(end - first)?;
+        let fin = Instant::now();
+        free_at = fin;
+        out.batches += 1;
+        out.last_done = Some(fin);
+        for a in &arrivals[first..end] {
+            let lat = fin - *a;
+            if lat > sh.sla {
+                sh.over.fetch_add(1, Ordering::Relaxed);
+            }
+            out.latency_ms.push(lat.as_secs_f64() * 1e3);
+            out.queue_ms
+                .push(start.saturating_duration_since(*a).as_secs_f64() * 1e3);
+        }
+        let completed = sh.done.fetch_add(end - first, Ordering::Relaxed) + end - first;
+        if let Some(r) = early_stop(cfg, completed, sh.over.load(Ordering::Relaxed), backlog) {
+            sh.early.lock().unwrap().get_or_insert(r);
+            sh.stop.store(true, Ordering::Relaxed);
+        }
+    }
+    Ok(out)
+}
+
+/// Why a probe should stop before its planned duration: more than 3% of at least 200 requests
+/// over the SLA (p99 needs at most 1%), or a backlog that alone takes longer than 10× the SLA
+/// to arrive at this rate.
+fn early_stop(cfg: &ProbeConfig, completed: usize, over: usize, backlog: usize) -> Option<String> {
+    if completed >= 200 && over * 100 > completed * 3 {
+        Some(format!("{over} of {completed} requests over the SLA"))
+    } else if backlog as f64 > (cfg.rate_qps * cfg.sla_p99_ms / 1e3 * 10.0).max(50.0) {
+        Some(format!(
+            "backlog of {backlog} requests: the server cannot keep up"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The probe's point of the curve from what every instance served. The achieved rate is over
+/// the planned duration, or until the last completion when that is later (or the probe stopped
+/// early).
+fn summarise(
+    cfg: &ProbeConfig,
+    t0: Instant,
+    early_stop: Option<String>,
+    results: Vec<Result<Served>>,
+) -> Result<Probe> {
     let mut lat = Vec::new();
     let mut queue = Vec::new();
     let mut lag = Vec::new();
@@ -219,11 +227,10 @@ pub fn probe<S: Service>(cfg: &ProbeConfig, services: &mut [S]) -> Result<Probe>
         }
     }
     let completed = lat.len();
-    let early_stop = early.into_inner().unwrap();
     let span = if early_stop.is_some() {
         (last - t0).as_secs_f64()
     } else {
-        (last - t0).as_secs_f64().max(duration)
+        (last - t0).as_secs_f64().max(cfg.duration_s())
     };
     let achieved = completed as f64 / span.max(1e-9);
     let l = Latency::from_samples(&lat);
@@ -272,22 +279,6 @@ fn wait_until(t: Instant) {
             std::hint::spin_loop();
         }
     }
-}
-
-/// The result of an operating-point search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerResult {
-    pub max_batch: usize,
-    pub max_queue_delay_ms: f64,
-    pub instances: usize,
-    pub sla_p99_ms: f64,
-    /// The highest probed rate that met the SLA; `None` when even the lowest did not.
-    pub operating_point: Option<CurvePoint>,
-    /// Every probed point of the search, in the order probed.
-    pub curve: Vec<CurvePoint>,
-    /// A second probe at the operating point; the run's latency, throughput and power are
-    /// this probe's.
-    pub confirmation: Option<CurvePoint>,
 }
 
 /// Finds the operating point, starting from `initial_qps` (e.g. half the offline capacity).

@@ -10,11 +10,11 @@ use std::time::Instant;
 use super::{inputs, parity, server};
 use crate::backend::{self, Embeddings, Encoder, EncoderOptions};
 use crate::error::{Error, Result};
-use crate::harness::stats::{thin, Latency};
 use crate::model::{ModelFiles, TokenBatch, Tokenizer};
 use crate::recommender::{self, ItemIndex};
 use crate::results::{Compute, Memory, RunResult, Status, Throughput};
 use crate::scenario::{Load, Mode, RunSpec};
+use crate::stats::{thin, Latency};
 use crate::telemetry::memory;
 
 /// Most latency samples kept in the results file.
@@ -138,12 +138,22 @@ fn inject_crash(spec: &RunSpec) {
     }
 }
 
+/// One timed iteration: encode, check the outputs are finite, score and rank. Returns whether
+/// the outputs were finite.
+type Step<'a> = dyn Fn(&mut Box<dyn Encoder>, &TokenBatch) -> Result<bool> + 'a;
+
+/// What a measurement loop hands back: latency samples in time order (per iteration offline and
+/// single-stream, per request under server load), the window they span, the requests served.
+struct Measured {
+    samples_ms: Vec<f64>,
+    window_s: f64,
+    requests: f64,
+}
+
 fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()> {
     let files = ModelFiles::resolve(spec.model, spec.seed)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let items = recommender::bundled_items();
-    let reference = parity::reference(&files, &tok)?;
-
     let opts = EncoderOptions {
         device: spec.device,
         precision: spec.precision,
@@ -153,23 +163,10 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     if let Some(k) = enc.kernels() {
         r.notes.push(format!("kernels: {k}"));
     }
-
     // Parity first: a run that computes the wrong thing is not timed.
-    let probes = parity::encode_probes(enc.as_mut(), &tok)?;
-    let key = parity::item_key(&files, spec.backend, spec.precision);
-    let item_index = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
-    let par = parity::compare(spec.precision, &probes, &item_index, &reference);
-    let passed = par.passed;
-    r.parity = Some(par.clone());
-    if !passed {
-        r.status = Status::Invalid;
-        r.reason = Some(format!(
-            "parity failed ({}): max abs diff {:.3e}, min cosine {:.6}, top-10 overlap {:.2}",
-            par.tolerance, par.max_abs_diff, par.min_cosine, par.top10_overlap
-        ));
+    let Some(item_index) = check_parity(spec, &files, &tok, &items, enc.as_mut(), r)? else {
         return Ok(());
-    }
-    drop(reference);
+    };
 
     let stream = inputs::token_stream(&tok, &items)?;
     let requests = match spec.load {
@@ -193,16 +190,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         }),
         head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
     };
-    r.timed_region = Some(match spec.mode {
-        Mode::TwoTower => format!(
-            "encoder forward of {requests} sequence(s) of {} tokens + dot-product scoring against {} item embeddings + top-{}",
-            spec.seq_len, spec.catalog_items, spec.top_k
-        ),
-        Mode::CrossEncoder => format!(
-            "encoder forward of {requests} request(s) × {} (user, item) pairs of {} tokens + relevance head + top-{}",
-            spec.candidates, spec.seq_len, spec.top_k
-        ),
-    });
+    r.timed_region = Some(timed_region(spec, requests));
 
     let rss_scope = if memory::reset_peak_rss() {
         "measurement"
@@ -221,22 +209,10 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         Ok(finite)
     };
 
-    // Warm-up: at least one iteration, then until warmup_s.
-    let t = Instant::now();
-    let mut warm_ms = Vec::new();
-    loop {
-        let t0 = Instant::now();
-        if !step(&mut enc, &batch)? {
-            return invalid_nan(r);
-        }
-        warm_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        if t.elapsed().as_secs_f64() >= spec.warmup_s {
-            break;
-        }
-    }
-
-    // `samples`: per iteration (offline, single-stream) or per request (server).
-    let (samples, measured_s, requests_done) = if spec.load == Load::Server {
+    let Some(warm_ms) = warm_up(spec, &step, &mut enc, &batch)? else {
+        return invalid_nan(r);
+    };
+    let measured = if spec.load == Load::Server {
         let mut services = vec![EncService {
             enc,
             batch: &batch,
@@ -255,93 +231,210 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
                 finite: true,
             });
         }
-        let t_full = super::stats::median(&warm_ms) / 1e3;
-        let initial = 0.5 * spec.instances as f64 * spec.batch as f64 / t_full.max(1e-6);
-        let base = server::ProbeConfig {
-            rate_qps: initial,
-            max_batch: spec.batch,
-            max_queue_delay: std::time::Duration::from_secs_f64(spec.max_queue_delay_ms / 1e3),
-            sla_p99_ms: spec.sla_p99_ms,
-            min_s: spec.min_s,
-            min_queries: spec.min_queries,
-            max_s: spec.max_s,
-            seed: spec.seed,
-        };
-        let (mut search, _) = server::find_operating_point(
-            &base,
-            &mut services,
-            initial,
-            crate::scenario::SERVER_PROBES,
-        )?;
-        if services.iter().any(|s| !s.finite) {
-            return invalid_nan(r);
-        }
-        let Some(op) = search.operating_point.clone() else {
-            r.server = Some(search);
-            r.status = Status::Ok;
-            r.notes.push(format!(
-                "no probed rate kept p99 within the {} ms SLA: no operating point",
-                spec.sla_p99_ms
-            ));
-            return Ok(());
-        };
-        // Confirmation probe at the operating point, with power sampled over it alone.
-        let power = crate::telemetry::start_power();
-        let confirm = server::probe(
-            &server::ProbeConfig {
-                rate_qps: op.offered_qps,
-                ..base
-            },
-            &mut services,
-        )?;
-        r.power = power.stop(crate::telemetry::cpu_tdp());
-        if !confirm.point.meets_sla {
-            r.notes.push(format!(
-                "the confirmation probe at {:.1} QPS gave p99 {:.2} ms (search: {:.2} ms): the operating point is marginal",
-                op.offered_qps, confirm.point.p99_ms, op.p99_ms
-            ));
-        }
-        let span = confirm.point.completed as f64 / confirm.point.achieved_qps.max(1e-9);
-        let completed = confirm.point.completed as f64;
-        search.confirmation = Some(confirm.point);
-        r.server = Some(search);
-        (confirm.latencies_ms, span, completed)
+        let t_full = crate::stats::median(&warm_ms) / 1e3;
+        measure_server(spec, &mut services, t_full, r)?
     } else {
-        let mut samples = Vec::new();
-        let power = crate::telemetry::start_power();
-        let window = Instant::now();
-        loop {
-            let t0 = Instant::now();
-            let finite = step(&mut enc, &batch)?;
-            samples.push(t0.elapsed().as_secs_f64() * 1e3);
-            if !finite {
-                return invalid_nan(r);
-            }
-            let el = window.elapsed().as_secs_f64();
-            if (el >= spec.min_s && samples.len() >= spec.min_queries) || el >= spec.max_s {
-                break;
-            }
-        }
-        let measured_s = window.elapsed().as_secs_f64();
-        r.power = power.stop(crate::telemetry::cpu_tdp());
-        if samples.len() < spec.min_queries {
-            r.notes.push(format!(
-                "stopped at max_s = {} s with {} of the {} iterations asked for; percentiles beyond p{} are interpolated from few samples",
-                spec.max_s,
-                samples.len(),
-                spec.min_queries,
-                ((1.0 - 1.0 / samples.len() as f64) * 100.0).floor()
-            ));
-        }
-        let done = samples.len() as f64 * requests as f64;
-        (samples, measured_s, done)
+        measure_offline(spec, &step, &mut enc, &batch, requests, r)?
     };
-    let sequences = requests_done * spec.candidates as f64;
+    let Some(m) = measured else {
+        // The loop recorded why the run has no timed figures (NaN, or no operating point).
+        return Ok(());
+    };
+    record(spec, &files, ceiling, &m, r);
+    r.memory = Memory {
+        peak_rss_bytes: memory::peak_rss_bytes(),
+        rss_scope: Some(rss_scope.into()),
+        device_peak_bytes: None,
+        device_used_bytes: device_used_bytes(),
+    };
+    r.status = Status::Ok;
+    Ok(())
+}
+
+/// Compares the run's probe and catalog embeddings with the reference and records the verdict.
+/// Returns the run's item embeddings when parity passed, `None` (the run `invalid`) when not.
+fn check_parity(
+    spec: &RunSpec,
+    files: &ModelFiles,
+    tok: &Tokenizer,
+    items: &[recommender::Item],
+    enc: &mut dyn Encoder,
+    r: &mut RunResult,
+) -> Result<Option<ItemIndex>> {
+    let reference = parity::reference(files, tok)?;
+    let probes = parity::encode_probes(enc, tok)?;
+    let key = parity::item_key(files, spec.backend, spec.precision);
+    let item_index = recommender::item_index(enc, tok, items, &key)?;
+    let par = parity::compare(spec.precision, &probes, &item_index, &reference);
+    let passed = par.passed;
+    if !passed {
+        r.status = Status::Invalid;
+        r.reason = Some(format!(
+            "parity failed ({}): max abs diff {:.3e}, min cosine {:.6}, top-10 overlap {:.2}",
+            par.tolerance, par.max_abs_diff, par.min_cosine, par.top10_overlap
+        ));
+    }
+    r.parity = Some(par);
+    Ok(passed.then_some(item_index))
+}
+
+/// What the timed region of a run covers, in words.
+fn timed_region(spec: &RunSpec, requests: usize) -> String {
+    match spec.mode {
+        Mode::TwoTower => format!(
+            "encoder forward of {requests} sequence(s) of {} tokens + dot-product scoring against {} item embeddings + top-{}",
+            spec.seq_len, spec.catalog_items, spec.top_k
+        ),
+        Mode::CrossEncoder => format!(
+            "encoder forward of {requests} request(s) × {} (user, item) pairs of {} tokens + relevance head + top-{}",
+            spec.candidates, spec.seq_len, spec.top_k
+        ),
+    }
+}
+
+/// At least one iteration, then until `warmup_s`. Returns the iteration times, or `None` when
+/// an output was not finite.
+fn warm_up(
+    spec: &RunSpec,
+    step: &Step,
+    enc: &mut Box<dyn Encoder>,
+    batch: &TokenBatch,
+) -> Result<Option<Vec<f64>>> {
+    let t = Instant::now();
+    let mut warm_ms = Vec::new();
+    loop {
+        let t0 = Instant::now();
+        if !step(enc, batch)? {
+            return Ok(None);
+        }
+        warm_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if t.elapsed().as_secs_f64() >= spec.warmup_s {
+            return Ok(Some(warm_ms));
+        }
+    }
+}
+
+/// Offline and single-stream load: back-to-back iterations until both `min_s` and
+/// `min_queries` are met, or `max_s`; power sampled over the window.
+fn measure_offline(
+    spec: &RunSpec,
+    step: &Step,
+    enc: &mut Box<dyn Encoder>,
+    batch: &TokenBatch,
+    requests: usize,
+    r: &mut RunResult,
+) -> Result<Option<Measured>> {
+    let mut samples = Vec::new();
+    let power = crate::telemetry::start_power();
+    let window = Instant::now();
+    loop {
+        let t0 = Instant::now();
+        let finite = step(enc, batch)?;
+        samples.push(t0.elapsed().as_secs_f64() * 1e3);
+        if !finite {
+            invalid_nan(r)?;
+            return Ok(None);
+        }
+        let el = window.elapsed().as_secs_f64();
+        if (el >= spec.min_s && samples.len() >= spec.min_queries) || el >= spec.max_s {
+            break;
+        }
+    }
+    let window_s = window.elapsed().as_secs_f64();
+    r.power = power.stop(crate::telemetry::cpu_tdp());
+    if samples.len() < spec.min_queries {
+        r.notes.push(format!(
+            "stopped at max_s = {} s with {} of the {} iterations asked for; percentiles beyond p{} are interpolated from few samples",
+            spec.max_s,
+            samples.len(),
+            spec.min_queries,
+            ((1.0 - 1.0 / samples.len() as f64) * 100.0).floor()
+        ));
+    }
+    let requests = samples.len() as f64 * requests as f64;
+    Ok(Some(Measured {
+        samples_ms: samples,
+        window_s,
+        requests,
+    }))
+}
+
+/// Server load: the operating-point search from half the warm-up's capacity, then a
+/// confirmation probe at the operating point whose latencies, throughput and power are the
+/// run's; power sampled over the confirmation probe alone.
+fn measure_server(
+    spec: &RunSpec,
+    services: &mut [EncService],
+    warm_iteration_s: f64,
+    r: &mut RunResult,
+) -> Result<Option<Measured>> {
+    let initial = 0.5 * spec.instances as f64 * spec.batch as f64 / warm_iteration_s.max(1e-6);
+    let base = server::ProbeConfig {
+        rate_qps: initial,
+        max_batch: spec.batch,
+        max_queue_delay: std::time::Duration::from_secs_f64(spec.max_queue_delay_ms / 1e3),
+        sla_p99_ms: spec.sla_p99_ms,
+        min_s: spec.min_s,
+        min_queries: spec.min_queries,
+        max_s: spec.max_s,
+        seed: spec.seed,
+    };
+    let (mut search, _) =
+        server::find_operating_point(&base, services, initial, crate::scenario::SERVER_PROBES)?;
+    if services.iter().any(|s| !s.finite) {
+        invalid_nan(r)?;
+        return Ok(None);
+    }
+    let Some(op) = search.operating_point.clone() else {
+        r.server = Some(search);
+        r.status = Status::Ok;
+        r.notes.push(format!(
+            "no probed rate kept p99 within the {} ms SLA: no operating point",
+            spec.sla_p99_ms
+        ));
+        return Ok(None);
+    };
+    let power = crate::telemetry::start_power();
+    let confirm = server::probe(
+        &server::ProbeConfig {
+            rate_qps: op.offered_qps,
+            ..base
+        },
+        services,
+    )?;
+    r.power = power.stop(crate::telemetry::cpu_tdp());
+    if !confirm.point.meets_sla {
+        r.notes.push(format!(
+            "the confirmation probe at {:.1} QPS gave p99 {:.2} ms (search: {:.2} ms): the operating point is marginal",
+            op.offered_qps, confirm.point.p99_ms, op.p99_ms
+        ));
+    }
+    let window_s = confirm.point.completed as f64 / confirm.point.achieved_qps.max(1e-9);
+    let requests = confirm.point.completed as f64;
+    search.confirmation = Some(confirm.point);
+    r.server = Some(search);
+    Ok(Some(Measured {
+        samples_ms: confirm.latencies_ms,
+        window_s,
+        requests,
+    }))
+}
+
+/// The run's figures from what its loop measured: throughput, compute and efficiency, latency
+/// statistics (flagged unstable above 10% CV), and the thinned samples.
+fn record(
+    spec: &RunSpec,
+    files: &ModelFiles,
+    ceiling: Option<f64>,
+    m: &Measured,
+    r: &mut RunResult,
+) {
+    let sequences = m.requests * spec.candidates as f64;
     let tp = Throughput {
-        sequences_per_s: sequences / measured_s,
-        tokens_per_s: sequences * spec.seq_len as f64 / measured_s,
-        requests_per_s: requests_done / measured_s,
-        measured_s,
+        sequences_per_s: sequences / m.window_s,
+        tokens_per_s: sequences * spec.seq_len as f64 / m.window_s,
+        requests_per_s: m.requests / m.window_s,
+        measured_s: m.window_s,
     };
     let flops = files.config.flops_per_sequence(spec.seq_len);
     let achieved = flops * tp.sequences_per_s / 1e9;
@@ -351,7 +444,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         gemm_ceiling_gflops: ceiling,
         efficiency: ceiling.map(|c| achieved / c),
     });
-    r.latency = Latency::from_samples(&samples);
+    r.latency = Latency::from_samples(&m.samples_ms);
     if let Some(l) = &r.latency {
         if l.unstable {
             r.notes.push(format!(
@@ -361,15 +454,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         }
     }
     r.throughput = Some(tp);
-    r.memory = Memory {
-        peak_rss_bytes: memory::peak_rss_bytes(),
-        rss_scope: Some(rss_scope.into()),
-        device_peak_bytes: None,
-        device_used_bytes: device_used_bytes(),
-    };
-    r.samples_ms = thin(&samples, MAX_SAMPLES);
-    r.status = Status::Ok;
-    Ok(())
+    r.samples_ms = thin(&m.samples_ms, MAX_SAMPLES);
 }
 
 #[cfg(feature = "nvml")]

@@ -2,6 +2,7 @@
 //! seeded synthetic), the tokenizer, the shared token-batch input and a float64 reference
 //! forward used to check the backends, and the ONNX export of the same model.
 
+pub mod bert;
 pub mod config;
 pub mod inputs;
 pub mod onnx;

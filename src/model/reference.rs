@@ -3,44 +3,44 @@
 //! It exists to check the backends against arithmetic that shares none of their code: the tests
 //! compare candle's fp32 output with it. It is slow by design; use it on `tiny` or short inputs.
 
-use std::collections::HashMap;
 use std::path::Path;
 
+use super::bert::{BertTensors, Dense, Norm};
 use super::{BertConfig, TokenBatch};
 use crate::error::{Error, Result};
 
-/// Weights as f64 vectors keyed by tensor name.
-pub struct RefWeights(HashMap<String, Vec<f64>>);
+/// Weights as f64 vectors.
+pub struct RefWeights(BertTensors<Vec<f64>>);
 
 impl RefWeights {
-    /// Loads every f32 tensor of a safetensors file.
-    pub fn load(path: &Path) -> Result<RefWeights> {
+    /// Loads every tensor of `cfg`'s model from a safetensors file of f32 tensors.
+    pub fn load(path: &Path, cfg: &BertConfig) -> Result<RefWeights> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-        let mut map = HashMap::new();
-        for (name, view) in st.tensors() {
+        let t = BertTensors::read(cfg, |name, _| {
+            let view = st
+                .tensor(name)
+                .map_err(|e| Error::Model(format!("{}: {name}: {e}", path.display())))?;
             if view.dtype() != safetensors::Dtype::F32 {
-                continue;
+                return Err(Error::Model(format!(
+                    "{}: {name} is {:?}, the reference reads f32",
+                    path.display(),
+                    view.dtype()
+                )));
             }
-            let v = view
+            Ok(view
                 .data()
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                .collect();
-            map.insert(name, v);
-        }
-        Ok(RefWeights(map))
-    }
-
-    fn get(&self, name: &str) -> &[f64] {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("reference weights lack {name}"))
+                .collect())
+        })?;
+        Ok(RefWeights(t))
     }
 }
 
-fn layer_norm(x: &mut [f64], w: &[f64], b: &[f64], eps: f64) {
+fn layer_norm(x: &mut [f64], n: &Norm<Vec<f64>>, eps: f64) {
+    let (w, b) = (&n.weight, &n.bias);
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
     let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
@@ -51,7 +51,8 @@ fn layer_norm(x: &mut [f64], w: &[f64], b: &[f64], eps: f64) {
 }
 
 /// y = x · Wᵀ + b for one row; W is `[out, in]` row-major (PyTorch layout).
-fn linear(x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+fn linear(x: &[f64], d: &Dense<Vec<f64>>) -> Vec<f64> {
+    let (w, b) = (&d.weight, &d.bias);
     let inp = x.len();
     b.iter()
         .enumerate()
@@ -106,9 +107,8 @@ pub fn forward(cfg: &BertConfig, w: &RefWeights, batch: &TokenBatch) -> Vec<Vec<
         let row = b * batch.seq_len;
         let len = batch.seq_len;
         let mask = &batch.attention_mask[row..row + len];
-        let word = w.get("embeddings.word_embeddings.weight");
-        let pos = w.get("embeddings.position_embeddings.weight");
-        let typ = w.get("embeddings.token_type_embeddings.weight");
+        let e = &w.0.embeddings;
+        let (word, pos, typ) = (&e.word, &e.position, &e.token_type);
         let mut x: Vec<Vec<f64>> = (0..len)
             .map(|t| {
                 let id = batch.input_ids[row + t] as usize;
@@ -116,25 +116,17 @@ pub fn forward(cfg: &BertConfig, w: &RefWeights, batch: &TokenBatch) -> Vec<Vec<
                 let mut v: Vec<f64> = (0..h)
                     .map(|j| word[id * h + j] + pos[t * h + j] + typ[ty * h + j])
                     .collect();
-                layer_norm(
-                    &mut v,
-                    w.get("embeddings.LayerNorm.weight"),
-                    w.get("embeddings.LayerNorm.bias"),
-                    eps,
-                );
+                layer_norm(&mut v, &e.norm, eps);
                 v
             })
             .collect();
-        for l in 0..cfg.num_layers {
-            let p = |n: &str| w.get(&format!("encoder.layer.{l}.{n}"));
-            let proj = |n: &str, x: &[Vec<f64>]| -> Vec<Vec<f64>> {
-                x.iter()
-                    .map(|r| linear(r, p(&format!("{n}.weight")), p(&format!("{n}.bias"))))
-                    .collect()
+        for l in &w.0.layers {
+            let proj = |d: &Dense<Vec<f64>>, x: &[Vec<f64>]| -> Vec<Vec<f64>> {
+                x.iter().map(|r| linear(r, d)).collect()
             };
-            let q = proj("attention.self.query", &x);
-            let k = proj("attention.self.key", &x);
-            let v = proj("attention.self.value", &x);
+            let q = proj(&l.query, &x);
+            let k = proj(&l.key, &x);
+            let v = proj(&l.value, &x);
             let mut ctx = vec![vec![0.0; h]; len];
             let scale = 1.0 / (hd as f64).sqrt();
             for head in 0..nh {
@@ -157,33 +149,23 @@ pub fn forward(cfg: &BertConfig, w: &RefWeights, batch: &TokenBatch) -> Vec<Vec<
                     }
                 }
             }
-            let attn = proj("attention.output.dense", &ctx);
+            let attn = proj(&l.attn_out, &ctx);
             for (xi, ai) in x.iter_mut().zip(&attn) {
                 for (a, b) in xi.iter_mut().zip(ai) {
                     *a += b;
                 }
-                layer_norm(
-                    xi,
-                    p("attention.output.LayerNorm.weight"),
-                    p("attention.output.LayerNorm.bias"),
-                    eps,
-                );
+                layer_norm(xi, &l.attn_norm, eps);
             }
-            let inter: Vec<Vec<f64>> = proj("intermediate.dense", &x)
+            let inter: Vec<Vec<f64>> = proj(&l.intermediate, &x)
                 .into_iter()
                 .map(|r| r.into_iter().map(gelu).collect())
                 .collect();
-            let ffn = proj("output.dense", &inter);
+            let ffn = proj(&l.output, &inter);
             for (xi, fi) in x.iter_mut().zip(&ffn) {
                 for (a, b) in xi.iter_mut().zip(fi) {
                     *a += b;
                 }
-                layer_norm(
-                    xi,
-                    p("output.LayerNorm.weight"),
-                    p("output.LayerNorm.bias"),
-                    eps,
-                );
+                layer_norm(xi, &l.out_norm, eps);
             }
         }
         let mut pooled = vec![0.0; h];

@@ -145,51 +145,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Names and shapes of every tensor of a BERT encoder, in the Hugging Face `BertModel` naming
-/// used by all-MiniLM-L6-v2 (no `bert.` prefix, no pooler).
-pub fn tensor_shapes(c: &BertConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i) = (c.hidden_size, c.intermediate_size);
-    let mut v = vec![
-        (
-            "embeddings.word_embeddings.weight".to_string(),
-            vec![c.vocab_size, h],
-        ),
-        (
-            "embeddings.position_embeddings.weight".into(),
-            vec![c.max_position, h],
-        ),
-        (
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![c.type_vocab_size, h],
-        ),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-    ];
-    for l in 0..c.num_layers {
-        let p = format!("encoder.layer.{l}");
-        for (name, shape) in [
-            ("attention.self.query.weight", vec![h, h]),
-            ("attention.self.query.bias", vec![h]),
-            ("attention.self.key.weight", vec![h, h]),
-            ("attention.self.key.bias", vec![h]),
-            ("attention.self.value.weight", vec![h, h]),
-            ("attention.self.value.bias", vec![h]),
-            ("attention.output.dense.weight", vec![h, h]),
-            ("attention.output.dense.bias", vec![h]),
-            ("attention.output.LayerNorm.weight", vec![h]),
-            ("attention.output.LayerNorm.bias", vec![h]),
-            ("intermediate.dense.weight", vec![i, h]),
-            ("intermediate.dense.bias", vec![i]),
-            ("output.dense.weight", vec![h, i]),
-            ("output.dense.bias", vec![h]),
-            ("output.LayerNorm.weight", vec![h]),
-            ("output.LayerNorm.bias", vec![h]),
-        ] {
-            v.push((format!("{p}.{name}"), shape));
-        }
-    }
-    v
-}
+pub use super::bert::tensor_shapes;
 
 /// SplitMix64: a tiny, well-studied generator whose output is fixed by its definition, so the
 /// weights do not change when a dependency's RNG does.

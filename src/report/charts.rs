@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use super::{group_by, Row};
 use crate::error::{Error, Result};
 use crate::results::Status;
-use crate::scenario::Load;
+use crate::spec::Load;
 
 /// The bundled font (DejaVu Sans, Bitstream Vera licence: assets/fonts/DejaVu-LICENSE.txt).
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::charts::Chart;
+use super::columns::{cells, heads};
 use super::{fmt_opt, recommendation, unpriced_hosts, Row, Source};
 use crate::cost::Catalog;
 use crate::results::Status;
@@ -60,6 +61,8 @@ th{background:#f4f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
 code{background:#f4f4f6;padding:0 .2em}small{color:#555}";
 
+/// The whole page: recommendation, charts, valid runs, the runs that are not results, sources
+/// and prices, method.
 pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart]) -> String {
     let mut h = String::new();
     let _ = writeln!(
@@ -69,7 +72,17 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
         sources.len()
     );
 
-    // Recommendation.
+    recommendation_section(&mut h, rows, sources);
+    charts_section(&mut h, charts);
+    runs_section(&mut h, rows);
+    not_results_section(&mut h, rows);
+    sources_section(&mut h, rows, sources, catalog);
+    method_section(&mut h);
+    h
+}
+
+/// The cheapest configuration and the runner-up per (model, mode), or why there is none.
+fn recommendation_section(h: &mut String, rows: &[Row], sources: &[Source]) {
     h.push_str("<h2 id=\"recommendation\">Recommendation</h2>\n");
     let groups = recommendation(rows);
     if groups.is_empty() {
@@ -117,8 +130,10 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
         }
         h.push_str("</div>\n");
     }
+}
 
-    // Charts.
+/// Every chart, embedded, with its caption.
+fn charts_section(h: &mut String, charts: &[Chart]) {
     h.push_str("<h2 id=\"charts\">Charts</h2>\n");
     for c in charts {
         let _ = writeln!(
@@ -131,29 +146,58 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
             esc(&c.caption)
         );
     }
+}
 
-    // Valid runs.
-    h.push_str("<h2 id=\"runs\">Valid runs</h2>\n<table><tr><th>host</th><th>configuration</th><th>load</th><th class=n>p50 ms</th><th class=n>p99 ms</th><th class=n>req/s</th><th class=n>seq/s</th><th class=n>GFLOP/s (eff.)</th><th class=n>peak RSS MiB</th><th>power</th><th class=n>min cos</th><th>$/1k (basis)</th></tr>\n");
+/// The valid runs, from the run-row model plus their price.
+fn runs_section(h: &mut String, rows: &[Row]) {
+    let keys = [
+        "load",
+        "p50_ms",
+        "p99_ms",
+        "sequences_per_s",
+        "achieved_gflops",
+        "efficiency",
+        "peak_rss_bytes",
+        "parity_min_cosine",
+        "warnings",
+    ];
+    let th = |(title, numeric): (&str, bool)| {
+        format!(
+            "<th{}>{}</th>",
+            if numeric { " class=n" } else { "" },
+            esc(title)
+        )
+    };
+    let head: Vec<String> = heads(&keys).into_iter().map(th).collect();
+    let _ = writeln!(
+        h,
+        "<h2 id=\"runs\">Valid runs</h2>\n<table><tr><th>host</th><th>configuration</th>{}<th class=n>req/s</th><th>power</th><th>$/1k (basis)</th></tr>",
+        head.concat()
+    );
     for r in rows.iter().filter(|r| r.run.status == Status::Ok) {
         let run = r.run;
+        let tds: Vec<String> = cells(run, &keys, "—")
+            .iter()
+            .zip(heads(&keys))
+            .map(|(c, (_, numeric))| {
+                format!(
+                    "<td{}>{}</td>",
+                    if numeric { " class=n" } else { "" },
+                    esc(c)
+                )
+            })
+            .collect();
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{} ({})</td><td class=n>{}</td><td>{}</td><td class=n>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td>{}<td class=n>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.host),
             esc(&r.label()),
-            esc(run.spec.load.name()),
-            fmt_opt(run.latency.as_ref().map(|l| l.p50_ms), 2),
-            fmt_opt(r.p99_ms(), 2),
-            fmt_opt(r.cost.as_ref().map(|c| c.requests_per_s).or(run.throughput.as_ref().map(|t| t.requests_per_s)), 1),
-            fmt_opt(run.throughput.as_ref().map(|t| t.sequences_per_s), 1),
-            fmt_opt(run.compute.as_ref().map(|c| c.achieved_gflops), 1),
-            run.compute.as_ref().and_then(|c| c.efficiency).map_or("—".into(), |e| format!("{:.0}%", e * 100.0)),
-            fmt_opt(run.memory.peak_rss_bytes.map(|b| b as f64 / 1048576.0), 0),
+            tds.concat(),
+            fmt_opt(r.requests_per_s(), 1),
             esc(&match run.power.watts {
                 Some(w) => format!("{w:.1} W ({})", run.power.source),
                 None => format!("null ({})", run.power.source),
             }),
-            fmt_opt(run.parity.as_ref().map(|p| p.min_cosine), 6),
             esc(&match r.headline() {
                 Some(f) => format!("{:.6} ({})", f.cost_per_1k_usd, f.basis),
                 None => format!("unpriced: {}", r.mapping.detail),
@@ -161,8 +205,10 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
         );
     }
     h.push_str("</table>\n");
+}
 
-    // Runs that are not results.
+/// Invalid, failed and skipped runs with their reasons.
+fn not_results_section(h: &mut String, rows: &[Row]) {
     h.push_str("<h2 id=\"not-results\">Invalid, failed and skipped runs</h2>\n<p>These are never drawn or priced.</p><table><tr><th>host</th><th>status</th><th>run</th><th>reason</th></tr>\n");
     let mut any = false;
     for r in rows.iter().filter(|r| r.run.status != Status::Ok) {
@@ -180,8 +226,10 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
         h.push_str("<tr><td colspan=4>none</td></tr>\n");
     }
     h.push_str("</table>\n");
+}
 
-    // Sources.
+/// The results files with their machines, and the catalog prices used.
+fn sources_section(h: &mut String, rows: &[Row], sources: &[Source], catalog: &Catalog) {
     h.push_str("<h2 id=\"sources\">Sources</h2>\n<table><tr><th>results file (SHA-256)</th><th>scenario</th><th>host</th><th>CPU</th><th>GPUs</th><th>memory</th><th>OS / kernel</th><th>fp32 GEMM ceiling</th><th>idle power</th><th>recbench</th></tr>\n");
     for s in sources {
         let e = &s.file.environment;
@@ -260,10 +308,11 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
             .collect::<Vec<_>>()
             .join(", "))
     );
+}
 
-    // Method.
+/// How every figure was measured and priced.
+fn method_section(h: &mut String) {
     h.push_str("<h2 id=\"method\">Method</h2><ul>\n<li>Each run executes in its own worker process. Inputs are tokenised before timing; every sequence is exactly <code>seq_len</code> tokens of real catalog text. The timed region of each run is stated in its results entry (encoder forward, plus scoring against item embeddings and top-k in two-tower mode, or the relevance head and top-k in cross-encoder mode).</li>\n<li>Warm-up, then measurement until both a minimum duration and a minimum number of iterations are met, bounded by a maximum duration. Latency percentiles are linear-interpolated; runs with a coefficient of variation above 10% are flagged unstable.</li>\n<li>Server load: seeded Poisson arrivals, dynamic batching, latency from each request's scheduled arrival (no coordinated omission). The operating point is the highest probed rate whose p99 is within the SLA and whose achieved rate is within 2% of the offered rate; its latency, throughput and power come from a confirmation probe at that rate.</li>\n<li>Parity: every run's embeddings of 16 probe queries and of the demo catalog are compared with candle fp32 on the CPU; fp32 must agree within 1e-4 (max abs), fp16/bf16 at cosine ≥ 0.999, int8 at cosine ≥ 0.99 with top-10 overlap ≥ 0.9. Runs that fail are <i>invalid</i> and not shown as results.</li>\n<li>Cost per 1k requests = 1000 × hourly price / 3600 / requests per second, at the SLA operating point when the run has one, else at peak offline throughput (labelled). The 95% interval comes from a bootstrap of the iteration times (offline) or from the bisection bracket (server). A GPU run on a multi-GPU instance is charged its per-GPU share. Owned hardware: purchase price over its lifetime plus energy × electricity price × PUE.</li>\n<li>Energy per 1k requests = average power × 1000 / requests per second. Power comes from RAPL or NVML counters, or from a labelled TDP estimate; where none is possible it is null, never 0.</li>\n</ul>\n</body></html>\n");
-    h
 }
 
 #[cfg(test)]

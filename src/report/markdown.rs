@@ -1,5 +1,6 @@
 //! `summary.md`: the recommendation and a compact table, for CI step summaries.
 
+use super::columns::cells;
 use super::{fmt_opt, recommendation, Row, Source};
 use crate::results::Status;
 
@@ -32,7 +33,7 @@ pub fn summary(rows: &[Row], sources: &[Source]) -> String {
         for (i, r) in rec.iter().enumerate() {
             let f = r.headline().unwrap();
             out.push_str(&format!(
-                "{}. **{}** — ${:.6} per 1k requests ({}; 95% CI {:.6}–{:.6}), p99 {} ms ≤ SLA {} ms, {:.1} req/s ({:?})\n",
+                "{}. **{}** — ${:.6} per 1k requests ({}; 95% CI {:.6}–{:.6}), p99 {} ms ≤ SLA {} ms, {:.1} req/s ({})\n",
                 i + 1,
                 cell(&r.label()),
                 f.cost_per_1k_usd,
@@ -42,32 +43,37 @@ pub fn summary(rows: &[Row], sources: &[Source]) -> String {
                 fmt_opt(r.p99_ms(), 2),
                 r.sla_ms(),
                 r.cost.as_ref().unwrap().requests_per_s,
-                r.cost.as_ref().unwrap().rate_basis
+                r.cost.as_ref().unwrap().rate_basis.name()
             ));
         }
         out.push('\n');
     }
-    out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $/1k (basis) | parity cos |\n|---|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $/1k (basis) | parity cos | warnings |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for r in rows.iter().filter(|r| r.run.status != Status::Skipped) {
+        let c = cells(
+            r.run,
+            &[
+                "status",
+                "p50_ms",
+                "p99_ms",
+                "parity_min_cosine",
+                "warnings",
+            ],
+            "—",
+        );
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            r.run.status.name(),
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c[0],
             cell(&r.label()),
-            fmt_opt(r.run.latency.as_ref().map(|l| l.p50_ms), 2),
-            fmt_opt(r.p99_ms(), 2),
-            fmt_opt(
-                r.cost.as_ref().map(|c| c.requests_per_s).or(r
-                    .run
-                    .throughput
-                    .as_ref()
-                    .map(|t| t.requests_per_s)),
-                1
-            ),
+            c[1],
+            c[2],
+            fmt_opt(r.requests_per_s(), 1),
             r.headline().map_or("unpriced".into(), |f| format!(
                 "{:.6} ({})",
                 f.cost_per_1k_usd, f.basis
             )),
-            fmt_opt(r.run.parity.as_ref().map(|p| p.min_cosine), 5),
+            c[3],
+            cell(&c[4]),
         ));
     }
     let skipped = rows

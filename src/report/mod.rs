@@ -8,6 +8,7 @@
 //! drawn as valid points.
 
 mod charts;
+pub mod columns;
 mod csv;
 mod html;
 mod markdown;
@@ -15,10 +16,10 @@ mod markdown;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::backend::Device;
 use crate::cost::{self, Catalog, Mapping, RunCost};
 use crate::error::{Error, Result};
 use crate::results::{ResultsFile, RunResult, Status};
+use crate::spec::Device;
 
 /// One results file read into a report.
 pub struct Source {
@@ -37,24 +38,24 @@ pub struct Row<'a> {
 }
 
 impl Row<'_> {
-    /// Short human label of the configuration.
+    /// Short human label of the configuration, with the hardware it is priced as (or its
+    /// host).
     pub fn label(&self) -> String {
-        let s = &self.run.spec;
         let hw = self
             .cost
             .as_ref()
             .map_or(self.host.clone(), |c| c.hardware_id.clone());
-        format!(
-            "{hw} {} | {} {} | {} {} | {} b{} s{}",
-            s.device,
-            s.backend,
-            s.precision,
-            s.model,
-            s.mode.name(),
-            s.load.name(),
-            s.batch,
-            s.seq_len
-        )
+        format!("{hw} {}", columns::spec_label(&self.run.spec))
+    }
+
+    /// Requests per second the run is priced at (the operating point under server load), else
+    /// its measured throughput.
+    pub fn requests_per_s(&self) -> Option<f64> {
+        self.cost.as_ref().map(|c| c.requests_per_s).or(self
+            .run
+            .throughput
+            .as_ref()
+            .map(|t| t.requests_per_s))
     }
 
     /// The cost figure on the preferred basis (on-demand, else the first available).
@@ -156,10 +157,9 @@ pub fn price<'a>(
             .find(|(h, _)| *h == host)
             .map(|(_, id)| (id.clone(), "--map"))
             .or_else(|| {
-                // `[cost] hardware = "id"` in the scenario.
-                let v: toml::Value = toml::from_str(&s.file.scenario.text).ok()?;
-                let id = v.get("cost")?.get("hardware")?.as_str()?;
-                (id != "auto").then(|| (id.to_string(), "the scenario's [cost] hardware"))
+                // `[cost] hardware = "id"` in the scenario, as validated when it ran.
+                let id = &s.file.scenario.cost.as_ref()?.hardware;
+                (id != "auto").then(|| (id.clone(), "the scenario's [cost] hardware"))
             });
         for r in &s.file.runs {
             let on_gpu = matches!(r.spec.device, Device::Cuda(_));

@@ -45,7 +45,7 @@ pub fn tiny_max_diff_vs_f64_reference(kind: BackendKind) -> f64 {
     assert_eq!((got.rows, got.dim), (2, files.config.hidden_size));
     let want = reference::forward(
         &files.config,
-        &RefWeights::load(&files.weights).unwrap(),
+        &RefWeights::load(&files.weights, &files.config).unwrap(),
         &batch,
     );
     let mut max = 0.0f64;

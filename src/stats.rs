@@ -1,28 +1,7 @@
-//! Summary statistics of latency samples.
+//! Summary statistics of latency samples: percentiles, the latency record of a run, thinning.
+//! Pure arithmetic, shared by the harness (which measures) and compare (which bootstraps).
 
-use serde::{Deserialize, Serialize};
-
-/// Latency distribution of the measured iterations, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub mean_ms: f64,
-    pub std_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
-    pub count: usize,
-    /// Coefficient of variation (std / mean).
-    pub cv: f64,
-    /// Samples more than 3.5 modified Z-scores (median absolute deviation) from the median.
-    pub outliers: usize,
-    /// True when cv > 0.10: the machine was noisy or the run too short; rerun on a quiet host
-    /// or raise `measure.min_s`.
-    pub unstable: bool,
-}
+pub use crate::results::Latency;
 
 /// Linear-interpolated percentile (`q` in 0..=1) of sorted data.
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {

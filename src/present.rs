@@ -1,0 +1,291 @@
+//! What the command line prints: every terminal table and listing, rendered to a string so the
+//! binary only parses arguments, calls the library and writes the result.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::backend::BackendInfo;
+use crate::cost::PlanOption;
+use crate::harness::parity::ParityRow;
+use crate::model::Preset;
+use crate::recommender::Item;
+use crate::report::columns::{column, text_table};
+use crate::results::{ResultsFile, Status};
+use crate::scenario::{PlannedRun, Scenario};
+use crate::spec::{BackendKind, Precision};
+use crate::telemetry::Inventory;
+
+/// The columns of the terminal table of a sweep.
+const SWEEP_COLUMNS: [&str; 19] = [
+    "status",
+    "backend",
+    "device",
+    "precision",
+    "model",
+    "mode",
+    "load",
+    "batch",
+    "seq_len",
+    "threads",
+    "p50_ms",
+    "p99_ms",
+    "requests_per_s",
+    "sequences_per_s",
+    "achieved_gflops",
+    "efficiency",
+    "parity_min_cosine",
+    "peak_rss_bytes",
+    "warnings",
+];
+
+/// `recbench run`: one line per run that ran, then the failed and invalid runs with their
+/// cause, then the skipped runs counted by reason.
+pub fn sweep(file: &ResultsFile) -> String {
+    let cols: Vec<_> = SWEEP_COLUMNS.iter().map(|k| column(k)).collect();
+    let head: Vec<(&str, bool)> = cols.iter().map(|c| (c.title, c.numeric)).collect();
+    let rows: Vec<Vec<String>> = file
+        .runs
+        .iter()
+        .filter(|r| r.status != Status::Skipped)
+        .map(|r| cols.iter().map(|c| c.of(r).display("-")).collect())
+        .collect();
+    let mut out = text_table(&head, &rows);
+    for r in file
+        .runs
+        .iter()
+        .filter(|r| matches!(r.status, Status::Failed | Status::Invalid))
+    {
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            r.status.name(),
+            r.spec.id,
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    let mut skipped: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in file.runs.iter().filter(|r| r.status == Status::Skipped) {
+        *skipped
+            .entry(r.reason.as_deref().unwrap_or(""))
+            .or_default() += 1;
+    }
+    for (reason, n) in skipped {
+        let _ = writeln!(out, "skipped {n} run(s): {reason}");
+    }
+    out
+}
+
+/// `recbench validate`: the verdict and every planned run, skipped ones with their reason.
+pub fn validation(path: &Path, sc: &Scenario, runs: &[PlannedRun]) -> String {
+    let mut s = String::new();
+    let skipped = runs.iter().filter(|r| r.skip.is_some()).count();
+    let _ = writeln!(
+        s,
+        "{}: ok; scenario {:?} expands to {} runs ({} to run, {} skipped)",
+        path.display(),
+        sc.name,
+        runs.len(),
+        runs.len() - skipped,
+        skipped
+    );
+    for r in runs {
+        let _ = match &r.skip {
+            None => writeln!(s, "  run   {}", r.spec.id),
+            Some(why) => writeln!(s, "  skip  {}: {why}", r.spec.id),
+        };
+    }
+    s
+}
+
+/// `recbench plan`: the options within the budget, cheapest first.
+pub fn plan(options: &[PlanOption], qps: f64, p99_ms: f64, headroom: f64) -> String {
+    let mut s = String::new();
+    if options.is_empty() {
+        let _ = writeln!(
+            s,
+            "No priced configuration meets p99 <= {p99_ms} ms. Unpriced hosts can be mapped with \
+             --map HOST=ID."
+        );
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "Serving {qps} requests/s with p99 <= {p99_ms} ms and {:.0}% headroom, cheapest first:",
+        headroom * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:<12} {:>10} {:>9} {:>10} {:>13}  {:<16} run",
+        "hardware", "basis", "cap. req/s", "p99 ms", "instances", "USD/month", "rate basis"
+    );
+    for o in options {
+        let _ = writeln!(
+            s,
+            "{:<22} {:<12} {:>10.1} {:>9.2} {:>10} {:>13.2}  {:<16} {}",
+            o.hardware_id,
+            o.basis,
+            o.capacity_per_instance_qps,
+            o.p99_ms,
+            o.instances,
+            o.monthly_usd,
+            o.rate_basis.name(),
+            o.run_id
+        );
+    }
+    s
+}
+
+/// `recbench parity`: one line per (model, backend, device, precision).
+pub fn parity(rows: &[ParityRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:<7} {:<6} {:<5} {:>12} {:>10} {:>10} {:>8}  verdict",
+        "model", "backend", "device", "prec", "max|diff|", "min cos", "mean cos", "top10"
+    );
+    for r in rows {
+        let head = format!(
+            "{:<10} {:<7} {:<6} {:<5}",
+            r.model.name(),
+            r.backend.name(),
+            r.device.to_string(),
+            r.precision.name()
+        );
+        let _ = match (&r.parity, &r.error) {
+            (Some(p), _) => writeln!(
+                s,
+                "{head} {:>12.3e} {:>10.6} {:>10.6} {:>8.2}  {} ({})",
+                p.max_abs_diff,
+                p.min_cosine,
+                p.mean_cosine,
+                p.top10_overlap,
+                if p.passed { "pass" } else { "FAIL" },
+                p.tolerance
+            ),
+            (None, e) => writeln!(s, "{head} not checked: {}", e.as_deref().unwrap_or("")),
+        };
+    }
+    s
+}
+
+/// The one-line count of a parity check, for stderr.
+pub fn parity_counts(rows: &[ParityRow]) -> String {
+    let checked = rows.iter().filter(|r| r.parity.is_some()).count();
+    let failed = rows
+        .iter()
+        .filter(|r| r.parity.as_ref().is_some_and(|p| !p.passed))
+        .count();
+    format!(
+        "parity: {checked} checked, {failed} failed, {} not checked (not in this build)",
+        rows.len() - checked
+    )
+}
+
+/// `recbench backends`: one line per backend.
+pub fn backends(inv: &[BackendInfo]) -> String {
+    let mut s = String::new();
+    for b in inv {
+        let p: Vec<&str> = b.precisions.iter().map(|p| p.name()).collect();
+        let _ = writeln!(
+            s,
+            "{:<7} {:<9} runtime {:<18} devices [{}] precisions [{}] {}",
+            b.backend.name(),
+            if b.compiled { "compiled" } else { "disabled" },
+            b.runtime_version,
+            b.devices.join(", "),
+            p.join(", "),
+            b.note
+        );
+    }
+    s
+}
+
+/// `recbench recommend`: the ranked items.
+pub fn recommendations(
+    user: &str,
+    best: &[(usize, f32)],
+    items: &[Item],
+    (preset, kind, precision): (Preset, BackendKind, Precision),
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Top {} for {:?} ({} on {}, {}):",
+        best.len(),
+        user,
+        preset,
+        kind,
+        precision
+    );
+    for (rank, (i, score)) in best.iter().enumerate() {
+        let it = &items[*i];
+        let _ = writeln!(
+            s,
+            "{:>3}. {:.3}  [{}] {} — {}",
+            rank + 1,
+            score,
+            it.kind,
+            it.title,
+            it.description
+        );
+    }
+    s
+}
+
+/// `recbench hardware`: what this machine has.
+pub fn inventory(inv: &Inventory) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    let gib = |b: Option<u64>| {
+        b.map_or("unknown".into(), |b| {
+            format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+        })
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "host            {}", inv.host);
+    let _ = writeln!(s, "cpu             {}", opt(&inv.cpu_model));
+    let _ = writeln!(s, "architecture    {}", inv.architecture);
+    let _ = writeln!(
+        s,
+        "cores           {} logical, {} physical, {} socket(s)",
+        inv.logical_cores,
+        inv.physical_cores
+            .map_or("unknown".into(), |c| c.to_string()),
+        inv.sockets.map_or("unknown".into(), |c| c.to_string())
+    );
+    let _ = writeln!(s, "cpu flags       {}", inv.cpu_flags.join(" "));
+    let _ = writeln!(
+        s,
+        "caches          L2 {}  L3 {}",
+        inv.l2_cache_bytes
+            .map_or("unknown".into(), |b| format!("{} KiB", b / 1024)),
+        inv.l3_cache_bytes
+            .map_or("unknown".into(), |b| format!("{} MiB", b / (1 << 20)))
+    );
+    let _ = writeln!(s, "memory          {}", gib(inv.memory_bytes));
+    let _ = writeln!(s, "os              {}", opt(&inv.os));
+    let _ = writeln!(s, "kernel          {}", opt(&inv.kernel));
+    let _ = writeln!(s, "virtualization  {}", opt(&inv.virtualization));
+    if inv.gpus.is_empty() {
+        let _ = writeln!(s, "gpus            none found ({})", inv.gpu_probe);
+    }
+    for g in &inv.gpus {
+        let _ = writeln!(
+            s,
+            "gpu {}           {} {}",
+            g.index,
+            g.name,
+            gib(g.memory_bytes)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "power sensors   {}",
+        if inv.power_sensors.is_empty() {
+            "none readable".to_string()
+        } else {
+            inv.power_sensors.join(", ")
+        }
+    );
+    let _ = writeln!(s, "power estimate  {}", inv.power_estimate);
+    s
+}

@@ -1,0 +1,202 @@
+//! The vocabulary every layer shares: which backend, device, precision, request shape and load a
+//! run names, with their parsing and the allowed-value lists that error messages quote.
+//!
+//! This module imports nothing of the crate: scenarios, results, backends, reports and the
+//! command line all depend on it, never the other way round.
+
+use serde::{Deserialize, Serialize};
+
+/// Implements `name`, `parse`, `allowed` and `Display` for a fieldless enum from one table of
+/// (variant, name) pairs, so the spelling of each value is written once.
+macro_rules! named {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in the order error messages list them.
+            pub const ALL: [$ty; [$($name),+].len()] = [$($ty::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+
+            /// The value called `s`, if any.
+            pub fn from_name(s: &str) -> Option<$ty> {
+                Self::ALL.into_iter().find(|v| v.name() == s)
+            }
+
+            /// The allowed values as error messages list them: `a, b, c`.
+            pub fn allowed() -> String {
+                Self::ALL.map(|v| v.name()).join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+/// Which inference runtime runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Candle,
+    Onnx,
+    Torch,
+}
+
+named!(BackendKind { Candle => "candle", Onnx => "onnx", Torch => "torch" });
+
+impl BackendKind {
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        Self::from_name(s)
+    }
+}
+
+/// Numeric precision of weights and compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+    Fp16,
+    Int8,
+}
+
+named!(Precision { Fp32 => "fp32", Bf16 => "bf16", Fp16 => "fp16", Int8 => "int8" });
+
+impl Precision {
+    /// Parses a precision name; `f32` and `f16` are accepted as aliases.
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s {
+            "f32" => Some(Precision::Fp32),
+            "f16" => Some(Precision::Fp16),
+            _ => Self::from_name(s),
+        }
+    }
+}
+
+/// Request shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One user sequence per request, scored against cached item embeddings.
+    TwoTower,
+    /// `candidates` (user, item) sequences per request, scored jointly.
+    CrossEncoder,
+}
+
+named!(Mode { TwoTower => "two-tower", CrossEncoder => "cross-encoder" });
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        Self::from_name(s)
+    }
+}
+
+/// How requests arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Load {
+    /// Back-to-back batches of `batch` requests: peak throughput.
+    Offline,
+    /// One request at a time, the next issued when the previous completes: best-case latency.
+    SingleStream,
+    /// Poisson arrivals at a target rate with dynamic batching.
+    Server,
+}
+
+named!(Load { Offline => "offline", SingleStream => "single-stream", Server => "server" });
+
+impl Load {
+    pub fn parse(s: &str) -> Option<Load> {
+        Self::from_name(s)
+    }
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Device {
+    /// The allowed spellings, as error messages list them.
+    pub const ALLOWED: &'static str = "cpu, cuda, cuda:N";
+
+    /// Parses `cpu`, `cuda` (device 0) or `cuda:N`.
+    pub fn parse(s: &str) -> Option<Device> {
+        match s {
+            "cpu" => Some(Device::Cpu),
+            "cuda" => Some(Device::Cuda(0)),
+            _ => s.strip_prefix("cuda:")?.parse().ok().map(Device::Cuda),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Device::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown device {s:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_allowed_lists_every_value() {
+        for b in BackendKind::ALL {
+            assert_eq!(BackendKind::parse(b.name()), Some(b));
+        }
+        for p in Precision::ALL {
+            assert_eq!(Precision::parse(p.name()), Some(p));
+        }
+        for m in Mode::ALL {
+            assert_eq!(Mode::parse(m.name()), Some(m));
+        }
+        for l in Load::ALL {
+            assert_eq!(Load::parse(l.name()), Some(l));
+        }
+        assert_eq!(BackendKind::allowed(), "candle, onnx, torch");
+        assert_eq!(Precision::allowed(), "fp32, bf16, fp16, int8");
+        assert_eq!(Mode::allowed(), "two-tower, cross-encoder");
+        assert_eq!(Load::allowed(), "offline, single-stream, server");
+        assert_eq!(Precision::parse("f16"), Some(Precision::Fp16));
+        assert_eq!(Device::parse("cuda:3"), Some(Device::Cuda(3)));
+        assert_eq!(Device::parse("gpu"), None);
+    }
+
+    #[test]
+    fn serde_names_match_the_display_names() {
+        for m in Mode::ALL {
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+        }
+        for l in Load::ALL {
+            assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{l}\""));
+        }
+        for p in Precision::ALL {
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+    }
+}
