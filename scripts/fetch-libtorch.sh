@@ -17,8 +17,8 @@ CUDART="nvidia-cuda-runtime==13.0.96"
 CUPTI="nvidia-cuda-cupti==13.0.85"
 
 if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
-  echo "fetch-libtorch: only Linux x86-64 is set up here; skipping (the torch backend stays off)"
-  exit 0
+  echo "fetch-libtorch: only Linux x86-64 is set up here; set RECBENCH_SKIP_LIBTORCH=1 to go on without the torch backend" >&2
+  exit 1
 fi
 if [ -f "$DEST/.complete-$TORCH_VERSION" ]; then
   echo "fetch-libtorch: libtorch $TORCH_VERSION already in $DEST"

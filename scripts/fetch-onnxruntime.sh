@@ -4,6 +4,7 @@
 # it into $RECBENCH_CACHE/onnxruntime/ (or .cache/onnxruntime/). recbench finds it there at run
 # time (ORT_DYLIB_PATH overrides). Nothing is downloaded at build time, and nothing but the
 # package registry is contacted. Safe to run again: it does nothing when the library is there.
+# A failed download is an error (exit 1): the set-up promised the backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${RECBENCH_CACHE:-.cache}"
@@ -17,14 +18,14 @@ if [ -f "$DEST/libonnxruntime.so.$VERSION" ] && [ -f "$DEST/.extracted-$VERSION"
 fi
 case "$(uname -s)-$(uname -m)" in
   Linux-x86_64 | Linux-aarch64) ;;
-  *) echo "fetch: no ONNX Runtime wheel handled for $(uname -s)-$(uname -m); skipping the onnx backend" >&2; exit 0 ;;
+  *) echo "fetch: no ONNX Runtime wheel handled for $(uname -s)-$(uname -m); set RECBENCH_SKIP_ONNX=1 to go on without the onnx backend" >&2; exit 1 ;;
 esac
 mkdir -p "$CACHE/wheels" "$DEST"
 echo "fetch: downloading onnxruntime $VERSION (about 28 MB) ..."
 if ! "$PY" -m pip download --quiet --no-deps --only-binary=:all: \
   --dest "$CACHE/wheels" "onnxruntime==$VERSION"; then
-  echo "fetch: could not download onnxruntime $VERSION; the onnx backend stays disabled" >&2
-  exit 0
+  echo "fetch: could not download onnxruntime $VERSION; set RECBENCH_SKIP_ONNX=1 to go on without the onnx backend" >&2
+  exit 1
 fi
 WHEEL=$(ls "$CACHE"/wheels/onnxruntime-"$VERSION"-*.whl | head -n1)
 "$PY" - "$WHEEL" "$DEST" "$VERSION" <<'PY'

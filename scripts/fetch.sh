@@ -12,8 +12,9 @@ DEST="$CACHE/models/minilm-l6"
 PY="${PYTHON:-python3}"
 [ -n "${RECBENCH_SKIP_LIBTORCH-}" ] || scripts/fetch-libtorch.sh
 
-# Optional runtime libraries (each skips itself when already there or not available).
-scripts/fetch-onnxruntime.sh
+# Optional runtime libraries (each does nothing when already there; a failed download is an
+# error unless RECBENCH_SKIP_ONNX=1 / RECBENCH_SKIP_LIBTORCH=1 says to go on without it).
+[ -n "${RECBENCH_SKIP_ONNX-}" ] || scripts/fetch-onnxruntime.sh
 
 if [ -f "$DEST/.sha256-verified" ]; then
   echo "fetch: MiniLM already in $DEST"

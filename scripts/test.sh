@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's second command (and CI's): fetch what the tests need, then formatting, lints and
 # the whole test suite, first in the default build (no native library), then with every
-# optional backend this machine has set up.
+# optional backend the set-up provides. It fails when a backend the set-up was meant to provide
+# is missing (RECBENCH_SKIP_ONNX=1 / RECBENCH_SKIP_LIBTORCH=1 say not to expect one), and every
+# test step prints how many tests ran and which were skipped, with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch.sh
@@ -11,19 +13,47 @@ if ! [ -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
 fi
+
+# The backends this set-up was meant to provide, unless told otherwise.
+if [ -z "${RECBENCH_FEATURES+x}" ]; then
+  for b in onnx torch; do
+    skip_var="RECBENCH_SKIP_$([ "$b" = onnx ] && echo ONNX || echo LIBTORCH)"
+    if [ -z "${!skip_var-}" ] && [[ ",$FEATURES," != *",$b,"* ]]; then
+      echo "test: FAILED: the $b backend was meant to be set up but is missing (scripts/fetch.sh did not provide its runtime); set $skip_var=1 to test without it" >&2
+      exit 1
+    fi
+  done
+fi
+echo "test: backends under test: candle${FEATURES:+,$FEATURES}"
+
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+# Runs a cargo test command, then says how many tests passed and which were skipped, and why.
+tests() {
+  local name="$1"; shift
+  echo "test: $name"
+  "$@" 2>&1 | tee "$LOG"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { echo "test: FAILED: $name" >&2; exit "$rc"; }
+  local passed ignored
+  passed=$(awk '/^test result: ok/ { for (i = 1; i <= NF; i++) if ($i == "passed;") s += $(i - 1) } END { print s + 0 }' "$LOG")
+  ignored=$(grep -cE '^test .* \.\.\. ignored' "$LOG" || true)
+  echo "test: $name: ${passed:-0} passed, $ignored skipped"
+  grep -E '^test .* \.\.\. ignored' "$LOG" | sed -E 's/^test (.*) \.\.\. ignored,? ?(.*)/test:   skipped \1: \2/' || true
+}
+
 echo "test: rustfmt"
 cargo fmt --check
 echo "test: clippy (default build)"
 cargo clippy --locked --all-targets -- -D warnings
-echo "test: cargo test (default build: candle only, no native library)"
-cargo test --locked
-echo "test: injected faults (crash, abort, out of memory, hang, NaN)"
-cargo test --locked --features fault-injection --test faults
-echo "test: criterion benches, once each (cargo test --benches)"
-cargo test --locked --benches
+echo "test: cargo check of the features no CI machine can run (nvml, cuda)"
+cargo check --locked --features nvml,cuda
+tests "cargo test (default build: candle only, no native library)" cargo test --locked
+tests "injected faults (crash, abort, out of memory, hang, NaN)" cargo test --locked --features fault-injection --test faults
+tests "criterion benches, once each (cargo test --benches)" cargo test --locked --benches
 if [ -n "$FEATURES" ]; then
-  echo "test: clippy + cargo test --features $FEATURES"
+  echo "test: clippy --features $FEATURES"
   cargo clippy --locked --all-targets --features "$FEATURES" -- -D warnings
-  cargo test --locked --features "$FEATURES"
+  tests "cargo test --features $FEATURES" cargo test --locked --features "$FEATURES"
 fi
 echo "test: all passed"

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod compare;
 pub mod cost;
 pub mod error;
+pub mod fuzzing;
 pub mod harness;
 pub mod model;
 pub mod present;

@@ -7,10 +7,32 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+/// The binary, with an empty powercap tree instead of this host's: whether the host has
+/// readable RAPL counters must not change what the tests expect.
 fn recbench() -> Command {
+    let no_sensors = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-powercap");
+    std::fs::create_dir_all(&no_sensors).unwrap();
     let mut c = Command::cargo_bin("recbench").unwrap();
     c.env("RUST_BACKTRACE", "1"); // a panic would show a backtrace; the tests assert there is none
+    c.env("RECBENCH_POWERCAP_ROOT", &no_sensors);
     c
+}
+
+/// With no readable sensor, a run's power is a labelled TDP estimate when this CPU is in the
+/// table, else null with source `none` (what `recbench hardware` says about this CPU).
+fn power_without_sensors() -> &'static str {
+    let out = recbench().args(["hardware", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["power_sensors"].as_array().unwrap().is_empty(),
+        "the injected powercap tree is empty: {}",
+        v["power_sensors"]
+    );
+    if v["power_estimate"].as_str().unwrap().starts_with("none") {
+        "none"
+    } else {
+        "estimated"
+    }
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -159,10 +181,13 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
         assert!(r["parity"]["max_abs_diff"].as_f64().unwrap() <= 1e-4);
         assert!(r["memory"]["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
         assert!(r["compute"]["achieved_gflops"].as_f64().unwrap() > 0.0);
-        assert_eq!(r["power"]["source"], "none");
-        assert!(
+        let source = power_without_sensors();
+        assert_eq!(r["power"]["source"], source);
+        assert_eq!(
             r["power"]["watts"].is_null(),
-            "missing power is null, never 0"
+            source == "none",
+            "missing power is null, never 0; an estimate is a number: {}",
+            r["power"]
         );
         assert!(!r["samples_ms"].as_array().unwrap().is_empty());
     }
@@ -402,7 +427,19 @@ fn interleave_alternates_two_binaries_into_comparable_files() {
                 "{r}"
             );
         }
-        assert_ne!(v["environment"]["git_commit"], "unknown");
+        // The commit of the tree the binary was built from; `unknown` only outside a git
+        // checkout (a source tarball).
+        let in_git = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert_eq!(
+            v["environment"]["git_commit"] != "unknown",
+            in_git,
+            "{}",
+            v["environment"]["git_commit"]
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("recbench compare"), "{stdout}");
@@ -486,5 +523,65 @@ fn two_sweeps_into_one_folder_never_clobber_each_other() {
     assert_eq!(files.len(), 2, "{files:?}");
     for f in files {
         assert_eq!(runs_in(&f).len(), 8, "{}", f.display());
+    }
+}
+
+/// A RAPL package counter that advances at 25 W while a sweep runs: the runs record power from
+/// source `rapl` near 25 W, the idle baseline too, whatever sensors this host has.
+#[test]
+fn rapl_counters_are_read_and_turned_into_watts() {
+    let tree = tempfile::tempdir().unwrap();
+    let pkg = tree.path().join("intel-rapl:0");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("name"), "package-0\n").unwrap();
+    std::fs::write(pkg.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    let energy = pkg.join("energy_uj");
+    std::fs::write(&energy, "0\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, energy) = (stop.clone(), energy.clone());
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let uj = (t0.elapsed().as_secs_f64() * 25e6) as u64;
+                let tmp = energy.with_extension("tmp");
+                std::fs::write(&tmp, format!("{uj}\n")).unwrap();
+                std::fs::rename(&tmp, &energy).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = smoke_run(dir.path())
+        .env("RECBENCH_POWERCAP_ROOT", tree.path())
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(only_json_file(&dir.path().join("smoke"))).unwrap())
+            .unwrap();
+    assert_eq!(
+        v["environment"]["inventory"]["power_sensors"][0],
+        "rapl:intel-rapl:0:package-0"
+    );
+    let idle = v["environment"]["idle_power"]["watts"].as_f64().unwrap();
+    // Loose bounds: the counter is written by a thread of this test, which a busy machine may
+    // delay; what is checked is the reading and the µJ to W conversion, not the timing.
+    assert!((5.0..75.0).contains(&idle), "idle {idle} W");
+    for r in v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "ok")
+    {
+        assert_eq!(r["power"]["source"], "rapl", "{}", r["power"]);
+        let w = r["power"]["watts"].as_f64().unwrap();
+        assert!((5.0..75.0).contains(&w), "{w} W from a 25 W counter");
     }
 }

@@ -255,7 +255,7 @@ impl Inventory {
             virtualization,
             gpus: gpus(),
             gpu_probe: gpu_probe(),
-            power_sensors: readable_rapl_domains(std::path::Path::new("/sys/class/powercap")),
+            power_sensors: readable_rapl_domains(&super::powercap_root()),
             power_estimate: match cpuinfo_field(&cpuinfo, "model name").and_then(super::power::lookup_tdp) {
                 Some(t) => format!("{} W TDP / {} threads ({})", t.tdp_watts, t.threads, t.source),
                 None => format!(

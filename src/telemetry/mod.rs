@@ -23,10 +23,18 @@ pub fn gpu_meters() -> Vec<Box<dyn power::GpuMeter>> {
     }
 }
 
+/// Where RAPL counters are read: `/sys/class/powercap`, or `RECBENCH_POWERCAP_ROOT` (tests give a
+/// tree of their own, so what they expect does not depend on the host's sensors).
+pub fn powercap_root() -> std::path::PathBuf {
+    std::env::var_os("RECBENCH_POWERCAP_ROOT")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| "/sys/class/powercap".into(), Into::into)
+}
+
 /// Starts a power sampler over every readable sensor (RAPL and NVML), sampling every 100 ms.
 pub fn start_power() -> power::PowerSampler {
     power::PowerSampler::start(
-        power::rapl_domains(std::path::Path::new("/sys/class/powercap")),
+        power::rapl_domains(&powercap_root()),
         gpu_meters(),
         Duration::from_millis(100),
     )
@@ -41,7 +49,7 @@ pub fn cpu_tdp() -> Option<&'static power::CpuTdp> {
 /// Idle power of the readable sensors over `duration` (nothing is running in this process),
 /// or `None` when no sensor is readable: an estimate of idle is not a measurement.
 pub fn idle_baseline(duration: Duration) -> Option<power::Power> {
-    let rapl = power::rapl_domains(std::path::Path::new("/sys/class/powercap"));
+    let rapl = power::rapl_domains(&powercap_root());
     let gpus = gpu_meters();
     if rapl.is_empty() && gpus.is_empty() {
         return None;
