@@ -282,6 +282,17 @@ fn fmt(x: Option<f64>) -> String {
     }
 }
 
+/// A run id as a Markdown table cell: in a code span, with the characters that would end the
+/// cell or the span (`|`, a backtick, a line break) replaced.
+fn id_cell(id: &str) -> String {
+    format!(
+        "`{}`",
+        id.replace('|', "\\|")
+            .replace('`', "'")
+            .replace(['\n', '\r'], " ")
+    )
+}
+
 /// The comparison as a Markdown table (for CI step summaries).
 pub fn markdown(c: &Comparison) -> String {
     let mut s = format!(
@@ -292,16 +303,16 @@ pub fn markdown(c: &Comparison) -> String {
     for r in &c.runs {
         if r.newly_broken {
             s.push_str(&format!(
-                "| `{}` | status | {} | {} | | | **newly broken** |\n",
-                r.id,
+                "| {} | status | {} | {} | | | **newly broken** |\n",
+                id_cell(&r.id),
                 r.baseline_status.name(),
                 r.candidate_status.name()
             ));
         }
         for m in &r.metrics {
             s.push_str(&format!(
-                "| `{}` | {} | {} | {} | {} | {} | {} |\n",
-                r.id,
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                id_cell(&r.id),
                 m.metric,
                 fmt(m.baseline),
                 fmt(m.candidate),
@@ -317,10 +328,16 @@ pub fn markdown(c: &Comparison) -> String {
         }
     }
     for id in &c.only_in_baseline {
-        s.push_str(&format!("| `{id}` | only in baseline | | | | | |\n"));
+        s.push_str(&format!(
+            "| {} | only in baseline | | | | | |\n",
+            id_cell(id)
+        ));
     }
     for id in &c.only_in_candidate {
-        s.push_str(&format!("| `{id}` | only in candidate | | | | | |\n"));
+        s.push_str(&format!(
+            "| {} | only in candidate | | | | | |\n",
+            id_cell(id)
+        ));
     }
     s
 }
@@ -369,5 +386,122 @@ mod tests {
             decide(bootstrap_ratio(&a, &b, median, 9), 0.05),
             Verdict::Regressed
         );
+    }
+
+    /// The first ok run of the committed reference sweep (real samples, memory and parity),
+    /// its samples cut to 300 so the bootstrap is quick in a debug build.
+    fn run() -> RunResult {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let f = ResultsFile::load(&p).unwrap();
+        let mut r = f.runs.into_iter().find(|r| r.status == Status::Ok).unwrap();
+        r.samples_ms.truncate(300);
+        r
+    }
+
+    fn verdict(c: &RunChange, metric: &str) -> Verdict {
+        c.metrics
+            .iter()
+            .find(|m| m.metric.starts_with(metric))
+            .unwrap_or_else(|| panic!("no {metric} in {c:?}"))
+            .verdict
+    }
+
+    #[test]
+    fn memory_and_parity_regressions_fail_the_gate() {
+        let a = run();
+        let same = compare_run(&a, &a, 0.10);
+        assert_eq!(verdict(&same, "peak_rss_bytes"), Verdict::Unchanged);
+        assert_eq!(verdict(&same, "parity"), Verdict::Unchanged);
+
+        let mut b = a.clone();
+        b.memory.peak_rss_bytes = a.memory.peak_rss_bytes.map(|m| m * 3 / 2);
+        let c = compare_run(&a, &b, 0.10);
+        assert_eq!(verdict(&c, "peak_rss_bytes"), Verdict::Regressed);
+        assert_eq!(verdict(&c, "p50_ms"), Verdict::Unchanged);
+
+        let mut b = a.clone();
+        b.parity.as_mut().unwrap().passed = false;
+        let c = compare_run(&a, &b, 0.10);
+        assert_eq!(verdict(&c, "parity"), Verdict::Regressed);
+        let cmp = Comparison {
+            threshold: 0.10,
+            runs: vec![c],
+            only_in_baseline: vec![],
+            only_in_candidate: vec![],
+        };
+        assert!(cmp.failed(), "a parity regression fails the gate");
+    }
+
+    #[test]
+    fn too_few_samples_give_no_verdict_rather_than_a_guess() {
+        let a = run();
+        let mut b = a.clone();
+        b.samples_ms.truncate(4);
+        let c = compare_run(&a, &b, 0.10);
+        for m in ["p50_ms", "p99_ms", "throughput"] {
+            assert_eq!(verdict(&c, m), Verdict::Unknown, "{m}");
+        }
+        let md = markdown(&Comparison {
+            threshold: 0.10,
+            runs: vec![c],
+            only_in_baseline: vec![],
+            only_in_candidate: vec![],
+        });
+        assert!(md.contains("unknown (too few samples)"), "{md}");
+    }
+
+    #[test]
+    fn runs_on_one_side_only_are_listed_and_ids_cannot_break_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let mut f = ResultsFile::load(&p).unwrap();
+        for r in &mut f.runs {
+            r.samples_ms.truncate(50);
+        }
+        let a_path = dir.path().join("a.json");
+        f.save(&a_path).unwrap();
+        let gone = f.runs.remove(0).spec.id;
+        f.runs[0].spec.id = "new | `run`\nwith breaks".into();
+        let b_path = dir.path().join("b.json");
+        f.save(&b_path).unwrap();
+        let c = compare(&a_path, &b_path, 0.10).unwrap();
+        assert!(c.only_in_baseline.contains(&gone));
+        assert!(c.only_in_baseline.len() == 2 && c.only_in_candidate.len() == 1);
+        let md = markdown(&c);
+        let row = md
+            .lines()
+            .find(|l| l.contains("only in candidate"))
+            .unwrap();
+        let pipes = row
+            .char_indices()
+            .filter(|(i, c)| *c == '|' && !row[..*i].ends_with('\\'))
+            .count();
+        assert_eq!(pipes, 8, "seven cells: {row}");
+        assert!(row.starts_with("| `new \\| 'run' with breaks` |"), "{row}");
+    }
+
+    #[test]
+    fn server_load_runs_compare_their_per_request_latencies() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/server/20261128T040254Z-vm.json");
+        let f = ResultsFile::load(&p).unwrap();
+        let a = f
+            .runs
+            .iter()
+            .find(|r| r.status == Status::Ok && r.server.is_some() && r.samples_ms.len() > 100)
+            .unwrap();
+        assert_eq!(
+            verdict(&compare_run(a, a, 0.10), "p99_ms"),
+            Verdict::Unchanged
+        );
+        let mut b = a.clone();
+        for x in &mut b.samples_ms {
+            *x *= 1.5;
+        }
+        let c = compare_run(a, &b, 0.10);
+        assert_eq!(verdict(&c, "p99_ms"), Verdict::Regressed);
+        assert_eq!(verdict(&c, "p50_ms"), Verdict::Regressed);
     }
 }

@@ -585,3 +585,186 @@ fn rapl_counters_are_read_and_turned_into_watts() {
         assert!((5.0..75.0).contains(&w), "{w} W from a 25 W counter");
     }
 }
+
+/// Server load through the real worker: the search, its probe limit and 2% rule, the
+/// confirmation probe whose latencies become the run's, two instances with dynamic batching,
+/// and the cost priced at the operating point with the bracket as its interval.
+#[test]
+fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(fixture("server.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = only_json_file(&dir.path().join("server-fixture"));
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let r = &v["runs"][0];
+    assert_eq!(r["status"], "ok", "{r}");
+    let s = &r["server"];
+    assert_eq!(
+        (s["max_batch"].as_u64(), s["instances"].as_u64()),
+        (Some(4), Some(2))
+    );
+    assert_eq!(s["max_queue_delay_ms"], 1.0);
+    assert_eq!(s["sla_p99_ms"], 40.0);
+    let curve = s["curve"].as_array().unwrap();
+    assert!(
+        !curve.is_empty() && curve.len() <= 12,
+        "at most 12 probes: {}",
+        curve.len()
+    );
+    for c in curve {
+        let (offered, achieved) = (
+            c["offered_qps"].as_f64().unwrap(),
+            c["achieved_qps"].as_f64().unwrap(),
+        );
+        if c["meets_sla"] == true {
+            assert!(achieved >= 0.98 * offered, "the 2% rule: {c}");
+            assert!(c["p99_ms"].as_f64().unwrap() <= 40.0, "{c}");
+        }
+        assert!(c["mean_batch"].as_f64().unwrap() <= 4.0, "{c}");
+    }
+    let op = &s["operating_point"];
+    assert_eq!(op["meets_sla"], true, "{s}");
+    let best = curve
+        .iter()
+        .filter(|c| c["meets_sla"] == true)
+        .map(|c| c["offered_qps"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(
+        op["offered_qps"].as_f64().unwrap(),
+        best,
+        "the highest rate that met the SLA"
+    );
+    let confirm = &s["confirmation"];
+    assert_eq!(confirm["offered_qps"], op["offered_qps"]);
+    // The run's latency is the confirmation probe's, per request.
+    assert_eq!(r["latency"]["count"], confirm["completed"]);
+    assert_eq!(r["latency"]["p99_ms"].as_f64(), confirm["p99_ms"].as_f64());
+    let rps = r["throughput"]["requests_per_s"].as_f64().unwrap();
+    assert!((rps - confirm["achieved_qps"].as_f64().unwrap()).abs() < 1e-6 * rps);
+
+    let report_dir = tempfile::tempdir().unwrap();
+    let out = recbench()
+        .arg("report")
+        .arg(&path)
+        .arg("--out")
+        .arg(report_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(report_dir.path().join("runs.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.contains("on-demand"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(row[col("rate_basis")], "operating-point");
+    let offered = op["offered_qps"].as_f64().unwrap();
+    let hourly: f64 = row[col("hourly_usd")].parse().unwrap();
+    let cost: f64 = row[col("cost_per_1k_usd")].parse().unwrap();
+    assert!(
+        (cost - 1000.0 * hourly / 3600.0 / offered).abs() < 1e-12,
+        "priced at the operating point"
+    );
+    // The interval: the next failing rate above the operating point bounds the cost below.
+    let fail_above = curve
+        .iter()
+        .filter(|c| c["meets_sla"] == false && c["offered_qps"].as_f64().unwrap() > offered)
+        .map(|c| c["offered_qps"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    let low: f64 = row[col("cost_ci_low_usd")].parse().unwrap();
+    let high: f64 = row[col("cost_ci_high_usd")].parse().unwrap();
+    assert_eq!(high, cost);
+    if fail_above.is_finite() {
+        assert!((low - 1000.0 * hourly / 3600.0 / fail_above).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn parity_and_quick_runs_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("p.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"p\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\nprecision = [\"fp32\", \"int8\"]\n[matrix]\nbackends = [\"candle\"]\n",
+    )
+    .unwrap();
+    let out = recbench()
+        .arg("parity")
+        .arg(&scenario)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["parity"]["passed"], true, "{r}");
+    }
+    assert_eq!(
+        rows[0]["parity"]["max_abs_diff"], 0.0,
+        "candle fp32 is the reference"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("parity: 2 checked, 0 failed"));
+
+    // --quick: durations shrink to at most 0.5 s warm-up, 1 s minimum, 5 s maximum, recorded.
+    std::fs::write(
+        &scenario,
+        std::fs::read_to_string(&scenario).unwrap()
+            + "[measure]\nwarmup_s = 30\nmin_s = 60\nmax_s = 120\nmin_queries = 100000\n",
+    )
+    .unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--quick", "--quiet", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(only_json_file(&dir.path().join("p"))).unwrap())
+            .unwrap();
+    assert_eq!(v["scenario"]["quick"], true);
+    for r in v["runs"].as_array().unwrap() {
+        let s = &r["spec"];
+        assert_eq!(
+            (
+                s["warmup_s"].as_f64(),
+                s["min_s"].as_f64(),
+                s["max_s"].as_f64()
+            ),
+            (Some(0.5), Some(1.0), Some(5.0))
+        );
+        assert!(
+            r["throughput"]["measured_s"].as_f64().unwrap() <= 5.5,
+            "{r}"
+        );
+    }
+}

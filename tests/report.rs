@@ -229,6 +229,107 @@ fn hostile_strings_are_escaped_and_cannot_escape_the_output_folder() {
     assert_eq!(files.len(), 9, "{files:?}");
 }
 
+/// Splits CSV text into records of fields, honouring double quotes (a quoted field may hold
+/// commas, quotes and line breaks).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let (mut records, mut fields, mut cur, mut quoted) =
+        (Vec::new(), Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            ('\n', false) => {
+                fields.push(std::mem::take(&mut cur));
+                records.push(std::mem::take(&mut fields));
+            }
+            _ => cur.push(c),
+        }
+    }
+    records
+}
+
+#[test]
+fn summary_md_and_runs_csv_keep_hostile_strings_in_their_cells() {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
+    v["environment"]["inventory"]["host"] = "evil|host\n# injected heading".into();
+    let formula = "=HYPERLINK(\"http://x\",\"click\"), with a comma";
+    v["runs"][0]["reason"] = formula.into();
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = write_json(dir.path(), "hostile.json", &v);
+    let (out_dir, out) = report(
+        &[&hostile],
+        &["--map", "evil|host\n# injected heading=aws-m7i-large"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
+    assert!(
+        !md.contains("\n# injected heading"),
+        "no line break from a host name"
+    );
+    for row in md
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| status"))
+    {
+        let pipes = row
+            .char_indices()
+            .filter(|(i, c)| *c == '|' && !row[..*i].ends_with('\\'))
+            .count();
+        assert_eq!(pipes, 9, "eight cells in every runs row: {row}");
+    }
+    let csv = csv_records(&std::fs::read_to_string(out_dir.path().join("runs.csv")).unwrap());
+    let header = &csv[0];
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for record in &csv[1..] {
+        assert_eq!(record.len(), header.len(), "{record:?}");
+        assert_eq!(record[col("host")], "evil|host\n# injected heading");
+    }
+    let id = v["runs"][0]["spec"]["id"].as_str().unwrap();
+    let row = csv.iter().find(|f| f[col("run_id")] == id).unwrap();
+    // A spreadsheet would run a cell that starts with '='; the quote makes it text.
+    assert_eq!(row[col("reason")], format!("'{formula}"));
+}
+
+/// `--catalog FILE` merges a user catalog over the shipped one: the same id takes the user's
+/// price, and the report says which catalog files it used.
+#[test]
+fn a_user_catalog_replaces_the_shipped_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("mine.toml");
+    std::fs::write(
+        &user,
+        "[[hardware]]\nid = \"aws-m7i-large\"\nprovider = \"me\"\nkind = \"cpu\"\nvcpus = 2\non_demand_usd_per_hour = 7.2\nprice_source = \"my quote\"\nprice_date = \"2026-11-30\"\n",
+    )
+    .unwrap();
+    let (out_dir, out) = report(&[results_file()], &["--catalog", user.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = csv_records(&std::fs::read_to_string(out_dir.path().join("runs.csv")).unwrap());
+    let col = |name: &str| csv[0].iter().position(|h| h == name).unwrap();
+    let priced: Vec<&Vec<String>> = csv[1..]
+        .iter()
+        .filter(|r| r[col("status")] == "ok")
+        .collect();
+    assert!(!priced.is_empty());
+    for r in priced {
+        assert_eq!(r[col("hourly_usd")], "7.2", "{r:?}");
+        assert_eq!(r[col("cost_basis")], "on-demand");
+    }
+    let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    assert!(html.contains("mine.toml") && html.contains("my quote"));
+}
+
 #[test]
 fn unmapped_host_is_said_so_and_explicit_map_must_exist() {
     let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();

@@ -214,3 +214,57 @@ fn accuracy_dynamic_batching_raises_the_operating_point_by_half_or_more() {
         "batching should raise the operating point: {a} -> {b}"
     );
 }
+
+/// A 10 ms service offered 500 QPS against a 20 ms SLA falls behind at once: the probe stops
+/// early, well before its 2,500 scheduled requests, and says why.
+#[test]
+fn a_probe_stops_early_when_the_sla_is_clearly_missed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut svc = [Fixed {
+        fixed: Duration::from_millis(10),
+        per_item: Duration::ZERO,
+    }];
+    let p = probe(&config(500.0, 1, 20.0, 5.0), &mut svc).unwrap().point;
+    let why = p.early_stop.as_deref().expect("stopped early");
+    assert!(
+        why.contains("over the SLA") || why.contains("backlog"),
+        "{why}"
+    );
+    assert!(p.completed < 2_500, "{} of 2500 served", p.completed);
+    assert!(!p.meets_sla);
+}
+
+/// The search never probes more than it is allowed.
+#[test]
+fn the_search_keeps_to_its_probe_limit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut svc = [Fixed {
+        fixed: Duration::from_millis(5),
+        per_item: Duration::ZERO,
+    }];
+    let (r, _) = find_operating_point(&config(50.0, 1, 100.0, 0.5), &mut svc, 50.0, 3).unwrap();
+    assert!(
+        !r.curve.is_empty() && r.curve.len() <= 3,
+        "{} probes",
+        r.curve.len()
+    );
+}
+
+/// 150 QPS offered to a 10 ms service (capacity 100 QPS) for 1 s with a 10 s SLA: every
+/// request is served well within the SLA, but the server falls behind the offered rate, so the
+/// point does not meet it (achieved must be within 2% of offered).
+#[test]
+fn a_rate_the_server_cannot_keep_up_with_does_not_meet_the_sla() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut svc = [Fixed {
+        fixed: Duration::from_millis(10),
+        per_item: Duration::ZERO,
+    }];
+    let p = probe(&config(150.0, 1, 10_000.0, 1.0), &mut svc)
+        .unwrap()
+        .point;
+    assert_eq!(p.early_stop, None);
+    assert!(p.p99_ms <= 10_000.0, "{p:?}");
+    assert!(p.achieved_qps < 0.98 * 150.0, "{p:?}");
+    assert!(!p.meets_sla, "{p:?}");
+}

@@ -606,3 +606,56 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
         )))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_rounds_merge_into_one_run_over_the_summed_windows() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let f = ResultsFile::load(&p).unwrap();
+        let a = f
+            .runs
+            .iter()
+            .find(|r| r.status == Status::Ok)
+            .unwrap()
+            .clone();
+        let mut b = a.clone();
+        let ta = a.throughput.clone().unwrap();
+        // Round 2: half the rate over twice the window, every iteration twice as long.
+        b.throughput = Some(crate::results::Throughput {
+            requests_per_s: ta.requests_per_s / 2.0,
+            sequences_per_s: ta.sequences_per_s / 2.0,
+            tokens_per_s: ta.tokens_per_s / 2.0,
+            measured_s: ta.measured_s * 2.0,
+        });
+        b.samples_ms = a.samples_ms.iter().map(|x| x * 2.0).collect();
+        b.memory.peak_rss_bytes = a.memory.peak_rss_bytes.map(|m| m + 1);
+        let m = merge_rounds(vec![a.clone(), b.clone()]);
+        let t = m.throughput.as_ref().unwrap();
+        // Requests: r·w + (r/2)·2w = 2·r·w over 3·w.
+        assert!((t.requests_per_s - ta.requests_per_s * 2.0 / 3.0).abs() < 1e-9 * t.requests_per_s);
+        assert!((t.measured_s - 3.0 * ta.measured_s).abs() < 1e-9);
+        assert_eq!(
+            m.samples_ms.len(),
+            (a.samples_ms.len() * 2).min(worker::MAX_SAMPLES)
+        );
+        assert_eq!(m.memory.peak_rss_bytes, b.memory.peak_rss_bytes);
+        assert!(m
+            .notes
+            .iter()
+            .any(|n| n == "merged from 2 interleaved rounds"));
+        // A failed round makes the run that round's outcome, said so.
+        let mut bad = a.clone();
+        bad.status = Status::Failed;
+        let m = merge_rounds(vec![a, bad]);
+        assert_eq!(m.status, Status::Failed);
+        assert!(m
+            .notes
+            .last()
+            .unwrap()
+            .contains("one of 2 interleaved rounds"));
+    }
+}

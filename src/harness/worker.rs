@@ -99,7 +99,8 @@ impl Scorer<'_> {
 }
 
 /// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
-/// whose id contains PATTERN segfault, abort, run out of memory, hang or (KIND = `nan`) emit NaN.
+/// whose id contains PATTERN segfault, abort, run out of memory, hang, emit NaN (`nan`) or
+/// compute probe embeddings that drift from the reference (`drift`).
 #[cfg(feature = "fault-injection")]
 fn fault(spec: &RunSpec) -> Option<String> {
     let v = std::env::var("RECBENCH_FAULT").ok()?;
@@ -262,7 +263,13 @@ fn check_parity(
     r: &mut RunResult,
 ) -> Result<Option<ItemIndex>> {
     let reference = parity::reference(files, tok)?;
-    let probes = parity::encode_probes(enc, tok)?;
+    let mut probes = parity::encode_probes(enc, tok)?;
+    if fault(spec).as_deref() == Some("drift") {
+        // Test-only: a backend that computes something slightly different.
+        for v in probes.data.iter_mut().step_by(7) {
+            *v += 0.05;
+        }
+    }
     let key = parity::item_key(files, spec.backend, spec.precision);
     let item_index = recommender::item_index(enc, tok, items, &key)?;
     let par = parity::compare(spec.precision, &probes, &item_index, &reference);
