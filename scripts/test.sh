@@ -8,6 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch.sh
 source scripts/features.sh
+# The offline Kubernetes schema check of deploy/k8s/ (tests/deploy.rs).
+PYLIB="${RECBENCH_CACHE:-.cache}/pylib"
+if ! [ -d "$PYLIB/kubernetes_validate" ]; then
+  echo "test: installing kubernetes-validate 1.37.0 into $PYLIB (schemas for the manifest check)"
+  "${PYTHON:-python3}" -m pip install --quiet --target "$PYLIB" "kubernetes-validate==1.37.0"
+fi
 if ! [ -x /usr/bin/chromium ]; then
   echo "test: installing Debian's chromium (the report is checked in a real headless browser)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

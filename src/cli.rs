@@ -73,6 +73,10 @@ pub enum Command {
         /// Also write the table as Markdown (e.g. $GITHUB_STEP_SUMMARY).
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Compare files from machines that differ in what decides speed (CPU model, ISA
+        /// flags, cores, GPUs, runtime versions); every verdict is then labelled cross-host.
+        #[arg(long = "allow-different-hosts")]
+        allow_different_hosts: bool,
         #[arg(long)]
         json: bool,
     },
@@ -104,9 +108,16 @@ pub enum Command {
     },
     /// Check every backend and precision of a scenario against the candle fp32 reference.
     Parity {
-        /// Scenario whose models, backends, devices and precisions are checked.
-        #[arg(default_value = "scenarios/parity.toml")]
-        scenario: PathBuf,
+        /// Scenarios whose models, backends, devices and precisions are checked (default: the
+        /// quick set, scenarios/parity.toml and scenarios/parity-minilm.toml; with --full,
+        /// scenarios/parity-full.toml).
+        scenarios: Vec<PathBuf>,
+        /// Every precision of tiny, MiniLM and BERT-base (tens of minutes on 2 cores).
+        #[arg(long, conflicts_with = "scenarios")]
+        full: bool,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
         /// Only these backends (repeatable).
         #[arg(long = "backend")]
         backends: Vec<String>,

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::model::weights::SplitMix64;
 use crate::results::{ResultsFile, RunResult, Status};
-use crate::stats::percentile;
+use crate::stats::{percentile, percentile_in_place};
 
 /// What happened to one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +61,9 @@ pub struct Comparison {
     pub runs: Vec<RunChange>,
     pub only_in_baseline: Vec<String>,
     pub only_in_candidate: Vec<String>,
+    /// How the two machines differ in what decides speed; empty when they do not. Non-empty
+    /// only with `--allow-different-hosts`: every verdict then compares machines as well.
+    pub host_differences: Vec<String>,
 }
 
 impl Comparison {
@@ -73,9 +76,7 @@ impl Comparison {
 }
 
 fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    percentile(&s, 0.5)
+    percentile_in_place(&mut v.to_vec(), 0.5)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -83,9 +84,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn p99(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    percentile(&s, 0.99)
+    percentile_in_place(&mut v.to_vec(), 0.99)
 }
 
 /// Bootstrap one-sided 95% bounds (5th and 95th percentiles) of stat(b)/stat(a).
@@ -219,10 +218,96 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
     }
 }
 
-/// Compares two results files. Files that cannot be compared are bad input (exit code 2).
-pub fn compare(baseline_path: &Path, candidate_path: &Path, threshold: f64) -> Result<Comparison> {
+/// How the machines of two results files differ in what decides speed: CPU model, ISA flags,
+/// core counts, GPUs, backend runtime versions.
+pub fn host_differences(a: &ResultsFile, b: &ResultsFile) -> Vec<String> {
+    let (ia, ib) = (&a.environment.inventory, &b.environment.inventory);
+    let mut d = Vec::new();
+    let differ = |d: &mut Vec<String>, field: &str, x: String, y: String| {
+        if x != y {
+            d.push(format!("{field}: {x} vs {y}"));
+        }
+    };
+    differ(
+        &mut d,
+        "cpu_model",
+        format!("{:?}", ia.cpu_model.as_deref().unwrap_or("unknown")),
+        format!("{:?}", ib.cpu_model.as_deref().unwrap_or("unknown")),
+    );
+    differ(
+        &mut d,
+        "logical_cores",
+        ia.logical_cores.to_string(),
+        ib.logical_cores.to_string(),
+    );
+    differ(
+        &mut d,
+        "physical_cores",
+        format!("{:?}", ia.physical_cores),
+        format!("{:?}", ib.physical_cores),
+    );
+    let gpus = |i: &crate::telemetry::Inventory| {
+        let g: Vec<&str> = i.gpus.iter().map(|g| g.name.as_str()).collect();
+        format!("[{}]", g.join(", "))
+    };
+    differ(&mut d, "gpus", gpus(ia), gpus(ib));
+    let only = |x: &[String], y: &[String]| -> Vec<String> {
+        x.iter().filter(|f| !y.contains(f)).cloned().collect()
+    };
+    let (lost, gained) = (
+        only(&ia.cpu_flags, &ib.cpu_flags),
+        only(&ib.cpu_flags, &ia.cpu_flags),
+    );
+    if !lost.is_empty() || !gained.is_empty() {
+        d.push(format!(
+            "cpu_flags: only the baseline has [{}], only the candidate has [{}]",
+            lost.join(" "),
+            gained.join(" ")
+        ));
+    }
+    for va in &a.environment.backends {
+        if let Some(vb) = b
+            .environment
+            .backends
+            .iter()
+            .find(|v| v.backend == va.backend)
+        {
+            differ(
+                &mut d,
+                &format!("{} runtime", va.backend),
+                format!("{:?}", va.runtime_version),
+                format!("{:?}", vb.runtime_version),
+            );
+        }
+    }
+    d
+}
+
+/// Compares two results files. Files that cannot be compared are bad input (exit code 2),
+/// among them files from machines that differ in what decides speed, unless
+/// `allow_different_hosts`.
+pub fn compare(
+    baseline_path: &Path,
+    candidate_path: &Path,
+    threshold: f64,
+    allow_different_hosts: bool,
+) -> Result<Comparison> {
     let a = ResultsFile::load(baseline_path)?;
     let b = ResultsFile::load(candidate_path)?;
+    let host_differences = host_differences(&a, &b);
+    if !host_differences.is_empty() && !allow_different_hosts {
+        return Err(Error::input(
+            candidate_path,
+            None,
+            "environment",
+            format!(
+                "the files come from different machines ({}); a speed difference would measure \
+                 the machines, not the code. Compare runs of one machine, or pass \
+                 --allow-different-hosts to label every verdict as cross-host",
+                host_differences.join("; ")
+            ),
+        ));
+    }
     if a.scenario.name != b.scenario.name {
         return Err(Error::input(
             candidate_path,
@@ -271,7 +356,60 @@ pub fn compare(baseline_path: &Path, candidate_path: &Path, threshold: f64) -> R
             .filter(|k| !ia.contains_key(*k))
             .map(|k| k.to_string())
             .collect(),
+        host_differences,
     })
+}
+
+impl Comparison {
+    /// One line: runs compared and how many regressed, improved, stayed unchanged or could not
+    /// be judged, and the runs on one side only.
+    pub fn summary(&self) -> String {
+        let count = |v: Verdict| {
+            self.runs
+                .iter()
+                .filter(|r| {
+                    if v == Verdict::Regressed && r.newly_broken {
+                        return true;
+                    }
+                    let vs: Vec<Verdict> = r.metrics.iter().map(|m| m.verdict).collect();
+                    match v {
+                        Verdict::Regressed => vs.contains(&Verdict::Regressed),
+                        Verdict::Improved => {
+                            !vs.contains(&Verdict::Regressed) && vs.contains(&Verdict::Improved)
+                        }
+                        Verdict::Unknown => {
+                            !vs.contains(&Verdict::Regressed)
+                                && !vs.contains(&Verdict::Improved)
+                                && vs.contains(&Verdict::Unknown)
+                        }
+                        Verdict::Unchanged => {
+                            !r.newly_broken && vs.iter().all(|x| *x == Verdict::Unchanged)
+                        }
+                    }
+                })
+                .count()
+        };
+        format!(
+            "{} runs compared: {} regressed, {} improved, {} unchanged, {} unknown; {} only in \
+             the baseline, {} only in the candidate{}",
+            self.runs.len(),
+            count(Verdict::Regressed),
+            count(Verdict::Improved),
+            count(Verdict::Unchanged),
+            count(Verdict::Unknown),
+            self.only_in_baseline.len(),
+            self.only_in_candidate.len(),
+            if self.host_differences.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ". CROSS-HOST: the machines differ ({}), so every verdict compares the \
+                     machines as well as the code",
+                    self.host_differences.join("; ")
+                )
+            }
+        )
+    }
 }
 
 fn fmt(x: Option<f64>) -> String {
@@ -296,8 +434,10 @@ fn id_cell(id: &str) -> String {
 /// The comparison as a Markdown table (for CI step summaries).
 pub fn markdown(c: &Comparison) -> String {
     let mut s = format!(
-        "## recbench compare: {}\n\nThreshold {:.1}%; a regression needs the 95% one-sided bound beyond it.\n\n| run | metric | baseline | candidate | ratio | 95% bounds | verdict |\n|---|---|---:|---:|---:|---:|---|\n",
+        "## recbench compare: {}{}\n\n{}.\n\nThreshold {:.1}%; a regression needs the 95% one-sided bound beyond it.\n\n| run | metric | baseline | candidate | ratio | 95% bounds | verdict |\n|---|---|---:|---:|---:|---:|---|\n",
         if c.failed() { "REGRESSION" } else { "pass" },
+        if c.host_differences.is_empty() { "" } else { " (cross-host)" },
+        c.summary(),
         c.threshold * 100.0
     );
     for r in &c.runs {
@@ -429,6 +569,7 @@ mod tests {
             runs: vec![c],
             only_in_baseline: vec![],
             only_in_candidate: vec![],
+            host_differences: vec![],
         };
         assert!(cmp.failed(), "a parity regression fails the gate");
     }
@@ -447,6 +588,7 @@ mod tests {
             runs: vec![c],
             only_in_baseline: vec![],
             only_in_candidate: vec![],
+            host_differences: vec![],
         });
         assert!(md.contains("unknown (too few samples)"), "{md}");
     }
@@ -466,7 +608,7 @@ mod tests {
         f.runs[0].spec.id = "new | `run`\nwith breaks".into();
         let b_path = dir.path().join("b.json");
         f.save(&b_path).unwrap();
-        let c = compare(&a_path, &b_path, 0.10).unwrap();
+        let c = compare(&a_path, &b_path, 0.10, false).unwrap();
         assert!(c.only_in_baseline.contains(&gone));
         assert!(c.only_in_baseline.len() == 2 && c.only_in_candidate.len() == 1);
         let md = markdown(&c);

@@ -204,6 +204,29 @@ impl Catalog {
     }
 }
 
+/// Checks a scenario's `[cost] hardware` against `catalog`: `auto`, or an id the catalog has.
+pub fn check_hardware(sc: &crate::scenario::Scenario, catalog: &Catalog) -> Result<()> {
+    let id = &sc.cost_hardware;
+    if id == "auto" || catalog.get(id).is_some() {
+        return Ok(());
+    }
+    let files: Vec<String> = catalog
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    Err(Error::input(
+        &sc.path,
+        sc.cost_hardware_line,
+        "cost.hardware",
+        format!(
+            "{id:?} is not in the catalog ({}); use \"auto\" or one of its ids (`recbench \
+             report --catalog FILE` adds your own entries, `--map HOST=ID` maps a host)",
+            files.join(", ")
+        ),
+    ))
+}
+
 /// How a measured host was matched to a catalog entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Mapping {

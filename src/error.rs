@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input: a scenario, catalog or results file, or a command-line value.
-    #[error("{}", format_input(path, *line, field, message))]
+    #[error("{}", format_input(path, *line, *column, field, message))]
     Input {
         /// The file that holds the bad value (or `<command line>`).
         path: PathBuf,
         /// 1-based line of the bad value, when known.
         line: Option<usize>,
-        /// Dotted name of the offending field, e.g. `workload.batch`.
+        /// 1-based column, when known (JSON parse errors).
+        column: Option<usize>,
+        /// Dotted name of the offending field, e.g. `workload.batch`, or its JSON path,
+        /// e.g. `runs[3].latency.p99_ms`.
         field: String,
         /// What is wrong and what is allowed.
         message: String,
@@ -42,10 +45,19 @@ pub enum Error {
     Measure(String),
 }
 
-fn format_input(path: &Path, line: Option<usize>, field: &str, message: &str) -> String {
+fn format_input(
+    path: &Path,
+    line: Option<usize>,
+    column: Option<usize>,
+    field: &str,
+    message: &str,
+) -> String {
     let mut s = path.display().to_string();
     if let Some(line) = line {
         s.push_str(&format!(":{line}"));
+        if let Some(column) = column {
+            s.push_str(&format!(":{column}"));
+        }
     }
     if !field.is_empty() {
         s.push_str(&format!(": field `{field}`"));
@@ -66,6 +78,24 @@ impl Error {
         Error::Input {
             path: path.into(),
             line,
+            column: None,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Bad-input error at a line and column (JSON).
+    pub fn input_at(
+        path: impl Into<PathBuf>,
+        line: usize,
+        column: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            path: path.into(),
+            line: Some(line),
+            column: Some(column),
             field: field.into(),
             message: message.into(),
         }
@@ -101,7 +131,35 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Reads an input file to a string. A file that cannot be read, or holds non-UTF-8 bytes, is
 /// bad input (exit code 2), reported with the path (and the line of the first bad byte).
+/// The largest input file recbench reads (scenarios, catalogs, results): 256 MiB. A results
+/// file keeps at most 10,000 samples a run, so a sweep of a thousand runs stays well below it.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// Reads a UTF-8 input file, refusing at once what is not a regular file (a device such as
+/// `/dev/zero`, a folder, a pipe) or is larger than [`MAX_INPUT_BYTES`].
 pub fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::input(path, None, "", format!("cannot read the file: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::input(
+            path,
+            None,
+            "",
+            "not a regular file (a folder, device or pipe); give a file",
+        ));
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(Error::input(
+            path,
+            None,
+            "",
+            format!(
+                "{} bytes is more than recbench reads ({} MiB)",
+                meta.len(),
+                MAX_INPUT_BYTES >> 20
+            ),
+        ));
+    }
     let bytes = std::fs::read(path)
         .map_err(|e| Error::input(path, None, "", format!("cannot read the file: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {

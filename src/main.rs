@@ -3,6 +3,8 @@
 
 mod cli;
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::Parser;
 
@@ -23,13 +25,31 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            note(&format!("Error: {e:#}"));
             e.chain()
                 .find_map(|c| c.downcast_ref::<Error>())
                 .map_or(1, Error::exit_code)
         }
     };
     std::process::exit(code);
+}
+
+/// Writes `text` to stdout. A reader that closed the pipe (`recbench validate … | head`) is a
+/// normal end for a command-line tool: the program exits quietly, with status 0.
+fn say(text: &str) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        let _ = writeln!(std::io::stderr(), "Error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes a line to stderr; a closed stderr is not worth a panic.
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn usage(field: &str, message: String) -> anyhow::Error {
@@ -64,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             rounds,
         } => {
             let sc = Scenario::load(&scenario)?;
+            recbench::cost::check_hardware(&sc, &recbench::cost::Catalog::shipped_with(None)?)?;
             let backends = parse_backends(&backends)?;
             let devices = devices
                 .iter()
@@ -98,27 +119,34 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     ));
                 }
                 let (a, b, interrupted) = harness::run_interleaved(sc, &opts, baseline)?;
-                println!("baseline:  {}\ncandidate: {}", a.display(), b.display());
-                println!(
-                    "compare with: recbench compare {} {}",
+                say(&format!(
+                    "baseline:  {}\ncandidate: {}\n",
                     a.display(),
                     b.display()
-                );
+                ));
+                say(&format!(
+                    "compare with: recbench compare {} {}\n",
+                    a.display(),
+                    b.display()
+                ));
                 return Ok(if interrupted { 130 } else { 0 });
             }
             let outcome = harness::run_sweep(sc, &opts)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&outcome.results)?);
+                say(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&outcome.results)?
+                ));
             } else {
-                print!("{}", present::sweep(&outcome.results));
+                say(&present::sweep(&outcome.results));
             }
-            eprintln!("results: {}", outcome.path.display());
+            note(&format!("results: {}", outcome.path.display()));
             if outcome.interrupted {
-                eprintln!(
+                note(&format!(
                     "interrupted: {} finished runs are kept in {}; `recbench run --resume` continues",
                     outcome.results.runs.len(),
                     outcome.path.display()
-                );
+                ));
                 return Ok(130);
             }
             let failed = outcome
@@ -145,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 maps,
             };
             for p in report::write(&opts)? {
-                println!("{}", p.display());
+                say(&format!("{}\n", p.display()));
             }
             Ok(0)
         }
@@ -154,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             candidate,
             max_regression,
             markdown,
+            allow_different_hosts,
             json,
         } => {
             if !(max_regression.is_finite() && (0.0..=1000.0).contains(&max_regression)) {
@@ -162,15 +191,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     format!("{max_regression} must be a percentage from 0 to 1000"),
                 ));
             }
-            let c = recbench::compare::compare(&baseline, &candidate, max_regression / 100.0)?;
+            let c = recbench::compare::compare(
+                &baseline,
+                &candidate,
+                max_regression / 100.0,
+                allow_different_hosts,
+            )?;
             let md = recbench::compare::markdown(&c);
             if let Some(p) = markdown {
                 std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
+                say(&format!("{}\n", serde_json::to_string_pretty(&c)?));
             } else {
-                print!("{md}");
+                say(&md);
             }
             Ok(if c.failed() { 1 } else { 0 })
         }
@@ -206,43 +240,56 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let options = report::plan(&opts, qps, p99_ms, headroom)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&options)?);
+                say(&format!("{}\n", serde_json::to_string_pretty(&options)?));
             } else {
-                print!("{}", present::plan(&options, qps, p99_ms, headroom));
+                say(&present::plan(&options, qps, p99_ms, headroom));
             }
             Ok(0)
         }
         Command::Validate { scenario, json } => {
             let sc = Scenario::load(&scenario)?;
+            recbench::cost::check_hardware(&sc, &recbench::cost::Catalog::shipped_with(None)?)?;
             let runs = sc.expand(&harness::this_host());
             if json {
                 let v: Vec<_> = runs
                     .iter()
                     .map(|r| serde_json::json!({"spec": r.spec, "skip": r.skip}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                say(&format!("{}\n", serde_json::to_string_pretty(&v)?));
             } else {
-                print!("{}", present::validation(&scenario, &sc, &runs));
+                say(&present::validation(&scenario, &sc, &runs));
             }
             Ok(0)
         }
         Command::Parity {
-            scenario,
+            scenarios,
+            full,
+            quiet,
             backends,
             json,
         } => {
-            let sc = Scenario::load(&scenario)?;
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+            let scenarios = match (scenarios.is_empty(), full) {
+                (false, _) => scenarios,
+                (true, false) => vec![root.join("parity.toml"), root.join("parity-minilm.toml")],
+                (true, true) => vec![root.join("parity-full.toml")],
+            };
             let backends = parse_backends(&backends)?;
-            let rows = harness::parity::check_scenario(&sc, &backends)?;
+            let display = harness::progress::Display::for_stderr(quiet || json);
+            let mut rows = Vec::new();
+            for path in &scenarios {
+                let sc = Scenario::load(path)?;
+                rows.extend(harness::parity::check_scenario(&sc, &backends, display)?);
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                say(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
             } else {
-                print!("{}", present::parity(&rows));
+                say(&present::parity(&rows));
             }
             let failed = rows
                 .iter()
                 .any(|r| r.parity.as_ref().is_some_and(|p| !p.passed));
-            eprintln!("{}", present::parity_counts(&rows));
+            note(&present::parity_counts(&rows));
             Ok(if failed { 1 } else { 0 })
         }
         Command::Recommend {
@@ -275,18 +322,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Hardware { json } => {
             let inv = Inventory::collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&inv)?);
+                say(&format!("{}\n", serde_json::to_string_pretty(&inv)?));
             } else {
-                print!("{}", present::inventory(&inv));
+                say(&present::inventory(&inv));
             }
             Ok(0)
         }
         Command::Backends { json } => {
             let inv = backend::inventory();
             if json {
-                println!("{}", serde_json::to_string_pretty(&inv)?);
+                say(&format!("{}\n", serde_json::to_string_pretty(&inv)?));
             } else {
-                print!("{}", present::backends(&inv));
+                say(&present::backends(&inv));
             }
             Ok(0)
         }
@@ -332,12 +379,14 @@ fn recommend(
             .iter()
             .map(|(i, s)| serde_json::json!({"id": items[*i].id, "kind": items[*i].kind, "title": items[*i].title, "description": items[*i].description, "score": s}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        say(&format!("{}\n", serde_json::to_string_pretty(&v)?));
         return Ok(());
     }
-    print!(
-        "{}",
-        present::recommendations(user, &best, &items, (preset, kind, precision))
-    );
+    say(&present::recommendations(
+        user,
+        &best,
+        &items,
+        (preset, kind, precision),
+    ));
     Ok(())
 }

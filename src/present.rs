@@ -88,6 +88,19 @@ pub fn validation(path: &Path, sc: &Scenario, runs: &[PlannedRun]) -> String {
         runs.len() - skipped,
         skipped
     );
+    let worst: f64 = runs
+        .iter()
+        .filter(|r| r.skip.is_none())
+        .map(|r| r.spec.worst_case_s())
+        .sum();
+    let _ = writeln!(
+        s,
+        "worst case {} of measurement for the {} runs to run (warm-up + max_s each; a \
+         server-load run up to {} probes), plus loading each model and its parity check",
+        crate::harness::progress::human(std::time::Duration::from_secs_f64(worst)),
+        runs.len() - skipped,
+        crate::scenario::SERVER_PROBES + 1
+    );
     for r in runs {
         let _ = match &r.skip {
             None => writeln!(s, "  run   {}", r.spec.id),
@@ -176,7 +189,7 @@ pub fn parity_counts(rows: &[ParityRow]) -> String {
         .filter(|r| r.parity.as_ref().is_some_and(|p| !p.passed))
         .count();
     format!(
-        "parity: {checked} checked, {failed} failed, {} not checked (not in this build)",
+        "parity: {checked} checked, {failed} failed, {} not checked (the reason is on its line)",
         rows.len() - checked
     )
 }

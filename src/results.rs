@@ -234,7 +234,7 @@ impl ResultsFile {
     pub fn from_text(path: &Path, text: &str) -> Result<ResultsFile> {
         let text = text.to_string();
         let probe: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))?;
+            serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e, None))?;
         let line = Some(
             text.find("\"schema_version\"")
                 .map_or(1, |o| crate::error::line_of(&text, o)),
@@ -260,8 +260,12 @@ impl ResultsFile {
                 ))
             }
         }
-        let mut file: ResultsFile =
-            serde_json::from_str(&text).map_err(|e| json_error(path, &text, &e))?;
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let mut file: ResultsFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let at = e.path().to_string();
+            json_error(path, &text, e.inner(), Some(at))
+        })?;
+        check(path, &text, &file)?;
         if file.scenario.cost.is_none() {
             file.scenario.cost = Some(CostSettings::from_validated_text(&file.scenario.text));
         }
@@ -269,14 +273,19 @@ impl ResultsFile {
     }
 }
 
-fn json_error(path: &Path, text: &str, e: &serde_json::Error) -> Error {
+/// A JSON error at its line and column, naming the JSON path of the value (`at`, from the
+/// typed read) or, for a syntax error, the key on that line.
+fn json_error(path: &Path, text: &str, e: &serde_json::Error, at: Option<String>) -> Error {
     let msg = e.to_string();
     let mut msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    let field = msg
-        .split('`')
-        .nth(1)
-        .filter(|_| msg.contains("field"))
-        .map(str::to_string)
+    let field = at
+        .filter(|p| !p.is_empty() && p != ".")
+        .or_else(|| {
+            msg.split('`')
+                .nth(1)
+                .filter(|_| msg.contains("field"))
+                .map(str::to_string)
+        })
         .or_else(|| crate::error::json_key_on_line(text, e.line()))
         .unwrap_or_default();
     if let Some(i) = msg.find("expected struct ") {
@@ -285,7 +294,118 @@ fn json_error(path: &Path, text: &str, e: &serde_json::Error) -> Error {
     if e.is_syntax() || e.is_eof() {
         msg = format!("not valid JSON: {msg}");
     }
-    Error::input(path, Some(e.line()), field, msg)
+    Error::input_at(path, e.line(), e.column(), field, msg)
+}
+
+/// The checks a typed read cannot make: figures that are finite and in range, rates that are
+/// positive, run ids that are unique, timed runs that kept their samples. Each failure names
+/// the JSON path of the value and, where it can be found, its line.
+fn check(path: &Path, text: &str, f: &ResultsFile) -> Result<()> {
+    let mut ids = std::collections::BTreeMap::new();
+    for (i, r) in f.runs.iter().enumerate() {
+        // Which run of this id this is (a duplicate id is the second).
+        let nth = f.runs[..i]
+            .iter()
+            .filter(|x| x.spec.id == r.spec.id)
+            .count();
+        let bad = |field: &str, msg: String| {
+            let key = field.rsplit('.').next().unwrap_or(field);
+            let line = run_line(text, &r.spec.id, nth, key);
+            Error::input(path, line, format!("runs[{i}].{field}"), msg)
+        };
+        if let Some(first) = ids.insert(r.spec.id.as_str(), i) {
+            return Err(bad(
+                "spec.id",
+                format!(
+                    "{:?} is also the id of runs[{first}]; run ids are unique",
+                    r.spec.id
+                ),
+            ));
+        }
+        if let Some(l) = &r.latency {
+            let figures = [
+                ("p50_ms", l.p50_ms),
+                ("p90_ms", l.p90_ms),
+                ("p95_ms", l.p95_ms),
+                ("p99_ms", l.p99_ms),
+                ("p999_ms", l.p999_ms),
+                ("mean_ms", l.mean_ms),
+                ("std_ms", l.std_ms),
+                ("min_ms", l.min_ms),
+                ("max_ms", l.max_ms),
+            ];
+            for (k, v) in figures {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(bad(
+                        &format!("latency.{k}"),
+                        format!("{v} is not a latency; a finite number of milliseconds >= 0"),
+                    ));
+                }
+            }
+            if !(l.min_ms <= l.p50_ms && l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms) {
+                return Err(bad(
+                    "latency.p99_ms",
+                    format!(
+                        "min {} <= p50 {} <= p99 {} <= max {} does not hold",
+                        l.min_ms, l.p50_ms, l.p99_ms, l.max_ms
+                    ),
+                ));
+            }
+        }
+        if r.status == Status::Ok {
+            if let Some(t) = &r.throughput {
+                for (k, v) in [
+                    ("requests_per_s", t.requests_per_s),
+                    ("sequences_per_s", t.sequences_per_s),
+                    ("measured_s", t.measured_s),
+                ] {
+                    if !(v.is_finite() && v > 0.0) {
+                        return Err(bad(
+                            &format!("throughput.{k}"),
+                            format!("{v} in an ok run; a finite number > 0"),
+                        ));
+                    }
+                }
+            }
+            if r.latency.is_some() && r.samples_ms.is_empty() {
+                return Err(bad(
+                    "samples_ms",
+                    "empty in an ok timed run; the samples are what compare and the cost \
+                     intervals are computed from"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(p) = &r.parity {
+            for (k, v, lo, hi) in [
+                ("parity.min_cosine", p.min_cosine, -1.0, 1.0 + 1e-6),
+                ("parity.mean_cosine", p.mean_cosine, -1.0, 1.0 + 1e-6),
+                ("parity.top10_overlap", p.top10_overlap, 0.0, 1.0),
+                ("parity.max_abs_diff", p.max_abs_diff, 0.0, f64::MAX),
+            ] {
+                if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                    return Err(bad(
+                        k,
+                        format!("{v} is out of range; allowed: {lo} to {hi}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The line of `"key"` in the `nth` run whose id is `id` (the first occurrence of the key from
+/// the run's start), for messages; `None` when it cannot be found.
+fn run_line(text: &str, id: &str, nth: usize, key: &str) -> Option<usize> {
+    let id_json = serde_json::to_string(id).ok()?;
+    let pattern = format!("\"id\": {id_json}");
+    let at = text.match_indices(&pattern).nth(nth)?.0;
+    let run_start = text[..at].rfind("\"spec\"").unwrap_or(at);
+    let off = text[run_start..]
+        .find(&format!("\"{key}\""))
+        .map_or(at, |o| run_start + o);
+    Some(crate::error::line_of(text, off))
 }
 
 /// Current UTC time, RFC 3339 with seconds.

@@ -58,6 +58,17 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// The longest the run's measurement can take, in seconds: warm-up plus `max_s` (offline,
+    /// single-stream), or plus `max_s` for each probe of the operating-point search and the
+    /// confirmation probe (server). Loading the model and the parity check come on top.
+    pub fn worst_case_s(&self) -> f64 {
+        let probes = match self.load {
+            Load::Server => SERVER_PROBES as f64 + 1.0,
+            _ => 1.0,
+        };
+        self.warmup_s + probes * self.max_s
+    }
+
     /// Sequences encoded per forward pass.
     pub fn sequences_per_batch(&self) -> usize {
         self.batch * self.candidates
@@ -142,6 +153,8 @@ pub struct Scenario {
     pub catalog_items: usize,
     /// `[cost] hardware`: the catalog id this host is priced as, or `auto`.
     pub cost_hardware: String,
+    /// Its line in the file, for messages.
+    pub cost_hardware_line: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -696,12 +709,25 @@ impl Scenario {
             instances,
         } = c.measure(raw.measure.as_ref())?;
         let (candidates, top_k, catalog_items) = c.recommender(raw.recommender.as_ref(), &modes)?;
-        let cost = raw.cost.as_ref();
-        let cost_hardware = c.string(
-            cost.and_then(|x| x.hardware.as_ref()),
-            "cost.hardware",
-            "auto",
-        )?;
+        let hardware = raw.cost.as_ref().and_then(|x| x.hardware.as_ref());
+        let cost_hardware = c.string(hardware, "cost.hardware", "auto")?;
+        if let Some(v) = hardware {
+            let id_chars = |ch: char| ch.is_ascii_alphanumeric() || "-_.".contains(ch);
+            if cost_hardware.is_empty()
+                || cost_hardware.starts_with('.')
+                || !cost_hardware.chars().all(id_chars)
+            {
+                return Err(c.err(
+                    v,
+                    "cost.hardware",
+                    format!(
+                        "{cost_hardware:?} is not a catalog id; use \"auto\" or an id of \
+                         letters, digits, '-', '_' or '.'"
+                    ),
+                ));
+            }
+        }
+        let cost_hardware_line = hardware.map(|v| line_of(text, v.span().start));
 
         Ok(Scenario {
             path: path.to_path_buf(),
@@ -730,6 +756,7 @@ impl Scenario {
             top_k,
             catalog_items,
             cost_hardware,
+            cost_hardware_line,
         })
     }
 

@@ -13,6 +13,23 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// The same linear-interpolated percentile as [`percentile`], of unsorted data, in linear time
+/// (the order of `data` changes).
+pub fn percentile_in_place(data: &mut [f64], q: f64) -> f64 {
+    if data.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (data.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let (_, &mut a, above) = data.select_nth_unstable_by(lo, f64::total_cmp);
+    if pos > lo as f64 {
+        let b = above.iter().copied().fold(f64::INFINITY, f64::min);
+        a + (b - a) * (pos - lo as f64)
+    } else {
+        a
+    }
+}
+
 /// Median of unsorted data.
 pub fn median(data: &[f64]) -> f64 {
     let mut v = data.to_vec();
@@ -75,6 +92,24 @@ pub fn thin(samples: &[f64], max: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentile_in_place_matches_the_sorted_one() {
+        let mut r = crate::model::weights::SplitMix64::new(3);
+        for n in [1, 2, 3, 10, 101, 1000] {
+            let v: Vec<f64> = (0..n).map(|_| r.next_f64() * 100.0).collect();
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            for q in [0.0, 0.05, 0.5, 0.95, 0.99, 1.0] {
+                let mut w = v.clone();
+                assert_eq!(
+                    percentile_in_place(&mut w, q),
+                    percentile(&sorted, q),
+                    "{n} {q}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn percentiles_interpolate() {

@@ -768,3 +768,122 @@ fn parity_and_quick_runs_from_the_command_line() {
         );
     }
 }
+
+/// A stdout whose reader is already gone (`recbench … | head` after head exited).
+fn closed_stdout() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is a fresh descriptor owned by nothing else.
+    std::process::Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) })
+}
+
+/// Every subcommand that writes to stdout ends quietly (status 0, no panic) when the reader
+/// has closed the pipe.
+#[test]
+fn a_closed_pipe_ends_every_subcommand_quietly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = root.join("results/reference/quick/20261128T040112Z-vm.json");
+    let report_dir = tempfile::tempdir().unwrap();
+    let reference = reference.to_str().unwrap();
+    let procurement = root.join("scenarios/procurement.toml");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["validate", procurement.to_str().unwrap()],
+        vec!["validate", procurement.to_str().unwrap(), "--json"],
+        vec!["hardware"],
+        vec!["hardware", "--json"],
+        vec!["backends"],
+        vec![
+            "plan",
+            reference,
+            "--qps",
+            "100",
+            "--p99-ms",
+            "1000",
+            "--map",
+            "vm=aws-m7i-large",
+        ],
+        vec!["compare", reference, reference],
+        vec![
+            "report",
+            reference,
+            "--out",
+            report_dir.path().to_str().unwrap(),
+        ],
+        vec!["recommend", "--user", "jazz", "--model", "tiny"],
+    ];
+    for args in cases {
+        let out = recbench()
+            .args(&args)
+            .stdout(closed_stdout())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+/// The cache is found from any working directory (the repository's `.cache`, where the set-up
+/// put it), and a cache without the model says where it looked.
+#[test]
+fn the_cache_is_found_from_any_folder_and_a_missing_one_is_named() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = recbench()
+        .current_dir(elsewhere.path())
+        .env_remove("RECBENCH_CACHE")
+        .args([
+            "recommend",
+            "--user",
+            "space films",
+            "--model",
+            "tiny",
+            "--top",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Top 2"));
+    let empty = tempfile::tempdir().unwrap();
+    let out = recbench()
+        .env("RECBENCH_CACHE", empty.path())
+        .args(["recommend", "--user", "x", "--model", "tiny"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("caches looked in") && err.contains(&empty.path().display().to_string()),
+        "{err}"
+    );
+}
+
+/// A device or folder given as a results file is refused at once (it used to read /dev/zero
+/// forever).
+#[test]
+fn a_file_that_is_not_a_regular_file_is_refused_at_once() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut child = recbench()
+        .args(["report", "/dev/zero", "--out"])
+        .arg(out_dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        panic!("report /dev/zero did not return");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/zero: not a regular file"));
+}

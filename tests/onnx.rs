@@ -81,7 +81,8 @@ backends = ["onnx"]
 devices = ["cpu"]
 "#;
     let sc = recbench::scenario::Scenario::parse(Path::new("inline.toml"), text).unwrap();
-    let rows = parity::check_scenario(&sc, &[]).unwrap();
+    let rows =
+        parity::check_scenario(&sc, &[], recbench::harness::progress::Display::Quiet).unwrap();
     assert_eq!(rows.len(), 4);
     for r in rows {
         if r.precision == Precision::Bf16 {

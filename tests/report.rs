@@ -330,6 +330,35 @@ fn a_user_catalog_replaces_the_shipped_price() {
     assert!(html.contains("mine.toml") && html.contains("my quote"));
 }
 
+/// Files from several hosts merge into one report; the report says when they did not run the
+/// same scenario with the same recbench.
+#[test]
+fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
+    v["environment"]["inventory"]["host"] = "other-host".into();
+    let same = write_json(dir.path(), "same.json", &v);
+    let (out_dir, out) = report(&[results_file(), &same], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    assert!(!html.contains("not of one sweep"));
+    v["scenario"]["text"] =
+        (v["scenario"]["text"].as_str().unwrap().to_string() + "\n# edited").into();
+    v["environment"]["recbench_version"] = "0.0.1".into();
+    let other = write_json(dir.path(), "other.json", &v);
+    let (out_dir, out) = report(&[results_file(), &other], &[]);
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    assert!(html.contains("not of one sweep"), "warned");
+    assert!(html.contains("other.json ran scenario") && html.contains("recbench 0.0.1"));
+    let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
+    assert_eq!(md.matches("**Not one sweep:**").count(), 2, "{md}");
+}
+
 #[test]
 fn unmapped_host_is_said_so_and_explicit_map_must_exist() {
     let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
@@ -503,7 +532,15 @@ fn compare_passes_a_a_and_fails_a_real_slowdown() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pass"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("pass"));
+    // The summary comes before the table.
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("runs compared"))
+        .unwrap();
+    assert!(summary.contains("0 regressed"), "{summary}");
+    assert!(stdout.find("runs compared") < stdout.find("| run |"));
 
     // Every iteration of the first ok run 30% slower: a regression beyond 10% with confidence.
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
@@ -578,6 +615,34 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
         String::from_utf8_lossy(&out.stderr).contains("no run in common"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Another machine: refused with what differs, unless asked for, then labelled.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
+    v["environment"]["inventory"]["cpu_model"] = "Other CPU".into();
+    v["environment"]["inventory"]["cpu_flags"] = serde_json::json!(["avx2", "fma"]);
+    let other_host = write_json(dir.path(), "other-host.json", &v);
+    let out = compare(base, &other_host);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("different machines")
+            && err.contains("cpu_model")
+            && err.contains("cpu_flags"),
+        "{err}"
+    );
+    let out = recbench()
+        .arg("compare")
+        .arg(base)
+        .arg(&other_host)
+        .args(["--max-regression", "10", "--allow-different-hosts"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("(cross-host)") && stdout.contains("CROSS-HOST"),
+        "{stdout}"
     );
 
     let truncated = dir.path().join("truncated.json");

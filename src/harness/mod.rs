@@ -9,11 +9,12 @@
 pub mod ceiling;
 pub mod inputs;
 pub mod parity;
+pub mod progress;
 pub mod server;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use crate::results::{
 use crate::scenario::{Host, PlannedRun, Scenario};
 use crate::spec::{BackendKind, Device};
 use crate::telemetry::{inventory, Inventory};
+use progress::{Display, Progress};
 
 /// Set by the Ctrl-C handler; the sweep stops after saving what is finished.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -83,18 +85,6 @@ pub fn environment(thread_counts: &BTreeSet<usize>) -> Environment {
     }
 }
 
-struct Progress {
-    on: bool,
-}
-
-impl Progress {
-    fn line(&self, msg: &str) {
-        if self.on {
-            eprintln!("{msg}");
-        }
-    }
-}
-
 /// An empty results file for a sweep of `scenario` on this machine.
 fn new_file(scenario: &Scenario, opts: &SweepOptions, environment: Environment) -> ResultsFile {
     let now = results::now_utc();
@@ -135,8 +125,8 @@ fn plan(scenario: &Scenario, opts: &SweepOptions) -> Vec<PlannedRun> {
 }
 
 /// What every sweep does first: shrink durations for `--quick`, plan the runs on this host (an
-/// empty plan is an input error), and set up progress output.
-fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRun>, Progress)> {
+/// empty plan is an input error), and choose where progress goes.
+fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRun>, Display)> {
     if opts.quick {
         scenario.quick();
     }
@@ -149,10 +139,7 @@ fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRu
             "no run is left after the --backend/--device filters",
         ));
     }
-    let progress = Progress {
-        on: !opts.quiet && std::io::stderr().is_terminal(),
-    };
-    Ok((planned, progress))
+    Ok((planned, Display::for_stderr(opts.quiet)))
 }
 
 /// The thread counts of the runs that will run: the GEMM ceiling is measured at each.
@@ -180,7 +167,7 @@ struct References(BTreeSet<(crate::model::Preset, u64)>);
 impl References {
     fn prepare(&mut self, p: &PlannedRun, progress: &Progress) -> Result<()> {
         if self.0.insert((p.spec.model, p.spec.seed)) {
-            progress.line(&format!(
+            progress.note(&format!(
                 "preparing {} (weights, fp32 reference) ...",
                 p.spec.model
             ));
@@ -192,7 +179,12 @@ impl References {
 
 /// Runs the sweep described by `scenario`.
 pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
-    let (planned, progress) = set_up(&mut scenario, opts)?;
+    let (planned, display) = set_up(&mut scenario, opts)?;
+    let say = |msg: &str| {
+        if display != Display::Quiet {
+            let _ = writeln!(std::io::stderr(), "{msg}");
+        }
+    };
 
     let host = inventory::hostname();
     let (path, mut file) = match opts
@@ -217,7 +209,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             // re-planned, since this build may be able to run them.
             f.runs
                 .retain(|r| matches!(r.status, Status::Ok | Status::Invalid));
-            progress.line(&format!(
+            say(&format!(
                 "resuming {} ({} runs kept)",
                 path.display(),
                 f.runs.len()
@@ -225,7 +217,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             (path, f)
         }
         None => {
-            progress.line("measuring the fp32 GEMM ceiling of this machine ...");
+            say("measuring the fp32 GEMM ceiling of this machine ...");
             let env = environment(&measured_threads(&planned));
             let path = results::claim_path(&opts.out_dir, &scenario.name, &host)?;
             let f = new_file(&scenario, opts, env);
@@ -244,7 +236,17 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         .collect();
     let mut references = References::default();
     let mut interrupted = false;
-    for (i, p) in planned.into_iter().enumerate() {
+    let mut progress = Progress::new(
+        display,
+        total,
+        planned
+            .iter()
+            .filter(|p| p.skip.is_none() && !done.contains(&p.spec.id))
+            .map(|p| p.spec.worst_case_s())
+            .sum(),
+    );
+    progress.skip_finished(planned.iter().filter(|p| done.contains(&p.spec.id)).count());
+    for p in planned.into_iter() {
         if done.contains(&p.spec.id) {
             continue;
         }
@@ -252,12 +254,11 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             interrupted = true;
             break;
         }
-        let label = format!("[{}/{}] {}", i + 1, total, p.spec.id);
         let result = match &p.skip {
             Some(reason) => RunResult::not_run(p.spec.clone(), Status::Skipped, reason.clone()),
             None => {
                 references.prepare(&p, &progress)?;
-                progress.line(&format!("{label} ..."));
+                progress.start(&p.spec.id);
                 match spawn_worker(&self_exe()?, &p, ceilings.get(&p.spec.threads).copied())? {
                     Some(r) => r,
                     None => {
@@ -277,13 +278,19 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
                 result.power.above_idle_watts = Some(w - idle);
             }
         }
-        progress.line(&format!("{label} {}", one_line(&result)));
+        let weight = if p.skip.is_none() {
+            p.spec.worst_case_s()
+        } else {
+            0.0
+        };
+        progress.finish(&p.spec.id, weight, &one_line(&result));
         file.runs.push(result);
         // Keep the file in plan order, whatever order resumed runs finished in.
         file.runs
             .sort_by_key(|r| order.get(&r.spec.id).copied().unwrap_or(usize::MAX));
         file.save(&path)?;
     }
+    progress.done();
     Ok(SweepOutcome {
         path,
         results: file,
@@ -386,8 +393,13 @@ pub fn run_interleaved(
             "not a file: give the baseline recbench binary",
         ));
     }
-    let (planned, progress) = set_up(&mut scenario, opts)?;
-    progress.line("measuring the fp32 GEMM ceiling of this machine ...");
+    let (planned, display) = set_up(&mut scenario, opts)?;
+    if display != Display::Quiet {
+        let _ = writeln!(
+            std::io::stderr(),
+            "measuring the fp32 GEMM ceiling of this machine ..."
+        );
+    }
     let env = environment(&measured_threads(&planned));
     let host = inventory::hostname();
     let me = self_exe()?;
@@ -404,6 +416,15 @@ pub fn run_interleaved(
     let ceilings = ceilings(&env);
     let mut references = References::default();
     let mut interrupted = false;
+    let mut progress = Progress::new(
+        display,
+        planned.len(),
+        planned
+            .iter()
+            .filter(|p| p.skip.is_none())
+            .map(|p| p.spec.worst_case_s())
+            .sum(),
+    );
     'runs: for p in planned {
         let mut sides: [Vec<RunResult>; 2] = [vec![], vec![]];
         if let Some(reason) = &p.skip {
@@ -418,7 +439,7 @@ pub fn run_interleaved(
             references.prepare(&p, &progress)?;
             for round in 0..opts.rounds.max(1) {
                 for (k, exe) in [baseline, me.as_path()].into_iter().enumerate() {
-                    progress.line(&format!(
+                    progress.start(&format!(
                         "{} round {} {}",
                         p.spec.id,
                         round + 1,
@@ -434,12 +455,26 @@ pub fn run_interleaved(
                 }
             }
         }
+        let mut summary = Vec::new();
         for (k, rounds) in sides.into_iter().enumerate() {
             let (path, file) = &mut files[k];
-            file.runs.push(merge_rounds(rounds));
+            let merged = merge_rounds(rounds);
+            summary.push(format!(
+                "{} {}",
+                if k == 0 { "baseline" } else { "candidate" },
+                one_line(&merged)
+            ));
+            file.runs.push(merged);
             file.save(path)?;
         }
+        let weight = if p.skip.is_none() {
+            p.spec.worst_case_s()
+        } else {
+            0.0
+        };
+        progress.finish(&p.spec.id, weight, &summary.join("; "));
     }
+    progress.done();
     for (path, file) in &mut files {
         file.save(path)?;
     }

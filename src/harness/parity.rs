@@ -204,19 +204,27 @@ pub struct ParityRow {
 pub fn check_scenario(
     scenario: &crate::scenario::Scenario,
     backends: &[BackendKind],
+    display: super::progress::Display,
 ) -> Result<Vec<ParityRow>> {
     let threads = crate::telemetry::inventory::default_threads();
     let items = recommender::bundled_items();
     let mut rows = Vec::new();
+    let chosen = |b: &&BackendKind| backends.is_empty() || backends.contains(b);
+    let per_model = scenario.backends.iter().filter(chosen).count()
+        * scenario.devices.len()
+        * scenario.precisions.len();
+    // Each check encodes the probes and the catalog: its cost grows with the model's size.
+    let weight = |m: crate::model::Preset| m.config().parameters() as f64;
+    let mut progress = super::progress::Progress::new(
+        display,
+        per_model * scenario.presets.len(),
+        scenario.presets.iter().map(|m| weight(*m)).sum::<f64>() * per_model as f64,
+    );
     for &model in &scenario.presets {
         let files = ModelFiles::resolve(model, scenario.seed)?;
         let tok = Tokenizer::load(&files.tokenizer)?;
         let reference = reference(&files, &tok)?;
-        for &backend in scenario
-            .backends
-            .iter()
-            .filter(|b| backends.is_empty() || backends.contains(b))
-        {
+        for &backend in scenario.backends.iter().filter(chosen) {
             for &device in &scenario.devices {
                 for &precision in &scenario.precisions {
                     let mut row = ParityRow {
@@ -232,6 +240,7 @@ pub fn check_scenario(
                         precision,
                         threads,
                     };
+                    progress.start(&format!("{model}/{backend}/{device}/{precision}"));
                     let checked = backend
                         .supports(device, precision)
                         .map_err(Error::Measure)
@@ -242,14 +251,23 @@ pub fn check_scenario(
                             let ix = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
                             Ok(compare(precision, &probes, &ix, &reference))
                         });
+                    let label = format!("{model}/{backend}/{device}/{precision}");
                     match checked {
-                        Ok(p) => row.parity = Some(p),
-                        Err(e) => row.error = Some(e.to_string()),
+                        Ok(p) => {
+                            let verdict = if p.passed { "pass" } else { "FAIL" };
+                            progress.finish(&label, weight(model), verdict);
+                            row.parity = Some(p);
+                        }
+                        Err(e) => {
+                            progress.finish(&label, 0.0, "not checked");
+                            row.error = Some(e.to_string());
+                        }
                     }
                     rows.push(row);
                 }
             }
         }
     }
+    progress.done();
     Ok(rows)
 }

@@ -15,12 +15,36 @@ pub use weights::ModelFiles;
 
 use std::path::PathBuf;
 
-/// Root of recbench's cache: `$RECBENCH_CACHE`, else `.cache` in the current directory.
+/// The places recbench looks for its cache, in order: `$RECBENCH_CACHE`; the `.cache` of the
+/// repository this binary was built in; the platform cache folder (`$XDG_CACHE_HOME/recbench`,
+/// else `~/.cache/recbench`).
+pub fn cache_places() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("RECBENCH_CACHE").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(p)];
+    }
+    let mut places = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache")];
+    match std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
+        Some(x) => places.push(PathBuf::from(x).join("recbench")),
+        None => {
+            if let Some(home) = std::env::var_os("HOME").filter(|p| !p.is_empty()) {
+                places.push(PathBuf::from(home).join(".cache/recbench"));
+            }
+        }
+    }
+    places
+}
+
+/// Root of recbench's cache, the same from any working directory: the first of
+/// [`cache_places`] that exists, else the last (created on first use).
 ///
-/// The setup script puts the MiniLM package here; synthetic weights, reference embeddings and
-/// item embeddings are written here on first use.
+/// The set-up script puts the MiniLM package there; synthetic weights, reference embeddings and
+/// item embeddings are written there on first use.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("RECBENCH_CACHE")
-        .map(PathBuf::from)
+    let places = cache_places();
+    places
+        .iter()
+        .find(|p| p.is_dir())
+        .or(places.last())
+        .cloned()
         .unwrap_or_else(|| PathBuf::from(".cache"))
 }

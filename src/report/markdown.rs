@@ -23,6 +23,9 @@ pub fn summary(rows: &[Row], sources: &[Source]) -> String {
             cell(&s.file.environment.git_commit)
         ));
     }
+    for d in super::inconsistencies(sources) {
+        out.push_str(&format!("- **Not one sweep:** {}\n", cell(&d)));
+    }
     out.push_str("\n## Recommendation\n\n");
     let groups = recommendation(rows);
     if groups.is_empty() {

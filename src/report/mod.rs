@@ -259,6 +259,50 @@ pub fn safe_file_name(name: &str) -> String {
     }
 }
 
+/// How the results files of a multi-host report differ in what makes them comparable: the
+/// scenario they ran (SHA-256 of its text) and the recbench version and commit that ran it.
+/// Empty when they agree (or there is one file).
+pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::new();
+    let Some(first) = sources.first() else {
+        return out;
+    };
+    let hash = |s: &Source| -> String {
+        let h = Sha256::digest(s.file.scenario.text.as_bytes());
+        h[..6].iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let build = |s: &Source| {
+        format!(
+            "{} ({})",
+            s.file.environment.recbench_version, s.file.environment.git_commit
+        )
+    };
+    for s in &sources[1..] {
+        let name = s.path.display();
+        if hash(s) != hash(first) {
+            out.push(format!(
+                "{name} ran scenario {:?} with text {} but {} ran {:?} with text {}: the runs may \
+                 differ in more than the machine",
+                s.file.scenario.name,
+                hash(s),
+                first.path.display(),
+                first.file.scenario.name,
+                hash(first)
+            ));
+        }
+        if build(s) != build(first) {
+            out.push(format!(
+                "{name} was measured by recbench {} but {} by recbench {}",
+                build(s),
+                first.path.display(),
+                build(first)
+            ));
+        }
+    }
+    out
+}
+
 /// Writes the report into `opts.out`. Returns the files written.
 pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
