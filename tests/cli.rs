@@ -887,3 +887,49 @@ fn a_file_that_is_not_a_regular_file_is_refused_at_once() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/zero: not a regular file"));
 }
+
+/// Off a terminal (CI, a Kubernetes Job log), a sweep prints one plain line per finished run
+/// with its status, p50, elapsed time and ETA; validate says how long the sweep can take.
+#[test]
+fn progress_lines_off_a_terminal_and_the_worst_case_in_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = smoke_run(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(lines.len(), 8, "one line per run: {err}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("[{}/8] candle/", i + 1)), "{l}");
+        assert!(l.contains("(elapsed ") && l.contains("ETA "), "{l}");
+    }
+    assert!(lines[0].contains(" ok: p50 "), "{}", lines[0]);
+    assert!(
+        lines.iter().any(|l| l.contains(" skipped: single-stream")),
+        "{err}"
+    );
+    assert!(lines.last().unwrap().ends_with("ETA 0s)"), "{err}");
+    let quiet = smoke_run(tempfile::tempdir().unwrap().path())
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("[1/8]"));
+
+    let out = recbench()
+        .arg("validate")
+        .arg(fixture("smoke.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Each run to run: warm-up 0.05 s + max_s 2 s.
+    let n: usize = text
+        .split(" to run, ")
+        .next()
+        .and_then(|h| h.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let want = format!(
+        "worst case {}s of measurement for the {n} runs to run",
+        (n as f64 * 2.05) as u64
+    );
+    assert!(text.contains(&want), "{want}\n{text}");
+}
