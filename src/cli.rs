@@ -62,6 +62,18 @@ pub enum Command {
         /// Price host HOST as catalog entry ID (repeatable), e.g. --map myhost=aws-m7i-large.
         #[arg(long = "map")]
         maps: Vec<String>,
+        /// Target request rate the decision table sizes instances and monthly cost for.
+        #[arg(long)]
+        qps: Option<f64>,
+        /// p99 budget in milliseconds the runs are judged at (default: each run's own SLA).
+        #[arg(long = "p99-ms")]
+        p99_ms: Option<f64>,
+        /// Price basis of the decision table: on-demand, reserved-1y, spot or owned.
+        #[arg(long, default_value = "on-demand")]
+        basis: String,
+        /// Spare capacity on top of the target rate (0.3 = 30%).
+        #[arg(long, default_value_t = 0.3)]
+        headroom: f64,
     },
     /// CI gate: compare a candidate results file with a baseline; exit 1 on a regression.
     Compare {
@@ -93,6 +105,9 @@ pub enum Command {
         /// Spare capacity on top of the target rate (0.3 = 30%).
         #[arg(long, default_value_t = 0.3)]
         headroom: f64,
+        /// Price basis: on-demand, reserved-1y, spot or owned.
+        #[arg(long, default_value = "on-demand")]
+        basis: String,
         #[arg(long)]
         catalog: Option<PathBuf>,
         #[arg(long = "map")]

@@ -515,59 +515,35 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
     })
 }
 
-/// One option of a capacity plan.
+/// One option of a capacity plan: a hardware option's best configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanOption {
     pub host: String,
     pub hardware_id: String,
     pub run_id: String,
-    pub rate_basis: RateBasis,
+    /// How the capacity was established (confirmed operating point, search curve, offline
+    /// upper bound).
+    pub evidence: String,
     pub capacity_per_instance_qps: f64,
     pub p99_ms: f64,
     pub instances: u64,
     pub basis: String,
+    pub cost_per_1k_usd: f64,
     pub monthly_usd: f64,
+}
+
+/// The plan of one (model, mode): its options (best first), the CPU-against-GPU verdict and
+/// the configurations excluded, with the reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanGroup {
+    pub group: String,
+    pub verdict: String,
+    pub options: Vec<PlanOption>,
+    pub excluded: Vec<(String, String)>,
 }
 
 /// Hours in an average month.
 pub const HOURS_PER_MONTH: f64 = 730.0;
-
-/// Instances and monthly cost to serve `qps` with `headroom` spare capacity, for every priced
-/// run whose p99 fits `p99_ms`. Cheapest first.
-pub fn plan(
-    priced: &[(String, &RunResult, RunCost)],
-    qps: f64,
-    p99_ms: f64,
-    headroom: f64,
-) -> Vec<PlanOption> {
-    let mut out = Vec::new();
-    for (host, r, c) in priced {
-        // The run's p99: per request at the operating point's confirmation probe (server),
-        // per forward pass of `batch` requests (offline).
-        let Some(p99) = r.latency.as_ref().map(|l| l.p99_ms) else {
-            continue;
-        };
-        if p99 > p99_ms || (r.server.is_some() && c.rate_basis != RateBasis::OperatingPoint) {
-            continue;
-        }
-        let instances = (qps * (1.0 + headroom) / c.requests_per_s).ceil().max(1.0) as u64;
-        for f in &c.figures {
-            out.push(PlanOption {
-                host: host.clone(),
-                hardware_id: c.hardware_id.clone(),
-                run_id: r.spec.id.clone(),
-                rate_basis: c.rate_basis,
-                capacity_per_instance_qps: c.requests_per_s,
-                p99_ms: p99,
-                instances,
-                basis: f.basis.clone(),
-                monthly_usd: instances as f64 * f.hourly_usd * HOURS_PER_MONTH,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.monthly_usd.total_cmp(&b.monthly_usd));
-    out
-}
 
 #[cfg(test)]
 mod tests {

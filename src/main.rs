@@ -47,6 +47,44 @@ fn say(text: &str) {
     }
 }
 
+/// The reader's requirement from `--qps`, `--p99-ms`, `--basis` and `--headroom`, checked.
+fn requirement(
+    qps: Option<f64>,
+    p99_ms: Option<f64>,
+    basis: String,
+    headroom: f64,
+) -> anyhow::Result<report::decision::Requirement> {
+    for (name, v) in [("--qps", qps), ("--p99-ms", p99_ms)] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(usage(name, format!("{v} must be a positive number")));
+            }
+        }
+    }
+    if !(headroom.is_finite() && (0.0..=10.0).contains(&headroom)) {
+        return Err(usage(
+            "--headroom",
+            format!("{headroom} must be between 0 and 10"),
+        ));
+    }
+    const BASES: [&str; 4] = ["on-demand", "reserved-1y", "spot", "owned"];
+    if !BASES.contains(&basis.as_str()) {
+        return Err(usage(
+            "--basis",
+            format!(
+                "unknown price basis {basis:?}; allowed: {}",
+                BASES.join(", ")
+            ),
+        ));
+    }
+    Ok(report::decision::Requirement {
+        qps,
+        p99_ms,
+        basis,
+        headroom,
+    })
+}
+
 /// Writes a line to stderr; a closed stderr is not worth a panic.
 fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
@@ -161,7 +199,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             out,
             catalog,
             maps,
+            qps,
+            p99_ms,
+            basis,
+            headroom,
         } => {
+            let requirement = requirement(qps, p99_ms, basis, headroom)?;
             let maps = maps
                 .iter()
                 .map(|m| report::parse_map(m))
@@ -171,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 out,
                 catalog,
                 maps,
+                requirement,
             };
             for p in report::write(&opts)? {
                 say(&format!("{}\n", p.display()));
@@ -213,21 +257,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             qps,
             p99_ms,
             headroom,
+            basis,
             catalog,
             maps,
             json,
         } => {
-            for (name, v) in [("--qps", qps), ("--p99-ms", p99_ms)] {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(usage(name, format!("{v} must be a positive number")));
-                }
-            }
-            if !(headroom.is_finite() && (0.0..=10.0).contains(&headroom)) {
-                return Err(usage(
-                    "--headroom",
-                    format!("{headroom} must be between 0 and 10"),
-                ));
-            }
+            let requirement = requirement(Some(qps), Some(p99_ms), basis, headroom)?;
             let maps = maps
                 .iter()
                 .map(|m| report::parse_map(m))
@@ -237,12 +272,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 out: Default::default(),
                 catalog,
                 maps,
+                requirement,
             };
-            let options = report::plan(&opts, qps, p99_ms, headroom)?;
+            let groups = report::plan(&opts)?;
             if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&options)?));
+                say(&format!("{}\n", serde_json::to_string_pretty(&groups)?));
             } else {
-                say(&present::plan(&options, qps, p99_ms, headroom));
+                say(&present::plan(&groups, qps, p99_ms, headroom));
             }
             Ok(0)
         }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::backend::BackendInfo;
-use crate::cost::PlanOption;
+use crate::cost::PlanGroup;
 use crate::harness::parity::ParityRow;
 use crate::model::Preset;
 use crate::recommender::Item;
@@ -110,40 +110,49 @@ pub fn validation(path: &Path, sc: &Scenario, runs: &[PlannedRun]) -> String {
     s
 }
 
-/// `recbench plan`: the options within the budget, cheapest first.
-pub fn plan(options: &[PlanOption], qps: f64, p99_ms: f64, headroom: f64) -> String {
+/// `recbench plan`: per (model, mode), each hardware option's best configuration, cheapest
+/// first (measured operating points before offline upper bounds), then the exclusions.
+pub fn plan(groups: &[PlanGroup], qps: f64, p99_ms: f64, headroom: f64) -> String {
     let mut s = String::new();
-    if options.is_empty() {
-        let _ = writeln!(
-            s,
-            "No priced configuration meets p99 <= {p99_ms} ms. Unpriced hosts can be mapped with \
-             --map HOST=ID."
-        );
-        return s;
-    }
     let _ = writeln!(
         s,
-        "Serving {qps} requests/s with p99 <= {p99_ms} ms and {:.0}% headroom, cheapest first:",
+        "Serving {qps} requests/s with p99 <= {p99_ms} ms and {:.0}% headroom:",
         headroom * 100.0
     );
-    let _ = writeln!(
-        s,
-        "{:<22} {:<12} {:>10} {:>9} {:>10} {:>13}  {:<16} run",
-        "hardware", "basis", "cap. req/s", "p99 ms", "instances", "USD/month", "rate basis"
-    );
-    for o in options {
-        let _ = writeln!(
-            s,
-            "{:<22} {:<12} {:>10.1} {:>9.2} {:>10} {:>13.2}  {:<16} {}",
-            o.hardware_id,
-            o.basis,
-            o.capacity_per_instance_qps,
-            o.p99_ms,
-            o.instances,
-            o.monthly_usd,
-            o.rate_basis.name(),
-            o.run_id
-        );
+    for g in groups {
+        let _ = writeln!(s, "\n{}\n  {}", g.group, g.verdict);
+        if !g.options.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {:<22} {:<12} {:>10} {:>11} {:>8} {:>10} {:>12}  {:<36} run",
+                "hardware",
+                "basis",
+                "$/1k",
+                "cap. req/s",
+                "p99 ms",
+                "instances",
+                "USD/month",
+                "evidence"
+            );
+        }
+        for o in &g.options {
+            let _ = writeln!(
+                s,
+                "  {:<22} {:<12} {:>10.6} {:>11.1} {:>8.2} {:>10} {:>12.2}  {:<36} {}",
+                o.hardware_id,
+                o.basis,
+                o.cost_per_1k_usd,
+                o.capacity_per_instance_qps,
+                o.p99_ms,
+                o.instances,
+                o.monthly_usd,
+                o.evidence,
+                o.run_id
+            );
+        }
+        for (id, why) in &g.excluded {
+            let _ = writeln!(s, "  excluded {id}: {why}");
+        }
     }
     s
 }

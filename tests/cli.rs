@@ -635,18 +635,26 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
     }
     let op = &s["operating_point"];
     assert_eq!(op["meets_sla"], true, "{s}");
+    let confirm = &s["confirmation"];
+    assert_eq!(confirm["offered_qps"], op["offered_qps"]);
+    let notes = r["notes"].to_string();
+    // The operating point is the highest rate that met the SLA in the search and in its own
+    // confirmation probe: a passing rate above it must have failed its confirmation.
     let best = curve
         .iter()
         .filter(|c| c["meets_sla"] == true)
         .map(|c| c["offered_qps"].as_f64().unwrap())
         .fold(0.0, f64::max);
-    assert_eq!(
-        op["offered_qps"].as_f64().unwrap(),
-        best,
-        "the highest rate that met the SLA"
+    if best > op["offered_qps"].as_f64().unwrap() {
+        assert!(
+            notes.contains("the search went on below that rate"),
+            "{notes}"
+        );
+    }
+    assert!(
+        confirm["meets_sla"] == true || notes.contains("no rate passed its confirmation"),
+        "{r}"
     );
-    let confirm = &s["confirmation"];
-    assert_eq!(confirm["offered_qps"], op["offered_qps"]);
     // The run's latency is the confirmation probe's, per request.
     assert_eq!(r["latency"]["count"], confirm["completed"]);
     assert_eq!(r["latency"]["p99_ms"].as_f64(), confirm["p99_ms"].as_f64());

@@ -159,8 +159,10 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
     }
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
     assert!(
-        html.contains("Cheapest") && html.contains("Runner-up"),
-        "recommendation section"
+        html.contains("Which hardware, at each run&#39;s own SLA")
+            && html.contains("<b>cheapest</b>")
+            && html.contains("Only CPU options qualify here"),
+        "decision table"
     );
     assert!(
         !html.contains("http://") && !html.contains("<script") && !html.contains("<link"),
@@ -173,7 +175,11 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
         );
     }
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
-    assert!(md.contains("## Recommendation") && md.contains("aws-m7i-large"));
+    assert!(
+        md.contains("## Which hardware")
+            && md.contains("**cheapest**")
+            && md.contains("aws-m7i-large")
+    );
 }
 
 #[test]
@@ -275,7 +281,8 @@ fn summary_md_and_runs_csv_keep_hostile_strings_in_their_cells() {
         !md.contains("\n# injected heading"),
         "no line break from a host name"
     );
-    for row in md
+    let runs_table = &md[md.find("## Runs").unwrap()..];
+    for row in runs_table
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| status"))
     {
@@ -400,19 +407,33 @@ fn plan_answers_with_instances_and_monthly_cost() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let opts = v.as_array().unwrap();
-    assert!(!opts.is_empty());
+    let groups = v.as_array().unwrap();
+    assert_eq!(groups.len(), 1, "one (model, mode) in the fixture");
+    let g = &groups[0];
+    assert!(g["group"].as_str().unwrap().starts_with("tiny, two-tower"));
+    let opts = g["options"].as_array().unwrap();
+    assert_eq!(opts.len(), 1, "one hardware option: {opts:?}");
     let first = &opts[0];
     let cap = first["capacity_per_instance_qps"].as_f64().unwrap();
     let n = first["instances"].as_u64().unwrap();
     assert_eq!(n, (500.0 * 1.3 / cap).ceil() as u64);
     let monthly = first["monthly_usd"].as_f64().unwrap();
+    let hourly = catalog_price("aws-m7i-large");
     assert!(
-        opts.windows(2)
-            .all(|w| w[0]["monthly_usd"].as_f64() <= w[1]["monthly_usd"].as_f64()),
-        "cheapest first"
+        (monthly - n as f64 * hourly * 730.0).abs() < 1e-9,
+        "{first}"
     );
-    assert!(monthly > 0.0);
+    assert_eq!(first["evidence"], "offline peak: an upper bound");
+    // The cheapest configuration of the hardware: every other ok run is excluded as costlier.
+    let cost = first["cost_per_1k_usd"].as_f64().unwrap();
+    for e in g["excluded"].as_array().unwrap() {
+        let why = e[1].as_str().unwrap();
+        assert!(
+            why.starts_with("not the best on its hardware") || why.starts_with("not run"),
+            "{why}"
+        );
+    }
+    assert!((cost - 1000.0 * hourly / 3600.0 / cap).abs() < 1e-12);
     let out = recbench()
         .arg("plan")
         .arg(results_file())
@@ -458,7 +479,7 @@ fn report_renders_in_headless_chromium() {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("Cheapest"), "recommendation rendered");
+    assert!(dom.contains("cheapest"), "decision table rendered");
     assert!(
         dom.matches("data:image/png;base64,").count() >= 6,
         "charts embedded"

@@ -268,3 +268,91 @@ fn a_rate_the_server_cannot_keep_up_with_does_not_meet_the_sla() {
     assert!(p.achieved_qps < 0.98 * 150.0, "{p:?}");
     assert!(!p.meets_sla, "{p:?}");
 }
+
+fn point(rate: f64, meets: bool) -> CurvePoint {
+    CurvePoint {
+        offered_qps: rate,
+        achieved_qps: rate,
+        completed: 100,
+        p50_ms: 10.0,
+        p90_ms: 20.0,
+        p99_ms: if meets { 40.0 } else { 80.0 },
+        mean_ms: 12.0,
+        mean_queue_delay_ms: 1.0,
+        mean_batch: 1.0,
+        scheduling_lag_p99_us: 10.0,
+        meets_sla: meets,
+        early_stop: None,
+    }
+}
+
+/// A confirmation that misses the SLA sends the search below the rate until a rate passes its
+/// own confirmation; the operating point becomes that rate, failed confirmations join the
+/// curve, and the reader is told.
+#[test]
+fn a_failed_confirmation_sends_the_search_below_until_one_passes() {
+    let mut search = ServerResult {
+        max_batch: 1,
+        max_queue_delay_ms: 0.0,
+        instances: 1,
+        sla_p99_ms: 50.0,
+        operating_point: Some(point(60.0, true)),
+        curve: vec![point(40.0, true), point(60.0, true), point(80.0, false)],
+        confirmation: None,
+    };
+    // This service meets the SLA up to 50 QPS only (the search was optimistic).
+    let mut asked = Vec::new();
+    let (probe, (), notes) = recbench::harness::server::confirm(&mut search, 50.0, |rate| {
+        asked.push(rate);
+        Ok((
+            recbench::harness::server::Probe {
+                point: point(rate, rate <= 50.0),
+                latencies_ms: vec![1.0],
+            },
+            (),
+        ))
+    })
+    .unwrap();
+    // 60 fails; next max(40, 0.85 × 60 = 51) = 51 fails; next max(40, 43.35) passes.
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(
+        (asked[1] - 51.0).abs() < 1e-9 && (asked[2] - 43.35).abs() < 1e-9,
+        "{asked:?}"
+    );
+    assert!(probe.point.meets_sla);
+    assert_eq!(
+        search.operating_point.as_ref().unwrap().offered_qps,
+        asked[2]
+    );
+    assert_eq!(
+        search.curve.len(),
+        5,
+        "both failed confirmations are on the curve"
+    );
+    assert_eq!(notes.len(), 2, "{notes:?}");
+
+    // A service that never passes: at most MAX_RECONFIRMATIONS more probes, marked marginal.
+    let mut search2 = ServerResult {
+        operating_point: Some(point(60.0, true)),
+        curve: vec![point(60.0, true)],
+        ..search
+    };
+    let mut n = 0;
+    let (probe, (), notes) = recbench::harness::server::confirm(&mut search2, 50.0, |rate| {
+        n += 1;
+        Ok((
+            recbench::harness::server::Probe {
+                point: point(rate, false),
+                latencies_ms: vec![1.0],
+            },
+            (),
+        ))
+    })
+    .unwrap();
+    assert_eq!(n, 1 + recbench::harness::server::MAX_RECONFIRMATIONS);
+    assert!(!probe.point.meets_sla);
+    assert!(notes
+        .last()
+        .unwrap()
+        .contains("no rate passed its confirmation"));
+}

@@ -256,6 +256,66 @@ fn summarise(
     })
 }
 
+/// Most extra confirmation probes below an operating point whose confirmation failed.
+pub const MAX_RECONFIRMATIONS: usize = 4;
+
+/// Confirms the operating point of `search` with a second probe (`probe_at(rate)`, which may
+/// also measure power, `T`). The operating point counts only when that probe meets the SLA
+/// too; when it does not, the search goes on below the rate (the next lower rate that passed
+/// the search, else 15% lower), at most [`MAX_RECONFIRMATIONS`] times, until a rate passes its
+/// own confirmation. Failed confirmations join the curve; the operating point becomes the
+/// confirmed rate. Returns the last confirmation, its `T` and notes for the reader.
+pub fn confirm<T>(
+    search: &mut ServerResult,
+    sla_p99_ms: f64,
+    mut probe_at: impl FnMut(f64) -> Result<(Probe, T)>,
+) -> Result<(Probe, T, Vec<String>)> {
+    let first = search
+        .operating_point
+        .clone()
+        .expect("confirm is called with an operating point");
+    let mut notes = Vec::new();
+    let mut rate = first.offered_qps;
+    let mut tries = 0;
+    let (probe, extra) = loop {
+        let (probe, extra) = probe_at(rate)?;
+        if probe.point.meets_sla || tries == MAX_RECONFIRMATIONS {
+            break (probe, extra);
+        }
+        notes.push(format!(
+            "the confirmation probe at {rate:.1} QPS gave p99 {:.2} ms against the \
+             {sla_p99_ms} ms SLA; the search went on below that rate",
+            probe.point.p99_ms
+        ));
+        search.curve.push(probe.point.clone());
+        rate = search
+            .curve
+            .iter()
+            .filter(|c| c.meets_sla && c.offered_qps < rate)
+            .map(|c| c.offered_qps)
+            .fold(0.85 * rate, f64::max)
+            .min(0.999 * rate);
+        tries += 1;
+    };
+    if probe.point.meets_sla {
+        if rate < first.offered_qps {
+            search.operating_point = search
+                .curve
+                .iter()
+                .find(|c| c.offered_qps == rate && c.meets_sla)
+                .cloned()
+                .or_else(|| Some(probe.point.clone()));
+        }
+    } else {
+        notes.push(format!(
+            "the confirmation probe at {rate:.1} QPS gave p99 {:.2} ms (search: {:.2} ms): the \
+             operating point is marginal; no rate passed its confirmation",
+            probe.point.p99_ms, first.p99_ms
+        ));
+    }
+    Ok((probe, extra, notes))
+}
+
 /// Asks the kernel for 1 µs timer slack on this thread (the default is 50 µs), so sleeps end
 /// when asked; best effort.
 fn set_timer_slack() {

@@ -392,7 +392,7 @@ fn measure_server(
         invalid_nan(r)?;
         return Ok(None);
     }
-    let Some(op) = search.operating_point.clone() else {
+    let Some(_) = search.operating_point else {
         r.server = Some(search);
         r.status = Status::Ok;
         r.notes.push(format!(
@@ -401,21 +401,23 @@ fn measure_server(
         ));
         return Ok(None);
     };
-    let power = crate::telemetry::start_power();
-    let confirm = server::probe(
-        &server::ProbeConfig {
-            rate_qps: op.offered_qps,
-            ..base
-        },
-        services,
-    )?;
-    r.power = power.stop(crate::telemetry::cpu_tdp());
-    if !confirm.point.meets_sla {
-        r.notes.push(format!(
-            "the confirmation probe at {:.1} QPS gave p99 {:.2} ms (search: {:.2} ms): the operating point is marginal",
-            op.offered_qps, confirm.point.p99_ms, op.p99_ms
-        ));
+    let (confirm, power, notes) = server::confirm(&mut search, spec.sla_p99_ms, |rate| {
+        let power = crate::telemetry::start_power();
+        let confirm = server::probe(
+            &server::ProbeConfig {
+                rate_qps: rate,
+                ..base.clone()
+            },
+            services,
+        )?;
+        Ok((confirm, power.stop(crate::telemetry::cpu_tdp())))
+    })?;
+    r.notes.extend(notes);
+    if services.iter().any(|s| !s.finite) {
+        invalid_nan(r)?;
+        return Ok(None);
     }
+    r.power = power;
     let window_s = confirm.point.completed as f64 / confirm.point.achieved_qps.max(1e-9);
     let requests = confirm.point.completed as f64;
     search.confirmation = Some(confirm.point);

@@ -245,48 +245,53 @@ fn config_key(r: &Row) -> String {
 }
 
 /// Every chart of the report.
-pub fn all(rows: &[Row]) -> Result<Vec<Chart>> {
+pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart>> {
     let ok: Vec<&Row> = rows
         .iter()
         .filter(|r| r.run.status == Status::Ok && r.run.parity.as_ref().is_some_and(|p| p.passed))
         .collect();
     let mut charts = Vec::new();
 
-    // 1. Cost per 1k.
-    let mut priced: Vec<&Row> = ok
+    // 1. The decision table as a picture: $/1k at the budget per hardware option.
+    let decisions = super::decision::decide(rows, req);
+    let items: Vec<Bar> = decisions
+        .iter()
+        .flat_map(|d| {
+            d.options.iter().map(move |o| {
+                let s = &o.row.run.spec;
+                (
+                    format!(
+                        "{} {} | {} | {} {} b{} | {}",
+                        d.model,
+                        d.mode.name(),
+                        o.hardware,
+                        s.backend,
+                        s.precision,
+                        s.batch,
+                        match o.evidence {
+                            super::decision::Evidence::Confirmed => "confirmed",
+                            super::decision::Evidence::Curve => "curve",
+                            super::decision::Evidence::UpperBound => "offline upper bound",
+                        }
+                    ),
+                    o.cost_per_1k_usd,
+                    o.ci_usd,
+                )
+            })
+        })
+        .collect();
+    let title = "Cost per 1,000 recommendations at the budget, per hardware option";
+    charts.push(Chart {
+        file: "cost_per_1k.png".into(),
+        title: title.into(),
+        caption: format!("The decision table as a picture: for each model and request shape, each hardware option's cheapest configuration that meets {} and the quality bar, in USD per 1,000 requests on the {} price, with its 95% interval where the evidence gives one. Excluded configurations are not drawn; the table lists them with the reason.", req.p99_ms.map_or("each run's own SLA".to_string(), |p| format!("p99 ≤ {p} ms")), req.basis),
+        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, "cost per 1k requests")? },
+    });
+    let priced: Vec<&Row> = ok
         .iter()
         .copied()
         .filter(|r| r.headline().is_some())
         .collect();
-    priced.sort_by(|a, b| {
-        a.headline()
-            .unwrap()
-            .cost_per_1k_usd
-            .total_cmp(&b.headline().unwrap().cost_per_1k_usd)
-    });
-    let items: Vec<Bar> = priced
-        .iter()
-        .map(|r| {
-            let f = r.headline().unwrap();
-            let basis = match r.cost.as_ref().unwrap().rate_basis {
-                crate::cost::RateBasis::OperatingPoint => "SLA op. point",
-                crate::cost::RateBasis::OfflinePeak => "offline peak",
-                crate::cost::RateBasis::SingleStream => "single-stream",
-            };
-            (
-                format!("{} | {}", r.label(), basis),
-                f.cost_per_1k_usd,
-                Some((f.ci_low_usd, f.ci_high_usd)),
-            )
-        })
-        .collect();
-    let title = "Cost per 1,000 recommendations";
-    charts.push(Chart {
-        file: "cost_per_1k.png".into(),
-        title: title.into(),
-        caption: "USD per 1,000 requests by hardware × backend × precision × model, cheapest first, on the on-demand price where the catalog has one (else the first basis it has; runs.csv lists every basis). Each bar names the throughput it uses (SLA operating point or offline peak); error bars are the 95% interval of that throughput.".into(),
-        png: if items.is_empty() { empty(title, "no valid run could be priced (see the unpriced hosts below)")? } else { bars(title, "USD per 1,000 requests", &items, "cost per 1k requests")? },
-    });
 
     // 2 and 3. Latency and throughput against batch (offline runs).
     let offline: Vec<&Row> = ok
@@ -349,7 +354,7 @@ pub fn all(rows: &[Row]) -> Result<Vec<Chart>> {
     charts.push(Chart {
         file: "latency_throughput.png".into(),
         title: t4.into(),
-        caption: "Each probed Poisson rate of the operating-point search: achieved requests/s against p99 latency from scheduled arrival. The black line is the SLA; the large dot on each curve is the operating point (highest rate meeting it).".into(),
+        caption: "Each probed Poisson rate of the operating-point search: achieved requests/s against p99 latency from scheduled arrival. The black line is the SLA. The large dot on a curve is the confirmation probe at its operating point, which met the SLA; a cross is a confirmation that missed it, and that configuration is excluded from the decision table.".into(),
         png: if server.is_empty() { empty(t4, "no valid run used server load")? } else { latency_throughput(t4, &server)? },
     });
 
@@ -464,14 +469,19 @@ fn latency_throughput(title: &str, rows: &[&Row]) -> Result<Vec<u8>> {
             chart
                 .draw_series(curve.iter().map(|p| Circle::new(*p, 3, color.filled())))
                 .map_err(plot_err)?;
-            if let Some(op) = &s.operating_point {
-                chart
-                    .draw_series(std::iter::once(Circle::new(
-                        (op.achieved_qps, op.p99_ms),
-                        9,
-                        color.filled(),
-                    )))
-                    .map_err(plot_err)?;
+            // The confirmation probe decides: a large dot where it met the SLA, a cross where
+            // it did not (the run is then excluded from the decision).
+            if let Some(c) = &s.confirmation {
+                let at = (c.achieved_qps, c.p99_ms);
+                if c.meets_sla {
+                    chart
+                        .draw_series(std::iter::once(Circle::new(at, 9, color.filled())))
+                        .map_err(plot_err)?;
+                } else {
+                    chart
+                        .draw_series(std::iter::once(Cross::new(at, 9, color.stroke_width(3))))
+                        .map_err(plot_err)?;
+                }
             }
             if sla_drawn.insert(s.sla_p99_ms.to_bits()) {
                 let sla = s.sla_p99_ms;

@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use super::charts::Chart;
 use super::columns::{cells, heads};
-use super::{fmt_opt, recommendation, unpriced_hosts, Row, Source};
+use super::decision::{decide, Evidence, Requirement};
+use super::{fmt_opt, unpriced_hosts, Row, Source};
 use crate::cost::Catalog;
 use crate::results::Status;
 
@@ -61,9 +62,15 @@ th{background:#f4f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
 code{background:#f4f4f6;padding:0 .2em}small{color:#555}";
 
-/// The whole page: recommendation, charts, valid runs, the runs that are not results, sources
+/// The whole page: the decision table, charts, valid runs, the runs that are not results, sources
 /// and prices, method.
-pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart]) -> String {
+pub fn page(
+    rows: &[Row],
+    sources: &[Source],
+    catalog: &Catalog,
+    charts: &[Chart],
+    req: &Requirement,
+) -> String {
     let mut h = String::new();
     let _ = writeln!(
         h,
@@ -80,7 +87,7 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
         h.push_str("</ul></div>\n");
     }
 
-    recommendation_section(&mut h, rows, sources);
+    decision_section(&mut h, rows, sources, req);
     charts_section(&mut h, charts);
     runs_section(&mut h, rows);
     not_results_section(&mut h, rows);
@@ -89,12 +96,30 @@ pub fn page(rows: &[Row], sources: &[Source], catalog: &Catalog, charts: &[Chart
     h
 }
 
-/// The cheapest configuration and the runner-up per (model, mode), or why there is none.
-fn recommendation_section(h: &mut String, rows: &[Row], sources: &[Source]) {
-    h.push_str("<h2 id=\"recommendation\">Recommendation</h2>\n");
-    let groups = recommendation(rows);
-    if groups.is_empty() {
-        h.push_str("<div class=\"warn\"><p>No configuration can be recommended: none is both priced and within its latency budget and the quality bar.</p>");
+/// The decision table per (model, mode): one row per hardware option, the cheapest marked, the
+/// CPU-against-GPU verdict, then the excluded configurations with their reasons.
+fn decision_section(h: &mut String, rows: &[Row], sources: &[Source], req: &Requirement) {
+    let decisions = decide(rows, req);
+    let budget = req.p99_ms.map_or("each run's own SLA".to_string(), |p| {
+        format!("p99 ≤ {p} ms")
+    });
+    let load = req.qps.map_or(
+        "Give <code>--qps</code> to size a target load.".to_string(),
+        |q| {
+            format!(
+                "Sized for {q} requests/s with {:.0}% headroom.",
+                req.headroom * 100.0
+            )
+        },
+    );
+    let _ = writeln!(
+        h,
+        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point.</p>",
+        esc(&budget),
+        esc(&req.basis)
+    );
+    if decisions.iter().all(|d| d.options.is_empty()) {
+        h.push_str("<div class=\"warn\"><p>No configuration qualifies: none is priced and within the latency budget and the quality bar.</p>");
         let un = unpriced_hosts(rows);
         if !un.is_empty() {
             h.push_str("<p>Unpriced hosts:</p><ul>");
@@ -105,38 +130,67 @@ fn recommendation_section(h: &mut String, rows: &[Row], sources: &[Source]) {
         }
         h.push_str("</div>\n");
     }
-    for (title, rec) in &groups {
-        let _ = write!(h, "<h3>{}</h3><div class=\"rec\">", esc(title));
-        for (i, r) in rec.iter().enumerate() {
-            let c = r.cost.as_ref().unwrap();
-            let f = r.headline().unwrap();
-            let _ = write!(
+    for d in &decisions {
+        let _ = writeln!(h, "<h3>{}</h3>", esc(&d.title()));
+        if !d.options.is_empty() {
+            let _ = writeln!(
                 h,
-                "<p><b>{}: {}</b><br>${:.6} per 1,000 requests on the {} price (95% interval ${:.6} to ${:.6}); {:.1} requests/s ({}); p99 {} ms within the {} ms SLA; parity min cosine {} ({}); hardware <code>{}</code> mapped {} ({}); results file <code>{}</code>, run <code>{}</code>.</p>",
-                if i == 0 { "Cheapest" } else { "Runner-up" },
-                esc(&r.label()),
-                f.cost_per_1k_usd,
-                esc(&f.basis),
-                f.ci_low_usd,
-                f.ci_high_usd,
-                c.requests_per_s,
-                match c.rate_basis {
-                    crate::cost::RateBasis::OperatingPoint => "at the SLA operating point of a server-load run",
-                    crate::cost::RateBasis::OfflinePeak => "peak offline throughput: an upper bound for latency-bound serving",
-                    crate::cost::RateBasis::SingleStream => "one request at a time",
-                },
-                fmt_opt(r.p99_ms(), 2),
-                r.sla_ms(),
-                fmt_opt(r.run.parity.as_ref().map(|p| p.min_cosine), 6),
-                esc(r.run.parity.as_ref().map_or("", |p| p.tolerance.as_str())),
-                esc(&c.hardware_id),
-                esc(&r.mapping.how),
-                esc(&r.mapping.detail),
-                esc(&sources[r.source].path.display().to_string()),
-                esc(&r.run.spec.id),
+                "<div class=\"rec\"><p><b>{}</b></p></div>",
+                esc(&d.verdict())
             );
+            h.push_str("<table><tr><th></th><th>hardware</th><th>configuration</th><th class=n>$/1k (95% interval)</th><th class=n>capacity per instance (req/s)</th><th>evidence</th><th class=n>p99 ms</th><th class=n>instances</th><th class=n>USD/month</th><th class=n>energy per 1k</th><th>notes</th></tr>\n");
+            for (i, o) in d.options.iter().enumerate() {
+                let s = &o.row.run.spec;
+                let mark = if i == 0
+                    && (o.evidence != Evidence::UpperBound
+                        || d.options.iter().all(|x| x.evidence == Evidence::UpperBound))
+                {
+                    "<b>cheapest</b>"
+                } else {
+                    ""
+                };
+                let mut notes = super::columns::warnings(o.row.run);
+                if o.row.mapping.how == "explicit" {
+                    notes.push("priced by the user's assertion".into());
+                }
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{mark}</td><td>{} ({})</td><td>{} {}, batch {}, {} instance(s), {} threads<br><small><code>{}</code> in {}</small></td><td class=n>{:.6}{}</td><td class=n>{:.1}</td><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                    esc(&o.hardware),
+                    if o.gpu { "GPU" } else { "CPU" },
+                    esc(&s.backend.to_string()),
+                    esc(&s.precision.to_string()),
+                    s.batch,
+                    s.instances,
+                    s.threads,
+                    esc(&s.id),
+                    esc(&sources[o.row.source].path.display().to_string()),
+                    o.cost_per_1k_usd,
+                    o.ci_usd.map_or(String::new(), |(l, u)| format!(" ({l:.6}–{u:.6})")),
+                    o.capacity_qps,
+                    esc(o.evidence.words()),
+                    o.p99_ms,
+                    o.instances.map_or("—".into(), |n| n.to_string()),
+                    o.monthly_usd.map_or("—".into(), |m| format!("{m:.2}")),
+                    o.energy_per_1k_joules.map_or(format!("— ({})", esc(&o.row.run.power.source)), |j| format!("{j:.1} J ({})", esc(&o.row.run.power.source))),
+                    esc(&notes.join("; ")),
+                );
+            }
+            h.push_str("</table>\n");
         }
-        h.push_str("</div>\n");
+        if !d.excluded.is_empty() {
+            let _ = writeln!(h, "<details><summary>{} configuration(s) excluded, with the reason</summary><table><tr><th>host</th><th>configuration</th><th>reason</th></tr>", d.excluded.len());
+            for (r, why) in &d.excluded {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    esc(&r.host),
+                    esc(&r.run.spec.id),
+                    esc(why)
+                );
+            }
+            h.push_str("</table></details>\n");
+        }
     }
 }
 

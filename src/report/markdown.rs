@@ -1,14 +1,15 @@
 //! `summary.md`: the recommendation and a compact table, for CI step summaries.
 
 use super::columns::cells;
-use super::{fmt_opt, recommendation, Row, Source};
+use super::decision::{decide, Requirement};
+use super::{fmt_opt, Row, Source};
 use crate::results::Status;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn summary(rows: &[Row], sources: &[Source]) -> String {
+pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
     let mut out = String::from("# recbench report\n\n");
     for s in sources {
         let inv = &s.file.environment.inventory;
@@ -26,27 +27,46 @@ pub fn summary(rows: &[Row], sources: &[Source]) -> String {
     for d in super::inconsistencies(sources) {
         out.push_str(&format!("- **Not one sweep:** {}\n", cell(&d)));
     }
-    out.push_str("\n## Recommendation\n\n");
-    let groups = recommendation(rows);
-    if groups.is_empty() {
-        out.push_str("No priced configuration meets its latency budget and the quality bar.\n");
-    }
-    for (title, rec) in &groups {
-        out.push_str(&format!("### {}\n\n", cell(title)));
-        for (i, r) in rec.iter().enumerate() {
-            let f = r.headline().unwrap();
+    out.push_str(&format!(
+        "\n## Which hardware, at {}, on the {} price\n\n",
+        req.p99_ms
+            .map_or("each run's own SLA".to_string(), |p| format!(
+                "p99 ≤ {p} ms"
+            )),
+        req.basis
+    ));
+    for d in decide(rows, req) {
+        out.push_str(&format!("### {}\n\n", cell(&d.title())));
+        if !d.options.is_empty() {
+            out.push_str(&format!("{}\n\n", d.verdict()));
+            out.push_str("| | hardware | configuration | $/1k | capacity req/s | evidence | p99 ms | instances | USD/month | notes |\n|---|---|---|---:|---:|---|---:|---:|---:|---|\n");
+            for (i, o) in d.options.iter().enumerate() {
+                let s = &o.row.run.spec;
+                out.push_str(&format!(
+                    "| {} | {} ({}) | {} {} b{} i{} | {:.6} | {:.1} | {} | {:.1} | {} | {} | {} |\n",
+                    if i == 0 { "**cheapest**" } else { "" },
+                    cell(&o.hardware),
+                    if o.gpu { "GPU" } else { "CPU" },
+                    s.backend,
+                    s.precision,
+                    s.batch,
+                    s.instances,
+                    o.cost_per_1k_usd,
+                    o.capacity_qps,
+                    o.evidence.words(),
+                    o.p99_ms,
+                    o.instances.map_or("—".into(), |n| n.to_string()),
+                    o.monthly_usd.map_or("—".into(), |m| format!("{m:.2}")),
+                    cell(&super::columns::warnings(o.row.run).join("; ")),
+                ));
+            }
+            out.push('\n');
+        }
+        for (r, why) in &d.excluded {
             out.push_str(&format!(
-                "{}. **{}** — ${:.6} per 1k requests ({}; 95% CI {:.6}–{:.6}), p99 {} ms ≤ SLA {} ms, {:.1} req/s ({})\n",
-                i + 1,
-                cell(&r.label()),
-                f.cost_per_1k_usd,
-                f.basis,
-                f.ci_low_usd,
-                f.ci_high_usd,
-                fmt_opt(r.p99_ms(), 2),
-                r.sla_ms(),
-                r.cost.as_ref().unwrap().requests_per_s,
-                r.cost.as_ref().unwrap().rate_basis.name()
+                "- excluded `{}`: {}\n",
+                cell(&r.run.spec.id),
+                cell(why)
             ));
         }
         out.push('\n');

@@ -10,6 +10,7 @@
 mod charts;
 pub mod columns;
 mod csv;
+pub mod decision;
 mod html;
 mod markdown;
 
@@ -95,6 +96,8 @@ pub struct ReportOptions {
     pub catalog: Option<PathBuf>,
     /// Explicit host → catalog id mappings.
     pub maps: Vec<(String, String)>,
+    /// The reader's requirement the decision table is judged at.
+    pub requirement: decision::Requirement,
 }
 
 /// Parses `HOST=ID`.
@@ -192,53 +195,6 @@ pub fn price<'a>(
     Ok(rows)
 }
 
-/// The cheapest eligible configuration and the runner-up, per (model, mode): a configuration
-/// is only comparable with others that serve the same model the same way ("without losing
-/// quality" is judged against that model's fp32 reference). Real-weight models come first.
-pub fn recommendation<'a, 'b>(rows: &'b [Row<'a>]) -> Vec<(String, Vec<&'b Row<'a>>)> {
-    let eligible: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.eligible() && r.headline().is_some())
-        .collect();
-    let mut groups = group_by(&eligible, |r| {
-        let s = &r.run.spec;
-        (
-            !s.model.is_real(),
-            s.model.config().parameters(),
-            s.model,
-            s.mode,
-        )
-    });
-    groups
-        .iter_mut()
-        .map(|((_, _, model, mode), rs)| {
-            // A cost at an SLA operating point is what a service can sell; peak offline
-            // throughput only bounds it. Where a group has operating points, recommend from them.
-            let at_op = |r: &&Row| {
-                r.cost
-                    .as_ref()
-                    .is_some_and(|c| c.rate_basis == cost::RateBasis::OperatingPoint)
-            };
-            if rs.iter().any(at_op) {
-                rs.retain(at_op);
-            }
-            rs.sort_by(|a, b| {
-                a.headline()
-                    .unwrap()
-                    .cost_per_1k_usd
-                    .total_cmp(&b.headline().unwrap().cost_per_1k_usd)
-            });
-            rs.truncate(2);
-            let kind = if model.is_real() {
-                "real weights"
-            } else {
-                "synthetic weights: a model-size proxy, not a recommender to deploy"
-            };
-            (format!("{model}, {} ({kind})", mode.name()), rs.clone())
-        })
-        .collect()
-}
-
 /// Makes `name` safe as a file name inside the output folder.
 pub fn safe_file_name(name: &str) -> String {
     let s: String = name
@@ -260,7 +216,8 @@ pub fn safe_file_name(name: &str) -> String {
 }
 
 /// How the results files of a multi-host report differ in what makes them comparable: the
-/// scenario they ran (SHA-256 of its text) and the recbench version and commit that ran it.
+/// text of the scenario they ran (SHA-256; between files of one scenario name) and the recbench
+/// version and commit that ran it.
 /// Empty when they agree (or there is one file).
 pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     use sha2::{Digest, Sha256};
@@ -280,15 +237,22 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     };
     for s in &sources[1..] {
         let name = s.path.display();
-        if hash(s) != hash(first) {
+        // Files of one scenario name are one sweep on several hosts: they must have run the
+        // same text. Files of different scenarios (a quick sweep and a server sweep) may be
+        // merged on purpose.
+        let same_name = sources
+            .iter()
+            .find(|x| x.file.scenario.name == s.file.scenario.name)
+            .unwrap_or(first);
+        if hash(s) != hash(same_name) {
             out.push(format!(
                 "{name} ran scenario {:?} with text {} but {} ran {:?} with text {}: the runs may \
                  differ in more than the machine",
                 s.file.scenario.name,
                 hash(s),
-                first.path.display(),
-                first.file.scenario.name,
-                hash(first)
+                same_name.path.display(),
+                same_name.file.scenario.name,
+                hash(same_name)
             ));
         }
         if build(s) != build(first) {
@@ -310,7 +274,7 @@ pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     let rows = price(&sources, &catalog, &opts.maps)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let mut written = Vec::new();
-    let charts = charts::all(&rows)?;
+    let charts = charts::all(&rows, &opts.requirement)?;
     for c in &charts {
         let p = opts.out.join(safe_file_name(&c.file));
         crate::error::write_atomic(&p, &c.png)?;
@@ -320,12 +284,15 @@ pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     crate::error::write_atomic(&csv_path, csv::runs_csv(&rows, &sources).as_bytes())?;
     written.push(csv_path);
     let md_path = opts.out.join("summary.md");
-    crate::error::write_atomic(&md_path, markdown::summary(&rows, &sources).as_bytes())?;
+    crate::error::write_atomic(
+        &md_path,
+        markdown::summary(&rows, &sources, &opts.requirement).as_bytes(),
+    )?;
     written.push(md_path);
     let html_path = opts.out.join("index.html");
     crate::error::write_atomic(
         &html_path,
-        html::page(&rows, &sources, &catalog, &charts).as_bytes(),
+        html::page(&rows, &sources, &catalog, &charts, &opts.requirement).as_bytes(),
     )?;
     written.push(html_path);
     Ok(written)
@@ -343,22 +310,41 @@ pub(crate) fn group_by<'r, 'a, K: Ord + Clone>(
     m
 }
 
-/// The capacity plan for `recbench plan`.
-pub fn plan(
-    opts: &ReportOptions,
-    qps: f64,
-    p99_ms: f64,
-    headroom: f64,
-) -> Result<Vec<cost::PlanOption>> {
+/// The capacity plan for `recbench plan`: the decision at the reader's target load and budget,
+/// per (model, mode), each hardware option's best configuration (measured operating points
+/// before offline upper bounds), with the exclusions and their reasons.
+pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
     let sources = load_sources(&opts.inputs)?;
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
     let rows = price(&sources, &catalog, &opts.maps)?;
-    let priced: Vec<(String, &RunResult, RunCost)> = rows
-        .iter()
-        .filter(|r| r.run.status == Status::Ok && r.run.parity.as_ref().is_some_and(|p| p.passed))
-        .filter_map(|r| r.cost.clone().map(|c| (r.host.clone(), r.run, c)))
-        .collect();
-    Ok(cost::plan(&priced, qps, p99_ms, headroom))
+    Ok(decision::decide(&rows, &opts.requirement)
+        .into_iter()
+        .map(|d| cost::PlanGroup {
+            group: d.title(),
+            verdict: d.verdict(),
+            options: d
+                .options
+                .iter()
+                .map(|o| cost::PlanOption {
+                    host: o.row.host.clone(),
+                    hardware_id: o.hardware.clone(),
+                    run_id: o.row.run.spec.id.clone(),
+                    evidence: o.evidence.words().into(),
+                    capacity_per_instance_qps: o.capacity_qps,
+                    p99_ms: o.p99_ms,
+                    instances: o.instances.unwrap_or(0),
+                    basis: opts.requirement.basis.clone(),
+                    cost_per_1k_usd: o.cost_per_1k_usd,
+                    monthly_usd: o.monthly_usd.unwrap_or(0.0),
+                })
+                .collect(),
+            excluded: d
+                .excluded
+                .iter()
+                .map(|(r, why)| (r.run.spec.id.clone(), why.clone()))
+                .collect(),
+        })
+        .collect())
 }
 
 /// Hosts that could not be priced, with the reason, for messages.
