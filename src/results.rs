@@ -83,10 +83,23 @@ pub struct BackendVersion {
     pub runtime_version: String,
 }
 
-/// Best observed fp32 GEMM rate (square matrices, the `gemm` crate candle uses).
+/// Best observed fp32 GEMM rate at a thread count: the best of every kernel this build carries
+/// (`kernels`) on square products. Files written before `kernels` existed measured the `gemm`
+/// crate alone at 1024.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GemmCeiling {
     pub threads: usize,
+    /// The size of the best product.
+    pub size: usize,
+    pub gflops: f64,
+    #[serde(default)]
+    pub kernels: Vec<GemmRate>,
+}
+
+/// One kernel's best rate on one square size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmRate {
+    pub kernel: String,
     pub size: usize,
     pub gflops: f64,
 }
@@ -164,6 +177,25 @@ pub struct Compute {
     pub gemm_ceiling_gflops: Option<f64>,
     /// achieved / ceiling.
     pub efficiency: Option<f64>,
+}
+
+impl Compute {
+    /// Achieved GFLOP/s of a run against the ceiling: at most 1 by construction. A run faster
+    /// than the measured ceiling (possible when a backend's kernel beats every GEMM measured on
+    /// the large square products) counts as 1, and the second value says so for the notes.
+    pub fn efficiency(achieved: f64, ceiling: Option<f64>) -> (Option<f64>, Option<String>) {
+        match ceiling.filter(|c| *c > 0.0 && c.is_finite()) {
+            None => (None, None),
+            Some(c) if achieved > c => (
+                Some(1.0),
+                Some(format!(
+                    "achieved {achieved:.1} GFLOP/s is above the measured GEMM ceiling \
+                     ({c:.1} GFLOP/s): efficiency is shown as 100%"
+                )),
+            ),
+            Some(c) => (Some(achieved / c), None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -552,6 +584,16 @@ pub struct ServerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn efficiency_never_exceeds_one() {
+        assert_eq!(Compute::efficiency(50.0, Some(100.0)), (Some(0.5), None));
+        let (e, note) = Compute::efficiency(150.0, Some(100.0));
+        assert_eq!(e, Some(1.0));
+        assert!(note.unwrap().contains("above the measured GEMM ceiling"));
+        assert_eq!(Compute::efficiency(1.0, None), (None, None));
+        assert_eq!(Compute::efficiency(1.0, Some(f64::NAN)), (None, None));
+    }
 
     /// Files written before the schema recorded the `[cost]` settings (and before the latency
     /// and server records moved into this module) still read, with the same figures.

@@ -148,12 +148,31 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
             .unwrap()
             >= 1
     );
-    assert!(
-        v["environment"]["gemm_ceiling"][0]["gflops"]
-            .as_f64()
-            .unwrap()
-            > 0.1
-    );
+    let ceiling = &v["environment"]["gemm_ceiling"][0];
+    assert!(ceiling["gflops"].as_f64().unwrap() > 0.1);
+    // The ceiling is the best of every kernel measured, at 1024 and 2048, each recorded.
+    let kernels = ceiling["kernels"].as_array().unwrap();
+    let best = kernels
+        .iter()
+        .map(|k| k["gflops"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(ceiling["gflops"].as_f64().unwrap(), best);
+    for size in [1024, 2048] {
+        assert!(
+            kernels
+                .iter()
+                .any(|k| k["kernel"] == "gemm crate (candle)" && k["size"] == size),
+            "{kernels:?}"
+        );
+    }
+    if cfg!(feature = "torch") {
+        assert!(kernels.iter().any(|k| k["kernel"] == "libtorch mm"));
+    }
+    if cfg!(feature = "onnx") {
+        assert!(kernels
+            .iter()
+            .any(|k| k["kernel"] == "ONNX Runtime MatMul (MLAS)"));
+    }
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 8, "candle only: 2 modes × 2 loads × 2 batches");
     let ok: Vec<&Value> = runs.iter().filter(|r| r["status"] == "ok").collect();

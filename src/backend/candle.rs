@@ -47,6 +47,46 @@ pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>
     Ok(Box::new(CandleBert::load(files, opts)?))
 }
 
+/// The `gemm` crate's f32 product, the kernel candle runs on CPU.
+pub fn gemm_gflops(n: usize, threads: usize, budget: std::time::Duration) -> Option<f64> {
+    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7) % 13) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| ((i * 5) % 11) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let best = super::best_gflops(n, budget, || {
+        // SAFETY: a, b and c are n×n row-major buffers matching the strides given.
+        unsafe {
+            gemm::gemm(
+                n,
+                n,
+                n,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                n as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    });
+    std::hint::black_box(&c);
+    Some(best)
+}
+
 enum Linear {
     /// Weight transposed to `[in, out]`, contiguous, in the compute dtype.
     Dense { w_t: Tensor, b: Tensor },

@@ -40,6 +40,10 @@ macro_rules! face {
             None
         }
 
+        pub fn gemm_gflops(_: usize, _: usize, _: std::time::Duration) -> Option<f64> {
+            None
+        }
+
         pub fn load(_: &ModelFiles, _: EncoderOptions) -> Result<Box<dyn Encoder>> {
             Err(Error::NotEnabled {
                 what: format!("backend {}", $name),

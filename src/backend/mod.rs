@@ -32,6 +32,8 @@ pub mod torch {
     crate::backend::disabled::face!("torch", env!("RECBENCH_TCH_VERSION"));
 }
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -116,11 +118,34 @@ impl BackendKind {
         dispatch!(self, describe())
     }
 
+    /// Best GFLOP/s of this backend's fp32 GEMM on an `n`×`n`×`n` product with `threads`
+    /// threads over about `budget` (at least 3 products); `None` when compiled out or the
+    /// runtime cannot be loaded. The GEMM ceiling is the best of these.
+    pub fn gemm_gflops(self, n: usize, threads: usize, budget: Duration) -> Option<f64> {
+        dispatch!(self, gemm_gflops(n, threads, budget))
+    }
+
     /// What of the backend's own settings (graph flavour, kernel choice) changes its outputs at
     /// `precision`, for cache keys of computed embeddings; `None` when nothing does.
     pub fn cache_tag(self, precision: Precision) -> Option<String> {
         dispatch!(self, cache_tag(precision))
     }
+}
+
+/// The best rate of `product` (one `n`×`n`×`n` f32 matrix product per call) over about
+/// `budget`, at least 3 calls, in GFLOP/s: what every backend's `gemm_gflops` measures with.
+pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut()) -> f64 {
+    let flops = 2.0 * (n as f64).powi(3);
+    let start = std::time::Instant::now();
+    let mut best = 0.0f64;
+    let mut reps = 0;
+    while (reps < 3 || start.elapsed() < budget) && reps < 1000 {
+        let t = std::time::Instant::now();
+        product();
+        best = best.max(flops / t.elapsed().as_secs_f64() / 1e9);
+        reps += 1;
+    }
+    best
 }
 
 /// Why a CUDA device cannot run on backend `name` in this build.

@@ -190,6 +190,82 @@ pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>
     Ok(Box::new(OnnxBert::load(files, opts)?))
 }
 
+/// ONNX Runtime's MatMul (MLAS on CPU) through a one-node graph, with `threads` intra-op
+/// threads.
+pub fn gemm_gflops(n: usize, threads: usize, budget: std::time::Duration) -> Option<f64> {
+    use crate::model::onnx::proto::{
+        dtype, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+        TensorTypeProto, TypeProto, ValueInfoProto,
+    };
+    let (_, env) = loaded().ok()?;
+    let square = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: dtype::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: vec![
+                        Dimension {
+                            dim_value: Some(n as i64),
+                            dim_param: None,
+                        };
+                        2
+                    ],
+                }),
+            }),
+        }),
+    };
+    let model = ModelProto {
+        ir_version: 8,
+        producer_name: "recbench".into(),
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                input: vec!["a".into(), "b".into()],
+                output: vec!["c".into()],
+                name: "mm".into(),
+                op_type: "MatMul".into(),
+                ..Default::default()
+            }],
+            name: "gemm".into(),
+            input: vec![square("a"), square("b")],
+            output: vec![square("c")],
+            ..Default::default()
+        }),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: crate::model::onnx::export::OPSET,
+        }],
+        ..Default::default()
+    };
+    let bytes = prost::Message::encode_to_vec(&model);
+    let mut session = Session::builder(env)
+        .ok()?
+        .with_log_level(ort::logging::LogLevel::Error)
+        .ok()?
+        .with_intra_threads(threads.max(1))
+        .ok()?
+        .with_inter_threads(1)
+        .ok()?
+        .commit_from_memory(&bytes)
+        .ok()?;
+    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7) % 13) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| ((i * 5) % 11) as f32 * 0.1).collect();
+    let shape = [n, n];
+    let mut ok = true;
+    let best = super::best_gflops(n, budget, || {
+        let run = (|| -> std::result::Result<(), ort::Error> {
+            let out = session.run(ort::inputs![
+                "a" => TensorRef::from_array_view((shape, &a[..]))?,
+                "b" => TensorRef::from_array_view((shape, &b[..]))?,
+            ])?;
+            std::hint::black_box(out["c"].try_extract_tensor::<f32>()?);
+            Ok(())
+        })();
+        ok &= run.is_ok();
+    });
+    ok.then_some(best)
+}
+
 /// Whether the backend can run `(device, precision)`, or why not.
 pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
     if let Device::Cuda(_) = device {

@@ -55,6 +55,20 @@ pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>
     Ok(Box::new(TorchBert::load(files, opts)?))
 }
 
+/// libtorch's `mm` on CPU (MKL's sgemm in the x86 wheel) with `threads` intra-op threads.
+pub fn gemm_gflops(n: usize, threads: usize, budget: std::time::Duration) -> Option<f64> {
+    set_threads(threads).ok()?;
+    let _guard = tch::no_grad_guard();
+    let n64 = n as i64;
+    let a = Tensor::f_rand([n64, n64], (Kind::Float, tch::Device::Cpu)).ok()?;
+    let b = Tensor::f_rand([n64, n64], (Kind::Float, tch::Device::Cpu)).ok()?;
+    let mut ok = true;
+    let best = super::best_gflops(n, budget, || {
+        ok &= a.f_mm(&b).is_ok();
+    });
+    ok.then_some(best)
+}
+
 /// The version of the libtorch this process has loaded, read from the `version.py` of the
 /// PyTorch installation it was loaded from (`torch/lib/libtorch_cpu.so` → `torch/version.py`),
 /// else the version tch 0.24 is built for. Computed once per process.

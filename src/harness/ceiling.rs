@@ -1,56 +1,52 @@
-//! The machine's fp32 GEMM ceiling: the best rate of a large square matrix product with the
-//! `gemm` crate (the kernel candle uses on CPU). Achieved model GFLOP/s divided by this is the
-//! efficiency a report quotes: how much of what the cores can do the backend actually gets.
+//! The machine's fp32 GEMM ceiling: the best rate of every GEMM this binary carries (the `gemm`
+//! crate candle uses, ONNX Runtime's MLAS through a one-MatMul graph, libtorch's `mm`) on
+//! square products of 1024 and 2048, each recorded. Achieved model GFLOP/s divided by the best
+//! is the efficiency a report quotes: how much of what the fastest kernel on this machine does
+//! on a large product the backend gets on the whole model.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Best GFLOP/s of an `n`×`n`×`n` f32 product on `threads` threads over about `budget`.
-pub fn gemm_gflops(n: usize, threads: usize, budget: Duration) -> f64 {
-    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7) % 13) as f32 * 0.1).collect();
-    let b: Vec<f32> = (0..n * n).map(|i| ((i * 5) % 11) as f32 * 0.1).collect();
-    let mut c = vec![0f32; n * n];
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    let flops = 2.0 * (n as f64).powi(3);
-    let mut best = 0.0f64;
-    let start = Instant::now();
-    let mut reps = 0;
-    while reps < 3 || start.elapsed() < budget {
-        let t = Instant::now();
-        // SAFETY: a, b and c are n×n row-major buffers matching the strides given.
-        unsafe {
-            gemm::gemm(
-                n,
-                n,
-                n,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                n as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-        let dt = t.elapsed().as_secs_f64();
-        best = best.max(flops / dt / 1e9);
-        reps += 1;
-        if reps > 1000 {
-            break;
+use crate::results::{GemmCeiling, GemmRate};
+use crate::spec::BackendKind;
+
+/// The square sizes measured.
+pub const SIZES: [usize; 2] = [1024, 2048];
+
+/// Time each kernel gets per size (at least 3 products).
+const BUDGET: Duration = Duration::from_millis(500);
+
+/// Every compiled backend's GEMM at every size of [`SIZES`] on `threads` threads; the ceiling
+/// is the best of them.
+pub fn measure(threads: usize) -> GemmCeiling {
+    let mut kernels = Vec::new();
+    for n in SIZES {
+        for b in BackendKind::ALL.into_iter().filter(|b| b.compiled()) {
+            if let Some(gflops) = b.gemm_gflops(n, threads, BUDGET) {
+                kernels.push(GemmRate {
+                    kernel: kernel_name(b).into(),
+                    size: n,
+                    gflops,
+                });
+            }
         }
     }
-    std::hint::black_box(&c);
-    best
+    let best = kernels
+        .iter()
+        .max_by(|a, b| a.gflops.total_cmp(&b.gflops))
+        .cloned();
+    GemmCeiling {
+        threads,
+        size: best.as_ref().map_or(SIZES[0], |b| b.size),
+        gflops: best.map_or(f64::NAN, |b| b.gflops),
+        kernels,
+    }
+}
+
+/// What each backend's GEMM is.
+pub fn kernel_name(b: BackendKind) -> &'static str {
+    match b {
+        BackendKind::Candle => "gemm crate (candle)",
+        BackendKind::Onnx => "ONNX Runtime MatMul (MLAS)",
+        BackendKind::Torch => "libtorch mm",
+    }
 }

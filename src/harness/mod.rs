@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::model::{ModelFiles, Tokenizer};
 use crate::results::{
-    self, BackendVersion, Environment, GemmCeiling, ResultsFile, RunResult, ScenarioEcho, Status,
+    self, BackendVersion, Environment, ResultsFile, RunResult, ScenarioEcho, Status,
 };
 use crate::scenario::{Host, PlannedRun, Scenario};
 use crate::spec::{BackendKind, Device};
@@ -55,19 +55,9 @@ pub struct SweepOutcome {
     pub interrupted: bool,
 }
 
-/// Size of the square GEMM used for the ceiling.
-const CEILING_N: usize = 1024;
-
 /// Builds the environment block of a results file.
 pub fn environment(thread_counts: &BTreeSet<usize>) -> Environment {
-    let gemm_ceiling = thread_counts
-        .iter()
-        .map(|&t| GemmCeiling {
-            threads: t,
-            size: CEILING_N,
-            gflops: ceiling::gemm_gflops(CEILING_N, t, Duration::from_millis(1500)),
-        })
-        .collect();
+    let gemm_ceiling = thread_counts.iter().map(|&t| ceiling::measure(t)).collect();
     Environment {
         inventory: Inventory::collect(),
         recbench_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -365,7 +355,8 @@ pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
     out.samples_ms = crate::stats::thin(&samples, worker::MAX_SAMPLES);
     if let Some(c) = out.compute.as_mut() {
         c.achieved_gflops = c.flops_per_sequence * seq / measured / 1e9;
-        c.efficiency = c.gemm_ceiling_gflops.map(|g| c.achieved_gflops / g);
+        c.efficiency =
+            crate::results::Compute::efficiency(c.achieved_gflops, c.gemm_ceiling_gflops).0;
     }
     out.memory.peak_rss_bytes = rounds.iter().filter_map(|r| r.memory.peak_rss_bytes).max();
     let energy: Option<f64> = rounds.iter().map(|r| r.power.energy_joules).sum();

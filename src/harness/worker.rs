@@ -447,11 +447,13 @@ fn record(
     };
     let flops = files.config.flops_per_sequence(spec.seq_len);
     let achieved = flops * tp.sequences_per_s / 1e9;
+    let (efficiency, note) = Compute::efficiency(achieved, ceiling);
+    r.notes.extend(note);
     r.compute = Some(Compute {
         flops_per_sequence: flops,
         achieved_gflops: achieved,
         gemm_ceiling_gflops: ceiling,
-        efficiency: ceiling.map(|c| achieved / c),
+        efficiency,
     });
     r.latency = Latency::from_samples(&m.samples_ms);
     if let Some(l) = &r.latency {
