@@ -356,3 +356,53 @@ fn a_failed_confirmation_sends_the_search_below_until_one_passes() {
         .unwrap()
         .contains("no rate passed its confirmation"));
 }
+
+/// Two instances serve one queue together: 150 QPS to a 10 ms service (capacity 100 QPS per
+/// instance) keeps up with two instances and falls behind with one. Count-based, not timing:
+/// one instance cannot serve more than 100 requests a second whatever the machine does.
+#[test]
+fn two_instances_serve_what_one_cannot() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mk = || Fixed {
+        fixed: Duration::from_millis(10),
+        per_item: Duration::ZERO,
+    };
+    let cfg = config(150.0, 1, 10_000.0, 2.0);
+    let one = probe(&cfg, &mut [mk()]).unwrap().point;
+    let two = probe(&cfg, &mut [mk(), mk()]).unwrap().point;
+    eprintln!(
+        "150 QPS: one instance achieved {:.1}, two {:.1}",
+        one.achieved_qps, two.achieved_qps
+    );
+    assert!(one.achieved_qps < 0.98 * 150.0 && !one.meets_sla, "{one:?}");
+    assert!(two.achieved_qps > one.achieved_qps, "{two:?}");
+    assert_eq!(two.completed, 300);
+}
+
+/// `max_queue_delay` lets a batch wait for more requests: at 100 QPS with batches of up to 8, a
+/// 30 ms wait fills batches (the mean is well above 1), no wait serves them as they come.
+#[test]
+fn max_queue_delay_fills_batches() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mk = || {
+        [Fixed {
+            fixed: Duration::from_millis(1),
+            per_item: Duration::ZERO,
+        }]
+    };
+    let mut cfg = config(100.0, 8, 10_000.0, 2.0);
+    let eager = probe(&cfg, &mut mk()).unwrap().point;
+    cfg.max_queue_delay = Duration::from_millis(30);
+    let patient = probe(&cfg, &mut mk()).unwrap().point;
+    eprintln!(
+        "mean batch: no wait {:.2}, 30 ms wait {:.2}",
+        eager.mean_batch, patient.mean_batch
+    );
+    // Poisson arrivals at 100 QPS put about 3 requests in 30 ms.
+    assert!(patient.mean_batch > 1.5, "{patient:?}");
+    assert!(
+        patient.mean_batch > eager.mean_batch,
+        "{eager:?} {patient:?}"
+    );
+    assert!(patient.mean_queue_delay_ms > eager.mean_queue_delay_ms);
+}
