@@ -478,7 +478,10 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
             Some(w) => (Some(w), format!("measured {:.0} W ({})", w, r.power.source)),
             None => (
                 hw.power_watts,
-                format!("catalog typical draw {:?} W (not measured)", hw.power_watts),
+                match hw.power_watts {
+                    Some(w) => format!("catalog typical draw {w} W (not measured)"),
+                    None => "no power figure (neither measured nor in the catalog)".into(),
+                },
             ),
         };
         let energy = match (watts, hw.electricity_usd_per_kwh) {
@@ -489,9 +492,10 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
             "owned",
             amortised + energy,
             format!(
-                "purchase ${buy:.0} over {years} years + energy at {wsrc} × ${:?}/kWh × PUE {:?}{}",
-                hw.electricity_usd_per_kwh,
-                hw.pue,
+                "purchase ${buy:.0} over {years} years + energy at {wsrc} × {} × PUE {}{}",
+                hw.electricity_usd_per_kwh
+                    .map_or("no electricity price".into(), |p| format!("${p}/kWh")),
+                hw.pue.map_or("1 (not given)".into(), |p| p.to_string()),
                 if hw.assumption {
                     "; purchase price is an assumption"
                 } else {

@@ -336,10 +336,10 @@ fn sources_section(h: &mut String, rows: &[Row], sources: &[Source], catalog: &C
             ]
             .iter()
             .filter_map(|(n, p)| p.map(|p| format!("{n} {p}")))
-            .chain(
-                e.purchase_usd
-                    .map(|p| format!("purchase ${p} over {:?} years", e.lifetime_years)),
-            )
+            .chain(e.purchase_usd.map(|p| match e.lifetime_years {
+                Some(y) => format!("purchase ${p} over {y} years"),
+                None => format!("purchase ${p} (no lifetime given)"),
+            }))
             .collect();
             let _ = writeln!(
                 h,
