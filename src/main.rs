@@ -402,10 +402,11 @@ fn recommend(
             device: Device::Cpu,
             precision,
             threads,
+            rows_hint: None,
         },
     )?;
     let items = recommender::bundled_items();
-    let key = harness::parity::item_key(&files, kind, precision);
+    let key = harness::parity::item_key_of(&files, kind, precision, enc.as_ref());
     let index = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
     let u = enc.encode(&tok.batch(&[user], recommender::TEXT_MAX_TOKENS)?)?;
     let scores = index.scores(&u, threads);

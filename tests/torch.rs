@@ -25,7 +25,7 @@ fn parity_of(preset: Preset, precision: Precision) -> recbench::results::Parity 
     let reference = parity::reference(&files, &tok).unwrap();
     let mut enc = backend::open(BackendKind::Torch, &files, opts(precision)).unwrap();
     let probes = parity::encode_probes(enc.as_mut(), &tok).unwrap();
-    let key = parity::item_key(&files, BackendKind::Torch, precision);
+    let key = parity::item_key_of(&files, BackendKind::Torch, precision, enc.as_ref());
     let items = recommender::bundled_items();
     let ix = recommender::item_index(enc.as_mut(), &tok, &items, &key).unwrap();
     parity::compare(precision, &probes, &ix, &reference)
@@ -127,11 +127,46 @@ fn onednn_and_aten_linear_kernels_agree() {
     // Whether the two libraries' bits differ depends on the host's kernels (accumulation order
     // per ISA), so it is reported, not asserted.
     eprintln!("oneDNN vs aten: max abs diff {max:e}");
-    assert_eq!(LinearKernel::parse(None).unwrap(), LinearKernel::OneDnn);
+    assert_eq!(LinearKernel::parse(None).unwrap(), LinearKernel::Auto);
+    assert_eq!(
+        LinearKernel::parse(Some("onednn")).unwrap(),
+        LinearKernel::OneDnn
+    );
     assert_eq!(
         LinearKernel::parse(Some("aten")).unwrap(),
         LinearKernel::Aten
     );
     let e = LinearKernel::parse(Some("blas")).unwrap_err();
     assert!(e.to_string().contains("RECBENCH_TORCH_LINEAR"), "{e}");
+}
+
+/// `auto` times aten and oneDNN per layer shape at load on the run's row count, keeps the
+/// faster, says so in the run's notes with the timings, and remembers the choice per host: a
+/// second load reads it from the cache instead of timing again.
+#[test]
+fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
+    use recbench::backend::torch::{LinearKernel, TorchBert};
+    use recbench::backend::Encoder;
+    let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
+    let mut o = opts(Precision::Fp32);
+    // An odd row count no other test uses, so the first load measures.
+    o.rows_hint = Some(4099 + std::process::id() as usize % 1000);
+    let first = TorchBert::load_with(&files, o, LinearKernel::Auto).unwrap();
+    let note = first.kernels().unwrap();
+    assert!(note.contains("chosen by measurement"), "{note}");
+    assert!(
+        note.contains("aten ") && note.contains(" ms, oneDNN "),
+        "{note}"
+    );
+    assert!(!note.contains("measured earlier"), "{note}");
+    let tag = first.cache_tag().unwrap();
+    assert!(tag == "aten" || tag.starts_with("auto-"), "{tag}");
+    let second = TorchBert::load_with(&files, o, LinearKernel::Auto).unwrap();
+    let note2 = second.kernels().unwrap();
+    assert!(note2.contains("measured earlier on this host"), "{note2}");
+    assert_eq!(second.cache_tag(), first.cache_tag(), "the same choice");
+    // A forced kernel is not measured.
+    let forced = TorchBert::load_with(&files, o, LinearKernel::Aten).unwrap();
+    assert_eq!(forced.cache_tag().as_deref(), Some("aten"));
+    assert!(forced.kernels().unwrap().contains("=aten"));
 }

@@ -70,6 +70,12 @@ pub trait Encoder: Send {
     fn kernels(&self) -> Option<String> {
         None
     }
+
+    /// What of this encoder's kernel choices changes its outputs, for cache keys of computed
+    /// embeddings, when the backend's setting alone does not say (a choice made at load).
+    fn cache_tag(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How to load a model.
@@ -79,6 +85,9 @@ pub struct EncoderOptions {
     pub precision: Precision,
     /// Intra-op threads; the worker also sets the runtime's environment before loading.
     pub threads: usize,
+    /// Token rows (sequences × tokens) of the forward passes the encoder will mostly run, when
+    /// known: backends that choose kernels by measurement time the candidates at this size.
+    pub rows_hint: Option<usize>,
 }
 
 /// One arm per backend: `$f` called on that backend's face module.

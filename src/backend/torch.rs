@@ -35,19 +35,20 @@ pub const COMPILED: bool = true;
 
 pub fn describe() -> String {
     format!(
-        "libtorch via tch; fp32 linear layers on oneDNN ({LINEAR_ENV}=aten for aten/MKL); int8 \
-         by hand: per-row activations, per-channel weights, _int_mm; intra-op threads per run, \
-         1 inter-op"
+        "libtorch via tch; fp32 linear layers on aten/MKL or oneDNN, the faster per shape by \
+         measurement at load ({LINEAR_ENV}=aten|onednn forces one); int8 by hand: per-row \
+         activations, per-channel weights, _int_mm; intra-op threads per run, 1 inter-op"
     )
 }
 
-/// The fp32 linear kernel: oneDNN and aten never share computed embeddings.
+/// The fp32 linear kernel setting (a loaded encoder knows its exact choice, see
+/// `Encoder::cache_tag`): oneDNN and aten never share computed embeddings.
 pub fn cache_tag(precision: Precision) -> Option<String> {
     (precision == Precision::Fp32).then(|| {
         std::env::var(LINEAR_ENV)
             .ok()
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "onednn".into())
+            .unwrap_or_else(|| "auto".into())
     })
 }
 
@@ -138,13 +139,17 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 
 /// Which library runs the fp32 linear layers on CPU, from `RECBENCH_TORCH_LINEAR`.
 ///
-/// `onednn` (the default) calls `mkldnn_linear` for GEMMs of at least `ONEDNN_MIN_MACS`
-/// multiply-adds and `linear` below; `aten` always calls `linear`, which libtorch's x86 wheel
+/// `auto` (the default) times both per layer shape at load and keeps the faster; `onednn`
+/// calls `mkldnn_linear` for GEMMs of at least `ONEDNN_MIN_MACS` multiply-adds and `linear`
+/// below; `aten` always calls `linear`, which libtorch's x86 wheel
 /// sends to MKL's sgemm. Both libraries ship inside the same libtorch. MKL picks its kernels by
 /// CPU vendor, oneDNN by instruction set; on the AMD EPYC (AVX-512) VM of
 /// docs/benchmarks/torch.md, oneDNN ran MiniLM's linear layers about twice as fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinearKernel {
+    /// The faster of the two per layer shape, timed at load on the run's own row count on this
+    /// host (cached per host, libtorch version, threads and shape).
+    Auto,
     OneDnn,
     Aten,
 }
@@ -157,11 +162,12 @@ impl LinearKernel {
     /// A value of `RECBENCH_TORCH_LINEAR` (unset or empty: the default).
     pub fn parse(value: Option<&str>) -> Result<LinearKernel> {
         match value {
-            None | Some("") | Some("onednn") => Ok(LinearKernel::OneDnn),
+            None | Some("") | Some("auto") => Ok(LinearKernel::Auto),
+            Some("onednn") => Ok(LinearKernel::OneDnn),
             Some("aten") => Ok(LinearKernel::Aten),
             Some(other) => Err(Error::backend(
                 "torch",
-                format!("{LINEAR_ENV}={other:?}: expected `onednn` or `aten`"),
+                format!("{LINEAR_ENV}={other:?}: expected `auto`, `onednn` or `aten`"),
             )),
         }
     }
@@ -172,6 +178,165 @@ impl LinearKernel {
 /// Crossover measured on the VM of docs/benchmarks/torch.md (Python, same libtorch, 2 threads):
 /// 128→128 at 512 rows, 512→128 at 256, 384→384 at 64–128, 1536→384 at 16–64.
 const ONEDNN_MIN_MACS: i64 = 1 << 24;
+
+/// Rows the `auto` choice is timed at when the caller gives no hint (parity, recommend).
+const DEFAULT_ROWS: usize = 1024;
+
+/// The fp32 linear kernel per layer shape: forced by `RECBENCH_TORCH_LINEAR`, or (`auto`) the
+/// faster of aten and oneDNN timed on the shape at the run's row count, remembered per host in
+/// the cache.
+struct KernelChoice {
+    kernel: LinearKernel,
+    rows: i64,
+    threads: usize,
+    /// (in, out) → oneDNN?, with how it was decided.
+    decided: Vec<((i64, i64), bool, String)>,
+}
+
+impl KernelChoice {
+    fn new(kernel: LinearKernel, rows: i64, threads: usize) -> KernelChoice {
+        KernelChoice {
+            kernel,
+            rows,
+            threads,
+            decided: Vec::new(),
+        }
+    }
+
+    fn cache_file() -> std::path::PathBuf {
+        crate::model::cache_dir()
+            .join("kernels")
+            .join("torch-linear.json")
+    }
+
+    /// The cache key of one decision: host (CPU model and flags), libtorch, threads, shape.
+    fn key(&self, inner: i64, out: i64) -> String {
+        use sha2::{Digest, Sha256};
+        let host = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
+        let host: String = host[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "cpu {host}, {}, {} threads, {}x{inner}x{out}",
+            runtime_version(),
+            self.threads,
+            self.rows
+        )
+    }
+
+    /// Whether the layer of weight `w` runs on oneDNN.
+    fn onednn(&mut self, w: &Tensor, b: &Tensor) -> Result<bool> {
+        let (out, inner) = w.size2().map_err(err)?;
+        match self.kernel {
+            LinearKernel::Aten => return Ok(false),
+            LinearKernel::OneDnn => return Ok(true),
+            LinearKernel::Auto => {}
+        }
+        if let Some((_, o, _)) = self.decided.iter().find(|(s, _, _)| *s == (inner, out)) {
+            return Ok(*o);
+        }
+        if self.rows * inner * out < ONEDNN_MIN_MACS {
+            // Below oneDNN's size floor both choices run aten.
+            self.decided
+                .push(((inner, out), false, "below the oneDNN size floor".into()));
+            return Ok(false);
+        }
+        let key = self.key(inner, out);
+        let file = Self::cache_file();
+        let mut cache: std::collections::BTreeMap<String, String> = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if let Some(v) = cache.get(&key) {
+            let o = v.starts_with("onednn");
+            self.decided.push((
+                (inner, out),
+                o,
+                format!("{v}, measured earlier on this host"),
+            ));
+            return Ok(o);
+        }
+        let (aten_ms, onednn_ms) = time_both(w, b, self.rows).map_err(err)?;
+        let o = onednn_ms < aten_ms;
+        let how = format!(
+            "{} (aten {aten_ms:.2} ms, oneDNN {onednn_ms:.2} ms at {} rows)",
+            if o { "onednn" } else { "aten" },
+            self.rows
+        );
+        cache.insert(key, how.clone());
+        if let Ok(json) = serde_json::to_vec_pretty(&cache) {
+            let _ = crate::error::write_atomic(&file, &json);
+        }
+        self.decided.push(((inner, out), o, how));
+        Ok(o)
+    }
+
+    /// The note for the run and the cache tag of its outputs.
+    fn describe(&self) -> (String, Option<String>) {
+        match self.kernel {
+            LinearKernel::OneDnn => (
+                format!(
+                    "fp32 linear layers: oneDNN mkldnn_linear from {ONEDNN_MIN_MACS} \
+                     multiply-adds per call, aten linear below ({LINEAR_ENV}=onednn)"
+                ),
+                Some("onednn".into()),
+            ),
+            LinearKernel::Aten => (
+                format!("fp32 linear layers: aten linear ({LINEAR_ENV}=aten)"),
+                Some("aten".into()),
+            ),
+            LinearKernel::Auto => {
+                let per: Vec<String> = self
+                    .decided
+                    .iter()
+                    .map(|((i, o), _, how)| format!("{i}→{o}: {how}"))
+                    .collect();
+                let tag: String = self
+                    .decided
+                    .iter()
+                    .map(|(_, o, _)| if *o { 'o' } else { 'a' })
+                    .collect();
+                (
+                    format!(
+                        "fp32 linear layers chosen by measurement per shape ({LINEAR_ENV}=auto; \
+                         oneDNN from {ONEDNN_MIN_MACS} multiply-adds per call): {}",
+                        per.join("; ")
+                    ),
+                    Some(if tag.contains('o') {
+                        format!("auto-{tag}")
+                    } else {
+                        "aten".into()
+                    }),
+                )
+            }
+        }
+    }
+}
+
+/// Milliseconds of one `[rows, in] × [in, out]` linear on aten and on oneDNN: the best of 3
+/// interleaved calls each after one warm-up call each (a bounded cost at load).
+fn time_both(w: &Tensor, b: &Tensor, rows: i64) -> std::result::Result<(f64, f64), TchError> {
+    let inner = w.size2()?.1;
+    let x = Tensor::f_rand([rows, inner], (Kind::Float, w.device()))?;
+    let dense = |onednn: bool| -> std::result::Result<Linear, TchError> {
+        Ok(Linear::Dense {
+            w: w.f_contiguous()?,
+            b: b.f_contiguous()?,
+            onednn,
+        })
+    };
+    let (aten, one) = (dense(false)?, dense(true)?);
+    let _ = aten.forward(&x)?;
+    let _ = one.forward(&x)?;
+    let (mut ta, mut to) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let _ = aten.forward(&x)?;
+        ta = ta.min(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        let _ = one.forward(&x)?;
+        to = to.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((ta, to))
+}
 
 enum Linear {
     /// `weight` `[out, in]` and bias in the compute dtype. With `onednn`, fp32 GEMMs of at least
@@ -301,6 +466,8 @@ pub struct TorchBert {
     emb_ln: LayerNorm,
     layers: Vec<Layer>,
     kernels: String,
+    /// Which kernels computed the outputs, for cache keys of computed embeddings.
+    tag: Option<String>,
 }
 
 impl TorchBert {
@@ -365,21 +532,11 @@ impl TorchBert {
                 eps: cfg.layer_norm_eps,
             })
         };
-        let onednn = device == tch::Device::Cpu
-            && opts.precision == Precision::Fp32
-            && linear_kernel == LinearKernel::OneDnn;
-        let kernels = match opts.precision {
-            Precision::Fp32 if onednn => {
-                format!(
-                    "fp32 linear layers: oneDNN mkldnn_linear from {ONEDNN_MIN_MACS} multiply-adds \
-                     per call, aten linear below ({LINEAR_ENV}=onednn, default)"
-                )
-            }
-            Precision::Fp32 => format!("fp32 linear layers: aten linear ({LINEAR_ENV}=aten)"),
-            Precision::Int8 => "int8 linear layers: _int_mm, per-row × per-channel scales".into(),
-            p => format!("{} linear layers: aten linear", p.name()),
-        };
-        let linear = |d: &Dense<Tensor>| {
+        let fp32_cpu = device == tch::Device::Cpu && opts.precision == Precision::Fp32;
+        let rows = opts.rows_hint.unwrap_or(DEFAULT_ROWS) as i64;
+        let mut chooser = KernelChoice::new(linear_kernel, rows, opts.threads);
+        let mut linear = |d: &Dense<Tensor>| -> Result<Linear> {
+            let onednn = fp32_cpu && chooser.onednn(&d.weight, &d.bias)?;
             Linear::new(&d.weight, &d.bias, opts.precision, kind, onednn).map_err(err)
         };
         let mut layers = Vec::with_capacity(cfg.num_layers);
@@ -395,6 +552,15 @@ impl TorchBert {
                 ln2: ln(&l.out_norm)?,
             });
         }
+        let (kernels, tag) = match opts.precision {
+            Precision::Fp32 if fp32_cpu => chooser.describe(),
+            Precision::Fp32 => ("fp32 linear layers: aten linear".into(), None),
+            Precision::Int8 => (
+                "int8 linear layers: _int_mm, per-row × per-channel scales".into(),
+                None,
+            ),
+            p => (format!("{} linear layers: aten linear", p.name()), None),
+        };
         let e = &t.embeddings;
         let emb = |x: &Tensor| x.f_to_kind(kind).map_err(err);
         Ok(TorchBert {
@@ -406,6 +572,7 @@ impl TorchBert {
             cfg,
             device,
             kernels,
+            tag,
         })
     }
 
@@ -498,5 +665,9 @@ impl Encoder for TorchBert {
 
     fn kernels(&self) -> Option<String> {
         Some(self.kernels.clone())
+    }
+
+    fn cache_tag(&self) -> Option<String> {
+        self.tag.clone()
     }
 }

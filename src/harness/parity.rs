@@ -49,6 +49,19 @@ pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) 
     }
 }
 
+/// As [`item_key`], for a loaded encoder: its own cache tag when it made a choice at load.
+pub fn item_key_of(
+    files: &ModelFiles,
+    backend: BackendKind,
+    precision: Precision,
+    enc: &dyn backend::Encoder,
+) -> String {
+    match enc.cache_tag() {
+        Some(tag) => format!("{}-{}-{}-{tag}", files.cache_key(), backend, precision),
+        None => item_key(files, backend, precision),
+    }
+}
+
 fn probe_path(files: &ModelFiles) -> std::path::PathBuf {
     cache_dir()
         .join("reference")
@@ -81,6 +94,7 @@ pub fn reference(files: &ModelFiles, tok: &Tokenizer) -> Result<Reference> {
         device: Device::Cpu,
         precision: Precision::Fp32,
         threads: crate::telemetry::inventory::default_threads(),
+        rows_hint: None,
     };
     match cached {
         Some(probes) => {
@@ -239,6 +253,7 @@ pub fn check_scenario(
                         device,
                         precision,
                         threads,
+                        rows_hint: None,
                     };
                     progress.start(&format!("{model}/{backend}/{device}/{precision}"));
                     let checked = backend
@@ -247,7 +262,7 @@ pub fn check_scenario(
                         .and_then(|_| backend::open(backend, &files, opts))
                         .and_then(|mut enc| {
                             let probes = encode_probes(enc.as_mut(), &tok)?;
-                            let key = item_key(&files, backend, precision);
+                            let key = item_key_of(&files, backend, precision, enc.as_ref());
                             let ix = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
                             Ok(compare(precision, &probes, &ix, &reference))
                         });

@@ -159,6 +159,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         device: spec.device,
         precision: spec.precision,
         threads: spec.threads,
+        rows_hint: Some(spec.sequences_per_batch() * spec.seq_len),
     };
     let mut enc = backend::open(spec.backend, &files, opts)?;
     if let Some(k) = enc.kernels() {
@@ -270,7 +271,7 @@ fn check_parity(
             *v += 0.05;
         }
     }
-    let key = parity::item_key(files, spec.backend, spec.precision);
+    let key = parity::item_key_of(files, spec.backend, spec.precision, enc);
     let item_index = recommender::item_index(enc, tok, items, &key)?;
     let par = parity::compare(spec.precision, &probes, &item_index, &reference);
     let passed = par.passed;

@@ -115,6 +115,17 @@ fn topology(cpuinfo: &str) -> (Option<usize>, Option<usize>) {
 }
 
 /// Host name, sanitised for use in file names.
+/// This CPU as kernel choices depend on it: its model name and its instruction-set flags, from
+/// /proc/cpuinfo (empty where unreadable).
+pub fn cpu_identity() -> String {
+    let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+    format!(
+        "{} [{}]",
+        cpuinfo_field(&cpuinfo, "model name").unwrap_or("unknown CPU"),
+        cpuinfo_field(&cpuinfo, "flags").unwrap_or("")
+    )
+}
+
 pub fn hostname() -> String {
     let raw = read("/proc/sys/kernel/hostname")
         .or_else(|| read("/etc/hostname"))
