@@ -18,6 +18,26 @@ type Bar = (String, f64, Option<(f64, f64)>);
 /// A line: label, points, thin (p99) or thick (p50), colour index.
 type Series = (String, Vec<(f64, f64)>, bool, usize);
 
+/// A panel of small multiples: its title and its series.
+type Panel = (String, Vec<Series>);
+
+/// Okabe–Ito: eight colours told apart with every common colour-vision deficiency.
+const SAFE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+];
+
+/// The colour of series `i` (at most 8 series a panel; beyond that colours repeat).
+fn safe(i: usize) -> RGBColor {
+    SAFE[i % SAFE.len()]
+}
+
 /// One chart: its file name, title, a caption saying what is drawn, and the PNG bytes.
 pub struct Chart {
     pub file: String,
@@ -159,89 +179,128 @@ fn bars(title: &str, x_desc: &str, items: &[Bar], legend: &str) -> Result<Vec<u8
 }
 
 /// Lines of y against batch (log2 axis), one per series.
-fn vs_batch(title: &str, y_desc: &str, series: &[Series]) -> Result<Vec<u8>> {
-    let xs: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.0))
-        .collect();
-    let ys: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1))
-        .collect();
-    let (xmin, xmax) = (
-        xs.iter().cloned().fold(f64::INFINITY, f64::min),
-        xs.iter().cloned().fold(0.0, f64::max),
-    );
-    let ymax = ys.iter().cloned().fold(0.0, f64::max) * 1.15;
-    render((1400, 700), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 26))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(
-                (xmin.max(1.0) * 0.8..xmax.max(2.0) * 1.25).log_scale(),
-                0f64..ymax.max(1e-9),
-            )
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("batch (requests per forward pass, log scale)")
-            .y_desc(y_desc)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(plot_err)?;
-        for (name, pts, dashed, c) in series {
-            let color = Palette99::pick(*c).to_rgba();
-            let style = if *dashed {
-                color.stroke_width(1)
-            } else {
-                color.stroke_width(3)
-            };
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(plot_err)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            if *dashed {
-                chart
-                    .draw_series(
-                        pts.iter()
-                            .map(|p| TriangleMarker::new(*p, 6, color.filled())),
-                    )
-                    .map_err(plot_err)?;
-            } else {
-                chart
-                    .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
-                    .map_err(plot_err)?;
-            }
+/// Small multiples: one panel per (model, mode), two a row, each with its legend beside the
+/// plot; the y axis is logarithmic in a panel whose values span more than 10×.
+fn vs_batch(title: &str, y_desc: &str, panels: &[Panel]) -> Result<Vec<u8>> {
+    let cols = panels.len().min(2);
+    let rows = panels.len().div_ceil(cols);
+    let (w, h) = (1600u32, 60 + 460 * rows as u32);
+    render((w, h), |root| {
+        let (top, body) = root.split_vertically(60);
+        top.draw(&Text::new(
+            title.to_string(),
+            (20, 15),
+            ("sans-serif", 26).into_font(),
+        ))
+        .map_err(plot_err)?;
+        for (area, (name, series)) in body.split_evenly((rows, cols)).iter().zip(panels) {
+            panel(area, name, y_desc, series)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(plot_err)?;
         Ok(())
     })
 }
 
+fn panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    name: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<()> {
+    let (plot, legend) = area.split_horizontally(area.dim_in_pixel().0 * 56 / 100);
+    let pts = || series.iter().flat_map(|s| s.1.iter());
+    let (xmin, xmax) = (
+        pts().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        pts().map(|p| p.0).fold(0.0, f64::max),
+    );
+    let ymin = pts()
+        .map(|p| p.1)
+        .filter(|y| *y > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let ymax = pts().map(|p| p.1).fold(0.0, f64::max);
+    let log_y = ymin.is_finite() && ymax > 10.0 * ymin;
+    let xr = (xmin.max(1.0) * 0.8..xmax.max(2.0) * 1.25).log_scale();
+    macro_rules! body {
+        ($yr:expr, $ydesc:expr) => {{
+            let mut chart = ChartBuilder::on(&plot)
+                .caption(name, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(xr.clone(), $yr)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("batch (log scale)")
+                .y_desc($ydesc)
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_err)?;
+            for (_, pts, thin, c) in series {
+                let color = safe(*c);
+                let style = color.stroke_width(if *thin { 1 } else { 3 });
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), style))
+                    .map_err(plot_err)?;
+                if *thin {
+                    chart
+                        .draw_series(
+                            pts.iter()
+                                .map(|p| TriangleMarker::new(*p, 6, color.filled())),
+                        )
+                        .map_err(plot_err)?;
+                } else {
+                    chart
+                        .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
+                        .map_err(plot_err)?;
+                }
+            }
+        }};
+    }
+    if log_y {
+        body!(
+            (ymin * 0.8..ymax * 1.25).log_scale(),
+            format!("{y_desc}, log scale")
+        );
+    } else {
+        body!(0f64..(ymax * 1.15).max(1e-9), y_desc.to_string());
+    }
+    // The legend beside the plot: one line per series.
+    for (i, (label, _, thin, c)) in series.iter().enumerate() {
+        let y = 40 + 22 * i as i32;
+        let style = safe(*c).stroke_width(if *thin { 1 } else { 3 });
+        legend
+            .draw(&PathElement::new(vec![(5, y), (35, y)], style))
+            .map_err(plot_err)?;
+        legend
+            .draw(&Text::new(
+                label.clone(),
+                (42, y - 8),
+                ("sans-serif", 14).into_font(),
+            ))
+            .map_err(plot_err)?;
+    }
+    Ok(())
+}
+
+/// The series of a panel: hardware (catalog id, or host when unpriced) first, then backend,
+/// precision and sequence length.
 fn config_key(r: &Row) -> String {
     let s = &r.run.spec;
+    let hw = r
+        .cost
+        .as_ref()
+        .map_or(r.host.clone(), |c| c.hardware_id.clone());
     format!(
-        "{} {} {} {} {} {} s{}",
-        r.host,
-        s.device,
-        s.backend,
-        s.precision,
-        s.model,
-        s.mode.name(),
-        s.seq_len
+        "{hw} {} | {} {} s{}",
+        s.device, s.backend, s.precision, s.seq_len
     )
+}
+
+/// The panel of a run: its model and request shape.
+fn panel_key(r: &Row) -> String {
+    format!("{} {}", r.run.spec.model, r.run.spec.mode.name())
 }
 
 /// Every chart of the report.
@@ -299,49 +358,53 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .copied()
         .filter(|r| r.run.spec.load == Load::Offline)
         .collect();
-    let groups = group_by(&offline, config_key);
-    let mut lat_series = Vec::new();
-    let mut tp_series = Vec::new();
-    for (ci, (name, rs)) in groups.iter().enumerate() {
-        let mut rs = rs.clone();
-        rs.sort_by_key(|r| r.run.spec.batch);
-        let p = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(f64, f64)> {
-            rs.iter()
-                .filter_map(|r| f(r).map(|y| (r.run.spec.batch as f64, y)))
-                .collect()
-        };
-        lat_series.push((
-            format!("{name} p50"),
-            p(&|r| r.run.latency.as_ref().map(|l| l.p50_ms)),
-            false,
-            ci,
-        ));
-        lat_series.push((
-            format!("{name} p99"),
-            p(&|r| r.run.latency.as_ref().map(|l| l.p99_ms)),
-            true,
-            ci,
-        ));
-        tp_series.push((
-            name.clone(),
-            p(&|r| r.run.throughput.as_ref().map(|t| t.requests_per_s)),
-            false,
-            ci,
-        ));
+    let mut lat_panels: Vec<Panel> = Vec::new();
+    let mut tp_panels: Vec<Panel> = Vec::new();
+    for (panel, prs) in group_by(&offline, panel_key) {
+        let (mut lat, mut tp) = (Vec::new(), Vec::new());
+        for (ci, (name, rs)) in group_by(&prs, config_key).iter().enumerate() {
+            let mut rs = rs.clone();
+            rs.sort_by_key(|r| r.run.spec.batch);
+            let p = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(f64, f64)> {
+                rs.iter()
+                    .filter_map(|r| f(r).map(|y| (r.run.spec.batch as f64, y)))
+                    .collect()
+            };
+            lat.push((
+                format!("{name} p50"),
+                p(&|r| r.run.latency.as_ref().map(|l| l.p50_ms)),
+                false,
+                ci,
+            ));
+            lat.push((
+                format!("{name} p99"),
+                p(&|r| r.run.latency.as_ref().map(|l| l.p99_ms)),
+                true,
+                ci,
+            ));
+            tp.push((
+                name.clone(),
+                p(&|r| r.run.throughput.as_ref().map(|t| t.requests_per_s)),
+                false,
+                ci,
+            ));
+        }
+        lat_panels.push((panel.clone(), lat));
+        tp_panels.push((panel, tp));
     }
     let t2 = "Latency per forward pass vs batch (offline)";
     charts.push(Chart {
         file: "latency_vs_batch.png".into(),
         title: t2.into(),
-        caption: "p50 (thick line, circles) and p99 (thin line, triangles) of one forward pass of `batch` requests, including scoring and top-k, for offline runs.".into(),
-        png: if lat_series.is_empty() { empty(t2, "no valid offline run")? } else { vs_batch(t2, "latency per batch (ms)", &lat_series)? },
+        caption: "One panel per model and request shape; in each, one colour per hardware × backend × precision (legend beside the panel), p50 as a thick line with circles and p99 as a thin line with triangles, of one forward pass of `batch` requests including scoring and top-k (offline runs). The latency axis is logarithmic where a panel's values span more than 10×.".into(),
+        png: if lat_panels.is_empty() { empty(t2, "no valid offline run")? } else { vs_batch(t2, "latency per batch (ms)", &lat_panels)? },
     });
     let t3 = "Throughput vs batch (offline)";
     charts.push(Chart {
         file: "throughput_vs_batch.png".into(),
         title: t3.into(),
-        caption: "Requests per second of back-to-back batches (offline load): the peak a machine can do, an upper bound for latency-bound serving.".into(),
-        png: if tp_series.is_empty() { empty(t3, "no valid offline run")? } else { vs_batch(t3, "requests per second", &tp_series)? },
+        caption: "One panel per model and request shape: requests per second of back-to-back batches (offline load), the peak a machine can do, an upper bound for latency-bound serving. Logarithmic where a panel's values span more than 10×.".into(),
+        png: if tp_panels.is_empty() { empty(t3, "no valid offline run")? } else { vs_batch(t3, "requests per second", &tp_panels)? },
     });
 
     // 4. Latency-throughput curves of server runs with the SLA line.
@@ -405,7 +468,16 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         file: "cost_vs_quality.png".into(),
         title: t6.into(),
         caption: "x: USD per 1,000 requests (headline basis); y: lowest cosine between the run's embeddings and the candle fp32 reference over the probe set. The line joins the Pareto front: no other configuration is both cheaper and closer to the reference.".into(),
-        png: if cq.is_empty() { empty(t6, "no valid run could be priced")? } else { cost_quality(t6, &cq)? },
+        png: {
+            let (lo, hi) = cq.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), c| (l.min(c.2), h.max(c.2)));
+            if cq.is_empty() {
+                empty(t6, "no valid run could be priced")?
+            } else if hi - lo < 1e-5 {
+                empty(t6, &format!("every priced run has the same quality (min cosine {lo:.5} to {hi:.5}): nothing to trade"))?
+            } else {
+                cost_quality(t6, &cq)?
+            }
+        },
     });
     Ok(charts)
 }
