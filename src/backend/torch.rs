@@ -137,6 +137,20 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
     }
 }
 
+/// `RECBENCH_TORCH_INT8`: `auto` (or unset) chooses by measurement; `int_mm` or `weight_only`
+/// forces one.
+fn int8_forced() -> Result<Option<bool>> {
+    match std::env::var(INT8_ENV).ok().as_deref() {
+        None | Some("") | Some("auto") => Ok(None),
+        Some("int_mm") => Ok(Some(false)),
+        Some("weight_only") => Ok(Some(true)),
+        Some(other) => Err(Error::backend(
+            "torch",
+            format!("{INT8_ENV}={other:?}: expected `auto`, `int_mm` or `weight_only`"),
+        )),
+    }
+}
+
 /// Which library runs the fp32 linear layers on CPU, from `RECBENCH_TORCH_LINEAR`.
 ///
 /// `auto` (the default) times both per layer shape at load and keeps the faster; `onednn`
@@ -182,61 +196,65 @@ const ONEDNN_MIN_MACS: i64 = 1 << 24;
 /// Rows the `auto` choice is timed at when the caller gives no hint (parity, recommend).
 const DEFAULT_ROWS: usize = 1024;
 
-/// The fp32 linear kernel per layer shape: forced by `RECBENCH_TORCH_LINEAR`, or (`auto`) the
-/// faster of aten and oneDNN timed on the shape at the run's row count, remembered per host in
-/// the cache.
+/// Selects the int8 linear kernel: `auto` (default), `int_mm` or `weight_only` (see
+/// [`Linear::Int8`]).
+pub const INT8_ENV: &str = "RECBENCH_TORCH_INT8";
+
+/// One of two kernels per layer shape: forced by an environment variable, or (`auto`) the
+/// faster of the two timed on the shape at the run's row count, remembered per host in the
+/// cache. `first`/`second` name the two; a decision is whether the second runs.
 struct KernelChoice {
-    kernel: LinearKernel,
+    /// What is chosen ("fp32 linear layers"), the variable that forces it, the two names.
+    what: &'static str,
+    env: &'static str,
+    names: (&'static str, &'static str),
+    /// `Some(second?)` when forced.
+    forced: Option<bool>,
     rows: i64,
     threads: usize,
-    /// (in, out) → oneDNN?, with how it was decided.
+    /// (in, out) → second?, with how it was decided.
     decided: Vec<((i64, i64), bool, String)>,
 }
 
 impl KernelChoice {
-    fn new(kernel: LinearKernel, rows: i64, threads: usize) -> KernelChoice {
-        KernelChoice {
-            kernel,
-            rows,
-            threads,
-            decided: Vec::new(),
-        }
-    }
-
     fn cache_file() -> std::path::PathBuf {
         crate::model::cache_dir()
             .join("kernels")
             .join("torch-linear.json")
     }
 
-    /// The cache key of one decision: host (CPU model and flags), libtorch, threads, shape.
+    /// The cache key of one decision: host (CPU model and flags), libtorch, threads, kernels,
+    /// shape.
     fn key(&self, inner: i64, out: i64) -> String {
         use sha2::{Digest, Sha256};
         let host = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
         let host: String = host[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "cpu {host}, {}, {} threads, {}x{inner}x{out}",
+            "cpu {host}, {}, {} threads, {} or {}, {}x{inner}x{out}",
             runtime_version(),
             self.threads,
+            self.names.0,
+            self.names.1,
             self.rows
         )
     }
 
-    /// Whether the layer of weight `w` runs on oneDNN.
-    fn onednn(&mut self, w: &Tensor, b: &Tensor) -> Result<bool> {
-        let (out, inner) = w.size2().map_err(err)?;
-        match self.kernel {
-            LinearKernel::Aten => return Ok(false),
-            LinearKernel::OneDnn => return Ok(true),
-            LinearKernel::Auto => {}
+    /// Whether the layer of shape `inner`→`out` runs the second kernel. `floor`: the second
+    /// cannot help at this size (both run the first); `time` gives both kernels' milliseconds.
+    fn second(
+        &mut self,
+        (inner, out): (i64, i64),
+        floor: Option<&str>,
+        time: impl FnOnce() -> std::result::Result<(f64, f64), TchError>,
+    ) -> Result<bool> {
+        if let Some(f) = self.forced {
+            return Ok(f);
         }
         if let Some((_, o, _)) = self.decided.iter().find(|(s, _, _)| *s == (inner, out)) {
             return Ok(*o);
         }
-        if self.rows * inner * out < ONEDNN_MIN_MACS {
-            // Below oneDNN's size floor both choices run aten.
-            self.decided
-                .push(((inner, out), false, "below the oneDNN size floor".into()));
+        if let Some(why) = floor {
+            self.decided.push(((inner, out), false, why.into()));
             return Ok(false);
         }
         let key = self.key(inner, out);
@@ -246,7 +264,7 @@ impl KernelChoice {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         if let Some(v) = cache.get(&key) {
-            let o = v.starts_with("onednn");
+            let o = v.starts_with(self.names.1);
             self.decided.push((
                 (inner, out),
                 o,
@@ -254,11 +272,13 @@ impl KernelChoice {
             ));
             return Ok(o);
         }
-        let (aten_ms, onednn_ms) = time_both(w, b, self.rows).map_err(err)?;
-        let o = onednn_ms < aten_ms;
+        let (a_ms, b_ms) = time().map_err(err)?;
+        let o = b_ms < a_ms;
         let how = format!(
-            "{} (aten {aten_ms:.2} ms, oneDNN {onednn_ms:.2} ms at {} rows)",
-            if o { "onednn" } else { "aten" },
+            "{} ({} {a_ms:.2} ms, {} {b_ms:.2} ms at {} rows)",
+            if o { self.names.1 } else { self.names.0 },
+            self.names.0,
+            self.names.1,
             self.rows
         );
         cache.insert(key, how.clone());
@@ -269,73 +289,63 @@ impl KernelChoice {
         Ok(o)
     }
 
-    /// The note for the run and the cache tag of its outputs.
+    /// The note for the run and the cache tag of its outputs: the kernel name when one runs
+    /// everywhere, else `auto-` and one letter per shape (a: first, b: second).
     fn describe(&self) -> (String, Option<String>) {
-        match self.kernel {
-            LinearKernel::OneDnn => (
-                format!(
-                    "fp32 linear layers: oneDNN mkldnn_linear from {ONEDNN_MIN_MACS} \
-                     multiply-adds per call, aten linear below ({LINEAR_ENV}=onednn)"
-                ),
-                Some("onednn".into()),
-            ),
-            LinearKernel::Aten => (
-                format!("fp32 linear layers: aten linear ({LINEAR_ENV}=aten)"),
-                Some("aten".into()),
-            ),
-            LinearKernel::Auto => {
-                let per: Vec<String> = self
-                    .decided
-                    .iter()
-                    .map(|((i, o), _, how)| format!("{i}→{o}: {how}"))
-                    .collect();
-                let tag: String = self
-                    .decided
-                    .iter()
-                    .map(|(_, o, _)| if *o { 'o' } else { 'a' })
-                    .collect();
-                (
-                    format!(
-                        "fp32 linear layers chosen by measurement per shape ({LINEAR_ENV}=auto; \
-                         oneDNN from {ONEDNN_MIN_MACS} multiply-adds per call): {}",
-                        per.join("; ")
-                    ),
-                    Some(if tag.contains('o') {
-                        format!("auto-{tag}")
-                    } else {
-                        "aten".into()
-                    }),
-                )
-            }
+        if let Some(f) = self.forced {
+            let name = if f { self.names.1 } else { self.names.0 };
+            return (
+                format!("{}: {name} ({}={name})", self.what, self.env),
+                Some(name.into()),
+            );
         }
+        let per: Vec<String> = self
+            .decided
+            .iter()
+            .map(|((i, o), _, how)| format!("{i}→{o}: {how}"))
+            .collect();
+        let tag: String = self
+            .decided
+            .iter()
+            .map(|(_, o, _)| if *o { 'b' } else { 'a' })
+            .collect();
+        (
+            format!(
+                "{} chosen by measurement per shape ({}=auto): {}",
+                self.what,
+                self.env,
+                per.join("; ")
+            ),
+            Some(if tag.contains('b') {
+                format!("auto-{tag}")
+            } else {
+                self.names.0.into()
+            }),
+        )
     }
 }
 
-/// Milliseconds of one `[rows, in] × [in, out]` linear on aten and on oneDNN: the best of 3
-/// interleaved calls each after one warm-up call each (a bounded cost at load).
-fn time_both(w: &Tensor, b: &Tensor, rows: i64) -> std::result::Result<(f64, f64), TchError> {
-    let inner = w.size2()?.1;
-    let x = Tensor::f_rand([rows, inner], (Kind::Float, w.device()))?;
-    let dense = |onednn: bool| -> std::result::Result<Linear, TchError> {
-        Ok(Linear::Dense {
-            w: w.f_contiguous()?,
-            b: b.f_contiguous()?,
-            onednn,
-        })
-    };
-    let (aten, one) = (dense(false)?, dense(true)?);
-    let _ = aten.forward(&x)?;
-    let _ = one.forward(&x)?;
-    let (mut ta, mut to) = (f64::INFINITY, f64::INFINITY);
+/// Best of 3 interleaved calls of two linear layers on `[rows, in]` f32 input, after one
+/// warm-up call each (a bounded cost at load), in milliseconds.
+fn time_pair(
+    a: &Linear,
+    b: &Linear,
+    inner: i64,
+    rows: i64,
+) -> std::result::Result<(f64, f64), TchError> {
+    let x = Tensor::f_rand([rows, inner], (Kind::Float, tch::Device::Cpu))?;
+    let _ = a.forward(&x)?;
+    let _ = b.forward(&x)?;
+    let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..3 {
         let t = std::time::Instant::now();
-        let _ = aten.forward(&x)?;
+        let _ = a.forward(&x)?;
         ta = ta.min(t.elapsed().as_secs_f64() * 1e3);
         let t = std::time::Instant::now();
-        let _ = one.forward(&x)?;
-        to = to.min(t.elapsed().as_secs_f64() * 1e3);
+        let _ = b.forward(&x)?;
+        tb = tb.min(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok((ta, to))
+    Ok((ta, tb))
 }
 
 enum Linear {
@@ -344,23 +354,37 @@ enum Linear {
     /// and back, a copy small beside the GEMM), smaller ones through aten's `linear`.
     Dense { w: Tensor, b: Tensor, onednn: bool },
     /// int8 weight transposed to `[in, out]` (contiguous, as `_int_mm` wants it), the f32 scale
-    /// of each output channel `[1, out]`, and the f32 bias.
+    /// of each output channel `[1, out]`, and the f32 bias; activations are quantized per row
+    /// on every call (dynamic int8 × int8 → int32).
     Int8 {
         w_t: Tensor,
         scale: Tensor,
         b: Tensor,
     },
+    /// int8 weight `[out, in]` with its f32 scale per output channel `[out]` and the f32 bias;
+    /// f32 activations (`_weight_int8pack_mm`, weight-only int8: no activation rounding).
+    Int8WeightOnly { w: Tensor, scale: Tensor, b: Tensor },
 }
 
 impl Linear {
+    /// The layer at `precision`; `second` picks the second kernel of its pair (oneDNN for
+    /// fp32, weight-only for int8).
     fn new(
         w: &Tensor,
         b: &Tensor,
         precision: Precision,
         kind: Kind,
-        onednn: bool,
+        second: bool,
     ) -> Result<Linear, TchError> {
         Ok(match precision {
+            Precision::Int8 if second => {
+                let (q, scale) = quantize_rows(&w.f_to_kind(Kind::Float)?)?;
+                Linear::Int8WeightOnly {
+                    w: q.f_contiguous()?,
+                    scale: scale.f_reshape([-1])?.f_contiguous()?,
+                    b: b.f_to_kind(Kind::Float)?,
+                }
+            }
             Precision::Int8 => {
                 let (w_t, scale) = quantize_weight(w)?;
                 Linear::Int8 {
@@ -372,7 +396,7 @@ impl Linear {
             _ => Linear::Dense {
                 w: w.f_to_kind(kind)?.f_contiguous()?,
                 b: b.f_to_kind(kind)?.f_contiguous()?,
-                onednn: onednn && precision == Precision::Fp32,
+                onednn: second && precision == Precision::Fp32,
             },
         })
     }
@@ -399,6 +423,10 @@ impl Linear {
                     .f_mul(scale)?
                     .f_add(b)
             }
+            Linear::Int8WeightOnly { w, scale, b } => x
+                .f_contiguous()?
+                .f_internal_weight_int8pack_mm(w, scale)?
+                .f_add(b),
         }
     }
 }
@@ -532,12 +560,48 @@ impl TorchBert {
                 eps: cfg.layer_norm_eps,
             })
         };
-        let fp32_cpu = device == tch::Device::Cpu && opts.precision == Precision::Fp32;
+        let cpu = device == tch::Device::Cpu;
         let rows = opts.rows_hint.unwrap_or(DEFAULT_ROWS) as i64;
-        let mut chooser = KernelChoice::new(linear_kernel, rows, opts.threads);
+        let mut chooser = match opts.precision {
+            Precision::Int8 => KernelChoice {
+                what: "int8 linear layers",
+                env: INT8_ENV,
+                names: ("int_mm", "weight_only"),
+                forced: int8_forced()?,
+                rows,
+                threads: opts.threads,
+                decided: Vec::new(),
+            },
+            _ => KernelChoice {
+                what: "fp32 linear layers (oneDNN from 2^24 multiply-adds per call)",
+                env: LINEAR_ENV,
+                names: ("aten", "onednn"),
+                forced: match linear_kernel {
+                    LinearKernel::Auto => None,
+                    LinearKernel::Aten => Some(false),
+                    LinearKernel::OneDnn => Some(true),
+                },
+                rows,
+                threads: opts.threads,
+                decided: Vec::new(),
+            },
+        };
+        let chosen = cpu && matches!(opts.precision, Precision::Fp32 | Precision::Int8);
         let mut linear = |d: &Dense<Tensor>| -> Result<Linear> {
-            let onednn = fp32_cpu && chooser.onednn(&d.weight, &d.bias)?;
-            Linear::new(&d.weight, &d.bias, opts.precision, kind, onednn).map_err(err)
+            let (w, b) = (&d.weight, &d.bias);
+            let make = |second| Linear::new(w, b, opts.precision, kind, second).map_err(err);
+            if !chosen {
+                return make(false);
+            }
+            let (out, inner) = w.size2().map_err(err)?;
+            let floor = (opts.precision == Precision::Fp32 && rows * inner * out < ONEDNN_MIN_MACS)
+                .then_some("below the oneDNN size floor");
+            let second = chooser.second((inner, out), floor, || {
+                let first = Linear::new(w, b, opts.precision, kind, false)?;
+                let other = Linear::new(w, b, opts.precision, kind, true)?;
+                time_pair(&first, &other, inner, rows)
+            })?;
+            make(second)
         };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in &t.layers {
@@ -552,14 +616,13 @@ impl TorchBert {
                 ln2: ln(&l.out_norm)?,
             });
         }
-        let (kernels, tag) = match opts.precision {
-            Precision::Fp32 if fp32_cpu => chooser.describe(),
-            Precision::Fp32 => ("fp32 linear layers: aten linear".into(), None),
-            Precision::Int8 => (
-                "int8 linear layers: _int_mm, per-row × per-channel scales".into(),
+        let (kernels, tag) = if chosen {
+            chooser.describe()
+        } else {
+            (
+                format!("{} linear layers: aten linear", opts.precision.name()),
                 None,
-            ),
-            p => (format!("{} linear layers: aten linear", p.name()), None),
+            )
         };
         let e = &t.embeddings;
         let emb = |x: &Tensor| x.f_to_kind(kind).map_err(err);
