@@ -636,9 +636,10 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
     assert_eq!(s["max_queue_delay_ms"], 1.0);
     assert_eq!(s["sla_p99_ms"], 40.0);
     let curve = s["curve"].as_array().unwrap();
+    // At most 12 search probes, plus up to 4 failed confirmations that joined the curve.
     assert!(
-        !curve.is_empty() && curve.len() <= 12,
-        "at most 12 probes: {}",
+        !curve.is_empty() && curve.len() <= 16,
+        "at most 12 + 4 probes: {}",
         curve.len()
     );
     for c in curve {
@@ -655,8 +656,15 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
     let op = &s["operating_point"];
     assert_eq!(op["meets_sla"], true, "{s}");
     let confirm = &s["confirmation"];
-    assert_eq!(confirm["offered_qps"], op["offered_qps"]);
     let notes = r["notes"].to_string();
+    // The confirmation is at the operating point, unless (on a busy machine) no rate passed
+    // its confirmation, which the notes say; the run then does not count (the report excludes
+    // it).
+    if confirm["meets_sla"] == true {
+        assert_eq!(confirm["offered_qps"], op["offered_qps"]);
+    } else {
+        assert!(notes.contains("no rate passed its confirmation"), "{notes}");
+    }
     // The operating point is the highest rate that met the SLA in the search and in its own
     // confirmation probe: a passing rate above it must have failed its confirmation.
     let best = curve
@@ -670,10 +678,6 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
             "{notes}"
         );
     }
-    assert!(
-        confirm["meets_sla"] == true || notes.contains("no rate passed its confirmation"),
-        "{r}"
-    );
     // The run's latency is the confirmation probe's, per request.
     assert_eq!(r["latency"]["count"], confirm["completed"]);
     assert_eq!(r["latency"]["p99_ms"].as_f64(), confirm["p99_ms"].as_f64());
