@@ -38,9 +38,10 @@ trap 'rm -f "$LOG"' EXIT
 tests() {
   local name="$1"; shift
   echo "test: $name"
-  "$@" 2>&1 | tee "$LOG"
-  local rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || { echo "test: FAILED: $name" >&2; exit "$rc"; }
+  if ! "$@" 2>&1 | tee "$LOG"; then
+    echo "test: FAILED: $name" >&2
+    exit 1
+  fi
   local passed ignored
   passed=$(awk '/^test result: ok/ { for (i = 1; i <= NF; i++) if ($i == "passed;") s += $(i - 1) } END { print s + 0 }' "$LOG")
   ignored=$(grep -cE '^test .* \.\.\. ignored' "$LOG" || true)
