@@ -73,7 +73,7 @@ fn forward_tiny(c: &mut Criterion) {
             device: Device::Cpu,
             precision: Precision::Fp32,
             threads,
-            rows_hint: None,
+            shape_hint: None,
         };
         let mut enc = backend::open(kind, &files, opts).unwrap();
         c.bench_function(&format!("{kind} forward tiny fp32, 8 sequences"), |b| {

@@ -402,7 +402,7 @@ fn recommend(
             device: Device::Cpu,
             precision,
             threads,
-            rows_hint: None,
+            shape_hint: None,
         },
     )?;
     let items = recommender::bundled_items();

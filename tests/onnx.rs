@@ -140,3 +140,32 @@ fn library_errors_are_distinct() {
     let v = probe_library(&recbench::backend::onnx::library_path()).unwrap();
     assert!(v.starts_with("1."), "{v}");
 }
+
+/// With no flavour forced, the backend times the plain and the fused graph on the run's shape,
+/// keeps the faster, says so with the timings, and reuses the decision on the next load.
+#[test]
+fn the_graph_flavour_is_chosen_by_measurement_and_remembered() {
+    let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
+    let mut o = opts(Precision::Fp32);
+    // A shape no other test uses, so the first load measures.
+    o.shape_hint = Some((3, 17 + std::process::id() as usize % 50));
+    let first = backend::open(BackendKind::Onnx, &files, o).unwrap();
+    let note = first.kernels().unwrap();
+    assert!(note.contains("chosen by measurement"), "{note}");
+    assert!(
+        note.contains("(plain ") && note.contains(" ms, fused "),
+        "{note}"
+    );
+    let tag = first.cache_tag().unwrap();
+    assert!(tag == "plain" || tag == "fused", "{tag}");
+    assert!(
+        note.contains(&format!("-{tag}-fp32-")),
+        "the file is the chosen flavour: {note}"
+    );
+    let second = backend::open(BackendKind::Onnx, &files, o).unwrap();
+    assert!(second
+        .kernels()
+        .unwrap()
+        .contains("measured earlier on this host"));
+    assert_eq!(second.cache_tag(), first.cache_tag());
+}

@@ -150,7 +150,7 @@ fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
     let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
     let mut o = opts(Precision::Fp32);
     // An odd row count no other test uses, so the first load measures.
-    o.rows_hint = Some(4099 + std::process::id() as usize % 1000);
+    o.shape_hint = Some((1, 4099 + std::process::id() as usize % 1000));
     let first = TorchBert::load_with(&files, o, LinearKernel::Auto).unwrap();
     let note = first.kernels().unwrap();
     assert!(note.contains("chosen by measurement"), "{note}");
@@ -179,7 +179,7 @@ fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
 fn the_int8_kernel_is_chosen_by_measurement() {
     let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
     let mut o = opts(Precision::Int8);
-    o.rows_hint = Some(2048 + std::process::id() as usize % 1000);
+    o.shape_hint = Some((1, 2048 + std::process::id() as usize % 1000));
     let enc = backend::open(BackendKind::Torch, &files, o).unwrap();
     let note = enc.kernels().unwrap();
     assert!(

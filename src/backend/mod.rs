@@ -85,9 +85,10 @@ pub struct EncoderOptions {
     pub precision: Precision,
     /// Intra-op threads; the worker also sets the runtime's environment before loading.
     pub threads: usize,
-    /// Token rows (sequences × tokens) of the forward passes the encoder will mostly run, when
-    /// known: backends that choose kernels by measurement time the candidates at this size.
-    pub rows_hint: Option<usize>,
+    /// Sequences and tokens per sequence of the forward passes the encoder will mostly run,
+    /// when known: backends that choose kernels by measurement time the candidates at this
+    /// shape.
+    pub shape_hint: Option<(usize, usize)>,
 }
 
 /// One arm per backend: `$f` called on that backend's face module.
@@ -155,6 +156,49 @@ pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut())
         reps += 1;
     }
     best
+}
+
+/// Kernel choices measured on this host, remembered in `<cache>/kernels/<file>.json` so a
+/// later run on the same host (CPU model and flags), runtime and shape reuses them.
+#[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
+pub(crate) mod choices {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn path(file: &str) -> PathBuf {
+        crate::model::cache_dir()
+            .join("kernels")
+            .join(format!("{file}.json"))
+    }
+
+    fn read(file: &str) -> BTreeMap<String, String> {
+        std::fs::read(path(file))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// This host as kernel choices depend on it: a short hash of its CPU model and flags.
+    pub fn host() -> String {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
+        h[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The decision remembered under `key`, if any.
+    pub fn recall(file: &str, key: &str) -> Option<String> {
+        read(file).remove(key)
+    }
+
+    /// Remembers `value` under `key` (best effort: a cache that cannot be written only costs a
+    /// measurement next time).
+    pub fn remember(file: &str, key: &str, value: &str) {
+        let mut all = read(file);
+        all.insert(key.into(), value.into());
+        if let Ok(json) = serde_json::to_vec_pretty(&all) {
+            let _ = crate::error::write_atomic(&path(file), &json);
+        }
+    }
 }
 
 /// Why a CUDA device cannot run on backend `name` in this build.

@@ -157,7 +157,10 @@ pub fn runtime_version() -> String {
         Ok(v) => format!(
             "onnxruntime {v} (ort {}; graph {}, optimisation {})",
             env!("RECBENCH_ORT_VERSION"),
-            Flavour::from_env().map_or_else(|e| e.to_string(), |f| f.to_string()),
+            Flavour::forced_from_env().map_or_else(
+                |e| e.to_string(),
+                |f| f.map_or("chosen by measurement".into(), |f| f.to_string())
+            ),
             std::env::var(OPT_ENV)
                 .ok()
                 .filter(|s| !s.is_empty())
@@ -174,16 +177,19 @@ pub const COMPILED: bool = true;
 
 pub fn describe() -> String {
     format!(
-        "graph flavour from {} (default {}); int8 = dynamic quantization, per-channel weight \
-         scales",
-        crate::model::onnx::FLAVOUR_ENV,
-        Flavour::DEFAULT
+        "graph flavour (plain or fused) the faster by measurement at load ({}=plain|fused \
+         forces one); int8 = dynamic quantization, per-channel weight scales",
+        crate::model::onnx::FLAVOUR_ENV
     )
 }
 
-/// The graph flavour: plain and fused graphs never share computed embeddings.
+/// The graph flavour setting (a loaded encoder knows the flavour it runs, see
+/// `Encoder::cache_tag`): plain and fused graphs never share computed embeddings.
 pub fn cache_tag(_precision: Precision) -> Option<String> {
-    Some(Flavour::from_env().unwrap_or(Flavour::DEFAULT).to_string())
+    Some(match Flavour::forced_from_env() {
+        Ok(Some(f)) => f.to_string(),
+        _ => "auto".into(),
+    })
 }
 
 pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
@@ -306,15 +312,84 @@ pub struct OnnxBert {
     /// The `.onnx` file the session runs.
     pub model_path: PathBuf,
     level: GraphOptimizationLevel,
+    flavour: Option<Flavour>,
+    /// How the flavour was chosen, for the run's notes.
+    chosen: String,
 }
 
 impl OnnxBert {
-    /// Exports (or finds in the cache) the model in the selected flavour and opens a session.
+    /// Exports (or finds in the cache) the model and opens a session: in the flavour
+    /// `RECBENCH_ONNX_FLAVOUR` forces, else in both flavours, timed on the run's shape on this
+    /// host (best of 3 interleaved forwards after a warm-up each, remembered per host,
+    /// runtime, threads, precision and shape), keeping the faster.
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<OnnxBert> {
         supports(opts.device, opts.precision).map_err(err)?;
-        let flavour = Flavour::from_env()?;
-        let path = export::export_cached(files, flavour, opts.precision)?;
-        Self::load_file(&path, files.config.hidden_size, opts.threads, opt_level()?)
+        let level = opt_level()?;
+        let hidden = files.config.hidden_size;
+        let open = |f: Flavour| -> Result<OnnxBert> {
+            let path = export::export_cached(files, f, opts.precision)?;
+            let mut b = Self::load_file(&path, hidden, opts.threads, level)?;
+            b.flavour = Some(f);
+            Ok(b)
+        };
+        if let Some(f) = Flavour::forced_from_env()? {
+            let mut b = open(f)?;
+            b.chosen = format!("forced by {}={f}", crate::model::onnx::FLAVOUR_ENV);
+            return Ok(b);
+        }
+        let shape = opts.shape_hint.unwrap_or((8, 128));
+        let rows = shape.0 * shape.1;
+        let key = format!(
+            "cpu {}, {}, {} threads, {}, {:?}, {}x{}",
+            super::choices::host(),
+            runtime_version(),
+            opts.threads,
+            opts.precision,
+            level,
+            shape.0,
+            shape.1
+        );
+        if let Some(v) = super::choices::recall("onnx-flavour", &key) {
+            let f = if v.starts_with("fused") {
+                Flavour::Fused
+            } else {
+                Flavour::Plain
+            };
+            let mut b = open(f)?;
+            b.chosen = format!("{v}, measured earlier on this host");
+            return Ok(b);
+        }
+        let (mut plain, mut fused) = (open(Flavour::Plain)?, open(Flavour::Fused)?);
+        let batch = TokenBatch {
+            batch: shape.0,
+            seq_len: shape.1,
+            input_ids: (0..rows as u32).map(|i| 1000 + i % 5000).collect(),
+            type_ids: vec![0; rows],
+            attention_mask: vec![1; rows],
+        };
+        plain.encode(&batch)?;
+        fused.encode(&batch)?;
+        let (mut tp, mut tf) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            plain.encode(&batch)?;
+            tp = tp.min(t.elapsed().as_secs_f64() * 1e3);
+            let t = std::time::Instant::now();
+            fused.encode(&batch)?;
+            tf = tf.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (mut keep, name) = if tf < tp {
+            (fused, "fused")
+        } else {
+            (plain, "plain")
+        };
+        let how = format!(
+            "{name} (plain {tp:.2} ms, fused {tf:.2} ms per forward of {} × {} tokens)",
+            shape.0, shape.1
+        );
+        super::choices::remember("onnx-flavour", &key, &how);
+        keep.chosen = format!("{how}, chosen by measurement");
+        Ok(keep)
     }
 
     /// Opens a session on an exported file.
@@ -344,6 +419,8 @@ impl OnnxBert {
             hidden,
             model_path: path.to_path_buf(),
             level,
+            flavour: None,
+            chosen: "given file".into(),
         })
     }
 }
@@ -386,11 +463,14 @@ impl Encoder for OnnxBert {
     fn kernels(&self) -> Option<String> {
         let file = self.model_path.file_name().unwrap_or_default();
         Some(format!(
-            "graph {} ({} and {} select it), optimisation level {:?}",
+            "graph {} (flavour: {}), optimisation level {:?} ({OPT_ENV})",
             file.to_string_lossy(),
-            crate::model::onnx::FLAVOUR_ENV,
-            OPT_ENV,
+            self.chosen,
             self.level
         ))
+    }
+
+    fn cache_tag(&self) -> Option<String> {
+        self.flavour.map(|f| f.to_string())
     }
 }

@@ -217,20 +217,12 @@ struct KernelChoice {
 }
 
 impl KernelChoice {
-    fn cache_file() -> std::path::PathBuf {
-        crate::model::cache_dir()
-            .join("kernels")
-            .join("torch-linear.json")
-    }
-
     /// The cache key of one decision: host (CPU model and flags), libtorch, threads, kernels,
     /// shape.
     fn key(&self, inner: i64, out: i64) -> String {
-        use sha2::{Digest, Sha256};
-        let host = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
-        let host: String = host[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "cpu {host}, {}, {} threads, {} or {}, {}x{inner}x{out}",
+            "cpu {}, {}, {} threads, {} or {}, {}x{inner}x{out}",
+            super::choices::host(),
             runtime_version(),
             self.threads,
             self.names.0,
@@ -258,12 +250,7 @@ impl KernelChoice {
             return Ok(false);
         }
         let key = self.key(inner, out);
-        let file = Self::cache_file();
-        let mut cache: std::collections::BTreeMap<String, String> = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        if let Some(v) = cache.get(&key) {
+        if let Some(v) = super::choices::recall("torch-linear", &key) {
             let o = v.starts_with(self.names.1);
             self.decided.push((
                 (inner, out),
@@ -281,10 +268,7 @@ impl KernelChoice {
             self.names.1,
             self.rows
         );
-        cache.insert(key, how.clone());
-        if let Ok(json) = serde_json::to_vec_pretty(&cache) {
-            let _ = crate::error::write_atomic(&file, &json);
-        }
+        super::choices::remember("torch-linear", &key, &how);
         self.decided.push(((inner, out), o, how));
         Ok(o)
     }
@@ -561,7 +545,9 @@ impl TorchBert {
             })
         };
         let cpu = device == tch::Device::Cpu;
-        let rows = opts.rows_hint.unwrap_or(DEFAULT_ROWS) as i64;
+        let rows = opts
+            .shape_hint
+            .map_or(DEFAULT_ROWS, |(seqs, tokens)| seqs * tokens) as i64;
         let mut chooser = match opts.precision {
             Precision::Int8 => KernelChoice {
                 what: "int8 linear layers",

@@ -94,7 +94,7 @@ pub fn reference(files: &ModelFiles, tok: &Tokenizer) -> Result<Reference> {
         device: Device::Cpu,
         precision: Precision::Fp32,
         threads: crate::telemetry::inventory::default_threads(),
-        rows_hint: None,
+        shape_hint: None,
     };
     match cached {
         Some(probes) => {
@@ -253,7 +253,7 @@ pub fn check_scenario(
                         device,
                         precision,
                         threads,
-                        rows_hint: None,
+                        shape_hint: None,
                     };
                     progress.start(&format!("{model}/{backend}/{device}/{precision}"));
                     let checked = backend

@@ -159,7 +159,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         device: spec.device,
         precision: spec.precision,
         threads: spec.threads,
-        rows_hint: Some(spec.sequences_per_batch() * spec.seq_len),
+        shape_hint: Some((spec.sequences_per_batch(), spec.seq_len)),
     };
     let mut enc = backend::open(spec.backend, &files, opts)?;
     if let Some(k) = enc.kernels() {

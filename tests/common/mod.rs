@@ -12,7 +12,7 @@ pub fn opts(precision: Precision) -> EncoderOptions {
         device: Device::Cpu,
         precision,
         threads: 2,
-        rows_hint: None,
+        shape_hint: None,
     }
 }
 

@@ -43,15 +43,25 @@ impl Flavour {
         Self::ALL.into_iter().find(|f| f.name() == s)
     }
 
+    /// The flavour `RECBENCH_ONNX_FLAVOUR` forces; `None` when it is unset or `auto`: the
+    /// onnx backend then times both on the run's shape and keeps the faster.
+    pub fn forced_from_env() -> Result<Option<Flavour>> {
+        match std::env::var(FLAVOUR_ENV) {
+            Ok(s) if s == "auto" || s.is_empty() => Ok(None),
+            Ok(_) => Self::from_env().map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// The flavour selected by `RECBENCH_ONNX_FLAVOUR`, or the default.
     pub fn from_env() -> Result<Flavour> {
         match std::env::var(FLAVOUR_ENV) {
-            Ok(s) if !s.is_empty() => Flavour::parse(&s).ok_or_else(|| {
+            Ok(s) if !s.is_empty() && s != "auto" => Flavour::parse(&s).ok_or_else(|| {
                 Error::input(
                     "<environment>",
                     None,
                     FLAVOUR_ENV,
-                    format!("unknown ONNX graph flavour {s:?}; allowed: plain, fused"),
+                    format!("unknown ONNX graph flavour {s:?}; allowed: auto, plain, fused"),
                 )
             }),
             _ => Ok(Flavour::DEFAULT),
