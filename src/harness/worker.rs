@@ -393,7 +393,7 @@ fn measure_server(
         invalid_nan(r)?;
         return Ok(None);
     }
-    let Some(_) = search.operating_point else {
+    if search.operating_point.is_none() {
         r.server = Some(search);
         r.status = Status::Ok;
         r.notes.push(format!(
@@ -401,7 +401,7 @@ fn measure_server(
             spec.sla_p99_ms
         ));
         return Ok(None);
-    };
+    }
     let (confirm, power, notes) = server::confirm(&mut search, spec.sla_p99_ms, |rate| {
         let power = crate::telemetry::start_power();
         let confirm = server::probe(

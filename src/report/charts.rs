@@ -522,7 +522,7 @@ fn latency_throughput(title: &str, rows: &[&Row]) -> Result<Vec<u8>> {
             .map_err(plot_err)?;
         let mut sla_drawn = std::collections::BTreeSet::new();
         for (i, r) in rows.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = safe(i).to_rgba();
             let s = r.run.server.as_ref().unwrap();
             let mut curve: Vec<(f64, f64)> = s
                 .curve
