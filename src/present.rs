@@ -218,6 +218,7 @@ pub fn backends(inv: &[BackendInfo]) -> String {
             p.join(", "),
             b.note
         );
+        let _ = writeln!(s, "        cuda: {}", b.cuda);
     }
     s
 }

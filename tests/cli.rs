@@ -964,3 +964,63 @@ fn progress_lines_off_a_terminal_and_the_worst_case_in_validate() {
     );
     assert!(text.contains(&want), "{want}\n{text}");
 }
+
+/// A host without an NVIDIA driver (injected, so a GPU host gives the same answer): CUDA runs
+/// are skipped with the reason, never a crash, the CPU runs of the sweep go on, and `backends`
+/// says per backend what CUDA needs here.
+#[test]
+fn cuda_runs_on_a_host_without_a_driver_are_skipped_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gpu.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"gpu\"\n[model]\npresets = \"tiny\"\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = \"candle\"\ndevices = [\"cpu\", \"cuda\"]\nthreads = 1\n[measure]\nwarmup_s = 0.05\nmin_s = 0.2\nmin_queries = 3\nmax_s = 1\n[recommender]\ncatalog_items = 1000\n",
+    )
+    .unwrap();
+    let no_driver = "/nonexistent/libcuda.so.1";
+    let out = recbench()
+        .env("RECBENCH_CUDA_DRIVER", no_driver)
+        .arg("run")
+        .arg(&scenario)
+        .args(["--quiet", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(only_json_file(&dir.path().join("gpu"))).unwrap())
+            .unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let cuda = runs
+        .iter()
+        .find(|r| r["spec"]["device"] == "cuda:0")
+        .unwrap();
+    assert_eq!(cuda["status"], "skipped");
+    let why = cuda["reason"].as_str().unwrap();
+    assert!(
+        why.contains("no NVIDIA driver") && why.contains(no_driver),
+        "{why}"
+    );
+    let cpu = runs.iter().find(|r| r["spec"]["device"] == "cpu").unwrap();
+    assert_eq!(cpu["status"], "ok");
+
+    let out = recbench()
+        .env("RECBENCH_CUDA_DRIVER", no_driver)
+        .args(["backends", "--json"])
+        .output()
+        .unwrap();
+    let inv: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for b in inv
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["compiled"] == true)
+    {
+        let c = b["cuda"].as_str().unwrap();
+        assert!(c.contains("CUDA") && c.contains("no NVIDIA driver"), "{c}");
+    }
+}

@@ -203,10 +203,14 @@ pub(crate) mod choices {
 
 /// Why a CUDA device cannot run on backend `name` in this build.
 pub(crate) fn no_cuda(name: &str) -> String {
+    let host = crate::telemetry::cuda::status();
     if cfg!(feature = "cuda") {
-        format!("{name} on CUDA is not implemented yet in this build")
+        format!("{name} on CUDA is not implemented yet in this build (this host: {host})")
     } else {
-        format!("{name} on CUDA is not enabled in this build; rebuild with --features cuda")
+        format!(
+            "{name} on CUDA is not enabled in this build; rebuild with --features cuda (this \
+             host: {host})"
+        )
     }
 }
 
@@ -230,6 +234,8 @@ pub struct BackendInfo {
     pub devices: Vec<String>,
     pub precisions: Vec<Precision>,
     pub note: String,
+    /// Whether this backend can run on CUDA here, or what it needs.
+    pub cuda: String,
 }
 
 /// What this build can run.
@@ -252,6 +258,10 @@ pub fn inventory() -> Vec<BackendInfo> {
                     .filter(|p| b.supports(Device::Cpu, *p).is_ok())
                     .collect(),
                 note: b.describe(),
+                cuda: match b.supports(Device::Cuda(0), Precision::Fp32) {
+                    Ok(()) => "runs on CUDA here".into(),
+                    Err(why) => why,
+                },
             }
         })
         .collect()

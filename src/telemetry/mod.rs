@@ -1,6 +1,7 @@
 //! What the machine is and what a run used: hardware inventory, memory and power, each figure
 //! labelled by its source.
 
+pub mod cuda;
 pub mod inventory;
 pub mod memory;
 #[cfg(feature = "nvml")]
