@@ -422,7 +422,8 @@ pub fn bootstrap_rate_ci(samples_ms: &[f64], per_iter: f64) -> Option<(f64, f64)
     Some((rates[25], rates[974]))
 }
 
-fn per_1k(hourly: f64, rps: f64) -> f64 {
+/// USD per 1,000 requests at `hourly` USD an hour and `rps` requests a second.
+pub fn per_1k(hourly: f64, rps: f64) -> f64 {
     1000.0 * hourly / 3600.0 / rps
 }
 

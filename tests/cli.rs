@@ -52,6 +52,11 @@ fn smoke_run(out: &Path) -> Command {
     c
 }
 
+/// The one results file in `dir`, parsed.
+fn only_results(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(only_json_file(dir)).unwrap()).unwrap()
+}
+
 fn only_json_file(dir: &Path) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -296,8 +301,7 @@ fn ctrl_c_keeps_every_finished_run() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(only_json_file(&folder)).unwrap()).unwrap();
+    let v: Value = only_results(&folder);
     let kept = v["runs"].as_array().unwrap().len();
     assert!(kept >= finished, "{kept} < {finished}");
     if out.status.code() == Some(130) {
@@ -582,9 +586,7 @@ fn rapl_counters_are_read_and_turned_into_watts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(only_json_file(&dir.path().join("smoke"))).unwrap())
-            .unwrap();
+    let v: Value = only_results(&dir.path().join("smoke"));
     assert_eq!(
         v["environment"]["inventory"]["power_sensors"][0],
         "rapl:intel-rapl:0:package-0"
@@ -779,9 +781,7 @@ fn parity_and_quick_runs_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(only_json_file(&dir.path().join("p"))).unwrap())
-            .unwrap();
+    let v: Value = only_results(&dir.path().join("p"));
     assert_eq!(v["scenario"]["quick"], true);
     for r in v["runs"].as_array().unwrap() {
         let s = &r["spec"];
@@ -991,9 +991,7 @@ fn cuda_runs_on_a_host_without_a_driver_are_skipped_with_the_reason() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(only_json_file(&dir.path().join("gpu"))).unwrap())
-            .unwrap();
+    let v: Value = only_results(&dir.path().join("gpu"));
     let runs = v["runs"].as_array().unwrap();
     let cuda = runs
         .iter()

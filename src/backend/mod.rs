@@ -158,6 +158,28 @@ pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut())
     best
 }
 
+/// Milliseconds of two candidate kernels on one input: the best of 3 interleaved calls each,
+/// after one warm-up call each (a bounded cost at load). What every choice by measurement
+/// times with.
+#[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
+pub(crate) fn race<E>(
+    mut a: impl FnMut() -> std::result::Result<(), E>,
+    mut b: impl FnMut() -> std::result::Result<(), E>,
+) -> std::result::Result<(f64, f64), E> {
+    a()?;
+    b()?;
+    let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        a()?;
+        ta = ta.min(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        b()?;
+        tb = tb.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((ta, tb))
+}
+
 /// Kernel choices measured on this host, remembered in `<cache>/kernels/<file>.json` so a
 /// later run on the same host (CPU model and flags), runtime and shape reuses them.
 #[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
@@ -178,11 +200,16 @@ pub(crate) mod choices {
             .unwrap_or_default()
     }
 
-    /// This host as kernel choices depend on it: a short hash of its CPU model and flags.
+    /// This host as kernel choices depend on it: a short hash of its CPU model and flags
+    /// (read once per process).
     pub fn host() -> String {
         use sha2::{Digest, Sha256};
-        let h = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
-        h[..6].iter().map(|b| format!("{b:02x}")).collect()
+        static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        HOST.get_or_init(|| {
+            let h = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
+            crate::model::weights::hex(&h[..6])
+        })
+        .clone()
     }
 
     /// The decision remembered under `key`, if any.
@@ -265,4 +292,29 @@ pub fn inventory() -> Vec<BackendInfo> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `race` returns each candidate's own best time, in the order given: a candidate that
+    /// sleeps 5 ms a call is never reported below 5 ms, and the other is the faster (the best
+    /// of 3 calls of a no-op).
+    #[test]
+    fn race_times_each_candidate_in_order() {
+        let (mut na, mut nb) = (0, 0);
+        let (slow, fast) = super::race::<()>(
+            || {
+                na += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                Ok(())
+            },
+            || {
+                nb += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((na, nb), (4, 4), "one warm-up and three timed calls each");
+        assert!(slow >= 5.0 && fast < slow, "{slow} {fast}");
+    }
 }

@@ -367,17 +367,10 @@ impl OnnxBert {
             type_ids: vec![0; rows],
             attention_mask: vec![1; rows],
         };
-        plain.encode(&batch)?;
-        fused.encode(&batch)?;
-        let (mut tp, mut tf) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            plain.encode(&batch)?;
-            tp = tp.min(t.elapsed().as_secs_f64() * 1e3);
-            let t = std::time::Instant::now();
-            fused.encode(&batch)?;
-            tf = tf.min(t.elapsed().as_secs_f64() * 1e3);
-        }
+        let (tp, tf) = super::race(
+            || plain.encode(&batch).map(drop),
+            || fused.encode(&batch).map(drop),
+        )?;
         let (mut keep, name) = if tf < tp {
             (fused, "fused")
         } else {

@@ -309,8 +309,7 @@ impl KernelChoice {
     }
 }
 
-/// Best of 3 interleaved calls of two linear layers on `[rows, in]` f32 input, after one
-/// warm-up call each (a bounded cost at load), in milliseconds.
+/// Milliseconds of two linear layers on one `[rows, in]` f32 input (see `super::race`).
 fn time_pair(
     a: &Linear,
     b: &Linear,
@@ -318,18 +317,7 @@ fn time_pair(
     rows: i64,
 ) -> std::result::Result<(f64, f64), TchError> {
     let x = Tensor::f_rand([rows, inner], (Kind::Float, tch::Device::Cpu))?;
-    let _ = a.forward(&x)?;
-    let _ = b.forward(&x)?;
-    let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let _ = a.forward(&x)?;
-        ta = ta.min(t.elapsed().as_secs_f64() * 1e3);
-        let t = std::time::Instant::now();
-        let _ = b.forward(&x)?;
-        tb = tb.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok((ta, tb))
+    super::race(|| a.forward(&x).map(drop), || b.forward(&x).map(drop))
 }
 
 enum Linear {

@@ -233,7 +233,6 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                                 .push((r, format!("no {} price for {}", req.basis, c.hardware_id)));
                             continue;
                         };
-                        let per_1k = |rate: f64| 1000.0 * f.hourly_usd / 3600.0 / rate;
                         let ci = (evidence == Evidence::Confirmed
                             || (evidence == Evidence::UpperBound
                                 && c.rate_basis != RateBasis::OperatingPoint))
@@ -249,7 +248,7 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                             capacity_qps: capacity,
                             p99_ms: p99,
                             hourly_usd: f.hourly_usd,
-                            cost_per_1k_usd: per_1k(capacity),
+                            cost_per_1k_usd: crate::cost::per_1k(f.hourly_usd, capacity),
                             ci_usd: ci,
                             instances,
                             monthly_usd: instances

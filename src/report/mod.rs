@@ -227,7 +227,7 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     };
     let hash = |s: &Source| -> String {
         let h = Sha256::digest(s.file.scenario.text.as_bytes());
-        h[..6].iter().map(|b| format!("{b:02x}")).collect()
+        crate::model::weights::hex(&h[..6])
     };
     let build = |s: &Source| {
         format!(

@@ -53,10 +53,14 @@ pub fn driver() -> Result<usize, String> {
     }
 }
 
-/// One line on this host's CUDA: the device count, or why there is none.
+/// One line on this host's CUDA: the device count, or why there is none (probed once per
+/// process; planning asks for every CUDA run).
 pub fn status() -> String {
-    match driver() {
-        Ok(n) => format!("NVIDIA driver with {n} CUDA device(s)"),
-        Err(why) => why,
-    }
+    static STATUS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STATUS
+        .get_or_init(|| match driver() {
+            Ok(n) => format!("NVIDIA driver with {n} CUDA device(s)"),
+            Err(why) => why,
+        })
+        .clone()
 }
