@@ -31,6 +31,7 @@ fn main() {
     // when the `torch` feature is on.
     if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
+        torch_quant(std::path::Path::new(&lib));
     }
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
@@ -50,3 +51,28 @@ fn main() {
         if dirty { "-dirty" } else { "" }
     );
 }
+
+/// Compiles src/backend/torch_quant.cpp (PyTorch's dynamic int8 linear through the dispatcher)
+/// against the libtorch tch builds with, with the same flags torch-sys uses.
+#[cfg(feature = "torch")]
+fn torch_quant(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/backend/torch_quant.cpp");
+    let root = lib.parent().expect("libtorch's lib folder has a parent");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("src/backend/torch_quant.cpp")
+        .compile("recbench_torch_quant");
+}
+
+#[cfg(not(feature = "torch"))]
+fn torch_quant(_lib: &std::path::Path) {}

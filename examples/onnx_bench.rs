@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
 
     use ort::session::builder::GraphOptimizationLevel as L;
     use recbench::backend::onnx::OnnxBert;
-    use recbench::backend::{Encoder, Precision};
+    use recbench::backend::{Device, Encoder, Precision};
     use recbench::harness::inputs::bench_batch;
     use recbench::model::onnx::{export, Flavour};
     use recbench::model::{ModelFiles, Preset, Tokenizer};
@@ -52,7 +52,8 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(format!("{out}.inputs.bin"), bytes)?;
         std::fs::write(format!("{out}.model"), path.to_string_lossy().as_bytes())?;
     }
-    let mut enc = OnnxBert::load_file(&path, files.config.hidden_size, threads, level)?;
+    let mut enc =
+        OnnxBert::load_file(&path, files.config.hidden_size, threads, level, Device::Cpu)?;
     for _ in 0..3 {
         enc.encode(&b)?;
     }

@@ -34,8 +34,9 @@ fn tiny_round_trips_through_onnx_runtime_in_every_flavour_and_precision() {
             let path = export::export_cached(&files, flavour, precision).unwrap();
             for level in [GraphOptimizationLevel::Level1, GraphOptimizationLevel::All] {
                 let what = format!("{flavour} {precision} {level:?}");
-                let mut enc = OnnxBert::load_file(&path, files.config.hidden_size, 2, level)
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let mut enc =
+                    OnnxBert::load_file(&path, files.config.hidden_size, 2, level, Device::Cpu)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
                 let e = recbench::backend::Encoder::encode(&mut enc, &batch).unwrap();
                 assert_eq!((e.rows, e.dim), (PROBES.len(), files.config.hidden_size));
                 assert!(e.all_finite(), "{what}");

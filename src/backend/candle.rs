@@ -1,4 +1,5 @@
-//! The candle backend: a BERT forward written with candle-core ops (pure Rust, CPU).
+//! The candle backend: a BERT forward written with candle-core ops (pure Rust on the CPU; on
+//! CUDA with candle's kernels and cuBLAS when built with `cuda`).
 //!
 //! It is written here rather than taken from candle-transformers because the latter fills the
 //! attention mask with a value that overflows to -inf in f16/bf16 and produces NaN. Here the
@@ -24,10 +25,7 @@ pub const COMPILED: bool = true;
 
 /// Which (device, precision) pairs this backend runs, or why not.
 pub fn supports(device: Device, _precision: Precision) -> std::result::Result<(), String> {
-    match device {
-        Device::Cpu => Ok(()),
-        Device::Cuda(_) => Err(super::no_cuda("candle")),
-    }
+    super::cuda_ready("candle", device)
 }
 
 pub fn runtime_version() -> String {
@@ -103,7 +101,16 @@ impl Linear {
     ) -> candle_core::Result<Self> {
         Ok(match precision {
             Precision::Int8 => Linear::Quant {
-                w: QMatMul::from_qtensor(QTensor::quantize(w, GgmlDType::Q8_0)?)?,
+                w: QMatMul::from_qtensor(if w.device().is_cpu() {
+                    QTensor::quantize(w, GgmlDType::Q8_0)?
+                } else {
+                    // candle quantizes on the CPU, into blocks that live on the device.
+                    QTensor::quantize_onto(
+                        &w.to_device(&CDevice::Cpu)?,
+                        GgmlDType::Q8_0,
+                        w.device(),
+                    )?
+                })?,
                 b: b.clone(),
             },
             _ => Linear::Dense {
@@ -161,14 +168,12 @@ pub struct CandleBert {
 impl CandleBert {
     /// Loads the safetensors weights of `files` at the requested precision.
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<CandleBert> {
+        super::cuda_ready("candle", opts.device).map_err(|m| Error::backend("candle", m))?;
         let device = match opts.device {
             Device::Cpu => CDevice::Cpu,
-            Device::Cuda(_) => {
-                return Err(Error::NotEnabled {
-                    what: "candle on CUDA".into(),
-                    feature: "cuda".into(),
-                })
-            }
+            // Opens the CUDA libraries (cuBLAS, cuRAND, NVRTC) on first use; a host that lacks
+            // one gets candle's error naming it.
+            Device::Cuda(i) => CDevice::new_cuda(i).map_err(err)?,
         };
         let dtype = match opts.precision {
             Precision::Fp32 | Precision::Int8 => DType::F32,

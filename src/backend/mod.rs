@@ -158,26 +158,35 @@ pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut())
     best
 }
 
-/// Milliseconds of two candidate kernels on one input: the best of 3 interleaved calls each,
-/// after one warm-up call each (a bounded cost at load). What every choice by measurement
-/// times with.
+/// Milliseconds of each candidate kernel on one input: the best of 3 interleaved calls each
+/// (A B C A B C …), after one warm-up call each (a bounded cost at load). What every choice by
+/// measurement times with.
+#[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
+pub(crate) fn race_all<E>(
+    candidates: &mut [Box<dyn FnMut() -> std::result::Result<(), E> + '_>],
+) -> std::result::Result<Vec<f64>, E> {
+    for c in candidates.iter_mut() {
+        c()?;
+    }
+    let mut best = vec![f64::INFINITY; candidates.len()];
+    for _ in 0..3 {
+        for (c, b) in candidates.iter_mut().zip(best.iter_mut()) {
+            let t = std::time::Instant::now();
+            c()?;
+            *b = b.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(best)
+}
+
+/// [`race_all`] of two candidates.
 #[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
 pub(crate) fn race<E>(
-    mut a: impl FnMut() -> std::result::Result<(), E>,
-    mut b: impl FnMut() -> std::result::Result<(), E>,
+    a: impl FnMut() -> std::result::Result<(), E>,
+    b: impl FnMut() -> std::result::Result<(), E>,
 ) -> std::result::Result<(f64, f64), E> {
-    a()?;
-    b()?;
-    let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        a()?;
-        ta = ta.min(t.elapsed().as_secs_f64() * 1e3);
-        let t = std::time::Instant::now();
-        b()?;
-        tb = tb.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok((ta, tb))
+    let t = race_all(&mut [Box::new(a), Box::new(b)])?;
+    Ok((t[0], t[1]))
 }
 
 /// Kernel choices measured on this host, remembered in `<cache>/kernels/<file>.json` so a
@@ -228,16 +237,27 @@ pub(crate) mod choices {
     }
 }
 
-/// Why a CUDA device cannot run on backend `name` in this build.
-pub(crate) fn no_cuda(name: &str) -> String {
-    let host = crate::telemetry::cuda::status();
-    if cfg!(feature = "cuda") {
-        format!("{name} on CUDA is not implemented yet in this build (this host: {host})")
-    } else {
-        format!(
-            "{name} on CUDA is not enabled in this build; rebuild with --features cuda (this \
-             host: {host})"
-        )
+/// Whether backend `name` can reach `device` here: for a CUDA device, the build has the `cuda`
+/// feature, the host has an NVIDIA driver that initialises, and the device index exists. Each
+/// backend then adds what its own runtime needs.
+pub(crate) fn cuda_ready(name: &str, device: Device) -> std::result::Result<(), String> {
+    let Device::Cuda(i) = device else {
+        return Ok(());
+    };
+    if !cfg!(feature = "cuda") {
+        return Err(format!(
+            "{name} on CUDA is not enabled in this build; rebuild with scripts/build-gpu.sh \
+             (feature `cuda`) (this host: {})",
+            crate::telemetry::cuda::status()
+        ));
+    }
+    match crate::telemetry::cuda::devices() {
+        Err(why) => Err(format!("{name} on CUDA: {why}")),
+        Ok(n) if i >= n => Err(format!(
+            "{name} on cuda:{i}: the NVIDIA driver sees {n} CUDA device(s) (cuda:0 to cuda:{})",
+            n - 1
+        )),
+        Ok(_) => Ok(()),
     }
 }
 

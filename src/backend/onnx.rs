@@ -274,8 +274,16 @@ pub fn gemm_gflops(n: usize, threads: usize, budget: std::time::Duration) -> Opt
 
 /// Whether the backend can run `(device, precision)`, or why not.
 pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
-    if let Device::Cuda(_) = device {
-        return Err(super::no_cuda("onnx"));
+    super::cuda_ready("onnx", device)?;
+    if device != Device::Cpu {
+        runtime().map_err(|e| e.to_string())?;
+        if precision != Precision::Fp32 {
+            return Err(format!(
+                "onnx on CUDA runs fp32 only here (the {precision} graphs are built and \
+                 checked for the CPU execution provider)"
+            ));
+        }
+        return cuda_provider().map(drop);
     }
     if precision == Precision::Bf16 {
         // Measured with onnxruntime 1.31.1: a bf16 MatMul or Add graph fails at session creation
@@ -287,6 +295,24 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
         );
     }
     runtime().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// ONNX Runtime's CUDA execution provider library, beside the runtime library in use (the
+/// `onnxruntime-gpu` wheel has both), or why it is not there.
+fn cuda_provider() -> std::result::Result<PathBuf, String> {
+    let runtime = std::path::absolute(library_path()).unwrap_or_else(|_| library_path());
+    let dir = runtime.parent().unwrap_or(Path::new("."));
+    let provider = dir.join("libonnxruntime_providers_cuda.so");
+    if provider.is_file() {
+        Ok(provider)
+    } else {
+        Err(format!(
+            "onnx on CUDA needs ONNX Runtime's CUDA provider library, {} is missing (point \
+             ORT_DYLIB_PATH at the libonnxruntime.so of an onnxruntime-gpu {} installation)",
+            provider.display(),
+            runtime_version()
+        ))
+    }
 }
 
 /// The graph optimisation level from `RECBENCH_ONNX_OPT`.
@@ -328,7 +354,7 @@ impl OnnxBert {
         let hidden = files.config.hidden_size;
         let open = |f: Flavour| -> Result<OnnxBert> {
             let path = export::export_cached(files, f, opts.precision)?;
-            let mut b = Self::load_file(&path, hidden, opts.threads, level)?;
+            let mut b = Self::load_file(&path, hidden, opts.threads, level, opts.device)?;
             b.flavour = Some(f);
             Ok(b)
         };
@@ -340,7 +366,8 @@ impl OnnxBert {
         let shape = opts.shape_hint.unwrap_or((8, 128));
         let rows = shape.0 * shape.1;
         let key = format!(
-            "cpu {}, {}, {} threads, {}, {:?}, {}x{}",
+            "{} {}, {}, {} threads, {}, {:?}, {}x{}",
+            opts.device,
             super::choices::host(),
             runtime_version(),
             opts.threads,
@@ -385,14 +412,29 @@ impl OnnxBert {
         Ok(keep)
     }
 
-    /// Opens a session on an exported file.
+    /// Opens a session on an exported file, on `device`. A CUDA device registers ONNX Runtime's
+    /// CUDA execution provider so that failing to register it is an error (no silent CPU run).
     pub fn load_file(
         path: &Path,
         hidden: usize,
         threads: usize,
         level: GraphOptimizationLevel,
+        device: Device,
     ) -> Result<OnnxBert> {
         let (_, env) = loaded().map_err(err)?;
+        let provider = match device {
+            Device::Cpu => ort::ep::CPU::default().build().error_on_failure(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                cuda_provider().map_err(err)?;
+                ort::ep::CUDA::default()
+                    .with_device_id(i as i32)
+                    .build()
+                    .error_on_failure()
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => return Err(err(supports(device, Precision::Fp32).unwrap_err())),
+        };
         let session = Session::builder(env)
             .map_err(err)?
             .with_log_level(ort::logging::LogLevel::Error)
@@ -403,7 +445,7 @@ impl OnnxBert {
             .map_err(err)?
             .with_inter_threads(1)
             .map_err(err)?
-            .with_execution_providers([ort::ep::CPU::default().build().error_on_failure()])
+            .with_execution_providers([provider])
             .map_err(err)?
             .commit_from_file(path)
             .map_err(|e| err(format!("{}: {e}", path.display())))?;

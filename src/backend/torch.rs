@@ -11,8 +11,11 @@
 //!
 //! Precisions: fp32; bf16 and fp16 hold weights and activations in the half type and let
 //! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
-//! layers by hand, dynamically: weights once, symmetric per output channel; activations per row
-//! on every call; `_int_mm` (int8 × int8 → int32); then a rescale by the two scales in f32.
+//! layers' weights once, symmetric per output channel, and runs the fastest on this host of
+//! three kernels: `_int_mm` (activations quantized per row on every call, int8 × int8 → int32,
+//! rescaled in f32), `_weight_int8pack_mm` (weight-only, f32 activations) and PyTorch's own
+//! dynamic int8 linear (`quantized::linear_dynamic` on FBGEMM, what `quantize_dynamic` runs on
+//! x86; called through src/backend/torch_quant.cpp).
 
 use std::sync::{Once, OnceLock};
 
@@ -36,8 +39,10 @@ pub const COMPILED: bool = true;
 pub fn describe() -> String {
     format!(
         "libtorch via tch; fp32 linear layers on aten/MKL or oneDNN, the faster per shape by \
-         measurement at load ({LINEAR_ENV}=aten|onednn forces one); int8 by hand: per-row \
-         activations, per-channel weights, _int_mm; intra-op threads per run, 1 inter-op"
+         measurement at load ({LINEAR_ENV}=aten|onednn forces one); int8 weights per channel \
+         on _int_mm, _weight_int8pack_mm or FBGEMM's dynamic linear, the fastest by measurement \
+         ({INT8_ENV}=int_mm|weight_only|fbgemm forces one); intra-op threads per run, 1 \
+         inter-op"
     )
 }
 
@@ -88,18 +93,42 @@ fn find_runtime_version() -> String {
         .unwrap_or(tch)
 }
 
-fn loaded_libtorch_version() -> Option<String> {
+/// The path of the `libtorch_cpu.so` this process has loaded.
+fn loaded_libtorch() -> Option<std::path::PathBuf> {
     // Make sure libtorch is loaded and initialised (it is a dynamic dependency, so it is).
     let _ = tch::get_num_threads();
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let lib = maps
-        .lines()
+    maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
-    let version_py = std::path::Path::new(lib)
-        .parent()?
-        .parent()?
-        .join("version.py");
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .map(std::path::PathBuf::from)
+}
+
+/// Loads libtorch's CUDA half (`libtorch_cuda.so`, beside the `libtorch_cpu.so` in use) once
+/// per process. The binary does not link it: linked, it would need cuDNN, NCCL and the rest of
+/// the CUDA libraries just to start, on every host. Loaded, its kernels register with libtorch
+/// and `tch::Cuda` sees the GPUs. Its dependencies resolve through its own rpath (the
+/// `nvidia/*` folders of a PyTorch installation) or LD_LIBRARY_PATH.
+fn load_cuda_library() -> std::result::Result<(), String> {
+    static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let lib = loaded_libtorch()
+                .and_then(|p| Some(p.parent()?.join("libtorch_cuda.so")))
+                .ok_or("cannot tell where this process loaded libtorch from")?;
+            crate::telemetry::cuda::open_global(&lib).map_err(|why| {
+                format!(
+                    "torch on CUDA needs {} (PyTorch's CUDA build, with its CUDA libraries): {why}",
+                    lib.display()
+                )
+            })
+        })
+        .clone()
+}
+
+fn loaded_libtorch_version() -> Option<String> {
+    let lib = loaded_libtorch()?;
+    let version_py = lib.parent()?.parent()?.join("version.py");
     let text = std::fs::read_to_string(version_py).ok()?;
     let line = text.lines().find(|l| l.starts_with("__version__"))?;
     Some(line.split(['\'', '"']).nth(1)?.to_string())
@@ -124,30 +153,47 @@ fn set_threads(threads: usize) -> Result<()> {
 
 /// Which (device, precision) pairs this backend runs, or why not.
 pub fn supports(device: Device, precision: Precision) -> std::result::Result<(), String> {
-    let _ = precision;
+    super::cuda_ready("torch", device)?;
     match device {
         Device::Cpu => Ok(()),
-        Device::Cuda(_) if !cfg!(feature = "cuda") => Err(super::no_cuda("torch")),
-        // The libtorch_cuda library is not linked (it needs --no-as-needed and the CUDA
-        // libraries of the wheel's dependencies), so libtorch would see no GPU.
-        Device::Cuda(_) => Err(
-            "torch on CUDA is not wired up yet: this build links only libtorch's CPU library"
+        Device::Cuda(_) if precision == Precision::Int8 => Err(
+            "torch int8 on CUDA is not built: recbench's torch int8 paths (_int_mm with per-row \
+             activation scales, _weight_int8pack_mm) are set up and checked on the CPU only"
                 .into(),
         ),
+        Device::Cuda(_) => load_cuda_library(),
     }
 }
 
-/// `RECBENCH_TORCH_INT8`: `auto` (or unset) chooses by measurement; `int_mm` or `weight_only`
-/// forces one.
-fn int8_forced() -> Result<Option<bool>> {
+/// The int8 kernels, in the order of [`Linear::new`]'s choice index. `auto` races the first
+/// two only: `fbgemm` (PyTorch's `quantize_dynamic` path, activations quantized per tensor to
+/// 7 bits) misses recbench's int8 parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84
+/// against cosine ≥ 0.99 and overlap ≥ 0.9; 0.990/0.85 with 8-bit activations), so it runs
+/// only when forced, as the PyTorch users' reference.
+const INT8_KERNELS: &[&str] = &["int_mm", "weight_only", "fbgemm"];
+const INT8_RACED: usize = 2;
+
+/// The fp32 kernels, likewise.
+const FP32_KERNELS: &[&str] = &["aten", "onednn"];
+
+/// `RECBENCH_TORCH_INT8`: `auto` (or unset) chooses by measurement; `int_mm`, `weight_only` or
+/// `fbgemm` forces one.
+fn int8_forced() -> Result<Option<usize>> {
     match std::env::var(INT8_ENV).ok().as_deref() {
         None | Some("") | Some("auto") => Ok(None),
-        Some("int_mm") => Ok(Some(false)),
-        Some("weight_only") => Ok(Some(true)),
-        Some(other) => Err(Error::backend(
-            "torch",
-            format!("{INT8_ENV}={other:?}: expected `auto`, `int_mm` or `weight_only`"),
-        )),
+        Some(name) => INT8_KERNELS
+            .iter()
+            .position(|k| *k == name)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::backend(
+                    "torch",
+                    format!(
+                        "{INT8_ENV}={name:?}: expected `auto`, `{}`",
+                        INT8_KERNELS.join("`, `")
+                    ),
+                )
+            }),
     }
 }
 
@@ -196,24 +242,26 @@ const ONEDNN_MIN_MACS: i64 = 1 << 24;
 /// Rows the `auto` choice is timed at when the caller gives no hint (parity, recommend).
 const DEFAULT_ROWS: usize = 1024;
 
-/// Selects the int8 linear kernel: `auto` (default), `int_mm` or `weight_only` (see
-/// [`Linear::Int8`]).
+/// Selects the int8 linear kernel: `auto` (default), `int_mm`, `weight_only` or `fbgemm` (see
+/// [`Linear`]).
 pub const INT8_ENV: &str = "RECBENCH_TORCH_INT8";
 
-/// One of two kernels per layer shape: forced by an environment variable, or (`auto`) the
-/// faster of the two timed on the shape at the run's row count, remembered per host in the
-/// cache. `first`/`second` name the two; a decision is whether the second runs.
+/// One of several kernels per layer shape: forced by an environment variable, or (`auto`) the
+/// fastest timed on the shape at the run's row count, remembered per host in the cache. A
+/// decision is an index into `names`.
 struct KernelChoice {
-    /// What is chosen ("fp32 linear layers"), the variable that forces it, the two names.
+    /// What is chosen ("fp32 linear layers"), the variable that forces it, the kernels' names.
     what: &'static str,
     env: &'static str,
-    names: (&'static str, &'static str),
-    /// `Some(second?)` when forced.
-    forced: Option<bool>,
+    names: &'static [&'static str],
+    /// `Some(index)` when forced.
+    forced: Option<usize>,
+    /// How many of `names` (from the first) `auto` races.
+    raced: usize,
     rows: i64,
     threads: usize,
-    /// (in, out) → second?, with how it was decided.
-    decided: Vec<((i64, i64), bool, String)>,
+    /// (in, out) → index, with how it was decided.
+    decided: Vec<((i64, i64), usize, String)>,
 }
 
 impl KernelChoice {
@@ -221,63 +269,75 @@ impl KernelChoice {
     /// shape.
     fn key(&self, inner: i64, out: i64) -> String {
         format!(
-            "cpu {}, {}, {} threads, {} or {}, {}x{inner}x{out}",
+            "cpu {}, {}, {} threads, {}, {}x{inner}x{out}",
             super::choices::host(),
             runtime_version(),
             self.threads,
-            self.names.0,
-            self.names.1,
+            self.names[..self.raced].join(" or "),
             self.rows
         )
     }
 
-    /// Whether the layer of shape `inner`→`out` runs the second kernel. `floor`: the second
-    /// cannot help at this size (both run the first); `time` gives both kernels' milliseconds.
-    fn second(
+    /// Which kernel the layer of shape `inner`→`out` runs. `floor`: only the first can help at
+    /// this size; `time` gives each kernel's milliseconds (infinite for one that cannot run
+    /// here, with its reason).
+    fn pick(
         &mut self,
         (inner, out): (i64, i64),
         floor: Option<&str>,
-        time: impl FnOnce() -> std::result::Result<(f64, f64), TchError>,
-    ) -> Result<bool> {
+        time: impl FnOnce() -> std::result::Result<Vec<(f64, Option<String>)>, TchError>,
+    ) -> Result<usize> {
         if let Some(f) = self.forced {
             return Ok(f);
         }
-        if let Some((_, o, _)) = self.decided.iter().find(|(s, _, _)| *s == (inner, out)) {
-            return Ok(*o);
+        if let Some((_, k, _)) = self.decided.iter().find(|(s, _, _)| *s == (inner, out)) {
+            return Ok(*k);
         }
         if let Some(why) = floor {
-            self.decided.push(((inner, out), false, why.into()));
-            return Ok(false);
+            self.decided.push(((inner, out), 0, why.into()));
+            return Ok(0);
         }
         let key = self.key(inner, out);
         if let Some(v) = super::choices::recall("torch-linear", &key) {
-            let o = v.starts_with(self.names.1);
-            self.decided.push((
-                (inner, out),
-                o,
-                format!("{v}, measured earlier on this host"),
-            ));
-            return Ok(o);
+            let raced = &self.names[..self.raced];
+            if let Some(k) = raced.iter().position(|n| v.starts_with(&format!("{n} ("))) {
+                self.decided.push((
+                    (inner, out),
+                    k,
+                    format!("{v}, measured earlier on this host"),
+                ));
+                return Ok(k);
+            }
         }
-        let (a_ms, b_ms) = time().map_err(err)?;
-        let o = b_ms < a_ms;
+        let times = time().map_err(err)?;
+        let k = (0..times.len())
+            .min_by(|&a, &b| times[a].0.total_cmp(&times[b].0))
+            .unwrap_or(0);
+        let each: Vec<String> = self
+            .names
+            .iter()
+            .zip(&times)
+            .map(|(n, (ms, why))| match why {
+                Some(why) => format!("{n} cannot run: {why}"),
+                None => format!("{n} {ms:.2} ms"),
+            })
+            .collect();
         let how = format!(
-            "{} ({} {a_ms:.2} ms, {} {b_ms:.2} ms at {} rows)",
-            if o { self.names.1 } else { self.names.0 },
-            self.names.0,
-            self.names.1,
+            "{} ({} at {} rows)",
+            self.names[k],
+            each.join(", "),
             self.rows
         );
         super::choices::remember("torch-linear", &key, &how);
-        self.decided.push(((inner, out), o, how));
-        Ok(o)
+        self.decided.push(((inner, out), k, how));
+        Ok(k)
     }
 
     /// The note for the run and the cache tag of its outputs: the kernel name when one runs
-    /// everywhere, else `auto-` and one letter per shape (a: first, b: second).
+    /// everywhere, else `auto-` and one letter per shape (a: the first kernel, b: the second, …).
     fn describe(&self) -> (String, Option<String>) {
         if let Some(f) = self.forced {
-            let name = if f { self.names.1 } else { self.names.0 };
+            let name = self.names[f];
             return (
                 format!("{}: {name} ({}={name})", self.what, self.env),
                 Some(name.into()),
@@ -291,7 +351,7 @@ impl KernelChoice {
         let tag: String = self
             .decided
             .iter()
-            .map(|(_, o, _)| if *o { 'b' } else { 'a' })
+            .map(|(_, k, _)| (b'a' + *k as u8) as char)
             .collect();
         (
             format!(
@@ -300,24 +360,39 @@ impl KernelChoice {
                 self.env,
                 per.join("; ")
             ),
-            Some(if tag.contains('b') {
-                format!("auto-{tag}")
+            Some(if tag.chars().all(|c| c == 'a') {
+                self.names[0].into()
             } else {
-                self.names.0.into()
+                format!("auto-{tag}")
             }),
         )
     }
 }
 
-/// Milliseconds of two linear layers on one `[rows, in]` f32 input (see `super::race`).
-fn time_pair(
-    a: &Linear,
-    b: &Linear,
+/// Milliseconds of each candidate linear layer on one `[rows, in]` f32 input (see
+/// `super::race_all`); a candidate that could not be built is infinitely slow, with its reason.
+fn time_all(
+    candidates: &[std::result::Result<Linear, TchError>],
     inner: i64,
     rows: i64,
-) -> std::result::Result<(f64, f64), TchError> {
+) -> std::result::Result<Vec<(f64, Option<String>)>, TchError> {
     let x = Tensor::f_rand([rows, inner], (Kind::Float, tch::Device::Cpu))?;
-    super::race(|| a.forward(&x).map(drop), || b.forward(&x).map(drop))
+    let ready: Vec<&Linear> = candidates.iter().filter_map(|c| c.as_ref().ok()).collect();
+    let mut runs: Vec<Box<dyn FnMut() -> std::result::Result<(), TchError> + '_>> = ready
+        .iter()
+        .map(|l| {
+            let x = &x;
+            Box::new(move || l.forward(x).map(drop)) as Box<dyn FnMut() -> _>
+        })
+        .collect();
+    let mut times = super::race_all(&mut runs)?.into_iter();
+    Ok(candidates
+        .iter()
+        .map(|c| match c {
+            Ok(_) => (times.next().unwrap_or(f64::INFINITY), None),
+            Err(e) => (f64::INFINITY, Some(e.to_string())),
+        })
+        .collect())
 }
 
 enum Linear {
@@ -336,20 +411,32 @@ enum Linear {
     /// int8 weight `[out, in]` with its f32 scale per output channel `[out]` and the f32 bias;
     /// f32 activations (`_weight_int8pack_mm`, weight-only int8: no activation rounding).
     Int8WeightOnly { w: Tensor, scale: Tensor, b: Tensor },
+    /// PyTorch's dynamic int8 linear (`quantized::linear_dynamic`, FBGEMM on x86: what
+    /// `quantize_dynamic` runs): weight per output channel, prepacked with the bias;
+    /// activations quantized per tensor on every call, to 7 bits as PyTorch does on x86.
+    Int8Fbgemm(quant::Packed),
 }
 
 impl Linear {
-    /// The layer at `precision`; `second` picks the second kernel of its pair (oneDNN for
-    /// fp32, weight-only for int8).
+    /// The layer at `precision` with kernel `choice`: an index into [`FP32_KERNELS`] (aten,
+    /// oneDNN) or [`INT8_KERNELS`] (`_int_mm`, weight-only, FBGEMM).
     fn new(
         w: &Tensor,
         b: &Tensor,
         precision: Precision,
         kind: Kind,
-        second: bool,
+        choice: usize,
     ) -> Result<Linear, TchError> {
         Ok(match precision {
-            Precision::Int8 if second => {
+            Precision::Int8 if choice == 2 => {
+                let w = w.f_to_kind(Kind::Float)?;
+                let (_, scale) = quantize_rows(&w)?;
+                let scale = scale.f_reshape([-1])?.f_to_kind(Kind::Double)?;
+                let zero = scale.f_zeros_like()?.f_to_kind(Kind::Int64)?;
+                let q = w.f_quantize_per_channel(&scale, &zero, 0, Kind::QInt8)?;
+                Linear::Int8Fbgemm(quant::Packed::new(&q, &b.f_to_kind(Kind::Float)?)?)
+            }
+            Precision::Int8 if choice == 1 => {
                 let (q, scale) = quantize_rows(&w.f_to_kind(Kind::Float)?)?;
                 Linear::Int8WeightOnly {
                     w: q.f_contiguous()?,
@@ -368,7 +455,7 @@ impl Linear {
             _ => Linear::Dense {
                 w: w.f_to_kind(kind)?.f_contiguous()?,
                 b: b.f_to_kind(kind)?.f_contiguous()?,
-                onednn: second && precision == Precision::Fp32,
+                onednn: choice == 1 && precision == Precision::Fp32,
             },
         })
     }
@@ -399,6 +486,7 @@ impl Linear {
                 .f_contiguous()?
                 .f_internal_weight_int8pack_mm(w, scale)?
                 .f_add(b),
+            Linear::Int8Fbgemm(packed) => packed.forward(&x.f_contiguous()?),
         }
     }
 }
@@ -482,13 +570,15 @@ impl TorchBert {
         opts: EncoderOptions,
         linear_kernel: LinearKernel,
     ) -> Result<TorchBert> {
+        supports(opts.device, opts.precision).map_err(|m| Error::backend("torch", m))?;
         let device = match opts.device {
             Device::Cpu => tch::Device::Cpu,
             Device::Cuda(i) => {
-                if !tch::Cuda::is_available() {
+                let n = tch::Cuda::device_count();
+                if (i as i64) >= n {
                     return Err(Error::backend(
                         "torch",
-                        "libtorch sees no CUDA device (this libtorch build or host has no usable CUDA)",
+                        format!("libtorch sees {n} CUDA device(s), not cuda:{i}"),
                     ));
                 }
                 tch::Device::Cuda(i)
@@ -540,8 +630,9 @@ impl TorchBert {
             Precision::Int8 => KernelChoice {
                 what: "int8 linear layers",
                 env: INT8_ENV,
-                names: ("int_mm", "weight_only"),
+                names: INT8_KERNELS,
                 forced: int8_forced()?,
+                raced: INT8_RACED,
                 rows,
                 threads: opts.threads,
                 decided: Vec::new(),
@@ -549,12 +640,13 @@ impl TorchBert {
             _ => KernelChoice {
                 what: "fp32 linear layers (oneDNN from 2^24 multiply-adds per call)",
                 env: LINEAR_ENV,
-                names: ("aten", "onednn"),
+                names: FP32_KERNELS,
                 forced: match linear_kernel {
                     LinearKernel::Auto => None,
-                    LinearKernel::Aten => Some(false),
-                    LinearKernel::OneDnn => Some(true),
+                    LinearKernel::Aten => Some(0),
+                    LinearKernel::OneDnn => Some(1),
                 },
+                raced: FP32_KERNELS.len(),
                 rows,
                 threads: opts.threads,
                 decided: Vec::new(),
@@ -563,19 +655,21 @@ impl TorchBert {
         let chosen = cpu && matches!(opts.precision, Precision::Fp32 | Precision::Int8);
         let mut linear = |d: &Dense<Tensor>| -> Result<Linear> {
             let (w, b) = (&d.weight, &d.bias);
-            let make = |second| Linear::new(w, b, opts.precision, kind, second).map_err(err);
+            let make = |k| Linear::new(w, b, opts.precision, kind, k).map_err(err);
             if !chosen {
-                return make(false);
+                return make(0);
             }
             let (out, inner) = w.size2().map_err(err)?;
             let floor = (opts.precision == Precision::Fp32 && rows * inner * out < ONEDNN_MIN_MACS)
                 .then_some("below the oneDNN size floor");
-            let second = chooser.second((inner, out), floor, || {
-                let first = Linear::new(w, b, opts.precision, kind, false)?;
-                let other = Linear::new(w, b, opts.precision, kind, true)?;
-                time_pair(&first, &other, inner, rows)
+            let n = chooser.raced;
+            let k = chooser.pick((inner, out), floor, || {
+                let all: Vec<_> = (0..n)
+                    .map(|k| Linear::new(w, b, opts.precision, kind, k))
+                    .collect();
+                time_all(&all, inner, rows)
             })?;
-            make(second)
+            make(k)
         };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in &t.layers {
@@ -706,5 +800,119 @@ impl Encoder for TorchBert {
 
     fn cache_tag(&self) -> Option<String> {
         self.tag.clone()
+    }
+}
+
+/// PyTorch's dynamic int8 linear operators, through src/backend/torch_quant.cpp (tch has no
+/// binding for them).
+mod quant {
+    use std::ffi::{c_char, c_void, CStr};
+
+    use tch::{TchError, Tensor};
+    use torch_sys::C_tensor;
+
+    extern "C" {
+        fn recbench_linear_prepack(
+            qweight: *const C_tensor,
+            bias: *const C_tensor,
+            err: *mut *mut c_char,
+        ) -> *mut c_void;
+        fn recbench_linear_dynamic(
+            input: *const C_tensor,
+            packed: *mut c_void,
+            reduce_range: bool,
+            err: *mut *mut c_char,
+        ) -> *mut C_tensor;
+        fn recbench_linear_free(packed: *mut c_void);
+    }
+
+    /// The C++ exception message the shim copied into `err`, as tch's error.
+    fn take_error(err: *mut c_char) -> TchError {
+        if err.is_null() {
+            return TchError::Torch("quantized linear failed without a message".into());
+        }
+        // SAFETY: the shim set `err` to a NUL-terminated copy made with strdup, ours to free.
+        let msg = unsafe { CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { libc::free(err.cast()) };
+        TchError::Torch(msg)
+    }
+
+    /// A prepacked int8 weight with its bias, freed on drop.
+    pub struct Packed(*mut c_void);
+
+    // SAFETY: the packed parameters are never mutated after packing (linear_dynamic only reads
+    // them), and the handle is owned by exactly one `Packed`.
+    unsafe impl Send for Packed {}
+
+    impl Packed {
+        /// `qweight`: qint8 `[out, in]`; `bias`: f32 `[out]`.
+        pub fn new(qweight: &Tensor, bias: &Tensor) -> Result<Packed, TchError> {
+            let mut err = std::ptr::null_mut();
+            // SAFETY: both pointers are live tensors for the duration of the call.
+            let p = unsafe { recbench_linear_prepack(qweight.as_ptr(), bias.as_ptr(), &mut err) };
+            if p.is_null() {
+                Err(take_error(err))
+            } else {
+                Ok(Packed(p))
+            }
+        }
+
+        /// `x`: f32 `[rows, in]`, contiguous; returns f32 `[rows, out]`.
+        pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+            let mut err = std::ptr::null_mut();
+            // SAFETY: `x` is live; `self.0` came from recbench_linear_prepack and is not freed.
+            let t = unsafe { recbench_linear_dynamic(x.as_ptr(), self.0, true, &mut err) };
+            if t.is_null() {
+                Err(take_error(err))
+            } else {
+                // SAFETY: the shim returns a new at::Tensor* that the Tensor now owns.
+                Ok(unsafe { Tensor::from_ptr(t) })
+            }
+        }
+    }
+
+    impl Drop for Packed {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from recbench_linear_prepack and is freed once.
+            unsafe { recbench_linear_free(self.0) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each int8 kernel computes the fp32 layer up to int8 rounding: close to it (cosine of the
+    /// outputs), not equal to it (it really is quantized), with the bias applied.
+    #[test]
+    fn every_int8_kernel_approximates_the_fp32_layer() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(7);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let w = Tensor::randn([96, 64], opts) * 0.1;
+        let b = Tensor::randn([96], opts);
+        let x = Tensor::randn([40, 64], opts);
+        let exact = Linear::new(&w, &b, Precision::Fp32, Kind::Float, 0)
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+        for (k, name) in INT8_KERNELS.iter().enumerate() {
+            let y = Linear::new(&w, &b, Precision::Int8, Kind::Float, k)
+                .unwrap()
+                .forward(&x)
+                .unwrap();
+            assert_eq!(y.size(), exact.size(), "{name}");
+            let cos =
+                f64::try_from((&y * &exact).sum(Kind::Double) / (y.norm() * exact.norm())).unwrap();
+            let max_diff = f64::try_from((&y - &exact).abs().max()).unwrap();
+            assert!(cos > 0.999, "{name}: cosine {cos}");
+            assert!(
+                max_diff > 1e-6 && max_diff < 0.2,
+                "{name}: max diff {max_diff}"
+            );
+        }
     }
 }

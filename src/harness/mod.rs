@@ -141,6 +141,14 @@ fn measured_threads(planned: &[PlannedRun]) -> BTreeSet<usize> {
         .collect()
 }
 
+/// The CPU GEMM ceiling a run's efficiency is measured against: none for a GPU run (the CPU's
+/// GEMMs say nothing of a GPU's, so its efficiency stays empty rather than wrong).
+fn ceiling_for(ceilings: &BTreeMap<usize, f64>, p: &PlannedRun) -> Option<f64> {
+    (p.spec.device == crate::spec::Device::Cpu)
+        .then(|| ceilings.get(&p.spec.threads).copied())
+        .flatten()
+}
+
 /// The GEMM ceiling per thread count of an environment.
 fn ceilings(env: &Environment) -> BTreeMap<usize, f64> {
     env.gemm_ceiling
@@ -249,7 +257,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             None => {
                 references.prepare(&p, &progress)?;
                 progress.start(&p.spec.id);
-                match spawn_worker(&self_exe()?, &p, ceilings.get(&p.spec.threads).copied())? {
+                match spawn_worker(&self_exe()?, &p, ceiling_for(&ceilings, &p))? {
                     Some(r) => r,
                     None => {
                         interrupted = true;
@@ -436,7 +444,7 @@ pub fn run_interleaved(
                         round + 1,
                         if k == 0 { "baseline" } else { "candidate" }
                     ));
-                    match spawn_worker(exe, &p, ceilings.get(&p.spec.threads).copied())? {
+                    match spawn_worker(exe, &p, ceiling_for(&ceilings, &p))? {
                         Some(r) => sides[k].push(r),
                         None => {
                             interrupted = true;

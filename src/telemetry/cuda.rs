@@ -53,14 +53,35 @@ pub fn driver() -> Result<usize, String> {
     }
 }
 
-/// One line on this host's CUDA: the device count, or why there is none (probed once per
-/// process; planning asks for every CUDA run).
+/// Opens the shared library `path` with its symbols global (for libraries that register
+/// themselves with one already loaded, as libtorch_cuda does with libtorch), or says why not.
+pub fn open_global(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: dlopen with a valid C string; the handle is kept for the life of the process.
+    unsafe {
+        if libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL).is_null() {
+            let why = libc::dlerror();
+            return Err(if why.is_null() {
+                "dlopen failed".into()
+            } else {
+                CStr::from_ptr(why).to_string_lossy().into_owned()
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`driver`], probed once per process (planning asks for every CUDA run).
+pub fn devices() -> Result<usize, String> {
+    static DEVICES: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
+    DEVICES.get_or_init(driver).clone()
+}
+
+/// One line on this host's CUDA: the device count, or why there is none.
 pub fn status() -> String {
-    static STATUS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    STATUS
-        .get_or_init(|| match driver() {
-            Ok(n) => format!("NVIDIA driver with {n} CUDA device(s)"),
-            Err(why) => why,
-        })
-        .clone()
+    match devices() {
+        Ok(n) => format!("NVIDIA driver with {n} CUDA device(s)"),
+        Err(why) => why,
+    }
 }
