@@ -310,5 +310,14 @@ pub fn inventory(inv: &Inventory) -> String {
         }
     );
     let _ = writeln!(s, "power estimate  {}", inv.power_estimate);
+    let peak = crate::telemetry::inventory::fp32_peak();
+    let _ = writeln!(
+        s,
+        "fp32 peak       {} (theoretical: {}); runs' efficiency is against the best GEMM \
+         measured, not this",
+        peak.gflops
+            .map_or("unknown".into(), |g| format!("{g:.0} GFLOP/s")),
+        peak.basis
+    );
     s
 }

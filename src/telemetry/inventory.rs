@@ -114,6 +114,76 @@ fn topology(cpuinfo: &str) -> (Option<usize>, Option<usize>) {
     }
 }
 
+/// The theoretical fp32 peak of this CPU, with the basis of every factor.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fp32Peak {
+    /// cores × FMA pipes × fp32 lanes per pipe × 2 (multiply and add) × clock; `None` when the
+    /// clock cannot be read.
+    pub gflops: Option<f64>,
+    /// How each factor was obtained (read, or assumed, and why).
+    pub basis: String,
+}
+
+/// [`Fp32Peak`] of this host.
+pub fn fp32_peak() -> Fp32Peak {
+    let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+    let max_khz = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let cores = topology(&cpuinfo)
+        .0
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    fp32_peak_from(&cpuinfo, max_khz, cores)
+}
+
+/// [`Fp32Peak`] from the text of /proc/cpuinfo, cpufreq's maximum (kHz) and the core count.
+pub fn fp32_peak_from(cpuinfo: &str, max_khz: Option<u64>, cores: usize) -> Fp32Peak {
+    let flags: Vec<&str> = cpuinfo_field(cpuinfo, "flags")
+        .or_else(|| cpuinfo_field(cpuinfo, "Features"))
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let has = |f: &str| flags.contains(&f);
+    let amd = cpuinfo_field(cpuinfo, "vendor_id") == Some("AuthenticAMD");
+    let family = cpuinfo_field(cpuinfo, "cpu family").and_then(|f| f.parse::<u32>().ok());
+    let (lanes, width) = if has("avx512f") && amd && family == Some(25) {
+        // Zen 4 (family 25 with AVX-512) runs 512-bit instructions on 256-bit pipes.
+        (8, "AVX-512 on 256-bit pipes (AMD family 25, Zen 4)")
+    } else if has("avx512f") {
+        (16, "AVX-512")
+    } else if has("avx2") && has("fma") {
+        (8, "AVX2 + FMA")
+    } else if has("avx") {
+        (8, "AVX")
+    } else if has("asimd") {
+        (4, "NEON")
+    } else {
+        (4, "SSE")
+    };
+    let (ghz, clock) = match max_khz {
+        Some(k) => (Some(k as f64 / 1e6), "cpufreq maximum".to_string()),
+        None => match cpuinfo_field(cpuinfo, "cpu MHz").and_then(|m| m.parse::<f64>().ok()) {
+            Some(mhz) => (
+                Some(mhz / 1e3),
+                "/proc/cpuinfo cpu MHz (no cpufreq: often the nominal clock in a VM; turbo can \
+                 exceed it)"
+                    .to_string(),
+            ),
+            None => (None, "clock unreadable".to_string()),
+        },
+    };
+    const PIPES: usize = 2;
+    let gflops = ghz.map(|g| (cores * PIPES * lanes * 2) as f64 * g);
+    Fp32Peak {
+        gflops,
+        basis: format!(
+            "{cores} cores × {PIPES} FMA pipes (assumed: x86 server cores since Haswell/Zen have \
+             two; some Xeon Silver/Bronze have one 512-bit pipe) × {lanes} fp32 lanes ({width}) \
+             × 2 × {} ({clock})",
+            ghz.map_or("?".into(), |g| format!("{g:.2} GHz"))
+        ),
+    }
+}
+
 /// Host name, sanitised for use in file names.
 /// This CPU as kernel choices depend on it: its model name and its instruction-set flags, from
 /// /proc/cpuinfo (empty where unreadable).
@@ -302,5 +372,32 @@ mod tests {
         assert!(inv.logical_cores >= 1);
         assert!(inv.memory_bytes.unwrap() > 1 << 28);
         assert!(!inv.host.contains('/'));
+    }
+
+    #[test]
+    fn fp32_peak_counts_lanes_by_isa_and_microarchitecture() {
+        let cpu = |vendor: &str, family: u32, flags: &str| {
+            format!("vendor_id\t: {vendor}\ncpu family\t: {family}\ncpu MHz\t\t: 2000.000\nflags\t\t: {flags}\n")
+        };
+        // Zen 4: AVX-512 on 256-bit pipes, so 8 lanes, as AVX2.
+        let zen4 = fp32_peak_from(&cpu("AuthenticAMD", 25, "avx2 fma avx512f"), None, 2);
+        assert_eq!(zen4.gflops, Some(2.0 * 2.0 * 8.0 * 2.0 * 2.0));
+        assert!(
+            zen4.basis.contains("Zen 4") && zen4.basis.contains("cpu MHz"),
+            "{}",
+            zen4.basis
+        );
+        // An Intel core with AVX-512: 16 lanes; cpufreq's maximum wins over cpu MHz.
+        let skx = fp32_peak_from(
+            &cpu("GenuineIntel", 6, "avx2 fma avx512f"),
+            Some(3_000_000),
+            4,
+        );
+        assert_eq!(skx.gflops, Some(4.0 * 2.0 * 16.0 * 2.0 * 3.0));
+        assert!(skx.basis.contains("cpufreq maximum"), "{}", skx.basis);
+        let avx2 = fp32_peak_from(&cpu("AuthenticAMD", 23, "avx2 fma"), None, 1);
+        assert_eq!(avx2.gflops, Some(2.0 * 8.0 * 2.0 * 2.0));
+        // No clock, no figure.
+        assert_eq!(fp32_peak_from("flags : avx2 fma\n", None, 2).gflops, None);
     }
 }
