@@ -427,7 +427,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .filter_map(|r| {
             let c = r.cost.as_ref()?;
             let j = c.energy_per_1k_joules?;
-            Some((format!("{} [{}]", r.label(), c.power_source), j, None))
+            Some((format!("{} [{}]", r.label(), c.power.label), j, None))
         })
         .collect();
     energy.sort_by(|a, b| a.1.total_cmp(&b.1));

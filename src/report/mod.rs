@@ -182,7 +182,7 @@ pub fn price<'a>(
                 .hardware_id
                 .as_deref()
                 .and_then(|id| catalog.get(id))
-                .and_then(|hw| cost::cost_run(r, hw));
+                .and_then(|hw| cost::cost_run(r, hw, s.file.environment.inventory.logical_cores));
             rows.push(Row {
                 source: i,
                 host: host.clone(),
