@@ -92,88 +92,131 @@ fn empty(title: &str, why: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Horizontal bars (sorted ascending) with optional 95% error bars.
-fn bars(title: &str, x_desc: &str, items: &[Bar], legend: &str) -> Result<Vec<u8>> {
+/// Horizontal bars, first at the top, each with its value printed beside it and an optional
+/// 95% interval (black whisker); the value axis is logarithmic where the values span more
+/// than 10×. `value` formats a bar's value label (with its unit).
+fn bars(
+    title: &str,
+    x_desc: &str,
+    items: &[Bar],
+    value: &dyn Fn(f64) -> String,
+) -> Result<Vec<u8>> {
     let n = items.len();
-    let max = items
+    let hi = items
         .iter()
         .map(|(_, v, ci)| ci.map_or(*v, |c| c.1.max(*v)))
-        .fold(0.0f64, f64::max)
-        * 1.1;
-    let height = (150 + 30 * n as u32).max(300);
-    // Cheapest (first) at the top.
+        .fold(0.0f64, f64::max);
+    let lo = items
+        .iter()
+        .map(|(_, v, ci)| ci.map_or(*v, |c| c.0.min(*v)))
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let log_x = lo.is_finite() && hi > 10.0 * lo;
+    let height = (150 + 34 * n as u32).max(300);
     let at = |i: usize| n - 1 - i;
+    let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+    let whisker = if items.iter().any(|i| i.2.is_some()) {
+        "; black whisker: 95% interval"
+    } else {
+        ""
+    };
     render((1500, height), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 26))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(660)
-            .build_cartesian_2d(0f64..max.max(1e-12), (0..n - 1).into_segmented())
-            .map_err(plot_err)?;
-        let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_desc(x_desc)
-            .y_labels(n.max(1))
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) if *i < n => {
-                    labels.get(at(*i)).cloned().unwrap_or_default()
-                }
-                _ => String::new(),
-            })
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(plot_err)?;
-        let color = RGBColor(46, 110, 180);
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, (_, v, _))| {
-                let mut r = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(at(i))),
-                        (*v, SegmentValue::Exact(at(i) + 1)),
-                    ],
-                    color.mix(0.8).filled(),
-                );
-                r.set_margin(4, 4, 0, 0);
-                r
-            }))
-            .map_err(plot_err)?
-            .label(legend)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-        let with_ci: Vec<_> = items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, v, ci))| ci.map(|c| (i, *v, c)))
-            .collect();
-        if !with_ci.is_empty() {
-            chart
-                .draw_series(with_ci.iter().map(|(i, v, (lo, hi))| {
-                    ErrorBar::new_horizontal(
-                        SegmentValue::CenterOf(at(*i)),
-                        *lo,
-                        *v,
-                        *hi,
-                        BLACK.stroke_width(2),
-                        10,
+        macro_rules! body {
+            ($xr:expr, $base:expr, $right:expr, $desc:expr) => {{
+                let mut chart = ChartBuilder::on(root)
+                    .caption(title, ("sans-serif", 26))
+                    .margin(15)
+                    .x_label_area_size(50)
+                    .y_label_area_size(660)
+                    .build_cartesian_2d($xr, (0..n - 1).into_segmented())
+                    .map_err(plot_err)?;
+                chart
+                    .configure_mesh()
+                    .disable_y_mesh()
+                    .x_desc($desc)
+                    .y_labels(n.max(1))
+                    .y_label_formatter(&|v| match v {
+                        SegmentValue::CenterOf(i) if *i < n => {
+                            labels.get(at(*i)).cloned().unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    })
+                    .label_style(("sans-serif", 14))
+                    .axis_desc_style(("sans-serif", 16))
+                    .draw()
+                    .map_err(plot_err)?;
+                let color = RGBColor(0, 114, 178);
+                chart
+                    .draw_series(items.iter().enumerate().map(|(i, (_, v, _))| {
+                        let mut r = Rectangle::new(
+                            [
+                                ($base, SegmentValue::Exact(at(i))),
+                                (*v, SegmentValue::Exact(at(i) + 1)),
+                            ],
+                            color.mix(0.85).filled(),
+                        );
+                        r.set_margin(4, 4, 0, 0);
+                        r
+                    }))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(
+                        items
+                            .iter()
+                            .filter_map(|(_, v, ci)| ci.map(|c| (*v, c)))
+                            .zip(
+                                items
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(_, it)| it.2.is_some())
+                                    .map(|(i, _)| i),
+                            )
+                            .map(|((v, (l, u)), i)| {
+                                ErrorBar::new_horizontal(
+                                    SegmentValue::CenterOf(at(i)),
+                                    l,
+                                    v,
+                                    u,
+                                    BLACK.stroke_width(2),
+                                    10,
+                                )
+                            }),
                     )
-                }))
-                .map_err(plot_err)?
-                .label("95% interval")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2))
-                });
+                    .map_err(plot_err)?;
+                // The value beside each bar (past its whisker).
+                chart
+                    .draw_series(items.iter().enumerate().map(|(i, (_, v, ci))| {
+                        let end = ci.map_or(*v, |c| c.1.max(*v));
+                        Text::new(
+                            value(*v),
+                            ($right(end), SegmentValue::CenterOf(at(i))),
+                            TextStyle::from(("sans-serif", 14).into_font()).pos(
+                                plotters::style::text_anchor::Pos::new(
+                                    plotters::style::text_anchor::HPos::Left,
+                                    plotters::style::text_anchor::VPos::Center,
+                                ),
+                            ),
+                        )
+                    }))
+                    .map_err(plot_err)?;
+            }};
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(plot_err)?;
+        if log_x {
+            body!(
+                (lo * 0.5..hi * 4.0).log_scale(),
+                lo * 0.5,
+                |e: f64| e * 1.08,
+                format!("{x_desc}, log scale{whisker}")
+            );
+        } else {
+            let max = (hi * 1.25).max(1e-12);
+            body!(
+                0f64..max,
+                0.0,
+                |e: f64| e + max * 0.01,
+                format!("{x_desc}{whisker}")
+            );
+        }
         Ok(())
     })
 }
@@ -344,7 +387,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         file: "cost_per_1k.png".into(),
         title: title.into(),
         caption: format!("The decision table as a picture: for each model and request shape, each hardware option's cheapest configuration that meets {} and the quality bar, in USD per 1,000 requests on the {} price, with its 95% interval where the evidence gives one. Excluded configurations are not drawn; the table lists them with the reason.", req.p99_ms.map_or("each run's own SLA".to_string(), |p| format!("p99 ≤ {p} ms")), req.basis),
-        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, "cost per 1k requests")? },
+        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, &|v| format!("${v:.6}"))? },
     });
     let priced: Vec<&Row> = ok
         .iter()
@@ -421,21 +464,44 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         png: if server.is_empty() { empty(t4, "no valid run used server load")? } else { latency_throughput(t4, &server)? },
     });
 
-    // 5. Energy per 1k.
-    let mut energy: Vec<Bar> = ok
+    // 5. Energy per 1k of the same options as the cost chart, each labelled measured or
+    // estimated.
+    let energy: Vec<Bar> = decisions
         .iter()
-        .filter_map(|r| {
-            let c = r.cost.as_ref()?;
-            let j = c.energy_per_1k_joules?;
-            Some((format!("{} [{}]", r.label(), c.power.label), j, None))
+        .flat_map(|d| {
+            d.options.iter().filter_map(move |o| {
+                let s = &o.row.run.spec;
+                let c = o.row.cost.as_ref()?;
+                Some((
+                    format!(
+                        "{} {} | {} | {} {} b{} | {}",
+                        d.model,
+                        d.mode.name(),
+                        o.hardware,
+                        s.backend,
+                        s.precision,
+                        s.batch,
+                        c.power.label
+                    ),
+                    o.energy_per_1k_joules?,
+                    None,
+                ))
+            })
         })
         .collect();
-    energy.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let t5 = "Energy per 1,000 recommendations";
+    let t5 = "Energy per 1,000 recommendations at the budget, per hardware option";
     let sources: Vec<String> = {
         let mut s: Vec<String> = ok
             .iter()
-            .map(|r| format!("{}: {}", r.host, r.run.power.source))
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.host,
+                    r.cost
+                        .as_ref()
+                        .map_or("unpriced".into(), |c| c.power.basis.clone())
+                )
+            })
             .collect();
         s.sort();
         s.dedup();
@@ -444,11 +510,11 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     charts.push(Chart {
         file: "energy_per_1k.png".into(),
         title: t5.into(),
-        caption: "Joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names the power source (rapl, nvml or a labelled TDP estimate).".into(),
+        caption: "The options of the decision table (as in the cost chart), in joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names where its power comes from: rapl or nvml (measured), estimated (TDP) at run time, or estimated (CCF) from the catalog entry's processor with the Cloud Carbon Footprint coefficients scaled by the run's measured CPU utilisation (see Method). Estimates are not measurements.".into(),
         png: if energy.is_empty() {
-            empty(t5, &format!("no run has a power figure (power source per host: {})", sources.join(", ")))?
+            empty(t5, &format!("no option in the decision table has a power figure ({})", sources.join("; ")))?
         } else {
-            bars(t5, "joules per 1,000 requests", &energy, "energy per 1k requests")?
+            bars(t5, "joules per 1,000 requests", &energy, &|v| format!("{v:.1} J"))?
         },
     });
 

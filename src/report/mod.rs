@@ -13,6 +13,7 @@ mod csv;
 pub mod decision;
 mod html;
 mod markdown;
+pub mod notes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
