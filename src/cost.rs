@@ -3,6 +3,10 @@
 //!
 //! cost_per_1k_usd = 1000 × hourly_usd / 3600 / requests_per_s, at the SLA operating point when
 //! the run has one (server load), else at peak offline throughput, and labelled which.
+//! Energy per 1k requests comes from the run's measured power, else from an estimate by the
+//! catalog entry's processor ([`energy`]), labelled as such.
+
+pub mod energy;
 
 use std::path::{Path, PathBuf};
 
@@ -365,9 +369,12 @@ pub struct RunCost {
     /// Share of the instance's price charged to this run (1/gpus for one GPU of several).
     pub share: f64,
     pub figures: Vec<CostFigure>,
+    /// Joules per 1,000 requests at `requests_per_s`, from `power` (measured or estimated).
     pub energy_per_1k_joules: Option<f64>,
+    /// Above the host's idle draw; measured figures only.
     pub energy_above_idle_per_1k_joules: Option<f64>,
-    pub power_source: String,
+    /// The power the energy comes from, with its label and basis.
+    pub power: energy::RunPower,
 }
 
 /// Throughput and a 95% interval for `r`.
@@ -427,8 +434,9 @@ pub fn per_1k(hourly: f64, rps: f64) -> f64 {
     1000.0 * hourly / 3600.0 / rps
 }
 
-/// Prices run `r` on `hw`.
-pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
+/// Prices run `r` on `hw`, for a host with `host_cores` logical cores (the vCPU count an energy
+/// estimate falls back on when the catalog entry gives none).
+pub fn cost_run(r: &RunResult, hw: &HardwareEntry, host_cores: usize) -> Option<RunCost> {
     if r.status != Status::Ok {
         return None;
     }
@@ -505,7 +513,8 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
             ),
         );
     }
-    let energy = r.power.watts.map(|w| w * 1000.0 / rps);
+    let power = energy::run_power(energy::EnergyTable::shipped(), r, hw, host_cores);
+    let energy = power.watts.map(|w| w * 1000.0 / rps);
     let above = r.power.above_idle_watts.map(|w| w * 1000.0 / rps);
     Some(RunCost {
         hardware_id: hw.id.clone(),
@@ -516,7 +525,7 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry) -> Option<RunCost> {
         figures,
         energy_per_1k_joules: energy,
         energy_above_idle_per_1k_joules: above,
-        power_source: r.power.source.clone(),
+        power,
     })
 }
 
@@ -680,7 +689,7 @@ pue = 1.5
 power_watts = 200.0
 "#,
         );
-        let c = cost_run(&r, &hw).unwrap();
+        let c = cost_run(&r, &hw, 2).unwrap();
         let rps = r.throughput.as_ref().unwrap().requests_per_s;
         assert_eq!(c.rate_basis, RateBasis::OfflinePeak);
         assert_eq!(c.requests_per_s, rps);
@@ -712,7 +721,7 @@ power_watts = 200.0
         );
         // A measured draw replaces the catalog's typical one.
         r.power.watts = Some(100.0);
-        let owned = cost_run(&r, &hw).unwrap().figures[3].hourly_usd;
+        let owned = cost_run(&r, &hw, 2).unwrap().figures[3].hourly_usd;
         assert!((owned - (1.0 + 0.1 * 0.1 * 1.5)).abs() < 1e-12, "{owned}");
     }
 
@@ -735,12 +744,12 @@ on_demand_usd_per_hour = 80.0
 "#,
         );
         assert_eq!(
-            cost_run(&r, &hw).unwrap().share,
+            cost_run(&r, &hw, 2).unwrap().share,
             1.0,
             "a CPU run pays it all"
         );
         r.spec.device = crate::spec::Device::Cuda(3);
-        let c = cost_run(&r, &hw).unwrap();
+        let c = cost_run(&r, &hw, 2).unwrap();
         assert_eq!(c.share, 0.125);
         assert_eq!(c.figures[0].hourly_usd, 10.0);
         assert!(c.figures[0].note.contains("per-GPU share (1/8)"));

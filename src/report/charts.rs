@@ -44,7 +44,14 @@ pub struct Chart {
     pub title: String,
     pub caption: String,
     pub png: Vec<u8>,
+    /// Each panel's title and the number of series (legend entries, one colour each) drawn in
+    /// it; a bar chart is one panel of one series. Read by the tests that hold the cap.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub series_per_panel: Vec<(String, usize)>,
 }
+
+/// At most this many series (colours, legend entries) in one panel.
+pub const MAX_SERIES: usize = 8;
 
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -92,88 +99,131 @@ fn empty(title: &str, why: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Horizontal bars (sorted ascending) with optional 95% error bars.
-fn bars(title: &str, x_desc: &str, items: &[Bar], legend: &str) -> Result<Vec<u8>> {
+/// Horizontal bars, first at the top, each with its value printed beside it and an optional
+/// 95% interval (black whisker); the value axis is logarithmic where the values span more
+/// than 10×. `value` formats a bar's value label (with its unit).
+fn bars(
+    title: &str,
+    x_desc: &str,
+    items: &[Bar],
+    value: &dyn Fn(f64) -> String,
+) -> Result<Vec<u8>> {
     let n = items.len();
-    let max = items
+    let hi = items
         .iter()
         .map(|(_, v, ci)| ci.map_or(*v, |c| c.1.max(*v)))
-        .fold(0.0f64, f64::max)
-        * 1.1;
-    let height = (150 + 30 * n as u32).max(300);
-    // Cheapest (first) at the top.
+        .fold(0.0f64, f64::max);
+    let lo = items
+        .iter()
+        .map(|(_, v, ci)| ci.map_or(*v, |c| c.0.min(*v)))
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let log_x = lo.is_finite() && hi > 10.0 * lo;
+    let height = (150 + 34 * n as u32).max(300);
     let at = |i: usize| n - 1 - i;
+    let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+    let whisker = if items.iter().any(|i| i.2.is_some()) {
+        "; black whisker: 95% interval"
+    } else {
+        ""
+    };
     render((1500, height), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 26))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(660)
-            .build_cartesian_2d(0f64..max.max(1e-12), (0..n - 1).into_segmented())
-            .map_err(plot_err)?;
-        let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_desc(x_desc)
-            .y_labels(n.max(1))
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) if *i < n => {
-                    labels.get(at(*i)).cloned().unwrap_or_default()
-                }
-                _ => String::new(),
-            })
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(plot_err)?;
-        let color = RGBColor(46, 110, 180);
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, (_, v, _))| {
-                let mut r = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(at(i))),
-                        (*v, SegmentValue::Exact(at(i) + 1)),
-                    ],
-                    color.mix(0.8).filled(),
-                );
-                r.set_margin(4, 4, 0, 0);
-                r
-            }))
-            .map_err(plot_err)?
-            .label(legend)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-        let with_ci: Vec<_> = items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, v, ci))| ci.map(|c| (i, *v, c)))
-            .collect();
-        if !with_ci.is_empty() {
-            chart
-                .draw_series(with_ci.iter().map(|(i, v, (lo, hi))| {
-                    ErrorBar::new_horizontal(
-                        SegmentValue::CenterOf(at(*i)),
-                        *lo,
-                        *v,
-                        *hi,
-                        BLACK.stroke_width(2),
-                        10,
+        macro_rules! body {
+            ($xr:expr, $base:expr, $right:expr, $desc:expr) => {{
+                let mut chart = ChartBuilder::on(root)
+                    .caption(title, ("sans-serif", 26))
+                    .margin(15)
+                    .x_label_area_size(50)
+                    .y_label_area_size(660)
+                    .build_cartesian_2d($xr, (0..n - 1).into_segmented())
+                    .map_err(plot_err)?;
+                chart
+                    .configure_mesh()
+                    .disable_y_mesh()
+                    .x_desc($desc)
+                    .y_labels(n.max(1))
+                    .y_label_formatter(&|v| match v {
+                        SegmentValue::CenterOf(i) if *i < n => {
+                            labels.get(at(*i)).cloned().unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    })
+                    .label_style(("sans-serif", 14))
+                    .axis_desc_style(("sans-serif", 16))
+                    .draw()
+                    .map_err(plot_err)?;
+                let color = RGBColor(0, 114, 178);
+                chart
+                    .draw_series(items.iter().enumerate().map(|(i, (_, v, _))| {
+                        let mut r = Rectangle::new(
+                            [
+                                ($base, SegmentValue::Exact(at(i))),
+                                (*v, SegmentValue::Exact(at(i) + 1)),
+                            ],
+                            color.mix(0.85).filled(),
+                        );
+                        r.set_margin(4, 4, 0, 0);
+                        r
+                    }))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(
+                        items
+                            .iter()
+                            .filter_map(|(_, v, ci)| ci.map(|c| (*v, c)))
+                            .zip(
+                                items
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(_, it)| it.2.is_some())
+                                    .map(|(i, _)| i),
+                            )
+                            .map(|((v, (l, u)), i)| {
+                                ErrorBar::new_horizontal(
+                                    SegmentValue::CenterOf(at(i)),
+                                    l,
+                                    v,
+                                    u,
+                                    BLACK.stroke_width(2),
+                                    10,
+                                )
+                            }),
                     )
-                }))
-                .map_err(plot_err)?
-                .label("95% interval")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2))
-                });
+                    .map_err(plot_err)?;
+                // The value beside each bar (past its whisker).
+                chart
+                    .draw_series(items.iter().enumerate().map(|(i, (_, v, ci))| {
+                        let end = ci.map_or(*v, |c| c.1.max(*v));
+                        Text::new(
+                            value(*v),
+                            ($right(end), SegmentValue::CenterOf(at(i))),
+                            TextStyle::from(("sans-serif", 14).into_font()).pos(
+                                plotters::style::text_anchor::Pos::new(
+                                    plotters::style::text_anchor::HPos::Left,
+                                    plotters::style::text_anchor::VPos::Center,
+                                ),
+                            ),
+                        )
+                    }))
+                    .map_err(plot_err)?;
+            }};
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(plot_err)?;
+        if log_x {
+            body!(
+                (lo * 0.5..hi * 4.0).log_scale(),
+                lo * 0.5,
+                |e: f64| e * 1.08,
+                format!("{x_desc}, log scale{whisker}")
+            );
+        } else {
+            let max = (hi * 1.25).max(1e-12);
+            body!(
+                0f64..max,
+                0.0,
+                |e: f64| e + max * 0.01,
+                format!("{x_desc}{whisker}")
+            );
+        }
         Ok(())
     })
 }
@@ -266,10 +316,10 @@ fn panel(
     } else {
         body!(0f64..(ymax * 1.15).max(1e-9), y_desc.to_string());
     }
-    // The legend beside the plot: one line per series.
-    for (i, (label, _, thin, c)) in series.iter().enumerate() {
+    // The legend beside the plot: one line per colour (p50 and p99 of a configuration share it).
+    for (i, (label, _, _, c)) in series.iter().filter(|s| !s.2).enumerate() {
         let y = 40 + 22 * i as i32;
-        let style = safe(*c).stroke_width(if *thin { 1 } else { 3 });
+        let style = safe(*c).stroke_width(3);
         legend
             .draw(&PathElement::new(vec![(5, y), (35, y)], style))
             .map_err(plot_err)?;
@@ -301,6 +351,54 @@ fn config_key(r: &Row) -> String {
 /// The panel of a run: its model and request shape.
 fn panel_key(r: &Row) -> String {
     format!("{} {}", r.run.spec.model, r.run.spec.mode.name())
+}
+
+/// Panels of at most [`MAX_SERIES`] configurations: a (model, mode) panel with more is split by
+/// hardware (its title names it), and a hardware panel with more still into parts.
+fn split_panels<'r, 'a>(
+    panels: std::collections::BTreeMap<String, Vec<&'r Row<'a>>>,
+) -> Vec<(String, Vec<&'r Row<'a>>)> {
+    let mut out = Vec::new();
+    for (name, rows) in panels {
+        if group_by(&rows, config_key).len() <= MAX_SERIES {
+            out.push((name, rows));
+            continue;
+        }
+        for (hw, hrows) in group_by(&rows, hardware_key) {
+            let configs: Vec<(String, Vec<&Row>)> =
+                group_by(&hrows, config_key).into_iter().collect();
+            let parts = configs.len().div_ceil(MAX_SERIES);
+            for (k, chunk) in configs.chunks(MAX_SERIES).enumerate() {
+                let title = if parts > 1 {
+                    format!("{name} on {hw} ({}/{parts})", k + 1)
+                } else {
+                    format!("{name} on {hw}")
+                };
+                out.push((title, chunk.iter().flat_map(|c| c.1.clone()).collect()));
+            }
+        }
+    }
+    out
+}
+
+/// The hardware of a row: its catalog id, or its host when unpriced.
+fn hardware_key(r: &Row) -> String {
+    r.cost
+        .as_ref()
+        .map_or(r.host.clone(), |c| c.hardware_id.clone())
+}
+
+/// Legend entries (colours) per panel.
+fn counts(panels: &[Panel]) -> Vec<(String, usize)> {
+    panels
+        .iter()
+        .map(|(name, series)| {
+            let mut colours: Vec<usize> = series.iter().map(|s| s.3).collect();
+            colours.sort();
+            colours.dedup();
+            (name.clone(), colours.len())
+        })
+        .collect()
 }
 
 /// Every chart of the report.
@@ -344,7 +442,8 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         file: "cost_per_1k.png".into(),
         title: title.into(),
         caption: format!("The decision table as a picture: for each model and request shape, each hardware option's cheapest configuration that meets {} and the quality bar, in USD per 1,000 requests on the {} price, with its 95% interval where the evidence gives one. Excluded configurations are not drawn; the table lists them with the reason.", req.p99_ms.map_or("each run's own SLA".to_string(), |p| format!("p99 ≤ {p} ms")), req.basis),
-        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, "cost per 1k requests")? },
+        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, &|v| format!("${v:.6}"))? },
+        series_per_panel: vec![(title.into(), usize::from(!items.is_empty()))],
     });
     let priced: Vec<&Row> = ok
         .iter()
@@ -360,7 +459,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .collect();
     let mut lat_panels: Vec<Panel> = Vec::new();
     let mut tp_panels: Vec<Panel> = Vec::new();
-    for (panel, prs) in group_by(&offline, panel_key) {
+    for (panel, prs) in split_panels(group_by(&offline, panel_key)) {
         let (mut lat, mut tp) = (Vec::new(), Vec::new());
         for (ci, (name, rs)) in group_by(&prs, config_key).iter().enumerate() {
             let mut rs = rs.clone();
@@ -371,7 +470,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
                     .collect()
             };
             lat.push((
-                format!("{name} p50"),
+                name.clone(),
                 p(&|r| r.run.latency.as_ref().map(|l| l.p50_ms)),
                 false,
                 ci,
@@ -398,6 +497,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         title: t2.into(),
         caption: "One panel per model and request shape; in each, one colour per hardware × backend × precision (legend beside the panel), p50 as a thick line with circles and p99 as a thin line with triangles, of one forward pass of `batch` requests including scoring and top-k (offline runs). The latency axis is logarithmic where a panel's values span more than 10×.".into(),
         png: if lat_panels.is_empty() { empty(t2, "no valid offline run")? } else { vs_batch(t2, "latency per batch (ms)", &lat_panels)? },
+        series_per_panel: counts(&lat_panels),
     });
     let t3 = "Throughput vs batch (offline)";
     charts.push(Chart {
@@ -405,6 +505,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         title: t3.into(),
         caption: "One panel per model and request shape: requests per second of back-to-back batches (offline load), the peak a machine can do, an upper bound for latency-bound serving. Logarithmic where a panel's values span more than 10×.".into(),
         png: if tp_panels.is_empty() { empty(t3, "no valid offline run")? } else { vs_batch(t3, "requests per second", &tp_panels)? },
+        series_per_panel: counts(&tp_panels),
     });
 
     // 4. Latency-throughput curves of server runs with the SLA line.
@@ -419,23 +520,52 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         title: t4.into(),
         caption: "Each probed Poisson rate of the operating-point search: achieved requests/s against p99 latency from scheduled arrival. The black line is the SLA. The large dot on a curve is the confirmation probe at its operating point, which met the SLA; a cross is a confirmation that missed it, and that configuration is excluded from the decision table.".into(),
         png: if server.is_empty() { empty(t4, "no valid run used server load")? } else { latency_throughput(t4, &server)? },
+        series_per_panel: vec![(t4.into(), server.len() + {
+            let mut slas: Vec<u64> = server.iter().filter_map(|r| r.run.server.as_ref()).map(|s| s.sla_p99_ms.to_bits()).collect();
+            slas.sort();
+            slas.dedup();
+            slas.len()
+        })],
     });
 
-    // 5. Energy per 1k.
-    let mut energy: Vec<Bar> = ok
+    // 5. Energy per 1k of the same options as the cost chart, each labelled measured or
+    // estimated.
+    let energy: Vec<Bar> = decisions
         .iter()
-        .filter_map(|r| {
-            let c = r.cost.as_ref()?;
-            let j = c.energy_per_1k_joules?;
-            Some((format!("{} [{}]", r.label(), c.power_source), j, None))
+        .flat_map(|d| {
+            d.options.iter().filter_map(move |o| {
+                let s = &o.row.run.spec;
+                let c = o.row.cost.as_ref()?;
+                Some((
+                    format!(
+                        "{} {} | {} | {} {} b{} | {}",
+                        d.model,
+                        d.mode.name(),
+                        o.hardware,
+                        s.backend,
+                        s.precision,
+                        s.batch,
+                        c.power.label
+                    ),
+                    o.energy_per_1k_joules?,
+                    None,
+                ))
+            })
         })
         .collect();
-    energy.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let t5 = "Energy per 1,000 recommendations";
+    let t5 = "Energy per 1,000 recommendations at the budget, per hardware option";
     let sources: Vec<String> = {
         let mut s: Vec<String> = ok
             .iter()
-            .map(|r| format!("{}: {}", r.host, r.run.power.source))
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.host,
+                    r.cost
+                        .as_ref()
+                        .map_or("unpriced".into(), |c| c.power.basis.clone())
+                )
+            })
             .collect();
         s.sort();
         s.dedup();
@@ -444,12 +574,13 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     charts.push(Chart {
         file: "energy_per_1k.png".into(),
         title: t5.into(),
-        caption: "Joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names the power source (rapl, nvml or a labelled TDP estimate).".into(),
+        caption: "The options of the decision table (as in the cost chart), in joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names where its power comes from: rapl or nvml (measured), estimated (TDP) at run time, or estimated (CCF) from the catalog entry's processor with the Cloud Carbon Footprint coefficients scaled by the run's measured CPU utilisation (see Method). Estimates are not measurements.".into(),
         png: if energy.is_empty() {
-            empty(t5, &format!("no run has a power figure (power source per host: {})", sources.join(", ")))?
+            empty(t5, &format!("no option in the decision table has a power figure ({})", sources.join("; ")))?
         } else {
-            bars(t5, "joules per 1,000 requests", &energy, "energy per 1k requests")?
+            bars(t5, "joules per 1,000 requests", &energy, &|v| format!("{v:.1} J"))?
         },
+        series_per_panel: vec![(t5.into(), usize::from(!energy.is_empty()))],
     });
 
     // 6. Cost vs quality with the Pareto front.
@@ -478,6 +609,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
                 cost_quality(t6, &cq)?
             }
         },
+        series_per_panel: vec![(t6.into(), 2)],
     });
     Ok(charts)
 }
@@ -653,6 +785,108 @@ fn cost_quality(title: &str, pts: &[(String, f64, f64)]) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::cost::Catalog;
+    use crate::report::decision::Requirement;
+    use crate::report::{load_sources, price};
+
+    /// Pixels of a PNG that are clearly coloured (not white, grey or black): data, not text.
+    fn coloured_pixels(png: &[u8]) -> usize {
+        let img = image::load_from_memory(png).unwrap().to_rgb8();
+        img.pixels()
+            .filter(|p| {
+                let [r, g, b] = p.0.map(i32::from);
+                (r - g).abs() + (g - b).abs() + (b - r).abs() > 90
+            })
+            .count()
+    }
+
+    /// Renders every chart of `files` (paths from the crate root) and checks the series per
+    /// panel and that the data charts draw data. Returns the charts' panel counts by file.
+    fn every_chart(
+        files: &[&str],
+        maps: &[(String, String)],
+    ) -> Vec<(String, Vec<(String, usize)>)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let paths: Vec<_> = files.iter().map(|f| root.join(f)).collect();
+        let sources = load_sources(&paths).unwrap();
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let rows = price(&sources, &catalog, maps).unwrap();
+        let req = Requirement {
+            qps: Some(500.0),
+            p99_ms: Some(100.0),
+            ..Requirement::default()
+        };
+        let charts = super::all(&rows, &req).unwrap();
+        assert_eq!(charts.len(), 6);
+        for c in &charts {
+            assert!(!c.series_per_panel.is_empty(), "{}", c.file);
+            for (panel, n) in &c.series_per_panel {
+                assert!(
+                    *n <= super::MAX_SERIES,
+                    "{} panel {panel:?}: {n} series",
+                    c.file
+                );
+            }
+            let ink = coloured_pixels(&c.png);
+            let drawn =
+                c.series_per_panel.iter().any(|p| p.1 > 0) && c.file != "cost_vs_quality.png";
+            if drawn {
+                assert!(ink > 4_000, "{} draws data: {ink} coloured pixels", c.file);
+            }
+        }
+        charts
+            .into_iter()
+            .map(|c| (c.file, c.series_per_panel))
+            .collect()
+    }
+
+    #[test]
+    fn every_chart_renders_from_the_reference_results_within_the_series_cap() {
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let got = every_chart(
+            &[
+                "results/reference/quick/20261128T040112Z-vm.json",
+                "results/reference/server/20261128T040254Z-vm.json",
+            ],
+            &maps,
+        );
+        let lat = &got
+            .iter()
+            .find(|c| c.0 == "latency_vs_batch.png")
+            .unwrap()
+            .1;
+        // Four (model, mode) panels, three backends each.
+        assert_eq!(lat.len(), 4, "{lat:?}");
+        assert!(lat.iter().all(|p| p.1 == 3), "{lat:?}");
+        // The energy chart draws the (estimated) energy of every option.
+        let energy = &got.iter().find(|c| c.0 == "energy_per_1k.png").unwrap().1;
+        assert_eq!(energy[0].1, 1);
+    }
+
+    #[test]
+    fn every_chart_renders_from_a_cpu_and_gpu_fixture_within_the_series_cap() {
+        // tests/fixtures/results-cpu-gpu.json: CPU runs copied from the reference results and
+        // SYNTHETIC GPU runs (the CPU figures scaled), for this test only.
+        let got = every_chart(&["tests/fixtures/results-cpu-gpu.json"], &[]);
+        let lat = &got
+            .iter()
+            .find(|c| c.0 == "latency_vs_batch.png")
+            .unwrap()
+            .1;
+        // One panel, CPU and GPU configurations in it: 3 backends × 2 devices.
+        assert_eq!(lat, &vec![("minilm-l6 two-tower".to_string(), 6)]);
+        let lt = &got
+            .iter()
+            .find(|c| c.0 == "latency_throughput.png")
+            .unwrap()
+            .1;
+        assert_eq!(
+            lt[0].1,
+            3 + 3 + 1,
+            "three CPU and three GPU curves and the SLA"
+        );
+    }
+
     #[test]
     fn pareto_keeps_only_undominated_points() {
         let f = super::pareto(&[

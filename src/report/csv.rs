@@ -17,14 +17,21 @@ fn field(s: &str) -> String {
     }
 }
 
+fn run_columns() -> impl Iterator<Item = &'static super::columns::Column> {
+    COLUMNS.iter().filter(|c| c.key != "warnings")
+}
+
 fn num(x: Option<f64>) -> String {
     x.filter(|v| v.is_finite())
         .map_or(String::new(), |v| format!("{v}"))
 }
 
 /// The columns after the run's own (see [`COLUMNS`]): what the cost model adds.
-const PRICED: [&str; 9] = [
+const PRICED: [&str; 12] = [
+    "notes",
     "energy_per_1k_joules",
+    "energy_source",
+    "energy_basis",
     "hardware_id",
     "mapping",
     "rate_basis",
@@ -36,11 +43,12 @@ const PRICED: [&str; 9] = [
 ];
 
 /// One line per run and price basis (one line for an unpriced run): the results file, the
-/// host, every run column, then the priced columns.
+/// host, every run column (the run's own `warnings` give way to `notes`, which add what the
+/// price and the energy need said), then the priced columns.
 pub fn runs_csv(rows: &[Row], sources: &[Source]) -> String {
     let header: Vec<&str> = ["results_file", "host"]
         .into_iter()
-        .chain(COLUMNS.iter().map(|c| c.key))
+        .chain(run_columns().map(|c| c.key))
         .chain(PRICED)
         .collect();
     let mut out = header.join(",") + "\n";
@@ -49,9 +57,12 @@ pub fn runs_csv(rows: &[Row], sources: &[Source]) -> String {
             field(&sources[r.source].path.display().to_string()),
             field(&r.host),
         ];
-        base.extend(COLUMNS.iter().map(|c| field(&c.of(r.run).raw())));
+        base.extend(run_columns().map(|c| field(&c.of(r.run).raw())));
         base.extend([
+            field(&super::notes::text(r)),
             num(r.cost.as_ref().and_then(|c| c.energy_per_1k_joules)),
+            field(r.cost.as_ref().map_or("", |c| c.power.label.as_str())),
+            field(r.cost.as_ref().map_or("", |c| c.power.basis.as_str())),
             field(r.mapping.hardware_id.as_deref().unwrap_or("")),
             field(&format!("{}: {}", r.mapping.how, r.mapping.detail)),
         ]);

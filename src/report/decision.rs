@@ -253,7 +253,7 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                             instances,
                             monthly_usd: instances
                                 .map(|n| n as f64 * f.hourly_usd * HOURS_PER_MONTH),
-                            energy_per_1k_joules: r.run.power.watts.map(|w| w * 1000.0 / capacity),
+                            energy_per_1k_joules: c.power.watts.map(|w| w * 1000.0 / capacity),
                         });
                     }
                 }

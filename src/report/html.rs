@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::charts::Chart;
 use super::columns::{cells, heads};
 use super::decision::{decide, Evidence, Requirement};
-use super::{fmt_opt, unpriced_hosts, Row, Source};
+use super::{fmt_opt, notes, unpriced_hosts, Row, Source};
 use crate::cost::Catalog;
 use crate::results::Status;
 
@@ -25,6 +25,37 @@ pub fn esc(s: &str) -> String {
         }
     }
     o
+}
+
+/// The notes of a row as badges (the sentence behind each in its tooltip), each badge once.
+fn badges(r: &Row) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    notes::notes(r)
+        .into_iter()
+        .filter(|n| seen.insert(n.badge))
+        .map(|n| {
+            let class = match n.badge {
+                "energy estimated" | "priced by the user's assertion" => "badge info",
+                _ => "badge",
+            };
+            format!(
+                "<span class=\"{class}\" title=\"{}\">{}</span>",
+                esc(&n.detail),
+                esc(n.badge)
+            )
+        })
+        .collect()
+}
+
+/// Energy per 1k with its label: measured (the sensor) or estimated (how).
+fn energy_cell(j: Option<f64>, r: &Row) -> String {
+    let Some(c) = &r.cost else {
+        return "—".into();
+    };
+    match j {
+        Some(j) => format!("{j:.1} J<br><small>{}</small>", esc(&c.power.label)),
+        None => "—<br><small>no sensor, no estimate</small>".into(),
+    }
 }
 
 fn base64(data: &[u8]) -> String {
@@ -60,7 +91,9 @@ th{background:#f4f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .rec{background:#eef6ee;border:1px solid #9c9;padding:.8em 1em;border-radius:6px}
 .warn{background:#fff4e5;border:1px solid #e0b070;padding:.6em 1em;border-radius:6px}
 figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
-code{background:#f4f4f6;padding:0 .2em}small{color:#555}";
+code{background:#f4f4f6;padding:0 .2em}small{color:#555}
+.badge{display:inline-block;font-size:.8em;padding:0 .4em;margin:.1em .25em .1em 0;border-radius:3px;background:#fde7c8;border:1px solid #c98a3a;white-space:nowrap}
+.badge.info{background:#e3eefa;border-color:#6f9bd1}";
 
 /// The whole page: the decision table, charts, valid runs, the runs that are not results, sources
 /// and prices, method.
@@ -149,10 +182,6 @@ fn decision_section(h: &mut String, rows: &[Row], sources: &[Source], req: &Requ
                 } else {
                     ""
                 };
-                let mut notes = super::columns::warnings(o.row.run);
-                if o.row.mapping.how == "explicit" {
-                    notes.push("priced by the user's assertion".into());
-                }
                 let _ = writeln!(
                     h,
                     "<tr><td>{mark}</td><td>{} ({})</td><td>{} {}, batch {}, {} instance(s), {} threads<br><small><code>{}</code> in {}</small></td><td class=n>{:.6}{}</td><td class=n>{:.1}</td><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
@@ -172,11 +201,32 @@ fn decision_section(h: &mut String, rows: &[Row], sources: &[Source], req: &Requ
                     o.p99_ms,
                     o.instances.map_or("—".into(), |n| n.to_string()),
                     o.monthly_usd.map_or("—".into(), |m| format!("{m:.2}")),
-                    o.energy_per_1k_joules.map_or(format!("— ({})", esc(&o.row.run.power.source)), |j| format!("{j:.1} J ({})", esc(&o.row.run.power.source))),
-                    esc(&notes.join("; ")),
+                    energy_cell(o.energy_per_1k_joules, o.row),
+                    badges(o.row),
                 );
             }
             h.push_str("</table>\n");
+            let said: Vec<String> = d
+                .options
+                .iter()
+                .flat_map(|o| {
+                    notes::notes(o.row).into_iter().map(|n| {
+                        format!(
+                            "<li><b>{}</b>, {}: {}</li>",
+                            esc(&o.hardware),
+                            esc(n.badge),
+                            esc(&n.detail)
+                        )
+                    })
+                })
+                .collect();
+            if !said.is_empty() {
+                let _ = writeln!(
+                    h,
+                    "<details><summary>What the notes say</summary><ul>{}</ul></details>",
+                    said.concat()
+                );
+            }
         }
         if !d.excluded.is_empty() {
             let _ = writeln!(h, "<details><summary>{} configuration(s) excluded, with the reason</summary><table><tr><th>host</th><th>configuration</th><th>reason</th></tr>", d.excluded.len());
@@ -221,7 +271,6 @@ fn runs_section(h: &mut String, rows: &[Row]) {
         "efficiency",
         "peak_rss_bytes",
         "parity_min_cosine",
-        "warnings",
     ];
     let th = |(title, numeric): (&str, bool)| {
         format!(
@@ -233,7 +282,7 @@ fn runs_section(h: &mut String, rows: &[Row]) {
     let head: Vec<String> = heads(&keys).into_iter().map(th).collect();
     let _ = writeln!(
         h,
-        "<h2 id=\"runs\">Valid runs</h2>\n<table><tr><th>host</th><th>configuration</th>{}<th class=n>req/s</th><th>power</th><th>$/1k (basis)</th></tr>",
+        "<h2 id=\"runs\">Valid runs</h2>\n<table><tr><th>host</th><th>configuration</th>{}<th class=n>req/s</th><th>power</th><th>$/1k (basis)</th><th>notes</th></tr>",
         head.concat()
     );
     for r in rows.iter().filter(|r| r.run.status == Status::Ok) {
@@ -251,19 +300,24 @@ fn runs_section(h: &mut String, rows: &[Row]) {
             .collect();
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td>{}<td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td>{}<td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.host),
             esc(&r.label()),
             tds.concat(),
             fmt_opt(r.requests_per_s(), 1),
-            esc(&match run.power.watts {
-                Some(w) => format!("{w:.1} W ({})", run.power.source),
-                None => format!("null ({})", run.power.source),
+            esc(&match (run.power.watts, &r.cost) {
+                (Some(w), _) => format!("{w:.1} W ({})", run.power.source),
+                (None, Some(c)) => match c.power.watts {
+                    Some(w) => format!("{w:.1} W ({})", c.power.label),
+                    None => "none (no sensor, no estimate)".into(),
+                },
+                (None, None) => "none (no sensor; unpriced, so no estimate)".into(),
             }),
             esc(&match r.headline() {
                 Some(f) => format!("{:.6} ({})", f.cost_per_1k_usd, f.basis),
                 None => format!("unpriced: {}", r.mapping.detail),
             }),
+            badges(r),
         );
     }
     h.push_str("</table>\n");
@@ -374,7 +428,7 @@ fn sources_section(h: &mut String, rows: &[Row], sources: &[Source], catalog: &C
 
 /// How every figure was measured and priced.
 fn method_section(h: &mut String) {
-    h.push_str("<h2 id=\"method\">Method</h2><ul>\n<li>Each run executes in its own worker process. Inputs are tokenised before timing; every sequence is exactly <code>seq_len</code> tokens of real catalog text. The timed region of each run is stated in its results entry (encoder forward, plus scoring against item embeddings and top-k in two-tower mode, or the relevance head and top-k in cross-encoder mode).</li>\n<li>Warm-up, then measurement until both a minimum duration and a minimum number of iterations are met, bounded by a maximum duration. Latency percentiles are linear-interpolated; runs with a coefficient of variation above 10% are flagged unstable.</li>\n<li>Server load: seeded Poisson arrivals, dynamic batching, latency from each request's scheduled arrival (no coordinated omission). The operating point is the highest probed rate whose p99 is within the SLA and whose achieved rate is within 2% of the offered rate; its latency, throughput and power come from a confirmation probe at that rate.</li>\n<li>Parity: every run's embeddings of 16 probe queries and of the demo catalog are compared with candle fp32 on the CPU; fp32 must agree within 1e-4 (max abs), fp16/bf16 at cosine ≥ 0.999, int8 at cosine ≥ 0.99 with top-10 overlap ≥ 0.9. Runs that fail are <i>invalid</i> and not shown as results.</li>\n<li>Cost per 1k requests = 1000 × hourly price / 3600 / requests per second, at the SLA operating point when the run has one, else at peak offline throughput (labelled). The 95% interval comes from a bootstrap of the iteration times (offline) or from the bisection bracket (server). A GPU run on a multi-GPU instance is charged its per-GPU share. Owned hardware: purchase price over its lifetime plus energy × electricity price × PUE.</li>\n<li>Energy per 1k requests = average power × 1000 / requests per second. Power comes from RAPL or NVML counters, or from a labelled TDP estimate; where none is possible it is null, never 0.</li>\n</ul>\n</body></html>\n");
+    h.push_str("<h2 id=\"method\">Method</h2><ul>\n<li>Each run executes in its own worker process. Inputs are tokenised before timing; every sequence is exactly <code>seq_len</code> tokens of real catalog text. The timed region of each run is stated in its results entry (encoder forward, plus scoring against item embeddings and top-k in two-tower mode, or the relevance head and top-k in cross-encoder mode).</li>\n<li>Warm-up, then measurement until both a minimum duration and a minimum number of iterations are met, bounded by a maximum duration. Latency percentiles are linear-interpolated; offline and single-stream runs with a coefficient of variation above 10% are flagged unstable (server-load runs: see Notes below).</li>\n<li>Server load: seeded Poisson arrivals, dynamic batching, latency from each request's scheduled arrival (no coordinated omission). The operating point is the highest probed rate whose p99 is within the SLA and whose achieved rate is within 2% of the offered rate; its latency, throughput and power come from a confirmation probe at that rate.</li>\n<li>Parity: every run's embeddings of 16 probe queries and of the demo catalog are compared with candle fp32 on the CPU; fp32 must agree within 1e-4 (max abs), fp16/bf16 at cosine ≥ 0.999, int8 at cosine ≥ 0.99 with top-10 overlap ≥ 0.9. Runs that fail are <i>invalid</i> and not shown as results.</li>\n<li>Cost per 1k requests = 1000 × hourly price / 3600 / requests per second, at the SLA operating point when the run has one, else at peak offline throughput (labelled). The 95% interval comes from a bootstrap of the iteration times (offline) or from the bisection bracket (server). A GPU run on a multi-GPU instance is charged its per-GPU share. Owned hardware: purchase price over its lifetime plus energy × electricity price × PUE.</li>\n<li>Energy per 1k requests = average power × 1000 / requests per second. Power comes from RAPL or NVML counters when the host has them (measured; always preferred). Without a sensor it is <i>estimated</i> and labelled so: from the run's CPU TDP at run time (<code>estimated (TDP)</code>), or from the catalog entry the host is priced as (<code>estimated (CCF)</code>) with the Cloud Carbon Footprint model — vCPUs × (min + utilisation × (max − min)) watts per vCPU for the entry's processor, the utilisation being the run's measured busy threads / vCPUs; for a GPU, CCF's per-GPU min/max at its default 50% utilisation (GPU utilisation is not recorded), or the catalog's board power (an upper bound) where CCF has no coefficient. Compute only: no memory, storage, network or PUE. The coefficients, each with its source file and commit, are in <code>catalog/energy.toml</code>; each estimate's arithmetic is in the notes (badge <i>energy estimated</i>) and in runs.csv. Where neither is possible energy is empty, never 0.</li>\n<li>Notes: <i>unstable</i> — offline and single-stream runs whose iteration times have a coefficient of variation above 10%; server-load runs whose capacity bracket (the SLA held at one rate and failed at the next) is more than 10% wide or whose confirmation probe and search disagree on p99 by more than 20% of the SLA (under server load the spread of latencies is queueing, not noise). <i>marginal operating point</i> — the confirmation probe missed the SLA at a rate the search had passed. <i>few samples</i> — fewer than 100 latency samples, or stopped at the time limit. <i>unpriced</i>, <i>priced by the user's assertion</i> (<code>--map</code> or the scenario's <code>[cost] hardware</code>), <i>kernel fallback</i> (a backend recorded that it fell back to another kernel or device), <i>energy estimated</i>.</li>\n</ul>\n</body></html>\n");
 }
 
 #[cfg(test)]

@@ -39,11 +39,11 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
         out.push_str(&format!("### {}\n\n", cell(&d.title())));
         if !d.options.is_empty() {
             out.push_str(&format!("{}\n\n", d.verdict()));
-            out.push_str("| | hardware | configuration | $/1k | capacity req/s | evidence | p99 ms | instances | USD/month | notes |\n|---|---|---|---:|---:|---|---:|---:|---:|---|\n");
+            out.push_str("| | hardware | configuration | $/1k | capacity req/s | evidence | p99 ms | instances | USD/month | energy per 1k | notes |\n|---|---|---|---:|---:|---|---:|---:|---:|---:|---|\n");
             for (i, o) in d.options.iter().enumerate() {
                 let s = &o.row.run.spec;
                 out.push_str(&format!(
-                    "| {} | {} ({}) | {} {} b{} i{} | {:.6} | {:.1} | {} | {:.1} | {} | {} | {} |\n",
+                    "| {} | {} ({}) | {} {} b{} i{} | {:.6} | {:.1} | {} | {:.1} | {} | {} | {} | {} |\n",
                     if i == 0 { "**cheapest**" } else { "" },
                     cell(&o.hardware),
                     if o.gpu { "GPU" } else { "CPU" },
@@ -57,8 +57,23 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
                     o.p99_ms,
                     o.instances.map_or("—".into(), |n| n.to_string()),
                     o.monthly_usd.map_or("—".into(), |m| format!("{m:.2}")),
-                    cell(&super::columns::warnings(o.row.run).join("; ")),
+                    match (o.energy_per_1k_joules, &o.row.cost) {
+                        (Some(j), Some(c)) => format!("{j:.1} J ({})", c.power.label),
+                        _ => "—".into(),
+                    },
+                    cell(&super::notes::badges(o.row)),
                 ));
+            }
+            out.push('\n');
+            for o in &d.options {
+                for n in super::notes::notes(o.row) {
+                    out.push_str(&format!(
+                        "- note on {}: **{}**, {}\n",
+                        cell(&o.hardware),
+                        n.badge,
+                        cell(&n.detail)
+                    ));
+                }
             }
             out.push('\n');
         }
@@ -71,17 +86,11 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
         }
         out.push('\n');
     }
-    out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $/1k (basis) | parity cos | warnings |\n|---|---|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $/1k (basis) | parity cos | notes |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for r in rows.iter().filter(|r| r.run.status != Status::Skipped) {
         let c = cells(
             r.run,
-            &[
-                "status",
-                "p50_ms",
-                "p99_ms",
-                "parity_min_cosine",
-                "warnings",
-            ],
+            &["status", "p50_ms", "p99_ms", "parity_min_cosine"],
             "—",
         );
         out.push_str(&format!(
@@ -96,7 +105,7 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
                 f.cost_per_1k_usd, f.basis
             )),
             c[3],
-            cell(&c[4]),
+            cell(&super::notes::badges(r)),
         ));
     }
     let skipped = rows

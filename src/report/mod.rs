@@ -13,6 +13,7 @@ mod csv;
 pub mod decision;
 mod html;
 mod markdown;
+pub mod notes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -182,7 +183,7 @@ pub fn price<'a>(
                 .hardware_id
                 .as_deref()
                 .and_then(|id| catalog.get(id))
-                .and_then(|hw| cost::cost_run(r, hw));
+                .and_then(|hw| cost::cost_run(r, hw, s.file.environment.inventory.logical_cores));
             rows.push(Row {
                 source: i,
                 host: host.clone(),

@@ -1,0 +1,173 @@
+//! What a reader of a run's figures must be warned about, judged once and shown everywhere: as
+//! badges in index.html and as the `notes` column of runs.csv and summary.md.
+//!
+//! Stability is judged by what matters for the load: offline and single-stream runs by the
+//! coefficient of variation of their iteration times; server-load runs by whether the capacity
+//! is pinned down — the bisection bracket around the operating point, and the agreement of the
+//! confirmation probe with the search at the same rate — because under Poisson load the spread
+//! of latencies is queueing, not noise.
+
+use super::Row;
+use crate::spec::Load;
+
+/// Server load: a capacity bracket wider than this fraction of the operating point is not
+/// pinned down.
+pub const MAX_BRACKET: f64 = 0.10;
+/// Server load: a confirmation p99 further than this fraction of the SLA from the search's p99
+/// at the same rate means the two probes disagree.
+pub const MAX_PROBE_DISAGREEMENT: f64 = 0.20;
+/// Fewer latency samples than this: p99 sits close to the slowest sample.
+pub const FEW_SAMPLES: usize = 100;
+
+/// One warning: a short badge and the sentence behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub badge: &'static str,
+    pub detail: String,
+}
+
+impl Note {
+    fn new(badge: &'static str, detail: impl Into<String>) -> Note {
+        Note {
+            badge,
+            detail: detail.into(),
+        }
+    }
+
+    /// `badge: detail`, for text outputs.
+    pub fn text(&self) -> String {
+        format!("{}: {}", self.badge, self.detail)
+    }
+}
+
+/// The notes of one row: its run's figures, its price and its energy.
+pub fn notes(r: &Row) -> Vec<Note> {
+    let run = r.run;
+    let mut out = Vec::new();
+    if let Some(l) = &run.latency {
+        if run.spec.load != Load::Server && l.unstable {
+            out.push(Note::new(
+                "unstable",
+                format!(
+                    "iteration times vary (coefficient of variation {:.0}% > 10%): measure on a \
+                     quieter machine or longer",
+                    l.cv * 100.0
+                ),
+            ));
+        }
+    }
+    if let Some(s) = &run.server {
+        if let Some(op) = &s.operating_point {
+            let above = s
+                .curve
+                .iter()
+                .filter(|c| !c.meets_sla && c.offered_qps > op.offered_qps)
+                .map(|c| c.offered_qps)
+                .fold(f64::INFINITY, f64::min);
+            if above.is_finite() && (above - op.offered_qps) > MAX_BRACKET * op.offered_qps {
+                out.push(Note::new(
+                    "unstable",
+                    format!(
+                        "capacity not pinned down: the SLA held at {:.1} and failed at {:.1} \
+                         requests/s, a bracket {:.0}% wide (more than {:.0}%)",
+                        op.offered_qps,
+                        above,
+                        (above / op.offered_qps - 1.0) * 100.0,
+                        MAX_BRACKET * 100.0
+                    ),
+                ));
+            }
+            if let Some(c) = &s.confirmation {
+                let gap = (c.p99_ms - op.p99_ms).abs();
+                if c.meets_sla && gap > MAX_PROBE_DISAGREEMENT * s.sla_p99_ms {
+                    out.push(Note::new(
+                        "unstable",
+                        format!(
+                            "the confirmation probe and the search disagree at {:.1} \
+                             requests/s: p99 {:.1} ms against {:.1} ms, more than {:.0}% of \
+                             the SLA apart",
+                            c.offered_qps,
+                            c.p99_ms,
+                            op.p99_ms,
+                            MAX_PROBE_DISAGREEMENT * 100.0
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(c) = s.confirmation.as_ref().filter(|c| !c.meets_sla) {
+            out.push(Note::new(
+                "marginal operating point",
+                format!(
+                    "the confirmation probe at {:.1} requests/s gave p99 {:.1} ms against the \
+                     {} ms SLA, though the search had passed that rate",
+                    c.offered_qps, c.p99_ms, s.sla_p99_ms
+                ),
+            ));
+        }
+    }
+    for n in &run.notes {
+        let lower = n.to_lowercase();
+        if lower.contains("went on below") {
+            out.push(Note::new("marginal operating point", n.clone()));
+        } else if lower.contains("fallback") || lower.contains("fell back") {
+            out.push(Note::new("kernel fallback", n.clone()));
+        } else if lower.contains("no operating point") {
+            out.push(Note::new("no operating point", n.clone()));
+        }
+    }
+    if let Some(l) = &run.latency {
+        let stopped = run.notes.iter().find(|n| n.starts_with("stopped at max_s"));
+        if let Some(n) = stopped {
+            out.push(Note::new("few samples", n.clone()));
+        } else if l.count < FEW_SAMPLES {
+            out.push(Note::new(
+                "few samples",
+                format!(
+                    "p99 from {} samples (fewer than {FEW_SAMPLES}): it sits close to the \
+                     slowest one",
+                    l.count
+                ),
+            ));
+        }
+    }
+    if run.status == crate::results::Status::Ok {
+        match &r.cost {
+            None => out.push(Note::new("unpriced", r.mapping.detail.clone())),
+            Some(c) => {
+                if r.mapping.how == "explicit" {
+                    out.push(Note::new(
+                        "priced by the user's assertion",
+                        format!(
+                            "host {} is priced as {} because the user said so, not because its \
+                             CPU or GPU matched",
+                            r.host, c.hardware_id
+                        ),
+                    ));
+                }
+                if c.power.estimated() {
+                    out.push(Note::new("energy estimated", c.power.basis.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The notes as one text cell: `badge: detail; …`.
+pub fn text(r: &Row) -> String {
+    notes(r)
+        .iter()
+        .map(Note::text)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The badges as one short text cell, each badge once: `unstable, few samples`.
+pub fn badges(r: &Row) -> String {
+    let mut b: Vec<&str> = notes(r).iter().map(|n| n.badge).collect();
+    b.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    b.retain(|x| seen.insert(*x));
+    b.join(", ")
+}
