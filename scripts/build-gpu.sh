@@ -62,5 +62,8 @@ BIN="$CARGO_TARGET_DIR/release/recbench"
 BUNDLE="$CARGO_TARGET_DIR/bundle"
 mkdir -p "$BUNDLE"
 strip -o "$BUNDLE/recbench" "$BIN"
+# What travels to a GPU host (at most 64 MiB with the tree): the stripped binary, xz-compressed;
+# scripts/gpu-check.sh unpacks it.
+xz -T0 -6 -c "$BUNDLE/recbench" >"$BUNDLE/recbench.xz"
 printf 'features=%s\ncompute_cap=%s\ncuda=13.0\n' "$FEATURES" "$CUDA_COMPUTE_CAP" >"$BUNDLE/build-info"
-echo "build-gpu: $BIN ($(du -h "$BUNDLE/recbench" | cut -f1) stripped in $BUNDLE)"
+echo "build-gpu: $BIN (stripped: $(du -h "$BUNDLE/recbench" | cut -f1), compressed to carry: $(du -h "$BUNDLE/recbench.xz" | cut -f1), in $BUNDLE)"

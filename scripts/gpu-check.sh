@@ -10,7 +10,8 @@
 #   scripts/gpu-check.sh --dry-run      # every step on this host's CPU, shrunk (a test runs it)
 #
 # What it needs on the GPU host, all in this repository's tree (at most 64 MiB to copy):
-# target/gpu/bundle/recbench (or RECBENCH=path), .cache/models/minilm-l6/{tokenizer,config}.json
+# target/gpu/bundle/recbench.xz (or the unpacked recbench, or RECBENCH=path),
+# .cache/models/minilm-l6/{tokenizer,config}.json
 # (or RECBENCH_CACHE), the catalog and scenarios. libtorch comes from LIBTORCH or
 # RECBENCH_LIBTORCH, else from the host's Python PyTorch installation; ONNX Runtime from
 # ORT_DYLIB_PATH, else from the host's Python onnxruntime.
@@ -44,6 +45,12 @@ step() {
 }
 
 BIN="${RECBENCH:-}"
+# The bundle travels compressed (scripts/build-gpu.sh): unpack it once.
+if [ -z "$BIN" ] && [ ! -x target/gpu/bundle/recbench ] && [ -f target/gpu/bundle/recbench.xz ]; then
+  xz -dc target/gpu/bundle/recbench.xz >target/gpu/bundle/recbench.partial
+  chmod +x target/gpu/bundle/recbench.partial
+  mv target/gpu/bundle/recbench.partial target/gpu/bundle/recbench
+fi
 if [ -z "$BIN" ]; then
   for b in target/gpu/bundle/recbench target/gpu/release/recbench; do
     [ -x "$b" ] && { BIN="$b"; break; }

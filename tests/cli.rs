@@ -1,5 +1,7 @@
 //! Whole-pipeline tests through the real `recbench` binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -700,14 +702,12 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
         String::from_utf8_lossy(&out.stderr)
     );
     let csv = std::fs::read_to_string(report_dir.path().join("runs.csv")).unwrap();
-    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
-    let row: Vec<&str> = csv
-        .lines()
-        .find(|l| l.contains("on-demand"))
-        .unwrap()
-        .split(',')
-        .collect();
+    let rows = common::csv_rows(&csv);
+    let col = |n: &str| rows[0].iter().position(|h| h == n).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r[col("cost_basis")] == "on-demand")
+        .unwrap();
     assert_eq!(row[col("rate_basis")], "operating-point");
     let offered = op["offered_qps"].as_f64().unwrap();
     let hourly: f64 = row[col("hourly_usd")].parse().unwrap();

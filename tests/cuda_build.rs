@@ -83,7 +83,7 @@ fn skip_reasons(driver: &Path, device: &str, dir: &Path) -> Vec<(String, String,
         format!(
             "name = \"cuda\"\n[model]\npresets = \"tiny\"\n[workload]\nmode = \"two-tower\"\n\
              batch = 1\nseq_len = 16\nprecision = [\"fp32\", \"int8\"]\n[matrix]\n\
-             backends = [\"onnx\", \"torch\"]\ndevices = [\"{device}\"]\nthreads = 1\n"
+             backends = [\"candle\", \"onnx\", \"torch\"]\ndevices = [\"{device}\"]\nthreads = 1\n"
         ),
     )
     .unwrap();
@@ -144,8 +144,13 @@ fn with_a_driver_each_backend_names_what_its_cuda_runtime_lacks_here() {
         assert!(l.is_some(), "{b} is not in this CUDA build: {lines:?}");
         l.unwrap()
     };
-    // candle opens the CUDA libraries when a device is first used: the probe passes.
-    assert_eq!(line("candle"), "runs on CUDA here");
+    // candle's cudarc opens cuBLAS & co. when a device is first used: not on this host.
+    assert!(
+        line("candle").contains("needs the CUDA library cublas")
+            && line("candle").contains("libcublas.so.13"),
+        "{}",
+        line("candle")
+    );
     // libtorch's CUDA half is there, its CUDA libraries (cuDNN, cuBLAS, ...) are not.
     assert!(
         line("torch").contains("libtorch_cuda.so") && line("torch").contains("cannot open"),
@@ -161,9 +166,10 @@ fn with_a_driver_each_backend_names_what_its_cuda_runtime_lacks_here() {
     );
 
     let runs = skip_reasons(&driver, "cuda", dir.path());
-    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!(runs.len(), 6, "{runs:?}");
     for (backend, precision, skip) in &runs {
         let want = match (backend.as_str(), precision.as_str()) {
+            ("candle", _) => "needs the CUDA library cublas",
             ("onnx", "fp32") => "libonnxruntime_providers_cuda.so",
             ("onnx", _) => "fp32 only",
             ("torch", "int8") => "torch int8 on CUDA is not built",

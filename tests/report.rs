@@ -1,6 +1,8 @@
 //! The report as its readers get it: files written, numbers traceable to the results file,
 //! hostile strings escaped, and the page rendered by a real browser.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -128,16 +130,15 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
     let v: Value = serde_json::from_slice(&std::fs::read(results).unwrap()).unwrap();
     let runs = v["runs"].as_array().unwrap();
     let csv = std::fs::read_to_string(dir.path().join("runs.csv")).unwrap();
-    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows = common::csv_rows(&csv);
+    let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
     // Every run appears; every ok run's p50 and cost are those of the results file and formula.
     for r in runs {
         let id = r["spec"]["id"].as_str().unwrap();
-        let line = csv
-            .lines()
-            .find(|l| l.split(',').nth(col("run_id")) == Some(id))
+        let cells = rows
+            .iter()
+            .find(|c| c[col("run_id")] == id)
             .unwrap_or_else(|| panic!("{id} not in runs.csv"));
-        let cells: Vec<&str> = line.split(',').collect();
         assert_eq!(cells[col("status")], r["status"].as_str().unwrap());
         if r["status"] == "ok" {
             let p50: f64 = cells[col("p50_ms")].parse().unwrap();
@@ -145,15 +146,13 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
             // Cost from the catalog's price and the results file's throughput, not from the
             // CSV's own columns.
             let rps = r["throughput"]["requests_per_s"].as_f64().unwrap();
-            let on_demand = csv
-                .lines()
-                .filter(|l| l.split(',').nth(col("run_id")) == Some(id))
-                .find(|l| l.split(',').nth(col("cost_basis")) == Some("on-demand"))
+            let cells = rows
+                .iter()
+                .find(|c| c[col("run_id")] == id && c[col("cost_basis")] == "on-demand")
                 .unwrap_or_else(|| panic!("{id} has no on-demand row"));
-            let cells: Vec<&str> = on_demand.split(',').collect();
             let cost: f64 = cells[col("cost_per_1k_usd")].parse().unwrap();
             let want = 1000.0 * catalog_price("aws-m7i-large") / 3600.0 / rps;
-            assert!((cost - want).abs() < 1e-12 * want.max(1.0), "{on_demand}");
+            assert!((cost - want).abs() < 1e-12 * want.max(1.0), "{cells:?}");
             assert_eq!(cells[col("hardware_id")], "aws-m7i-large");
         }
     }

@@ -25,7 +25,33 @@ pub const COMPILED: bool = true;
 
 /// Which (device, precision) pairs this backend runs, or why not.
 pub fn supports(device: Device, _precision: Precision) -> std::result::Result<(), String> {
-    super::cuda_ready("candle", device)
+    super::cuda_ready("candle", device)?;
+    if device != Device::Cpu {
+        cuda_libraries()?;
+    }
+    Ok(())
+}
+
+/// The CUDA libraries candle's cudarc opens when a CUDA device is first used (cuBLAS, cuBLASLt,
+/// cuRAND, NVRTC), looked up once per process; a GPU host's PyTorch installation has them in
+/// `site-packages/nvidia/cu13/lib` (scripts/gpu-check.sh puts that on LD_LIBRARY_PATH).
+fn cuda_libraries() -> std::result::Result<(), String> {
+    static FOUND: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            for (stem, majors) in [
+                ("cublas", &["13", "12"][..]),
+                ("cublasLt", &["13", "12"][..]),
+                ("curand", &["10"][..]),
+                ("nvrtc", &["13", "12"][..]),
+            ] {
+                crate::telemetry::cuda::find_library(stem, majors).map_err(|why| {
+                    format!("candle on CUDA needs the CUDA library {stem}: {why}")
+                })?;
+            }
+            Ok(())
+        })
+        .clone()
 }
 
 pub fn runtime_version() -> String {

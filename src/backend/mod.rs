@@ -296,7 +296,11 @@ pub fn inventory() -> Vec<BackendInfo> {
                 compiled,
                 runtime_version: b.runtime_version(),
                 devices: if compiled {
-                    vec!["cpu".to_string()]
+                    let cuda = b.supports(Device::Cuda(0), Precision::Fp32).is_ok();
+                    let n = crate::telemetry::cuda::devices().unwrap_or(0);
+                    std::iter::once("cpu".to_string())
+                        .chain((0..n).filter(|_| cuda).map(|i| format!("cuda:{i}")))
+                        .collect()
                 } else {
                     vec![]
                 },

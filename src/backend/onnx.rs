@@ -300,19 +300,21 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 /// ONNX Runtime's CUDA execution provider library, beside the runtime library in use (the
 /// `onnxruntime-gpu` wheel has both), or why it is not there.
 fn cuda_provider() -> std::result::Result<PathBuf, String> {
-    let runtime = std::path::absolute(library_path()).unwrap_or_else(|_| library_path());
-    let dir = runtime.parent().unwrap_or(Path::new("."));
-    let provider = dir.join("libonnxruntime_providers_cuda.so");
+    let lib = std::path::absolute(library_path()).unwrap_or_else(|_| library_path());
+    let provider = lib
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("libonnxruntime_providers_cuda.so");
     if provider.is_file() {
-        Ok(provider)
-    } else {
-        Err(format!(
-            "onnx on CUDA needs ONNX Runtime's CUDA provider library, {} is missing (point \
-             ORT_DYLIB_PATH at the libonnxruntime.so of an onnxruntime-gpu {} installation)",
-            provider.display(),
-            runtime_version()
-        ))
+        return Ok(provider);
     }
+    Err(format!(
+        "onnx on CUDA needs ONNX Runtime's CUDA provider library, {} is missing (point \
+         ORT_DYLIB_PATH at the libonnxruntime.so of an onnxruntime-gpu installation of the same \
+         version, {})",
+        provider.display(),
+        runtime().unwrap_or("unknown")
+    ))
 }
 
 /// The graph optimisation level from `RECBENCH_ONNX_OPT`.

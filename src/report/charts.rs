@@ -491,7 +491,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         lat_panels.push((panel.clone(), lat));
         tp_panels.push((panel, tp));
     }
-    let t2 = "Latency per forward pass vs batch (offline)";
+    let t2 = "Latency per forward pass vs batch (offline): circles p50, triangles p99";
     charts.push(Chart {
         file: "latency_vs_batch.png".into(),
         title: t2.into(),

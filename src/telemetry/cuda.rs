@@ -72,6 +72,27 @@ pub fn open_global(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Finds the shared library `lib<stem>.so` (unversioned, or with one of `majors`) on the
+/// library path as the dynamic loader would, returning the name that opened; else why not.
+/// What a runtime that opens its CUDA libraries lazily (cudarc, for candle) will need.
+pub fn find_library(stem: &str, majors: &[&str]) -> Result<String, String> {
+    let names: Vec<String> = std::iter::once(format!("lib{stem}.so"))
+        .chain(majors.iter().map(|m| format!("lib{stem}.so.{m}")))
+        .collect();
+    for name in &names {
+        let c = CString::new(name.as_str()).map_err(|e| e.to_string())?;
+        // SAFETY: dlopen with a valid C string; a library found stays loaded (the runtime that
+        // needs it opens it again).
+        if !unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) }.is_null() {
+            return Ok(name.clone());
+        }
+    }
+    Err(format!(
+        "none of {} is on the library path",
+        names.join(", ")
+    ))
+}
+
 /// [`driver`], probed once per process (planning asks for every CUDA run).
 pub fn devices() -> Result<usize, String> {
     static DEVICES: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
