@@ -12,10 +12,13 @@ BIN="${RECBENCH:-target/release/recbench}"
 [ -x "$BIN" ] || cargo build --release --locked
 rm -rf reports/example
 # Judged at the question the report answers: 500 requests/s at p99 <= 100 ms.
-"$BIN" report results/reference/quick/*.json results/reference/server/*.json \
-  --out reports/example --map vm=aws-m7i-large --qps 500 --p99-ms 100
-"$BIN" plan results/reference/server/*.json results/reference/quick/*.json --qps 500 \
-  --p99-ms 100 --map vm=aws-m7i-large > reports/example/plan-500qps-p99-100ms.txt
+# GPU results (scripts/gpu-check.sh on a GPU host, committed under results/reference/gpu/) join
+# the report when present; a GPU is priced by its catalog entry automatically.
+shopt -s nullglob
+FILES=(results/reference/quick/*.json results/reference/server/*.json results/reference/gpu/*/*.json)
+"$BIN" report "${FILES[@]}" --out reports/example --map vm=aws-m7i-large --qps 500 --p99-ms 100
+"$BIN" plan "${FILES[@]}" --qps 500 --p99-ms 100 --map vm=aws-m7i-large \
+  >reports/example/plan-500qps-p99-100ms.txt
 # What a reader sees first: the top of the page in headless Chromium (Debian's package).
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if [ -n "$CHROMIUM" ]; then

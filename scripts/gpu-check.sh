@@ -47,7 +47,12 @@ step() {
 BIN="${RECBENCH:-}"
 # The bundle travels compressed (scripts/build-gpu.sh): unpack it once.
 if [ -z "$BIN" ] && [ ! -x target/gpu/bundle/recbench ] && [ -f target/gpu/bundle/recbench.xz ]; then
-  xz -dc target/gpu/bundle/recbench.xz >target/gpu/bundle/recbench.partial
+  if command -v xz >/dev/null; then
+    xz -dc target/gpu/bundle/recbench.xz >target/gpu/bundle/recbench.partial
+  else # Python's lzma reads the same format
+    "${PYTHON:-python3}" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      target/gpu/bundle/recbench.xz target/gpu/bundle/recbench.partial
+  fi
   chmod +x target/gpu/bundle/recbench.partial
   mv target/gpu/bundle/recbench.partial target/gpu/bundle/recbench
 fi
