@@ -11,11 +11,12 @@
 //!
 //! Precisions: fp32; bf16 and fp16 hold weights and activations in the half type and let
 //! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
-//! layers' weights once, symmetric per output channel, and runs the fastest on this host of
-//! three kernels: `_int_mm` (activations quantized per row on every call, int8 × int8 → int32,
-//! rescaled in f32), `_weight_int8pack_mm` (weight-only, f32 activations) and PyTorch's own
-//! dynamic int8 linear (`quantized::linear_dynamic` on FBGEMM, what `quantize_dynamic` runs on
-//! x86; called through src/backend/torch_quant.cpp).
+//! layers' weights once, symmetric per output channel, and runs the faster on this host of
+//! `_int_mm` (activations quantized per row on every call, int8 × int8 → int32, rescaled in
+//! f32) and `_weight_int8pack_mm` (weight-only, f32 activations). PyTorch's own dynamic int8
+//! linear (`quantized::linear_dynamic` on FBGEMM, what `quantize_dynamic` runs on x86; called
+//! through src/backend/torch_quant.cpp) runs when forced: it misses the int8 parity bar on
+//! MiniLM (see [`INT8_KERNELS`]).
 
 use std::sync::{Once, OnceLock};
 
@@ -40,9 +41,9 @@ pub fn describe() -> String {
     format!(
         "libtorch via tch; fp32 linear layers on aten/MKL or oneDNN, the faster per shape by \
          measurement at load ({LINEAR_ENV}=aten|onednn forces one); int8 weights per channel \
-         on _int_mm, _weight_int8pack_mm or FBGEMM's dynamic linear, the fastest by measurement \
-         ({INT8_ENV}=int_mm|weight_only|fbgemm forces one); intra-op threads per run, 1 \
-         inter-op"
+         on _int_mm or _weight_int8pack_mm, the faster by measurement ({INT8_ENV}=int_mm|\
+         weight_only forces one; =fbgemm runs PyTorch's quantize_dynamic kernel); intra-op \
+         threads per run, 1 inter-op"
     )
 }
 
@@ -168,7 +169,7 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 /// The int8 kernels, in the order of [`Linear::new`]'s choice index. `auto` races the first
 /// two only: `fbgemm` (PyTorch's `quantize_dynamic` path, activations quantized per tensor to
 /// 7 bits) misses recbench's int8 parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84
-/// against cosine ≥ 0.99 and overlap ≥ 0.9; 0.990/0.85 with 8-bit activations), so it runs
+/// against cosine ≥ 0.99 and overlap ≥ 0.9; 0.9899/0.85 with 8-bit activations), so it runs
 /// only when forced, as the PyTorch users' reference.
 const INT8_KERNELS: &[&str] = &["int_mm", "weight_only", "fbgemm"];
 const INT8_RACED: usize = 2;
