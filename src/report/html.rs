@@ -120,8 +120,13 @@ pub fn page(
         h.push_str("</ul></div>\n");
     }
 
-    decision_section(&mut h, rows, sources, req);
-    charts_section(&mut h, charts);
+    // The first chart is the picture of the decision table: it goes with it, at the top.
+    let (picture, rest) = match charts.split_first() {
+        Some((first, rest)) if first.file == "cost_per_1k.png" => (Some(first), rest),
+        _ => (None, charts),
+    };
+    decision_section(&mut h, rows, sources, req, picture);
+    charts_section(&mut h, rest);
     runs_section(&mut h, rows);
     not_results_section(&mut h, rows);
     sources_section(&mut h, rows, sources, catalog);
@@ -131,7 +136,13 @@ pub fn page(
 
 /// The decision table per (model, mode): one row per hardware option, the cheapest marked, the
 /// CPU-against-GPU verdict, then the excluded configurations with their reasons.
-fn decision_section(h: &mut String, rows: &[Row], sources: &[Source], req: &Requirement) {
+fn decision_section(
+    h: &mut String,
+    rows: &[Row],
+    sources: &[Source],
+    req: &Requirement,
+    picture: Option<&Chart>,
+) {
     let decisions = decide(rows, req);
     let budget = req.p99_ms.map_or("each run's own SLA".to_string(), |p| {
         format!("p99 ≤ {p} ms")
@@ -151,6 +162,9 @@ fn decision_section(h: &mut String, rows: &[Row], sources: &[Source], req: &Requ
         esc(&budget),
         esc(&req.basis)
     );
+    if let Some(c) = picture {
+        figure(h, c);
+    }
     if decisions.iter().all(|d| d.options.is_empty()) {
         h.push_str("<div class=\"warn\"><p>No configuration qualifies: none is priced and within the latency budget and the quality bar.</p>");
         let un = unpriced_hosts(rows);
@@ -244,20 +258,25 @@ fn decision_section(h: &mut String, rows: &[Row], sources: &[Source], req: &Requ
     }
 }
 
-/// Every chart, embedded, with its caption.
+/// The other charts, embedded, with their captions.
 fn charts_section(h: &mut String, charts: &[Chart]) {
     h.push_str("<h2 id=\"charts\">Charts</h2>\n");
     for c in charts {
-        let _ = writeln!(
-            h,
-            "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption><b>{}</b> ({}). {}</figcaption></figure>",
-            esc(&c.title),
-            base64(&c.png),
-            esc(&c.title),
-            esc(&c.file),
-            esc(&c.caption)
-        );
+        figure(h, c);
     }
+}
+
+/// One chart, embedded, with its caption.
+fn figure(h: &mut String, c: &Chart) {
+    let _ = writeln!(
+        h,
+        "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption><b>{}</b> ({}). {}</figcaption></figure>",
+        esc(&c.title),
+        base64(&c.png),
+        esc(&c.title),
+        esc(&c.file),
+        esc(&c.caption)
+    );
 }
 
 /// The valid runs, from the run-row model plus their price.
