@@ -887,6 +887,54 @@ mod tests {
         );
     }
 
+    /// A (model, mode) panel with more than MAX_SERIES configurations is split by hardware,
+    /// each part titled with it, every run kept: the reference runs as if measured on four
+    /// unpriced hosts (3 backends × 4 hosts = 12 configurations per panel).
+    #[test]
+    fn a_crowded_panel_is_split_by_hardware_and_keeps_every_run() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sources =
+            load_sources(&[root.join("results/reference/quick/20261128T040112Z-vm.json")]).unwrap();
+        let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
+        let ok: Vec<_> = rows
+            .iter()
+            .filter(|r| r.run.status == crate::results::Status::Ok)
+            .collect();
+        let many: Vec<crate::report::Row> = (0..4)
+            .flat_map(|h| {
+                ok.iter().map(move |r| crate::report::Row {
+                    source: r.source,
+                    host: format!("host{h}"),
+                    run: r.run,
+                    mapping: r.mapping.clone(),
+                    cost: None,
+                })
+            })
+            .collect();
+        let mut panels = std::collections::BTreeMap::new();
+        for r in &many {
+            panels
+                .entry(super::panel_key(r))
+                .or_insert_with(Vec::new)
+                .push(r);
+        }
+        let before: usize = panels.values().map(Vec::len).sum();
+        let split = super::split_panels(panels);
+        assert_eq!(split.iter().map(|p| p.1.len()).sum::<usize>(), before);
+        for (title, rows) in &split {
+            let configs = super::group_by(rows, super::config_key).len();
+            assert!(configs <= super::MAX_SERIES, "{title}: {configs}");
+            assert!(title.contains(" on host"), "{title}");
+        }
+        assert_eq!(
+            split
+                .iter()
+                .filter(|p| p.0.starts_with("minilm-l6 two-tower on "))
+                .count(),
+            4
+        );
+    }
+
     #[test]
     fn pareto_keeps_only_undominated_points() {
         let f = super::pareto(&[
