@@ -3,11 +3,12 @@
 # without a GPU: every input comes from the package registries (scripts/fetch.sh for the
 # runtimes and weights, scripts/fetch-cuda.sh for the CUDA 13.0 compiler and libraries).
 #
-#   scripts/build-gpu.sh            # -> target/gpu/release/recbench and target/gpu/bundle/
+#   scripts/build-gpu.sh [cargo build options]   # -> target/gpu/release/recbench, target/gpu/bundle/
 #
 # CUDA_COMPUTE_CAP picks the GPU generation candle's kernels are compiled for (there is no GPU
 # here to ask): 90 (H100/H200, the default), 89 (L4, L40S), 86 (A10, A10G), 80 (A100).
-# target/gpu/bundle/recbench is the stripped binary scripts/gpu-check.sh runs on a GPU host.
+# target/gpu/bundle/recbench is the stripped binary scripts/gpu-check.sh runs on a GPU host;
+# recbench.xz beside it is what travels there (8 MB instead of 61).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${RECBENCH_CACHE:-.cache}"
@@ -38,7 +39,8 @@ CANDLE_SRC=$(cargo metadata --format-version 1 --features cuda | "${PYTHON:-pyth
 import json, sys
 meta = json.load(sys.stdin)
 print(next(p["manifest_path"] for p in meta["packages"] if p["name"] == "candle-core").rsplit("/", 1)[0])')
-PATCHED="$(pwd)/$CACHE/patched/candle-core-$CANDLE_VERSION"
+mkdir -p "$CACHE/patched"
+PATCHED="$(cd "$CACHE/patched" && pwd)/candle-core-$CANDLE_VERSION"
 if [ ! -f "$PATCHED/.patched" ]; then
   rm -rf "$PATCHED"
   mkdir -p "$(dirname "$PATCHED")"
