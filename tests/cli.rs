@@ -659,6 +659,9 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
     }
     let op = &s["operating_point"];
     assert_eq!(op["meets_sla"], true, "{s}");
+    // Latency spread under Poisson load is queueing: never flagged unstable for it.
+    assert_eq!(r["latency"]["unstable"], false, "{}", r["latency"]);
+    assert!(!r["notes"].to_string().contains("coefficient of variation"));
     let confirm = &s["confirmation"];
     let notes = r["notes"].to_string();
     // The confirmation is at the operating point, unless (on a busy machine) no rate passed

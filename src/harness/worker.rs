@@ -431,7 +431,8 @@ fn measure_server(
 }
 
 /// The run's figures from what its loop measured: throughput, compute and efficiency, latency
-/// statistics (flagged unstable above 10% CV), and the thinned samples.
+/// statistics (flagged unstable above 10% CV, except under server load), and the thinned
+/// samples.
 fn record(
     spec: &RunSpec,
     files: &ModelFiles,
@@ -457,7 +458,12 @@ fn record(
         efficiency,
     });
     r.latency = Latency::from_samples(&m.samples_ms);
-    if let Some(l) = &r.latency {
+    if let Some(l) = r.latency.as_mut() {
+        // Under server load the spread of latencies is queueing, not noise: stability there is
+        // judged by the capacity bracket and the confirmation probe (report/notes.rs).
+        if spec.load == crate::spec::Load::Server {
+            l.unstable = false;
+        }
         if l.unstable {
             r.notes.push(format!(
                 "unstable: coefficient of variation {:.1}% > 10%; run on a quiet machine or raise measure.min_s",

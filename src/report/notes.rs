@@ -171,3 +171,58 @@ pub fn badges(r: &Row) -> String {
     b.retain(|x| seen.insert(*x));
     b.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cost::Catalog;
+    use crate::report::{load_sources, price};
+
+    /// The reference server results, priced as the example report prices them: the two runs
+    /// whose confirmation probe missed the SLA are marked marginal, no server run is called
+    /// unstable for its latency spread (44–65% CV there, which is queueing), and every priced
+    /// run says it is priced by assertion and that its energy is estimated.
+    #[test]
+    fn server_runs_are_judged_by_their_probes_not_their_latency_spread() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sources =
+            load_sources(&[root.join("results/reference/server/20261128T040254Z-vm.json")])
+                .unwrap();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &maps).unwrap();
+        let mut marginal = Vec::new();
+        for r in &rows {
+            let notes = super::notes(r);
+            let badges: Vec<&str> = notes.iter().map(|n| n.badge).collect();
+            assert!(
+                r.run.latency.as_ref().is_some_and(|l| l.cv > 0.10),
+                "the fixture's server runs all have a latency CV above 10%"
+            );
+            assert!(
+                !notes
+                    .iter()
+                    .any(|n| n.badge == "unstable" && n.detail.contains("coefficient")),
+                "{}: {notes:?}",
+                r.run.spec.id
+            );
+            if badges.contains(&"marginal operating point") {
+                marginal.push(r.run.spec.id.clone());
+            }
+            if r.cost.is_some() {
+                assert!(
+                    badges.contains(&"priced by the user's assertion"),
+                    "{badges:?}"
+                );
+                assert!(badges.contains(&"energy estimated"), "{badges:?}");
+            }
+        }
+        marginal.sort();
+        marginal.dedup();
+        assert_eq!(
+            marginal,
+            [
+                "onnx/cpu/fp32/minilm-l6/two-tower/server/b4/s64/t2/d5/i1",
+                "torch/cpu/fp32/minilm-l6/two-tower/server/b4/s64/t2/d5/i1"
+            ]
+        );
+    }
+}
