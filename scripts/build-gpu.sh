@@ -56,7 +56,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 cp Cargo.lock "$CARGO_TARGET_DIR/Cargo.lock.orig"
 trap 'cp "$CARGO_TARGET_DIR/Cargo.lock.orig" Cargo.lock' EXIT
 
-echo "build-gpu: features $FEATURES, compute capability $CUDA_COMPUTE_CAP, nvcc $("$NVCC" --version | grep -o 'V[0-9.]*')"
+echo "build-gpu: features $FEATURES, compute capability $CUDA_COMPUTE_CAP, nvcc $("$NVCC" --version | sed -n 's/.*, V\([0-9.]*\)$/\1/p')"
 cargo build --release --features "$FEATURES" \
   --config "patch.crates-io.candle-core.path=\"$PATCHED\"" "$@"
 
