@@ -39,22 +39,7 @@ for spec in "${WHEELS[@]}"; do
   files+=("$(ls "$CACHE"/wheels/"${name//-/_}"-"$version"-*.whl | head -n1)")
 done
 echo "fetch-cuda: extracting into $DEST ..."
-"$PY" - "$DEST" "${files[@]}" <<'PY'
-import os, shutil, sys, zipfile
-dest, wheels = sys.argv[1], sys.argv[2:]
-tmp = dest + ".partial"
-shutil.rmtree(tmp, ignore_errors=True)
-os.makedirs(tmp)
-for wheel in wheels:
-    with zipfile.ZipFile(wheel) as z:
-        for info in z.infolist():
-            path = z.extract(info, tmp)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(path, mode)
-shutil.rmtree(dest, ignore_errors=True)
-os.replace(tmp, dest)
-PY
+"$PY" scripts/extract-wheels.py "$DEST" "${files[@]}"
 ROOT="$DEST/nvidia/cu13"
 chmod +x "$ROOT"/bin/* "$ROOT"/nvvm/bin/* 2>/dev/null || true
 "$ROOT/bin/nvcc" --version | grep -q "release 13.0" || {

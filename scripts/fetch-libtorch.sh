@@ -33,29 +33,7 @@ TORCH_WHEEL=$(ls "$CACHE"/wheels/torch-$TORCH_VERSION-*manylinux*x86_64.whl | he
 CUDART_WHEEL=$(ls "$CACHE"/wheels/nvidia_cuda_runtime-13.0.96-*.whl | head -n1)
 CUPTI_WHEEL=$(ls "$CACHE"/wheels/nvidia_cuda_cupti-13.0.85-*.whl | head -n1)
 echo "fetch-libtorch: extracting into $DEST ..."
-"$PY" - "$DEST" "$TORCH_WHEEL" "$CUDART_WHEEL" "$CUPTI_WHEEL" <<'PY'
-import os, shutil, sys, zipfile
-dest, wheels = sys.argv[1], sys.argv[2:]
-tmp = dest + ".partial"
-shutil.rmtree(tmp, ignore_errors=True)
-os.makedirs(tmp)
-for wheel in wheels:
-    with zipfile.ZipFile(wheel) as z:
-        for info in z.infolist():
-            path = z.extract(info, tmp)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(path, mode)
-# Replace the previous extraction (if any) in one step per top-level folder.
-for name in os.listdir(tmp):
-    target = os.path.join(dest, name)
-    if os.path.isdir(target):
-        shutil.rmtree(target)
-    elif os.path.exists(target):
-        os.remove(target)
-    os.replace(os.path.join(tmp, name), target)
-shutil.rmtree(tmp)
-PY
+"$PY" scripts/extract-wheels.py "$DEST" "$TORCH_WHEEL" "$CUDART_WHEEL" "$CUPTI_WHEEL"
 LIB="$DEST/torch/lib"
 if ldd "$LIB/libtorch_cpu.so" | grep -q "not found"; then
   echo "fetch-libtorch: libtorch_cpu.so has unresolved libraries:" >&2
