@@ -382,17 +382,7 @@ pub fn rate_with_ci(r: &RunResult) -> Option<(RateBasis, f64, (f64, f64))> {
     if let Some(s) = &r.server {
         let op = s.operating_point.as_ref()?;
         // The search bracketed the operating point: the next probed rate above it failed.
-        let fail_above = s
-            .curve
-            .iter()
-            .filter(|c| !c.meets_sla && c.offered_qps > op.offered_qps)
-            .map(|c| c.offered_qps)
-            .fold(f64::INFINITY, f64::min);
-        let hi = if fail_above.is_finite() {
-            fail_above
-        } else {
-            op.offered_qps
-        };
+        let hi = s.fail_above().unwrap_or(op.offered_qps);
         return Some((
             RateBasis::OperatingPoint,
             op.offered_qps,

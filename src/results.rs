@@ -581,6 +581,19 @@ pub struct ServerResult {
     pub confirmation: Option<CurvePoint>,
 }
 
+impl ServerResult {
+    /// The search's bracket around the operating point: the lowest probed rate above it that
+    /// missed the SLA (`None` without an operating point, or when no rate above it was probed).
+    pub fn fail_above(&self) -> Option<f64> {
+        let op = self.operating_point.as_ref()?;
+        self.curve
+            .iter()
+            .filter(|c| !c.meets_sla && c.offered_qps > op.offered_qps)
+            .map(|c| c.offered_qps)
+            .min_by(f64::total_cmp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

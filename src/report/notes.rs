@@ -58,13 +58,8 @@ pub fn notes(r: &Row) -> Vec<Note> {
     }
     if let Some(s) = &run.server {
         if let Some(op) = &s.operating_point {
-            let above = s
-                .curve
-                .iter()
-                .filter(|c| !c.meets_sla && c.offered_qps > op.offered_qps)
-                .map(|c| c.offered_qps)
-                .fold(f64::INFINITY, f64::min);
-            if above.is_finite() && (above - op.offered_qps) > MAX_BRACKET * op.offered_qps {
+            let wide = |a: &f64| a - op.offered_qps > MAX_BRACKET * op.offered_qps;
+            if let Some(above) = s.fail_above().filter(wide) {
                 out.push(Note::new(
                     "unstable",
                     format!(
