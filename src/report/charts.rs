@@ -348,6 +348,25 @@ fn config_key(r: &Row) -> String {
     )
 }
 
+/// The bar label of a decision table option: model, mode, hardware, configuration, then `tail`
+/// (the evidence for cost, the power source for energy).
+fn option_label(
+    d: &super::decision::Decision,
+    o: &super::decision::Candidate,
+    tail: &str,
+) -> String {
+    let s = &o.row.run.spec;
+    format!(
+        "{} {} | {} | {} {} b{} | {tail}",
+        d.model,
+        d.mode.name(),
+        o.hardware,
+        s.backend,
+        s.precision,
+        s.batch
+    )
+}
+
 /// The panel of a run: its model and request shape.
 fn panel_key(r: &Row) -> String {
     format!("{} {}", r.run.spec.model, r.run.spec.mode.name())
@@ -415,25 +434,12 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .iter()
         .flat_map(|d| {
             d.options.iter().map(move |o| {
-                let s = &o.row.run.spec;
-                (
-                    format!(
-                        "{} {} | {} | {} {} b{} | {}",
-                        d.model,
-                        d.mode.name(),
-                        o.hardware,
-                        s.backend,
-                        s.precision,
-                        s.batch,
-                        match o.evidence {
-                            super::decision::Evidence::Confirmed => "confirmed",
-                            super::decision::Evidence::Curve => "curve",
-                            super::decision::Evidence::UpperBound => "offline upper bound",
-                        }
-                    ),
-                    o.cost_per_1k_usd,
-                    o.ci_usd,
-                )
+                let evidence = match o.evidence {
+                    super::decision::Evidence::Confirmed => "confirmed",
+                    super::decision::Evidence::Curve => "curve",
+                    super::decision::Evidence::UpperBound => "offline upper bound",
+                };
+                (option_label(d, o, evidence), o.cost_per_1k_usd, o.ci_usd)
             })
         })
         .collect();
@@ -534,19 +540,9 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .iter()
         .flat_map(|d| {
             d.options.iter().filter_map(move |o| {
-                let s = &o.row.run.spec;
                 let c = o.row.cost.as_ref()?;
                 Some((
-                    format!(
-                        "{} {} | {} | {} {} b{} | {}",
-                        d.model,
-                        d.mode.name(),
-                        o.hardware,
-                        s.backend,
-                        s.precision,
-                        s.batch,
-                        c.power.label
-                    ),
+                    option_label(d, o, &c.power.label),
                     o.energy_per_1k_joules?,
                     None,
                 ))
