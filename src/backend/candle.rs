@@ -194,7 +194,7 @@ pub struct CandleBert {
 impl CandleBert {
     /// Loads the safetensors weights of `files` at the requested precision.
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<CandleBert> {
-        super::cuda_ready("candle", opts.device).map_err(|m| Error::backend("candle", m))?;
+        supports(opts.device, opts.precision).map_err(|m| Error::backend("candle", m))?;
         let device = match opts.device {
             Device::Cpu => CDevice::Cpu,
             // Opens the CUDA libraries (cuBLAS, cuRAND, NVRTC) on first use; a host that lacks

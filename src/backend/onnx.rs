@@ -54,12 +54,14 @@ pub enum RuntimeError {
     Init { path: PathBuf, reason: String },
 }
 
-/// The runtime library's path: `ORT_DYLIB_PATH`, else the one the fetch script extracted.
+/// The runtime library's path, made absolute: `ORT_DYLIB_PATH`, else the one the fetch script
+/// extracted.
 pub fn library_path() -> PathBuf {
-    match std::env::var_os("ORT_DYLIB_PATH") {
+    let path = match std::env::var_os("ORT_DYLIB_PATH") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => cache_dir().join("onnxruntime").join("libonnxruntime.so"),
-    }
+    };
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 #[repr(C)]
@@ -121,7 +123,6 @@ fn loaded() -> std::result::Result<&'static (String, ort::environment::Environme
     LOADED
         .get_or_init(|| {
             let path = library_path();
-            let path = std::path::absolute(&path).unwrap_or(path);
             let version = probe_library(&path)?;
             let minor = version
                 .split('.')
@@ -300,8 +301,7 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 /// ONNX Runtime's CUDA execution provider library, beside the runtime library in use (the
 /// `onnxruntime-gpu` wheel has both), or why it is not there.
 fn cuda_provider() -> std::result::Result<PathBuf, String> {
-    let lib = std::path::absolute(library_path()).unwrap_or_else(|_| library_path());
-    let provider = lib
+    let provider = library_path()
         .parent()
         .unwrap_or(Path::new("."))
         .join("libonnxruntime_providers_cuda.so");
