@@ -176,4 +176,18 @@ pub enum Command {
         #[arg(long)]
         gemm_ceiling: Option<f64>,
     },
+    /// Internal: time libtorch under one OpenMP spin (spawned by `run`, see harness::openmp).
+    #[command(name = "__openmp-probe", hide = true)]
+    OpenmpProbe {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        sequences: usize,
+        #[arg(long)]
+        seq: usize,
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        items: usize,
+    },
 }

@@ -381,6 +381,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             harness::worker::main(&spec, &out, gemm_ceiling)?;
             Ok(0)
         }
+        Command::OpenmpProbe {
+            model,
+            sequences,
+            seq,
+            threads,
+            items,
+        } => {
+            let model = Preset::parse(&model)
+                .ok_or_else(|| anyhow::anyhow!("unknown model preset {model:?}"))?;
+            let shape = harness::openmp::Shape {
+                model,
+                sequences,
+                seq,
+                threads,
+                items,
+            };
+            say(&format!("{:.4}\n", harness::openmp::probe(&shape)?));
+            Ok(0)
+        }
     }
 }
 

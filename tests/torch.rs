@@ -195,3 +195,93 @@ fn the_int8_kernel_is_chosen_by_measurement() {
     let p = parity_of(Preset::Tiny, Precision::Int8);
     assert!(p.passed, "{p:?}");
 }
+
+/// A torch run's worker gets the OpenMP spin chosen by measurement: the run's notes name every
+/// candidate's time and the chosen one is the fastest of them; the next run of the same shape
+/// reads it back from the cache; a user's `OMP_WAIT_POLICY` is kept and nothing is measured.
+#[test]
+fn the_openmp_spin_is_chosen_by_measurement_and_a_users_policy_is_kept() {
+    use recbench::harness::openmp::CANDIDATES;
+    let dir = tempfile::tempdir().unwrap();
+    // A batch no other test uses, so the first run measures (on a fresh cache at least).
+    let batch = 2 + std::process::id() % 97;
+    let scenario = dir.path().join("omp.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"omp\"\n[model]\npresets = \"tiny\"\n[workload]\nmode = \"two-tower\"\n\
+             batch = {batch}\nseq_len = 16\n[matrix]\nbackends = \"torch\"\nthreads = 2\n\
+             [measure]\nwarmup_s = 0.05\nmin_s = 0.2\nmin_queries = 3\nmax_s = 1\n\
+             [recommender]\ncatalog_items = 500\n"
+        ),
+    )
+    .unwrap();
+    let note = |policy: Option<&str>, out: &str| -> String {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_recbench"));
+        c.args(["run", "--quiet", "--out"])
+            .arg(dir.path().join(out))
+            .arg(&scenario)
+            .env_remove("OMP_WAIT_POLICY")
+            .env_remove("GOMP_SPINCOUNT");
+        if let Some(p) = policy {
+            c.env("OMP_WAIT_POLICY", p);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let file = std::fs::read_dir(dir.path().join(out).join("omp"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let run = &v["runs"][0];
+        assert_eq!(run["status"], "ok", "{run}");
+        run["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+            .find(|n| n.starts_with("openmp: "))
+            .unwrap_or_else(|| panic!("no openmp note in {}", run["notes"]))
+            .to_string()
+    };
+    let first = note(None, "a");
+    let chosen: u64 = first
+        .strip_prefix("openmp: GOMP_SPINCOUNT=")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(first.contains("chosen by measurement"), "{first}");
+    let times: Vec<f64> = CANDIDATES
+        .iter()
+        .map(|c| {
+            let at = first
+                .find(&format!("{c}: "))
+                .unwrap_or_else(|| panic!("{c} in {first}"));
+            first[at + c.to_string().len() + 2..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let fastest = CANDIDATES[times
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0];
+    assert_eq!(chosen, fastest, "{first}");
+    let second = note(None, "b");
+    assert!(second.contains("measured earlier on this host"), "{second}");
+    assert!(
+        second.starts_with(&format!("openmp: GOMP_SPINCOUNT={chosen} ")),
+        "{second}"
+    );
+    let user = note(Some("PASSIVE"), "c");
+    assert_eq!(
+        user,
+        "openmp: OMP_WAIT_POLICY=PASSIVE set by the user, kept (not measured)"
+    );
+}

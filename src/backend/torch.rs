@@ -76,6 +76,77 @@ pub fn gemm_gflops(n: usize, threads: usize, budget: std::time::Duration) -> Opt
     ok.then_some(best)
 }
 
+/// A stand-in for `layers` BERT encoder layers on `[sequences × seq, hidden]` fp32 activations
+/// with random weights: per layer the fused QKV projection, scaled dot-product attention per
+/// head, the output projection, the FFN pair with GELU, the residual adds and two LayerNorms, as
+/// many libtorch parallel regions as the model runs. What the OpenMP spin probe
+/// (`harness::openmp`) times; returns one forward pass as a closure.
+pub fn probe_forward(
+    cfg: &crate::model::BertConfig,
+    sequences: usize,
+    seq: usize,
+    threads: usize,
+) -> Result<impl FnMut() -> Result<()>> {
+    set_threads(threads)?;
+    let (h, i, heads) = (
+        cfg.hidden_size as i64,
+        cfg.intermediate_size as i64,
+        cfg.num_heads as i64,
+    );
+    let (b, s) = (sequences as i64, seq as i64);
+    let opts = (Kind::Float, tch::Device::Cpu);
+    let w = |o: i64, n: i64| Tensor::f_randn([o, n], opts).and_then(|t| t.f_mul_scalar(0.05));
+    let (wqkv, wo, wi, wd) = (w(3 * h, h), w(h, h), w(i, h), w(h, i));
+    let (wqkv, wo, wi, wd) = (
+        wqkv.map_err(err)?,
+        wo.map_err(err)?,
+        wi.map_err(err)?,
+        wd.map_err(err)?,
+    );
+    let x0 = Tensor::f_randn([b * s, h], opts).map_err(err)?;
+    let ones = Tensor::f_ones([h], opts).map_err(err)?;
+    let zeros = Tensor::f_zeros([h], opts).map_err(err)?;
+    let layers = cfg.num_layers;
+    let layer = move |x: &Tensor| -> Result<Tensor, TchError> {
+        let ln =
+            |t: &Tensor| t.f_layer_norm([h].as_slice(), Some(&ones), Some(&zeros), 1e-12, false);
+        let qkv = x
+            .f_linear::<Tensor>(&wqkv, None)?
+            .f_view([b, s, 3, heads, h / heads])?
+            .f_permute([2, 0, 3, 1, 4])?;
+        let (q, k, v) = (qkv.f_get(0)?, qkv.f_get(1)?, qkv.f_get(2)?);
+        let ctx = Tensor::f_scaled_dot_product_attention::<Tensor>(
+            &q, &k, &v, None, 0.0, false, None, false,
+        )?
+        .f_permute([0, 2, 1, 3])?
+        .f_reshape([b * s, h])?;
+        let a = ln(&ctx.f_linear::<Tensor>(&wo, None)?.f_add(x)?)?;
+        let f = a.f_linear::<Tensor>(&wi, None)?.f_gelu("none")?;
+        ln(&f.f_linear::<Tensor>(&wd, None)?.f_add(&a)?)
+    };
+    Ok(move || {
+        let _guard = tch::no_grad_guard();
+        let mut x = x0.shallow_clone();
+        for _ in 0..layers {
+            x = layer(&x).map_err(err)?;
+        }
+        drop(x);
+        Ok(())
+    })
+}
+
+/// The OpenMP spin this process runs with (`GOMP_SPINCOUNT`, `OMP_WAIT_POLICY`): kernel timings
+/// depend on it (a futex wake-up per parallel region without a spin), so decisions are kept
+/// apart per setting.
+fn openmp_setting() -> String {
+    let v = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
+    format!(
+        "GOMP_SPINCOUNT {}, OMP_WAIT_POLICY {}",
+        v("GOMP_SPINCOUNT"),
+        v("OMP_WAIT_POLICY")
+    )
+}
+
 /// The version of the libtorch this process has loaded, read from the `version.py` of the
 /// PyTorch installation it was loaded from (`torch/lib/libtorch_cpu.so` → `torch/version.py`),
 /// else the version tch 0.24 is built for. Computed once per process.
@@ -270,10 +341,11 @@ impl KernelChoice {
     /// shape.
     fn key(&self, inner: i64, out: i64) -> String {
         format!(
-            "cpu {}, {}, {} threads, {}, {}x{inner}x{out}",
+            "cpu {}, {}, {} threads, {}, {}, {}x{inner}x{out}",
             super::choices::host(),
             runtime_version(),
             self.threads,
+            openmp_setting(),
             self.names[..self.raced].join(" or "),
             self.rows
         )

@@ -8,6 +8,7 @@
 
 pub mod ceiling;
 pub mod inputs;
+pub mod openmp;
 pub mod parity;
 pub mod progress;
 pub mod server;
@@ -567,11 +568,10 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
             Ok(())
         });
     }
-    // libtorch's OpenMP threads otherwise spin after each parallel region and starve the rayon
-    // threads that score and rank (measured: torch, tiny, two-tower, batch 8, 2 threads, p50
-    // 281 ms spinning vs 6.6 ms passive). A value set by the user is kept.
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
-        cmd.env("OMP_WAIT_POLICY", "PASSIVE");
+    // How long libtorch's OpenMP threads spin between regions, by measurement (see openmp.rs).
+    let openmp = openmp::decide(exe, &p.spec);
+    if let Some(spin) = openmp.as_ref().and_then(|d| d.spin) {
+        cmd.env("GOMP_SPINCOUNT", spin.to_string());
     }
     let mut child = cmd
         .env("RAYON_NUM_THREADS", &threads)
@@ -629,7 +629,10 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
     }
     match std::fs::read(&out_path) {
         Ok(bytes) if status.success() => match serde_json::from_slice::<RunResult>(&bytes) {
-            Ok(r) => Ok(Some(r)),
+            Ok(mut r) => {
+                r.notes.extend(openmp.map(|d| d.note));
+                Ok(Some(r))
+            }
             Err(e) => Ok(Some(failed(format!(
                 "worker wrote an unreadable result: {e}"
             )))),
