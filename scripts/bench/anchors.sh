@@ -87,7 +87,7 @@ lat = r.get("latency") or {}
 print(json.dumps({"round": int(round_), "batch": batch, "side": side, "status": r["status"],
     "ms_per_seq": lat["p50_ms"] / batch if r["status"] == "ok" else None,
     "samples": lat.get("count"), "cv": lat.get("cv"),
-    "kernels": [n for n in r.get("notes", []) if n.startswith("kernels:")],
+    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:"))],
     "reason": r.get("reason")}))
 PY
 }
