@@ -29,3 +29,106 @@ fn tiny_matches_the_float64_reference() {
     let max = common::tiny_max_diff_vs_f64_reference(BackendKind::Candle);
     assert!(max <= 1e-5, "max abs diff {max}");
 }
+
+/// The fused CPU kernels compute what candle's own ops compute: on MiniLM with padded inputs of
+/// different lengths (the attention mask matters), fp32 and int8 embeddings agree to float
+/// rounding, and the encoder says which kernels ran.
+#[test]
+fn fused_kernels_match_candles_ops_on_minilm() {
+    use recbench::backend::candle::CandleBert;
+    use recbench::backend::Encoder;
+    let files = ModelFiles::resolve(Preset::MiniLmL6, 0).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let b = tok
+        .batch(
+            &[
+                "A man is eating food.",
+                "Science fiction novels about first contact with an alien civilisation, told \
+                 from the point of view of the linguists who have to make sense of it.",
+                "Jazz.",
+            ],
+            48,
+        )
+        .unwrap();
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let o = opts(precision);
+        let mut ops = CandleBert::load_with(&files, o, Some(false)).unwrap();
+        let mut fused = CandleBert::load_with(&files, o, Some(true)).unwrap();
+        assert_eq!(fused.cache_tag().as_deref(), Some("fused"));
+        assert_eq!(ops.cache_tag(), None);
+        assert!(fused
+            .kernels()
+            .unwrap()
+            .starts_with("layers on fused (forced"));
+        let (a, f) = (ops.encode(&b).unwrap(), fused.encode(&b).unwrap());
+        let max = a
+            .data
+            .iter()
+            .zip(&f.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        // int8 quantizes the activations on every call, so a one-ulp difference in an input
+        // can move a value by one rounding step: its bar is that step's size, not float
+        // rounding.
+        let (max_bar, cos_bar) = match precision {
+            Precision::Int8 => (5e-3, 0.9999),
+            _ => (2e-5, 0.999_999),
+        };
+        assert!(max < max_bar, "{precision}: max abs diff {max}");
+        for i in 0..3 {
+            let c = cosine(a.row(i), f.row(i));
+            assert!(c > cos_bar, "{precision} row {i}: cosine {c}");
+        }
+    }
+}
+
+/// With a shape to measure on, candle times its ops against the fused kernels, keeps the
+/// faster, notes both timings, and reads the decision back on the next load.
+#[test]
+fn candle_kernels_are_chosen_by_measurement_and_remembered() {
+    use recbench::backend::candle::CandleBert;
+    use recbench::backend::Encoder;
+    let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
+    let mut o = opts(Precision::Fp32);
+    // A shape earlier test runs are unlikely to have measured; if one did, the decision read
+    // back still carries its timings.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    o.shape_hint = Some((1 + nanos % 3, 19 + (nanos / 7) % 300));
+    let first = CandleBert::load_with(&files, o, None).unwrap();
+    let note = first.kernels().unwrap();
+    assert!(
+        note.contains("chosen by measurement") || note.contains("measured earlier on this host"),
+        "{note}"
+    );
+    assert!(
+        note.contains("(ops ") && note.contains(" ms, fused "),
+        "{note}"
+    );
+    let fused = note.starts_with("layers on fused");
+    assert_eq!(first.cache_tag().is_some(), fused, "{note}");
+    let second = CandleBert::load_with(&files, o, None).unwrap();
+    assert!(second
+        .kernels()
+        .unwrap()
+        .contains("measured earlier on this host"));
+    assert_eq!(second.cache_tag(), first.cache_tag());
+    // An int8 run's notes also compare its Q8_0 product with the f32 one on the same shape.
+    let int8 = CandleBert::load_with(
+        &files,
+        recbench::backend::EncoderOptions {
+            precision: Precision::Int8,
+            ..o
+        },
+        None,
+    )
+    .unwrap();
+    let note = int8.kernels().unwrap();
+    assert!(note.contains(" ms in Q8_0 against "), "{note}");
+    // Without a shape (the reference) nothing is measured: candle's own ops.
+    o.shape_hint = None;
+    let reference = CandleBert::load_with(&files, o, None).unwrap();
+    assert_eq!(reference.cache_tag(), None);
+}

@@ -142,8 +142,9 @@ fn library_errors_are_distinct() {
     assert!(v.starts_with("1."), "{v}");
 }
 
-/// With no flavour forced, the backend times the plain and the fused graph on the run's shape,
-/// keeps the faster, says so with the timings, and reuses the decision on the next load.
+/// With no flavour or level forced, the backend times the plain and the fused graph at the
+/// optimisation levels `all` and `extended` on the run's shape, keeps the fastest, says so with
+/// the timings, and reuses the decision on the next load.
 #[test]
 fn the_graph_flavour_is_chosen_by_measurement_and_remembered() {
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
@@ -153,8 +154,14 @@ fn the_graph_flavour_is_chosen_by_measurement_and_remembered() {
     let first = backend::open(BackendKind::Onnx, &files, o).unwrap();
     let note = first.kernels().unwrap();
     assert!(note.contains("chosen by measurement"), "{note}");
+    for c in ["plain/all", "plain/extended", "fused/all", "fused/extended"] {
+        assert!(note.contains(&format!("{c} ")), "{c} timed: {note}");
+    }
+    // The level the session runs is the chosen one.
+    let chosen = note.split("(flavour/level: ").nth(1).unwrap();
+    let level = chosen.split(' ').next().unwrap().split('/').nth(1).unwrap();
     assert!(
-        note.contains("(plain ") && note.contains(" ms, fused "),
+        note.contains(&format!("at optimisation level {level} ")),
         "{note}"
     );
     let tag = first.cache_tag().unwrap();

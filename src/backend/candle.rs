@@ -7,7 +7,16 @@
 //! in the run's precision, and int8 uses candle's Q8_0 quantized matmul (weights in blocks of 32
 //! with one scale each, activations quantized on the fly).
 //!
-//! This backend in fp32 is also the reference every other backend is compared with.
+//! On the CPU, with f32 activations (fp32 and int8), the layers run either on candle's own ops
+//! or on the fused kernels of `fused.rs` (bias and GELU in the GEMM's pass, attention per
+//! sequence and head without head-split copies, residual add inside LayerNorm), whichever is
+//! faster on the run's shape on this host, timed at load and remembered
+//! (`RECBENCH_CANDLE_KERNELS=ops|fused` forces one).
+//!
+//! This backend in fp32 is also the reference every other backend is compared with; the
+//! reference is computed with candle's own ops (a load without a shape hint never measures).
+
+mod fused;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device as CDevice, Module, Tensor, D};
@@ -59,12 +68,35 @@ pub fn runtime_version() -> String {
 }
 
 pub fn describe() -> String {
-    "pure Rust; int8 via candle's Q8_0 quantized matmul".into()
+    format!(
+        "pure Rust; on CPU candle's ops or fused kernels, the faster by measurement at load \
+         ({KERNELS_ENV}=ops|fused forces one); int8 via candle's Q8_0 quantized matmul"
+    )
 }
 
-/// Nothing but the precision changes candle's outputs.
+/// Forces the CPU layer kernels: `ops` (candle's own) or `fused`; unset or `auto` measures.
+pub const KERNELS_ENV: &str = "RECBENCH_CANDLE_KERNELS";
+
+/// Nothing but the precision changes the outputs of candle's own ops, which a load without a
+/// shape hint (the reference) runs; an encoder on the fused kernels says so itself
+/// (`Encoder::cache_tag`).
 pub fn cache_tag(_precision: Precision) -> Option<String> {
     None
+}
+
+/// `RECBENCH_CANDLE_KERNELS`: `Some(true)` fused, `Some(false)` candle's ops, `None` measure.
+fn kernels_forced() -> Result<Option<bool>> {
+    match std::env::var(KERNELS_ENV).ok().as_deref() {
+        None | Some("") | Some("auto") => Ok(None),
+        Some("ops") => Ok(Some(false)),
+        Some("fused") => Ok(Some(true)),
+        Some(other) => Err(Error::input(
+            "<environment>",
+            None,
+            KERNELS_ENV,
+            format!("unknown kernels {other:?}; allowed: auto, ops, fused"),
+        )),
+    }
 }
 
 pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
@@ -153,6 +185,14 @@ impl Linear {
             Linear::Quant { w, b } => w.forward(x)?.broadcast_add(b),
         }
     }
+
+    /// As `forward`, then GELU when `gelu`, on the fused kernels (f32 on the CPU).
+    fn forward_fused(&self, x: &Tensor, gelu: bool, threads: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Dense { w_t, b } => fused::linear(x, w_t, b, gelu, threads),
+            Linear::Quant { w, b } => fused::bias(&w.forward(x)?, b, gelu),
+        }
+    }
 }
 
 struct LayerNorm {
@@ -189,11 +229,27 @@ pub struct CandleBert {
     typ: Tensor,
     emb_ln: LayerNorm,
     layers: Vec<Layer>,
+    /// Whether the layers run on the fused kernels (CPU, f32 activations).
+    fused: bool,
+    threads: usize,
+    /// How the kernels were chosen, for the run's notes (`None`: no choice here).
+    chosen: Option<String>,
 }
 
 impl CandleBert {
-    /// Loads the safetensors weights of `files` at the requested precision.
+    /// Loads the safetensors weights of `files` at the requested precision, with the CPU layer
+    /// kernels `RECBENCH_CANDLE_KERNELS` forces or chosen as [`CandleBert::load_with`] says.
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<CandleBert> {
+        Self::load_with(files, opts, kernels_forced()?)
+    }
+
+    /// As [`CandleBert::load`] with the CPU layer kernels given: `Some(true)` the fused
+    /// kernels, `Some(false)` candle's ops, `None` chosen (see `choose_kernels`).
+    pub fn load_with(
+        files: &ModelFiles,
+        opts: EncoderOptions,
+        fused: Option<bool>,
+    ) -> Result<CandleBert> {
         supports(opts.device, opts.precision).map_err(|m| Error::backend("candle", m))?;
         let device = match opts.device {
             Device::Cpu => CDevice::Cpu,
@@ -245,7 +301,7 @@ impl CandleBert {
             });
         }
         let e = t.embeddings;
-        Ok(CandleBert {
+        let mut bert = CandleBert {
             emb_ln: ln(&e.norm),
             word: e.word,
             pos: e.position,
@@ -254,10 +310,107 @@ impl CandleBert {
             cfg,
             device,
             dtype,
-        })
+            fused: false,
+            threads: opts.threads.max(1),
+            chosen: None,
+        };
+        if bert.device.is_cpu() && dtype == DType::F32 {
+            bert.choose_kernels(opts, fused)?;
+        }
+        Ok(bert)
+    }
+
+    /// Candle's ops or the fused kernels: `forced`, else candle's
+    /// ops without a shape hint (the reference), else the faster on the hinted shape (best of
+    /// 3 interleaved forwards after a warm-up each), remembered per host, candle version,
+    /// threads, precision and shape.
+    fn choose_kernels(&mut self, opts: EncoderOptions, forced: Option<bool>) -> Result<()> {
+        if let Some(f) = forced {
+            self.fused = f;
+            self.chosen = Some(format!(
+                "{} (forced by {KERNELS_ENV})",
+                if f { "fused" } else { "ops" }
+            ));
+            return Ok(());
+        }
+        let Some((b, s)) = opts.shape_hint else {
+            self.chosen = Some("ops (no shape to measure on: candle's own ops)".into());
+            return Ok(());
+        };
+        // The fused kernels are recbench's own code: a new build measures again.
+        let key = format!(
+            "cpu {}, candle {}, recbench {}, {} threads, {}, ops or fused, {b}x{s}",
+            super::choices::host(),
+            runtime_version(),
+            env!("RECBENCH_GIT_COMMIT"),
+            self.threads,
+            opts.precision
+        );
+        if let Some(v) = super::choices::recall("candle-kernels", &key) {
+            self.fused = v.starts_with("fused");
+            self.chosen = Some(format!("{v}, measured earlier on this host"));
+            return Ok(());
+        }
+        let rows = b * s;
+        let batch = TokenBatch {
+            batch: b,
+            seq_len: s,
+            input_ids: (0..rows as u32).map(|i| 1000 + i % 5000).collect(),
+            type_ids: vec![0; rows],
+            attention_mask: vec![1; rows],
+        };
+        let (t_ops, t_fused) = super::race(
+            || self.forward_with(&batch, false).map(drop),
+            || self.forward_with(&batch, true).map(drop),
+        )
+        .map_err(err)?;
+        self.fused = t_fused < t_ops;
+        let mut how = format!(
+            "{} (ops {t_ops:.2} ms, fused {t_fused:.2} ms per forward of {b} × {s} tokens)",
+            if self.fused { "fused" } else { "ops" }
+        );
+        if opts.precision == Precision::Int8 {
+            how.push_str(&self.int8_against_f32(rows).map_err(err)?);
+        }
+        super::choices::remember("candle-kernels", &key, &how);
+        self.chosen = Some(format!("{how}, chosen by measurement"));
+        Ok(())
     }
 
     fn forward(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
+        self.forward_with(batch, self.fused)
+    }
+
+    /// For the notes of an int8 run: the first layer's FFN product (hidden → intermediate) at
+    /// `rows` rows in Q8_0 against the same product in f32 on the fused GEMM, best of 3
+    /// interleaved calls, and why int8 loses where it does.
+    fn int8_against_f32(&self, rows: usize) -> candle_core::Result<String> {
+        let Some(layer) = self.layers.first() else {
+            return Ok(String::new());
+        };
+        let (h, i) = (self.cfg.hidden_size, self.cfg.intermediate_size);
+        let x = Tensor::randn(0f32, 1.0, (rows, h), &self.device)?;
+        let w_t = Tensor::randn(0f32, 0.05, (h, i), &self.device)?;
+        let bias = Tensor::zeros(i, DType::F32, &self.device)?;
+        let (q8, f32) = super::race(
+            || layer.inter.forward(&x).map(drop),
+            || fused::linear(&x, &w_t, &bias, false, self.threads).map(drop),
+        )?;
+        Ok(format!(
+            "; int8 here: the {rows}×{h}→{i} product takes {q8:.2} ms in Q8_0 against \
+             {f32:.2} ms in f32{}",
+            if q8 > f32 {
+                " (int8 is slower than fp32 on this host: candle's CPU quantized matmul takes \
+                 one dot product of 32-value blocks per output, with AVX2 byte multiplies and no \
+                 tiling across rows, while the f32 GEMM is register-tiled and uses the host's \
+                 widest vectors)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    fn forward_with(&self, batch: &TokenBatch, fused: bool) -> candle_core::Result<Tensor> {
         let (b, s, h) = (batch.batch, batch.seq_len, self.cfg.hidden_size);
         let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim());
         let ids = Tensor::from_slice(&batch.input_ids, b * s, &self.device)?;
@@ -277,6 +430,21 @@ impl CandleBert {
             .add(&self.typ.index_select(&types, 0)?.reshape((b, s, h))?)?;
         let mut x = self.emb_ln.forward(&x.reshape((b * s, h))?, self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
+        if fused {
+            let mask_bias = ((mask.clone() - 1.0)? * 1e9)?;
+            let t = self.threads;
+            for layer in &self.layers {
+                let qkv = layer.qkv.forward_fused(&x, false, t)?;
+                let ctx = fused::attention(&qkv, &mask_bias, (b, s), (nh, hd), scale as f32)?;
+                let attn = layer.attn_out.forward_fused(&ctx, false, t)?;
+                let x1 =
+                    fused::add_layer_norm(&attn, &x, &layer.ln1.w, &layer.ln1.b, layer.ln1.eps)?;
+                let inter = layer.inter.forward_fused(&x1, true, t)?;
+                let ffn = layer.out.forward_fused(&inter, false, t)?;
+                x = fused::add_layer_norm(&ffn, &x1, &layer.ln2.w, &layer.ln2.b, layer.ln2.eps)?;
+            }
+            return mean_pool(&x.reshape((b, s, h))?, &mask);
+        }
         for layer in &self.layers {
             let qkv = layer
                 .qkv
@@ -331,5 +499,15 @@ impl Encoder for CandleBert {
             dim: self.cfg.hidden_size,
             data,
         })
+    }
+
+    fn kernels(&self) -> Option<String> {
+        self.chosen
+            .as_ref()
+            .map(|c| format!("layers on {c} ({KERNELS_ENV})"))
+    }
+
+    fn cache_tag(&self) -> Option<String> {
+        self.fused.then(|| "fused".into())
     }
 }

@@ -164,8 +164,8 @@ pub fn runtime_version() -> String {
             ),
             std::env::var(OPT_ENV)
                 .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "all".into())
+                .filter(|s| !s.is_empty() && s != "auto")
+                .unwrap_or_else(|| "chosen by measurement".into())
         ),
         Err(e) => format!(
             "ort {}; runtime not loaded: {e}",
@@ -178,8 +178,9 @@ pub const COMPILED: bool = true;
 
 pub fn describe() -> String {
     format!(
-        "graph flavour (plain or fused) the faster by measurement at load ({}=plain|fused \
-         forces one); int8 = dynamic quantization, per-channel weight scales",
+        "graph flavour (plain or fused) and optimisation level (all or extended) the fastest \
+         by measurement at load ({}=plain|fused and {OPT_ENV}=… force them); int8 = dynamic \
+         quantization, per-channel weight scales",
         crate::model::onnx::FLAVOUR_ENV
     )
 }
@@ -317,19 +318,38 @@ fn cuda_provider() -> std::result::Result<PathBuf, String> {
     ))
 }
 
-/// The graph optimisation level from `RECBENCH_ONNX_OPT`.
-pub fn opt_level() -> Result<GraphOptimizationLevel> {
+/// The graph optimisation levels raced when `RECBENCH_ONNX_OPT` is unset or `auto`: ONNX
+/// Runtime's default (all) and extended (the transformer fusions without the layout passes).
+const LEVELS: [GraphOptimizationLevel; 2] =
+    [GraphOptimizationLevel::All, GraphOptimizationLevel::Level2];
+
+/// The graph optimisation level `RECBENCH_ONNX_OPT` forces; `None` (unset or `auto`): chosen by
+/// measurement among [`LEVELS`].
+pub fn opt_level() -> Result<Option<GraphOptimizationLevel>> {
     match std::env::var(OPT_ENV).ok().as_deref() {
-        None | Some("") | Some("all") => Ok(GraphOptimizationLevel::All),
-        Some("disable") => Ok(GraphOptimizationLevel::Disable),
-        Some("basic") => Ok(GraphOptimizationLevel::Level1),
-        Some("extended") => Ok(GraphOptimizationLevel::Level2),
+        None | Some("") | Some("auto") => Ok(None),
+        Some("all") => Ok(Some(GraphOptimizationLevel::All)),
+        Some("disable") => Ok(Some(GraphOptimizationLevel::Disable)),
+        Some("basic") => Ok(Some(GraphOptimizationLevel::Level1)),
+        Some("extended") => Ok(Some(GraphOptimizationLevel::Level2)),
         Some(s) => Err(Error::input(
             "<environment>",
             None,
             OPT_ENV,
-            format!("unknown optimisation level {s:?}; allowed: disable, basic, extended, all"),
+            format!(
+                "unknown optimisation level {s:?}; allowed: auto, disable, basic, extended, all"
+            ),
         )),
+    }
+}
+
+/// A level's name as `RECBENCH_ONNX_OPT` spells it.
+fn level_name(level: GraphOptimizationLevel) -> &'static str {
+    match level {
+        GraphOptimizationLevel::Disable => "disable",
+        GraphOptimizationLevel::Level1 => "basic",
+        GraphOptimizationLevel::Level2 => "extended",
+        _ => "all",
     }
 }
 
@@ -346,49 +366,70 @@ pub struct OnnxBert {
 }
 
 impl OnnxBert {
-    /// Exports (or finds in the cache) the model and opens a session: in the flavour
-    /// `RECBENCH_ONNX_FLAVOUR` forces, else in both flavours, timed on the run's shape on this
-    /// host (best of 3 interleaved forwards after a warm-up each, remembered per host,
-    /// runtime, threads, precision and shape), keeping the faster.
+    /// Exports (or finds in the cache) the model and opens a session. The graph flavour (plain
+    /// or fused) and the optimisation level are those `RECBENCH_ONNX_FLAVOUR` and
+    /// `RECBENCH_ONNX_OPT` force, else every combination left open is timed on the run's shape
+    /// on this host (best of 3 interleaved forwards after a warm-up each, remembered per host,
+    /// runtime, threads, precision and shape) and the fastest kept.
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<OnnxBert> {
         supports(opts.device, opts.precision).map_err(err)?;
-        let level = opt_level()?;
         let hidden = files.config.hidden_size;
-        let open = |f: Flavour| -> Result<OnnxBert> {
+        let open = |f: Flavour, level: GraphOptimizationLevel| -> Result<OnnxBert> {
             let path = export::export_cached(files, f, opts.precision)?;
             let mut b = Self::load_file(&path, hidden, opts.threads, level, opts.device)?;
             b.flavour = Some(f);
             Ok(b)
         };
-        if let Some(f) = Flavour::forced_from_env()? {
-            let mut b = open(f)?;
-            b.chosen = format!("forced by {}={f}", crate::model::onnx::FLAVOUR_ENV);
+        let flavours = match Flavour::forced_from_env()? {
+            Some(f) => vec![f],
+            None => vec![Flavour::Plain, Flavour::Fused],
+        };
+        let levels = match opt_level()? {
+            Some(l) => vec![l],
+            None => LEVELS.to_vec(),
+        };
+        let candidates: Vec<(Flavour, GraphOptimizationLevel)> = flavours
+            .iter()
+            .flat_map(|&f| levels.iter().map(move |&l| (f, l)))
+            .collect();
+        let name = |(f, l): (Flavour, GraphOptimizationLevel)| format!("{f}/{}", level_name(l));
+        if let [only] = candidates[..] {
+            let mut b = open(only.0, only.1)?;
+            b.chosen = format!(
+                "{}, forced by {}/{OPT_ENV}",
+                name(only),
+                crate::model::onnx::FLAVOUR_ENV
+            );
             return Ok(b);
         }
         let shape = opts.shape_hint.unwrap_or((8, 128));
         let rows = shape.0 * shape.1;
+        let names: Vec<String> = candidates.iter().map(|&c| name(c)).collect();
         let key = format!(
-            "{} {}, {}, {} threads, {}, {:?}, {}x{}",
+            "{} {}, {}, {} threads, {}, {}, {}x{}",
             opts.device,
             super::choices::host(),
             runtime_version(),
             opts.threads,
             opts.precision,
-            level,
+            names.join(" or "),
             shape.0,
             shape.1
         );
         if let Some(v) = super::choices::recall("onnx-flavour", &key) {
-            let f = if v.starts_with("fused") {
-                Flavour::Fused
-            } else {
-                Flavour::Plain
-            };
-            let mut b = open(f)?;
-            b.chosen = format!("{v}, measured earlier on this host");
-            return Ok(b);
+            if let Some(&c) = candidates
+                .iter()
+                .find(|&&c| v.starts_with(&format!("{} ", name(c))))
+            {
+                let mut b = open(c.0, c.1)?;
+                b.chosen = format!("{v}, measured earlier on this host");
+                return Ok(b);
+            }
         }
-        let (mut plain, mut fused) = (open(Flavour::Plain)?, open(Flavour::Fused)?);
+        let mut sessions = candidates
+            .iter()
+            .map(|&(f, l)| open(f, l))
+            .collect::<Result<Vec<_>>>()?;
         let batch = TokenBatch {
             batch: shape.0,
             seq_len: shape.1,
@@ -396,20 +437,31 @@ impl OnnxBert {
             type_ids: vec![0; rows],
             attention_mask: vec![1; rows],
         };
-        let (tp, tf) = super::race(
-            || plain.encode(&batch).map(drop),
-            || fused.encode(&batch).map(drop),
-        )?;
-        let (mut keep, name) = if tf < tp {
-            (fused, "fused")
-        } else {
-            (plain, "plain")
+        let times = {
+            let batch = &batch;
+            let mut runs: Vec<Box<dyn FnMut() -> Result<()> + '_>> = sessions
+                .iter_mut()
+                .map(|s| Box::new(move || s.encode(batch).map(drop)) as Box<dyn FnMut() -> _>)
+                .collect();
+            super::race_all(&mut runs)?
         };
+        let best = (0..times.len())
+            .min_by(|&a, &b| times[a].total_cmp(&times[b]))
+            .expect("at least two candidates");
+        let each: Vec<String> = names
+            .iter()
+            .zip(&times)
+            .map(|(n, t)| format!("{n} {t:.2} ms"))
+            .collect();
         let how = format!(
-            "{name} (plain {tp:.2} ms, fused {tf:.2} ms per forward of {} × {} tokens)",
-            shape.0, shape.1
+            "{} ({} per forward of {} × {} tokens)",
+            names[best],
+            each.join(", "),
+            shape.0,
+            shape.1
         );
         super::choices::remember("onnx-flavour", &key, &how);
+        let mut keep = sessions.swap_remove(best);
         keep.chosen = format!("{how}, chosen by measurement");
         Ok(keep)
     }
@@ -500,10 +552,10 @@ impl Encoder for OnnxBert {
     fn kernels(&self) -> Option<String> {
         let file = self.model_path.file_name().unwrap_or_default();
         Some(format!(
-            "graph {} (flavour: {}), optimisation level {:?} ({OPT_ENV})",
+            "graph {} at optimisation level {} (flavour/level: {})",
             file.to_string_lossy(),
+            level_name(self.level),
             self.chosen,
-            self.level
         ))
     }
 
