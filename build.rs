@@ -52,7 +52,8 @@ fn main() {
     );
 }
 
-/// Compiles src/backend/torch_quant.cpp (PyTorch's dynamic int8 linear through the dispatcher)
+/// Compiles src/backend/torch_quant.cpp (PyTorch's dynamic int8 linear through the dispatcher,
+/// and the one-pass quantize and rescale around `_int_mm`)
 /// against the libtorch tch builds with, with the same flags torch-sys uses.
 #[cfg(feature = "torch")]
 fn torch_quant(lib: &std::path::Path) {

@@ -548,12 +548,10 @@ impl Linear {
                 }
             }
             Linear::Int8 { w_t, scale, b } => {
-                let (xq, xs) = quantize_rows(x)?;
-                xq.f_internal_int_mm(w_t)?
-                    .f_to_kind(Kind::Float)?
-                    .f_mul(&xs)?
-                    .f_mul(scale)?
-                    .f_add(b)
+                // One parallel pass each side of the int8 GEMM (torch_quant.cpp): the ATen chain
+                // they replace made twelve, each a libtorch parallel region and a temporary.
+                let (xq, xs) = quant::quantize_rows(x)?;
+                quant::epilogue(&xq.f_internal_int_mm(w_t)?, &xs, scale, b)
             }
             Linear::Int8WeightOnly { w, scale, b } => x
                 .f_contiguous()?
@@ -897,6 +895,56 @@ mod quant {
             err: *mut *mut c_char,
         ) -> *mut C_tensor;
         fn recbench_linear_free(packed: *mut c_void);
+        fn recbench_quantize_rows(
+            x: *const C_tensor,
+            q: *mut *mut C_tensor,
+            s: *mut *mut C_tensor,
+            err: *mut *mut c_char,
+        ) -> i32;
+        fn recbench_int8_epilogue(
+            acc: *const C_tensor,
+            xs: *const C_tensor,
+            ws: *const C_tensor,
+            b: *const C_tensor,
+            err: *mut *mut c_char,
+        ) -> *mut C_tensor;
+    }
+
+    /// Symmetric per-row int8 of f32 `x` `[rows, k]` in one pass: (`[rows, k]` int8, `[rows, 1]`
+    /// f32 scale), the arithmetic of `super::quantize_rows`.
+    pub fn quantize_rows(x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
+        let (mut q, mut s, mut err) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        // SAFETY: `x` is live; on success the shim sets `q` and `s` to new tensors we own.
+        let rc = unsafe { recbench_quantize_rows(x.as_ptr(), &mut q, &mut s, &mut err) };
+        if rc != 0 {
+            return Err(take_error(err));
+        }
+        // SAFETY: both are new at::Tensor* handed over to the Tensors.
+        Ok(unsafe { (Tensor::from_ptr(q), Tensor::from_ptr(s)) })
+    }
+
+    /// `acc · xs · ws + b` in f32 for the int32 product `acc` `[rows, n]`, in one pass.
+    pub fn epilogue(
+        acc: &Tensor,
+        xs: &Tensor,
+        ws: &Tensor,
+        b: &Tensor,
+    ) -> Result<Tensor, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: all four tensors are live for the call.
+        let y = unsafe {
+            recbench_int8_epilogue(acc.as_ptr(), xs.as_ptr(), ws.as_ptr(), b.as_ptr(), &mut err)
+        };
+        if y.is_null() {
+            Err(take_error(err))
+        } else {
+            // SAFETY: a new at::Tensor* the Tensor now owns.
+            Ok(unsafe { Tensor::from_ptr(y) })
+        }
     }
 
     /// The C++ exception message the shim copied into `err`, as tch's error.
@@ -957,6 +1005,32 @@ mod quant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass quantize and epilogue of torch_quant.cpp compute exactly what the ATen
+    /// chains they replace compute (same rounding: half to even; same multiplication order),
+    /// including rows of zeros and values on the rounding boundary.
+    #[test]
+    fn one_pass_quantize_and_epilogue_equal_the_aten_chains() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(11);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let x = Tensor::randn([37, 300], opts) * 3.0;
+        // A zero row, and a row of k / 254 with maximum 1, which lands on k / 2 after scaling.
+        let _ = x.get(3).fill_(0.0);
+        let halves = Tensor::arange(300, opts).remainder(255.0) * (1.0 / 254.0);
+        x.get(5).copy_(&halves);
+        let (q1, s1) = quant::quantize_rows(&x).unwrap();
+        let (q2, s2) = quantize_rows(&x).unwrap();
+        assert_eq!(q1.kind(), Kind::Int8);
+        assert!(q1.equal(&q2), "quantized values differ");
+        assert!(s1.equal(&s2), "scales differ");
+        let w = Tensor::randn([64, 300], opts);
+        let (w_t, ws) = quantize_weight(&w).unwrap();
+        let b = Tensor::randn([64], opts);
+        let acc = q1.internal_int_mm(&w_t);
+        let chain = acc.to_kind(Kind::Float) * &s1 * &ws + &b;
+        assert!(quant::epilogue(&acc, &s1, &ws, &b).unwrap().equal(&chain));
+    }
 
     /// Each int8 kernel computes the fp32 layer up to int8 rounding: close to it (cosine of the
     /// outputs), not equal to it (it really is quantized), with the bias applied.

@@ -1,12 +1,18 @@
-// PyTorch's own dynamic int8 linear, for the torch backend: quantized::linear_prepack once per
-// layer (FBGEMM packs the int8 weight and its column offsets) and quantized::linear_dynamic per
-// call (activations quantized per tensor on the fly, int8 GEMM, result in f32 with the bias).
-// This is what torch.ao.quantization.quantize_dynamic runs for nn.Linear on x86. tch has no
-// binding for these operators, so they are called through the dispatcher, boxed.
+// Native helpers of the torch backend's int8 linear layers; tch has no binding for any of them.
+// (1) PyTorch's own dynamic int8 linear: quantized::linear_prepack once per layer (FBGEMM packs
+// the int8 weight and its column offsets) and quantized::linear_dynamic per call (activations
+// quantized per tensor on the fly, int8 GEMM, result in f32 with the bias), what
+// torch.ao.quantization.quantize_dynamic runs for nn.Linear on x86, called through the
+// dispatcher, boxed. (2) The per-row activation quantization and the rescaling epilogue around
+// `_int_mm`, each one parallel pass.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -64,5 +70,84 @@ at::Tensor* recbench_linear_dynamic(const at::Tensor* input, void* packed, bool 
 }
 
 void recbench_linear_free(void* packed) { delete static_cast<c10::IValue*>(packed); }
+
+// Symmetric per-row int8 of the contiguous f32 `x` [rows, k] in one parallel pass:
+// s[r] = max(max|x[r, :]|, 1e-12) / 127, q[r, i] = clamp(round-half-even(x[r, i] / s[r]), ±127):
+// the same arithmetic as the ATen chain abs → amax → clamp_min → div → div → round → clamp → to
+// int8 that it replaces (eight passes and as many temporaries). Returns 0, or -1 with *err set.
+int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor** s_out,
+                           char** err) {
+  try {
+    auto xc = x->contiguous();
+    TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat, "expected f32 [rows, k]");
+    const int64_t rows = xc.size(0), k = xc.size(1);
+    auto q = at::empty({rows, k}, xc.options().dtype(at::kChar));
+    auto s = at::empty({rows, 1}, xc.options());
+    const float* xp = xc.data_ptr<float>();
+    int8_t* qp = q.data_ptr<int8_t>();
+    float* sp = s.data_ptr<float>();
+    at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* xr = xp + r * k;
+        float m = 0.f;
+        for (int64_t i = 0; i < k; ++i) m = std::max(m, std::fabs(xr[i]));
+        const float sc = std::max(m, 1e-12f) / 127.f;
+        sp[r] = sc;
+        int8_t* qr = qp + r * k;
+        for (int64_t i = 0; i < k; ++i) {
+          // |x / s| ≤ 127, so adding and subtracting 1.5·2^23 rounds half to even exactly as
+          // nearbyint does, without the libm call nearbyint is on the x86-64 baseline: the loop
+          // vectorises.
+          const float v = (xr[i] / sc + 12582912.f) - 12582912.f;
+          qr[i] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
+        }
+      }
+    });
+    *q_out = new at::Tensor(std::move(q));
+    *s_out = new at::Tensor(std::move(s));
+    return 0;
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return -1;
+}
+
+// y[r, c] = acc[r, c] · xs[r] · ws[c] + b[c] for the int32 `acc` [rows, n] of an int8 product,
+// the f32 row scales `xs` [rows, 1], column scales `ws` [1, n] and bias `b` [n], in one parallel
+// pass (the ATen chain to(float) → mul → mul → add, in the same order, made four passes).
+at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
+                                   const at::Tensor* ws, const at::Tensor* b, char** err) {
+  try {
+    auto a = acc->contiguous();
+    auto xsc = xs->contiguous();
+    auto wsc = ws->contiguous();
+    auto bc = b->contiguous();
+    TORCH_CHECK(a.dim() == 2 && a.scalar_type() == at::kInt, "expected int32 [rows, n]");
+    const int64_t rows = a.size(0), n = a.size(1);
+    TORCH_CHECK(xsc.numel() == rows && wsc.numel() == n && bc.numel() == n, "scale sizes");
+    auto y = at::empty({rows, n}, a.options().dtype(at::kFloat));
+    const int32_t* ap = a.data_ptr<int32_t>();
+    const float* xp = xsc.data_ptr<float>();
+    const float* wp = wsc.data_ptr<float>();
+    const float* bp = bc.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int32_t* ar = ap + r * n;
+        float* yr = yp + r * n;
+        const float x = xp[r];
+        for (int64_t c = 0; c < n; ++c) yr[c] = static_cast<float>(ar[c]) * x * wp[c] + bp[c];
+      }
+    });
+    return new at::Tensor(std::move(y));
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return nullptr;
+}
 
 }  // extern "C"
