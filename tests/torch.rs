@@ -189,7 +189,8 @@ fn the_int8_kernel_is_chosen_by_measurement() {
     assert!(note.contains(" ms, weight_only "), "{note}");
     let tag = enc.cache_tag().unwrap();
     assert!(
-        ["int_mm", "weight_only"].contains(&tag.as_str()) || tag.starts_with("auto-"),
+        ["int_mm", "weight_only", "int_mm_blocked"].contains(&tag.as_str())
+            || tag.starts_with("auto-"),
         "{tag}"
     );
     let p = parity_of(Preset::Tiny, Precision::Int8);

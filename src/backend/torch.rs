@@ -11,9 +11,9 @@
 //!
 //! Precisions: fp32; bf16 and fp16 hold weights and activations in the half type and let
 //! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
-//! layers' weights once, symmetric per output channel, and runs the faster on this host of
+//! layers' weights once, symmetric per output channel, and runs the fastest on this host of
 //! `_int_mm` (activations quantized per row on every call, int8 × int8 → int32, rescaled in
-//! f32) and `_weight_int8pack_mm` (weight-only, f32 activations). PyTorch's own dynamic int8
+//! f32), the same in blocks of rows, and `_weight_int8pack_mm` (weight-only, f32 activations). PyTorch's own dynamic int8
 //! linear (`quantized::linear_dynamic` on FBGEMM, what `quantize_dynamic` runs on x86; called
 //! through src/backend/torch_quant.cpp) runs when forced: it misses the int8 parity bar on
 //! MiniLM (see [`INT8_KERNELS`]).
@@ -237,13 +237,19 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
     }
 }
 
-/// The int8 kernels, in the order of [`Linear::new`]'s choice index. `auto` races the first
-/// two only: `fbgemm` (PyTorch's `quantize_dynamic` path, activations quantized per tensor to
-/// 7 bits) misses recbench's int8 parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84
-/// against cosine ≥ 0.99 and overlap ≥ 0.9; 0.9899/0.85 with 8-bit activations), so it runs
-/// only when forced, as the PyTorch users' reference.
-const INT8_KERNELS: &[&str] = &["int_mm", "weight_only", "fbgemm"];
-const INT8_RACED: usize = 2;
+/// The int8 kernels, in the order of [`Linear::new`]'s choice index: `_int_mm` on the whole
+/// input, weight-only, and `_int_mm` in blocks of [`INT8_BLOCK_ROWS`] rows (quantize, product
+/// and rescale per block, so the int32 product stays in cache instead of a round trip through
+/// memory as large as the output). `auto` races those three: `fbgemm` (PyTorch's
+/// `quantize_dynamic` path, activations quantized per tensor to 7 bits) misses recbench's int8
+/// parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84 against cosine ≥ 0.99 and
+/// overlap ≥ 0.9; 0.9899/0.85 with 8-bit activations), so it runs only when forced, as the
+/// PyTorch users' reference.
+const INT8_KERNELS: &[&str] = &["int_mm", "weight_only", "int_mm_blocked", "fbgemm"];
+const INT8_RACED: usize = 3;
+
+/// Rows per block of `int_mm_blocked`: a 256 × 1,536 int32 product is 1.5 MiB.
+const INT8_BLOCK_ROWS: i64 = 256;
 
 /// The fp32 kernels, likewise.
 const FP32_KERNELS: &[&str] = &["aten", "onednn"];
@@ -475,11 +481,12 @@ enum Linear {
     Dense { w: Tensor, b: Tensor, onednn: bool },
     /// int8 weight transposed to `[in, out]` (contiguous, as `_int_mm` wants it), the f32 scale
     /// of each output channel `[1, out]`, and the f32 bias; activations are quantized per row
-    /// on every call (dynamic int8 × int8 → int32).
+    /// on every call (dynamic int8 × int8 → int32); with `block`, that many rows at a time.
     Int8 {
         w_t: Tensor,
         scale: Tensor,
         b: Tensor,
+        block: Option<i64>,
     },
     /// int8 weight `[out, in]` with its f32 scale per output channel `[out]` and the f32 bias;
     /// f32 activations (`_weight_int8pack_mm`, weight-only int8: no activation rounding).
@@ -492,7 +499,7 @@ enum Linear {
 
 impl Linear {
     /// The layer at `precision` with kernel `choice`: an index into [`FP32_KERNELS`] (aten,
-    /// oneDNN) or [`INT8_KERNELS`] (`_int_mm`, weight-only, FBGEMM).
+    /// oneDNN) or [`INT8_KERNELS`] (`_int_mm`, weight-only, blocked `_int_mm`, FBGEMM).
     fn new(
         w: &Tensor,
         b: &Tensor,
@@ -501,7 +508,7 @@ impl Linear {
         choice: usize,
     ) -> Result<Linear, TchError> {
         Ok(match precision {
-            Precision::Int8 if choice == 2 => {
+            Precision::Int8 if choice == 3 => {
                 let w = w.f_to_kind(Kind::Float)?;
                 let (_, scale) = quantize_rows(&w)?;
                 let scale = scale.f_reshape([-1])?.f_to_kind(Kind::Double)?;
@@ -523,6 +530,7 @@ impl Linear {
                     w_t,
                     scale,
                     b: b.f_to_kind(Kind::Float)?,
+                    block: (choice == 2).then_some(INT8_BLOCK_ROWS),
                 }
             }
             _ => Linear::Dense {
@@ -547,11 +555,31 @@ impl Linear {
                     x.f_linear(w, Some(b))
                 }
             }
-            Linear::Int8 { w_t, scale, b } => {
+            Linear::Int8 {
+                w_t,
+                scale,
+                b,
+                block,
+            } => {
                 // One parallel pass each side of the int8 GEMM (torch_quant.cpp): the ATen chain
                 // they replace made twelve, each a libtorch parallel region and a temporary.
-                let (xq, xs) = quant::quantize_rows(x)?;
-                quant::epilogue(&xq.f_internal_int_mm(w_t)?, &xs, scale, b)
+                let rows = x.size()[0];
+                let step = block.unwrap_or(rows).max(1);
+                if step >= rows {
+                    let (xq, xs) = quant::quantize_rows(x)?;
+                    return quant::epilogue(&xq.f_internal_int_mm(w_t)?, &xs, scale, b, None);
+                }
+                let y = Tensor::f_empty([rows, w_t.size()[1]], (Kind::Float, x.device()))?;
+                let mut start = 0;
+                while start < rows {
+                    let n = step.min(rows - start);
+                    let (xq, xs) = quant::quantize_rows(&x.f_narrow(0, start, n)?)?;
+                    let out = y.f_narrow(0, start, n)?;
+                    let _ =
+                        quant::epilogue(&xq.f_internal_int_mm(w_t)?, &xs, scale, b, Some(&out))?;
+                    start += n;
+                }
+                Ok(y)
             }
             Linear::Int8WeightOnly { w, scale, b } => x
                 .f_contiguous()?
@@ -906,6 +934,7 @@ mod quant {
             xs: *const C_tensor,
             ws: *const C_tensor,
             b: *const C_tensor,
+            out: *const C_tensor,
             err: *mut *mut c_char,
         ) -> *mut C_tensor;
     }
@@ -927,17 +956,27 @@ mod quant {
         Ok(unsafe { (Tensor::from_ptr(q), Tensor::from_ptr(s)) })
     }
 
-    /// `acc · xs · ws + b` in f32 for the int32 product `acc` `[rows, n]`, in one pass.
+    /// `acc · xs · ws + b` in f32 for the int32 product `acc` `[rows, n]`, in one pass: into
+    /// `out` (a contiguous f32 `[rows, n]`, returned) when given, else a new tensor.
     pub fn epilogue(
         acc: &Tensor,
         xs: &Tensor,
         ws: &Tensor,
         b: &Tensor,
+        out: Option<&Tensor>,
     ) -> Result<Tensor, TchError> {
         let mut err = std::ptr::null_mut();
-        // SAFETY: all four tensors are live for the call.
+        let out_ptr = out.map_or(std::ptr::null(), |o| o.as_ptr());
+        // SAFETY: all tensors are live for the call; `out`, when given, is written in place.
         let y = unsafe {
-            recbench_int8_epilogue(acc.as_ptr(), xs.as_ptr(), ws.as_ptr(), b.as_ptr(), &mut err)
+            recbench_int8_epilogue(
+                acc.as_ptr(),
+                xs.as_ptr(),
+                ws.as_ptr(),
+                b.as_ptr(),
+                out_ptr,
+                &mut err,
+            )
         };
         if y.is_null() {
             Err(take_error(err))
@@ -1029,7 +1068,38 @@ mod tests {
         let b = Tensor::randn([64], opts);
         let acc = q1.internal_int_mm(&w_t);
         let chain = acc.to_kind(Kind::Float) * &s1 * &ws + &b;
-        assert!(quant::epilogue(&acc, &s1, &ws, &b).unwrap().equal(&chain));
+        assert!(quant::epilogue(&acc, &s1, &ws, &b, None)
+            .unwrap()
+            .equal(&chain));
+        // Into a row block of a larger output: those rows only.
+        let y = Tensor::zeros([50, 64], opts);
+        let block = y.narrow(0, 10, 37);
+        let _ = quant::epilogue(&acc, &s1, &ws, &b, Some(&block)).unwrap();
+        assert!(y.narrow(0, 10, 37).equal(&chain));
+        assert_eq!(
+            f64::try_from(y.narrow(0, 0, 10).abs().sum(Kind::Double)).unwrap(),
+            0.0
+        );
+    }
+
+    /// Blocks of rows change nothing but the memory traffic: activations are quantized per
+    /// row, so the blocked kernel's output equals the whole-input kernel's exactly, across a
+    /// partial last block.
+    #[test]
+    fn blocked_int_mm_equals_int_mm() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(5);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let w = Tensor::randn([48, 32], opts);
+        let b = Tensor::randn([48], opts);
+        let x = Tensor::randn([2 * INT8_BLOCK_ROWS + 77, 32], opts);
+        let whole = Linear::new(&w, &b, Precision::Int8, Kind::Float, 0).unwrap();
+        let blocked = Linear::new(&w, &b, Precision::Int8, Kind::Float, 2).unwrap();
+        assert!(matches!(blocked, Linear::Int8 { block: Some(_), .. }));
+        assert!(whole
+            .forward(&x)
+            .unwrap()
+            .equal(&blocked.forward(&x).unwrap()));
     }
 
     /// Each int8 kernel computes the fp32 layer up to int8 rounding: close to it (cosine of the

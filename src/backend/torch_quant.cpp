@@ -116,9 +116,12 @@ int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor**
 
 // y[r, c] = acc[r, c] · xs[r] · ws[c] + b[c] for the int32 `acc` [rows, n] of an int8 product,
 // the f32 row scales `xs` [rows, 1], column scales `ws` [1, n] and bias `b` [n], in one parallel
-// pass (the ATen chain to(float) → mul → mul → add, in the same order, made four passes).
+// pass (the ATen chain to(float) → mul → mul → add, in the same order, made four passes). Into
+// `out` (a contiguous f32 [rows, n], e.g. a row block of a larger output) when not null, else a
+// new tensor; returns a new handle to the result.
 at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
-                                   const at::Tensor* ws, const at::Tensor* b, char** err) {
+                                   const at::Tensor* ws, const at::Tensor* b,
+                                   const at::Tensor* out, char** err) {
   try {
     auto a = acc->contiguous();
     auto xsc = xs->contiguous();
@@ -127,7 +130,10 @@ at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
     TORCH_CHECK(a.dim() == 2 && a.scalar_type() == at::kInt, "expected int32 [rows, n]");
     const int64_t rows = a.size(0), n = a.size(1);
     TORCH_CHECK(xsc.numel() == rows && wsc.numel() == n && bc.numel() == n, "scale sizes");
-    auto y = at::empty({rows, n}, a.options().dtype(at::kFloat));
+    auto y = out ? *out : at::empty({rows, n}, a.options().dtype(at::kFloat));
+    TORCH_CHECK(y.is_contiguous() && y.scalar_type() == at::kFloat && y.size(0) == rows &&
+                    y.size(1) == n,
+                "out must be a contiguous f32 [rows, n]");
     const int32_t* ap = a.data_ptr<int32_t>();
     const float* xp = xsc.data_ptr<float>();
     const float* wp = wsc.data_ptr<float>();
