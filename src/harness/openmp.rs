@@ -6,7 +6,8 @@
 //! about 3 ms by its own estimate of 100,000 spins a millisecond; `OMP_WAIT_POLICY=PASSIVE`
 //! makes it 0). Two costs pull against each other. Without a spin every region pays a futex
 //! wake-up: libtorch runs a dozen regions per encoder layer, and on a 2-vCPU AMD EPYC VM one
-//! per-row int8 quantization (6 small ops) took 0.35 ms passive against 0.04 ms spinning. With a
+//! per-row int8 quantization (6 small ops) took 0.35 ms passive against 0.04 ms spinning
+//! (`scripts/bench/int8_ops.py`). With a
 //! long spin the threads keep burning the cores after the forward pass while the rayon threads
 //! score and rank (torch, tiny, two-tower, batch 8, 2 threads: p50 281 ms at the default spin
 //! against 6.6 ms passive). Which spin wins depends on the host, the shape and the catalog, so
