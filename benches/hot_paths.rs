@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the hot paths: tokenisation, pooling, scoring + top-k over 100k item
-//! embeddings, and each compiled backend's forward pass on `tiny`.
+//! embeddings, candle's GELU against the fused kernels' bias + GELU, and each compiled backend's
+//! forward pass on `tiny`.
 //!
 //! `cargo bench` measures; `cargo test --benches` runs each once as a smoke test. Needs the
 //! MiniLM tokenizer fetched by `scripts/fetch.sh`.
@@ -57,6 +58,20 @@ fn scoring(c: &mut Criterion) {
     });
 }
 
+/// One MiniLM FFN activation at batch 1 (128 × 1,536): candle's `gelu_erf` (libm's `erff` per
+/// value) against the fused kernels' bias + GELU (a rational erf that vectorises).
+fn gelu(c: &mut Criterion) {
+    use candle_core::{Device as D, Tensor};
+    let x = Tensor::randn(0f32, 1.0, (128, 1536), &D::Cpu).unwrap();
+    let b = Tensor::zeros(1536, candle_core::DType::F32, &D::Cpu).unwrap();
+    c.bench_function("GELU [128, 1536]: candle gelu_erf", |bn| {
+        bn.iter(|| black_box(x.gelu_erf().unwrap()))
+    });
+    c.bench_function("GELU [128, 1536]: fused bias + GELU", |bn| {
+        bn.iter(|| black_box(backend::candle::fused::bias(&x, &b, true).unwrap()))
+    });
+}
+
 fn forward_tiny(c: &mut Criterion) {
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
@@ -82,5 +97,5 @@ fn forward_tiny(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, tokenisation, pooling, scoring, forward_tiny);
+criterion_group!(benches, tokenisation, pooling, scoring, gelu, forward_tiny);
 criterion_main!(benches);

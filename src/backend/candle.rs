@@ -16,7 +16,7 @@
 //! This backend in fp32 is also the reference every other backend is compared with; the
 //! reference is computed with candle's own ops (a load without a shape hint never measures).
 
-mod fused;
+pub mod fused;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device as CDevice, Module, Tensor, D};
