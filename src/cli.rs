@@ -74,6 +74,10 @@ pub enum Command {
         /// Spare capacity on top of the target rate (0.3 = 30%).
         #[arg(long, default_value_t = 0.3)]
         headroom: f64,
+        /// Quality bar of the decision table: the lowest top-10 overlap with the full fp32
+        /// model (0 to 1) a configuration may have, e.g. 0.8.
+        #[arg(long = "min-quality")]
+        min_quality: Option<f64>,
     },
     /// CI gate: compare a candidate results file with a baseline; exit 1 on a regression.
     Compare {

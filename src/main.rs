@@ -82,6 +82,7 @@ fn requirement(
         p99_ms,
         basis,
         headroom,
+        min_quality: None,
     })
 }
 
@@ -203,8 +204,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             p99_ms,
             basis,
             headroom,
+            min_quality,
         } => {
-            let requirement = requirement(qps, p99_ms, basis, headroom)?;
+            let mut requirement = requirement(qps, p99_ms, basis, headroom)?;
+            if let Some(q) = min_quality {
+                if !(q.is_finite() && (0.0..=1.0).contains(&q)) {
+                    return Err(usage(
+                        "--min-quality",
+                        format!("{q} must be a top-10 overlap between 0 and 1"),
+                    ));
+                }
+                requirement.min_quality = Some(q);
+            }
             let maps = maps
                 .iter()
                 .map(|m| report::parse_map(m))

@@ -28,6 +28,9 @@ pub struct Requirement {
     pub basis: String,
     /// Spare capacity on top of the target rate (0.3 = 30%).
     pub headroom: f64,
+    /// Lowest top-10 overlap with the full fp32 model a configuration may have
+    /// (`--min-quality`); without it, parity alone is the quality bar.
+    pub min_quality: Option<f64>,
 }
 
 impl Default for Requirement {
@@ -37,6 +40,7 @@ impl Default for Requirement {
             p99_ms: None,
             basis: "on-demand".into(),
             headroom: 0.3,
+            min_quality: None,
         }
     }
 }
@@ -158,6 +162,18 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
         Some(p) if p.passed => {}
         Some(p) => return Err(format!("parity failed ({})", p.tolerance)),
         None => return Err("no parity check".into()),
+    }
+    if let Some(bar) = req.min_quality {
+        match &run.quality {
+            Some(q) if q.top10_overlap >= bar => {}
+            Some(q) => {
+                return Err(format!(
+                    "quality below the bar: top-10 overlap {:.2} with the full model < {bar}",
+                    q.top10_overlap
+                ))
+            }
+            None => return Err("no quality figure against the full model".into()),
+        }
     }
     if r.cost.is_none() {
         return Err(format!("unpriced: {}", r.mapping.detail));
