@@ -246,11 +246,14 @@ pub fn prune(
     let out = recipe.apply(cfg)?;
     t.layers.truncate(out.num_layers);
     let h = cfg.hidden_size;
+    // A step runs whenever the recipe names it, even when it keeps everything: `drop-ffn-0`
+    // goes through the same ranking and cutting as `drop-ffn-50` (tests/levers.rs checks that
+    // it reproduces the full model exactly).
     for l in &mut t.layers {
-        if out.intermediate_size != cfg.intermediate_size {
+        if recipe.drop_ffn_pct.is_some() {
             prune_ffn(l, h, out.intermediate_size);
         }
-        if out.num_heads != cfg.num_heads {
+        if recipe.drop_heads_pct.is_some() {
             prune_heads(l, h, cfg.num_heads, cfg.head_dim(), out.num_heads);
         }
     }
