@@ -112,6 +112,9 @@ pub enum Command {
         /// Price basis: on-demand, reserved-1y, spot or owned.
         #[arg(long, default_value = "on-demand")]
         basis: String,
+        /// Lowest top-10 overlap with the full fp32 model (0 to 1) a configuration may have.
+        #[arg(long = "min-quality")]
+        min_quality: Option<f64>,
         #[arg(long)]
         catalog: Option<PathBuf>,
         #[arg(long = "map")]

@@ -119,3 +119,65 @@ fn levers_sweep_records_quality_against_the_full_model() {
     }
     assert!(flops("keep-layers-3") < flops("keep-layers-4"));
 }
+
+/// The committed levers results (results/reference/levers/, one file per backend).
+fn levers_results() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no results in {}", dir.display());
+    files
+}
+
+fn report(extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::cargo_bin("recbench")
+        .unwrap()
+        .arg("report")
+        .args(levers_results())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--map", "vm=aws-m7i-large"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out, o)
+}
+
+/// The report of the committed levers sweep draws a front of distinct points, and
+/// `--min-quality` takes the configurations below the bar out of the decision table.
+#[test]
+fn the_levers_report_has_a_front_and_min_quality_filters_the_decision() {
+    let (dir, o) = report(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(html.contains("What each lever costs in quality"));
+    let fronts = html.matches("<td><b>front</b></td>").count();
+    assert!(
+        fronts >= 2,
+        "a front of at least two points, found {fronts}"
+    );
+    assert!(!html.contains("quality below the bar"));
+
+    let (dir, o) = report(&["--min-quality", "0.9"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("quality below the bar: top-10 overlap"),
+        "3-layer runs are excluded"
+    );
+    assert!(html.contains("a top-10 overlap of at least 0.9 with the full fp32 model"));
+
+    let (_, o) = report(&["--min-quality", "1.5"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--min-quality") && err.contains("between 0 and 1"),
+        "{err}"
+    );
+}

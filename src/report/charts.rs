@@ -589,7 +589,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     charts.push(Chart {
         file: "cost_vs_quality.png".into(),
         title: t6.into(),
-        caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run, labelled with its levers (backend, precision, pruning recipe, batch); the line joins the Pareto front: no other configuration is both cheaper and closer to the full model. Invalid runs are never drawn.".into(),
+        caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle int8; the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),
         png: if groups.is_empty() {
             empty(t6, "no valid, priced run has a quality figure against the full model")?
         } else if groups.iter().all(|g| spread(g) < 1e-9) {
@@ -600,7 +600,17 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         series_per_panel: if groups.is_empty() {
             vec![(t6.into(), 0)]
         } else {
-            groups.iter().map(|g| (g.title(), 2)).collect()
+            groups
+                .iter()
+                .map(|g| {
+                    let mut r: Vec<String> =
+                        g.points.iter().map(|p| p.row.run.spec.prune.to_string()).collect();
+                    r.sort();
+                    r.dedup();
+                    // One colour per recipe, plus the front.
+                    (g.title(), r.len() + 1)
+                })
+                .collect()
         },
     });
     Ok(charts)
@@ -705,9 +715,12 @@ fn latency_throughput(title: &str, rows: &[&Row]) -> Result<Vec<u8>> {
     })
 }
 
-/// One panel per group: every point labelled with its levers, the front as a line.
+/// One panel per group: each point coloured by its pruning recipe, a circle for fp32 and a
+/// triangle for the other precisions, on a log cost axis (cost ratios read as distances); the
+/// front is a line and its points are labelled with their levers. The section's table lists
+/// every point with its label.
 fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>> {
-    let panel_h = 560u32;
+    let panel_h = 620u32;
     render((1400, 60 + panel_h * groups.len() as u32), |root| {
         root.draw(&Text::new(
             title.to_string(),
@@ -722,7 +735,12 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
                 .iter()
                 .map(|p| (p.cost_per_1k_usd, p.quality.top10_overlap))
                 .collect();
-            let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max) * 1.3;
+            let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-12);
+            let xmin = xy
+                .iter()
+                .map(|p| p.0)
+                .fold(f64::INFINITY, f64::min)
+                .min(xmax);
             let ymin = xy.iter().map(|p| p.1).fold(1.0, f64::min);
             let ylo = (ymin - 0.1).max(0.0);
             let mut chart = ChartBuilder::on(&area)
@@ -730,11 +748,13 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
                 .margin(15)
                 .x_label_area_size(50)
                 .y_label_area_size(80)
-                .build_cartesian_2d(0f64..xmax.max(1e-12), ylo..1.03f64)
+                .build_cartesian_2d((xmin / 1.25..xmax * 1.6).log_scale(), ylo..1.09f64)
                 .map_err(plot_err)?;
             chart
                 .configure_mesh()
-                .x_desc("USD per 1,000 requests")
+                .x_labels(6)
+                .light_line_style(RGBColor(235, 235, 235))
+                .x_desc("USD per 1,000 requests (log scale)")
                 .y_desc("top-10 overlap vs full fp32 model")
                 .x_label_formatter(&|x| format!("{x:.5}"))
                 .y_label_formatter(&|y| format!("{y:.2}"))
@@ -742,33 +762,53 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
                 .axis_desc_style(("sans-serif", 16))
                 .draw()
                 .map_err(plot_err)?;
-            chart
-                .draw_series(
-                    xy.iter()
-                        .map(|p| Circle::new(*p, 6, BLUE.mix(0.7).filled())),
-                )
-                .map_err(plot_err)?
-                .label("valid run")
-                .legend(|(x, y)| Circle::new((x + 7, y), 5, BLUE.filled()));
+            let mut recipes: Vec<String> = g
+                .points
+                .iter()
+                .map(|p| p.row.run.spec.prune.to_string())
+                .collect();
+            recipes.sort();
+            recipes.dedup();
+            for (k, recipe) in recipes.iter().enumerate() {
+                let colour = safe(k);
+                let mine = || {
+                    g.points
+                        .iter()
+                        .zip(&xy)
+                        .filter(move |(p, _)| p.row.run.spec.prune.to_string() == *recipe)
+                };
+                chart
+                    .draw_series(mine().map(|(p, &xy)| {
+                        let fp32 = p.row.run.spec.precision == crate::spec::Precision::Fp32;
+                        let marker: DynElement<_, _> = if fp32 {
+                            Circle::new(xy, 7, colour.filled()).into_dyn()
+                        } else {
+                            TriangleMarker::new(xy, 8, colour.filled()).into_dyn()
+                        };
+                        marker
+                    }))
+                    .map_err(plot_err)?
+                    .label(recipe.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 7, y), 6, colour.filled()));
+            }
             let front: Vec<(f64, f64)> = g.front.iter().map(|&i| xy[i]).collect();
             chart
-                .draw_series(LineSeries::new(front, RED.stroke_width(2)))
+                .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))
                 .map_err(plot_err)?
-                .label("Pareto front")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-            for (i, (p, xy)) in g.points.iter().zip(&xy).enumerate() {
-                let on_front = g.front.contains(&i);
-                let style = ("sans-serif", if on_front { 13 } else { 11 }).into_font();
-                let style = if on_front {
-                    style.color(&RGBColor(150, 0, 0))
-                } else {
-                    style.color(&RGBColor(60, 60, 60))
-                };
-                let label = super::quality::lever_label(&p.row.run.spec);
+                .label("Pareto front (circle fp32, triangle int8)")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
+                });
+            for (k, &i) in g.front.iter().enumerate() {
+                let label = super::quality::lever_label(&g.points[i].row.run.spec);
                 chart
                     .draw_series(std::iter::once(
-                        EmptyElement::at(*xy)
-                            + Text::new(label, (8, -6 - 12 * (i as i32 % 2)), style),
+                        EmptyElement::at(xy[i])
+                            + Text::new(
+                                label,
+                                (10, -10 - 16 * (k as i32 % 3)),
+                                ("sans-serif", 14).into_font(),
+                            ),
                     ))
                     .map_err(plot_err)?;
             }
@@ -863,6 +903,43 @@ mod tests {
         // The energy chart draws the (estimated) energy of every option.
         let energy = &got.iter().find(|c| c.0 == "energy_per_1k.png").unwrap().1;
         assert_eq!(energy[0].1, 1);
+    }
+
+    #[test]
+    fn the_levers_results_draw_a_cost_quality_front_per_hardware() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "results/reference/levers/{}",
+                    e.file_name().to_string_lossy()
+                )
+            })
+            .filter(|f| f.ends_with(".json"))
+            .collect();
+        files.sort();
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let got = every_chart(&files, &maps);
+        let cq = &got.iter().find(|c| c.0 == "cost_vs_quality.png").unwrap().1;
+        assert_eq!(
+            cq,
+            &[("minilm-l6 two-tower on aws-m7i-large".to_string(), 2)]
+        );
+        // The picture has data in it: blue points and a red front.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let paths: Vec<_> = files.iter().map(|f| root.join(f)).collect();
+        let sources = load_sources(&paths).unwrap();
+        let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &maps).unwrap();
+        let charts = super::all(&rows, &Requirement::default()).unwrap();
+        let png = &charts
+            .iter()
+            .find(|c| c.file == "cost_vs_quality.png")
+            .unwrap()
+            .png;
+        assert!(coloured_pixels(png) > 4_000, "{}", coloured_pixels(png));
     }
 
     #[test]

@@ -144,6 +144,17 @@ impl Decision<'_, '_> {
     }
 }
 
+/// A run's top-10 overlap with the full model in fp32. Files written before quality was
+/// recorded have none; for an unpruned run parity's overlap is that same figure (parity's
+/// reference *is* the full model in fp32), so it stands in.
+pub fn quality_top10(run: &crate::results::RunResult) -> Option<f64> {
+    match (&run.quality, &run.parity) {
+        (Some(q), _) => Some(q.top10_overlap),
+        (None, Some(p)) if run.spec.prune.is_full() => Some(p.top10_overlap),
+        _ => None,
+    }
+}
+
 /// Judges one row at the requirement: the capacity it can sell and on what evidence, or why not.
 fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
     let run = r.run;
@@ -164,12 +175,11 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
         None => return Err("no parity check".into()),
     }
     if let Some(bar) = req.min_quality {
-        match &run.quality {
-            Some(q) if q.top10_overlap >= bar => {}
+        match quality_top10(run) {
+            Some(q) if q >= bar => {}
             Some(q) => {
                 return Err(format!(
-                    "quality below the bar: top-10 overlap {:.2} with the full model < {bar}",
-                    q.top10_overlap
+                    "quality below the bar: top-10 overlap {q:.2} with the full model < {bar}"
                 ))
             }
             None => return Err("no quality figure against the full model".into()),
