@@ -924,9 +924,10 @@ mod tests {
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let got = every_chart(&files, &maps);
         let cq = &got.iter().find(|c| c.0 == "cost_vs_quality.png").unwrap().1;
+        // Five recipes, one colour each, and the front.
         assert_eq!(
             cq,
-            &[("minilm-l6 two-tower on aws-m7i-large".to_string(), 2)]
+            &[("minilm-l6 two-tower on aws-m7i-large".to_string(), 6)]
         );
         // The picture has data in it: blue points and a red front.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
