@@ -108,6 +108,52 @@ pub fn groups<'r, 'a>(rows: &'r [Row<'a>]) -> Vec<Group<'r, 'a>> {
 #[cfg(test)]
 mod tests {
     use super::pareto;
+    use crate::cost::Catalog;
+    use crate::report::{load_sources, price};
+    use crate::results::Status;
+
+    /// The committed levers sweep: one group, its front drawn from valid runs only. A run that
+    /// turns invalid leaves the points and, when it was on the front, the front.
+    #[test]
+    fn the_front_of_the_levers_sweep_is_drawn_from_valid_runs_only() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        let mut sources = load_sources(&paths).unwrap();
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let (n, cheapest_front) = {
+            let rows = price(&sources, &catalog, &maps).unwrap();
+            let g = super::groups(&rows);
+            assert_eq!(g.len(), 1);
+            let g = &g[0];
+            assert_eq!(g.points.len(), 30);
+            // Real, distinct points: cost and quality both vary along the front.
+            let front: Vec<_> = g.front.iter().map(|&i| &g.points[i]).collect();
+            assert!(front.len() >= 3, "{}", front.len());
+            for w in front.windows(2) {
+                assert!(w[0].cost_per_1k_usd < w[1].cost_per_1k_usd);
+                assert!(w[0].quality.top10_overlap < w[1].quality.top10_overlap);
+            }
+            (g.points.len(), front[0].row.run.spec.id.clone())
+        };
+        for f in &mut sources {
+            for r in &mut f.file.runs {
+                if r.spec.id == cheapest_front {
+                    r.status = Status::Invalid;
+                }
+            }
+        }
+        let rows = price(&sources, &catalog, &maps).unwrap();
+        let g = &super::groups(&rows)[0];
+        assert_eq!(g.points.len(), n - 1);
+        assert!(g.points.iter().all(|p| p.row.run.spec.id != cheapest_front));
+    }
 
     #[test]
     fn pareto_keeps_only_undominated_points_cheapest_first() {
