@@ -74,6 +74,10 @@ pub enum Command {
         /// Spare capacity on top of the target rate (0.3 = 30%).
         #[arg(long, default_value_t = 0.3)]
         headroom: f64,
+        /// Quality bar of the decision table: the lowest top-10 overlap with the full fp32
+        /// model (0 to 1) a configuration may have, e.g. 0.8.
+        #[arg(long = "min-quality")]
+        min_quality: Option<f64>,
     },
     /// CI gate: compare a candidate results file with a baseline; exit 1 on a regression.
     Compare {
@@ -108,6 +112,9 @@ pub enum Command {
         /// Price basis: on-demand, reserved-1y, spot or owned.
         #[arg(long, default_value = "on-demand")]
         basis: String,
+        /// Lowest top-10 overlap with the full fp32 model (0 to 1) a configuration may have.
+        #[arg(long = "min-quality")]
+        min_quality: Option<f64>,
         #[arg(long)]
         catalog: Option<PathBuf>,
         #[arg(long = "map")]

@@ -47,13 +47,23 @@ fn say(text: &str) {
     }
 }
 
-/// The reader's requirement from `--qps`, `--p99-ms`, `--basis` and `--headroom`, checked.
+/// The reader's requirement from `--qps`, `--p99-ms`, `--basis`, `--headroom` and
+/// `--min-quality`, checked.
 fn requirement(
     qps: Option<f64>,
     p99_ms: Option<f64>,
     basis: String,
     headroom: f64,
+    min_quality: Option<f64>,
 ) -> anyhow::Result<report::decision::Requirement> {
+    if let Some(q) = min_quality {
+        if !(q.is_finite() && (0.0..=1.0).contains(&q)) {
+            return Err(usage(
+                "--min-quality",
+                format!("{q} must be a top-10 overlap between 0 and 1"),
+            ));
+        }
+    }
     for (name, v) in [("--qps", qps), ("--p99-ms", p99_ms)] {
         if let Some(v) = v {
             if !(v.is_finite() && v > 0.0) {
@@ -82,6 +92,7 @@ fn requirement(
         p99_ms,
         basis,
         headroom,
+        min_quality,
     })
 }
 
@@ -203,8 +214,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             p99_ms,
             basis,
             headroom,
+            min_quality,
         } => {
-            let requirement = requirement(qps, p99_ms, basis, headroom)?;
+            let requirement = requirement(qps, p99_ms, basis, headroom, min_quality)?;
             let maps = maps
                 .iter()
                 .map(|m| report::parse_map(m))
@@ -258,11 +270,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             p99_ms,
             headroom,
             basis,
+            min_quality,
             catalog,
             maps,
             json,
         } => {
-            let requirement = requirement(Some(qps), Some(p99_ms), basis, headroom)?;
+            let requirement = requirement(Some(qps), Some(p99_ms), basis, headroom, min_quality)?;
             let maps = maps
                 .iter()
                 .map(|m| report::parse_map(m))

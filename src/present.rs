@@ -16,12 +16,13 @@ use crate::spec::{BackendKind, Precision};
 use crate::telemetry::Inventory;
 
 /// The columns of the terminal table of a sweep.
-const SWEEP_COLUMNS: [&str; 19] = [
+const SWEEP_COLUMNS: [&str; 21] = [
     "status",
     "backend",
     "device",
     "precision",
     "model",
+    "prune",
     "mode",
     "load",
     "batch",
@@ -34,6 +35,7 @@ const SWEEP_COLUMNS: [&str; 19] = [
     "achieved_gflops",
     "efficiency",
     "parity_min_cosine",
+    "quality_top10_overlap",
     "peak_rss_bytes",
     "warnings",
 ];

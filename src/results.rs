@@ -148,6 +148,10 @@ pub struct RunResult {
     pub memory: Memory,
     pub power: Power,
     pub parity: Option<Parity>,
+    /// Recommendation quality against the full (unpruned) model in fp32; absent from files
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
     /// Server load: the latency–throughput curve and the SLA operating point. The run's
     /// latency, throughput and power are those of a confirmation probe at the operating point.
     pub server: Option<ServerResult>,
@@ -225,6 +229,20 @@ pub struct Parity {
     pub passed: bool,
 }
 
+/// What a configuration costs in recommendation quality: the run's embeddings of the parity
+/// probes and the demo catalog against those of the full model in fp32 (candle on the CPU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// The model compared with, e.g. `minilm-l6 (full) fp32 on candle`.
+    pub reference: String,
+    /// Mean overlap of the top-10 catalog items each probe retrieves.
+    pub top10_overlap: f64,
+    /// Mean cosine of the pooled probe embeddings.
+    pub mean_cosine: f64,
+    /// Spearman rank correlation of the catalog's scores, per probe, averaged.
+    pub score_rank_correlation: f64,
+}
+
 impl RunResult {
     /// A run that did not execute.
     pub fn not_run(spec: RunSpec, status: Status, reason: String) -> RunResult {
@@ -241,6 +259,7 @@ impl RunResult {
             memory: Memory::default(),
             power: Power::default(),
             parity: None,
+            quality: None,
             server: None,
             cost: None,
             notes: vec![],
@@ -414,6 +433,25 @@ fn check(path: &Path, text: &str, f: &ResultsFile) -> Result<()> {
                 ("parity.mean_cosine", p.mean_cosine, -1.0, 1.0 + 1e-6),
                 ("parity.top10_overlap", p.top10_overlap, 0.0, 1.0),
                 ("parity.max_abs_diff", p.max_abs_diff, 0.0, f64::MAX),
+            ] {
+                if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                    return Err(bad(
+                        k,
+                        format!("{v} is out of range; allowed: {lo} to {hi}"),
+                    ));
+                }
+            }
+        }
+        if let Some(q) = &r.quality {
+            for (k, v, lo, hi) in [
+                ("quality.top10_overlap", q.top10_overlap, 0.0, 1.0),
+                ("quality.mean_cosine", q.mean_cosine, -1.0, 1.0 + 1e-6),
+                (
+                    "quality.score_rank_correlation",
+                    q.score_rank_correlation,
+                    -1.0 - 1e-6,
+                    1.0 + 1e-6,
+                ),
             ] {
                 if !(v.is_finite() && (lo..=hi).contains(&v)) {
                     return Err(bad(

@@ -14,7 +14,7 @@ use toml::{Spanned, Value};
 
 use crate::error::{field_at, line_of, read_text, Error, Result};
 use crate::model::weights::DEFAULT_SEED;
-use crate::model::Preset;
+use crate::model::{Preset, Recipe};
 pub use crate::spec::{BackendKind, Device, Load, Mode, Precision};
 
 /// Most probes of one operating-point search (server load).
@@ -29,6 +29,10 @@ pub struct RunSpec {
     pub device: Device,
     pub precision: Precision,
     pub model: Preset,
+    /// Pruning recipe applied to the model (`full`: none). Absent from files written before
+    /// pruning existed, which ran the full model.
+    #[serde(default, skip_serializing_if = "Recipe::is_full")]
+    pub prune: Recipe,
     pub seed: u64,
     pub mode: Mode,
     pub load: Load,
@@ -90,6 +94,11 @@ impl RunSpec {
         if self.mode == Mode::CrossEncoder {
             id.push_str(&format!("/c{}", self.candidates));
         }
+        // Only pruned runs carry the recipe, so the ids of full-model runs (and the baselines
+        // that `compare` matches them against) stay as they were.
+        if !self.prune.is_full() {
+            id.push_str(&format!("/p{}", self.prune));
+        }
         if self.load == Load::Server {
             id.push_str(&format!(
                 "/d{}/i{}",
@@ -130,6 +139,8 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub presets: Vec<Preset>,
+    /// `[model] prune`: the pruning recipes, each applied to every preset (default `full`).
+    pub prunes: Vec<Recipe>,
     pub seed: u64,
     pub modes: Vec<Mode>,
     pub batch: Vec<usize>,
@@ -175,6 +186,7 @@ struct Raw {
 struct RawModel {
     presets: Spanned<Value>,
     seed: Option<Spanned<Value>>,
+    prune: Option<Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -437,6 +449,7 @@ impl Ctx<'_> {
         raw: &Raw,
     ) -> Result<(
         Vec<Preset>,
+        Vec<Recipe>,
         u64,
         Vec<Mode>,
         Vec<usize>,
@@ -450,6 +463,30 @@ impl Ctx<'_> {
             &Preset::allowed(),
             Preset::parse,
         )?;
+        let prunes = match &raw.model.prune {
+            None => vec![Recipe::default()],
+            Some(v) => {
+                let mut out: Vec<Recipe> = Vec::new();
+                for name in c.strings(v, "model.prune", crate::model::prune::ALLOWED)? {
+                    let r = Recipe::parse(&name)
+                        .map_err(|why| c.err(v, "model.prune", format!("unknown recipe {why}")))?;
+                    for p in &presets {
+                        r.apply(&p.config()).map_err(|why| {
+                            c.err(v, "model.prune", format!("{name:?} on model {p}: {why}"))
+                        })?;
+                    }
+                    if out.contains(&r) {
+                        return Err(c.err(
+                            v,
+                            "model.prune",
+                            format!("{name:?} is listed twice (as {r})"),
+                        ));
+                    }
+                    out.push(r);
+                }
+                out
+            }
+        };
         let seed = c.int(
             raw.model.seed.as_ref(),
             "model.seed",
@@ -472,7 +509,7 @@ impl Ctx<'_> {
             None => vec![Precision::Fp32],
         };
 
-        Ok((presets, seed, modes, batch, seq_len, precisions))
+        Ok((presets, prunes, seed, modes, batch, seq_len, precisions))
     }
 
     /// `[matrix]`: backends, devices and thread counts.
@@ -695,7 +732,7 @@ impl Scenario {
         // each step: max_s ≥ min_s, top_k ≤ candidates and catalog_items). Expansion is `expand`.
         let c = Ctx { path, text };
         let (name, description) = c.naming(&raw)?;
-        let (presets, seed, modes, batch, seq_len, precisions) = c.workload(&raw)?;
+        let (presets, prunes, seed, modes, batch, seq_len, precisions) = c.workload(&raw)?;
         let (backends, devices, threads) = c.matrix(&raw.matrix)?;
         let Measure {
             warmup_s,
@@ -735,6 +772,7 @@ impl Scenario {
             name,
             description,
             presets,
+            prunes,
             seed,
             modes,
             batch,
@@ -772,7 +810,11 @@ impl Scenario {
     /// that `host` or this build cannot run marked skipped with the reason.
     pub fn expand(&self, host: &Host) -> Vec<PlannedRun> {
         let mut out = Vec::new();
-        for &model in &self.presets {
+        for (model, prune) in self
+            .presets
+            .iter()
+            .flat_map(|&m| self.prunes.iter().map(move |p| (m, p)))
+        {
             for &mode in &self.modes {
                 for &load in &self.loads {
                     for &backend in &self.backends {
@@ -783,6 +825,7 @@ impl Scenario {
                                         for &threads in &self.threads {
                                             let point = Point {
                                                 model,
+                                                prune,
                                                 mode,
                                                 load,
                                                 backend,
@@ -807,7 +850,7 @@ impl Scenario {
         out
     }
 
-    fn spec(&self, p: Point) -> RunSpec {
+    fn spec(&self, p: Point<'_>) -> RunSpec {
         let per_run_s = if p.load == Load::Server {
             // The search, a confirmation probe, and slack.
             (SERVER_PROBES as f64 + 3.0) * self.max_s
@@ -820,6 +863,7 @@ impl Scenario {
             device: p.device,
             precision: p.precision,
             model: p.model,
+            prune: p.prune.clone(),
             seed: self.seed,
             mode: p.mode,
             load: p.load,
@@ -848,8 +892,9 @@ impl Scenario {
 
 /// One combination of the matrix axes.
 #[derive(Clone, Copy)]
-struct Point {
+struct Point<'a> {
     model: Preset,
+    prune: &'a Recipe,
     mode: Mode,
     load: Load,
     backend: BackendKind,
@@ -1046,6 +1091,50 @@ candidates = 16
         );
         let e = err("name = \"x\"\n[model\n");
         assert!(e.starts_with("s.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn prune_recipes_expand_and_bad_ones_name_line_and_field() {
+        let t = GOOD.replace(
+            "presets = [\"tiny\", \"minilm-l6\"]",
+            "presets = [\"tiny\", \"minilm-l6\"]\nprune = [\"full\", \"drop-heads-50\"]",
+        );
+        let s = parse(&t).unwrap();
+        let runs = s.expand(&HOST);
+        assert_eq!(runs.len(), 2 * 2 * 2 * 2 * 2 * 2 * 2);
+        let pruned: Vec<_> = runs.iter().filter(|r| !r.spec.prune.is_full()).collect();
+        assert_eq!(pruned.len(), runs.len() / 2);
+        assert!(pruned
+            .iter()
+            .all(|r| r.spec.id.ends_with("/pdrop-heads-50")));
+        // Full-model runs keep the ids they had before pruning existed.
+        assert!(runs
+            .iter()
+            .any(|r| r.spec.id == "candle/cpu/fp32/tiny/two-tower/offline/b1/s64/t2"));
+
+        let bad = |recipes: &str| {
+            GOOD.replace(
+                "presets = [\"tiny\", \"minilm-l6\"]",
+                &format!("presets = [\"tiny\", \"minilm-l6\"]\nprune = {recipes}"),
+            )
+        };
+        let e = err(&bad("[\"full\", \"half\"]"));
+        assert!(
+            e.starts_with("s.toml:5: field `model.prune`: unknown recipe \"half\": unknown step"),
+            "{e}"
+        );
+        assert!(e.contains("allowed: \"full\""), "{e}");
+        // tiny has 2 layers, MiniLM 6: keeping 4 is too many for tiny.
+        let e = err(&bad("\"keep-layers-4\""));
+        assert_eq!(
+            e,
+            "s.toml:5: field `model.prune`: \"keep-layers-4\" on model tiny: keep-layers-4 \
+             keeps more layers than the model has (2)"
+        );
+        let e = err(&bad(
+            "[\"drop-ffn-50+keep-layers-1\", \"keep-layers-1+drop-ffn-50\"]",
+        ));
+        assert!(e.contains("is listed twice"), "{e}");
     }
 
     #[test]

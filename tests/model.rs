@@ -132,3 +132,24 @@ fn candle_kernels_are_chosen_by_measurement_and_remembered() {
     let reference = CandleBert::load_with(&files, o, None).unwrap();
     assert_eq!(reference.cache_tag(), None);
 }
+
+/// candle with head pruning (attention narrower than the hidden size) against the float64
+/// forward of the same pruned weights.
+#[test]
+fn tiny_with_pruned_heads_matches_the_float64_reference() {
+    let files = ModelFiles::resolve_pruned(
+        Preset::Tiny,
+        recbench::model::weights::DEFAULT_SEED,
+        &recbench::model::Recipe::parse(common::NARROW_ATTENTION).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (files.config.attention_width(), files.config.hidden_size),
+        (64, 128)
+    );
+    let max = common::tiny_max_diff_vs_f64_reference_pruned(
+        BackendKind::Candle,
+        common::NARROW_ATTENTION,
+    );
+    assert!(max <= 1e-5, "max abs diff {max}");
+}

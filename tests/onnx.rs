@@ -22,6 +22,64 @@ fn candle_probes(files: &ModelFiles, tok: &Tokenizer) -> Embeddings {
     parity::encode_probes(enc.as_mut(), tok).unwrap()
 }
 
+/// The parity bar of `precision`: fp32 within 1e-4 (max abs), fp16 at cosine ≥ 0.999, int8 at
+/// cosine ≥ 0.99.
+fn assert_within_tolerance(
+    e: &Embeddings,
+    reference: &Embeddings,
+    precision: Precision,
+    what: &str,
+) {
+    let max_abs = e
+        .data
+        .iter()
+        .zip(&reference.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let min_cos = (0..e.rows)
+        .map(|i| cosine(e.row(i), reference.row(i)))
+        .fold(f64::INFINITY, f64::min);
+    match precision {
+        Precision::Fp32 => assert!(max_abs <= 1e-4, "{what}: max abs diff {max_abs}"),
+        Precision::Fp16 => assert!(min_cos >= 0.999, "{what}: min cosine {min_cos}"),
+        _ => assert!(min_cos >= 0.99, "{what}: min cosine {min_cos}"),
+    }
+}
+
+/// Tiny with half its heads pruned (attention width 64 against a hidden size of 128), every
+/// flavour and precision, against candle fp32 on the same pruned weights: the exported graph's
+/// splits, reshapes and the contrib Attention ops take the narrower width.
+#[test]
+fn tiny_with_pruned_heads_round_trips_in_every_flavour_and_precision() {
+    let recipe = recbench::model::Recipe::parse(common::NARROW_ATTENTION).unwrap();
+    let files = ModelFiles::resolve_pruned(
+        Preset::Tiny,
+        recbench::model::weights::DEFAULT_SEED,
+        &recipe,
+    )
+    .unwrap();
+    assert_eq!(files.config.attention_width(), 64);
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let reference = candle_probes(&files, &tok);
+    let batch = tok.batch(&PROBES, TEXT_MAX_TOKENS).unwrap();
+    for flavour in Flavour::ALL {
+        for precision in [Precision::Fp32, Precision::Fp16, Precision::Int8] {
+            let what = format!("{flavour} {precision}");
+            let path = export::export_cached(&files, flavour, precision).unwrap();
+            let mut enc = OnnxBert::load_file(
+                &path,
+                files.config.hidden_size,
+                2,
+                GraphOptimizationLevel::All,
+                Device::Cpu,
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let e = recbench::backend::Encoder::encode(&mut enc, &batch).unwrap();
+            assert_within_tolerance(&e, &reference, precision, &what);
+        }
+    }
+}
+
 /// Tiny, every flavour and precision, at ORT's basic and full optimisation levels.
 #[test]
 fn tiny_round_trips_through_onnx_runtime_in_every_flavour_and_precision() {
@@ -40,20 +98,7 @@ fn tiny_round_trips_through_onnx_runtime_in_every_flavour_and_precision() {
                 let e = recbench::backend::Encoder::encode(&mut enc, &batch).unwrap();
                 assert_eq!((e.rows, e.dim), (PROBES.len(), files.config.hidden_size));
                 assert!(e.all_finite(), "{what}");
-                let max_abs = e
-                    .data
-                    .iter()
-                    .zip(&reference.data)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max);
-                let min_cos = (0..e.rows)
-                    .map(|i| cosine(e.row(i), reference.row(i)))
-                    .fold(f64::INFINITY, f64::min);
-                match precision {
-                    Precision::Fp32 => assert!(max_abs <= 1e-4, "{what}: max abs diff {max_abs}"),
-                    Precision::Fp16 => assert!(min_cos >= 0.999, "{what}: min cosine {min_cos}"),
-                    _ => assert!(min_cos >= 0.99, "{what}: min cosine {min_cos}"),
-                }
+                assert_within_tolerance(&e, &reference, precision, &what);
                 // Unit length: pooling and normalisation are inside the graph.
                 for i in 0..e.rows {
                     let n: f32 = e.row(i).iter().map(|v| v * v).sum::<f32>().sqrt();

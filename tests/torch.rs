@@ -18,6 +18,15 @@ fn tiny_matches_the_float64_reference() {
     assert!(max <= 1e-5, "max abs diff {max}");
 }
 
+/// torch with head pruning (attention narrower than the hidden size) against the float64
+/// forward of the same pruned weights.
+#[test]
+fn tiny_with_pruned_heads_matches_the_float64_reference() {
+    let max =
+        common::tiny_max_diff_vs_f64_reference_pruned(BackendKind::Torch, common::NARROW_ATTENTION);
+    assert!(max <= 1e-5, "max abs diff {max}");
+}
+
 /// The parity check `recbench parity` and every run make, for one model and precision.
 fn parity_of(preset: Preset, precision: Precision) -> recbench::results::Parity {
     let files = ModelFiles::resolve(preset, DEFAULT_SEED).unwrap();

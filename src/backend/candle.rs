@@ -289,7 +289,7 @@ impl CandleBert {
             |d: &Dense<Tensor>| Linear::new(&d.weight, &d.bias, opts.precision, dtype).map_err(err);
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in &t.layers {
-            // One [3h, h] projection instead of three: one GEMM per layer for Q, K and V.
+            // One [3a, h] projection instead of three: one GEMM per layer for Q, K and V.
             let qkv = l.fused_qkv(|[q, k, v]| Tensor::cat(&[q, k, v], 0).map_err(err))?;
             layers.push(Layer {
                 qkv: linear(&qkv)?,
@@ -412,7 +412,11 @@ impl CandleBert {
 
     fn forward_with(&self, batch: &TokenBatch, fused: bool) -> candle_core::Result<Tensor> {
         let (b, s, h) = (batch.batch, batch.seq_len, self.cfg.hidden_size);
-        let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim());
+        let (nh, hd, a) = (
+            self.cfg.num_heads,
+            self.cfg.head_dim(),
+            self.cfg.attention_width(),
+        );
         let ids = Tensor::from_slice(&batch.input_ids, b * s, &self.device)?;
         let types = Tensor::from_slice(&batch.type_ids, b * s, &self.device)?;
         let mask = Tensor::from_slice(&batch.attention_mask, (b, s), &self.device)?
@@ -462,7 +466,7 @@ impl CandleBert {
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .contiguous()?
-                .reshape((b * s, h))?;
+                .reshape((b * s, a))?;
             let attn = layer.attn_out.forward(&ctx)?;
             let x1 = layer.ln1.forward(&(attn + &x)?, self.dtype)?;
             let inter = layer.inter.forward(&x1)?.gelu_erf()?;

@@ -772,7 +772,7 @@ impl TorchBert {
         };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in &t.layers {
-            // One [3h, h] projection instead of three: one GEMM per layer for Q, K and V.
+            // One [3a, h] projection instead of three: one GEMM per layer for Q, K and V.
             let qkv = l.fused_qkv(|[q, k, v]| Tensor::f_cat(&[q, k, v], 0).map_err(err))?;
             layers.push(Layer {
                 qkv: linear(&qkv)?,
@@ -809,10 +809,11 @@ impl TorchBert {
     /// Pooled, L2-normalised embeddings `[batch, hidden]` in f32.
     fn forward(&self, batch: &TokenBatch) -> Result<Tensor, TchError> {
         let (b, s) = (batch.batch as i64, batch.seq_len as i64);
-        let (h, nh, hd) = (
+        let (h, nh, hd, a) = (
             self.cfg.hidden_size as i64,
             self.cfg.num_heads as i64,
             self.cfg.head_dim() as i64,
+            self.cfg.attention_width() as i64,
         );
         let to_i64 = |v: &[u32]| -> Result<Tensor, TchError> {
             let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
@@ -834,7 +835,7 @@ impl TorchBert {
             .f_reshape([b * s, h])?;
         let mut x = self.emb_ln.forward(&x)?;
         for layer in &self.layers {
-            // [b*s, 3h] → [3, b, nh, s, hd]; q, k, v are strided views, which SDPA accepts.
+            // [b*s, 3a] → [3, b, nh, s, hd] (a = nh·hd, the hidden size unless heads were pruned); q, k, v are strided views, which SDPA accepts.
             let qkv = layer
                 .qkv
                 .forward(&x)?
@@ -852,7 +853,7 @@ impl TorchBert {
                 false,
             )?
             .f_transpose(1, 2)?
-            .f_reshape([b * s, h])?;
+            .f_reshape([b * s, a])?;
             let x1 = layer
                 .ln1
                 .forward(&layer.attn_out.forward(&ctx)?.f_add(&x)?)?;

@@ -158,19 +158,28 @@ fn ceilings(env: &Environment) -> BTreeMap<usize, f64> {
         .collect()
 }
 
-/// The models whose weights and fp32 reference are ready in the cache, so workers only read
-/// them.
+/// The models (and their pruned variants) whose weights and fp32 reference are ready in the
+/// cache, so workers only read them.
 #[derive(Default)]
-struct References(BTreeSet<(crate::model::Preset, u64)>);
+struct References(BTreeSet<(crate::model::Preset, u64, crate::model::Recipe)>);
 
 impl References {
     fn prepare(&mut self, p: &PlannedRun, progress: &Progress) -> Result<()> {
-        if self.0.insert((p.spec.model, p.spec.seed)) {
-            progress.note(&format!(
-                "preparing {} (weights, fp32 reference) ...",
-                p.spec.model
-            ));
-            prepare_reference(p.spec.model, p.spec.seed)?;
+        let s = &p.spec;
+        // A pruned run's quality is measured against the full model: prepare that one first.
+        let mut wanted = vec![crate::model::Recipe::default()];
+        if !s.prune.is_full() {
+            wanted.push(s.prune.clone());
+        }
+        for recipe in wanted {
+            if self.0.insert((s.model, s.seed, recipe.clone())) {
+                let what = match recipe.is_full() {
+                    true => s.model.to_string(),
+                    false => format!("{} pruned {recipe}", s.model),
+                };
+                progress.note(&format!("preparing {what} (weights, fp32 reference) ..."));
+                prepare_reference(s.model, s.seed, &recipe)?;
+            }
         }
         Ok(())
     }
@@ -481,10 +490,14 @@ pub fn run_interleaved(
     Ok((files[0].0.clone(), files[1].0.clone(), interrupted))
 }
 
-/// Makes sure the synthetic weights and the fp32 reference of a model are cached, so workers
-/// only read them.
-fn prepare_reference(model: crate::model::Preset, seed: u64) -> Result<()> {
-    let files = ModelFiles::resolve(model, seed)?;
+/// Makes sure the synthetic or pruned weights and the fp32 reference of a model are cached, so
+/// workers only read them.
+fn prepare_reference(
+    model: crate::model::Preset,
+    seed: u64,
+    recipe: &crate::model::Recipe,
+) -> Result<()> {
+    let files = ModelFiles::resolve_pruned(model, seed, recipe)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     parity::reference(&files, &tok).map(|_| ())
 }

@@ -5,6 +5,10 @@
 //! (and the catalog, cached per backend and precision) and is compared on: the largest absolute
 //! difference of any embedding component, the cosine of each probe embedding, and the overlap of
 //! the top-10 catalog items each probe retrieves.
+//!
+//! Parity asks "does this backend compute this model?", so a pruned model is checked against
+//! candle fp32 of the same pruned weights. [`quality`] asks "what does this configuration cost
+//! in recommendations?": every run, quantised or pruned, against the full model in fp32.
 
 use crate::backend::{self, BackendKind, Device, Embeddings, EncoderOptions, Precision};
 use crate::error::{Error, Result};
@@ -133,6 +137,102 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb).max(1e-30)
 }
 
+/// The cosine of each probe embedding with the reference's.
+fn cosines(probes: &Embeddings, reference: &Reference) -> Vec<f64> {
+    (0..probes.rows)
+        .map(|i| cosine(probes.row(i), reference.probes.row(i)))
+        .collect()
+}
+
+/// The item scores of every probe, `[probe][item]`, ours and the reference's.
+fn item_scores(
+    probes: &Embeddings,
+    items: &ItemIndex,
+    reference: &Reference,
+) -> (Vec<f32>, Vec<f32>) {
+    (
+        items.scores(probes, 1),
+        reference.items.scores(&reference.probes, 1),
+    )
+}
+
+/// Mean overlap of the top-10 catalog items each probe retrieves, ours against the reference's.
+fn top10_overlap(probes: &Embeddings, items: &ItemIndex, reference: &Reference) -> f64 {
+    let n = items.len();
+    let (ours, theirs) = item_scores(probes, items, reference);
+    let top =
+        |s: &[f32]| -> Vec<usize> { recommender::top_k(s, 10).into_iter().map(|x| x.0).collect() };
+    (0..probes.rows)
+        .map(|i| {
+            let (a, b) = (
+                top(&ours[i * n..(i + 1) * n]),
+                top(&theirs[i * n..(i + 1) * n]),
+            );
+            a.iter().filter(|x| b.contains(x)).count() as f64 / 10.0
+        })
+        .sum::<f64>()
+        / probes.rows as f64
+}
+
+/// Ranks of `v` from 1, ties sharing their mean rank.
+fn ranks(v: &[f32]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            r[k] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation of two score lists of equal length.
+pub fn spearman(a: &[f32], b: &[f32]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let mean = (n + 1.0) / 2.0;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        sab += (x - mean) * (y - mean);
+        saa += (x - mean).powi(2);
+        sbb += (y - mean).powi(2);
+    }
+    sab / (saa * sbb).sqrt().max(1e-30)
+}
+
+/// Recommendation quality of a run against the **full** (unpruned) model in fp32: the same
+/// probes and catalog as parity, so pruning and precision are judged on one scale. `full` is
+/// the reference of the unpruned model; `what` names it.
+pub fn quality(
+    probes: &Embeddings,
+    items: &ItemIndex,
+    full: &Reference,
+    what: String,
+) -> crate::results::Quality {
+    let n = items.len();
+    let cos = cosines(probes, full);
+    let (ours, theirs) = item_scores(probes, items, full);
+    let rank = (0..probes.rows)
+        .map(|i| spearman(&ours[i * n..(i + 1) * n], &theirs[i * n..(i + 1) * n]))
+        .sum::<f64>()
+        / probes.rows as f64;
+    let clean = |x: f64| if x.is_finite() { x } else { -1.0 };
+    crate::results::Quality {
+        reference: what,
+        top10_overlap: top10_overlap(probes, items, full),
+        mean_cosine: clean(cos.iter().sum::<f64>() / cos.len() as f64),
+        score_rank_correlation: clean(rank),
+    }
+}
+
 /// Tolerance of a precision, as (description, check).
 pub fn tolerance(precision: Precision) -> &'static str {
     match precision {
@@ -156,28 +256,10 @@ pub fn compare(
         .zip(&reference.probes.data)
         .map(|(a, b)| (a - b).abs() as f64)
         .fold(0.0, f64::max);
-    let cos: Vec<f64> = (0..probes.rows)
-        .map(|i| cosine(probes.row(i), reference.probes.row(i)))
-        .collect();
+    let cos = cosines(probes, reference);
     let min_cosine = cos.iter().cloned().fold(f64::INFINITY, f64::min);
     let mean_cosine = cos.iter().sum::<f64>() / cos.len() as f64;
-    let n = items.len();
-    let ours = items.scores(probes, 1);
-    let theirs = reference.items.scores(&reference.probes, 1);
-    let overlap: f64 = (0..probes.rows)
-        .map(|i| {
-            let a: Vec<usize> = recommender::top_k(&ours[i * n..(i + 1) * n], 10)
-                .into_iter()
-                .map(|x| x.0)
-                .collect();
-            let b: Vec<usize> = recommender::top_k(&theirs[i * n..(i + 1) * n], 10)
-                .into_iter()
-                .map(|x| x.0)
-                .collect();
-            a.iter().filter(|x| b.contains(x)).count() as f64 / 10.0
-        })
-        .sum::<f64>()
-        / probes.rows as f64;
+    let overlap = top10_overlap(probes, items, reference);
     let passed = finite
         && match precision {
             Precision::Fp32 => max_abs_diff <= 1e-4,

@@ -152,7 +152,7 @@ struct Measured {
 }
 
 fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()> {
-    let files = ModelFiles::resolve(spec.model, spec.seed)?;
+    let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let items = recommender::bundled_items();
     let opts = EncoderOptions {
@@ -274,6 +274,16 @@ fn check_parity(
     let key = parity::item_key_of(files, spec.backend, spec.precision, enc);
     let item_index = recommender::item_index(enc, tok, items, &key)?;
     let par = parity::compare(spec.precision, &probes, &item_index, &reference);
+    // Quality against the full model in fp32: the same reference as parity unless pruned.
+    let full_ref;
+    let full = if spec.prune.is_full() {
+        &reference
+    } else {
+        full_ref = parity::reference(&ModelFiles::resolve(spec.model, spec.seed)?, tok)?;
+        &full_ref
+    };
+    let what = format!("{} (full) fp32 on candle", spec.model);
+    r.quality = Some(parity::quality(&probes, &item_index, full, what));
     let passed = par.passed;
     if !passed {
         r.status = Status::Invalid;

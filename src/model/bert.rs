@@ -77,7 +77,11 @@ impl<T> BertTensors<T> {
         mut get: impl FnMut(&str, &[usize]) -> Result<T, E>,
     ) -> Result<Self, E> {
         let get: &mut Get<T, E> = &mut get;
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let (h, a, i) = (
+            cfg.hidden_size,
+            cfg.attention_width(),
+            cfg.intermediate_size,
+        );
         let embeddings = EmbeddingTensors {
             word: get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
             position: get(
@@ -94,10 +98,10 @@ impl<T> BertTensors<T> {
         for l in 0..cfg.num_layers {
             let p = |n: &str| format!("encoder.layer.{l}.{n}");
             layers.push(LayerTensors {
-                query: dense(get, &p("attention.self.query"), h, h)?,
-                key: dense(get, &p("attention.self.key"), h, h)?,
-                value: dense(get, &p("attention.self.value"), h, h)?,
-                attn_out: dense(get, &p("attention.output.dense"), h, h)?,
+                query: dense(get, &p("attention.self.query"), a, h)?,
+                key: dense(get, &p("attention.self.key"), a, h)?,
+                value: dense(get, &p("attention.self.value"), a, h)?,
+                attn_out: dense(get, &p("attention.output.dense"), h, a)?,
                 attn_norm: norm(get, &p("attention.output.LayerNorm"), h)?,
                 intermediate: dense(get, &p("intermediate.dense"), i, h)?,
                 output: dense(get, &p("output.dense"), h, i)?,
@@ -108,8 +112,28 @@ impl<T> BertTensors<T> {
     }
 }
 
+impl<T> BertTensors<T> {
+    /// Every tensor in file order, the order [`BertTensors::read`] asks for them (and
+    /// [`tensor_shapes`] names them); a test pins the two orders together.
+    pub fn flatten(self) -> Vec<T> {
+        let e = self.embeddings;
+        let mut v = vec![e.word, e.position, e.token_type, e.norm.weight, e.norm.bias];
+        for l in self.layers {
+            for d in [l.query, l.key, l.value, l.attn_out] {
+                v.extend([d.weight, d.bias]);
+            }
+            v.extend([l.attn_norm.weight, l.attn_norm.bias]);
+            for d in [l.intermediate, l.output] {
+                v.extend([d.weight, d.bias]);
+            }
+            v.extend([l.out_norm.weight, l.out_norm.bias]);
+        }
+        v
+    }
+}
+
 impl<T> LayerTensors<T> {
-    /// Q, K and V as one `[3h, h]` projection (one GEMM per layer), stacking the three weights
+    /// Q, K and V as one `[3a, h]` projection (`a` the attention width) (one GEMM per layer), stacking the three weights
     /// and the three biases along the output axis with the caller's `cat`.
     pub fn fused_qkv<E>(
         &self,
@@ -131,4 +155,21 @@ pub fn tensor_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
     })
     .unwrap_or_else(|e| match e {});
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Preset;
+
+    #[test]
+    fn flatten_gives_the_tensors_in_the_order_read_asks_for_them() {
+        let cfg = Preset::Tiny.config();
+        let names = BertTensors::read(&cfg, |name, _| {
+            Ok::<_, std::convert::Infallible>(name.to_string())
+        })
+        .unwrap_or_else(|e| match e {});
+        let order: Vec<String> = tensor_shapes(&cfg).into_iter().map(|t| t.0).collect();
+        assert_eq!(names.flatten(), order);
+    }
 }

@@ -12,6 +12,9 @@ pub struct BertConfig {
     pub hidden_size: usize,
     pub num_layers: usize,
     pub num_heads: usize,
+    /// Width of one attention head. `hidden_size / num_heads` in every preset; head pruning
+    /// keeps it and lowers `num_heads`, so the attention runs narrower than the hidden size.
+    pub head_size: usize,
     pub intermediate_size: usize,
     pub max_position: usize,
     pub type_vocab_size: usize,
@@ -25,6 +28,7 @@ impl BertConfig {
             hidden_size,
             num_layers,
             num_heads,
+            head_size: hidden_size / num_heads,
             intermediate_size: 4 * hidden_size,
             max_position: 512,
             type_vocab_size: 2,
@@ -34,29 +38,39 @@ impl BertConfig {
 
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_heads
+        self.head_size
+    }
+
+    /// Width of Q, K, V and the attention context: `num_heads × head_dim`, the hidden size
+    /// unless heads were pruned.
+    pub fn attention_width(&self) -> usize {
+        self.num_heads * self.head_size
     }
 
     /// Number of parameters.
     pub fn parameters(&self) -> u64 {
         let h = self.hidden_size as u64;
+        let a = self.attention_width() as u64;
         let i = self.intermediate_size as u64;
         let emb = (self.vocab_size + self.max_position + self.type_vocab_size) as u64 * h + 2 * h;
-        let layer = 4 * (h * h + h) + 2 * (h * i) + i + h + 4 * h;
+        // Q, K, V (weights and biases), the output projection, the FFN, two LayerNorms.
+        let layer = 3 * (h * a + a) + (a * h + h) + 2 * (h * i) + i + h + 4 * h;
         emb + self.num_layers as u64 * layer
     }
 
     /// Multiply-add FLOPs (2 per MAC) of one forward pass of one sequence of `seq_len` tokens:
-    /// the four attention projections, the two attention products and the feed-forward block.
+    /// the four attention projections, the two attention products and the feed-forward block
+    /// (at the attention width and intermediate size of a pruned model).
     /// Embedding lookups, softmax, LayerNorm and pooling are not counted (they are memory-bound
     /// and below 1% of the total for every preset).
     pub fn flops_per_sequence(&self, seq_len: usize) -> f64 {
-        let (s, h, i) = (
+        let (s, h, a, i) = (
             seq_len as f64,
             self.hidden_size as f64,
+            self.attention_width() as f64,
             self.intermediate_size as f64,
         );
-        let per_layer = 8.0 * s * h * h + 4.0 * s * h * i + 4.0 * s * s * h;
+        let per_layer = 8.0 * s * h * a + 4.0 * s * h * i + 4.0 * s * s * a;
         self.num_layers as f64 * per_layer
     }
 }

@@ -1,16 +1,19 @@
 //! The BERT model every backend runs: configuration presets, weights (real all-MiniLM-L6-v2 or
-//! seeded synthetic), the tokenizer, the shared token-batch input and a float64 reference
-//! forward used to check the backends, and the ONNX export of the same model.
+//! seeded synthetic), pruning recipes and the pruned weights they write, the tokenizer, the
+//! shared token-batch input and a float64 reference forward used to check the backends, and
+//! the ONNX export of the same model.
 
 pub mod bert;
 pub mod config;
 pub mod inputs;
 pub mod onnx;
+pub mod prune;
 pub mod reference;
 pub mod weights;
 
 pub use config::{BertConfig, Preset};
 pub use inputs::{TokenBatch, Tokenizer};
+pub use prune::Recipe;
 pub use weights::ModelFiles;
 
 use std::path::PathBuf;

@@ -99,8 +99,7 @@ fn erf(x: f64) -> f64 {
 
 /// Pooled (masked mean, L2-normalised) embeddings of every sequence in `batch`.
 pub fn forward(cfg: &BertConfig, w: &RefWeights, batch: &TokenBatch) -> Vec<Vec<f64>> {
-    let (h, nh) = (cfg.hidden_size, cfg.num_heads);
-    let hd = h / nh;
+    let (h, nh, hd) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim());
     let eps = cfg.layer_norm_eps;
     let mut out = Vec::with_capacity(batch.batch);
     for b in 0..batch.batch {
@@ -127,7 +126,7 @@ pub fn forward(cfg: &BertConfig, w: &RefWeights, batch: &TokenBatch) -> Vec<Vec<
             let q = proj(&l.query, &x);
             let k = proj(&l.key, &x);
             let v = proj(&l.value, &x);
-            let mut ctx = vec![vec![0.0; h]; len];
+            let mut ctx = vec![vec![0.0; cfg.attention_width()]; len];
             let scale = 1.0 / (hd as f64).sqrt();
             for head in 0..nh {
                 let o = head * hd;

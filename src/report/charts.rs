@@ -343,8 +343,12 @@ fn config_key(r: &Row) -> String {
         .as_ref()
         .map_or(r.host.clone(), |c| c.hardware_id.clone());
     format!(
-        "{hw} {} | {} {} s{}",
-        s.device, s.backend, s.precision, s.seq_len
+        "{hw} {} | {} {}{} s{}",
+        s.device,
+        s.backend,
+        s.precision,
+        super::columns::prune_suffix(s),
+        s.seq_len
     )
 }
 
@@ -357,12 +361,13 @@ fn option_label(
 ) -> String {
     let s = &o.row.run.spec;
     format!(
-        "{} {} | {} | {} {} b{} | {tail}",
+        "{} {} | {} | {} {}{} b{} | {tail}",
         d.model,
         d.mode.name(),
         o.hardware,
         s.backend,
         s.precision,
+        super::columns::prune_suffix(s),
         s.batch
     )
 }
@@ -451,11 +456,6 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, &|v| format!("${v:.6}"))? },
         series_per_panel: vec![(title.into(), usize::from(!items.is_empty()))],
     });
-    let priced: Vec<&Row> = ok
-        .iter()
-        .copied()
-        .filter(|r| r.headline().is_some())
-        .collect();
 
     // 2 and 3. Latency and throughput against batch (offline runs).
     let offline: Vec<&Row> = ok
@@ -579,33 +579,39 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         series_per_panel: vec![(t5.into(), usize::from(!energy.is_empty()))],
     });
 
-    // 6. Cost vs quality with the Pareto front.
-    let cq: Vec<(String, f64, f64)> = priced
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.label(),
-                r.headline()?.cost_per_1k_usd,
-                r.run.parity.as_ref()?.min_cosine,
-            ))
-        })
-        .collect();
-    let t6 = "Cost vs quality (parity with the fp32 reference)";
+    // 6. Cost vs quality with the Pareto front, per (model, mode) and hardware option.
+    let groups = super::quality::groups(rows);
+    let t6 = "Cost vs quality: the Pareto front of the levers";
+    let spread = |g: &super::quality::Group| {
+        let q = g.points.iter().map(|p| p.quality.top10_overlap);
+        q.clone().fold(f64::NEG_INFINITY, f64::max) - q.fold(f64::INFINITY, f64::min)
+    };
     charts.push(Chart {
         file: "cost_vs_quality.png".into(),
         title: t6.into(),
-        caption: "x: USD per 1,000 requests (headline basis); y: lowest cosine between the run's embeddings and the candle fp32 reference over the probe set. The line joins the Pareto front: no other configuration is both cheaper and closer to the reference.".into(),
-        png: {
-            let (lo, hi) = cq.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), c| (l.min(c.2), h.max(c.2)));
-            if cq.is_empty() {
-                empty(t6, "no valid run could be priced")?
-            } else if hi - lo < 1e-5 {
-                empty(t6, &format!("every priced run has the same quality (min cosine {lo:.5} to {hi:.5}): nothing to trade"))?
-            } else {
-                cost_quality(t6, &cq)?
-            }
+        caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle int8; the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),
+        png: if groups.is_empty() {
+            empty(t6, "no valid, priced run has a quality figure against the full model")?
+        } else if groups.iter().all(|g| spread(g) < 1e-9) {
+            empty(t6, "every configuration recommends what the full model does (top-10 overlap the same everywhere): nothing to trade; sweep [model] prune or int8 to see the trade")?
+        } else {
+            cost_quality(t6, &groups)?
         },
-        series_per_panel: vec![(t6.into(), 2)],
+        series_per_panel: if groups.is_empty() {
+            vec![(t6.into(), 0)]
+        } else {
+            groups
+                .iter()
+                .map(|g| {
+                    let mut r: Vec<String> =
+                        g.points.iter().map(|p| p.row.run.spec.prune.to_string()).collect();
+                    r.sort();
+                    r.dedup();
+                    // One colour per recipe, plus the front.
+                    (g.title(), r.len() + 1)
+                })
+                .collect()
+        },
     });
     Ok(charts)
 }
@@ -709,72 +715,112 @@ fn latency_throughput(title: &str, rows: &[&Row]) -> Result<Vec<u8>> {
     })
 }
 
-/// The Pareto front of (cost, quality): cheaper is better, higher cosine is better.
-pub fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut p = points.to_vec();
-    p.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    let mut front: Vec<(f64, f64)> = Vec::new();
-    for q in p {
-        if front.last().is_none_or(|l| q.1 > l.1) {
-            front.push(q);
-        }
-    }
-    front
-}
-
-fn cost_quality(title: &str, pts: &[(String, f64, f64)]) -> Result<Vec<u8>> {
-    let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.1, p.2)).collect();
-    let front = pareto(&xy);
-    let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max) * 1.15;
-    let ymin = xy.iter().map(|p| p.1).fold(1.0, f64::min);
-    let ylo = (ymin - (1.0 - ymin).max(1e-4) * 0.5).min(0.9999);
-    render((1400, 700), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 26))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(90)
-            .build_cartesian_2d(0f64..xmax.max(1e-12), ylo..1.00005f64)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("USD per 1,000 requests")
-            .y_desc("min cosine vs fp32 reference")
-            .y_label_formatter(&|y| format!("{y:.5}"))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(plot_err)?;
-        chart
-            .draw_series(
-                xy.iter()
-                    .map(|p| Circle::new(*p, 6, BLUE.mix(0.7).filled())),
-            )
-            .map_err(plot_err)?
-            .label("configuration")
-            .legend(|(x, y)| Circle::new((x + 7, y), 5, BLUE.filled()));
-        chart
-            .draw_series(LineSeries::new(front.clone(), RED.stroke_width(2)))
-            .map_err(plot_err)?
-            .label("Pareto front")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-        for (name, x, y) in pts.iter().filter(|p| front.contains(&(p.1, p.2))) {
+/// One panel per group: each point coloured by its pruning recipe, a circle for fp32 and a
+/// triangle for the other precisions, on a log cost axis (cost ratios read as distances); the
+/// front is a line and its points are labelled with their levers. The section's table lists
+/// every point with its label.
+fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>> {
+    let panel_h = 620u32;
+    render((1400, 60 + panel_h * groups.len() as u32), |root| {
+        root.draw(&Text::new(
+            title.to_string(),
+            (20, 15),
+            ("sans-serif", 26).into_font(),
+        ))
+        .map_err(plot_err)?;
+        let body = root.margin(50, 0, 0, 0);
+        for (g, area) in groups.iter().zip(body.split_evenly((groups.len(), 1))) {
+            let xy: Vec<(f64, f64)> = g
+                .points
+                .iter()
+                .map(|p| (p.cost_per_1k_usd, p.quality.top10_overlap))
+                .collect();
+            let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-12);
+            let xmin = xy
+                .iter()
+                .map(|p| p.0)
+                .fold(f64::INFINITY, f64::min)
+                .min(xmax);
+            let ymin = xy.iter().map(|p| p.1).fold(1.0, f64::min);
+            let ylo = (ymin - 0.1).max(0.0);
+            let mut chart = ChartBuilder::on(&area)
+                .caption(g.title(), ("sans-serif", 20))
+                .margin(15)
+                .x_label_area_size(50)
+                .y_label_area_size(80)
+                .build_cartesian_2d((xmin / 1.25..xmax * 1.6).log_scale(), ylo..1.09f64)
+                .map_err(plot_err)?;
             chart
-                .draw_series(std::iter::once(Text::new(
-                    name.clone(),
-                    (*x, *y),
-                    ("sans-serif", 12).into_font(),
-                )))
+                .configure_mesh()
+                .x_labels(6)
+                .light_line_style(RGBColor(235, 235, 235))
+                .x_desc("USD per 1,000 requests (log scale)")
+                .y_desc("top-10 overlap vs full fp32 model")
+                .x_label_formatter(&|x| format!("{x:.5}"))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .draw()
+                .map_err(plot_err)?;
+            let mut recipes: Vec<String> = g
+                .points
+                .iter()
+                .map(|p| p.row.run.spec.prune.to_string())
+                .collect();
+            recipes.sort();
+            recipes.dedup();
+            for (k, recipe) in recipes.iter().enumerate() {
+                let colour = safe(k);
+                let mine = || {
+                    g.points
+                        .iter()
+                        .zip(&xy)
+                        .filter(move |(p, _)| p.row.run.spec.prune.to_string() == *recipe)
+                };
+                chart
+                    .draw_series(mine().map(|(p, &xy)| {
+                        let fp32 = p.row.run.spec.precision == crate::spec::Precision::Fp32;
+                        let marker: DynElement<_, _> = if fp32 {
+                            Circle::new(xy, 7, colour.filled()).into_dyn()
+                        } else {
+                            TriangleMarker::new(xy, 8, colour.filled()).into_dyn()
+                        };
+                        marker
+                    }))
+                    .map_err(plot_err)?
+                    .label(recipe.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 7, y), 6, colour.filled()));
+            }
+            let front: Vec<(f64, f64)> = g.front.iter().map(|&i| xy[i]).collect();
+            chart
+                .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))
+                .map_err(plot_err)?
+                .label("Pareto front (circle fp32, triangle int8)")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
+                });
+            for (k, &i) in g.front.iter().enumerate() {
+                let label = super::quality::lever_label(&g.points[i].row.run.spec);
+                chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at(xy[i])
+                            + Text::new(
+                                label,
+                                (10, -10 - 16 * (k as i32 % 3)),
+                                ("sans-serif", 14).into_font(),
+                            ),
+                    ))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
                 .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(plot_err)?;
         Ok(())
     })
 }
@@ -860,6 +906,44 @@ mod tests {
     }
 
     #[test]
+    fn the_levers_results_draw_a_cost_quality_front_per_hardware() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "results/reference/levers/{}",
+                    e.file_name().to_string_lossy()
+                )
+            })
+            .filter(|f| f.ends_with(".json"))
+            .collect();
+        files.sort();
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let got = every_chart(&files, &maps);
+        let cq = &got.iter().find(|c| c.0 == "cost_vs_quality.png").unwrap().1;
+        // Five recipes, one colour each, and the front.
+        assert_eq!(
+            cq,
+            &[("minilm-l6 two-tower on aws-m7i-large".to_string(), 6)]
+        );
+        // The picture has data in it: blue points and a red front.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let paths: Vec<_> = files.iter().map(|f| root.join(f)).collect();
+        let sources = load_sources(&paths).unwrap();
+        let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &maps).unwrap();
+        let charts = super::all(&rows, &Requirement::default()).unwrap();
+        let png = &charts
+            .iter()
+            .find(|c| c.file == "cost_vs_quality.png")
+            .unwrap()
+            .png;
+        assert!(coloured_pixels(png) > 4_000, "{}", coloured_pixels(png));
+    }
+
+    #[test]
     fn every_chart_renders_from_a_cpu_and_gpu_fixture_within_the_series_cap() {
         // tests/fixtures/results-cpu-gpu.json: CPU runs copied from the reference results and
         // SYNTHETIC GPU runs (the CPU figures scaled), for this test only.
@@ -929,17 +1013,5 @@ mod tests {
                 .count(),
             4
         );
-    }
-
-    #[test]
-    fn pareto_keeps_only_undominated_points() {
-        let f = super::pareto(&[
-            (1.0, 0.99),
-            (2.0, 0.999),
-            (1.5, 0.98),
-            (3.0, 0.9995),
-            (4.0, 0.999),
-        ]);
-        assert_eq!(f, vec![(1.0, 0.99), (2.0, 0.999), (3.0, 0.9995)]);
     }
 }

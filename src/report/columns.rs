@@ -99,6 +99,7 @@ pub static COLUMNS: &[Column] = &[
     col!("device", "device", text, |r| r.spec.device.to_string()),
     col!("precision", "prec", text, |r| r.spec.precision.to_string()),
     col!("model", "model", text, |r| r.spec.model.to_string()),
+    col!("prune", "prune", text, |r| r.spec.prune.to_string()),
     col!("mode", "mode", text, |r| r.spec.mode.name().into()),
     col!("load", "load", text, |r| r.spec.load.name().into()),
     col!("batch", "batch", Count, |r| count(r.spec.batch)),
@@ -178,6 +179,18 @@ pub static COLUMNS: &[Column] = &[
         .parity
         .as_ref()
         .map(|p| p.top10_overlap)),
+    col!("quality_top10_overlap", "q top10", Num(2), |r| r
+        .quality
+        .as_ref()
+        .map(|q| q.top10_overlap)),
+    col!("quality_mean_cosine", "q cos", Num(4), |r| r
+        .quality
+        .as_ref()
+        .map(|q| q.mean_cosine)),
+    col!("quality_rank_correlation", "q rank", Num(4), |r| r
+        .quality
+        .as_ref()
+        .map(|q| q.score_rank_correlation)),
     col!("parity_passed", "parity", text, |r| r
         .parity
         .as_ref()
@@ -244,20 +257,30 @@ pub fn warnings(r: &RunResult) -> Vec<String> {
     w
 }
 
-/// Short human label of a run's configuration: `device | backend precision | model mode | load
-/// bBATCH sSEQ`.
+/// Short human label of a run's configuration: `device | backend precision | model [recipe]
+/// mode | load bBATCH sSEQ` (the pruning recipe only when the model is pruned).
 pub fn spec_label(s: &RunSpec) -> String {
     format!(
-        "{} | {} {} | {} {} | {} b{} s{}",
+        "{} | {} {} | {}{} {} | {} b{} s{}",
         s.device,
         s.backend,
         s.precision,
         s.model,
+        prune_suffix(s),
         s.mode.name(),
         s.load.name(),
         s.batch,
         s.seq_len
     )
+}
+
+/// ` RECIPE` for a pruned model, nothing for the full one.
+pub fn prune_suffix(s: &RunSpec) -> String {
+    if s.prune.is_full() {
+        String::new()
+    } else {
+        format!(" {}", s.prune)
+    }
 }
 
 /// A plain-text table with aligned columns and a rule under the header.

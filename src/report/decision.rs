@@ -28,6 +28,9 @@ pub struct Requirement {
     pub basis: String,
     /// Spare capacity on top of the target rate (0.3 = 30%).
     pub headroom: f64,
+    /// Lowest top-10 overlap with the full fp32 model a configuration may have
+    /// (`--min-quality`); without it, parity alone is the quality bar.
+    pub min_quality: Option<f64>,
 }
 
 impl Default for Requirement {
@@ -37,6 +40,7 @@ impl Default for Requirement {
             p99_ms: None,
             basis: "on-demand".into(),
             headroom: 0.3,
+            min_quality: None,
         }
     }
 }
@@ -140,6 +144,17 @@ impl Decision<'_, '_> {
     }
 }
 
+/// A run's top-10 overlap with the full model in fp32. Files written before quality was
+/// recorded have none; for an unpruned run parity's overlap is that same figure (parity's
+/// reference *is* the full model in fp32), so it stands in.
+pub fn quality_top10(run: &crate::results::RunResult) -> Option<f64> {
+    match (&run.quality, &run.parity) {
+        (Some(q), _) => Some(q.top10_overlap),
+        (None, Some(p)) if run.spec.prune.is_full() => Some(p.top10_overlap),
+        _ => None,
+    }
+}
+
 /// Judges one row at the requirement: the capacity it can sell and on what evidence, or why not.
 fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
     let run = r.run;
@@ -158,6 +173,17 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
         Some(p) if p.passed => {}
         Some(p) => return Err(format!("parity failed ({})", p.tolerance)),
         None => return Err("no parity check".into()),
+    }
+    if let Some(bar) = req.min_quality {
+        match quality_top10(run) {
+            Some(q) if q >= bar => {}
+            Some(q) => {
+                return Err(format!(
+                    "quality below the bar: top-10 overlap {q:.2} with the full model < {bar}"
+                ))
+            }
+            None => return Err("no quality figure against the full model".into()),
+        }
     }
     if r.cost.is_none() {
         return Err(format!("unpriced: {}", r.mapping.detail));

@@ -126,7 +126,11 @@ pub fn page(
         _ => (None, charts),
     };
     decision_section(&mut h, rows, sources, req, picture);
-    charts_section(&mut h, rest);
+    // The cost–quality chart goes with its table of fronts.
+    let (front_chart, rest): (Vec<&Chart>, Vec<&Chart>) =
+        rest.iter().partition(|c| c.file == "cost_vs_quality.png");
+    quality_section(&mut h, rows, front_chart.first().copied());
+    charts_section(&mut h, &rest);
     runs_section(&mut h, rows);
     not_results_section(&mut h, rows);
     sources_section(&mut h, rows, sources, catalog);
@@ -158,8 +162,11 @@ fn decision_section(
     );
     let _ = writeln!(
         h,
-        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point.</p>",
+        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference{}), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point.</p>",
         esc(&budget),
+        req.min_quality.map_or(String::new(), |q| format!(
+            ", and a top-10 overlap of at least {q} with the full fp32 model (<code>--min-quality</code>)"
+        )),
         esc(&req.basis)
     );
     if let Some(c) = picture {
@@ -198,11 +205,12 @@ fn decision_section(
                 };
                 let _ = writeln!(
                     h,
-                    "<tr><td>{mark}</td><td>{} ({})</td><td>{} {}, batch {}, {} instance(s), {} threads<br><small><code>{}</code> in {}</small></td><td class=n>{:.6}{}</td><td class=n>{:.1}</td><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                    "<tr><td>{mark}</td><td>{} ({})</td><td>{} {}{}, batch {}, {} instance(s), {} threads<br><small><code>{}</code> in {}</small></td><td class=n>{:.6}{}</td><td class=n>{:.1}</td><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
                     esc(&o.hardware),
                     if o.gpu { "GPU" } else { "CPU" },
                     esc(&s.backend.to_string()),
                     esc(&s.precision.to_string()),
+                    esc(&super::columns::prune_suffix(s)),
                     s.batch,
                     s.instances,
                     s.threads,
@@ -259,7 +267,44 @@ fn decision_section(
 }
 
 /// The other charts, embedded, with their captions.
-fn charts_section(h: &mut String, charts: &[Chart]) {
+/// The cost–quality trade: per (model, mode) and hardware option, every valid run's cost and
+/// quality against the full fp32 model, the Pareto front marked.
+fn quality_section(h: &mut String, rows: &[Row], chart: Option<&Chart>) {
+    let groups = super::quality::groups(rows);
+    h.push_str("<h2 id=\"quality\">What each lever costs in quality</h2>\n<p>Quality is measured against the <b>full model in fp32</b> (candle on the CPU), on the 16 probe queries and the demo catalog: the overlap of the top-10 items each query retrieves, the mean cosine of the pooled query embeddings, and the rank correlation (Spearman) of every catalog item's score. Parity, above, asks whether a backend computes its model; this asks what a cheaper model or precision costs in recommendations. On the <b>Pareto front</b> are the configurations that no other is both cheaper and closer to the full model than. Only valid runs are points.</p>\n");
+    if let Some(c) = chart {
+        figure(h, c);
+    }
+    if groups.is_empty() {
+        h.push_str("<p>No valid, priced run has a quality figure (results written before quality was recorded have none).</p>\n");
+    }
+    for g in &groups {
+        let _ = writeln!(
+            h,
+            "<h3>{}: {} configurations, {} on the front</h3>",
+            esc(&g.title()),
+            g.points.len(),
+            g.front.len()
+        );
+        h.push_str("<table><tr><th>front</th><th>levers</th><th class=n>$/1k</th><th class=n>top-10 overlap</th><th class=n>mean cosine</th><th class=n>score rank corr.</th><th>run</th></tr>\n");
+        for (i, p) in g.points.iter().enumerate() {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=n>{:.6}</td><td class=n>{:.2}</td><td class=n>{:.4}</td><td class=n>{:.4}</td><td><small><code>{}</code></small></td></tr>",
+                if g.front.contains(&i) { "<b>front</b>" } else { "" },
+                esc(&super::quality::lever_label(&p.row.run.spec)),
+                p.cost_per_1k_usd,
+                p.quality.top10_overlap,
+                p.quality.mean_cosine,
+                p.quality.score_rank_correlation,
+                esc(&p.row.run.spec.id)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+}
+
+fn charts_section(h: &mut String, charts: &[&Chart]) {
     h.push_str("<h2 id=\"charts\">Charts</h2>\n");
     for c in charts {
         figure(h, c);

@@ -14,6 +14,7 @@ pub mod decision;
 mod html;
 mod markdown;
 pub mod notes;
+pub mod quality;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

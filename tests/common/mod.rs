@@ -30,7 +30,18 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// Max abs difference between `kind` at fp32 and the float64 forward written with plain loops,
 /// on tiny, on two padded inputs of different lengths.
 pub fn tiny_max_diff_vs_f64_reference(kind: BackendKind) -> f64 {
-    let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
+    tiny_max_diff_vs_f64_reference_pruned(kind, "full")
+}
+
+/// Tiny pruned by `recipe` with heads halved and the FFN cut: 1 head of 64, so the attention
+/// runs at width 64 against a hidden size of 128.
+pub const NARROW_ATTENTION: &str = "drop-ffn-25+drop-heads-50";
+
+/// As [`tiny_max_diff_vs_f64_reference`], on tiny pruned by `recipe` (the pruned file in the
+/// cache): the float64 forward reads the same pruned weights.
+pub fn tiny_max_diff_vs_f64_reference_pruned(kind: BackendKind, recipe: &str) -> f64 {
+    let recipe = recbench::model::Recipe::parse(recipe).unwrap();
+    let files = ModelFiles::resolve_pruned(Preset::Tiny, DEFAULT_SEED, &recipe).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let batch = tok
         .batch(

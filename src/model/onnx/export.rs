@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use super::proto::{
@@ -72,35 +71,7 @@ pub fn export(
     flavour: Flavour,
     precision: Precision,
 ) -> Result<ModelProto> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::Model(format!("{}: cannot read weights: {e}", origin.display())))?;
-    let get = |name: &str| -> Result<Vec<f32>> {
-        let t = st
-            .tensor(name)
-            .map_err(|_| Error::Model(format!("{}: missing tensor {name}", origin.display())))?;
-        let d = t.data();
-        Ok(match t.dtype() {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(Error::Model(format!(
-                    "{}: tensor {name} has unsupported dtype {other:?}",
-                    origin.display()
-                )))
-            }
-        })
-    };
-    let tensors = BertTensors::read(cfg, |name, _| get(name))?;
+    let tensors = crate::model::weights::read_f32(cfg, bytes, origin)?;
     build(cfg, &tensors, flavour, precision)
 }
 
@@ -213,7 +184,8 @@ fn encoder_layer(
     x: &str,
     flavour: Flavour,
 ) -> String {
-    let (h, nh) = (cfg.hidden_size, cfg.num_heads);
+    // `a`, the attention width, is the hidden size unless heads were pruned.
+    let (h, nh, a) = (cfg.hidden_size, cfg.num_heads, cfg.attention_width());
     let eps = cfg.layer_norm_eps as f32;
     let precision = g.precision;
     let qkv = layer
@@ -227,9 +199,9 @@ fn encoder_layer(
     let name = |n: &str| format!("l{l}.{n}");
     match flavour {
         Flavour::Plain => {
-            let qkv = g.linear(x, &name("qkv"), qkv_w, Some(qkv_b), h, 3 * h);
+            let qkv = g.linear(x, &name("qkv"), qkv_w, Some(qkv_b), h, 3 * a);
             let ctx = g.plain_attention(&qkv, cfg);
-            let attn = g.linear(&ctx, &name("attn_out"), wo, Some(bo), h, h);
+            let attn = g.linear(&ctx, &name("attn_out"), wo, Some(bo), a, h);
             let sum1 = g.op("Add", &[&attn, x], vec![]);
             let x1 = g.layer_norm_act(&sum1, &layer.attn_norm, &name("attn_ln"), eps);
             let inter = g.linear(&x1, &name("inter"), w1, Some(b1), h, i);
@@ -244,8 +216,8 @@ fn encoder_layer(
             let ctx = if precision == Precision::Int8 {
                 // Attention takes float weights; with quantized projections the packed
                 // Q, K, V go to MultiHeadAttention instead.
-                let qkv = g.linear(x, &name("qkv"), qkv_w, Some(qkv_b), h, 3 * h);
-                let split = g.const_i64(&[h as i64, h as i64, h as i64]);
+                let qkv = g.linear(x, &name("qkv"), qkv_w, Some(qkv_b), h, 3 * a);
+                let split = g.const_i64(&[a as i64, a as i64, a as i64]);
                 let parts = g.op_n("Split", "", &[&qkv, &split], 3, vec![attr_i("axis", 2)]);
                 g.op_n(
                     "MultiHeadAttention",
@@ -256,12 +228,14 @@ fn encoder_layer(
                 )
                 .remove(0)
             } else {
-                let w = g.weight(&name("qkv.w"), &transpose(qkv_w, 3 * h, h), &[h, 3 * h]);
+                // Attention's weight is [input hidden, 3 × attention width]: the op takes the
+                // head size from the latter, so a narrower attention needs nothing else.
+                let w = g.weight(&name("qkv.w"), &transpose(qkv_w, 3 * a, h), &[h, 3 * a]);
                 let b = g.vector_act(&name("qkv.b"), qkv_b);
                 g.op_n("Attention", MS_DOMAIN, &[x, &w, &b, &mask], 1, heads)
                     .remove(0)
             };
-            let attn = g.linear(&ctx, &name("attn_out"), wo, None, h, h);
+            let attn = g.linear(&ctx, &name("attn_out"), wo, None, a, h);
             let x1 = g.skip_layer_norm(&attn, x, bo, &layer.attn_norm, &name("attn_ln"), eps);
             let inter = g.linear(&x1, &name("inter"), w1, None, h, i);
             let b1 = g.vector_act(&name("inter.b"), b1);
@@ -657,10 +631,10 @@ impl Graph {
     }
 
     /// Scaled dot-product attention from a packed `[B,S,3H]` projection (plain flavour), with
-    /// the softmax in f32. Returns the context `[B,S,H]`.
+    /// the softmax in f32. Returns the context `[B,S,A]` (A the attention width).
     fn plain_attention(&mut self, qkv: &str, cfg: &BertConfig) -> String {
-        let (h, nh, hd) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim());
-        let split = self.const_i64(&[h as i64, h as i64, h as i64]);
+        let (a, nh, hd) = (cfg.attention_width(), cfg.num_heads, cfg.head_dim());
+        let split = self.const_i64(&[a as i64, a as i64, a as i64]);
         let parts = self.op_n("Split", "", &[qkv, &split], 3, vec![attr_i("axis", 2)]);
         let shape = self.const_i64(&[0, 0, nh as i64, hd as i64]);
         let heads = |this: &mut Graph, t: &str, perm: &[i64]| {
@@ -680,7 +654,7 @@ impl Graph {
         let probs = self.cast_act(&probs);
         let ctx = self.op("MatMul", &[&probs, &v], vec![]);
         let ctx = self.op("Transpose", &[&ctx], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let shape = self.const_i64(&[0, 0, h as i64]);
+        let shape = self.const_i64(&[0, 0, a as i64]);
         self.op("Reshape", &[&ctx, &shape], vec![])
     }
 

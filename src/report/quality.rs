@@ -1,0 +1,172 @@
+//! The cost–quality trade of the levers (precision, pruning, backend, batch): per (model, mode)
+//! and hardware option, every valid priced run is a point — its cost per 1,000 requests on the
+//! headline basis against its top-10 overlap with the full model in fp32 — and the Pareto front
+//! joins the points no other point beats on both.
+//!
+//! Only valid runs take part (status ok, parity passed, priced, with a quality figure): an
+//! invalid run's speed is never a result, so it is never a point either.
+
+use std::collections::BTreeMap;
+
+use super::Row;
+use crate::model::Preset;
+use crate::results::{Quality, Status};
+use crate::scenario::RunSpec;
+use crate::spec::Mode;
+
+/// One run on the cost–quality plane.
+pub struct Point<'r, 'a> {
+    pub row: &'r Row<'a>,
+    /// USD per 1,000 requests, headline basis.
+    pub cost_per_1k_usd: f64,
+    pub quality: &'a Quality,
+}
+
+/// The points of one (model, mode, hardware option) and its front.
+pub struct Group<'r, 'a> {
+    pub model: Preset,
+    pub mode: Mode,
+    pub hardware: String,
+    /// Cheapest first.
+    pub points: Vec<Point<'r, 'a>>,
+    /// Indices into `points` of the Pareto front, cheapest first.
+    pub front: Vec<usize>,
+}
+
+impl Group<'_, '_> {
+    pub fn title(&self) -> String {
+        format!("{} {} on {}", self.model, self.mode.name(), self.hardware)
+    }
+}
+
+/// The lever settings of a run, as points are labelled: `backend precision [recipe] bBATCH`.
+pub fn lever_label(s: &RunSpec) -> String {
+    format!(
+        "{} {}{} b{}",
+        s.backend,
+        s.precision,
+        super::columns::prune_suffix(s),
+        s.batch
+    )
+}
+
+/// The Pareto front of (cost, quality) points: cheaper is better, higher quality is better.
+/// Returns indices into `points`, cheapest first; of equal points the first is kept.
+pub fn pareto(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| {
+        (points[a].0.total_cmp(&points[b].0))
+            .then(points[b].1.total_cmp(&points[a].1))
+            .then(a.cmp(&b))
+    });
+    let mut front: Vec<usize> = Vec::new();
+    for i in order {
+        if front.last().is_none_or(|&l| points[i].1 > points[l].1) {
+            front.push(i);
+        }
+    }
+    front
+}
+
+/// The cost–quality groups of `rows`, in (model, mode, hardware) order.
+pub fn groups<'r, 'a>(rows: &'r [Row<'a>]) -> Vec<Group<'r, 'a>> {
+    let mut by: BTreeMap<(Preset, Mode, String), Vec<Point<'r, 'a>>> = BTreeMap::new();
+    for r in rows {
+        let run = r.run;
+        let valid = run.status == Status::Ok && run.parity.as_ref().is_some_and(|p| p.passed);
+        let (Some(q), Some(c), Some(hw)) = (&run.quality, r.headline(), r.cost.as_ref()) else {
+            continue;
+        };
+        if valid {
+            by.entry((run.spec.model, run.spec.mode, hw.hardware_id.clone()))
+                .or_default()
+                .push(Point {
+                    row: r,
+                    cost_per_1k_usd: c.cost_per_1k_usd,
+                    quality: q,
+                });
+        }
+    }
+    by.into_iter()
+        .map(|((model, mode, hardware), mut points)| {
+            points.sort_by(|a, b| a.cost_per_1k_usd.total_cmp(&b.cost_per_1k_usd));
+            let xy: Vec<(f64, f64)> = points
+                .iter()
+                .map(|p| (p.cost_per_1k_usd, p.quality.top10_overlap))
+                .collect();
+            Group {
+                model,
+                mode,
+                hardware,
+                front: pareto(&xy),
+                points,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pareto;
+    use crate::cost::Catalog;
+    use crate::report::{load_sources, price};
+
+    /// The committed levers sweep: one group, its front drawn from valid runs only. A run whose
+    /// parity fails leaves the points and, when it was on the front, the front.
+    #[test]
+    fn the_front_of_the_levers_sweep_is_drawn_from_valid_runs_only() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        let mut sources = load_sources(&paths).unwrap();
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let (n, cheapest_front) = {
+            let rows = price(&sources, &catalog, &maps).unwrap();
+            let g = super::groups(&rows);
+            assert_eq!(g.len(), 1);
+            let g = &g[0];
+            assert_eq!(g.points.len(), 30);
+            // Real, distinct points: cost and quality both vary along the front.
+            let front: Vec<_> = g.front.iter().map(|&i| &g.points[i]).collect();
+            assert!(front.len() >= 3, "{}", front.len());
+            for w in front.windows(2) {
+                assert!(w[0].cost_per_1k_usd < w[1].cost_per_1k_usd);
+                assert!(w[0].quality.top10_overlap < w[1].quality.top10_overlap);
+            }
+            (g.points.len(), front[0].row.run.spec.id.clone())
+        };
+        for f in &mut sources {
+            for r in &mut f.file.runs {
+                if r.spec.id == cheapest_front {
+                    // Parity failed but the status left ok: the front must check parity
+                    // itself, not rely on invalid runs going unpriced.
+                    r.parity.as_mut().unwrap().passed = false;
+                }
+            }
+        }
+        let rows = price(&sources, &catalog, &maps).unwrap();
+        let g = &super::groups(&rows)[0];
+        assert_eq!(g.points.len(), n - 1);
+        assert!(g.points.iter().all(|p| p.row.run.spec.id != cheapest_front));
+    }
+
+    #[test]
+    fn pareto_keeps_only_undominated_points_cheapest_first() {
+        let pts = [
+            (2.0, 0.99),
+            (1.0, 0.95),
+            (3.0, 0.999),
+            (2.5, 0.98),
+            (1.0, 0.90),
+            (3.0, 0.999),
+        ];
+        let f = pareto(&pts);
+        assert_eq!(f, vec![1, 0, 2]);
+    }
+}

@@ -1,0 +1,183 @@
+//! The levers: pruning recipes run end to end, and every run's quality against the full model.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::opts;
+use recbench::backend::{self, BackendKind, Precision};
+use recbench::harness::parity::PROBES;
+use recbench::model::{ModelFiles, Preset, Recipe, Tokenizer};
+use serde_json::Value;
+
+/// Probe embeddings of `files` on candle fp32.
+fn probes(files: &ModelFiles) -> Vec<f32> {
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let mut enc = backend::open(BackendKind::Candle, files, opts(Precision::Fp32)).unwrap();
+    enc.encode(&tok.batch(&PROBES, 128).unwrap()).unwrap().data
+}
+
+/// A recipe that removes nothing goes through the whole pruning path (rank, cut, write a new
+/// safetensors file, load it) and must give the full model's embeddings bit for bit.
+#[test]
+fn keep_all_pruning_reproduces_the_full_model_exactly() {
+    let cache = tempfile::tempdir().unwrap();
+    let full = ModelFiles::resolve(Preset::MiniLmL6, 0).unwrap();
+    let keep_all = Recipe::parse("keep-layers-6+drop-ffn-0+drop-heads-0").unwrap();
+    let pruned = full.clone().pruned(cache.path(), &keep_all).unwrap();
+    assert_ne!(pruned.weights, full.weights, "a pruned file of its own");
+    assert!(pruned.weights.starts_with(cache.path()));
+    assert_eq!(pruned.config, full.config);
+    let (a, b) = (probes(&full), probes(&pruned));
+    assert!(a == b, "keep-all pruning changed the embeddings");
+    // The same recipe cutting half the heads must not (the comparison above can fail).
+    let half = Recipe::parse("drop-heads-50").unwrap();
+    let cut = full.pruned(cache.path(), &half).unwrap();
+    assert_eq!(cut.config.attention_width(), 192);
+    assert!(probes(&cut) != a);
+}
+
+/// The CI-sized levers sweep (tests/fixtures/levers-ci.toml): every recipe runs on candle and
+/// records quality against the full model; keep-all is exactly the full model, and a 3-layer
+/// model's top-10 overlap is below the full 6-layer one's.
+#[test]
+fn levers_sweep_records_quality_against_the_full_model() {
+    let out = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/levers-ci.toml");
+    let st = Command::cargo_bin("recbench")
+        .unwrap()
+        .arg("run")
+        .arg(&fixture)
+        .args(["--quiet", "--out"])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dir = out.path().join("levers-ci");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap_or_else(|| panic!("no results file in {}", dir.display()));
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    let by = |recipe: &str| -> &Value {
+        runs.iter()
+            .find(|r| r["spec"]["prune"].as_str().unwrap_or("full") == recipe)
+            .unwrap_or_else(|| panic!("no run of {recipe}"))
+    };
+    for r in runs {
+        assert_eq!(r["status"], "ok", "{}", r["reason"]);
+        assert_eq!(
+            r["parity"]["passed"], true,
+            "parity against its own pruned model"
+        );
+        let q = &r["quality"];
+        assert_eq!(q["reference"], "minilm-l6 (full) fp32 on candle");
+    }
+    let q = |recipe: &str, k: &str| by(recipe)["quality"][k].as_f64().unwrap();
+    for recipe in ["full", "keep-layers-6+drop-ffn-0+drop-heads-0"] {
+        assert_eq!(q(recipe, "top10_overlap"), 1.0);
+        assert!(q(recipe, "mean_cosine") >= 1.0 - 1e-12, "{recipe}");
+        assert!(
+            q(recipe, "score_rank_correlation") >= 1.0 - 1e-12,
+            "{recipe}"
+        );
+    }
+    let keep_all = &by("keep-layers-6+drop-ffn-0+drop-heads-0")["parity"];
+    assert_eq!(keep_all["max_abs_diff"].as_f64().unwrap(), 0.0);
+    assert!(
+        q("keep-layers-3", "top10_overlap") < q("full", "top10_overlap"),
+        "3 layers: {}",
+        q("keep-layers-3", "top10_overlap")
+    );
+    let flops = |recipe: &str| {
+        by(recipe)["compute"]["flops_per_sequence"]
+            .as_f64()
+            .unwrap()
+    };
+    for recipe in [
+        "keep-layers-4",
+        "keep-layers-3",
+        "drop-ffn-50",
+        "drop-heads-50",
+    ] {
+        assert!(
+            q(recipe, "mean_cosine") < 1.0 - 1e-4,
+            "{recipe} changes the model"
+        );
+        assert!(q(recipe, "score_rank_correlation") < 1.0, "{recipe}");
+        assert!(flops(recipe) < flops("full"), "{recipe} costs less compute");
+        assert!(by(recipe)["spec"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/p{recipe}")));
+    }
+    assert!(flops("keep-layers-3") < flops("keep-layers-4"));
+}
+
+/// The committed levers results (results/reference/levers/, one file per backend).
+fn levers_results() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no results in {}", dir.display());
+    files
+}
+
+fn report(extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::cargo_bin("recbench")
+        .unwrap()
+        .arg("report")
+        .args(levers_results())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--map", "vm=aws-m7i-large"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out, o)
+}
+
+/// The report of the committed levers sweep draws a front of distinct points, and
+/// `--min-quality` takes the configurations below the bar out of the decision table.
+#[test]
+fn the_levers_report_has_a_front_and_min_quality_filters_the_decision() {
+    let (dir, o) = report(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(html.contains("What each lever costs in quality"));
+    let fronts = html.matches("<td><b>front</b></td>").count();
+    assert!(
+        fronts >= 2,
+        "a front of at least two points, found {fronts}"
+    );
+    assert!(!html.contains("quality below the bar"));
+
+    let (dir, o) = report(&["--min-quality", "0.9"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("quality below the bar: top-10 overlap"),
+        "3-layer runs are excluded"
+    );
+    assert!(html.contains("a top-10 overlap of at least 0.9 with the full fp32 model"));
+
+    let (_, o) = report(&["--min-quality", "1.5"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--min-quality") && err.contains("between 0 and 1"),
+        "{err}"
+    );
+}
