@@ -153,3 +153,45 @@ fn tiny_with_pruned_heads_matches_the_float64_reference() {
     );
     assert!(max <= 1e-5, "max abs diff {max}");
 }
+
+/// The fused kernels with pruned heads (attention narrower than the hidden size) compute what
+/// candle's ops compute on the same pruned weights (which the test above checks against the
+/// float64 forward).
+#[test]
+fn fused_kernels_match_candles_ops_with_pruned_heads() {
+    use recbench::backend::candle::CandleBert;
+    use recbench::backend::Encoder;
+    let files = ModelFiles::resolve_pruned(
+        Preset::Tiny,
+        recbench::model::weights::DEFAULT_SEED,
+        &recbench::model::Recipe::parse(common::NARROW_ATTENTION).unwrap(),
+    )
+    .unwrap();
+    assert!(files.config.attention_width() < files.config.hidden_size);
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let b = tok
+        .batch(
+            &[
+                "a short one",
+                "a longer sentence about films, books and music",
+            ],
+            32,
+        )
+        .unwrap();
+    let o = opts(Precision::Fp32);
+    let a = CandleBert::load_with(&files, o, Some(false))
+        .unwrap()
+        .encode(&b)
+        .unwrap();
+    let f = CandleBert::load_with(&files, o, Some(true))
+        .unwrap()
+        .encode(&b)
+        .unwrap();
+    let max = a
+        .data
+        .iter()
+        .zip(&f.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 2e-5, "max abs diff {max}");
+}
