@@ -1,9 +1,10 @@
 //! Fused f32 CPU kernels for the candle backend, where candle has no fused op: a linear layer
 //! with its bias (and GELU) applied in the GEMM's own pass, attention per (sequence, head) with
-//! no head-split copies, and the residual add folded into LayerNorm. They use the kernels
-//! candle's own ops use (the `gemm` crate, candle's `erf`, candle-nn's LayerNorm formula) and
-//! rayon, so their outputs match candle's ops up to summation order; which of the two paths runs
-//! is chosen by measurement at load (see `CandleBert::load`).
+//! no head-split copies, and the residual add folded into LayerNorm. They use the GEMM candle's
+//! own ops use (the `gemm` crate), candle-nn's LayerNorm formula and GELU as candle defines it
+//! (with a vectorisable erf within 5e-7 of libm's), with rayon, so their outputs match candle's
+//! ops to float rounding (tests/model.rs); which of the two paths runs is chosen by measurement
+//! at load (see `CandleBert::load`).
 //!
 //! Inputs are contiguous f32 tensors on the CPU; anything else is an error, never a silent
 //! copy.
