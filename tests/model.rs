@@ -61,12 +61,7 @@ fn fused_kernels_match_candles_ops_on_minilm() {
             .unwrap()
             .starts_with("layers on fused (forced"));
         let (a, f) = (ops.encode(&b).unwrap(), fused.encode(&b).unwrap());
-        let max = a
-            .data
-            .iter()
-            .zip(&f.data)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let max = common::max_abs_diff(&a.data, &f.data);
         // int8 quantizes the activations on every call, so a one-ulp difference in an input
         // can move a value by one rounding step: its bar is that step's size, not float
         // rounding.
@@ -137,12 +132,7 @@ fn candle_kernels_are_chosen_by_measurement_and_remembered() {
 /// forward of the same pruned weights.
 #[test]
 fn tiny_with_pruned_heads_matches_the_float64_reference() {
-    let files = ModelFiles::resolve_pruned(
-        Preset::Tiny,
-        recbench::model::weights::DEFAULT_SEED,
-        &recbench::model::Recipe::parse(common::NARROW_ATTENTION).unwrap(),
-    )
-    .unwrap();
+    let files = common::narrow_attention_tiny();
     assert_eq!(
         (files.config.attention_width(), files.config.hidden_size),
         (64, 128)
@@ -161,12 +151,7 @@ fn tiny_with_pruned_heads_matches_the_float64_reference() {
 fn fused_kernels_match_candles_ops_with_pruned_heads() {
     use recbench::backend::candle::CandleBert;
     use recbench::backend::Encoder;
-    let files = ModelFiles::resolve_pruned(
-        Preset::Tiny,
-        recbench::model::weights::DEFAULT_SEED,
-        &recbench::model::Recipe::parse(common::NARROW_ATTENTION).unwrap(),
-    )
-    .unwrap();
+    let files = common::narrow_attention_tiny();
     assert!(files.config.attention_width() < files.config.hidden_size);
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let b = tok
@@ -187,11 +172,6 @@ fn fused_kernels_match_candles_ops_with_pruned_heads() {
         .unwrap()
         .encode(&b)
         .unwrap();
-    let max = a
-        .data
-        .iter()
-        .zip(&f.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let max = common::max_abs_diff(&a.data, &f.data);
     assert!(max < 2e-5, "max abs diff {max}");
 }

@@ -30,12 +30,7 @@ fn assert_within_tolerance(
     precision: Precision,
     what: &str,
 ) {
-    let max_abs = e
-        .data
-        .iter()
-        .zip(&reference.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let max_abs = common::max_abs_diff(&e.data, &reference.data);
     let min_cos = (0..e.rows)
         .map(|i| cosine(e.row(i), reference.row(i)))
         .fold(f64::INFINITY, f64::min);
@@ -51,13 +46,7 @@ fn assert_within_tolerance(
 /// splits, reshapes and the contrib Attention ops take the narrower width.
 #[test]
 fn tiny_with_pruned_heads_round_trips_in_every_flavour_and_precision() {
-    let recipe = recbench::model::Recipe::parse(common::NARROW_ATTENTION).unwrap();
-    let files = ModelFiles::resolve_pruned(
-        Preset::Tiny,
-        recbench::model::weights::DEFAULT_SEED,
-        &recipe,
-    )
-    .unwrap();
+    let files = common::narrow_attention_tiny();
     assert_eq!(files.config.attention_width(), 64);
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let reference = candle_probes(&files, &tok);

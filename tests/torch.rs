@@ -126,12 +126,7 @@ fn onednn_and_aten_linear_kernels_agree() {
     let (b, kb) = run(LinearKernel::Aten);
     assert!(ka.contains("oneDNN"), "{ka}");
     assert!(kb.contains("aten"), "{kb}");
-    let max = a
-        .data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max = common::max_abs_diff(&a.data, &b.data);
     assert!(max <= 1e-5, "max abs diff {max}");
     // Whether the two libraries' bits differ depends on the host's kernels (accumulation order
     // per ISA), so it is reported, not asserted.

@@ -907,20 +907,8 @@ mod tests {
 
     #[test]
     fn the_levers_results_draw_a_cost_quality_front_per_hardware() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                format!(
-                    "results/reference/levers/{}",
-                    e.file_name().to_string_lossy()
-                )
-            })
-            .filter(|f| f.ends_with(".json"))
-            .collect();
-        files.sort();
-        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let paths = crate::report::levers_reference_files();
+        let files: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let got = every_chart(&files, &maps);
         let cq = &got.iter().find(|c| c.0 == "cost_vs_quality.png").unwrap().1;
@@ -930,8 +918,6 @@ mod tests {
             &[("minilm-l6 two-tower on aws-m7i-large".to_string(), 6)]
         );
         // The picture has data in it: blue points and a red front.
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let paths: Vec<_> = files.iter().map(|f| root.join(f)).collect();
         let sources = load_sources(&paths).unwrap();
         let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &maps).unwrap();
         let charts = super::all(&rows, &Requirement::default()).unwrap();

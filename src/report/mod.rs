@@ -365,3 +365,18 @@ pub(crate) fn fmt_opt(x: Option<f64>, digits: usize) -> String {
     x.filter(|v| v.is_finite())
         .map_or("—".into(), |v| format!("{v:.digits$}"))
 }
+
+/// The committed levers sweep's results files (`results/reference/levers/*.json`), sorted: what
+/// the tests of the cost–quality front draw from.
+#[cfg(test)]
+pub(crate) fn levers_reference_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+}

@@ -115,14 +115,7 @@ mod tests {
     /// parity fails leaves the points and, when it was on the front, the front.
     #[test]
     fn the_front_of_the_levers_sweep_is_drawn_from_valid_runs_only() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        paths.sort();
+        let paths = crate::report::levers_reference_files();
         let mut sources = load_sources(&paths).unwrap();
         let catalog = Catalog::shipped_with(None).unwrap();
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];

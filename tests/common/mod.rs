@@ -37,6 +37,21 @@ pub fn tiny_max_diff_vs_f64_reference(kind: BackendKind) -> f64 {
 /// runs at width 64 against a hidden size of 128.
 pub const NARROW_ATTENTION: &str = "drop-ffn-25+drop-heads-50";
 
+/// Tiny pruned by [`NARROW_ATTENTION`] (its pruned files, written to the cache on first use).
+pub fn narrow_attention_tiny() -> ModelFiles {
+    let recipe = recbench::model::Recipe::parse(NARROW_ATTENTION).unwrap();
+    ModelFiles::resolve_pruned(Preset::Tiny, DEFAULT_SEED, &recipe).unwrap()
+}
+
+/// The largest absolute difference between two equally long vectors of embeddings.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "embeddings of different sizes");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 /// As [`tiny_max_diff_vs_f64_reference`], on tiny pruned by `recipe` (the pruned file in the
 /// cache): the float64 forward reads the same pruned weights.
 pub fn tiny_max_diff_vs_f64_reference_pruned(kind: BackendKind, recipe: &str) -> f64 {
