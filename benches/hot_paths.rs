@@ -52,6 +52,14 @@ fn scoring(c: &mut Criterion) {
             black_box(recommender::top_k(&s, 10))
         })
     });
+    let users = Embeddings {
+        rows: 8,
+        dim,
+        data: (0..8 * dim).map(|_| rng.next_normal() as f32).collect(),
+    };
+    c.bench_function("score 100k items (8 users)", |b| {
+        b.iter(|| black_box(items.scores(&users, threads)))
+    });
     let s = items.scores(&user, threads);
     c.bench_function("top-10 of 100k scores", |b| {
         b.iter(|| black_box(recommender::top_k(&s, 10)))

@@ -160,20 +160,60 @@ impl ItemIndex {
     }
 }
 
-/// Indices of the `k` largest scores, best first (ties broken by lower index).
+/// Indices of the `k` largest scores, best first (ties broken by lower index; order as
+/// `f32::total_cmp`).
+///
+/// One pass over the scores keeping the best `k` so far in a sorted buffer: a score enters only
+/// when it beats the buffer's worst, so for k ≪ n it costs about n comparisons and no
+/// allocation as large as the row (a catalog row is 100,000 scores per request).
 pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     let k = k.min(scores.len());
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
     if k == 0 {
+        return best;
+    }
+    // `a` ranks before `b`: higher score, then lower index.
+    let before = |a: &(usize, f32), b: &(usize, f32)| match a.1.total_cmp(&b.1) {
+        std::cmp::Ordering::Equal => a.0 < b.0,
+        o => o == std::cmp::Ordering::Greater,
+    };
+    for (i, &s) in scores.iter().enumerate() {
+        let cand = (i, s);
+        if best.len() == k {
+            // Indices rise through the scan, so an equal score never beats the worst kept.
+            if s.total_cmp(&best[k - 1].1) != std::cmp::Ordering::Greater {
+                continue;
+            }
+            best.pop();
+        }
+        let at = best.partition_point(|b| before(b, &cand));
+        best.insert(at, cand);
+    }
+    best
+}
+
+/// The best of the top-`k` of each row of `scores` (`[rows, n]`, row-major), as `top_k` per
+/// row, with the rows split over `threads` threads when there is enough work.
+pub fn top_k_rows(scores: &[f32], n: usize, k: usize, threads: usize) -> Vec<Vec<(usize, f32)>> {
+    if n == 0 {
         return vec![];
     }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    let cmp = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
+    let rows = scores.len() / n;
+    let threads = threads.clamp(1, rows.max(1));
+    if threads == 1 || scores.len() < 1 << 18 {
+        return scores.chunks(n).map(|r| top_k(r, k)).collect();
     }
-    idx.sort_by(cmp);
-    idx.into_iter().map(|i| (i, scores[i])).collect()
+    let per = rows.div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = scores
+            .chunks(per * n)
+            .map(|part| s.spawn(move || part.chunks(n).map(|r| top_k(r, k)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("a top-k thread panicked"))
+            .collect()
+    })
 }
 
 /// The seeded linear relevance head of cross-encoder mode (unit norm).
@@ -281,6 +321,52 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("c.tsv:2: field `id`"), "{e}");
+    }
+
+    /// The obvious top-k: sort every index (what `top_k` must agree with).
+    fn top_k_by_sorting(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+        let mut idx: Vec<usize> = (0..scores.len()).collect();
+        idx.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
+        idx.into_iter().take(k).map(|i| (i, scores[i])).collect()
+    }
+
+    #[test]
+    fn top_k_agrees_with_sorting_including_ties_and_nan() {
+        let mut rng = SplitMix64::new(7);
+        for case in 0..300 {
+            let n = 1 + case % 97;
+            // Coarse values make ties common; some NaN and infinities.
+            let scores: Vec<f32> = (0..n)
+                .map(|_| match rng.next_u64() % 23 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    2 => f32::INFINITY,
+                    r => (r % 7) as f32 - 3.0,
+                })
+                .collect();
+            for k in [0, 1, 3, 10, n, n + 5] {
+                let got = top_k(&scores, k);
+                let want = top_k_by_sorting(&scores, k);
+                let ids = |v: &[(usize, f32)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "n={n} k={k} scores={scores:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn top_k_rows_splits_rows_over_threads_without_changing_them() {
+        let mut rng = SplitMix64::new(11);
+        let (rows, n) = (37, 20_011);
+        let scores: Vec<f32> = (0..rows * n)
+            .map(|_| (rng.next_u64() % 1000) as f32)
+            .collect();
+        let serial = top_k_rows(&scores, n, 10, 1);
+        assert_eq!(serial.len(), rows);
+        for (r, got) in serial.iter().enumerate() {
+            assert_eq!(got, &top_k_by_sorting(&scores[r * n..(r + 1) * n], 10));
+        }
+        assert_eq!(top_k_rows(&scores, n, 10, 4), serial);
+        assert_eq!(top_k_rows(&scores, n, 10, 64), serial);
     }
 
     #[test]

@@ -62,20 +62,35 @@ struct Scorer<'a> {
     spec: &'a RunSpec,
     index: ItemIndex,
     head: Vec<f32>,
+    /// Milliseconds each `rank` took (the host-side share of an iteration), for the run's notes.
+    ms: std::sync::Mutex<Vec<f64>>,
 }
 
 impl Scorer<'_> {
     /// Scores and ranks the requests of one forward pass; returns a checksum so the work cannot
     /// be optimised away.
     fn rank(&self, emb: &Embeddings) -> usize {
+        let t = Instant::now();
+        let acc = self.rank_untimed(emb);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        self.ms.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+        acc
+    }
+
+    /// The scoring times recorded so far, emptied.
+    fn take_ms(&self) -> Vec<f64> {
+        std::mem::take(&mut *self.ms.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn rank_untimed(&self, emb: &Embeddings) -> usize {
         let (k, threads) = (self.spec.top_k, self.spec.threads);
         let mut acc = 0;
         match self.spec.mode {
             Mode::TwoTower => {
                 let n = self.index.len();
                 let scores = self.index.scores(emb, threads);
-                for r in 0..emb.rows {
-                    acc += recommender::top_k(&scores[r * n..(r + 1) * n], k)[0].0;
+                for best in recommender::top_k_rows(&scores, n, k, threads) {
+                    acc += best[0].0;
                 }
             }
             Mode::CrossEncoder => {
@@ -191,6 +206,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
             0
         }),
         head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
+        ms: Default::default(),
     };
     r.timed_region = Some(timed_region(spec, requests));
 
@@ -214,6 +230,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     let Some(warm_ms) = warm_up(spec, &step, &mut enc, &batch)? else {
         return invalid_nan(r);
     };
+    scorer.take_ms();
     let measured = if spec.load == Load::Server {
         let mut services = vec![EncService {
             enc,
@@ -243,6 +260,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         return Ok(());
     };
     record(spec, &files, ceiling, &m, r);
+    r.notes.extend(scoring_note(spec, &scorer.take_ms(), &m));
     r.memory = Memory {
         peak_rss_bytes: memory::peak_rss_bytes(),
         rss_scope: Some(rss_scope.into()),
@@ -294,6 +312,39 @@ fn check_parity(
     }
     r.parity = Some(par);
     Ok(passed.then_some(item_index))
+}
+
+/// How much of an iteration the host-side scoring took: it runs on the CPU (the `gemm` crate
+/// and a one-pass top-k, `threads` threads) whatever device ran the encoder, so on a GPU run it
+/// can be most of the time.
+fn scoring_note(spec: &RunSpec, scoring_ms: &[f64], m: &Measured) -> Option<String> {
+    if scoring_ms.is_empty() {
+        return None;
+    }
+    let score = crate::stats::median(scoring_ms);
+    let what = match spec.mode {
+        Mode::TwoTower => format!(
+            "dot products with {} item embeddings + top-{}",
+            spec.catalog_items, spec.top_k
+        ),
+        Mode::CrossEncoder => format!("relevance head + top-{}", spec.top_k),
+    };
+    // Under server load batches vary in size: set against the median request latency.
+    let of = match spec.load {
+        Load::Server => "request latency",
+        _ => "iteration",
+    };
+    let whole = crate::stats::median(&m.samples_ms);
+    let share = format!(
+        " of a {whole:.2} ms median {of} ({:.0}%)",
+        100.0 * score / whole.max(f64::MIN_POSITIVE)
+    );
+    Some(format!(
+        "scoring: {what} on the host CPU ({} thread(s)) took a median {score:.2} ms per batch{share}, \
+         measured inside the timed region over {} batches",
+        spec.threads,
+        scoring_ms.len()
+    ))
 }
 
 /// What the timed region of a run covers, in words.
