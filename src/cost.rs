@@ -249,7 +249,19 @@ pub fn map_host(
     explicit: Option<&str>,
 ) -> Mapping {
     let inv = &file.environment.inventory;
-    if let Some(id) = explicit {
+    // A CPU entry has no GPU to price a GPU run with: such a run is matched by its GPU below
+    // (two machines can share a host name, e.g. `vm`, and one mapping names them both).
+    let mut not_applied = String::new();
+    if let Some(id) = explicit.filter(|id| {
+        let cpu_only = catalog.get(id).is_some_and(|e| e.kind != "gpu");
+        if on_gpu && cpu_only {
+            not_applied = format!(
+                "{id} (named for host {}) is a CPU entry, not applied to GPU runs; ",
+                inv.host
+            );
+        }
+        !(on_gpu && cpu_only)
+    }) {
         return match catalog.get(id) {
             Some(_) => Mapping {
                 hardware_id: Some(id.into()),
@@ -281,13 +293,18 @@ pub fn map_host(
             Some(e) => Mapping {
                 hardware_id: Some(e.id.clone()),
                 how: "auto".into(),
-                detail: format!("{} × {} matched {}", inv.gpus.len(), gpu.name, e.id),
+                detail: format!(
+                    "{not_applied}{} × {} matched {}",
+                    inv.gpus.len(),
+                    gpu.name,
+                    e.id
+                ),
             },
             None => Mapping {
                 hardware_id: None,
                 how: "unmapped".into(),
                 detail: format!(
-                    "no catalog entry with {} × {:?}; map it explicitly",
+                    "{not_applied}no catalog entry with {} × {:?}; map it explicitly",
                     inv.gpus.len(),
                     gpu.name
                 ),
@@ -781,6 +798,17 @@ on_demand_usd_per_hour = 80.0
         file.environment.inventory.gpus = vec![gpu.clone()];
         let m = map_host(&catalog, &file, true, None);
         assert_eq!(m.hardware_id.as_deref(), Some("packetai-1x-h200-sxm"));
+        // A host name mapped to a CPU entry (for its CPU runs) does not price its GPU runs.
+        let m = map_host(&catalog, &file, true, Some("aws-m7i-large"));
+        assert_eq!(
+            (m.hardware_id.as_deref(), m.how.as_str()),
+            (Some("packetai-1x-h200-sxm"), "auto")
+        );
+        assert!(m.detail.contains("not applied to GPU runs"), "{}", m.detail);
+        let m = map_host(&catalog, &file, false, Some("aws-m7i-large"));
+        assert_eq!(m.how, "explicit");
+        let m = map_host(&catalog, &file, true, Some("packetai-1x-h200-sxm"));
+        assert_eq!(m.how, "explicit");
         file.environment.inventory.gpus = vec![gpu.clone(), gpu];
         let m = map_host(&catalog, &file, true, None);
         assert_eq!(m.hardware_id, None, "no 2 × H200 entry: {}", m.detail);

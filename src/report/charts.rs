@@ -589,7 +589,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     charts.push(Chart {
         file: "cost_vs_quality.png".into(),
         title: t6.into(),
-        caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle int8; the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),
+        caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle a reduced precision (fp16, bf16 or int8); the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),
         png: if groups.is_empty() {
             empty(t6, "no valid, priced run has a quality figure against the full model")?
         } else if groups.iter().all(|g| spread(g) < 1e-9) {
@@ -795,7 +795,7 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
             chart
                 .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))
                 .map_err(plot_err)?
-                .label("Pareto front (circle fp32, triangle int8)")
+                .label("Pareto front (circle fp32, triangle fp16/bf16/int8)")
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
                 });

@@ -122,12 +122,23 @@ impl Decision<'_, '_> {
                 } else {
                     (g, c, "GPU")
                 };
-                format!(
+                let mut v = format!(
                     "The {what} option is cheaper: {} against {}, {:.2}× less per request.",
                     per(cheap),
                     per(dear),
                     dear.cost_per_1k_usd / cheap.cost_per_1k_usd
-                )
+                );
+                // A cost from an offline peak can only rise at an operating point: the order
+                // holds when that is the dearer option's figure, not when it is the cheaper's.
+                if cheap.evidence != Evidence::Confirmed && dear.evidence == Evidence::Confirmed {
+                    v.push_str(&format!(
+                        " The {what} figure is not a confirmed operating point ({}), so its cost \
+                         is a lower bound: measured under server load at this budget the order \
+                         could change.",
+                        cheap.evidence.words()
+                    ));
+                }
+                v
             }
             (Some(c), None) => format!(
                 "Only CPU options qualify here: the cheapest is {}; no GPU result to compare \
@@ -454,5 +465,18 @@ mod tests {
         let ratio = gpu.cost_per_1k_usd / cpu.cost_per_1k_usd;
         assert!(v.starts_with("The CPU option is cheaper"), "{v}");
         assert!(v.contains(&format!("{ratio:.2}× less per request")), "{v}");
+        assert!(!v.contains("lower bound"), "{v}");
+        // The cheaper option known only from an offline peak: the verdict says it may not hold.
+        let mut d = d[0].clone();
+        let cheap = d.options.iter_mut().find(|o| !o.gpu).unwrap();
+        cheap.evidence = Evidence::UpperBound;
+        let v = d.verdict();
+        assert!(v.contains("its cost is a lower bound"), "{v}");
+        let gpu = d.options.iter_mut().find(|o| o.gpu).unwrap();
+        gpu.evidence = Evidence::UpperBound;
+        assert!(
+            !d.verdict().contains("lower bound"),
+            "both peaks: compared like with like"
+        );
     }
 }

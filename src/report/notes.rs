@@ -111,6 +111,17 @@ pub fn notes(r: &Row) -> Vec<Note> {
             out.push(Note::new("no operating point", n.clone()));
         }
     }
+    if let Some(share) = host_scoring_share(run).filter(|s| *s >= HOST_BOUND_SHARE) {
+        let note = run.notes.iter().find(|n| n.starts_with("scoring:"));
+        out.push(Note::new(
+            "host-bound",
+            format!(
+                "{}: the host-side scoring is {share:.0}% of the time, so this GPU figure \
+                 measures the host CPU more than the GPU (scoring on the device is not built)",
+                note.map_or("scoring", |n| n.as_str())
+            ),
+        ));
+    }
     if let Some(l) = &run.latency {
         let stopped = run.notes.iter().find(|n| n.starts_with("stopped at max_s"));
         if let Some(n) = stopped {
@@ -149,6 +160,21 @@ pub fn notes(r: &Row) -> Vec<Note> {
     out
 }
 
+/// A GPU run whose host-side scoring took at least this share (%) of an iteration is marked
+/// `host-bound`.
+pub const HOST_BOUND_SHARE: f64 = 50.0;
+
+/// The share (%) of a GPU run's median iteration (under server load: request latency) its
+/// host-side scoring took, from the run's `scoring:` note (written by the worker).
+fn host_scoring_share(run: &crate::results::RunResult) -> Option<f64> {
+    if !matches!(run.spec.device, crate::spec::Device::Cuda(_)) {
+        return None;
+    }
+    let n = run.notes.iter().find(|n| n.starts_with("scoring:"))?;
+    let (head, _) = n.split_once("%)")?;
+    head.rsplit_once('(')?.1.parse().ok()
+}
+
 /// The notes as one text cell: `badge: detail; …`.
 pub fn text(r: &Row) -> String {
     notes(r)
@@ -171,6 +197,43 @@ pub fn badges(r: &Row) -> String {
 mod tests {
     use crate::cost::Catalog;
     use crate::report::{load_sources, price};
+
+    /// The H200 reference runs: every offline MiniLM run there spent most of its iteration on
+    /// host-side scoring (its `scoring:` note), and is marked so; CPU runs never are.
+    #[test]
+    fn gpu_runs_dominated_by_host_scoring_are_marked_host_bound() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let gpu = root.join("results/reference/gpu/gpu-minilm/20261130T164713Z-vm.json");
+        let cpu = root.join("results/reference/levers/20261130T150158Z-vm.json");
+        let sources = load_sources(&[gpu, cpu]).unwrap();
+        let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
+        let (mut marked, mut cpu_rows) = (0, 0);
+        for r in rows
+            .iter()
+            .filter(|r| r.run.status == crate::results::Status::Ok)
+        {
+            let share = super::host_scoring_share(r.run);
+            let host_bound = super::notes(r).iter().any(|n| n.badge == "host-bound");
+            if matches!(r.run.spec.device, crate::spec::Device::Cpu) {
+                cpu_rows += 1;
+                assert!(share.is_none() && !host_bound, "{}", r.run.spec.id);
+            } else {
+                let share = share.unwrap_or_else(|| panic!("{}: no share", r.run.spec.id));
+                assert_eq!(
+                    host_bound,
+                    share >= super::HOST_BOUND_SHARE,
+                    "{}",
+                    r.run.spec.id
+                );
+                marked += usize::from(host_bound);
+            }
+        }
+        assert!(cpu_rows > 0);
+        assert!(
+            marked >= 20,
+            "all but the fastest GPU runs are host-bound: {marked}"
+        );
+    }
 
     /// The reference server results, priced as the example report prices them: the two runs
     /// whose confirmation probe missed the SLA are marked marginal, no server run is called
