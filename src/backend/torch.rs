@@ -13,7 +13,8 @@
 //! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
 //! layers' weights once, symmetric per output channel, and runs the fastest on this host of
 //! `_int_mm` (activations quantized per row on every call, int8 × int8 → int32, rescaled in
-//! f32), the same in blocks of rows, and `_weight_int8pack_mm` (weight-only, f32 activations). PyTorch's own dynamic int8
+//! f32), the same in blocks of rows, FBGEMM's GEMM on per-row activations, and
+//! `_weight_int8pack_mm` (weight-only, f32 activations). PyTorch's own dynamic int8
 //! linear (`quantized::linear_dynamic` on FBGEMM, what `quantize_dynamic` runs on x86; called
 //! through src/backend/torch_quant.cpp) runs when forced: it misses the int8 parity bar on
 //! MiniLM (see [`INT8_KERNELS`]).
@@ -240,13 +241,23 @@ pub fn supports(device: Device, precision: Precision) -> std::result::Result<(),
 /// The int8 kernels, in the order of [`Linear::new`]'s choice index: `_int_mm` on the whole
 /// input, weight-only, and `_int_mm` in blocks of [`INT8_BLOCK_ROWS`] rows (quantize, product
 /// and rescale per block, so the int32 product stays in cache instead of a round trip through
-/// memory as large as the output). `auto` races those three: `fbgemm` (PyTorch's
+/// memory as large as the output), and `fbgemm_rows`: FBGEMM's int8 GEMM (the one
+/// `quantize_dynamic` runs, weight prepacked once) on activations quantized per row like
+/// `_int_mm`'s (8-bit where FBGEMM has VNNI, 7-bit on AVX2 alone, whose 16-bit pair sums would
+/// saturate), the row scale and bias applied per 64-row block (src/backend/torch_quant.cpp).
+/// `auto` races those four: `fbgemm` (PyTorch's
 /// `quantize_dynamic` path, activations quantized per tensor to 7 bits) misses recbench's int8
 /// parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84 against cosine ≥ 0.99 and
 /// overlap ≥ 0.9; 0.9899/0.85 with 8-bit activations), so it runs only when forced, as the
 /// PyTorch users' reference.
-const INT8_KERNELS: &[&str] = &["int_mm", "weight_only", "int_mm_blocked", "fbgemm"];
-const INT8_RACED: usize = 3;
+const INT8_KERNELS: &[&str] = &[
+    "int_mm",
+    "weight_only",
+    "int_mm_blocked",
+    "fbgemm_rows",
+    "fbgemm",
+];
+const INT8_RACED: usize = 4;
 
 /// Rows per block of `int_mm_blocked`: a 256 × 1,536 int32 product is 1.5 MiB.
 const INT8_BLOCK_ROWS: i64 = 256;
@@ -254,8 +265,8 @@ const INT8_BLOCK_ROWS: i64 = 256;
 /// The fp32 kernels, likewise.
 const FP32_KERNELS: &[&str] = &["aten", "onednn"];
 
-/// `RECBENCH_TORCH_INT8`: `auto` (or unset) chooses by measurement; `int_mm`, `weight_only` or
-/// `fbgemm` forces one.
+/// `RECBENCH_TORCH_INT8`: `auto` (or unset) chooses by measurement; a name of
+/// [`INT8_KERNELS`] forces one.
 fn int8_forced() -> Result<Option<usize>> {
     match std::env::var(INT8_ENV).ok().as_deref() {
         None | Some("") | Some("auto") => Ok(None),
@@ -320,7 +331,7 @@ const ONEDNN_MIN_MACS: i64 = 1 << 24;
 /// Rows the `auto` choice is timed at when the caller gives no hint (parity, recommend).
 const DEFAULT_ROWS: usize = 1024;
 
-/// Selects the int8 linear kernel: `auto` (default), `int_mm`, `weight_only` or `fbgemm` (see
+/// Selects the int8 linear kernel: `auto` (default) or a name of [`INT8_KERNELS`] (see
 /// [`Linear`]).
 pub const INT8_ENV: &str = "RECBENCH_TORCH_INT8";
 
@@ -412,6 +423,11 @@ impl KernelChoice {
         Ok(k)
     }
 
+    /// Whether kernel `k` runs any layer (forced or chosen).
+    fn uses(&self, k: Option<usize>) -> bool {
+        k.is_some_and(|k| self.forced == Some(k) || self.decided.iter().any(|d| d.1 == k))
+    }
+
     /// The note for the run and the cache tag of its outputs: the kernel name when one runs
     /// everywhere, else `auto-` and one letter per shape (a: the first kernel, b: the second, …).
     fn describe(&self) -> (String, Option<String>) {
@@ -491,6 +507,9 @@ enum Linear {
     /// int8 weight `[out, in]` with its f32 scale per output channel `[out]` and the f32 bias;
     /// f32 activations (`_weight_int8pack_mm`, weight-only int8: no activation rounding).
     Int8WeightOnly { w: Tensor, scale: Tensor, b: Tensor },
+    /// FBGEMM's int8 GEMM on a prepacked weight (per output channel), activations quantized
+    /// per row (8-bit with VNNI, else 7-bit), row scale and bias applied per block of rows.
+    Int8FbgemmRows(quant::RowsPacked),
     /// PyTorch's dynamic int8 linear (`quantized::linear_dynamic`, FBGEMM on x86: what
     /// `quantize_dynamic` runs): weight per output channel, prepacked with the bias;
     /// activations quantized per tensor on every call, to 7 bits as PyTorch does on x86.
@@ -499,7 +518,8 @@ enum Linear {
 
 impl Linear {
     /// The layer at `precision` with kernel `choice`: an index into [`FP32_KERNELS`] (aten,
-    /// oneDNN) or [`INT8_KERNELS`] (`_int_mm`, weight-only, blocked `_int_mm`, FBGEMM).
+    /// oneDNN) or [`INT8_KERNELS`] (`_int_mm`, weight-only, blocked `_int_mm`, FBGEMM on per-row
+    /// activations, PyTorch's FBGEMM linear).
     fn new(
         w: &Tensor,
         b: &Tensor,
@@ -509,6 +529,14 @@ impl Linear {
     ) -> Result<Linear, TchError> {
         Ok(match precision {
             Precision::Int8 if choice == 3 => {
+                let (q, scale) = quantize_rows(&w.f_to_kind(Kind::Float)?)?;
+                Linear::Int8FbgemmRows(quant::RowsPacked::new(
+                    &q,
+                    &scale.f_reshape([-1])?,
+                    &b.f_to_kind(Kind::Float)?,
+                )?)
+            }
+            Precision::Int8 if choice == 4 => {
                 let w = w.f_to_kind(Kind::Float)?;
                 let (_, scale) = quantize_rows(&w)?;
                 let scale = scale.f_reshape([-1])?.f_to_kind(Kind::Double)?;
@@ -585,6 +613,7 @@ impl Linear {
                 .f_contiguous()?
                 .f_internal_weight_int8pack_mm(w, scale)?
                 .f_add(b),
+            Linear::Int8FbgemmRows(packed) => packed.forward(x),
             Linear::Int8Fbgemm(packed) => packed.forward(&x.f_contiguous()?),
         }
     }
@@ -784,7 +813,17 @@ impl TorchBert {
             });
         }
         let (kernels, tag) = if chosen {
-            chooser.describe()
+            let (mut note, tag) = chooser.describe();
+            let rows = INT8_KERNELS.iter().position(|k| *k == "fbgemm_rows");
+            if chooser.names == INT8_KERNELS && chooser.uses(rows) {
+                if let Some(bits) = quant::rows_bits() {
+                    note.push_str(&format!(
+                        "; fbgemm_rows quantizes activations per row to {bits} bits on this CPU \
+                         (8 with VNNI, 7 with AVX2 alone)"
+                    ));
+                }
+            }
+            (note, tag)
         } else {
             (
                 format!("{} linear layers: aten linear", opts.precision.name()),
@@ -930,6 +969,19 @@ mod quant {
             s: *mut *mut C_tensor,
             err: *mut *mut c_char,
         ) -> i32;
+        fn recbench_rows_support() -> i32;
+        fn recbench_rows_prepack(
+            wq: *const C_tensor,
+            ws: *const C_tensor,
+            b: *const C_tensor,
+            err: *mut *mut c_char,
+        ) -> *mut c_void;
+        fn recbench_rows_linear(
+            x: *const C_tensor,
+            handle: *mut c_void,
+            err: *mut *mut c_char,
+        ) -> *mut C_tensor;
+        fn recbench_rows_free(handle: *mut c_void);
         fn recbench_int8_epilogue(
             acc: *const C_tensor,
             xs: *const C_tensor,
@@ -1040,6 +1092,59 @@ mod quant {
             unsafe { recbench_linear_free(self.0) }
         }
     }
+
+    /// Bits of the activations FBGEMM's per-row path quantizes to on this CPU (8 with VNNI, 7
+    /// with AVX2 alone), or `None` where FBGEMM does not run.
+    pub fn rows_bits() -> Option<u32> {
+        // SAFETY: a query without arguments.
+        match unsafe { recbench_rows_support() } {
+            0 => None,
+            b => Some(b as u32),
+        }
+    }
+
+    /// An int8 weight prepacked for FBGEMM, run on activations quantized per row (see
+    /// torch_quant.cpp), freed on drop.
+    pub struct RowsPacked(*mut c_void);
+
+    // SAFETY: the packed weight is only read after packing; one owner per handle.
+    unsafe impl Send for RowsPacked {}
+
+    impl RowsPacked {
+        /// `wq`: int8 `[out, in]`, symmetric, with the f32 scale of each output `ws` `[out]`;
+        /// `bias`: f32 `[out]`.
+        pub fn new(wq: &Tensor, ws: &Tensor, bias: &Tensor) -> Result<RowsPacked, TchError> {
+            let mut err = std::ptr::null_mut();
+            // SAFETY: the three tensors are live for the call; the shim copies what it keeps.
+            let p =
+                unsafe { recbench_rows_prepack(wq.as_ptr(), ws.as_ptr(), bias.as_ptr(), &mut err) };
+            if p.is_null() {
+                Err(take_error(err))
+            } else {
+                Ok(RowsPacked(p))
+            }
+        }
+
+        /// `x`: f32 `[rows, in]`; returns f32 `[rows, out]`.
+        pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+            let mut err = std::ptr::null_mut();
+            // SAFETY: `x` is live; `self.0` came from recbench_rows_prepack and is not freed.
+            let t = unsafe { recbench_rows_linear(x.as_ptr(), self.0, &mut err) };
+            if t.is_null() {
+                Err(take_error(err))
+            } else {
+                // SAFETY: a new at::Tensor* the Tensor now owns.
+                Ok(unsafe { Tensor::from_ptr(t) })
+            }
+        }
+    }
+
+    impl Drop for RowsPacked {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from recbench_rows_prepack and is freed once.
+            unsafe { recbench_rows_free(self.0) }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1101,6 +1206,47 @@ mod tests {
             .forward(&x)
             .unwrap()
             .equal(&blocked.forward(&x).unwrap()));
+    }
+
+    /// FBGEMM on per-row activations computes what `_int_mm` does (with 8-bit activations the
+    /// same integer products; only the order of the float rescaling differs) over several row
+    /// blocks, the last one partial; with 7-bit activations it stays close to the fp32 layer.
+    #[test]
+    fn fbgemm_rows_matches_int_mm_across_row_blocks() {
+        let Some(bits) = quant::rows_bits() else {
+            eprintln!("skipped: FBGEMM does not run on this CPU");
+            return;
+        };
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(5);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let w = Tensor::randn([200, 384], opts) * 0.05;
+        let b = Tensor::randn([200], opts);
+        let x = Tensor::randn([150, 384], opts) * 2.0;
+        let run = |k: usize| {
+            Linear::new(&w, &b, Precision::Int8, Kind::Float, k)
+                .unwrap()
+                .forward(&x)
+                .unwrap()
+        };
+        let rows = INT8_KERNELS
+            .iter()
+            .position(|k| *k == "fbgemm_rows")
+            .unwrap();
+        let (got, int_mm) = (run(rows), run(0));
+        let scale = f64::try_from(int_mm.abs().max()).unwrap();
+        let diff = max_abs(&(&got - &int_mm));
+        if bits == 8 {
+            assert!(diff <= 1e-5 * scale, "max diff {diff} of {scale}");
+        } else {
+            let exact = x.linear(&w, Some(&b));
+            let err = max_abs(&(&got - &exact));
+            assert!(err <= 0.05 * scale, "7-bit: max diff {err} of {scale}");
+        }
+    }
+
+    fn max_abs(t: &Tensor) -> f64 {
+        f64::try_from(t.abs().max()).unwrap()
     }
 
     /// Each int8 kernel computes the fp32 layer up to int8 rounding: close to it (cosine of the

@@ -4,11 +4,14 @@
 // quantized per tensor on the fly, int8 GEMM, result in f32 with the bias), what
 // torch.ao.quantization.quantize_dynamic runs for nn.Linear on x86, called through the
 // dispatcher, boxed. (2) The per-row activation quantization and the rescaling epilogue around
-// `_int_mm`, each one parallel pass.
+// `_int_mm`, each one parallel pass. (3) FBGEMM's int8 GEMM (the one quantize_dynamic runs, with
+// its prepacked weight) on activations quantized per row instead of per tensor: libtorch ships
+// FBGEMM's headers and exports the instantiation used here.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
+#include <fbgemm/Fbgemm.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,11 +19,28 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
+#include <vector>
 
 namespace {
 char* copy_message(const char* what) {
   return strdup(what ? what : "unknown C++ exception");
 }
+// A weight prepacked for FBGEMM with what the per-row path needs beside it.
+struct RowsLinear {
+  std::unique_ptr<fbgemm::PackBMatrix<int8_t>> packed;
+  std::vector<int32_t> col_sums;  // Σ_i W[c, i]: removes the activations' zero point
+  std::vector<int32_t> zeros;     // the weight's zero points (symmetric: 0)
+  std::vector<float> scales, bias;
+  int64_t k = 0, n = 0;
+  // 8-bit activations where FBGEMM multiplies with VNNI (32-bit accumulation); 7-bit elsewhere:
+  // its AVX2 kernel sums pairs of u8 × s8 products in 16 bits (vpmaddubsw), which saturate above
+  // 2 × 127 × 127, the reason PyTorch quantizes activations to 7 bits on x86.
+  bool eight_bit = false;
+};
+
+// Rows per block: quantized, multiplied and rescaled while the block is in cache.
+constexpr int64_t kRowsBlock = 64;
 }  // namespace
 
 extern "C" {
@@ -155,5 +175,116 @@ at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
   }
   return nullptr;
 }
+
+// Whether FBGEMM runs here, and with 8-bit activations (VNNI) or 7-bit.
+int recbench_rows_support() {
+  if (!fbgemm::fbgemmSupportedCPU()) return 0;
+  return fbgemm::fbgemmHasAvx512VnniSupport() ? 8 : 7;
+}
+
+// Prepacks the int8 weight `wq` [n, k] (symmetric, scale `ws` [n] per output channel) with the
+// f32 bias `b` [n]. Returns a handle for recbench_rows_linear, or null with *err set.
+void* recbench_rows_prepack(const at::Tensor* wq, const at::Tensor* ws, const at::Tensor* b,
+                            char** err) {
+  try {
+    TORCH_CHECK(fbgemm::fbgemmSupportedCPU(), "FBGEMM does not run on this CPU (it needs AVX2)");
+    auto w = wq->contiguous();
+    auto s = ws->contiguous().to(at::kFloat);
+    auto bb = b->contiguous().to(at::kFloat);
+    TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kChar, "expected an int8 [out, in] weight");
+    auto p = std::make_unique<RowsLinear>();
+    p->n = w.size(0);
+    p->k = w.size(1);
+    TORCH_CHECK(s.numel() == p->n && bb.numel() == p->n, "scale and bias need one value per output");
+    const int8_t* wp = w.data_ptr<int8_t>();
+    // B = Wᵀ [k, n], handed over as W [n, k] (transposed, leading dimension k), as PyTorch's
+    // quantized::linear_prepack does.
+    p->packed = std::make_unique<fbgemm::PackBMatrix<int8_t>>(
+        fbgemm::matrix_op_t::Transpose, p->k, p->n, wp, p->k, nullptr, 1);
+    p->col_sums.resize(p->n);
+    for (int64_t c = 0; c < p->n; ++c) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < p->k; ++i) sum += wp[c * p->k + i];
+      p->col_sums[c] = sum;
+    }
+    p->zeros.assign(p->n, 0);
+    p->scales.assign(s.data_ptr<float>(), s.data_ptr<float>() + p->n);
+    p->bias.assign(bb.data_ptr<float>(), bb.data_ptr<float>() + p->n);
+    p->eight_bit = fbgemm::fbgemmHasAvx512VnniSupport();
+    return p.release();
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return nullptr;
+}
+
+// y = x · Wᵀ + b for the f32 `x` [rows, k]: per block of rows, each row quantized symmetric to
+// 8 (or 7) bits with its own scale and shifted to unsigned (zero point 128, or 64), FBGEMM's
+// packed GEMM with its float requantization (weight scales per column, zero point removed through
+// the column sums), then the row scale and the bias in the same cache-hot block.
+at::Tensor* recbench_rows_linear(const at::Tensor* x, void* handle, char** err) {
+  try {
+    const auto* p = static_cast<const RowsLinear*>(handle);
+    auto xc = x->contiguous();
+    TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat && xc.size(1) == p->k,
+                "expected f32 [rows, in] matching the weight");
+    const int64_t rows = xc.size(0), k = p->k, n = p->n;
+    auto y = at::empty({rows, n}, xc.options());
+    const float* xp = xc.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const float qmax = p->eight_bit ? 127.f : 63.f;
+    const int32_t zero = p->eight_bit ? 128 : 64;
+    const int64_t blocks = (rows + kRowsBlock - 1) / kRowsBlock;
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<uint8_t> qa(kRowsBlock * k);
+      std::vector<float> sa(kRowsBlock);
+      std::vector<int32_t> acc(kRowsBlock * n);
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t r0 = blk * kRowsBlock, m = std::min(kRowsBlock, rows - r0);
+        for (int64_t r = 0; r < m; ++r) {
+          const float* xr = xp + (r0 + r) * k;
+          float mx = 0.f;
+          for (int64_t i = 0; i < k; ++i) mx = std::max(mx, std::fabs(xr[i]));
+          const float sc = std::max(mx, 1e-12f) / qmax;
+          sa[r] = sc;
+          uint8_t* qr = qa.data() + r * k;
+          for (int64_t i = 0; i < k; ++i) {
+            // Round half to even without libm (see recbench_quantize_rows).
+            const float v = (xr[i] / sc + 12582912.f) - 12582912.f;
+            qr[i] = static_cast<uint8_t>(static_cast<int32_t>(std::min(qmax, std::max(-qmax, v))) +
+                                         zero);
+          }
+        }
+        fbgemm::PackAWithRowOffset<uint8_t> packA(fbgemm::matrix_op_t::NoTranspose, m, k,
+                                                  qa.data(), k, nullptr, 1, nullptr);
+        fbgemm::DoNothing<float, float> done;
+        // raw = acc − zero · col_sums[c]; out = raw · 1 · scales[c] (no row offsets: the weight
+        // is symmetric).
+        fbgemm::ReQuantizeForFloat<false, fbgemm::QuantizationGranularity::OUT_CHANNEL> requant(
+            done, 1.f, p->scales.data(), zero, p->zeros.data(), nullptr, p->col_sums.data(),
+            nullptr, static_cast<uint32_t>(n), 1);
+        float* yb = yp + r0 * n;
+        fbgemm::fbgemmPacked(packA, *p->packed, yb, acc.data(), static_cast<uint32_t>(n), requant,
+                             0, 1);
+        const float* bp = p->bias.data();
+        for (int64_t r = 0; r < m; ++r) {
+          float* yr = yb + r * n;
+          const float sc = sa[r];
+          for (int64_t c = 0; c < n; ++c) yr[c] = yr[c] * sc + bp[c];
+        }
+      }
+    });
+    return new at::Tensor(std::move(y));
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return nullptr;
+}
+
+void recbench_rows_free(void* handle) { delete static_cast<RowsLinear*>(handle); }
 
 }  // extern "C"
