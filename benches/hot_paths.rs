@@ -60,6 +60,14 @@ fn scoring(c: &mut Criterion) {
     c.bench_function("score 100k items (8 users)", |b| {
         b.iter(|| black_box(items.scores(&users, threads)))
     });
+    let many = Embeddings {
+        rows: 256,
+        dim,
+        data: (0..256 * dim).map(|_| rng.next_normal() as f32).collect(),
+    };
+    c.bench_function("score 100k items (256 users)", |b| {
+        b.iter(|| black_box(items.scores(&many, threads)))
+    });
     let s = items.scores(&user, threads);
     c.bench_function("top-10 of 100k scores", |b| {
         b.iter(|| black_box(recommender::top_k(&s, 10)))

@@ -123,40 +123,78 @@ impl ItemIndex {
     }
 
     /// Scores `[users, items]` = users · itemsᵀ, with `threads` threads.
+    ///
+    /// The items are split into one contiguous range per thread, each a single-threaded GEMM
+    /// into its columns of the output: the catalog is the large dimension, and a request's few
+    /// users leave the `gemm` crate's own parallel split little to share (with one user it ran
+    /// on one thread: 16 ms for 100,000 × 384 on the 16-vCPU H200 host against 4 ms for eight).
     pub fn scores(&self, users: &Embeddings, threads: usize) -> Vec<f32> {
         let (m, n, k) = (users.rows, self.len(), self.dim);
         let mut out = vec![0.0f32; m * n];
-        let par = if threads > 1 && m * n * k > 1 << 20 {
-            gemm::Parallelism::Rayon(threads)
+        let threads = if m * n * k > 1 << 20 {
+            threads.clamp(1, n.max(1))
         } else {
-            gemm::Parallelism::None
+            1
         };
-        // SAFETY: the pointers and strides describe the three row-major buffers above, which
-        // are valid for m×k, n×k (read as its transpose) and m×n elements.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                users.data.as_ptr(),
-                1,
-                k as isize,
-                self.data.as_ptr(),
-                k as isize,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                par,
-            );
+        let per = n.div_ceil(threads).max(1);
+        let dst = SendPtr(out.as_mut_ptr());
+        let run = |j0: usize| {
+            let cols = per.min(n - j0);
+            // SAFETY: the pointers and strides describe row-major users (m×k), this range of
+            // item rows (cols×k, read as its transpose) and columns j0..j0+cols of the m×n
+            // output; ranges do not overlap, so threads write disjoint elements.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cols,
+                    k,
+                    dst.get().add(j0),
+                    1,
+                    n as isize,
+                    false,
+                    users.data.as_ptr(),
+                    1,
+                    k as isize,
+                    self.data.as_ptr().add(j0 * k),
+                    k as isize,
+                    1,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        };
+        if threads == 1 || n == 0 {
+            if n > 0 {
+                run(0);
+            }
+        } else {
+            std::thread::scope(|s| {
+                for j0 in (per..n).step_by(per) {
+                    s.spawn(move || run(j0));
+                }
+                run(0);
+            });
         }
         out
+    }
+}
+
+/// A raw output pointer shared by the scoring threads, each writing its own columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: the threads of `ItemIndex::scores` write disjoint elements through it and are joined
+// before the buffer is read.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -375,6 +413,37 @@ mod tests {
         assert_eq!(top_k(&s, 3), vec![(1, 0.9), (3, 0.9), (2, 0.5)]);
         assert_eq!(top_k(&s, 10).len(), 5);
         assert!(top_k(&s, 0).is_empty());
+    }
+
+    #[test]
+    fn threaded_scores_match_dot_products_in_every_item_range() {
+        let mut rng = SplitMix64::new(3);
+        let (m, n, k) = (3, 7001, 64);
+        let users = Embeddings {
+            rows: m,
+            dim: k,
+            data: (0..m * k).map(|_| rng.next_normal() as f32).collect(),
+        };
+        let items = ItemIndex {
+            dim: k,
+            data: (0..n * k).map(|_| rng.next_normal() as f32).collect(),
+        };
+        for threads in [1, 2, 3, 8] {
+            let s = items.scores(&users, threads);
+            assert_eq!(s.len(), m * n);
+            for r in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|i| users.data[r * k + i] as f64 * items.data[j * k + i] as f64)
+                        .sum();
+                    let got = s[r * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "threads {threads}, user {r}, item {j}: {got} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
