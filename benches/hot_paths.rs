@@ -52,22 +52,16 @@ fn scoring(c: &mut Criterion) {
             black_box(recommender::top_k(&s, 10))
         })
     });
-    let users = Embeddings {
-        rows: 8,
-        dim,
-        data: (0..8 * dim).map(|_| rng.next_normal() as f32).collect(),
-    };
-    c.bench_function("score 100k items (8 users)", |b| {
-        b.iter(|| black_box(items.scores(&users, threads)))
-    });
-    let many = Embeddings {
-        rows: 256,
-        dim,
-        data: (0..256 * dim).map(|_| rng.next_normal() as f32).collect(),
-    };
-    c.bench_function("score 100k items (256 users)", |b| {
-        b.iter(|| black_box(items.scores(&many, threads)))
-    });
+    for rows in [8, 256] {
+        let users = Embeddings {
+            rows,
+            dim,
+            data: (0..rows * dim).map(|_| rng.next_normal() as f32).collect(),
+        };
+        c.bench_function(&format!("score 100k items ({rows} users)"), |b| {
+            b.iter(|| black_box(items.scores(&users, threads)))
+        });
+    }
     let s = items.scores(&user, threads);
     c.bench_function("top-10 of 100k scores", |b| {
         b.iter(|| black_box(recommender::top_k(&s, 10)))

@@ -1031,11 +1031,20 @@ mod quant {
                 &mut err,
             )
         };
-        if y.is_null() {
+        // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+        unsafe { owned(y, err) }
+    }
+
+    /// The tensor a shim call returned, now owned, or (null) the error it reported.
+    ///
+    /// # Safety
+    /// `t` is null or a new `at::Tensor*` no one else owns; `err` as for [`take_error`].
+    unsafe fn owned(t: *mut C_tensor, err: *mut c_char) -> Result<Tensor, TchError> {
+        if t.is_null() {
             Err(take_error(err))
         } else {
-            // SAFETY: a new at::Tensor* the Tensor now owns.
-            Ok(unsafe { Tensor::from_ptr(y) })
+            // SAFETY: per this function's contract.
+            Ok(unsafe { Tensor::from_ptr(t) })
         }
     }
 
@@ -1077,12 +1086,8 @@ mod quant {
             let mut err = std::ptr::null_mut();
             // SAFETY: `x` is live; `self.0` came from recbench_linear_prepack and is not freed.
             let t = unsafe { recbench_linear_dynamic(x.as_ptr(), self.0, true, &mut err) };
-            if t.is_null() {
-                Err(take_error(err))
-            } else {
-                // SAFETY: the shim returns a new at::Tensor* that the Tensor now owns.
-                Ok(unsafe { Tensor::from_ptr(t) })
-            }
+            // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+            unsafe { owned(t, err) }
         }
     }
 
@@ -1130,12 +1135,8 @@ mod quant {
             let mut err = std::ptr::null_mut();
             // SAFETY: `x` is live; `self.0` came from recbench_rows_prepack and is not freed.
             let t = unsafe { recbench_rows_linear(x.as_ptr(), self.0, &mut err) };
-            if t.is_null() {
-                Err(take_error(err))
-            } else {
-                // SAFETY: a new at::Tensor* the Tensor now owns.
-                Ok(unsafe { Tensor::from_ptr(t) })
-            }
+            // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+            unsafe { owned(t, err) }
         }
     }
 
