@@ -230,7 +230,7 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     best
 }
 
-/// The best of the top-`k` of each row of `scores` (`[rows, n]`, row-major), as `top_k` per
+/// The top-`k` of each row of `scores` (`[rows, n]`, row-major), as `top_k` gives it per
 /// row, with the rows split over `threads` threads when there is enough work.
 pub fn top_k_rows(scores: &[f32], n: usize, k: usize, threads: usize) -> Vec<Vec<(usize, f32)>> {
     if n == 0 {
