@@ -42,9 +42,10 @@ pub fn describe() -> String {
     format!(
         "libtorch via tch; fp32 linear layers on aten/MKL or oneDNN, the faster per shape by \
          measurement at load ({LINEAR_ENV}=aten|onednn forces one); int8 weights per channel \
-         on _int_mm or _weight_int8pack_mm, the faster by measurement ({INT8_ENV}=int_mm|\
-         weight_only forces one; =fbgemm runs PyTorch's quantize_dynamic kernel); intra-op \
-         threads per run, 1 inter-op"
+         on _int_mm (whole or in row blocks), FBGEMM on per-row activations or \
+         _weight_int8pack_mm, the fastest by measurement ({INT8_ENV}=int_mm|int_mm_blocked|\
+         fbgemm_rows|weight_only forces one; =fbgemm runs PyTorch's quantize_dynamic kernel); \
+         intra-op threads per run, 1 inter-op"
     )
 }
 
