@@ -1049,6 +1049,15 @@ mod quant {
         }
     }
 
+    /// The handle a shim's prepack returned, or (null) the error it reported.
+    fn handle(p: *mut c_void, err: *mut c_char) -> Result<*mut c_void, TchError> {
+        if p.is_null() {
+            Err(take_error(err))
+        } else {
+            Ok(p)
+        }
+    }
+
     /// The C++ exception message the shim copied into `err`, as tch's error.
     fn take_error(err: *mut c_char) -> TchError {
         if err.is_null() {
@@ -1075,11 +1084,7 @@ mod quant {
             let mut err = std::ptr::null_mut();
             // SAFETY: both pointers are live tensors for the duration of the call.
             let p = unsafe { recbench_linear_prepack(qweight.as_ptr(), bias.as_ptr(), &mut err) };
-            if p.is_null() {
-                Err(take_error(err))
-            } else {
-                Ok(Packed(p))
-            }
+            handle(p, err).map(Packed)
         }
 
         /// `x`: f32 `[rows, in]`, contiguous; returns f32 `[rows, out]`.
@@ -1124,11 +1129,7 @@ mod quant {
             // SAFETY: the three tensors are live for the call; the shim copies what it keeps.
             let p =
                 unsafe { recbench_rows_prepack(wq.as_ptr(), ws.as_ptr(), bias.as_ptr(), &mut err) };
-            if p.is_null() {
-                Err(take_error(err))
-            } else {
-                Ok(RowsPacked(p))
-            }
+            handle(p, err).map(RowsPacked)
         }
 
         /// `x`: f32 `[rows, in]`; returns f32 `[rows, out]`.
