@@ -60,12 +60,7 @@ fn only_results(dir: &Path) -> Value {
 }
 
 fn only_json_file(dir: &Path) -> PathBuf {
-    let files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
+    let files = common::files_with_extension(dir, "json");
     assert_eq!(files.len(), 1, "{files:?}");
     files[0].clone()
 }
@@ -539,12 +534,7 @@ fn two_sweeps_into_one_folder_never_clobber_each_other() {
         String::from_utf8_lossy(&a.stderr),
         String::from_utf8_lossy(&b.stderr)
     );
-    let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("smoke"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
+    let files = common::files_with_extension(&dir.path().join("smoke"), "json");
     assert_eq!(files.len(), 2, "{files:?}");
     for f in files {
         assert_eq!(runs_in(&f).len(), 8, "{}", f.display());

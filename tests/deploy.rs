@@ -2,6 +2,8 @@
 //! schemas bundled in the PyPI package kubernetes-validate, which scripts/test.sh installs into
 //! the cache), give each pod its whole node, and run scenarios that validate.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,13 +14,7 @@ fn root() -> &'static Path {
 }
 
 fn manifests() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("deploy/k8s"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    v.sort();
+    let v = common::files_with_extension(&root().join("deploy/k8s"), "yaml");
     assert!(v.len() >= 2, "{v:?}");
     v
 }

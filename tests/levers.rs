@@ -123,13 +123,7 @@ fn levers_sweep_records_quality_against_the_full_model() {
 /// The committed levers results (results/reference/levers/, one file per backend).
 fn levers_results() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/levers");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = common::files_with_extension(&dir, "json");
     assert!(!files.is_empty(), "no results in {}", dir.display());
     files
 }
