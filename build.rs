@@ -66,6 +66,9 @@ fn torch_quant(lib: &std::path::Path) {
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
+        // The per-row loops must compute the bits of the ATen chains they replace, in every
+        // instruction-set version (torch_quant.cpp): no fused multiply-adds.
+        .flag("-ffp-contract=off")
         .flag(format!(
             "-D_GLIBCXX_USE_CXX11_ABI={}",
             std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())

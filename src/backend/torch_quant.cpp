@@ -14,7 +14,6 @@
 #include <fbgemm/Fbgemm.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +40,63 @@ struct RowsLinear {
 
 // Rows per block: quantized, multiplied and rescaled while the block is in cache.
 constexpr int64_t kRowsBlock = 64;
+
+// The per-row loops below are compiled three times (x86-64-v4: AVX-512; v3: AVX2; the x86-64
+// baseline: SSE2) and the CPU picks its version when the library loads; the build's own target
+// is the baseline, which runs them 4 floats at a time. Every version computes the same bits:
+// build.rs turns off FMA contraction, and the rest is exact (max, IEEE division, the rounding
+// trick below).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define RECBENCH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RECBENCH_CLONES
+#endif
+
+// max |x[i]|, 0 for k = 0. On the bit patterns with the sign cleared, whose integer order is the
+// order of the values: an integer max reduction vectorises where a float one (without
+// -ffast-math) does not. A NaN compares above infinity and so comes out as the maximum, as
+// ATen's amax propagates it.
+RECBENCH_CLONES float abs_max(const float* x, int64_t k) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, sizeof b);
+    b &= 0x7fffffffu;
+    m = b > m ? b : m;
+  }
+  float f;
+  std::memcpy(&f, &m, sizeof f);
+  return f;
+}
+
+// round-half-even(x / s) clamped to ±qmax, plus `zero`. |x / s| ≤ qmax < 2^22, so adding and
+// subtracting 1.5·2^23 rounds half to even exactly as nearbyint does, without the libm call
+// nearbyint is on the x86-64 baseline: the loop vectorises.
+RECBENCH_CLONES void quantize_s8(const float* x, float s, int64_t k, int8_t* q) {
+  for (int64_t i = 0; i < k; ++i) {
+    const float v = (x[i] / s + 12582912.f) - 12582912.f;
+    q[i] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
+  }
+}
+
+RECBENCH_CLONES void quantize_u8(const float* x, float s, float qmax, int32_t zero, int64_t k,
+                                 uint8_t* q) {
+  for (int64_t i = 0; i < k; ++i) {
+    const float v = (x[i] / s + 12582912.f) - 12582912.f;
+    q[i] = static_cast<uint8_t>(static_cast<int32_t>(std::min(qmax, std::max(-qmax, v))) + zero);
+  }
+}
+
+// y[c] = a[c] · x · w[c] + b[c], multiplied in that order.
+RECBENCH_CLONES void rescale_row(const int32_t* a, float x, const float* w, const float* b,
+                                 int64_t n, float* y) {
+  for (int64_t c = 0; c < n; ++c) y[c] = static_cast<float>(a[c]) * x * w[c] + b[c];
+}
+
+// y[c] = y[c] · s + b[c].
+RECBENCH_CLONES void scale_bias_row(float* y, float s, const float* b, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] = y[c] * s + b[c];
+}
 }  // namespace
 
 extern "C" {
@@ -109,18 +165,9 @@ int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor**
     at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = xp + r * k;
-        float m = 0.f;
-        for (int64_t i = 0; i < k; ++i) m = std::max(m, std::fabs(xr[i]));
-        const float sc = std::max(m, 1e-12f) / 127.f;
+        const float sc = std::max(abs_max(xr, k), 1e-12f) / 127.f;
         sp[r] = sc;
-        int8_t* qr = qp + r * k;
-        for (int64_t i = 0; i < k; ++i) {
-          // |x / s| ≤ 127, so adding and subtracting 1.5·2^23 rounds half to even exactly as
-          // nearbyint does, without the libm call nearbyint is on the x86-64 baseline: the loop
-          // vectorises.
-          const float v = (xr[i] / sc + 12582912.f) - 12582912.f;
-          qr[i] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
-        }
+        quantize_s8(xr, sc, k, qp + r * k);
       }
     });
     *q_out = new at::Tensor(std::move(q));
@@ -160,12 +207,7 @@ at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
     const float* bp = bc.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int32_t* ar = ap + r * n;
-        float* yr = yp + r * n;
-        const float x = xp[r];
-        for (int64_t c = 0; c < n; ++c) yr[c] = static_cast<float>(ar[c]) * x * wp[c] + bp[c];
-      }
+      for (int64_t r = begin; r < end; ++r) rescale_row(ap + r * n, xp[r], wp, bp, n, yp + r * n);
     });
     return new at::Tensor(std::move(y));
   } catch (const std::exception& e) {
@@ -245,17 +287,9 @@ at::Tensor* recbench_rows_linear(const at::Tensor* x, void* handle, char** err) 
         const int64_t r0 = blk * kRowsBlock, m = std::min(kRowsBlock, rows - r0);
         for (int64_t r = 0; r < m; ++r) {
           const float* xr = xp + (r0 + r) * k;
-          float mx = 0.f;
-          for (int64_t i = 0; i < k; ++i) mx = std::max(mx, std::fabs(xr[i]));
-          const float sc = std::max(mx, 1e-12f) / qmax;
+          const float sc = std::max(abs_max(xr, k), 1e-12f) / qmax;
           sa[r] = sc;
-          uint8_t* qr = qa.data() + r * k;
-          for (int64_t i = 0; i < k; ++i) {
-            // Round half to even without libm (see recbench_quantize_rows).
-            const float v = (xr[i] / sc + 12582912.f) - 12582912.f;
-            qr[i] = static_cast<uint8_t>(static_cast<int32_t>(std::min(qmax, std::max(-qmax, v))) +
-                                         zero);
-          }
+          quantize_u8(xr, sc, qmax, zero, k, qa.data() + r * k);
         }
         fbgemm::PackAWithRowOffset<uint8_t> packA(fbgemm::matrix_op_t::NoTranspose, m, k,
                                                   qa.data(), k, nullptr, 1, nullptr);
@@ -268,12 +302,7 @@ at::Tensor* recbench_rows_linear(const at::Tensor* x, void* handle, char** err) 
         float* yb = yp + r0 * n;
         fbgemm::fbgemmPacked(packA, *p->packed, yb, acc.data(), static_cast<uint32_t>(n), requant,
                              0, 1);
-        const float* bp = p->bias.data();
-        for (int64_t r = 0; r < m; ++r) {
-          float* yr = yb + r * n;
-          const float sc = sa[r];
-          for (int64_t c = 0; c < n; ++c) yr[c] = yr[c] * sc + bp[c];
-        }
+        for (int64_t r = 0; r < m; ++r) scale_bias_row(yb + r * n, sa[r], p->bias.data(), n);
       }
     });
     return new at::Tensor(std::move(y));

@@ -8,6 +8,7 @@
 
 pub mod ceiling;
 pub mod inputs;
+pub mod malloc;
 pub mod openmp;
 pub mod parity;
 pub mod progress;

@@ -223,6 +223,8 @@ fn probe_process(exe: &Path, shape: &Shape, spin: u64) -> Result<f64, String> {
 /// (`torch::probe_forward`) followed, for two-tower shapes, by scoring the forward's users
 /// against `items` catalog rows with the worker's scoring code, over [`PROBE_BUDGET`].
 pub fn probe(shape: &Shape) -> crate::error::Result<f64> {
+    // As in the worker it stands in for.
+    let _ = super::malloc::keep_freed_memory();
     probe_with(shape, PROBE_BUDGET)
 }
 

@@ -561,7 +561,9 @@ pub fn main(
     let text = crate::error::read_text(spec_path)?;
     let spec: RunSpec = serde_json::from_str(&text)
         .map_err(|e| Error::input(spec_path, Some(e.line()), "", e.to_string()))?;
-    let result = run(&spec, ceiling);
+    let malloc = super::malloc::keep_freed_memory();
+    let mut result = run(&spec, ceiling);
+    result.notes.extend(malloc);
     let json = serde_json::to_vec(&result).expect("result serialises");
     crate::error::write_atomic(out_path, &json)
 }

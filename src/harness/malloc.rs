@@ -1,0 +1,113 @@
+//! Freed memory stays in the measuring process, so a forward pass reuses its buffers instead of
+//! faulting fresh pages in on every call.
+//!
+//! glibc's malloc serves large blocks with `mmap` and returns the top of its heap to the kernel
+//! once more than `M_TRIM_THRESHOLD` is free there. Both thresholds move at run time, and an
+//! encoder's allocation pattern (dozens of tensors of 0.1–25 MiB per forward, freed in another
+//! order than allocated) keeps pushing memory back: the next forward pays a page fault and a
+//! zeroed page for every 4 KiB it touches again. On the 2-vCPU AMD EPYC VM of
+//! docs/benchmarks/ (torch int8, MiniLM, batch 8), kernel page-fault handling was 20% of the
+//! worker's samples under `perf`; with the thresholds below, 2%. Python users of PyTorch rarely
+//! see this: their forward passes run on the main arena, where the dynamic threshold settles.
+//!
+//! Workers and OpenMP probes call [`keep_freed_memory`] first thing. It fixes `M_MMAP_THRESHOLD`
+//! at glibc's largest (32 MiB: larger blocks are still mapped and unmapped per call) and turns
+//! trimming off. A user's `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or malloc tunable is
+//! kept as it is. The run's peak resident memory is what it was: the blocks kept are the ones
+//! the next iteration allocates again.
+
+/// glibc's upper bound for `M_MMAP_THRESHOLD` on 64-bit targets (`DEFAULT_MMAP_THRESHOLD_MAX`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 32 << 20;
+
+/// The environment through which a user sets glibc's malloc thresholds.
+const USER_ENV: [&str; 2] = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"];
+
+/// Sets the thresholds (see the module doc) unless the user set them, and returns the note
+/// for the run's results; `None` where the C library is not glibc.
+pub fn keep_freed_memory() -> Option<String> {
+    let user: Vec<String> = USER_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .chain(
+            std::env::var("GLIBC_TUNABLES")
+                .ok()
+                .filter(|v| v.contains("glibc.malloc."))
+                .map(|v| format!("GLIBC_TUNABLES={v}")),
+        )
+        .collect();
+    if !user.is_empty() {
+        return Some(format!(
+            "malloc: the user's settings kept ({})",
+            user.join(", ")
+        ));
+    }
+    set_thresholds()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_thresholds() -> Option<String> {
+    // SAFETY: mallopt only changes malloc's parameters; glibc takes its own arena locks.
+    let ok = unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+    };
+    Some(if ok {
+        "malloc: freed memory kept in the process (glibc M_MMAP_THRESHOLD 32 MiB, trimming off), \
+         so buffers of up to 32 MiB are reused across iterations instead of faulted in again"
+            .into()
+    } else {
+        "malloc: glibc refused the thresholds; its defaults apply".into()
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_thresholds() -> Option<String> {
+    None
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// Minor page faults of the calling thread so far.
+    fn thread_faults() -> i64 {
+        // SAFETY: getrusage writes into the zeroed struct we pass.
+        unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut u), 0);
+            u.ru_minflt
+        }
+    }
+
+    /// One "forward pass": four 8 MiB buffers, each written to, then all freed. Without the
+    /// thresholds, glibc trims the 32 MiB freed at the top of the heap (more than twice the
+    /// largest block it has seen) and every pass faults its 8,192 pages in again.
+    fn pass() {
+        let bufs: Vec<Vec<u8>> = (0..4).map(|i| vec![i as u8 + 1; 8 << 20]).collect();
+        std::hint::black_box(&bufs);
+    }
+
+    #[test]
+    fn repeated_passes_reuse_their_memory() {
+        if USER_ENV.iter().any(|k| std::env::var(k).is_ok()) {
+            eprintln!("skipped: the user set glibc's malloc thresholds");
+            return;
+        }
+        // On a thread of its own, so the count is this test's alone.
+        let faults = std::thread::spawn(|| {
+            let note = keep_freed_memory().unwrap();
+            assert!(note.contains("32 MiB"), "{note}");
+            pass();
+            let before = thread_faults();
+            for _ in 0..5 {
+                pass();
+            }
+            thread_faults() - before
+        })
+        .join()
+        .unwrap();
+        // 5 passes × 8,192 pages when memory goes back to the kernel; a few when it is reused.
+        assert!(faults < 2_000, "{faults} page faults in 5 passes");
+    }
+}
