@@ -337,12 +337,12 @@ impl CandleBert {
             self.chosen = Some("ops (no shape to measure on: candle's own ops)".into());
             return Ok(());
         };
-        // The fused kernels are recbench's own code: a new build measures again.
+        // The fused kernels are recbench's own code: a new build measures again (`host()`
+        // includes the build's commit).
         let key = format!(
-            "cpu {}, candle {}, recbench {}, {} threads, {}, ops or fused, {b}x{s}",
+            "cpu {}, candle {}, {} threads, {}, ops or fused, {b}x{s}",
             super::choices::host(),
             runtime_version(),
-            env!("RECBENCH_GIT_COMMIT"),
             self.threads,
             opts.precision
         );

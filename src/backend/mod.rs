@@ -161,16 +161,37 @@ pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut())
 /// Milliseconds of each candidate kernel on one input: the best of 3 interleaved calls each
 /// (A B C A B C …), after one warm-up call each (a bounded cost at load). What every choice by
 /// measurement times with.
+///
+/// A candidate whose warm-up call took more than [`HOPELESS_FACTOR`] times the fastest warm-up,
+/// and more than [`HOPELESS_MS`], is not called again: its warm-up time stands as its time. A
+/// one-time cost of a first call (a JIT, a primitive built) is far below both bounds, and the
+/// three calls saved can be seconds (torch's weight-only int8 at 4,096 rows: 1 s a call against
+/// 6 ms for `_int_mm` on the 2-vCPU EPYC VM).
 #[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
 pub(crate) fn race_all<E>(
     candidates: &mut [Box<dyn FnMut() -> std::result::Result<(), E> + '_>],
 ) -> std::result::Result<Vec<f64>, E> {
+    let mut warm = Vec::with_capacity(candidates.len());
     for c in candidates.iter_mut() {
+        let t = std::time::Instant::now();
         c()?;
+        warm.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let mut best = vec![f64::INFINITY; candidates.len()];
+    let fastest = warm.iter().copied().fold(f64::INFINITY, f64::min);
+    let hopeless: Vec<bool> = warm
+        .iter()
+        .map(|&w| w > HOPELESS_FACTOR * fastest && w > HOPELESS_MS)
+        .collect();
+    let mut best: Vec<f64> = warm
+        .iter()
+        .zip(&hopeless)
+        .map(|(&w, &h)| if h { w } else { f64::INFINITY })
+        .collect();
     for _ in 0..3 {
-        for (c, b) in candidates.iter_mut().zip(best.iter_mut()) {
+        for ((c, b), h) in candidates.iter_mut().zip(best.iter_mut()).zip(&hopeless) {
+            if *h {
+                continue;
+            }
             let t = std::time::Instant::now();
             c()?;
             *b = b.min(t.elapsed().as_secs_f64() * 1e3);
@@ -178,6 +199,10 @@ pub(crate) fn race_all<E>(
     }
     Ok(best)
 }
+
+/// See [`race_all`].
+const HOPELESS_FACTOR: f64 = 10.0;
+const HOPELESS_MS: f64 = 20.0;
 
 /// [`race_all`] of two candidates.
 #[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
@@ -190,7 +215,7 @@ pub(crate) fn race<E>(
 }
 
 /// Kernel choices measured on this host, remembered in `<cache>/kernels/<file>.json` so a
-/// later run on the same host (CPU model and flags), runtime and shape reuses them.
+/// later run on the same host (CPU model and flags), build (commit), runtime and shape reuses them.
 #[cfg_attr(not(any(feature = "onnx", feature = "torch")), allow(dead_code))]
 pub(crate) mod choices {
     use std::collections::BTreeMap;
@@ -209,13 +234,18 @@ pub(crate) mod choices {
             .unwrap_or_default()
     }
 
-    /// This host as kernel choices depend on it: a short hash of its CPU model and flags
-    /// (read once per process).
+    /// This host and build as kernel choices depend on them: a short hash of the CPU model and
+    /// flags and of the commit this binary was built from (a later commit may change a
+    /// candidate kernel, or what runs around it, so it measures afresh). Read once per process.
     pub fn host() -> String {
         use sha2::{Digest, Sha256};
         static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         HOST.get_or_init(|| {
-            let h = Sha256::digest(crate::telemetry::inventory::cpu_identity().as_bytes());
+            let h = Sha256::digest(format!(
+                "{}\nrecbench {}",
+                crate::telemetry::inventory::cpu_identity(),
+                env!("RECBENCH_GIT_COMMIT")
+            ));
             crate::model::weights::hex(&h[..6])
         })
         .clone()
@@ -340,5 +370,26 @@ mod tests {
         .unwrap();
         assert_eq!((na, nb), (4, 4), "one warm-up and three timed calls each");
         assert!(slow >= 5.0 && fast < slow, "{slow} {fast}");
+    }
+
+    /// A candidate whose warm-up took over 10× the fastest one's and over 20 ms is called no
+    /// more: its warm-up time is its time, and the others are timed as before.
+    #[test]
+    fn a_hopeless_candidate_is_called_once() {
+        let (mut na, mut nb) = (0, 0);
+        let (slow, fast) = super::race::<()>(
+            || {
+                na += 1;
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                Ok(())
+            },
+            || {
+                nb += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((na, nb), (1, 4));
+        assert!(slow >= 30.0 && fast < 1.0, "{slow} {fast}");
     }
 }
