@@ -143,10 +143,12 @@ fn measured_threads(planned: &[PlannedRun]) -> BTreeSet<usize> {
         .collect()
 }
 
-/// The CPU GEMM ceiling a run's efficiency is measured against: none for a GPU run (the CPU's
-/// GEMMs say nothing of a GPU's, so its efficiency stays empty rather than wrong).
+/// The CPU fp32 GEMM ceiling a run's efficiency is measured against: only a CPU run in fp32
+/// has one. The CPU's GEMMs say nothing of a GPU's, and an fp32 ceiling nothing of int8 or
+/// half-precision products (with VNNI an int8 MiniLM ran above the fp32 ceiling on the 2-vCPU
+/// EPYC VM), so their efficiency stays empty rather than wrong.
 fn ceiling_for(ceilings: &BTreeMap<usize, f64>, p: &PlannedRun) -> Option<f64> {
-    (p.spec.device == crate::spec::Device::Cpu)
+    (p.spec.device == crate::spec::Device::Cpu && p.spec.precision == crate::spec::Precision::Fp32)
         .then(|| ceilings.get(&p.spec.threads).copied())
         .flatten()
 }
@@ -661,6 +663,25 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_cpu_fp32_runs_are_measured_against_the_fp32_ceiling() {
+        use crate::spec::{Device, Precision};
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let spec = ResultsFile::load(&p).unwrap().runs[0].spec.clone();
+        let ceilings = BTreeMap::from([(spec.threads, 100.0)]);
+        let ceiling = |device, precision| {
+            let mut spec = spec.clone();
+            (spec.device, spec.precision) = (device, precision);
+            ceiling_for(&ceilings, &PlannedRun { spec, skip: None })
+        };
+        assert_eq!(ceiling(Device::Cpu, Precision::Fp32), Some(100.0));
+        for precision in [Precision::Int8, Precision::Bf16, Precision::Fp16] {
+            assert_eq!(ceiling(Device::Cpu, precision), None, "{precision:?}");
+        }
+        assert_eq!(ceiling(Device::Cuda(0), Precision::Fp32), None);
+    }
 
     #[test]
     fn interleaved_rounds_merge_into_one_run_over_the_summed_windows() {
