@@ -7,8 +7,9 @@
 //! order than allocated) keeps pushing memory back: the next forward pays a page fault and a
 //! zeroed page for every 4 KiB it touches again. On the 2-vCPU AMD EPYC VM of
 //! docs/benchmarks/ (torch int8, MiniLM, batch 8), kernel page-fault handling was 20% of the
-//! worker's samples under `perf`; with the thresholds below, 2%. Python users of PyTorch rarely
-//! see this: their forward passes run on the main arena, where the dynamic threshold settles.
+//! worker's samples under `perf`; with the thresholds below, 2%. PyTorch eager in Python (fp32,
+//! batch 1, same VM) spent 0.3% of its samples in page faults; why glibc's moving thresholds
+//! settle there and not in a worker was not pinned down: the fix does not depend on it.
 //!
 //! Workers and OpenMP probes call [`keep_freed_memory`] first thing. It fixes `M_MMAP_THRESHOLD`
 //! at glibc's largest (32 MiB: larger blocks are still mapped and unmapped per call) and turns
