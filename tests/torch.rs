@@ -140,6 +140,10 @@ fn onednn_and_aten_linear_kernels_agree() {
         LinearKernel::parse(Some("aten")).unwrap(),
         LinearKernel::Aten
     );
+    assert_eq!(
+        LinearKernel::parse(Some("onednn_packed")).unwrap(),
+        LinearKernel::OneDnnPacked
+    );
     let e = LinearKernel::parse(Some("blas")).unwrap_err();
     assert!(e.to_string().contains("RECBENCH_TORCH_LINEAR"), "{e}");
 }

@@ -32,16 +32,17 @@ fn err(e: TchError) -> Error {
     Error::backend("torch", e)
 }
 
-/// Selects the kernel of the fp32 linear layers on CPU: `onednn` (default) or `aten` (see
-/// [`LinearKernel`]).
+/// Selects the kernel of the fp32 linear layers on CPU: `auto` (default), `aten`, `onednn` or
+/// `onednn_packed` (see [`LinearKernel`]).
 pub const LINEAR_ENV: &str = "RECBENCH_TORCH_LINEAR";
 
 pub const COMPILED: bool = true;
 
 pub fn describe() -> String {
     format!(
-        "libtorch via tch; fp32 linear layers on aten/MKL or oneDNN, the faster per shape by \
-         measurement at load ({LINEAR_ENV}=aten|onednn forces one); int8 weights per channel \
+        "libtorch via tch; fp32 linear layers on aten/MKL, oneDNN or oneDNN on a prepacked \
+         weight, the fastest per shape by measurement at load \
+         ({LINEAR_ENV}=aten|onednn|onednn_packed forces one); int8 weights per channel \
          on _int_mm (whole or in row blocks), FBGEMM on per-row activations or \
          _weight_int8pack_mm, the fastest by measurement ({INT8_ENV}=int_mm|int_mm_blocked|\
          fbgemm_rows|weight_only forces one; =fbgemm runs PyTorch's quantize_dynamic kernel); \
@@ -264,7 +265,7 @@ const INT8_RACED: usize = 4;
 const INT8_BLOCK_ROWS: i64 = 256;
 
 /// The fp32 kernels, likewise.
-const FP32_KERNELS: &[&str] = &["aten", "onednn"];
+const FP32_KERNELS: &[&str] = &["aten", "onednn", "onednn_packed"];
 
 /// `RECBENCH_TORCH_INT8`: `auto` (or unset) chooses by measurement; a name of
 /// [`INT8_KERNELS`] forces one.
@@ -289,18 +290,23 @@ fn int8_forced() -> Result<Option<usize>> {
 
 /// Which library runs the fp32 linear layers on CPU, from `RECBENCH_TORCH_LINEAR`.
 ///
-/// `auto` (the default) times both per layer shape at load and keeps the faster; `onednn`
+/// `auto` (the default) times all three per layer shape at load and keeps the fastest; `onednn`
 /// calls `mkldnn_linear` for GEMMs of at least `ONEDNN_MIN_MACS` multiply-adds and `linear`
 /// below; `aten` always calls `linear`, which libtorch's x86 wheel
-/// sends to MKL's sgemm. Both libraries ship inside the same libtorch. MKL picks its kernels by
-/// CPU vendor, oneDNN by instruction set; on the AMD EPYC (AVX-512) VM of
-/// docs/benchmarks/torch.md, oneDNN ran MiniLM's linear layers about twice as fast.
+/// sends to MKL's sgemm (which repacks the weight on every call); `onednn_packed` reorders the
+/// weight once into oneDNN's blocked layout for the run's row count and calls
+/// `mkldnn::_linear_pointwise` on the dense input (what PyTorch's Inductor runs after freezing;
+/// no layout conversion per call, so no size floor). Both libraries ship inside the same
+/// libtorch. MKL picks its kernels by CPU vendor, oneDNN by instruction set; on the AMD EPYC
+/// (AVX-512) VM of docs/benchmarks/torch.md, oneDNN ran MiniLM's linear layers about twice as
+/// fast; on an AVX2-only EPYC, slower than MKL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinearKernel {
-    /// The faster of the two per layer shape, timed at load on the run's own row count on this
-    /// host (cached per host, libtorch version, threads and shape).
+    /// The fastest per layer shape, timed at load on the run's own row count on this host
+    /// (cached per host, build, libtorch version, threads and shape).
     Auto,
     OneDnn,
+    OneDnnPacked,
     Aten,
 }
 
@@ -314,10 +320,13 @@ impl LinearKernel {
         match value {
             None | Some("") | Some("auto") => Ok(LinearKernel::Auto),
             Some("onednn") => Ok(LinearKernel::OneDnn),
+            Some("onednn_packed") => Ok(LinearKernel::OneDnnPacked),
             Some("aten") => Ok(LinearKernel::Aten),
             Some(other) => Err(Error::backend(
                 "torch",
-                format!("{LINEAR_ENV}={other:?}: expected `auto`, `onednn` or `aten`"),
+                format!(
+                    "{LINEAR_ENV}={other:?}: expected `auto`, `onednn`, `onednn_packed` or `aten`"
+                ),
             )),
         }
     }
@@ -496,6 +505,9 @@ enum Linear {
     /// `ONEDNN_MIN_MACS` run through `mkldnn_linear` (activations converted to a oneDNN tensor
     /// and back, a copy small beside the GEMM), smaller ones through aten's `linear`.
     Dense { w: Tensor, b: Tensor, onednn: bool },
+    /// f32 weight reordered once into oneDNN's blocked layout for the run's row count
+    /// (`quant::onednn_pack`), and the f32 bias: `mkldnn::_linear_pointwise` per call.
+    DensePacked { w: Tensor, b: Tensor },
     /// int8 weight transposed to `[in, out]` (contiguous, as `_int_mm` wants it), the f32 scale
     /// of each output channel `[1, out]`, and the f32 bias; activations are quantized per row
     /// on every call (dynamic int8 × int8 → int32); with `block`, that many rows at a time.
@@ -519,16 +531,21 @@ enum Linear {
 
 impl Linear {
     /// The layer at `precision` with kernel `choice`: an index into [`FP32_KERNELS`] (aten,
-    /// oneDNN) or [`INT8_KERNELS`] (`_int_mm`, weight-only, blocked `_int_mm`, FBGEMM on per-row
-    /// activations, PyTorch's FBGEMM linear).
+    /// oneDNN, oneDNN on a weight packed for `rows` rows) or [`INT8_KERNELS`] (`_int_mm`,
+    /// weight-only, blocked `_int_mm`, FBGEMM on per-row activations, PyTorch's FBGEMM linear).
     fn new(
         w: &Tensor,
         b: &Tensor,
         precision: Precision,
         kind: Kind,
         choice: usize,
+        rows: i64,
     ) -> Result<Linear, TchError> {
         Ok(match precision {
+            Precision::Fp32 if choice == 2 => Linear::DensePacked {
+                w: quant::onednn_pack(&w.f_to_kind(Kind::Float)?, rows)?,
+                b: b.f_to_kind(Kind::Float)?.f_contiguous()?,
+            },
             Precision::Int8 if choice == 3 => {
                 let (q, scale) = quantize_rows(&w.f_to_kind(Kind::Float)?)?;
                 Linear::Int8FbgemmRows(quant::RowsPacked::new(
@@ -610,6 +627,7 @@ impl Linear {
                 }
                 Ok(y)
             }
+            Linear::DensePacked { w, b } => quant::onednn_linear(x, w, b),
             Linear::Int8WeightOnly { w, scale, b } => x
                 .f_contiguous()?
                 .f_internal_weight_int8pack_mm(w, scale)?
@@ -774,6 +792,7 @@ impl TorchBert {
                     LinearKernel::Auto => None,
                     LinearKernel::Aten => Some(0),
                     LinearKernel::OneDnn => Some(1),
+                    LinearKernel::OneDnnPacked => Some(2),
                 },
                 raced: FP32_KERNELS.len(),
                 rows,
@@ -784,7 +803,7 @@ impl TorchBert {
         let chosen = cpu && matches!(opts.precision, Precision::Fp32 | Precision::Int8);
         let mut linear = |d: &Dense<Tensor>| -> Result<Linear> {
             let (w, b) = (&d.weight, &d.bias);
-            let make = |k| Linear::new(w, b, opts.precision, kind, k).map_err(err);
+            let make = |k| Linear::new(w, b, opts.precision, kind, k, rows).map_err(err);
             if !chosen {
                 return make(0);
             }
@@ -794,7 +813,7 @@ impl TorchBert {
             let n = chooser.raced;
             let k = chooser.pick((inner, out), floor, || {
                 let all: Vec<_> = (0..n)
-                    .map(|k| Linear::new(w, b, opts.precision, kind, k))
+                    .map(|k| Linear::new(w, b, opts.precision, kind, k, rows))
                     .collect();
                 time_all(&all, inner, rows)
             })?;
@@ -983,6 +1002,17 @@ mod quant {
             err: *mut *mut c_char,
         ) -> *mut C_tensor;
         fn recbench_rows_free(handle: *mut c_void);
+        fn recbench_onednn_pack(
+            w: *const C_tensor,
+            rows: i64,
+            err: *mut *mut c_char,
+        ) -> *mut C_tensor;
+        fn recbench_onednn_linear(
+            x: *const C_tensor,
+            packed: *const C_tensor,
+            b: *const C_tensor,
+            err: *mut *mut c_char,
+        ) -> *mut C_tensor;
         fn recbench_int8_epilogue(
             acc: *const C_tensor,
             xs: *const C_tensor,
@@ -1034,6 +1064,26 @@ mod quant {
         };
         // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
         unsafe { owned(y, err) }
+    }
+
+    /// The f32 weight `[out, in]` reordered once into oneDNN's blocked layout for products of
+    /// `rows` rows (any row count runs; that one runs fastest).
+    pub fn onednn_pack(w: &Tensor, rows: i64) -> Result<Tensor, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `w` is live for the call; the shim returns a new at::Tensor* or null.
+        unsafe { owned(recbench_onednn_pack(w.as_ptr(), rows, &mut err), err) }
+    }
+
+    /// `x · Wᵀ + b` for f32 `x` `[rows, in]` on a weight from [`onednn_pack`].
+    pub fn onednn_linear(x: &Tensor, packed: &Tensor, b: &Tensor) -> Result<Tensor, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: all tensors are live for the call; the shim returns a new tensor or null.
+        unsafe {
+            owned(
+                recbench_onednn_linear(x.as_ptr(), packed.as_ptr(), b.as_ptr(), &mut err),
+                err,
+            )
+        }
     }
 
     /// The tensor a shim call returned, now owned, or (null) the error it reported.
@@ -1202,8 +1252,8 @@ mod tests {
         let w = Tensor::randn([48, 32], opts);
         let b = Tensor::randn([48], opts);
         let x = Tensor::randn([2 * INT8_BLOCK_ROWS + 77, 32], opts);
-        let whole = Linear::new(&w, &b, Precision::Int8, Kind::Float, 0).unwrap();
-        let blocked = Linear::new(&w, &b, Precision::Int8, Kind::Float, 2).unwrap();
+        let whole = Linear::new(&w, &b, Precision::Int8, Kind::Float, 0, 64).unwrap();
+        let blocked = Linear::new(&w, &b, Precision::Int8, Kind::Float, 2, 64).unwrap();
         assert!(matches!(blocked, Linear::Int8 { block: Some(_), .. }));
         assert!(whole
             .forward(&x)
@@ -1227,7 +1277,7 @@ mod tests {
         let b = Tensor::randn([200], opts);
         let x = Tensor::randn([150, 384], opts) * 2.0;
         let run = |k: usize| {
-            Linear::new(&w, &b, Precision::Int8, Kind::Float, k)
+            Linear::new(&w, &b, Precision::Int8, Kind::Float, k, 64)
                 .unwrap()
                 .forward(&x)
                 .unwrap()
@@ -1252,6 +1302,31 @@ mod tests {
         f64::try_from(t.abs().max()).unwrap()
     }
 
+    /// The fp32 kernels compute the same layer to float rounding, oneDNN on a prepacked weight
+    /// included, at the row count it was packed for and at others (a server batch may be
+    /// smaller than the run's largest).
+    #[test]
+    fn fp32_kernels_agree_at_any_row_count() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(3);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let w = Tensor::randn([96, 64], opts) * 0.1;
+        let b = Tensor::randn([96], opts);
+        let packed = Linear::new(&w, &b, Precision::Fp32, Kind::Float, 2, 256).unwrap();
+        assert!(matches!(packed, Linear::DensePacked { .. }));
+        for rows in [256, 37, 1] {
+            let x = Tensor::randn([rows, 64], opts);
+            let exact = x.linear(&w, Some(&b));
+            for (k, name) in FP32_KERNELS.iter().enumerate() {
+                let l = Linear::new(&w, &b, Precision::Fp32, Kind::Float, k, 256).unwrap();
+                let y = if k == 2 { &packed } else { &l }.forward(&x).unwrap();
+                assert_eq!(y.size(), exact.size());
+                let diff = max_abs(&(&y - &exact));
+                assert!(diff <= 1e-5, "{name} at {rows} rows: {diff}");
+            }
+        }
+    }
+
     /// Each int8 kernel computes the fp32 layer up to int8 rounding: close to it (cosine of the
     /// outputs), not equal to it (it really is quantized), with the bias applied.
     #[test]
@@ -1262,12 +1337,12 @@ mod tests {
         let w = Tensor::randn([96, 64], opts) * 0.1;
         let b = Tensor::randn([96], opts);
         let x = Tensor::randn([40, 64], opts);
-        let exact = Linear::new(&w, &b, Precision::Fp32, Kind::Float, 0)
+        let exact = Linear::new(&w, &b, Precision::Fp32, Kind::Float, 0, 64)
             .unwrap()
             .forward(&x)
             .unwrap();
         for (k, name) in INT8_KERNELS.iter().enumerate() {
-            let y = Linear::new(&w, &b, Precision::Int8, Kind::Float, k)
+            let y = Linear::new(&w, &b, Precision::Int8, Kind::Float, k, 64)
                 .unwrap()
                 .forward(&x)
                 .unwrap();

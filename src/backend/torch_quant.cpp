@@ -1,4 +1,4 @@
-// Native helpers of the torch backend's int8 linear layers; tch has no binding for any of them.
+// Native helpers of the torch backend's linear layers; tch has no binding for any of them.
 // (1) PyTorch's own dynamic int8 linear: quantized::linear_prepack once per layer (FBGEMM packs
 // the int8 weight and its column offsets) and quantized::linear_dynamic per call (activations
 // quantized per tensor on the fly, int8 GEMM, result in f32 with the bias), what
@@ -6,7 +6,8 @@
 // dispatcher, boxed. (2) The per-row activation quantization and the rescaling epilogue around
 // `_int_mm`, each one parallel pass. (3) FBGEMM's int8 GEMM (the one quantize_dynamic runs, with
 // its prepacked weight) on activations quantized per row instead of per tensor: libtorch ships
-// FBGEMM's headers and exports the instantiation used here.
+// FBGEMM's headers and exports the instantiation used here. (4) oneDNN's fp32 linear on a weight
+// reordered once (see recbench_onednn_pack).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -315,5 +316,49 @@ at::Tensor* recbench_rows_linear(const at::Tensor* x, void* handle, char** err) 
 }
 
 void recbench_rows_free(void* handle) { delete static_cast<RowsLinear*>(handle); }
+
+// (4) The fp32 linear PyTorch's Inductor runs on x86 after freezing: the weight reordered once
+// into oneDNN's blocked layout for `rows` rows (mkldnn::_reorder_linear_weight), then
+// mkldnn::_linear_pointwise per call on the dense input, the bias added inside the product.
+// aten's `linear` hands MKL's sgemm the plain weight, which repacks it on every call.
+at::Tensor* recbench_onednn_pack(const at::Tensor* w, int64_t rows, char** err) {
+  try {
+    static auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_reorder_linear_weight", "");
+    torch::jit::Stack stack;
+    stack.emplace_back(w->contiguous());
+    stack.emplace_back(rows);
+    op.callBoxed(&stack);
+    return new at::Tensor(stack.at(0).toTensor());
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return nullptr;
+}
+
+// y = x · Wᵀ + b for the f32 `x` [rows, in] and a weight from recbench_onednn_pack.
+at::Tensor* recbench_onednn_linear(const at::Tensor* x, const at::Tensor* packed,
+                                   const at::Tensor* b, char** err) {
+  try {
+    static auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+    torch::jit::Stack stack;
+    stack.emplace_back(x->contiguous());
+    stack.emplace_back(*packed);
+    stack.emplace_back(*b);
+    stack.emplace_back(std::string("none"));
+    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
+    stack.emplace_back(std::string(""));
+    op.callBoxed(&stack);
+    return new at::Tensor(stack.at(0).toTensor());
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return nullptr;
+}
 
 }  // extern "C"
