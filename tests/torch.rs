@@ -148,8 +148,8 @@ fn onednn_and_aten_linear_kernels_agree() {
     assert!(e.to_string().contains("RECBENCH_TORCH_LINEAR"), "{e}");
 }
 
-/// `auto` times aten and oneDNN per layer shape at load on the run's row count, keeps the
-/// faster, says so in the run's notes with the timings, and remembers the choice per host: a
+/// `auto` times aten, oneDNN and oneDNN on a prepacked weight per layer shape at load on the
+/// run's row count, keeps the fastest, says so in the run's notes with the timings, and remembers the choice per host: a
 /// second load reads it from the cache instead of timing again.
 #[test]
 fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
@@ -163,7 +163,9 @@ fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
     let note = first.kernels().unwrap();
     assert!(note.contains("chosen by measurement"), "{note}");
     assert!(
-        note.contains("(aten ") && note.contains(" ms, onednn "),
+        note.contains("(aten ")
+            && note.contains(" ms, onednn ")
+            && note.contains(" ms, onednn_packed "),
         "{note}"
     );
     assert!(!note.contains("measured earlier"), "{note}");

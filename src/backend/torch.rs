@@ -296,7 +296,8 @@ fn int8_forced() -> Result<Option<usize>> {
 /// sends to MKL's sgemm (which repacks the weight on every call); `onednn_packed` reorders the
 /// weight once into oneDNN's blocked layout for the run's row count and calls
 /// `mkldnn::_linear_pointwise` on the dense input (what PyTorch's Inductor runs after freezing;
-/// no layout conversion per call, so no size floor). Both libraries ship inside the same
+/// no layout conversion per call; `auto` races all three only from `ONEDNN_MIN_MACS` up, below
+/// it aten runs). Both libraries ship inside the same
 /// libtorch. MKL picks its kernels by CPU vendor, oneDNN by instruction set; on the AMD EPYC
 /// (AVX-512) VM of docs/benchmarks/torch.md, oneDNN ran MiniLM's linear layers about twice as
 /// fast; on an AVX2-only EPYC, slower than MKL.
