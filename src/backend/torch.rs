@@ -1299,6 +1299,20 @@ mod tests {
         }
     }
 
+    /// A C++ exception in the shim comes back as an error with its message, for a helper that
+    /// returns a status and for one that returns a tensor.
+    #[test]
+    fn shim_errors_reach_rust_as_errors() {
+        let ints = Tensor::zeros([4, 8], (Kind::Int, tch::Device::Cpu));
+        let e = quant::quantize_rows(&ints).unwrap_err().to_string();
+        assert!(e.contains("expected f32"), "{e}");
+        let f = Tensor::zeros([4, 8], (Kind::Float, tch::Device::Cpu));
+        let e = quant::epilogue(&f, &f, &f, &f, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected int32"), "{e}");
+    }
+
     fn max_abs(t: &Tensor) -> f64 {
         f64::try_from(t.abs().max()).unwrap()
     }

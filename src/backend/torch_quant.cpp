@@ -26,6 +26,27 @@ namespace {
 char* copy_message(const char* what) {
   return strdup(what ? what : "unknown C++ exception");
 }
+
+// What every extern function below returns: `f()`, or `failed` with *err set (free() it) when
+// `f` throws; no C++ exception crosses into Rust.
+template <class T, class F>
+T guarded(char** err, T failed, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message(nullptr);
+  }
+  return failed;
+}
+
+// One boxed call of the dispatcher's `op` on `args`: its first result.
+c10::IValue call_boxed(const c10::OperatorHandle& op, std::vector<c10::IValue> args) {
+  torch::jit::Stack stack(std::move(args));
+  op.callBoxed(&stack);
+  return std::move(stack.at(0));
+}
 // A weight prepacked for FBGEMM with what the per-row path needs beside it.
 struct RowsLinear {
   std::unique_ptr<fbgemm::PackBMatrix<int8_t>> packed;
@@ -105,45 +126,23 @@ extern "C" {
 // Packs `qweight` (a qint8 tensor, per tensor or per output channel) with the f32 `bias` (may be
 // null). Returns an opaque handle for recbench_linear_dynamic, or null with *err set (free()).
 void* recbench_linear_prepack(const at::Tensor* qweight, const at::Tensor* bias, char** err) {
-  try {
+  return guarded<void*>(err, nullptr, [&]() -> void* {
     static auto op =
         c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
-    torch::jit::Stack stack;
-    stack.emplace_back(*qweight);
-    if (bias) {
-      stack.emplace_back(*bias);
-    } else {
-      stack.emplace_back(c10::IValue());
-    }
-    op.callBoxed(&stack);
-    return new c10::IValue(std::move(stack.at(0)));
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+    return new c10::IValue(call_boxed(op, {*qweight, bias ? c10::IValue(*bias) : c10::IValue()}));
+  });
 }
 
 // y = x · Wᵀ + b for the f32 `input` [rows, in] and a packed weight; `reduce_range` quantizes
 // activations to 7 bits, as PyTorch does on x86 (no overflow in the VPMADDUBSW path).
 at::Tensor* recbench_linear_dynamic(const at::Tensor* input, void* packed, bool reduce_range,
                                     char** err) {
-  try {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     static auto op =
         c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", "");
-    torch::jit::Stack stack;
-    stack.emplace_back(*input);
-    stack.emplace_back(*static_cast<c10::IValue*>(packed));
-    stack.emplace_back(reduce_range);
-    op.callBoxed(&stack);
-    return new at::Tensor(stack.at(0).toTensor());
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+    return new at::Tensor(
+        call_boxed(op, {*input, *static_cast<c10::IValue*>(packed), reduce_range}).toTensor());
+  });
 }
 
 void recbench_linear_free(void* packed) { delete static_cast<c10::IValue*>(packed); }
@@ -154,7 +153,7 @@ void recbench_linear_free(void* packed) { delete static_cast<c10::IValue*>(packe
 // int8 that it replaces (eight passes and as many temporaries). Returns 0, or -1 with *err set.
 int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor** s_out,
                            char** err) {
-  try {
+  return guarded<int>(err, -1, [&]() -> int {
     auto xc = x->contiguous();
     TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat, "expected f32 [rows, k]");
     const int64_t rows = xc.size(0), k = xc.size(1);
@@ -174,12 +173,7 @@ int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor**
     *q_out = new at::Tensor(std::move(q));
     *s_out = new at::Tensor(std::move(s));
     return 0;
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return -1;
+  });
 }
 
 // y[r, c] = acc[r, c] · xs[r] · ws[c] + b[c] for the int32 `acc` [rows, n] of an int8 product,
@@ -190,7 +184,7 @@ int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor**
 at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
                                    const at::Tensor* ws, const at::Tensor* b,
                                    const at::Tensor* out, char** err) {
-  try {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     auto a = acc->contiguous();
     auto xsc = xs->contiguous();
     auto wsc = ws->contiguous();
@@ -211,12 +205,7 @@ at::Tensor* recbench_int8_epilogue(const at::Tensor* acc, const at::Tensor* xs,
       for (int64_t r = begin; r < end; ++r) rescale_row(ap + r * n, xp[r], wp, bp, n, yp + r * n);
     });
     return new at::Tensor(std::move(y));
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+  });
 }
 
 // Whether FBGEMM runs here, and with 8-bit activations (VNNI) or 7-bit.
@@ -229,7 +218,7 @@ int recbench_rows_support() {
 // f32 bias `b` [n]. Returns a handle for recbench_rows_linear, or null with *err set.
 void* recbench_rows_prepack(const at::Tensor* wq, const at::Tensor* ws, const at::Tensor* b,
                             char** err) {
-  try {
+  return guarded<void*>(err, nullptr, [&]() -> void* {
     TORCH_CHECK(fbgemm::fbgemmSupportedCPU(), "FBGEMM does not run on this CPU (it needs AVX2)");
     auto w = wq->contiguous();
     auto s = ws->contiguous().to(at::kFloat);
@@ -255,12 +244,7 @@ void* recbench_rows_prepack(const at::Tensor* wq, const at::Tensor* ws, const at
     p->bias.assign(bb.data_ptr<float>(), bb.data_ptr<float>() + p->n);
     p->eight_bit = fbgemm::fbgemmHasAvx512VnniSupport();
     return p.release();
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+  });
 }
 
 // y = x · Wᵀ + b for the f32 `x` [rows, k]: per block of rows, each row quantized symmetric to
@@ -268,7 +252,7 @@ void* recbench_rows_prepack(const at::Tensor* wq, const at::Tensor* ws, const at
 // packed GEMM with its float requantization (weight scales per column, zero point removed through
 // the column sums), then the row scale and the bias in the same cache-hot block.
 at::Tensor* recbench_rows_linear(const at::Tensor* x, void* handle, char** err) {
-  try {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     const auto* p = static_cast<const RowsLinear*>(handle);
     auto xc = x->contiguous();
     TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat && xc.size(1) == p->k,
@@ -307,12 +291,7 @@ at::Tensor* recbench_rows_linear(const at::Tensor* x, void* handle, char** err) 
       }
     });
     return new at::Tensor(std::move(y));
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+  });
 }
 
 void recbench_rows_free(void* handle) { delete static_cast<RowsLinear*>(handle); }
@@ -322,43 +301,24 @@ void recbench_rows_free(void* handle) { delete static_cast<RowsLinear*>(handle);
 // mkldnn::_linear_pointwise per call on the dense input, the bias added inside the product.
 // aten's `linear` hands MKL's sgemm the plain weight, which repacks it on every call.
 at::Tensor* recbench_onednn_pack(const at::Tensor* w, int64_t rows, char** err) {
-  try {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     static auto op =
         c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_reorder_linear_weight", "");
-    torch::jit::Stack stack;
-    stack.emplace_back(w->contiguous());
-    stack.emplace_back(rows);
-    op.callBoxed(&stack);
-    return new at::Tensor(stack.at(0).toTensor());
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+    return new at::Tensor(call_boxed(op, {w->contiguous(), rows}).toTensor());
+  });
 }
 
 // y = x · Wᵀ + b for the f32 `x` [rows, in] and a weight from recbench_onednn_pack.
 at::Tensor* recbench_onednn_linear(const at::Tensor* x, const at::Tensor* packed,
                                    const at::Tensor* b, char** err) {
-  try {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     static auto op =
         c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-    torch::jit::Stack stack;
-    stack.emplace_back(x->contiguous());
-    stack.emplace_back(*packed);
-    stack.emplace_back(*b);
-    stack.emplace_back(std::string("none"));
-    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
-    stack.emplace_back(std::string(""));
-    op.callBoxed(&stack);
-    return new at::Tensor(stack.at(0).toTensor());
-  } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-  } catch (...) {
-    *err = copy_message(nullptr);
-  }
-  return nullptr;
+    return new at::Tensor(call_boxed(op, {x->contiguous(), *packed, *b, std::string("none"),
+                                          c10::List<std::optional<at::Scalar>>(),
+                                          std::string("")})
+                              .toTensor());
+  });
 }
 
 }  // extern "C"
