@@ -50,4 +50,5 @@ chmod +x "$ROOT"/bin/* "$ROOT"/nvvm/bin/* 2>/dev/null || true
 # The unversioned name the linker looks for (-lcudart, from candle-kernels), beside the real one.
 ln -sf libcudart.so.13 "$ROOT/lib/libcudart.so"
 touch "$DEST/.complete"
+rm -f "${files[@]}"  # extracted into $DEST; the wheels would only hold disk
 echo "fetch-cuda: CUDA 13.0 build tools ready in $DEST"

@@ -41,4 +41,5 @@ if ldd "$LIB/libtorch_cpu.so" | grep -q "not found"; then
   exit 1
 fi
 touch "$DEST/.complete-$TORCH_VERSION"
+rm -f "$TORCH_WHEEL" "$CUDART_WHEEL" "$CUPTI_WHEEL"  # extracted into $DEST; 530 MB of disk otherwise
 echo "fetch-libtorch: libtorch $TORCH_VERSION ready; LIBTORCH=$DEST/torch"

@@ -45,4 +45,5 @@ if os.path.lexists(link):
 os.symlink(name, link)
 PY
 touch "$DEST/.extracted-$VERSION"
+rm -f "$WHEEL"  # its library is in $DEST now; the wheel would only hold disk
 echo "fetch: ONNX Runtime $VERSION in $DEST"

