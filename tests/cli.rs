@@ -211,6 +211,11 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
             r["power"]
         );
         assert!(!r["samples_ms"].as_array().unwrap().is_empty());
+        assert!(
+            !r["notes"].to_string().contains("isa cap"),
+            "no ISA cap is set here: {}",
+            r["notes"]
+        );
     }
     for r in runs.iter().filter(|r| r["status"] == "skipped") {
         assert!(r["reason"]
@@ -721,6 +726,36 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
     if fail_above.is_finite() {
         assert!((low - 1000.0 * hourly / 3600.0 / fail_above).abs() < 1e-12);
     }
+}
+
+#[test]
+fn an_isa_cap_in_the_environment_is_in_the_run_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("cap.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"cap\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n",
+    )
+    .unwrap();
+    let out = recbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path())
+        .env("ONEDNN_MAX_CPU_ISA", "AVX2")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = only_results(&dir.path().join("cap"));
+    let notes = v["runs"][0]["notes"].to_string();
+    assert!(
+        notes.contains("isa cap: ONEDNN_MAX_CPU_ISA=AVX2"),
+        "{notes}"
+    );
 }
 
 #[test]

@@ -9,7 +9,15 @@
 #   recbench candle fp32 vs Python onnxruntime on the Hugging Face export
 #   recbench candle int8 (for the record: its ratio to candle fp32)
 #
-#   scripts/bench/anchors.sh [ROUNDS]     # default 3; THREADS (default 2), BATCHES ("1 8 32")
+#   scripts/bench/anchors.sh [ROUNDS]     # default 3; THREADS (default 2), BATCHES ("1 8 32"),
+#                                         # ONLY (a subset of "onnx torch int8 candle")
+#
+# ISA=avx2 caps the vector ISA, on both sides alike, of every library that has a cap: ATen's
+# own kernels (ATEN_CPU_CAPABILITY), oneDNN (ONEDNN_MAX_CPU_ISA), MKL (MKL_ENABLE_INSTRUCTIONS)
+# and FBGEMM (FBGEMM_ENABLE_INSTRUCTIONS). The torch rows then show what an AVX2-only host runs,
+# on this host's cores and caches. ONNX Runtime's MLAS, candle, the gemm crate and recbench's
+# own int8 row loops (torch_quant.cpp) have no cap and keep this host's widest ISA; the table
+# says so.
 #
 # Needs a release build with --features onnx,torch (scripts/quickstart.sh makes one), and a
 # Python venv at $RECBENCH_CACHE/bench-venv with torch 2.11.0, transformers, onnxruntime 1.31.1,
@@ -23,6 +31,14 @@ ROUNDS="${1:-3}"
 THREADS="${THREADS:-2}"
 BATCHES="${BATCHES:-1 8 32}"
 BIN="${RECBENCH:-target/release/recbench}"
+ONLY="${ONLY:-onnx torch int8 candle}"
+ISA="${ISA:-}"
+case "$ISA" in
+  "") ;;
+  avx2) export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ;;
+  *) echo "anchors: ISA=$ISA: only avx2 is known" >&2; exit 2 ;;
+esac
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 VENV="$CACHE/bench-venv"
 PY="$VENV/bin/python"
 MODEL="$CACHE/models/minilm-l6"
@@ -35,7 +51,7 @@ if ! "$PY" -c 'import torch, transformers, onnxruntime, onnx' 2>/dev/null; then
 fi
 UTC=$(date -u +%Y%m%dT%H%MZ)
 HOST=$("$BIN" hardware --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["host"])')
-STEM="docs/benchmarks/anchors-$HOST-$UTC"
+STEM="docs/benchmarks/anchors-$HOST${ISA:+-$ISA}-$UTC"
 JSONL="$STEM.jsonl"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -87,7 +103,7 @@ lat = r.get("latency") or {}
 print(json.dumps({"round": int(round_), "batch": batch, "side": side, "status": r["status"],
     "ms_per_seq": lat["p50_ms"] / batch if r["status"] == "ok" else None,
     "samples": lat.get("count"), "cv": lat.get("cv"),
-    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:"))],
+    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:", "isa cap:"))],
     "reason": r.get("reason")}))
 PY
 }
@@ -108,28 +124,38 @@ reps() { case "$1" in 1) echo 40 ;; 8) echo 12 ;; *) echo 5 ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
   for b in $BATCHES; do
     echo "anchors: round $round/$ROUNDS, batch $b" >&2
-    f=$(recbench_run onnx fp32 "$b" "onnx-$round-$b")
-    recbench_line "$round" "$b" recbench-onnx-fp32 "$f" >>"$JSONL"
-    # The graph that run chose, for Python onnxruntime on the very same file.
-    graph=$(python3 -c 'import json,re,sys; n=[x for x in json.load(open(sys.argv[1]))["runs"][0]["notes"] if x.startswith("kernels:")][0]; print(re.search(r"graph (\S+)", n).group(1))' "$f")
-    python_line "$round" "$b" python-ort-recbench-graph \
-      "$("$PY" scripts/bench/anchors.py ort "$(ls "$CACHE"/onnx/*/"$graph" "$CACHE"/onnx/"$graph" 2>/dev/null | head -n1)" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    python_line "$round" "$b" python-ort-hf-export \
-      "$("$PY" scripts/bench/anchors.py ort "$HF_ONNX" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    recbench_line "$round" "$b" recbench-torch-fp32 "$(recbench_run torch fp32 "$b" "torch-$round-$b")" >>"$JSONL"
-    python_line "$round" "$b" python-torch-eager-fp32 \
-      "$("$PY" scripts/bench/anchors.py eager "$MODEL" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    recbench_line "$round" "$b" recbench-torch-int8 "$(recbench_run torch int8 "$b" "torch8-$round-$b")" >>"$JSONL"
-    python_line "$round" "$b" python-torch-dynamic-int8 \
-      "$("$PY" scripts/bench/anchors.py int8 "$MODEL" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    recbench_line "$round" "$b" recbench-candle-fp32 "$(recbench_run candle fp32 "$b" "candle-$round-$b")" >>"$JSONL"
-    recbench_line "$round" "$b" recbench-candle-int8 "$(recbench_run candle int8 "$b" "candle8-$round-$b")" >>"$JSONL"
+    if want onnx || want candle; then
+      python_line "$round" "$b" python-ort-hf-export \
+        "$("$PY" scripts/bench/anchors.py ort "$HF_ONNX" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
+    fi
+    if want onnx; then
+      f=$(recbench_run onnx fp32 "$b" "onnx-$round-$b")
+      recbench_line "$round" "$b" recbench-onnx-fp32 "$f" >>"$JSONL"
+      # The graph that run chose, for Python onnxruntime on the very same file.
+      graph=$(python3 -c 'import json,re,sys; n=[x for x in json.load(open(sys.argv[1]))["runs"][0]["notes"] if x.startswith("kernels:")][0]; print(re.search(r"graph (\S+)", n).group(1))' "$f")
+      python_line "$round" "$b" python-ort-recbench-graph \
+        "$("$PY" scripts/bench/anchors.py ort "$(ls "$CACHE"/onnx/*/"$graph" "$CACHE"/onnx/"$graph" 2>/dev/null | head -n1)" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
+    fi
+    if want torch; then
+      recbench_line "$round" "$b" recbench-torch-fp32 "$(recbench_run torch fp32 "$b" "torch-$round-$b")" >>"$JSONL"
+      python_line "$round" "$b" python-torch-eager-fp32 \
+        "$("$PY" scripts/bench/anchors.py eager "$MODEL" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
+    fi
+    if want int8; then
+      recbench_line "$round" "$b" recbench-torch-int8 "$(recbench_run torch int8 "$b" "torch8-$round-$b")" >>"$JSONL"
+      python_line "$round" "$b" python-torch-dynamic-int8 \
+        "$("$PY" scripts/bench/anchors.py int8 "$MODEL" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
+    fi
+    if want candle; then
+      recbench_line "$round" "$b" recbench-candle-fp32 "$(recbench_run candle fp32 "$b" "candle-$round-$b")" >>"$JSONL"
+      recbench_line "$round" "$b" recbench-candle-int8 "$(recbench_run candle int8 "$b" "candle8-$round-$b")" >>"$JSONL"
+    fi
   done
 done
 
-python3 - "$JSONL" "$WORK/hardware.json" "$THREADS" "$STEM.md" "$(git rev-parse --short=12 HEAD)" <<'PY'
+python3 - "$JSONL" "$WORK/hardware.json" "$THREADS" "$STEM.md" "$(git rev-parse --short=12 HEAD)" "$ISA" <<'PY'
 import collections, json, statistics, sys
-jsonl, hw_path, threads, md, commit = sys.argv[1:]
+jsonl, hw_path, threads, md, commit, isa = sys.argv[1:]
 hw = json.load(open(hw_path))
 rows = [json.loads(l) for l in open(jsonl)]
 by = collections.defaultdict(dict)  # (round, batch) -> side -> ms/seq
@@ -153,6 +179,12 @@ out.append(f"Measured by `scripts/bench/anchors.sh` at commit {commit}: all-Mini
            f"Each cell is the median over rounds of (recbench's time ÷ the anchor's time) per sequence, "
            f"with the per-round ratios in brackets; below 1 means recbench is faster. "
            f"Raw measurements: `{jsonl.split('/')[-1]}`.\n")
+if isa:
+    out.append(f"**ISA capped at {isa.upper()}** on both sides for ATen's kernels, oneDNN, MKL and FBGEMM "
+               f"(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, FBGEMM_ENABLE_INSTRUCTIONS): "
+               f"the torch fp32 row is what an {isa.upper()}-only host runs, on this host's cores and caches. "
+               f"ONNX Runtime's MLAS, candle, the gemm crate and recbench's own int8 row loops have no cap "
+               f"and ran this host's widest ISA, so the other rows do not stand for such a host.\n")
 out.append("| ratio | bar | " + " | ".join(f"batch {b}" for b in batches) + " |")
 out.append("|---|---|" + "---|" * len(batches))
 for name, a, b_, bar in pairs:

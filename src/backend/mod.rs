@@ -230,15 +230,34 @@ pub(crate) mod choices {
             .unwrap_or_default()
     }
 
+    /// The runtimes' own caps on the vector ISA they use (ATen's kernels, oneDNN, MKL, FBGEMM):
+    /// set, they change every kernel's speed as a different CPU would.
+    pub const ISA_CAPS: [&str; 4] = [
+        "ATEN_CPU_CAPABILITY",
+        "ONEDNN_MAX_CPU_ISA",
+        "MKL_ENABLE_INSTRUCTIONS",
+        "FBGEMM_ENABLE_INSTRUCTIONS",
+    ];
+
+    /// The [`ISA_CAPS`] set in this process, as `NAME=value`.
+    pub fn isa_caps() -> Vec<String> {
+        ISA_CAPS
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+            .collect()
+    }
+
     /// This host and build as kernel choices depend on them: a short hash of the CPU model and
-    /// flags and of the commit this binary was built from (a later commit may change a
-    /// candidate kernel, or what runs around it, so it measures afresh). Read once per process.
+    /// flags, of the [`isa_caps`] set, and of the commit this binary was built from (a later
+    /// commit may change a candidate kernel, or what runs around it, so it measures afresh).
+    /// Read once per process.
     pub fn host() -> String {
         use sha2::{Digest, Sha256};
         static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         HOST.get_or_init(|| {
+            let caps: String = isa_caps().iter().map(|c| format!("\n{c}")).collect();
             let h = Sha256::digest(format!(
-                "{}\nrecbench {}",
+                "{}{caps}\nrecbench {}",
                 crate::telemetry::inventory::cpu_identity(),
                 env!("RECBENCH_GIT_COMMIT")
             ));

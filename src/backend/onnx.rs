@@ -353,6 +353,30 @@ fn level_name(level: GraphOptimizationLevel) -> &'static str {
     }
 }
 
+/// ONNX Runtime's session option that makes the intra-op workers stop spinning at the end of
+/// each `Run` (they spin for a while by default, waiting for the next parallel section).
+const FORCE_SPINNING_STOP: &str = "session.force_spinning_stop";
+
+/// How a session's intra-op workers wait between forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spin {
+    /// ONNX Runtime's default: they spin a while after each forward. What runs are measured with.
+    Default,
+    /// They stop at the end of each forward: for sessions raced side by side, so that one's
+    /// spinning workers do not slow the next.
+    StopAfterRun,
+}
+
+impl Spin {
+    /// The value of [`FORCE_SPINNING_STOP`].
+    fn force_stop(self) -> &'static str {
+        match self {
+            Spin::Default => "0",
+            Spin::StopAfterRun => "1",
+        }
+    }
+}
+
 /// BERT on an ONNX Runtime session.
 pub struct OnnxBert {
     session: Session,
@@ -370,7 +394,8 @@ impl OnnxBert {
     /// or fused) and the optimisation level are those `RECBENCH_ONNX_FLAVOUR` and
     /// `RECBENCH_ONNX_OPT` force, else every combination left open is timed on the run's shape
     /// on this host (best of 3 interleaved forwards after a warm-up each, remembered per host,
-    /// runtime, threads, precision and shape) and the fastest kept.
+    /// runtime, threads, precision and shape) and the fastest kept, opened afresh with the
+    /// runtime's defaults (the raced sessions stop their workers spinning after each forward).
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<OnnxBert> {
         supports(opts.device, opts.precision).map_err(err)?;
         let hidden = files.config.hidden_size;
@@ -426,9 +451,25 @@ impl OnnxBert {
                 return Ok(b);
             }
         }
+        // Every session has its own intra-op thread pool, whose workers spin for a while after
+        // each forward (ONNX Runtime's default): in an interleaved race they would take a core
+        // from the next candidate. Measured on the 2-vCPU EPYC VM at 1 × 128 tokens: 30–50 ms
+        // per forward in such a race against 17 ms in the run that followed. So the raced
+        // sessions stop spinning at the end of each forward, and the one kept is opened again
+        // with the runtime's defaults.
         let mut sessions = candidates
             .iter()
-            .map(|&(f, l)| open(f, l))
+            .map(|&(f, l)| {
+                let path = export::export_cached(files, f, opts.precision)?;
+                Self::load_file_with(
+                    &path,
+                    hidden,
+                    opts.threads,
+                    l,
+                    opts.device,
+                    Spin::StopAfterRun,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let batch = TokenBatch {
             batch: shape.0,
@@ -461,19 +502,33 @@ impl OnnxBert {
             shape.1
         );
         super::choices::remember("onnx-flavour", &key, &how);
-        let mut keep = sessions.swap_remove(best);
+        drop(sessions);
+        let mut keep = open(candidates[best].0, candidates[best].1)?;
         keep.chosen = format!("{how}, chosen by measurement");
         Ok(keep)
     }
 
-    /// Opens a session on an exported file, on `device`. A CUDA device registers ONNX Runtime's
-    /// CUDA execution provider so that failing to register it is an error (no silent CPU run).
+    /// Opens a session on an exported file, on `device`, with ONNX Runtime's defaults for its
+    /// thread pool. A CUDA device registers ONNX Runtime's CUDA execution provider so that
+    /// failing to register it is an error (no silent CPU run).
     pub fn load_file(
         path: &Path,
         hidden: usize,
         threads: usize,
         level: GraphOptimizationLevel,
         device: Device,
+    ) -> Result<OnnxBert> {
+        Self::load_file_with(path, hidden, threads, level, device, Spin::Default)
+    }
+
+    /// [`OnnxBert::load_file`] with the workers waiting as `spin` says.
+    pub fn load_file_with(
+        path: &Path,
+        hidden: usize,
+        threads: usize,
+        level: GraphOptimizationLevel,
+        device: Device,
+        spin: Spin,
     ) -> Result<OnnxBert> {
         let (_, env) = loaded().map_err(err)?;
         let provider = match device {
@@ -498,6 +553,8 @@ impl OnnxBert {
             .with_intra_threads(threads.max(1))
             .map_err(err)?
             .with_inter_threads(1)
+            .map_err(err)?
+            .with_config_entry(FORCE_SPINNING_STOP, spin.force_stop())
             .map_err(err)?
             .with_execution_providers([provider])
             .map_err(err)?

@@ -180,6 +180,14 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     if let Some(k) = enc.kernels() {
         r.notes.push(format!("kernels: {k}"));
     }
+    let caps = backend::choices::isa_caps();
+    if !caps.is_empty() {
+        r.notes.push(format!(
+            "isa cap: {} (set in the environment: the runtimes that read it ran narrower \
+             vector code than this CPU has)",
+            caps.join(" ")
+        ));
+    }
     // Parity first: a run that computes the wrong thing is not timed.
     let Some(item_index) = check_parity(spec, &files, &tok, &items, enc.as_mut(), r)? else {
         return Ok(());
