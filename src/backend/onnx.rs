@@ -399,12 +399,14 @@ impl OnnxBert {
     pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<OnnxBert> {
         supports(opts.device, opts.precision).map_err(err)?;
         let hidden = files.config.hidden_size;
-        let open = |f: Flavour, level: GraphOptimizationLevel| -> Result<OnnxBert> {
+        let open_with = |f: Flavour, level: GraphOptimizationLevel, spin: Spin| {
             let path = export::export_cached(files, f, opts.precision)?;
-            let mut b = Self::load_file(&path, hidden, opts.threads, level, opts.device)?;
+            let mut b =
+                Self::load_file_with(&path, hidden, opts.threads, level, opts.device, spin)?;
             b.flavour = Some(f);
-            Ok(b)
+            Ok::<_, Error>(b)
         };
+        let open = |f: Flavour, level: GraphOptimizationLevel| open_with(f, level, Spin::Default);
         let flavours = match Flavour::forced_from_env()? {
             Some(f) => vec![f],
             None => vec![Flavour::Plain, Flavour::Fused],
@@ -459,17 +461,7 @@ impl OnnxBert {
         // with the runtime's defaults.
         let mut sessions = candidates
             .iter()
-            .map(|&(f, l)| {
-                let path = export::export_cached(files, f, opts.precision)?;
-                Self::load_file_with(
-                    &path,
-                    hidden,
-                    opts.threads,
-                    l,
-                    opts.device,
-                    Spin::StopAfterRun,
-                )
-            })
+            .map(|&(f, l)| open_with(f, l, Spin::StopAfterRun))
             .collect::<Result<Vec<_>>>()?;
         let batch = TokenBatch {
             batch: shape.0,

@@ -183,8 +183,8 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     let caps = backend::choices::isa_caps();
     if !caps.is_empty() {
         r.notes.push(format!(
-            "isa cap: {} (set in the environment: the runtimes that read it ran narrower \
-             vector code than this CPU has)",
+            "isa cap: {} (set in the environment: the runtimes that read it were held to that \
+             vector ISA, whatever this CPU has)",
             caps.join(" ")
         ));
     }
