@@ -365,16 +365,15 @@ pub fn inventory() -> Vec<BackendInfo> {
 
 #[cfg(test)]
 mod tests {
-    /// `race` returns each candidate's own best time, in the order given: a candidate that
-    /// sleeps 5 ms a call is never reported below 5 ms, and the other is the faster (the best
-    /// of 3 calls of a no-op).
-    #[test]
-    fn race_times_each_candidate_in_order() {
+    /// Races a candidate that sleeps `first_ms` on its first call and `later_ms` on every later
+    /// one against a no-op. Returns how often each was called and each one's time.
+    fn race_sleeper(first_ms: u64, later_ms: u64) -> ((u32, u32), (f64, f64)) {
         let (mut na, mut nb) = (0, 0);
-        let (slow, fast) = super::race::<()>(
+        let times = super::race::<()>(
             || {
                 na += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                let ms = if na == 1 { first_ms } else { later_ms };
+                std::thread::sleep(std::time::Duration::from_millis(ms));
                 Ok(())
             },
             || {
@@ -383,7 +382,16 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!((na, nb), (4, 4), "one warm-up and three timed calls each");
+        ((na, nb), times)
+    }
+
+    /// `race` returns each candidate's own best time, in the order given: a candidate that
+    /// sleeps 5 ms a call is never reported below 5 ms, and the other is the faster (the best
+    /// of 3 calls of a no-op).
+    #[test]
+    fn race_times_each_candidate_in_order() {
+        let (calls, (slow, fast)) = race_sleeper(5, 5);
+        assert_eq!(calls, (4, 4), "one warm-up and three timed calls each");
         assert!(slow >= 5.0 && fast < slow, "{slow} {fast}");
     }
 
@@ -391,20 +399,8 @@ mod tests {
     /// called no more: that time is its time, and the others are timed as before.
     #[test]
     fn a_hopeless_candidate_is_called_twice() {
-        let (mut na, mut nb) = (0, 0);
-        let (slow, fast) = super::race::<()>(
-            || {
-                na += 1;
-                std::thread::sleep(std::time::Duration::from_millis(30));
-                Ok(())
-            },
-            || {
-                nb += 1;
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!((na, nb), (2, 4), "warm-up and one timed call");
+        let (calls, (slow, fast)) = race_sleeper(30, 30);
+        assert_eq!(calls, (2, 4), "warm-up and one timed call");
         assert!(slow >= 30.0 && fast < 1.0, "{slow} {fast}");
     }
 
@@ -412,22 +408,8 @@ mod tests {
     /// is timed like the others, and its later calls count.
     #[test]
     fn a_slow_first_call_is_not_judged() {
-        let (mut na, mut nb) = (0, 0);
-        let (jit, other) = super::race::<()>(
-            || {
-                na += 1;
-                if na == 1 {
-                    std::thread::sleep(std::time::Duration::from_millis(30));
-                }
-                Ok(())
-            },
-            || {
-                nb += 1;
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!((na, nb), (4, 4));
+        let (calls, (jit, other)) = race_sleeper(30, 0);
+        assert_eq!(calls, (4, 4));
         assert!(jit < 1.0 && other < 1.0, "{jit} {other}");
     }
 }

@@ -1317,16 +1317,24 @@ mod tests {
         f64::try_from(t.abs().max()).unwrap()
     }
 
+    /// A random 64 → 96 layer's weight and bias, from `seed`.
+    fn random_layer(seed: i64) -> (Tensor, Tensor) {
+        tch::manual_seed(seed);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        (
+            Tensor::randn([96, 64], opts) * 0.1,
+            Tensor::randn([96], opts),
+        )
+    }
+
     /// The fp32 kernels compute the same layer to float rounding, oneDNN on a prepacked weight
     /// included, at the row count it was packed for and at others (a server batch may be
     /// smaller than the run's largest).
     #[test]
     fn fp32_kernels_agree_at_any_row_count() {
         let _guard = tch::no_grad_guard();
-        tch::manual_seed(3);
+        let (w, b) = random_layer(3);
         let opts = (Kind::Float, tch::Device::Cpu);
-        let w = Tensor::randn([96, 64], opts) * 0.1;
-        let b = Tensor::randn([96], opts);
         let packed = Linear::new(&w, &b, Precision::Fp32, Kind::Float, 2, 256).unwrap();
         assert!(matches!(packed, Linear::DensePacked { .. }));
         for rows in [256, 37, 1] {
@@ -1347,11 +1355,8 @@ mod tests {
     #[test]
     fn every_int8_kernel_approximates_the_fp32_layer() {
         let _guard = tch::no_grad_guard();
-        tch::manual_seed(7);
-        let opts = (Kind::Float, tch::Device::Cpu);
-        let w = Tensor::randn([96, 64], opts) * 0.1;
-        let b = Tensor::randn([96], opts);
-        let x = Tensor::randn([40, 64], opts);
+        let (w, b) = random_layer(7);
+        let x = Tensor::randn([40, 64], (Kind::Float, tch::Device::Cpu));
         let exact = Linear::new(&w, &b, Precision::Fp32, Kind::Float, 0, 64)
             .unwrap()
             .forward(&x)
@@ -1364,7 +1369,7 @@ mod tests {
             assert_eq!(y.size(), exact.size(), "{name}");
             let cos =
                 f64::try_from((&y * &exact).sum(Kind::Double) / (y.norm() * exact.norm())).unwrap();
-            let max_diff = f64::try_from((&y - &exact).abs().max()).unwrap();
+            let max_diff = max_abs(&(&y - &exact));
             assert!(cos > 0.999, "{name}: cosine {cos}");
             assert!(
                 max_diff > 1e-6 && max_diff < 0.2,
