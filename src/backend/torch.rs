@@ -1341,8 +1341,13 @@ mod tests {
             let x = Tensor::randn([rows, 64], opts);
             let exact = x.linear(&w, Some(&b));
             for (k, name) in FP32_KERNELS.iter().enumerate() {
-                let l = Linear::new(&w, &b, Precision::Fp32, Kind::Float, k, 256).unwrap();
-                let y = if k == 2 { &packed } else { &l }.forward(&x).unwrap();
+                let y = match k {
+                    2 => packed.forward(&x),
+                    _ => Linear::new(&w, &b, Precision::Fp32, Kind::Float, k, 256)
+                        .unwrap()
+                        .forward(&x),
+                }
+                .unwrap();
                 assert_eq!(y.size(), exact.size());
                 let diff = max_abs(&(&y - &exact));
                 assert!(diff <= 1e-5, "{name} at {rows} rows: {diff}");
