@@ -158,6 +158,15 @@ pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut())
     best
 }
 
+/// The variables among `names` that are set in this process, as `NAME=value`: the settings a
+/// user (or a benchmark script) gave that a decision by measurement must keep apart or obey.
+pub(crate) fn set_in_env(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .collect()
+}
+
 /// Milliseconds of each candidate kernel on one input: the best of 3 interleaved calls each
 /// (A B C A B C …), after one warm-up call each (a bounded cost at load). What every choice by
 /// measurement times with.
@@ -241,10 +250,7 @@ pub(crate) mod choices {
 
     /// The [`ISA_CAPS`] set in this process, as `NAME=value`.
     pub fn isa_caps() -> Vec<String> {
-        ISA_CAPS
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-            .collect()
+        super::set_in_env(&ISA_CAPS)
     }
 
     /// This host and build as kernel choices depend on them: a short hash of the CPU model and

@@ -27,16 +27,13 @@ const USER_ENV: [&str; 2] = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
 /// Sets the thresholds (see the module doc) unless the user set them, and returns the note
 /// for the run's results; `None` where the C library is not glibc.
 pub fn keep_freed_memory() -> Option<String> {
-    let user: Vec<String> = USER_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-        .chain(
-            std::env::var("GLIBC_TUNABLES")
-                .ok()
-                .filter(|v| v.contains("glibc.malloc."))
-                .map(|v| format!("GLIBC_TUNABLES={v}")),
-        )
-        .collect();
+    let mut user = crate::backend::set_in_env(&USER_ENV);
+    user.extend(
+        std::env::var("GLIBC_TUNABLES")
+            .ok()
+            .filter(|v| v.contains("glibc.malloc."))
+            .map(|v| format!("GLIBC_TUNABLES={v}")),
+    );
     if !user.is_empty() {
         return Some(format!(
             "malloc: the user's settings kept ({})",

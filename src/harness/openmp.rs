@@ -95,10 +95,7 @@ pub fn decide(exe: &Path, spec: &RunSpec) -> Option<Decision> {
     {
         return None;
     }
-    let user: Vec<String> = USER_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-        .collect();
+    let user = crate::backend::set_in_env(&USER_ENV);
     if !user.is_empty() {
         return Some(Decision {
             spin: None,
