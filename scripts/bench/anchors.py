@@ -4,14 +4,18 @@ for the same BERT encoder, on the same machine, with the same threads. For compa
 recbench itself never uses Python.
 
 usage:
-  anchors.py eager   MODEL_DIR BATCH SEQ THREADS REPS   # transformers BertModel (sdpa), fp32
-  anchors.py int8    MODEL_DIR BATCH SEQ THREADS REPS   # the same after torch quantize_dynamic (x86)
-  anchors.py ort     ONNX_FILE BATCH SEQ THREADS REPS   # onnxruntime, ORT_ENABLE_ALL, CPU provider
-  anchors.py export  MODEL_DIR ONNX_FILE                # BertModel → ONNX (torch.onnx, opset 17)
+  anchors.py eager   MODEL_DIR BATCH SEQ THREADS WINDOW   # transformers BertModel (sdpa), fp32
+  anchors.py int8    MODEL_DIR BATCH SEQ THREADS WINDOW   # the same after torch quantize_dynamic (x86)
+  anchors.py ort     ONNX_FILE BATCH SEQ THREADS WINDOW   # onnxruntime, ORT_ENABLE_ALL, CPU provider
+  anchors.py export  MODEL_DIR ONNX_FILE                  # BertModel → ONNX (torch.onnx, opset 17)
+
+WINDOW is "WARMUP_S,MIN_S,MIN_CALLS,MAX_S", the measurement window of the recbench runs it sits
+beside (their [measure] warmup_s, min_s, min_queries and max_s): calls untimed for WARMUP_S
+(at least one), then timed until MIN_S and MIN_CALLS are both reached, or MAX_S.
 
 Every timed call encodes BATCH sequences of SEQ real token ids (no padding) and pools them
 (masked mean, L2 norm), as recbench's two-tower encoder does. Prints one JSON object: the
-median and every sample in ms per batch, after 3 warm-up calls.
+median and every sample in ms per batch.
 """
 import json
 import os
@@ -29,14 +33,21 @@ def inputs(batch, seq):
     return ids, np.ones_like(ids), np.zeros_like(ids)
 
 
-def timed(call, reps):
-    for _ in range(3):
+def timed(call, window):
+    warmup_s, min_s, min_calls, max_s = window
+    start = time.perf_counter()
+    call()
+    while time.perf_counter() - start < warmup_s:
         call()
     samples = []
-    for _ in range(reps):
+    start = time.perf_counter()
+    while True:
         t = time.perf_counter()
         call()
         samples.append((time.perf_counter() - t) * 1e3)
+        elapsed = time.perf_counter() - start
+        if (elapsed >= min_s and len(samples) >= min_calls) or elapsed >= max_s:
+            break
     return {"median_ms_per_batch": statistics.median(samples), "samples_ms": samples}
 
 
@@ -53,7 +64,7 @@ def torch_model(model_dir, threads, int8):
     return torch, model
 
 
-def torch_anchor(model_dir, batch, seq, threads, reps, int8):
+def torch_anchor(model_dir, batch, seq, threads, window, int8):
     torch, model = torch_model(model_dir, threads, int8)
     ids, mask, types = (torch.from_numpy(a) for a in inputs(batch, seq))
 
@@ -64,12 +75,12 @@ def torch_anchor(model_dir, batch, seq, threads, reps, int8):
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
-    out = timed(call, reps)
+    out = timed(call, window)
     out["runtime"] = f"torch {torch.__version__}, engine {torch.backends.quantized.engine if int8 else 'fp32'}"
     return out
 
 
-def ort_anchor(onnx_file, batch, seq, threads, reps):
+def ort_anchor(onnx_file, batch, seq, threads, window):
     import numpy as np
     import onnxruntime as ort
 
@@ -92,7 +103,7 @@ def ort_anchor(onnx_file, batch, seq, threads, reps):
             out = pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
         return out
 
-    out = timed(call, reps)
+    out = timed(call, window)
     out["runtime"] = f"onnxruntime {ort.__version__}"
     return out
 
@@ -133,11 +144,13 @@ def main():
     if mode == "export":
         result = export(*args)
     else:
-        path, batch, seq, threads, reps = args[0], *map(int, args[1:])
+        path, batch, seq, threads = args[0], *map(int, args[1:4])
+        warmup_s, min_s, min_calls, max_s = args[4].split(",")
+        window = (float(warmup_s), float(min_s), int(min_calls), float(max_s))
         if mode == "ort":
-            result = ort_anchor(path, batch, seq, threads, reps)
+            result = ort_anchor(path, batch, seq, threads, window)
         else:
-            result = torch_anchor(path, batch, seq, threads, reps, int8=(mode == "int8"))
+            result = torch_anchor(path, batch, seq, threads, window, int8=(mode == "int8"))
     print(json.dumps(result))
 
 

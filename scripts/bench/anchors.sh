@@ -2,6 +2,9 @@
 # recbench beside what users of the Python runtimes get, on whatever host this runs on:
 # all-MiniLM-L6-v2, 128 tokens, batch 1, 8 and 32, the same thread count, interleaved rounds
 # (every contender once per round and batch, in turn), time ratios from the medians of the rounds.
+# Odd rounds run recbench before its anchor and even rounds after it, so a drift in the machine's
+# speed within a round does not favour one side. Both sides time the same window: calls untimed
+# for WARMUP_S, then timed until MIN_S and MIN_CALLS are both reached (or MAX_S), the median.
 #
 #   recbench onnx fp32   vs Python onnxruntime on recbench's own .onnx, and on a Hugging Face export
 #   recbench torch fp32  vs PyTorch eager (transformers BertModel, sdpa)
@@ -10,6 +13,7 @@
 #   recbench candle int8 (for the record: its ratio to candle fp32)
 #
 #   scripts/bench/anchors.sh [ROUNDS]     # default 3; THREADS (default 2), BATCHES ("1 8 32"),
+#                                         # WARMUP_S, MIN_S, MIN_CALLS, MAX_S (1, 4, 5, 20),
 #                                         # ONLY (a subset of "onnx torch int8 candle")
 #
 # ISA=avx2 caps the vector ISA, on both sides alike, of every library that has a cap: ATen's
@@ -33,6 +37,9 @@ BATCHES="${BATCHES:-1 8 32}"
 BIN="${RECBENCH:-target/release/recbench}"
 ONLY="${ONLY:-onnx torch int8 candle}"
 ISA="${ISA:-}"
+# The measurement window of every side: recbench's [measure] and the Python anchors' alike.
+WARMUP_S=${WARMUP_S:-1} MIN_S=${MIN_S:-4} MIN_CALLS=${MIN_CALLS:-5} MAX_S=${MAX_S:-20}
+WINDOW="$WARMUP_S,$MIN_S,$MIN_CALLS,$MAX_S"
 case "$ISA" in
   "") ;;
   avx2) export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ;;
@@ -77,10 +84,10 @@ backends = ["$backend"]
 devices = ["cpu"]
 threads = $THREADS
 [measure]
-warmup_s = 1
-min_s = 4
-min_queries = 5
-max_s = 20
+warmup_s = $WARMUP_S
+min_s = $MIN_S
+min_queries = $MIN_CALLS
+max_s = $MAX_S
 load = "offline"
 sla_p99_ms = 100000
 [recommender]
@@ -119,43 +126,61 @@ print(json.dumps({"round": int(round_), "batch": batch, "side": side, "status": 
 PY
 }
 
-reps() { case "$1" in 1) echo 40 ;; 8) echo 12 ;; *) echo 5 ;; esac; }
+# One side of a pair, for the current $round and $b.
+recbench_side() { # BACKEND PRECISION SIDE TAG
+  recbench_line "$round" "$b" "$3" "$(recbench_run "$1" "$2" "$b" "$4-$round-$b")" >>"$JSONL"
+}
+python_side() { # MODE PATH SIDE
+  python_line "$round" "$b" "$3" "$("$PY" scripts/bench/anchors.py "$1" "$2" "$b" 128 "$THREADS" "$WINDOW")" >>"$JSONL"
+}
+# recbench's onnx run, and the graph it chose, for Python onnxruntime on the very same file.
+declare -A GRAPH
+onnx_recbench() {
+  local f graph
+  f=$(recbench_run onnx fp32 "$b" "onnx-$round-$b")
+  recbench_line "$round" "$b" recbench-onnx-fp32 "$f" >>"$JSONL"
+  graph=$(python3 -c 'import json,re,sys; n=[x for x in json.load(open(sys.argv[1]))["runs"][0]["notes"] if x.startswith("kernels:")][0]; print(re.search(r"graph (\S+)", n).group(1))' "$f")
+  if [ -n "${GRAPH[$b]:-}" ] && [ "${GRAPH[$b]}" != "$graph" ]; then
+    echo "anchors: warning: round $round, batch $b: recbench ran $graph, round 1 ran ${GRAPH[$b]} (Python onnxruntime times the file of the round's recbench run where it runs after it)" >&2
+  fi
+  GRAPH[$b]=$graph
+}
+onnx_python() {
+  python_side ort "$(ls "$CACHE"/onnx/*/"${GRAPH[$b]}" "$CACHE"/onnx/"${GRAPH[$b]}" 2>/dev/null | head -n1)" python-ort-recbench-graph
+}
+# Runs recbench's side ($1) and its anchor ($2): recbench first in odd rounds, second in even.
+pair() {
+  if (( round % 2 )); then "$1"; "$2"; else "$2"; "$1"; fi
+}
+candle_fp32() { recbench_side candle fp32 recbench-candle-fp32 candle; }
+ort_hf() { python_side ort "$HF_ONNX" python-ort-hf-export; }
+torch_fp32() { recbench_side torch fp32 recbench-torch-fp32 torch; }
+eager_fp32() { python_side eager "$MODEL" python-torch-eager-fp32; }
+torch_int8() { recbench_side torch int8 recbench-torch-int8 torch8; }
+dynamic_int8() { python_side int8 "$MODEL" python-torch-dynamic-int8; }
 
 for round in $(seq 1 "$ROUNDS"); do
   for b in $BATCHES; do
     echo "anchors: round $round/$ROUNDS, batch $b" >&2
-    if want onnx || want candle; then
-      python_line "$round" "$b" python-ort-hf-export \
-        "$("$PY" scripts/bench/anchors.py ort "$HF_ONNX" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    fi
     if want onnx; then
-      f=$(recbench_run onnx fp32 "$b" "onnx-$round-$b")
-      recbench_line "$round" "$b" recbench-onnx-fp32 "$f" >>"$JSONL"
-      # The graph that run chose, for Python onnxruntime on the very same file.
-      graph=$(python3 -c 'import json,re,sys; n=[x for x in json.load(open(sys.argv[1]))["runs"][0]["notes"] if x.startswith("kernels:")][0]; print(re.search(r"graph (\S+)", n).group(1))' "$f")
-      python_line "$round" "$b" python-ort-recbench-graph \
-        "$("$PY" scripts/bench/anchors.py ort "$(ls "$CACHE"/onnx/*/"$graph" "$CACHE"/onnx/"$graph" 2>/dev/null | head -n1)" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    fi
-    if want torch; then
-      recbench_line "$round" "$b" recbench-torch-fp32 "$(recbench_run torch fp32 "$b" "torch-$round-$b")" >>"$JSONL"
-      python_line "$round" "$b" python-torch-eager-fp32 \
-        "$("$PY" scripts/bench/anchors.py eager "$MODEL" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
-    fi
-    if want int8; then
-      recbench_line "$round" "$b" recbench-torch-int8 "$(recbench_run torch int8 "$b" "torch8-$round-$b")" >>"$JSONL"
-      python_line "$round" "$b" python-torch-dynamic-int8 \
-        "$("$PY" scripts/bench/anchors.py int8 "$MODEL" "$b" 128 "$THREADS" "$(reps "$b")")" >>"$JSONL"
+      # Python's side needs the graph recbench chose: round 1 runs recbench first.
+      pair onnx_recbench onnx_python
     fi
     if want candle; then
-      recbench_line "$round" "$b" recbench-candle-fp32 "$(recbench_run candle fp32 "$b" "candle-$round-$b")" >>"$JSONL"
-      recbench_line "$round" "$b" recbench-candle-int8 "$(recbench_run candle int8 "$b" "candle8-$round-$b")" >>"$JSONL"
+      pair candle_fp32 ort_hf
+      recbench_side candle int8 recbench-candle-int8 candle8
+    elif want onnx; then
+      ort_hf
     fi
+    if want torch; then pair torch_fp32 eager_fp32; fi
+    if want int8; then pair torch_int8 dynamic_int8; fi
   done
 done
 
-python3 - "$JSONL" "$WORK/hardware.json" "$THREADS" "$STEM.md" "$(git rev-parse --short=12 HEAD)" "$ISA" <<'PY'
+python3 - "$JSONL" "$WORK/hardware.json" "$THREADS" "$STEM.md" "$(git rev-parse --short=12 HEAD)" "$ISA" "$WINDOW" <<'PY'
 import collections, json, statistics, sys
-jsonl, hw_path, threads, md, commit, isa = sys.argv[1:]
+jsonl, hw_path, threads, md, commit, isa, window = sys.argv[1:]
+window = window.split(",")
 hw = json.load(open(hw_path))
 rows = [json.loads(l) for l in open(jsonl)]
 by = collections.defaultdict(dict)  # (round, batch) -> side -> ms/seq
@@ -174,7 +199,9 @@ batches = sorted({b for (_, b) in by})
 out = []
 out.append(f"# recbench beside the Python runtimes on {hw.get('cpu_model') or 'unknown CPU'}\n")
 out.append(f"Measured by `scripts/bench/anchors.sh` at commit {commit}: all-MiniLM-L6-v2, 128 tokens, "
-           f"{threads} threads, {max(r['round'] for r in rows)} interleaved rounds. Host `{hw['host']}`, "
+           f"{threads} threads, {max(r['round'] for r in rows)} interleaved rounds (recbench before its anchor in odd rounds, "
+           f"after it in even ones; every side warmed up for {window[0]} s, then timed for at least {window[1]} s "
+           f"and {window[2]} calls). Host `{hw['host']}`, "
            f"{hw.get('physical_cores')} physical cores, flags: {' '.join(hw.get('cpu_flags', []))}. "
            f"Each cell is the median over rounds of (recbench's time ÷ the anchor's time) per sequence, "
            f"with the per-round ratios in brackets; below 1 means recbench is faster. "
