@@ -141,7 +141,7 @@ onnx_recbench() {
   recbench_line "$round" "$b" recbench-onnx-fp32 "$f" >>"$JSONL"
   graph=$(python3 -c 'import json,re,sys; n=[x for x in json.load(open(sys.argv[1]))["runs"][0]["notes"] if x.startswith("kernels:")][0]; print(re.search(r"graph (\S+)", n).group(1))' "$f")
   if [ -n "${GRAPH[$b]:-}" ] && [ "${GRAPH[$b]}" != "$graph" ]; then
-    echo "anchors: warning: round $round, batch $b: recbench ran $graph, round 1 ran ${GRAPH[$b]} (Python onnxruntime times the file of the round's recbench run where it runs after it)" >&2
+    echo "anchors: warning: round $round, batch $b: recbench ran $graph, the round before ${GRAPH[$b]} (an even round's Python onnxruntime, which runs first, timed the earlier file)" >&2
   fi
   GRAPH[$b]=$graph
 }
