@@ -65,16 +65,6 @@ fn only_json_file(dir: &Path) -> PathBuf {
     files[0].clone()
 }
 
-/// Asserts that a finished command exited 0, showing its stderr when not.
-#[track_caller]
-fn assert_succeeded(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn assert_clean_input_error(out: &std::process::Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
@@ -237,7 +227,7 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
     // --resume finds the file, keeps every finished run and runs nothing again.
     let before = std::fs::read(&path).unwrap();
     let out = smoke_run(dir.path()).args(["--resume"]).output().unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     assert_eq!(only_json_file(&dir.path().join("smoke")), path);
     let after: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let b: Value = serde_json::from_slice(&before).unwrap();
@@ -335,7 +325,7 @@ fn recommend_gives_science_fiction_to_a_science_fiction_fan() {
         ])
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let items = v.as_array().unwrap();
     assert_eq!(items.len(), 10);
@@ -413,7 +403,7 @@ fn interleave_alternates_two_binaries_into_comparable_files() {
         .arg(&baseline)
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("smoke"))
         .unwrap()
         .flatten()
@@ -494,7 +484,7 @@ fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
         .args(["--quiet", "--resume"])
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let after = runs_in(&path);
     assert_eq!(after.len(), 8, "resume completed the sweep");
     for a in before
@@ -572,7 +562,7 @@ fn rapl_counters_are_read_and_turned_into_watts() {
         .unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let v: Value = only_results(&dir.path().join("smoke"));
     assert_eq!(
         v["environment"]["inventory"]["power_sensors"][0],
@@ -608,7 +598,7 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
         .arg("--quiet")
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let path = only_json_file(&dir.path().join("server-fixture"));
     let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let r = &v["runs"][0];
@@ -680,7 +670,7 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
         .arg(report_dir.path())
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let csv = std::fs::read_to_string(report_dir.path().join("runs.csv")).unwrap();
     let rows = common::csv_rows(&csv);
     let col = |n: &str| rows[0].iter().position(|h| h == n).unwrap();
@@ -727,7 +717,7 @@ fn an_isa_cap_in_the_environment_is_in_the_run_notes() {
         .env("ONEDNN_MAX_CPU_ISA", "AVX2")
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let v = only_results(&dir.path().join("cap"));
     let notes = v["runs"][0]["notes"].to_string();
     assert!(
@@ -751,7 +741,7 @@ fn parity_and_quick_runs_from_the_command_line() {
         .arg("--json")
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2);
@@ -778,7 +768,7 @@ fn parity_and_quick_runs_from_the_command_line() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let v: Value = only_results(&dir.path().join("p"));
     assert_eq!(v["scenario"]["quick"], true);
     for r in v["runs"].as_array().unwrap() {
@@ -873,7 +863,7 @@ fn the_cache_is_found_from_any_folder_and_a_missing_one_is_named() {
         ])
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Top 2"));
     let empty = tempfile::tempdir().unwrap();
     let out = recbench()
@@ -980,7 +970,7 @@ fn cuda_runs_on_a_host_without_a_driver_are_skipped_with_the_reason() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_succeeded(&out);
+    common::assert_succeeded(&out);
     let v: Value = only_results(&dir.path().join("gpu"));
     let runs = v["runs"].as_array().unwrap();
     let cuda = runs

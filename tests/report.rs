@@ -28,11 +28,7 @@ fn results_file() -> &'static PathBuf {
             .arg("--quiet")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_succeeded(&out);
         let folder = dir.join("report-fixture");
         let f = std::fs::read_dir(&folder)
             .unwrap()
@@ -103,11 +99,7 @@ fn catalog_price(id: &str) -> f64 {
 fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
     let results = results_file();
     let (dir, out) = report(&[results], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     for f in [
         "index.html",
         "runs.csv",
@@ -218,11 +210,7 @@ fn hostile_strings_are_escaped_and_cannot_escape_the_output_folder() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     assert!(
         !html.contains("<script>alert")
@@ -286,11 +274,7 @@ fn summary_md_and_runs_csv_keep_hostile_strings_in_their_cells() {
         &[&hostile],
         &["--map", "evil|host\n# injected heading=aws-m7i-large"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
     assert!(
         !md.contains("\n# injected heading"),
@@ -332,11 +316,7 @@ fn a_user_catalog_replaces_the_shipped_price() {
     )
     .unwrap();
     let (out_dir, out) = report(&[results_file()], &["--catalog", user.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let csv = csv_records(&std::fs::read_to_string(out_dir.path().join("runs.csv")).unwrap());
     let col = |name: &str| csv[0].iter().position(|h| h == name).unwrap();
     let priced: Vec<&Vec<String>> = csv[1..]
@@ -361,11 +341,7 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
     v["environment"]["inventory"]["host"] = "other-host".into();
     let same = write_json(dir.path(), "same.json", &v);
     let (out_dir, out) = report(&[results_file(), &same], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
     assert!(!html.contains("not of one sweep"));
     v["scenario"]["text"] =
@@ -416,11 +392,7 @@ fn plan_answers_with_instances_and_monthly_cost() {
         .args(["--qps", "500", "--p99-ms", "500", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let groups = v.as_array().unwrap();
     assert_eq!(groups.len(), 1, "one (model, mode) in the fixture");

@@ -1,4 +1,4 @@
-//! Helpers shared by the numerical test files (each test binary uses a subset).
+//! Helpers shared by the test files (each test binary uses a subset).
 #![allow(dead_code)]
 
 use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
@@ -125,4 +125,14 @@ pub fn files_with_extension(dir: &std::path::Path, ext: &str) -> Vec<std::path::
         .collect();
     v.sort();
     v
+}
+
+/// Asserts that a finished command exited 0, showing its stderr when not.
+#[track_caller]
+pub fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
