@@ -183,6 +183,13 @@ pub enum Command {
         #[arg(long)]
         gemm_ceiling: Option<f64>,
     },
+    /// Internal: time a run's forward under one malloc setting (spawned by `run`, see
+    /// harness::hugepages).
+    #[command(name = "__hugepage-probe", hide = true)]
+    HugepageProbe {
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// Internal: time libtorch under one OpenMP spin (spawned by `run`, see harness::openmp).
     #[command(name = "__openmp-probe", hide = true)]
     OpenmpProbe {

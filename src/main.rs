@@ -394,6 +394,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             harness::worker::main(&spec, &out, gemm_ceiling)?;
             Ok(0)
         }
+        Command::HugepageProbe { spec } => {
+            say(&format!("{:.4}\n", harness::hugepages::probe(&spec)?));
+            Ok(0)
+        }
         Command::OpenmpProbe {
             model,
             sequences,

@@ -726,6 +726,58 @@ fn an_isa_cap_in_the_environment_is_in_the_run_notes() {
     );
 }
 
+/// The tiny candle run of the ISA-cap test, with `RECBENCH_HUGEPAGES=value`.
+fn forced_huge_pages(dir: &Path, value: &str) -> std::process::Output {
+    let scenario = dir.join("huge.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"huge\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n",
+    )
+    .unwrap();
+    recbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir)
+        .env("RECBENCH_HUGEPAGES", value)
+        .env_remove("GLIBC_TUNABLES")
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn forced_huge_pages_reach_the_worker_which_still_keeps_its_freed_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = forced_huge_pages(dir.path(), "on");
+    common::assert_succeeded(&out);
+    let v = only_results(&dir.path().join("huge"));
+    let notes = v["runs"][0]["notes"].to_string();
+    // The parent's decision, and the worker's own word that it runs with the tunable and set
+    // its malloc thresholds all the same.
+    assert!(
+        notes.contains("huge pages: malloc asks for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), forced by RECBENCH_HUGEPAGES=on"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("trimming off), so buffers of up to 32 MiB are reused across iterations instead of faulted in again; malloc asks for transparent huge pages"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn a_bad_huge_page_setting_stops_the_sweep_before_its_first_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = forced_huge_pages(dir.path(), "maybe");
+    assert_clean_input_error(&out, "RECBENCH_HUGEPAGES");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"maybe\" is neither on nor off"), "{err}");
+    assert!(
+        !dir.path().join("huge").exists(),
+        "a results folder was started"
+    );
+}
+
 #[test]
 fn parity_and_quick_runs_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,16 +24,43 @@ const MMAP_THRESHOLD: i32 = 32 << 20;
 /// The environment through which a user sets glibc's malloc thresholds.
 const USER_ENV: [&str; 2] = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"];
 
+/// The glibc tunable that makes malloc ask the kernel for transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`) on the memory it maps (glibc 2.35 and later).
+pub const HUGETLB_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+
+/// Set beside `GLIBC_TUNABLES=`[`HUGETLB_TUNABLE`] for a process whose huge pages recbench
+/// chose (see `hugepages.rs`): that tunable is then recbench's, not the user's.
+pub const HUGETLB_CHOSEN_ENV: &str = "RECBENCH_MALLOC_HUGETLB";
+
+/// The user's `GLIBC_TUNABLES`, when it sets malloc's (recbench's own huge-page setting aside).
+pub fn user_tunables() -> Option<String> {
+    users(
+        std::env::var("GLIBC_TUNABLES").ok().as_deref(),
+        std::env::var_os(HUGETLB_CHOSEN_ENV).is_some(),
+    )
+}
+
+fn users(tunables: Option<&str>, chosen: bool) -> Option<String> {
+    let v = tunables?;
+    (v.contains("glibc.malloc.") && !(chosen && ours(v))).then(|| format!("GLIBC_TUNABLES={v}"))
+}
+
+fn ours(tunables: &str) -> bool {
+    tunables == HUGETLB_TUNABLE
+}
+
+/// Whether this process runs with recbench's huge-page tunable.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn huge_pages_chosen() -> bool {
+    std::env::var_os(HUGETLB_CHOSEN_ENV).is_some()
+        && std::env::var("GLIBC_TUNABLES").is_ok_and(|v| ours(&v))
+}
+
 /// Sets the thresholds (see the module doc) unless the user set them, and returns the note
 /// for the run's results; `None` where the C library is not glibc.
 pub fn keep_freed_memory() -> Option<String> {
     let mut user = crate::backend::set_in_env(&USER_ENV);
-    user.extend(
-        std::env::var("GLIBC_TUNABLES")
-            .ok()
-            .filter(|v| v.contains("glibc.malloc."))
-            .map(|v| format!("GLIBC_TUNABLES={v}")),
-    );
+    user.extend(user_tunables());
     if !user.is_empty() {
         return Some(format!(
             "malloc: the user's settings kept ({})",
@@ -50,10 +77,17 @@ fn set_thresholds() -> Option<String> {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
     };
+    let huge = if huge_pages_chosen() {
+        format!("; malloc asks for transparent huge pages (GLIBC_TUNABLES={HUGETLB_TUNABLE})")
+    } else {
+        String::new()
+    };
     Some(if ok {
-        "malloc: freed memory kept in the process (glibc M_MMAP_THRESHOLD 32 MiB, trimming off), \
-         so buffers of up to 32 MiB are reused across iterations instead of faulted in again"
-            .into()
+        format!(
+            "malloc: freed memory kept in the process (glibc M_MMAP_THRESHOLD 32 MiB, trimming \
+             off), so buffers of up to 32 MiB are reused across iterations instead of faulted in \
+             again{huge}"
+        )
     } else {
         "malloc: glibc refused the thresholds; its defaults apply".into()
     })
@@ -84,6 +118,24 @@ mod tests {
     fn pass() {
         let bufs: Vec<Vec<u8>> = (0..4).map(|i| vec![i as u8 + 1; 8 << 20]).collect();
         std::hint::black_box(&bufs);
+    }
+
+    #[test]
+    fn only_recbench_own_huge_page_tunable_is_not_the_users() {
+        assert_eq!(users(None, false), None);
+        assert_eq!(users(Some("glibc.rtld.nns=2"), false), None);
+        assert_eq!(users(Some(HUGETLB_TUNABLE), true), None);
+        // Without the marker, or with more than recbench sets, it is the user's.
+        for (t, chosen) in [
+            (HUGETLB_TUNABLE, false),
+            ("glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1", true),
+            ("glibc.malloc.arena_max=1", false),
+        ] {
+            assert_eq!(
+                users(Some(t), chosen).as_deref(),
+                Some(format!("GLIBC_TUNABLES={t}").as_str())
+            );
+        }
     }
 
     #[test]

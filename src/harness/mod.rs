@@ -7,6 +7,7 @@
 //! carrying the signal or exit code and the worker's last stderr lines.
 
 pub mod ceiling;
+pub mod hugepages;
 pub mod inputs;
 pub mod malloc;
 pub mod openmp;
@@ -122,6 +123,8 @@ fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRu
     if opts.quick {
         scenario.quick();
     }
+    // A bad RECBENCH_HUGEPAGES stops the sweep before its first run.
+    hugepages::forced()?;
     let planned = plan(scenario, opts);
     if planned.is_empty() {
         return Err(Error::input(
@@ -584,15 +587,24 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
             Ok(())
         });
     }
+    let mut env = vec![
+        ("RAYON_NUM_THREADS", threads.clone()),
+        ("OMP_NUM_THREADS", threads.clone()),
+        ("MKL_NUM_THREADS", threads),
+    ];
     // How long libtorch's OpenMP threads spin between regions, by measurement (see openmp.rs).
     let openmp = openmp::decide(exe, &p.spec);
     if let Some(spin) = openmp.as_ref().and_then(|d| d.spin) {
-        cmd.env("GOMP_SPINCOUNT", spin.to_string());
+        env.push(("GOMP_SPINCOUNT", spin.to_string()));
+    }
+    // Whether malloc asks for huge pages, by measurement with the rest of that environment
+    // (see hugepages.rs).
+    let hugepages = hugepages::decide(exe, &p.spec, &spec_path, &env)?;
+    for (k, v) in hugepages.iter().flat_map(|d| d.env()) {
+        env.push((k, v.into()));
     }
     let mut child = cmd
-        .env("RAYON_NUM_THREADS", &threads)
-        .env("OMP_NUM_THREADS", &threads)
-        .env("MKL_NUM_THREADS", &threads)
+        .envs(env)
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -647,6 +659,7 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
         Ok(bytes) if status.success() => match serde_json::from_slice::<RunResult>(&bytes) {
             Ok(mut r) => {
                 r.notes.extend(openmp.map(|d| d.note));
+                r.notes.extend(hugepages.map(|d| d.note));
                 Ok(Some(r))
             }
             Err(e) => Ok(Some(failed(format!(

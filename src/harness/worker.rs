@@ -170,12 +170,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let items = recommender::bundled_items();
-    let opts = EncoderOptions {
-        device: spec.device,
-        precision: spec.precision,
-        threads: spec.threads,
-        shape_hint: Some((spec.sequences_per_batch(), spec.seq_len)),
-    };
+    let opts = encoder_options(spec);
     let mut enc = backend::open(spec.backend, &files, opts)?;
     if let Some(k) = enc.kernels() {
         r.notes.push(format!("kernels: {k}"));
@@ -193,19 +188,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         return Ok(());
     };
 
-    let stream = inputs::token_stream(&tok, &items)?;
-    let requests = match spec.load {
-        Load::SingleStream => 1,
-        _ => spec.batch,
-    };
-    let batch = inputs::bench_batch(
-        &tok,
-        &stream,
-        spec.mode,
-        requests,
-        spec.candidates,
-        spec.seq_len,
-    )?;
+    let (batch, requests) = timed_batch(spec, &tok, &items)?;
     let scorer = Scorer {
         spec,
         index: item_index.tiled(if spec.mode == Mode::TwoTower {
@@ -277,6 +260,62 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     };
     r.status = Status::Ok;
     Ok(())
+}
+
+/// How the worker opens the run's encoder.
+fn encoder_options(spec: &RunSpec) -> EncoderOptions {
+    EncoderOptions {
+        device: spec.device,
+        precision: spec.precision,
+        threads: spec.threads,
+        shape_hint: Some((spec.sequences_per_batch(), spec.seq_len)),
+    }
+}
+
+/// The batch every timed iteration encodes, and the requests it serves.
+fn timed_batch(
+    spec: &RunSpec,
+    tok: &Tokenizer,
+    items: &[recommender::Item],
+) -> Result<(TokenBatch, usize)> {
+    let stream = inputs::token_stream(tok, items)?;
+    let requests = match spec.load {
+        Load::SingleStream => 1,
+        _ => spec.batch,
+    };
+    let batch = inputs::bench_batch(
+        tok,
+        &stream,
+        spec.mode,
+        requests,
+        spec.candidates,
+        spec.seq_len,
+    )?;
+    Ok((batch, requests))
+}
+
+/// Forward passes a probe process times, at the least.
+const PROBE_FORWARDS: usize = 3;
+
+/// A probe process (`recbench __hugepage-probe`, see `hugepages.rs`): the run's encoder, opened
+/// as the worker opens it, on the run's timed batch; one forward untimed, then the median
+/// milliseconds of the forwards over `budget` (at least [`PROBE_FORWARDS`], at most 200).
+pub fn probe_forward_ms(spec: &RunSpec, budget: std::time::Duration) -> Result<f64> {
+    // As in the worker it stands in for.
+    let _ = super::malloc::keep_freed_memory();
+    let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
+    let tok = Tokenizer::load(&files.tokenizer)?;
+    let (batch, _) = timed_batch(spec, &tok, &recommender::bundled_items())?;
+    let mut enc = backend::open(spec.backend, &files, encoder_options(spec))?;
+    black_box(enc.encode(&batch)?);
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < PROBE_FORWARDS || (start.elapsed() < budget && times.len() < 200) {
+        let t = Instant::now();
+        black_box(enc.encode(&batch)?);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(crate::stats::median(&times))
 }
 
 /// Compares the run's probe and catalog embeddings with the reference and records the verdict.

@@ -1,0 +1,377 @@
+//! Whether glibc's malloc asks for transparent huge pages in a worker, chosen by measurement on
+//! the host that runs.
+//!
+//! An encoder streams its weights through every forward: MiniLM-L6's layers hold 42 MB in fp32,
+//! which on 4 KiB pages is 10,000 pages, several times what a core's TLB holds. With
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc 2.35 and later) malloc marks the memory it maps
+//! `MADV_HUGEPAGE`, and where the kernel's transparent huge pages are in `madvise` mode (the
+//! common default) the kernel backs it with 2 MiB pages. Whether that pays depends on the host,
+//! the runtime and the shape. On the 2-vCPU AMD EPYC VM of docs/benchmarks/, MiniLM-L6, fp32,
+//! 128 tokens, interleaved runs with and without it: ONNX Runtime 2–4% faster at batch 1 and 32,
+//! libtorch between 8% faster and 15% slower by batch, candle no faster. A tunable is read
+//! when a process starts, so before the first run of a shape the parent times both in probe
+//! processes (`recbench __hugepage-probe`: the run's encoder on the run's batch, opened as the
+//! worker opens it; [`ROUNDS`] rounds, order A B B A), keeps the faster, remembers it per host
+//! (CPU model and flags), runtime, precision, model, threads and shape in
+//! `<cache>/kernels/hugepages.json`, and sets the tunable for the worker or not.
+//!
+//! Nothing is measured, and the worker runs as it would have, where the choice cannot matter or
+//! is not recbench's: a user's own malloc tunables are kept; `RECBENCH_HUGEPAGES=on|off` forces
+//! it; transparent huge pages off (`never`) or always on; a glibc without the tunable; a model
+//! whose layers hold less than [`MIN_WEIGHT_BYTES`] (a few TLB entries' worth of 2 MiB pages);
+//! GPU devices.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::malloc::{HUGETLB_CHOSEN_ENV, HUGETLB_TUNABLE};
+use crate::scenario::RunSpec;
+use crate::spec::{Device, Precision};
+
+/// Forces the choice: `on` or `off`.
+pub const FORCE_ENV: &str = "RECBENCH_HUGEPAGES";
+
+/// Rounds of the two candidates; each keeps its best round.
+const ROUNDS: usize = 2;
+
+/// How long one probe process times its forwards (after one untimed, at least 3 timed).
+const PROBE_BUDGET: Duration = Duration::from_millis(300);
+
+/// Below this much weight in the encoder's layers nothing is measured: 4 KiB pages cover it in
+/// a TLB of 2,048 entries, which cores have had since about 2013.
+pub const MIN_WEIGHT_BYTES: u64 = 8 << 20;
+
+/// What a worker runs with, and the note that says why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// `Some(true)`: the worker gets `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`; `Some(false)`:
+    /// glibc's default; `None`: the environment is left as the user set it.
+    pub on: Option<bool>,
+    pub note: String,
+}
+
+impl Decision {
+    /// The environment a worker (or probe) gets for this decision.
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        match self.on {
+            Some(true) => vec![
+                ("GLIBC_TUNABLES", HUGETLB_TUNABLE),
+                (HUGETLB_CHOSEN_ENV, "1"),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn kept(note: String) -> Decision {
+        Decision { on: None, note }
+    }
+}
+
+/// What `RECBENCH_HUGEPAGES` forces, if it is set; an error names it when it is neither `on`
+/// nor `off`.
+pub fn forced() -> crate::error::Result<Option<bool>> {
+    match std::env::var(FORCE_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) if v == "on" => Ok(Some(true)),
+        Ok(v) if v == "off" => Ok(Some(false)),
+        Ok(v) => Err(crate::error::Error::input(
+            "<environment>",
+            None,
+            FORCE_ENV,
+            format!("{v:?} is neither on nor off"),
+        )),
+    }
+}
+
+/// The decision for the worker of `spec`, whose spec is written at `spec_path`; `env` is the
+/// rest of the worker's environment (threads, OpenMP spin), which the probes get too. An error
+/// is a bad `RECBENCH_HUGEPAGES`.
+pub fn decide(
+    exe: &Path,
+    spec: &RunSpec,
+    spec_path: &Path,
+    env: &[(&str, String)],
+) -> crate::error::Result<Option<Decision>> {
+    if spec.device != Device::Cpu || !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return Ok(None);
+    }
+    if let Some(user) = super::malloc::user_tunables() {
+        return Ok(Some(Decision::kept(format!(
+            "huge pages: {user} set by the user, kept (not measured)"
+        ))));
+    }
+    if let Some(on) = forced()? {
+        return Ok(Some(Decision {
+            on: Some(on),
+            note: format!(
+                "huge pages: {}, forced by {FORCE_ENV}={}",
+                what(on),
+                if on { "on" } else { "off" }
+            ),
+        }));
+    }
+    if let Some(why) = not_measured(spec) {
+        return Ok(Some(Decision::kept(format!(
+            "huge pages: glibc's default (not measured: {why})"
+        ))));
+    }
+    let key = key(spec);
+    if let Some(v) = crate::backend::choices::recall(FILE, &key) {
+        if let Some(on) = v.split_whitespace().next().and_then(|s| s.parse().ok()) {
+            return Ok(Some(Decision {
+                on: Some(on),
+                note: format!("{}, measured earlier on this host", note(on, &v)),
+            }));
+        }
+    }
+    Ok(Some(match race(exe, spec_path, env) {
+        Ok([off, on]) => {
+            let best = on < off;
+            let value = format!("{best} {}", timings(off, on, spec));
+            crate::backend::choices::remember(FILE, &key, &value);
+            Decision {
+                on: Some(best),
+                note: note(best, &value),
+            }
+        }
+        Err(why) => Decision {
+            on: Some(false),
+            note: format!("huge pages: glibc's default (not measured: {why})"),
+        },
+    }))
+}
+
+const FILE: &str = "hugepages";
+
+fn what(on: bool) -> String {
+    if on {
+        format!("malloc asks for transparent huge pages (GLIBC_TUNABLES={HUGETLB_TUNABLE})")
+    } else {
+        "glibc's default (4 KiB pages unless the kernel merges them)".into()
+    }
+}
+
+/// Why a choice cannot matter here, if it cannot.
+fn not_measured(spec: &RunSpec) -> Option<String> {
+    let weights = layer_weight_bytes(spec);
+    if weights < MIN_WEIGHT_BYTES {
+        return Some(format!(
+            "the encoder's layers hold {:.1} MiB of weights, under the {} MiB that 4 KiB pages \
+             cover in a 2,048-entry TLB",
+            weights as f64 / (1 << 20) as f64,
+            MIN_WEIGHT_BYTES >> 20
+        ));
+    }
+    match thp_mode().as_deref() {
+        Some("madvise") => {}
+        Some("always") => {
+            return Some(
+                "transparent huge pages are always on here: the kernel backs large blocks with \
+                 them unasked"
+                    .into(),
+            )
+        }
+        Some(m) => return Some(format!("transparent huge pages are {m} on this host")),
+        None => return Some(format!("{THP_ENABLED} cannot be read")),
+    }
+    match glibc_version() {
+        Some((major, minor)) if (major, minor) >= (2, 35) => None,
+        Some((major, minor)) => Some(format!(
+            "glibc {major}.{minor} has no malloc.hugetlb tunable (2.35 and later)"
+        )),
+        None => Some("the C library's version is unknown".into()),
+    }
+}
+
+/// The weights of the encoder's layers (not the embedding tables, of which a forward reads a
+/// few rows) at the run's precision.
+fn layer_weight_bytes(spec: &RunSpec) -> u64 {
+    let full = spec.model.config();
+    let mut c = spec.prune.apply(&full).unwrap_or(full);
+    let all = c.parameters();
+    c.num_layers = 0;
+    let bytes = match spec.precision {
+        Precision::Fp32 => 4,
+        Precision::Bf16 | Precision::Fp16 => 2,
+        Precision::Int8 => 1,
+    };
+    (all - c.parameters()) * bytes
+}
+
+const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// The kernel's transparent huge page mode: the bracketed word of "always [madvise] never".
+fn thp_mode() -> Option<String> {
+    let text = std::fs::read_to_string(THP_ENABLED).ok()?;
+    parse_thp_mode(&text)
+}
+
+fn parse_thp_mode(text: &str) -> Option<String> {
+    let start = text.find('[')? + 1;
+    let len = text[start..].find(']')?;
+    Some(text[start..start + len].to_string())
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_version() -> Option<(u32, u32)> {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    let mut parts = v.to_str().ok()?.split('.').map(|p| p.parse().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn glibc_version() -> Option<(u32, u32)> {
+    None
+}
+
+fn key(spec: &RunSpec) -> String {
+    format!(
+        "cpu {}, {} {}, {}, {} threads, {} {}, {}x{} tokens",
+        crate::backend::choices::host(),
+        spec.backend.name(),
+        spec.backend.runtime_version(),
+        spec.precision,
+        spec.threads,
+        spec.model.name(),
+        spec.prune,
+        spec.sequences_per_batch(),
+        spec.seq_len
+    )
+}
+
+/// "(4 KiB pages: 136.20 ms, huge pages: 131.02 ms per forward of 8 × 128 tokens, best of 2
+/// probe processes each)".
+fn timings(off: f64, on: f64, spec: &RunSpec) -> String {
+    format!(
+        "(glibc's default: {off:.2} ms, huge pages: {on:.2} ms per forward of {} × {} tokens, \
+         best of {ROUNDS} probe processes each)",
+        spec.sequences_per_batch(),
+        spec.seq_len
+    )
+}
+
+/// The run's note from a remembered value "BOOL (timings)".
+fn note(on: bool, value: &str) -> String {
+    let detail = value.split_once(' ').map_or("", |(_, d)| d);
+    format!("huge pages: {}, chosen by measurement {detail}", what(on))
+}
+
+/// Each candidate's best ms per forward over [`ROUNDS`] rounds of probe processes, glibc's
+/// default first: order A B B A, so a drift in the host's speed favours neither.
+fn race(exe: &Path, spec_path: &Path, env: &[(&str, String)]) -> Result<[f64; 2], String> {
+    let mut best = [f64::INFINITY; 2];
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            best[i] = best[i].min(probe_process(exe, spec_path, env, i == 1)?);
+        }
+    }
+    Ok(best)
+}
+
+fn probe_process(
+    exe: &Path,
+    spec_path: &Path,
+    env: &[(&str, String)],
+    on: bool,
+) -> Result<f64, String> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("__hugepage-probe")
+        .arg("--spec")
+        .arg(spec_path)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("GLIBC_TUNABLES")
+        .env_remove(HUGETLB_CHOSEN_ENV);
+    let d = Decision {
+        on: Some(on),
+        note: String::new(),
+    };
+    let out = cmd
+        .envs(d.env())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("probe process: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "probe process failed ({}): {}",
+            out.status,
+            err.trim().lines().last().unwrap_or("")
+        ));
+    }
+    text.trim()
+        .parse()
+        .map_err(|_| format!("probe process printed {:?}", text.trim()))
+}
+
+/// The probe process: the median ms of the run's forward (see `worker::probe_forward_ms`).
+pub fn probe(spec_path: &Path) -> crate::error::Result<f64> {
+    let spec: RunSpec = serde_json::from_slice(
+        &std::fs::read(spec_path).map_err(|e| crate::error::Error::io(spec_path, e))?,
+    )
+    .map_err(|e| crate::error::Error::backend("probe", format!("{}: {e}", spec_path.display())))?;
+    super::worker::probe_forward_ms(&spec, PROBE_BUDGET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bracketed_word_is_the_mode() {
+        assert_eq!(
+            parse_thp_mode("always [madvise] never\n").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(
+            parse_thp_mode("[always] madvise never").as_deref(),
+            Some("always")
+        );
+        assert_eq!(parse_thp_mode("always madvise never"), None);
+    }
+
+    #[test]
+    fn minilm_is_measured_and_the_tiny_model_is_not() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let mut spec = crate::results::ResultsFile::load(&p).unwrap().runs[0]
+            .spec
+            .clone();
+        spec.precision = Precision::Fp32;
+        spec.model = crate::model::Preset::Tiny;
+        assert!(layer_weight_bytes(&spec) < MIN_WEIGHT_BYTES);
+        spec.model = crate::model::Preset::parse("minilm-l6").unwrap();
+        // 6 layers of 1.77 M parameters, in fp32.
+        let b = layer_weight_bytes(&spec);
+        assert!((42_000_000..43_000_000).contains(&b), "{b}");
+        spec.precision = Precision::Int8;
+        assert_eq!(layer_weight_bytes(&spec), b / 4);
+    }
+
+    #[test]
+    fn a_remembered_decision_reads_back_as_its_choice_and_timings() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let spec = crate::results::ResultsFile::load(&p).unwrap().runs[0]
+            .spec
+            .clone();
+        let value = format!("true {}", timings(136.2, 131.02, &spec));
+        let n = note(true, &value);
+        assert!(n.starts_with("huge pages: malloc asks for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), chosen by measurement (glibc's default: 136.20 ms, huge pages: 131.02 ms per forward of"), "{n}");
+        assert_eq!(
+            Decision {
+                on: Some(true),
+                note: n
+            }
+            .env(),
+            vec![
+                ("GLIBC_TUNABLES", HUGETLB_TUNABLE),
+                (HUGETLB_CHOSEN_ENV, "1")
+            ]
+        );
+    }
+}
