@@ -110,7 +110,7 @@ lat = r.get("latency") or {}
 print(json.dumps({"round": int(round_), "batch": batch, "side": side, "status": r["status"],
     "ms_per_seq": lat["p50_ms"] / batch if r["status"] == "ok" else None,
     "samples": lat.get("count"), "cv": lat.get("cv"),
-    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:", "isa cap:"))],
+    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:", "huge pages:", "isa cap:"))],
     "reason": r.get("reason")}))
 PY
 }

@@ -11,7 +11,9 @@
 //! libtorch between 8% faster and 15% slower by batch, candle no faster. A tunable is read
 //! when a process starts, so before the first run of a shape the parent times both in probe
 //! processes (`recbench __hugepage-probe`: the run's encoder on the run's batch, opened as the
-//! worker opens it; [`ROUNDS`] rounds, order A B B A), keeps the faster, remembers it per host
+//! worker opens it; [`ROUNDS`] rounds, order A B B A), keeps huge pages only when they were
+//! faster in every round (glibc's default otherwise: on a noisy host a 2–4% effect is within
+//! one round's spread, and a coin flip should not change how a worker runs), remembers it per host
 //! (CPU model and flags), runtime, precision, model, threads and shape in
 //! `<cache>/kernels/hugepages.json`, and sets the tunable for the worker or not.
 //!
@@ -32,7 +34,7 @@ use crate::spec::{Device, Precision};
 /// Forces the choice: `on` or `off`.
 pub const FORCE_ENV: &str = "RECBENCH_HUGEPAGES";
 
-/// Rounds of the two candidates; each keeps its best round.
+/// Rounds of the two candidates.
 const ROUNDS: usize = 2;
 
 /// How long one probe process times its forwards (after one untimed, at least 3 timed).
@@ -126,9 +128,9 @@ pub fn decide(
         }
     }
     Ok(Some(match race(exe, spec_path, env) {
-        Ok([off, on]) => {
-            let best = on < off;
-            let value = format!("{best} {}", timings(off, on, spec));
+        Ok(rounds) => {
+            let best = keep_huge(&rounds);
+            let value = format!("{best} {}", timings(&rounds, spec));
             crate::backend::choices::remember(FILE, &key, &value);
             Decision {
                 on: Some(best),
@@ -241,12 +243,23 @@ fn key(spec: &RunSpec) -> String {
     )
 }
 
-/// "(4 KiB pages: 136.20 ms, huge pages: 131.02 ms per forward of 8 × 128 tokens, best of 2
-/// probe processes each)".
-fn timings(off: f64, on: f64, spec: &RunSpec) -> String {
+/// Huge pages only when they were faster in every round.
+fn keep_huge(rounds: &[[f64; 2]]) -> bool {
+    rounds.iter().all(|[off, on]| on < off)
+}
+
+/// "(glibc's default: 136.20, 133.10 ms; huge pages: 131.02, 134.00 ms per forward of 8 × 128
+/// tokens, round by round, A B B A)".
+fn timings(rounds: &[[f64; 2]], spec: &RunSpec) -> String {
+    let each = |i: usize| {
+        let t: Vec<String> = rounds.iter().map(|r| format!("{:.2}", r[i])).collect();
+        t.join(", ")
+    };
     format!(
-        "(glibc's default: {off:.2} ms, huge pages: {on:.2} ms per forward of {} × {} tokens, \
-         best of {ROUNDS} probe processes each)",
+        "(glibc's default: {} ms; huge pages: {} ms per forward of {} × {} tokens, round by \
+         round, A B B A; huge pages are kept only when faster in every round)",
+        each(0),
+        each(1),
         spec.sequences_per_batch(),
         spec.seq_len
     )
@@ -258,17 +271,17 @@ fn note(on: bool, value: &str) -> String {
     format!("huge pages: {}, chosen by measurement {detail}", what(on))
 }
 
-/// Each candidate's best ms per forward over [`ROUNDS`] rounds of probe processes, glibc's
-/// default first: order A B B A, so a drift in the host's speed favours neither.
-fn race(exe: &Path, spec_path: &Path, env: &[(&str, String)]) -> Result<[f64; 2], String> {
-    let mut best = [f64::INFINITY; 2];
-    for round in 0..ROUNDS {
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+/// The median ms per forward of each probe process, `[glibc's default, huge pages]` per round;
+/// the order alternates (A B B A), so a drift in the host's speed favours neither.
+fn race(exe: &Path, spec_path: &Path, env: &[(&str, String)]) -> Result<Vec<[f64; 2]>, String> {
+    let mut rounds = vec![[0.0; 2]; ROUNDS];
+    for (n, round) in rounds.iter_mut().enumerate() {
+        let order = if n % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            best[i] = best[i].min(probe_process(exe, spec_path, env, i == 1)?);
+            round[i] = probe_process(exe, spec_path, env, i == 1)?;
         }
     }
-    Ok(best)
+    Ok(rounds)
 }
 
 fn probe_process(
@@ -353,15 +366,26 @@ mod tests {
     }
 
     #[test]
+    fn huge_pages_are_kept_only_when_faster_in_every_round() {
+        assert!(keep_huge(&[[10.0, 9.0], [10.0, 9.5]]));
+        assert!(!keep_huge(&[[10.0, 9.0], [9.0, 9.5]]));
+        assert!(!keep_huge(&[[9.0, 10.0], [10.0, 9.0]]));
+        assert!(!keep_huge(&[[10.0, 10.0], [10.0, 9.0]]));
+    }
+
+    #[test]
     fn a_remembered_decision_reads_back_as_its_choice_and_timings() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("results/reference/quick/20261128T040112Z-vm.json");
         let spec = crate::results::ResultsFile::load(&p).unwrap().runs[0]
             .spec
             .clone();
-        let value = format!("true {}", timings(136.2, 131.02, &spec));
+        let value = format!(
+            "true {}",
+            timings(&[[136.2, 131.02], [133.1, 132.0]], &spec)
+        );
         let n = note(true, &value);
-        assert!(n.starts_with("huge pages: malloc asks for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), chosen by measurement (glibc's default: 136.20 ms, huge pages: 131.02 ms per forward of"), "{n}");
+        assert!(n.starts_with("huge pages: malloc asks for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), chosen by measurement (glibc's default: 136.20, 133.10 ms; huge pages: 131.02, 132.00 ms per forward of"), "{n}");
         assert_eq!(
             Decision {
                 on: Some(true),
