@@ -6,10 +6,12 @@
 //! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc 2.35 and later) malloc marks the memory it maps
 //! `MADV_HUGEPAGE`, and where the kernel's transparent huge pages are in `madvise` mode (the
 //! common default) the kernel backs it with 2 MiB pages. Whether that pays depends on the host,
-//! the runtime and the shape. On the 2-vCPU AMD EPYC VM of docs/benchmarks/, MiniLM-L6, fp32,
-//! 128 tokens, interleaved runs with and without it: ONNX Runtime 2–4% faster at batch 1 and 32,
-//! libtorch between 8% faster and 15% slower by batch, candle no faster. A tunable is read
-//! when a process starts, so before the first run of a shape the parent times both in probe
+//! the runtime and the shape. On the 2-vCPU AMD EPYC VM of docs/benchmarks/
+//! (`scripts/bench/hugepages.sh`, MiniLM-L6, fp32, 128 tokens, 3 interleaved rounds), time per
+//! sequence with huge pages ÷ without, medians at batch 1 / 8 / 32: ONNX Runtime 0.73 / 1.01 /
+//! 0.98, libtorch 1.01 / 0.95 / 0.98, candle 1.01 / 1.02 / 0.99, single rounds from 0.71 to
+//! 1.25 (`hugepages-vm-*-20261201T06*.md`): mostly within that host's noise, now and then a
+//! clear gain, no answer that holds everywhere. A tunable is read when a process starts, so before the first run of a shape the parent times both in probe
 //! processes (`recbench __hugepage-probe`: the run's encoder on the run's batch, opened as the
 //! worker opens it; [`ROUNDS`] rounds, order A B B A), keeps huge pages only when they were
 //! faster in every round (glibc's default otherwise: on a noisy host a 2–4% effect is within
