@@ -52,6 +52,8 @@ fn levers_sweep_records_quality_against_the_full_model() {
         .arg(&fixture)
         .args(["--quiet", "--out"])
         .arg(out.path())
+        .env_remove("RECBENCH_HUGEPAGES")
+        .env_remove("GLIBC_TUNABLES")
         .status()
         .unwrap();
     assert!(st.success());
@@ -70,8 +72,20 @@ fn levers_sweep_records_quality_against_the_full_model() {
             .find(|r| r["spec"]["prune"].as_str().unwrap_or("full") == recipe)
             .unwrap_or_else(|| panic!("no run of {recipe}"))
     };
+    let unsuited = recbench::harness::hugepages::host_unsuited();
     for r in runs {
         assert_eq!(r["status"], "ok", "{}", r["reason"]);
+        // MiniLM's layers are large enough for malloc's huge pages to be chosen by probe
+        // processes (here or in an earlier run of this build), where the host allows them.
+        let notes = r["notes"].to_string();
+        match &unsuited {
+            None => assert!(
+                notes.contains("huge pages: ")
+                    && notes.contains("chosen by measurement (glibc's default: "),
+                "{notes}"
+            ),
+            Some(why) => assert!(notes.contains(why.as_str()), "{notes}"),
+        }
         assert_eq!(
             r["parity"]["passed"], true,
             "parity against its own pruned model"

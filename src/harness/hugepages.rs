@@ -129,7 +129,8 @@ pub fn decide(
             }));
         }
     }
-    Ok(Some(match race(exe, spec_path, env) {
+    let timeout = Duration::from_secs_f64(spec.timeout_s);
+    Ok(Some(match race(exe, spec_path, env, timeout) {
         Ok(rounds) => {
             let best = keep_huge(&rounds);
             let value = format!("{best} {}", timings(&rounds, spec));
@@ -167,6 +168,12 @@ fn not_measured(spec: &RunSpec) -> Option<String> {
             MIN_WEIGHT_BYTES >> 20
         ));
     }
+    host_unsuited()
+}
+
+/// Why malloc's huge pages cannot be chosen on this host, if they cannot: the kernel's
+/// transparent huge pages are not in `madvise` mode, or glibc has no tunable for them.
+pub fn host_unsuited() -> Option<String> {
     match thp_mode().as_deref() {
         Some("madvise") => {}
         Some("always") => {
@@ -275,12 +282,17 @@ fn note(on: bool, value: &str) -> String {
 
 /// The median ms per forward of each probe process, `[glibc's default, huge pages]` per round;
 /// the order alternates (A B B A), so a drift in the host's speed favours neither.
-fn race(exe: &Path, spec_path: &Path, env: &[(&str, String)]) -> Result<Vec<[f64; 2]>, String> {
+fn race(
+    exe: &Path,
+    spec_path: &Path,
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<Vec<[f64; 2]>, String> {
     let mut rounds = vec![[0.0; 2]; ROUNDS];
     for (n, round) in rounds.iter_mut().enumerate() {
         let order = if n % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            round[i] = probe_process(exe, spec_path, env, i == 1)?;
+            round[i] = probe_process(exe, spec_path, env, i == 1, timeout)?;
         }
     }
     Ok(rounds)
@@ -291,7 +303,12 @@ fn probe_process(
     spec_path: &Path,
     env: &[(&str, String)],
     on: bool,
+    timeout: Duration,
 ) -> Result<f64, String> {
+    // Output to files beside the spec: nothing to drain while the probe runs.
+    let file = |ext: &str| spec_path.with_file_name(format!("hugepage-probe-{on}.{ext}"));
+    let (out_path, err_path) = (file("out"), file("err"));
+    let create = |p: &Path| std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
     let mut cmd = Command::new(exe);
     cmd.arg("__hugepage-probe")
         .arg("--spec")
@@ -303,18 +320,41 @@ fn probe_process(
         on: Some(on),
         note: String::new(),
     };
-    let out = cmd
-        .envs(d.env())
+    cmd.envs(d.env())
         .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("probe process: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+        .stdout(create(&out_path)?)
+        .stderr(create(&err_path)?);
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe: the probe dies with its parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("probe process: {e}"))?;
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "probe process timed out after {:.0} s (measure.timeout_s)",
+                    timeout.as_secs_f64()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("probe process: {e}")),
+        }
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    if !status.success() {
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
         return Err(format!(
-            "probe process failed ({}): {}",
-            out.status,
+            "probe process failed ({status}): {}",
             err.trim().lines().last().unwrap_or("")
         ));
     }
