@@ -700,20 +700,23 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
     }
 }
 
+/// `recbench run` of a short tiny-model candle scenario named `name`, into `dir`.
+fn tiny_candle_run(dir: &Path, name: &str) -> Command {
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &scenario,
+        format!("name = \"{name}\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n"),
+    )
+    .unwrap();
+    let mut c = recbench();
+    c.arg("run").arg(&scenario).arg("--out").arg(dir);
+    c
+}
+
 #[test]
 fn an_isa_cap_in_the_environment_is_in_the_run_notes() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("cap.toml");
-    std::fs::write(
-        &scenario,
-        "name = \"cap\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n",
-    )
-    .unwrap();
-    let out = recbench()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(dir.path())
+    let out = tiny_candle_run(dir.path(), "cap")
         .env("ONEDNN_MAX_CPU_ISA", "AVX2")
         .output()
         .unwrap();
@@ -726,19 +729,9 @@ fn an_isa_cap_in_the_environment_is_in_the_run_notes() {
     );
 }
 
-/// The tiny candle run of the ISA-cap test, with `RECBENCH_HUGEPAGES=value`.
+/// The tiny candle run with `RECBENCH_HUGEPAGES=value`.
 fn forced_huge_pages(dir: &Path, value: &str) -> std::process::Output {
-    let scenario = dir.join("huge.toml");
-    std::fs::write(
-        &scenario,
-        "name = \"huge\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n",
-    )
-    .unwrap();
-    recbench()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(dir)
+    tiny_candle_run(dir, "huge")
         .env("RECBENCH_HUGEPAGES", value)
         .env_remove("GLIBC_TUNABLES")
         .output()

@@ -30,6 +30,7 @@
 # this host's CPU model and ISA flags). Run it on a quiet machine: nothing else may run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/bench/minilm_scenario.sh
 CACHE="${RECBENCH_CACHE:-.cache}"
 ROUNDS="${1:-3}"
 THREADS="${THREADS:-2}"
@@ -70,30 +71,7 @@ HF_ONNX="$CACHE/onnx/hf-minilm-l6.onnx"
 # One recbench run: backend, precision, batch → its results file.
 recbench_run() {
   local backend=$1 precision=$2 batch=$3 tag=$4
-  cat >"$WORK/$tag.toml" <<EOF
-name = "anchor"
-[model]
-presets = ["minilm-l6"]
-[workload]
-mode = "two-tower"
-batch = $batch
-seq_len = 128
-precision = ["$precision"]
-[matrix]
-backends = ["$backend"]
-devices = ["cpu"]
-threads = $THREADS
-[measure]
-warmup_s = $WARMUP_S
-min_s = $MIN_S
-min_queries = $MIN_CALLS
-max_s = $MAX_S
-load = "offline"
-sla_p99_ms = 100000
-[recommender]
-top_k = 10
-catalog_items = 64
-EOF
+  minilm_scenario anchor "$backend" "$precision" "$batch" "$THREADS" "$WARMUP_S" "$MIN_S" "$MIN_CALLS" "$MAX_S" >"$WORK/$tag.toml"
   rm -rf "$WORK/out-$tag"
   "$BIN" run "$WORK/$tag.toml" --quiet --out "$WORK/out-$tag" >/dev/null
   ls "$WORK/out-$tag"/anchor/*.json

@@ -12,6 +12,7 @@
 # with the backend's feature (scripts/quickstart.sh makes one). Nothing else may run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/bench/minilm_scenario.sh
 ROUNDS="${1:-3}"
 BACKEND="${BACKEND:-onnx}" PRECISION="${PRECISION:-fp32}" THREADS="${THREADS:-2}"
 BATCHES="${BATCHES:-1 8 32}"
@@ -23,30 +24,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 one() { # SETTING BATCH ROUND → a JSON line
   local setting=$1 b=$2 round=$3 tag="$1-$2-$3"
-  cat >"$WORK/$tag.toml" <<T
-name = "hugepages"
-[model]
-presets = ["minilm-l6"]
-[workload]
-mode = "two-tower"
-batch = $b
-seq_len = 128
-precision = ["$PRECISION"]
-[matrix]
-backends = ["$BACKEND"]
-devices = ["cpu"]
-threads = $THREADS
-[measure]
-warmup_s = 1
-min_s = 4
-min_queries = 5
-max_s = 20
-load = "offline"
-sla_p99_ms = 100000
-[recommender]
-top_k = 10
-catalog_items = 64
-T
+  minilm_scenario hugepages "$BACKEND" "$PRECISION" "$b" "$THREADS" 1 4 5 20 >"$WORK/$tag.toml"
   RECBENCH_HUGEPAGES=$setting "$BIN" run "$WORK/$tag.toml" --quiet --out "$WORK/out-$tag" >/dev/null 2>&1
   python3 - "$(ls "$WORK/out-$tag"/hugepages/*.json)" "$setting" "$b" "$round" <<'PY'
 import json, sys
