@@ -11,11 +11,12 @@
 //! sequence with huge pages ÷ without, medians at batch 1 / 8 / 32: ONNX Runtime 0.73 / 1.01 /
 //! 0.98, libtorch 1.01 / 0.95 / 0.98, candle 1.01 / 1.02 / 0.99, single rounds from 0.71 to
 //! 1.25 (`hugepages-vm-*-20261201T06*.md`): mostly within that host's noise, now and then a
-//! clear gain, no answer that holds everywhere. A tunable is read when a process starts, so before the first run of a shape the parent times both in probe
-//! processes (`recbench __hugepage-probe`: the run's encoder on the run's batch, opened as the
-//! worker opens it; [`ROUNDS`] rounds, order A B B A), keeps huge pages only when they were
-//! faster in every round (glibc's default otherwise: on a noisy host a 2–4% effect is within
-//! one round's spread, and a coin flip should not change how a worker runs), remembers it per host
+//! clear gain, no answer that holds everywhere. A tunable is read when a process starts, so
+//! before the first run of a shape the parent times both in probe processes
+//! (`recbench __hugepage-probe`: the run's encoder on the run's batch, opened as the worker
+//! opens it; [`ROUNDS`] rounds, order A B B A), keeps huge pages only when they were faster in
+//! every round (glibc's default otherwise: on a noisy host a 2–4% effect is within one round's
+//! spread, and a coin flip should not change how a worker runs), remembers the choice per host
 //! (CPU model and flags), runtime, precision, model, threads and shape in
 //! `<cache>/kernels/hugepages.json`, and sets the tunable for the worker or not.
 //!
@@ -324,15 +325,7 @@ fn probe_process(
         .stdin(Stdio::null())
         .stdout(create(&out_path)?)
         .stderr(create(&err_path)?);
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
-    // is async-signal-safe: the probe dies with its parent.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    super::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("probe process: {e}"))?;
     let start = std::time::Instant::now();
     let status = loop {
@@ -365,10 +358,7 @@ fn probe_process(
 
 /// The probe process: the median ms of the run's forward (see `worker::probe_forward_ms`).
 pub fn probe(spec_path: &Path) -> crate::error::Result<f64> {
-    let spec: RunSpec = serde_json::from_slice(
-        &std::fs::read(spec_path).map_err(|e| crate::error::Error::io(spec_path, e))?,
-    )
-    .map_err(|e| crate::error::Error::backend("probe", format!("{}: {e}", spec_path.display())))?;
+    let spec = super::worker::read_spec(spec_path)?;
     super::worker::probe_forward_ms(&spec, PROBE_BUDGET)
 }
 

@@ -554,6 +554,19 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// Makes the process `cmd` starts die with this one, so a killed sweep leaves no orphan.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// Runs one spec in a worker process. `Ok(None)` means the sweep was interrupted.
 fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Option<RunResult>> {
     use std::os::unix::process::ExitStatusExt;
@@ -578,15 +591,7 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
     if let Some(c) = ceiling {
         cmd.arg("--gemm-ceiling").arg(c.to_string());
     }
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
-    // is async-signal-safe. The worker dies with its parent, so a killed sweep leaves no orphan.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    die_with_parent(&mut cmd);
     let mut env = vec![
         ("RAYON_NUM_THREADS", threads.clone()),
         ("OMP_NUM_THREADS", threads.clone()),

@@ -600,14 +600,19 @@ fn invalid_nan(r: &mut RunResult) -> Result<()> {
 }
 
 /// Entry point of the hidden `__worker` subcommand: read the spec, run, write the result.
+/// The run spec the parent wrote for a worker or a probe process.
+pub fn read_spec(spec_path: &std::path::Path) -> Result<RunSpec> {
+    let text = crate::error::read_text(spec_path)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::input(spec_path, Some(e.line()), "", e.to_string()))
+}
+
 pub fn main(
     spec_path: &std::path::Path,
     out_path: &std::path::Path,
     ceiling: Option<f64>,
 ) -> Result<()> {
-    let text = crate::error::read_text(spec_path)?;
-    let spec: RunSpec = serde_json::from_str(&text)
-        .map_err(|e| Error::input(spec_path, Some(e.line()), "", e.to_string()))?;
+    let spec = read_spec(spec_path)?;
     let malloc = super::malloc::keep_freed_memory();
     let mut result = run(&spec, ceiling);
     result.notes.extend(malloc);
