@@ -124,6 +124,7 @@ def export(model_dir, onnx_file):
                              token_type_ids=token_type_ids).last_hidden_state
 
     ids, mask, types = (torch.from_numpy(a) for a in inputs(2, 16))
+    os.makedirs(os.path.dirname(onnx_file) or ".", exist_ok=True)
     tmp = onnx_file + ".partial"
     torch.onnx.export(
         HiddenStates().eval(),
