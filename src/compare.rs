@@ -234,6 +234,10 @@ pub fn host_differences(a: &ResultsFile, b: &ResultsFile) -> Vec<String> {
         format!("{:?}", ia.cpu_model.as_deref().unwrap_or("unknown")),
         format!("{:?}", ib.cpu_model.as_deref().unwrap_or("unknown")),
     );
+    // Files written before the signature was recorded have none: a difference only when both do.
+    if let (Some(x), Some(y)) = (&ia.cpu_signature, &ib.cpu_signature) {
+        differ(&mut d, "cpu_signature", format!("{x:?}"), format!("{y:?}"));
+    }
     differ(
         &mut d,
         "logical_cores",

@@ -268,6 +268,9 @@ pub fn inventory(inv: &Inventory) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "host            {}", inv.host);
     let _ = writeln!(s, "cpu             {}", opt(&inv.cpu_model));
+    if let Some(sig) = &inv.cpu_signature {
+        let _ = writeln!(s, "cpu signature   {sig}");
+    }
     let _ = writeln!(s, "architecture    {}", inv.architecture);
     let _ = writeln!(
         s,

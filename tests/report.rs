@@ -653,6 +653,41 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
         "{stdout}"
     );
 
+    // The same model name and flags on another CPU generation (a VM's generic "AMD EPYC"):
+    // the signature tells them apart; a file without one (older) is not refused for lacking it.
+    let with_signature = |name: &str, sig: Option<&str>| {
+        let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
+        let inv = v["environment"]["inventory"].as_object_mut().unwrap();
+        match sig {
+            Some(sig) => inv.insert("cpu_signature".into(), sig.into()),
+            None => inv.remove("cpu_signature"),
+        };
+        write_json(dir.path(), name, &v)
+    };
+    let zen4 = with_signature(
+        "zen4.json",
+        Some("AuthenticAMD family 25 model 17 stepping 1"),
+    );
+    let zen5 = with_signature(
+        "zen5.json",
+        Some("AuthenticAMD family 26 model 2 stepping 1"),
+    );
+    let unsigned = with_signature("unsigned.json", None);
+    let out = compare(&zen4, &zen5);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cpu_signature") && err.contains("family 26"),
+        "{err}"
+    );
+    let out = compare(&zen4, &unsigned);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let truncated = dir.path().join("truncated.json");
     let bytes = std::fs::read(base).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();

@@ -7,6 +7,8 @@
 # for WARMUP_S, then timed until MIN_S and MIN_CALLS are both reached (or MAX_S), the median.
 #
 #   recbench onnx fp32   vs Python onnxruntime on recbench's own .onnx, and on a Hugging Face export
+#   control              Python onnxruntime on recbench's .onnx against itself, run again: the
+#                        spread two equal contenders show on this host under this protocol
 #   recbench torch fp32  vs PyTorch eager (transformers BertModel, sdpa)
 #   recbench torch int8  vs PyTorch quantize_dynamic (x86 engine)
 #   recbench candle fp32 vs Python onnxruntime on the Hugging Face export
@@ -123,9 +125,11 @@ onnx_recbench() {
   fi
   GRAPH[$b]=$graph
 }
-onnx_python() {
-  python_side ort "$(ls "$CACHE"/onnx/*/"${GRAPH[$b]}" "$CACHE"/onnx/"${GRAPH[$b]}" 2>/dev/null | head -n1)" python-ort-recbench-graph
-}
+graph_file() { ls "$CACHE"/onnx/*/"${GRAPH[$b]}" "$CACHE"/onnx/"${GRAPH[$b]}" 2>/dev/null | head -n1; }
+onnx_python() { python_side ort "$(graph_file)" python-ort-recbench-graph; }
+# The control: Python onnxruntime on the same file once more, a contender equal to the anchor by
+# construction. Its ratio to the anchor is the spread two equal sides show on this host.
+onnx_python_again() { python_side ort "$(graph_file)" python-ort-recbench-graph-again; }
 # Runs recbench's side ($1) and its anchor ($2): recbench first in odd rounds, second in even.
 pair() {
   if (( round % 2 )); then "$1"; "$2"; else "$2"; "$1"; fi
@@ -141,8 +145,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for b in $BATCHES; do
     echo "anchors: round $round/$ROUNDS, batch $b" >&2
     if want onnx; then
-      # Python's side needs the graph recbench chose: round 1 runs recbench first.
-      pair onnx_recbench onnx_python
+      # Python's side needs the graph recbench chose: round 1 runs recbench first. recbench and
+      # the control each run before the anchor in one parity of rounds and after it in the other.
+      if (( round % 2 )); then onnx_recbench; onnx_python; onnx_python_again
+      else onnx_python_again; onnx_python; onnx_recbench; fi
     fi
     if want candle; then
       pair candle_fp32 ort_hf
@@ -167,6 +173,7 @@ for r in rows:
         by[(r["round"], r["batch"])][r["side"]] = r["ms_per_seq"]
 pairs = [
     ("onnx fp32 ÷ Python ORT, same graph", "recbench-onnx-fp32", "python-ort-recbench-graph", "≤ 1.0"),
+    ("control: Python ORT ÷ itself, same graph, run again", "python-ort-recbench-graph-again", "python-ort-recbench-graph", ""),
     ("onnx fp32 ÷ Python ORT, HF export", "recbench-onnx-fp32", "python-ort-hf-export", ""),
     ("torch fp32 ÷ PyTorch eager", "recbench-torch-fp32", "python-torch-eager-fp32", "≤ 1.0"),
     ("torch int8 ÷ PyTorch dynamic int8", "recbench-torch-int8", "python-torch-dynamic-int8", "≤ 1.0"),
@@ -175,7 +182,8 @@ pairs = [
 ]
 batches = sorted({b for (_, b) in by})
 out = []
-out.append(f"# recbench beside the Python runtimes on {hw.get('cpu_model') or 'unknown CPU'}\n")
+sig = f" ({hw['cpu_signature']})" if hw.get("cpu_signature") else ""
+out.append(f"# recbench beside the Python runtimes on {hw.get('cpu_model') or 'unknown CPU'}{sig}\n")
 out.append(f"Measured by `scripts/bench/anchors.sh` at commit {commit}: all-MiniLM-L6-v2, 128 tokens, "
            f"{threads} threads, {max(r['round'] for r in rows)} interleaved rounds (recbench before its anchor in odd rounds, "
            f"after it in even ones; every side warmed up for {window[0]} s, then timed for at least {window[1]} s "
@@ -183,6 +191,8 @@ out.append(f"Measured by `scripts/bench/anchors.sh` at commit {commit}: all-Mini
            f"{hw.get('physical_cores')} physical cores, flags: {' '.join(hw.get('cpu_flags', []))}. "
            f"Each cell is the median over rounds of (recbench's time ÷ the anchor's time) per sequence, "
            f"with the per-round ratios in brackets; below 1 means recbench is faster. "
+           f"The control row times Python onnxruntime against itself on the same file (run again, "
+           f"before the anchor in even rounds and after it in odd ones): the spread of two equal sides. "
            f"Raw measurements: `{jsonl.split('/')[-1]}`.\n")
 if isa:
     out.append(f"**ISA capped at {isa.upper()}** on both sides for ATen's kernels, oneDNN, MKL and FBGEMM "

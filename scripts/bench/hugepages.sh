@@ -55,7 +55,8 @@ for l in open(runs):
         sys.exit(f"hugepages: round {r['round']} batch {r['batch']} {r['setting']}: {r['status']}")
     t[(r["batch"], r["round"])][r["setting"]] = r["ms_per_seq"]
 batches = sorted({b for b, _ in t})
-print(f"# glibc huge pages for recbench's {backend} {precision} worker on {hw.get('cpu_model')}\n")
+sig = f" ({hw['cpu_signature']})" if hw.get("cpu_signature") else ""
+print(f"# glibc huge pages for recbench's {backend} {precision} worker on {hw.get('cpu_model')}{sig}\n")
 print(f"`scripts/bench/hugepages.sh` at commit {commit}: all-MiniLM-L6-v2, 128 tokens, {threads} threads, "
       f"`RECBENCH_HUGEPAGES=off` and `=on` in turn (off first in odd rounds). Host `{hw['host']}`, "
       f"{hw.get('physical_cores')} physical cores, flags: {' '.join(hw.get('cpu_flags', []))}. "

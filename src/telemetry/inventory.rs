@@ -36,6 +36,10 @@ pub const RELEVANT_FLAGS: &[&str] = &[
 pub struct Inventory {
     pub host: String,
     pub cpu_model: Option<String>,
+    /// Vendor, family, model and stepping from `/proc/cpuinfo`: what tells CPU generations apart
+    /// where a VM shows a generic model name (two "AMD EPYC" VMs here were Zen 4 and Zen 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_signature: Option<String>,
     pub cpu_flags: Vec<String>,
     pub architecture: String,
     pub logical_cores: usize,
@@ -187,6 +191,26 @@ pub fn fp32_peak_from(cpuinfo: &str, max_khz: Option<u64>, cores: usize) -> Fp32
 /// Host name, sanitised for use in file names.
 /// This CPU as kernel choices depend on it: its model name and its instruction-set flags, from
 /// /proc/cpuinfo (empty where unreadable).
+/// `AuthenticAMD family 26 model 2 stepping 1` (x86), `CPU implementer 0x41 part 0xd40` (Arm):
+/// `None` when `/proc/cpuinfo` has neither.
+fn cpu_signature(cpuinfo: &str) -> Option<String> {
+    let field = |k| cpuinfo_field(cpuinfo, k);
+    if let (Some(family), Some(model)) = (field("cpu family"), field("model")) {
+        let mut s = format!(
+            "{} family {family} model {model}",
+            field("vendor_id").unwrap_or("x86")
+        );
+        if let Some(stepping) = field("stepping") {
+            s.push_str(&format!(" stepping {stepping}"));
+        }
+        return Some(s);
+    }
+    match (field("CPU implementer"), field("CPU part")) {
+        (Some(i), Some(p)) => Some(format!("CPU implementer {i} part {p}")),
+        _ => None,
+    }
+}
+
 pub fn cpu_identity() -> String {
     let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
     format!(
@@ -323,6 +347,7 @@ impl Inventory {
         Inventory {
             host: hostname(),
             cpu_model: cpuinfo_field(&cpuinfo, "model name").map(str::to_string),
+            cpu_signature: cpu_signature(&cpuinfo),
             cpu_flags,
             architecture: std::env::consts::ARCH.to_string(),
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -351,6 +376,24 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_signature_tells_generations_apart_under_one_model_name() {
+        let zen = |family, model| {
+            format!("processor : 0\nvendor_id : AuthenticAMD\ncpu family : {family}\nmodel : {model}\nmodel name : AMD EPYC\nstepping : 1\n")
+        };
+        assert_eq!(
+            cpu_signature(&zen(26, 2)).as_deref(),
+            Some("AuthenticAMD family 26 model 2 stepping 1")
+        );
+        assert_ne!(cpu_signature(&zen(25, 17)), cpu_signature(&zen(26, 2)));
+        let arm = "processor : 0\nCPU implementer : 0x41\nCPU part : 0xd40\n";
+        assert_eq!(
+            cpu_signature(arm).as_deref(),
+            Some("CPU implementer 0x41 part 0xd40")
+        );
+        assert_eq!(cpu_signature("processor : 0\n"), None);
+    }
 
     #[test]
     fn topology_counts_unique_cores() {
