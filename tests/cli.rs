@@ -759,7 +759,7 @@ fn forced_huge_pages_reach_the_worker_which_still_keeps_its_freed_memory() {
 }
 
 #[test]
-fn a_bad_huge_page_setting_stops_the_sweep_before_its_first_run() {
+fn a_bad_huge_page_or_int8_layout_setting_stops_the_sweep_before_its_first_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = forced_huge_pages(dir.path(), "maybe");
     assert_clean_input_error(&out, "RECBENCH_HUGEPAGES");
@@ -767,6 +767,18 @@ fn a_bad_huge_page_setting_stops_the_sweep_before_its_first_run() {
     assert!(err.contains("\"maybe\" is neither on nor off"), "{err}");
     assert!(
         !dir.path().join("huge").exists(),
+        "a results folder was started"
+    );
+    // So does a bad candle int8 layout, even in a sweep whose runs are fp32.
+    let out = tiny_candle_run(dir.path(), "int8")
+        .env("RECBENCH_CANDLE_INT8", "tiled")
+        .output()
+        .unwrap();
+    assert_clean_input_error(&out, "RECBENCH_CANDLE_INT8");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allowed: auto, blocks, tiles"), "{err}");
+    assert!(
+        !dir.path().join("int8").exists(),
         "a results folder was started"
     );
 }

@@ -40,8 +40,9 @@ fn keep_all_pruning_reproduces_the_full_model_exactly() {
 }
 
 /// The CI-sized levers sweep (tests/fixtures/levers-ci.toml): every recipe runs on candle and
-/// records quality against the full model; keep-all is exactly the full model, and a 3-layer
-/// model's top-10 overlap is below the full 6-layer one's.
+/// records quality against the full model; keep-all is the full model (exactly on candle's
+/// ops, to float rounding on the fused kernels), and a 3-layer model's top-10 overlap is below
+/// the full 6-layer one's.
 #[test]
 fn levers_sweep_records_quality_against_the_full_model() {
     let out = tempfile::tempdir().unwrap();
@@ -94,16 +95,31 @@ fn levers_sweep_records_quality_against_the_full_model() {
         assert_eq!(q["reference"], "minilm-l6 (full) fp32 on candle");
     }
     let q = |recipe: &str, k: &str| by(recipe)["quality"][k].as_f64().unwrap();
-    for recipe in ["full", "keep-layers-6+drop-ffn-0+drop-heads-0"] {
+    // The quality reference runs candle's own ops. A run on them matches it exactly; a run on
+    // the fused kernels (the faster on some hosts at this shape, chosen by measurement) differs
+    // by float rounding, within the bar tests/model.rs holds the fused kernels to.
+    let full_model = ["full", "keep-layers-6+drop-ffn-0+drop-heads-0"];
+    for recipe in full_model {
+        let exact = by(recipe)["notes"]
+            .to_string()
+            .contains("kernels: layers on ops");
+        let (cos, rank, diff) = if exact {
+            (1e-12, 1e-12, 0.0)
+        } else {
+            (1e-9, 1e-6, 2e-5)
+        };
         assert_eq!(q(recipe, "top10_overlap"), 1.0);
-        assert!(q(recipe, "mean_cosine") >= 1.0 - 1e-12, "{recipe}");
+        assert!(q(recipe, "mean_cosine") >= 1.0 - cos, "{recipe}");
         assert!(
-            q(recipe, "score_rank_correlation") >= 1.0 - 1e-12,
+            q(recipe, "score_rank_correlation") >= 1.0 - rank,
             "{recipe}"
         );
+        let max_abs_diff = by(recipe)["parity"]["max_abs_diff"].as_f64().unwrap();
+        assert!(
+            max_abs_diff <= diff,
+            "{recipe}: max abs diff {max_abs_diff}"
+        );
     }
-    let keep_all = &by("keep-layers-6+drop-ffn-0+drop-heads-0")["parity"];
-    assert_eq!(keep_all["max_abs_diff"].as_f64().unwrap(), 0.0);
     assert!(
         q("keep-layers-3", "top10_overlap") < q("full", "top10_overlap"),
         "3 layers: {}",

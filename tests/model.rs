@@ -30,13 +30,8 @@ fn tiny_matches_the_float64_reference() {
     assert!(max <= 1e-5, "max abs diff {max}");
 }
 
-/// The fused CPU kernels compute what candle's own ops compute: on MiniLM with padded inputs of
-/// different lengths (the attention mask matters), fp32 and int8 embeddings agree to float
-/// rounding, and the encoder says which kernels ran.
-#[test]
-fn fused_kernels_match_candles_ops_on_minilm() {
-    use recbench::backend::candle::CandleBert;
-    use recbench::backend::Encoder;
+/// MiniLM, and three sentences of different lengths padded to 48 tokens (the mask matters).
+fn minilm_three_sentences() -> (ModelFiles, recbench::model::TokenBatch) {
     let files = ModelFiles::resolve(Preset::MiniLmL6, 0).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let b = tok
@@ -50,6 +45,49 @@ fn fused_kernels_match_candles_ops_on_minilm() {
             48,
         )
         .unwrap();
+    (files, b)
+}
+
+/// int8 layers whose inner size is padded with zeros to whole 256-value superblocks (where
+/// candle's int8 kernel on VNNI tiles applies; MiniLM's 384 becomes 512, 1536 stays) compute
+/// what candle's Q8_0 block dot products compute, to int8 rounding (tiles quantize the
+/// activations in 256-value blocks, blocks in 32-value ones); the notes and the cache tag say
+/// which ran. Forced both ways, so it holds on a host where either would lose the race.
+#[test]
+fn candle_int8_tiles_match_blocks_on_minilm() {
+    use recbench::backend::candle::CandleBert;
+    use recbench::backend::Encoder;
+    let (files, b) = minilm_three_sentences();
+    let o = opts(Precision::Int8);
+    let mut blocks = CandleBert::load_forced(&files, o, Some(true), Some(false)).unwrap();
+    let mut tiles = CandleBert::load_forced(&files, o, Some(true), Some(true)).unwrap();
+    assert_eq!(blocks.cache_tag().as_deref(), Some("fused"));
+    assert_eq!(tiles.cache_tag().as_deref(), Some("fused-tiles"));
+    let note = tiles.kernels().unwrap();
+    assert!(
+        note.contains(
+            "384→1536 on tiles, inner size padded to 512 (forced by RECBENCH_CANDLE_INT8)"
+        ) && note.contains("1536→384 (whole superblocks: candle's own choice)"),
+        "{note}"
+    );
+    let note = blocks.kernels().unwrap();
+    assert!(note.contains("384→1536 on blocks (forced by"), "{note}");
+    let (a, t) = (blocks.encode(&b).unwrap(), tiles.encode(&b).unwrap());
+    for i in 0..3 {
+        let c = cosine(a.row(i), t.row(i));
+        eprintln!("row {i}: cosine of tiles against blocks {c}");
+        assert!(c > 0.995, "row {i}: cosine {c}");
+    }
+}
+
+/// The fused CPU kernels compute what candle's own ops compute: on MiniLM with padded inputs of
+/// different lengths (the attention mask matters), fp32 and int8 embeddings agree to float
+/// rounding, and the encoder says which kernels ran.
+#[test]
+fn fused_kernels_match_candles_ops_on_minilm() {
+    use recbench::backend::candle::CandleBert;
+    use recbench::backend::Encoder;
+    let (files, b) = minilm_three_sentences();
     for precision in [Precision::Fp32, Precision::Int8] {
         let o = opts(precision);
         let mut ops = CandleBert::load_with(&files, o, Some(false)).unwrap();

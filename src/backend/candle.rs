@@ -5,7 +5,12 @@
 //! attention mask with a value that overflows to -inf in f16/bf16 and produces NaN. Here the
 //! attention softmax, LayerNorm and pooling run in f32 whatever the precision, the matmuls run
 //! in the run's precision, and int8 uses candle's Q8_0 quantized matmul (weights in blocks of 32
-//! with one scale each, activations quantized on the fly).
+//! with one scale each, activations quantized on the fly). candle runs that product on weights
+//! repacked in VNNI tiles (x86 with AVX-512 VNNI or AVX-VNNI) only where the inner size is a whole
+//! number of 256-value superblocks, and on 32-value block dot products elsewhere: on the CPU,
+//! each int8 layer shape whose inner size is not such a number (MiniLM's 384) is timed both
+//! ways at load, as it is and padded with zeros to the next multiple of 256, and the faster is
+//! kept and remembered (`RECBENCH_CANDLE_INT8=blocks|tiles` forces one).
 //!
 //! On the CPU, with f32 activations (fp32 and int8), the layers run either on candle's own ops
 //! or on the fused kernels of `fused.rs` (bias and GELU in the GEMM's pass, attention per
@@ -70,7 +75,9 @@ pub fn runtime_version() -> String {
 pub fn describe() -> String {
     format!(
         "pure Rust; on CPU candle's ops or fused kernels, the faster by measurement at load \
-         ({KERNELS_ENV}=ops|fused forces one); int8 via candle's Q8_0 quantized matmul"
+         ({KERNELS_ENV}=ops|fused forces one); int8 via candle's Q8_0 quantized matmul, on its \
+         block dot products or its VNNI tiles (inner size padded to a multiple of 256), the faster \
+         by measurement ({INT8_ENV}=blocks|tiles forces one)"
     )
 }
 
@@ -78,10 +85,11 @@ pub fn describe() -> String {
 pub const KERNELS_ENV: &str = "RECBENCH_CANDLE_KERNELS";
 
 /// Nothing but the precision changes the outputs of candle's own ops, which a load without a
-/// shape hint (the reference) runs; an encoder on the fused kernels says so itself
-/// (`Encoder::cache_tag`).
-pub fn cache_tag(_precision: Precision) -> Option<String> {
-    None
+/// shape hint (the reference) runs, save int8 layers forced onto tiles (`RECBENCH_CANDLE_INT8`);
+/// an encoder on the fused kernels or on measured tiles says so itself (`Encoder::cache_tag`).
+pub fn cache_tag(precision: Precision) -> Option<String> {
+    (precision == Precision::Int8 && matches!(int8_forced(), Ok(Some(true))))
+        .then(|| "tiles".into())
 }
 
 /// `RECBENCH_CANDLE_KERNELS`: `Some(true)` fused, `Some(false)` candle's ops, `None` measure.
@@ -97,6 +105,142 @@ fn kernels_forced() -> Result<Option<bool>> {
             format!("unknown kernels {other:?}; allowed: auto, ops, fused"),
         )),
     }
+}
+
+/// Forces how the int8 layers whose inner size is not a multiple of [`TILE_K`] run on the CPU:
+/// `blocks` (candle's Q8_0 block dot products) or `tiles` (the inner size padded with zeros to
+/// a multiple of [`TILE_K`], where candle's int8 kernel on VNNI tiles applies); unset or `auto`
+/// measures.
+pub const INT8_ENV: &str = "RECBENCH_CANDLE_INT8";
+
+/// candle's x86 int8 kernel on repacked weights takes inner sizes in whole superblocks of this
+/// many values (`repack_x86::select`).
+const TILE_K: usize = 256;
+
+/// `RECBENCH_CANDLE_INT8`: `Some(true)` tiles, `Some(false)` blocks, `None` measure; an error
+/// names it when it is none of these (a sweep checks it before its first run).
+pub fn int8_forced() -> Result<Option<bool>> {
+    match std::env::var(INT8_ENV).ok().as_deref() {
+        None | Some("") | Some("auto") => Ok(None),
+        Some("blocks") => Ok(Some(false)),
+        Some("tiles") => Ok(Some(true)),
+        Some(other) => Err(Error::input(
+            "<environment>",
+            None,
+            INT8_ENV,
+            format!("unknown int8 layout {other:?}; allowed: auto, blocks, tiles"),
+        )),
+    }
+}
+
+/// Zero columns that bring inner size `k` to a whole number of [`TILE_K`] superblocks.
+fn tile_pad(k: usize) -> usize {
+    k.next_multiple_of(TILE_K) - k
+}
+
+/// `x` (`[rows, in]`) with `pad` zero columns appended.
+fn padded(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
+    if pad == 0 {
+        Ok(x.clone())
+    } else {
+        x.pad_with_zeros(D::Minus1, 0, pad)
+    }
+}
+
+/// The Q8_0 weight of `w` (`[out, in]`), with `pad` zero columns appended first.
+fn q8_0(w: &Tensor, pad: usize) -> candle_core::Result<QMatMul> {
+    let w = padded(w, pad)?;
+    QMatMul::from_qtensor(if w.device().is_cpu() {
+        QTensor::quantize(&w, GgmlDType::Q8_0)?
+    } else {
+        // candle quantizes on the CPU, into blocks that live on the device.
+        QTensor::quantize_onto(&w.to_device(&CDevice::Cpu)?, GgmlDType::Q8_0, w.device())?
+    })
+}
+
+/// The zero columns each int8 layer shape `(in, out)` gets.
+type Int8Pads = Vec<((usize, usize), usize)>;
+
+/// For an int8 run on the CPU: the zero columns each layer shape (in, out) gets, and the note
+/// saying how. Shapes whose inner size is a whole number of superblocks get none (candle picks
+/// tiles or blocks for them itself, by the host's ISA). The others are `forced` (tiles or not),
+/// else left as they are without a shape hint, else timed both ways on the run's
+/// row count (best of 3 interleaved calls, on random weights of the layer's shape) and the
+/// faster kept, remembered per host, candle version, threads, shape and rows.
+fn choose_int8_layout(
+    shapes: &[(usize, usize)],
+    opts: EncoderOptions,
+    forced: Option<bool>,
+) -> Result<(Int8Pads, String)> {
+    let threads = opts.threads.max(1);
+    let mut pads = Vec::new();
+    let mut how = Vec::new();
+    for &(k, n) in shapes {
+        if pads.iter().any(|&(s, _)| s == (k, n)) {
+            continue;
+        }
+        let pad = tile_pad(k);
+        // (tiles?, what the note says in brackets)
+        let (tiles, why) = if pad == 0 {
+            (false, "whole superblocks: candle's own choice".to_string())
+        } else if let Some(t) = forced {
+            (t, format!("forced by {INT8_ENV}"))
+        } else if let Some((b, s)) = opts.shape_hint {
+            let rows = b * s;
+            let key = format!(
+                "cpu {}, candle {}, {threads} threads, int8 {k}->{n} at {rows} rows, blocks or tiles",
+                super::choices::host(),
+                runtime_version(),
+            );
+            // Remembered as "tiles: blocks 2.52 ms, tiles 0.34 ms at 128 rows".
+            let measured = match super::choices::recall("candle-int8", &key) {
+                Some(v) => v
+                    .split_once(": ")
+                    .map(|(d, t)| (d == "tiles", format!("{t}, measured earlier on this host"))),
+                None => None,
+            };
+            match measured {
+                Some(m) => m,
+                None => {
+                    let (blocks_ms, tiles_ms) = race_int8_layouts(rows, k, n).map_err(err)?;
+                    let tiles = tiles_ms < blocks_ms;
+                    let timings =
+                        format!("blocks {blocks_ms:.2} ms, tiles {tiles_ms:.2} ms at {rows} rows");
+                    let decision = if tiles { "tiles" } else { "blocks" };
+                    super::choices::remember(
+                        "candle-int8",
+                        &key,
+                        &format!("{decision}: {timings}"),
+                    );
+                    (tiles, format!("{timings}, chosen by measurement"))
+                }
+            }
+        } else {
+            (false, "no shape to measure on".to_string())
+        };
+        let pad = if tiles { pad } else { 0 };
+        pads.push(((k, n), pad));
+        how.push(match (pad, tile_pad(k)) {
+            (_, 0) => format!("{k}→{n} ({why})"),
+            (0, _) => format!("{k}→{n} on blocks ({why})"),
+            (p, _) => format!("{k}→{n} on tiles, inner size padded to {} ({why})", k + p),
+        });
+    }
+    Ok((pads, how.join(", ")))
+}
+
+/// A `[rows, k] × [k, n]` int8 product on candle's Q8_0 block dot products against the same
+/// padded to whole superblocks (the padding of the input timed with it): best milliseconds of
+/// each over 3 interleaved calls.
+fn race_int8_layouts(rows: usize, k: usize, n: usize) -> candle_core::Result<(f64, f64)> {
+    let x = Tensor::randn(0f32, 1.0, (rows, k), &CDevice::Cpu)?;
+    let w = Tensor::randn(0f32, 0.05, (n, k), &CDevice::Cpu)?;
+    let pad = tile_pad(k);
+    let (blocks, tiles) = (q8_0(&w, 0)?, q8_0(&w, pad)?);
+    super::race(
+        || blocks.forward(&x).map(drop),
+        || tiles.forward(&padded(&x, pad)?).map(drop),
+    )
 }
 
 pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
@@ -146,30 +290,25 @@ pub fn gemm_gflops(n: usize, threads: usize, budget: std::time::Duration) -> Opt
 enum Linear {
     /// Weight transposed to `[in, out]`, contiguous, in the compute dtype.
     Dense { w_t: Tensor, b: Tensor },
-    /// Q8_0 weight; input and output in f32.
-    Quant { w: QMatMul, b: Tensor },
+    /// Q8_0 weight with `pad` zero columns appended (see [`choose_int8_layout`]); input (padded
+    /// as the weight on every call) and output in f32.
+    Quant { w: QMatMul, b: Tensor, pad: usize },
 }
 
 impl Linear {
+    /// `pad`: the zero columns an int8 weight gets (0 for the other precisions).
     fn new(
         w: &Tensor,
         b: &Tensor,
         precision: Precision,
         dtype: DType,
+        pad: usize,
     ) -> candle_core::Result<Self> {
         Ok(match precision {
             Precision::Int8 => Linear::Quant {
-                w: QMatMul::from_qtensor(if w.device().is_cpu() {
-                    QTensor::quantize(w, GgmlDType::Q8_0)?
-                } else {
-                    // candle quantizes on the CPU, into blocks that live on the device.
-                    QTensor::quantize_onto(
-                        &w.to_device(&CDevice::Cpu)?,
-                        GgmlDType::Q8_0,
-                        w.device(),
-                    )?
-                })?,
+                w: q8_0(w, pad)?,
                 b: b.clone(),
+                pad,
             },
             _ => Linear::Dense {
                 w_t: w.t()?.contiguous()?.to_dtype(dtype)?,
@@ -182,7 +321,15 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Linear::Dense { w_t, b } => x.matmul(w_t)?.broadcast_add(b),
-            Linear::Quant { w, b } => w.forward(x)?.broadcast_add(b),
+            Linear::Quant { w, b, pad } => w.forward(&padded(x, *pad)?)?.broadcast_add(b),
+        }
+    }
+
+    /// The zero columns of an int8 weight (0 for the other precisions).
+    fn pad(&self) -> usize {
+        match self {
+            Linear::Quant { pad, .. } => *pad,
+            Linear::Dense { .. } => 0,
         }
     }
 
@@ -190,7 +337,7 @@ impl Linear {
     fn forward_fused(&self, x: &Tensor, gelu: bool, threads: usize) -> candle_core::Result<Tensor> {
         match self {
             Linear::Dense { w_t, b } => fused::linear(x, w_t, b, gelu, threads),
-            Linear::Quant { w, b } => fused::bias(&w.forward(x)?, b, gelu),
+            Linear::Quant { w, b, pad } => fused::bias(&w.forward(&padded(x, *pad)?)?, b, gelu),
         }
     }
 }
@@ -234,6 +381,8 @@ pub struct CandleBert {
     threads: usize,
     /// How the kernels were chosen, for the run's notes (`None`: no choice here).
     chosen: Option<String>,
+    /// How the int8 layers run, for the run's notes (`None`: not int8 on the CPU).
+    int8_layout: Option<String>,
 }
 
 impl CandleBert {
@@ -249,6 +398,18 @@ impl CandleBert {
         files: &ModelFiles,
         opts: EncoderOptions,
         fused: Option<bool>,
+    ) -> Result<CandleBert> {
+        Self::load_forced(files, opts, fused, int8_forced()?)
+    }
+
+    /// As [`CandleBert::load_with`] with the int8 layout given too: `Some(true)` tiles (inner
+    /// sizes padded to whole superblocks), `Some(false)` blocks, `None` chosen (see
+    /// `choose_int8_layout`).
+    pub fn load_forced(
+        files: &ModelFiles,
+        opts: EncoderOptions,
+        fused: Option<bool>,
+        int8_tiles: Option<bool>,
     ) -> Result<CandleBert> {
         supports(opts.device, opts.precision).map_err(|m| Error::backend("candle", m))?;
         let device = match opts.device {
@@ -285,12 +446,40 @@ impl CandleBert {
             b: n.bias.clone(),
             eps,
         };
-        let linear =
-            |d: &Dense<Tensor>| Linear::new(&d.weight, &d.bias, opts.precision, dtype).map_err(err);
+        // One [3a, h] projection instead of three: one GEMM per layer for Q, K and V.
+        let qkvs = t
+            .layers
+            .iter()
+            .map(|l| l.fused_qkv(|[q, k, v]| Tensor::cat(&[q, k, v], 0).map_err(err)))
+            .collect::<Result<Vec<_>>>()?;
+        let (pads, int8_layout) = if opts.precision == Precision::Int8 && device.is_cpu() {
+            let mut shapes = Vec::new();
+            for (l, qkv) in t.layers.iter().zip(&qkvs) {
+                for w in [
+                    &qkv.weight,
+                    &l.attn_out.weight,
+                    &l.intermediate.weight,
+                    &l.output.weight,
+                ] {
+                    let (n, k) = w.dims2().map_err(err)?;
+                    shapes.push((k, n));
+                }
+            }
+            let (pads, how) = choose_int8_layout(&shapes, opts, int8_tiles)?;
+            (pads, Some(how))
+        } else {
+            (Vec::new(), None)
+        };
+        let linear = |d: &Dense<Tensor>| {
+            let (n, k) = d.weight.dims2().map_err(err)?;
+            let pad = pads
+                .iter()
+                .find(|&&(s, _)| s == (k, n))
+                .map_or(0, |&(_, p)| p);
+            Linear::new(&d.weight, &d.bias, opts.precision, dtype, pad).map_err(err)
+        };
         let mut layers = Vec::with_capacity(cfg.num_layers);
-        for l in &t.layers {
-            // One [3a, h] projection instead of three: one GEMM per layer for Q, K and V.
-            let qkv = l.fused_qkv(|[q, k, v]| Tensor::cat(&[q, k, v], 0).map_err(err))?;
+        for (l, qkv) in t.layers.iter().zip(qkvs) {
             layers.push(Layer {
                 qkv: linear(&qkv)?,
                 attn_out: linear(&l.attn_out)?,
@@ -313,6 +502,7 @@ impl CandleBert {
             fused: false,
             threads: opts.threads.max(1),
             chosen: None,
+            int8_layout,
         };
         if bert.device.is_cpu() && dtype == DType::F32 {
             bert.choose_kernels(opts, fused)?;
@@ -382,8 +572,8 @@ impl CandleBert {
     }
 
     /// For the notes of an int8 run: the first layer's FFN product (hidden → intermediate) at
-    /// `rows` rows in Q8_0 against the same product in f32 on the fused GEMM, best of 3
-    /// interleaved calls, and why int8 loses where it does.
+    /// `rows` rows in Q8_0 (on blocks or tiles, as the layer runs) against the same product in
+    /// f32 on the fused GEMM, best of 3 interleaved calls, and why int8 loses where it does.
     fn int8_against_f32(&self, rows: usize) -> candle_core::Result<String> {
         let Some(layer) = self.layers.first() else {
             return Ok(String::new());
@@ -396,17 +586,26 @@ impl CandleBert {
             || layer.inter.forward(&x).map(drop),
             || fused::linear(&x, &w_t, &bias, false, self.threads).map(drop),
         )?;
+        let why = match (layer.inter.pad(), tile_pad(h)) {
+            _ if q8 <= f32 => String::new(),
+            (0, 0) => " (int8 is slower than fp32 on this host at this size; for an inner size \
+                       in whole superblocks candle picks its kernel itself, by the host's ISA)"
+                .to_string(),
+            (0, _) => " (int8 is slower than fp32 on this host: on blocks, candle's CPU quantized \
+                       matmul takes one dot product of 32-value blocks per output, with AVX2 byte \
+                       multiplies and no tiling across rows, while the f32 GEMM is register-tiled \
+                       and uses the host's widest vectors)"
+                .to_string(),
+            (pad, _) => format!(
+                " (int8 is slower than fp32 on this host at this size even on candle's int8 \
+                 tiles: the inner size is padded from {h} to {}, and the activations are \
+                 quantized on every call)",
+                h + pad
+            ),
+        };
         Ok(format!(
             "; int8 here: the {rows}×{h}→{i} product takes {q8:.2} ms in Q8_0 against \
-             {f32:.2} ms in f32{}",
-            if q8 > f32 {
-                " (int8 is slower than fp32 on this host: candle's CPU quantized matmul takes \
-                 one dot product of 32-value blocks per output, with AVX2 byte multiplies and no \
-                 tiling across rows, while the f32 GEMM is register-tiled and uses the host's \
-                 widest vectors)"
-            } else {
-                ""
-            }
+             {f32:.2} ms in f32{why}"
         ))
     }
 
@@ -506,12 +705,33 @@ impl Encoder for CandleBert {
     }
 
     fn kernels(&self) -> Option<String> {
-        self.chosen
+        let layers = self
+            .chosen
             .as_ref()
-            .map(|c| format!("layers on {c} ({KERNELS_ENV})"))
+            .map(|c| format!("layers on {c} ({KERNELS_ENV})"));
+        let int8 = self
+            .int8_layout
+            .as_ref()
+            .map(|c| format!("int8 products: {c} ({INT8_ENV})"));
+        match (layers, int8) {
+            (Some(l), Some(i)) => Some(format!("{l}; {i}")),
+            (l, i) => l.or(i),
+        }
     }
 
+    /// `fused` on the fused kernels, `tiles` where an int8 layer is padded to whole superblocks
+    /// (its activations are then quantized in 256-value blocks: other outputs).
     fn cache_tag(&self) -> Option<String> {
-        self.fused.then(|| "fused".into())
+        let tiles = self.layers.iter().any(|l| {
+            [&l.qkv, &l.attn_out, &l.inter, &l.out]
+                .iter()
+                .any(|x| x.pad() > 0)
+        });
+        match (self.fused, tiles) {
+            (false, false) => None,
+            (true, false) => Some("fused".into()),
+            (false, true) => Some("tiles".into()),
+            (true, true) => Some("fused-tiles".into()),
+        }
     }
 }

@@ -123,8 +123,10 @@ fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRu
     if opts.quick {
         scenario.quick();
     }
-    // A bad RECBENCH_HUGEPAGES stops the sweep before its first run.
+    // A bad RECBENCH_HUGEPAGES or RECBENCH_CANDLE_INT8 stops the sweep before its first run.
     hugepages::forced()?;
+    #[cfg(feature = "candle")]
+    crate::backend::candle::int8_forced()?;
     let planned = plan(scenario, opts);
     if planned.is_empty() {
         return Err(Error::input(
