@@ -761,26 +761,34 @@ fn forced_huge_pages_reach_the_worker_which_still_keeps_its_freed_memory() {
 #[test]
 fn a_bad_huge_page_or_int8_layout_setting_stops_the_sweep_before_its_first_run() {
     let dir = tempfile::tempdir().unwrap();
-    let out = forced_huge_pages(dir.path(), "maybe");
-    assert_clean_input_error(&out, "RECBENCH_HUGEPAGES");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"maybe\" is neither on nor off"), "{err}");
-    assert!(
-        !dir.path().join("huge").exists(),
-        "a results folder was started"
-    );
-    // So does a bad candle int8 layout, even in a sweep whose runs are fp32.
-    let out = tiny_candle_run(dir.path(), "int8")
-        .env("RECBENCH_CANDLE_INT8", "tiled")
-        .output()
-        .unwrap();
-    assert_clean_input_error(&out, "RECBENCH_CANDLE_INT8");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("allowed: auto, blocks, tiles"), "{err}");
-    assert!(
-        !dir.path().join("int8").exists(),
-        "a results folder was started"
-    );
+    // The candle int8 layout is checked even in a sweep whose runs are fp32.
+    for (name, var, value, why) in [
+        (
+            "huge",
+            "RECBENCH_HUGEPAGES",
+            "maybe",
+            "\"maybe\" is neither on nor off",
+        ),
+        (
+            "int8",
+            "RECBENCH_CANDLE_INT8",
+            "tiled",
+            "allowed: auto, blocks, tiles",
+        ),
+    ] {
+        let out = tiny_candle_run(dir.path(), name)
+            .env(var, value)
+            .env_remove("GLIBC_TUNABLES")
+            .output()
+            .unwrap();
+        assert_clean_input_error(&out, var);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{err}");
+        assert!(
+            !dir.path().join(name).exists(),
+            "{var}: a results folder was started"
+        );
+    }
 }
 
 #[test]

@@ -94,15 +94,21 @@ pub fn cache_tag(precision: Precision) -> Option<String> {
 
 /// `RECBENCH_CANDLE_KERNELS`: `Some(true)` fused, `Some(false)` candle's ops, `None` measure.
 fn kernels_forced() -> Result<Option<bool>> {
-    match std::env::var(KERNELS_ENV).ok().as_deref() {
+    forced_either(KERNELS_ENV, "kernels", ["ops", "fused"])
+}
+
+/// Environment variable `name` as one of two settings: `Some(false)` the first, `Some(true)`
+/// the second, `None` unset, empty or `auto` (measure); an error names it and what it allows.
+fn forced_either(name: &str, what: &str, [no, yes]: [&str; 2]) -> Result<Option<bool>> {
+    match std::env::var(name).ok().as_deref() {
         None | Some("") | Some("auto") => Ok(None),
-        Some("ops") => Ok(Some(false)),
-        Some("fused") => Ok(Some(true)),
+        Some(v) if v == no => Ok(Some(false)),
+        Some(v) if v == yes => Ok(Some(true)),
         Some(other) => Err(Error::input(
             "<environment>",
             None,
-            KERNELS_ENV,
-            format!("unknown kernels {other:?}; allowed: auto, ops, fused"),
+            name,
+            format!("unknown {what} {other:?}; allowed: auto, {no}, {yes}"),
         )),
     }
 }
@@ -120,17 +126,7 @@ const TILE_K: usize = 256;
 /// `RECBENCH_CANDLE_INT8`: `Some(true)` tiles, `Some(false)` blocks, `None` measure; an error
 /// names it when it is none of these (a sweep checks it before its first run).
 pub fn int8_forced() -> Result<Option<bool>> {
-    match std::env::var(INT8_ENV).ok().as_deref() {
-        None | Some("") | Some("auto") => Ok(None),
-        Some("blocks") => Ok(Some(false)),
-        Some("tiles") => Ok(Some(true)),
-        Some(other) => Err(Error::input(
-            "<environment>",
-            None,
-            INT8_ENV,
-            format!("unknown int8 layout {other:?}; allowed: auto, blocks, tiles"),
-        )),
-    }
+    forced_either(INT8_ENV, "int8 layout", ["blocks", "tiles"])
 }
 
 /// Zero columns that bring inner size `k` to a whole number of [`TILE_K`] superblocks.

@@ -253,10 +253,10 @@ pub(crate) mod choices {
         super::set_in_env(&ISA_CAPS)
     }
 
-    /// This host and build as kernel choices depend on them: a short hash of the CPU model and
-    /// flags, of the [`isa_caps`] set, and of the commit this binary was built from (a later
-    /// commit may change a candidate kernel, or what runs around it, so it measures afresh).
-    /// Read once per process.
+    /// This host and build as kernel choices depend on them: a short hash of the CPU model,
+    /// signature and flags, of the [`isa_caps`] set, and of the commit this binary was built
+    /// from (a later commit may change a candidate kernel, or what runs around it, so it
+    /// measures afresh). Read once per process.
     pub fn host() -> String {
         use sha2::{Digest, Sha256};
         static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -188,9 +188,6 @@ pub fn fp32_peak_from(cpuinfo: &str, max_khz: Option<u64>, cores: usize) -> Fp32
     }
 }
 
-/// Host name, sanitised for use in file names.
-/// This CPU as kernel choices depend on it: its model name and its instruction-set flags, from
-/// /proc/cpuinfo (empty where unreadable).
 /// `AuthenticAMD family 26 model 2 stepping 1` (x86), `CPU implementer 0x41 part 0xd40` (Arm):
 /// `None` when `/proc/cpuinfo` has neither.
 fn cpu_signature(cpuinfo: &str) -> Option<String> {
@@ -211,15 +208,19 @@ fn cpu_signature(cpuinfo: &str) -> Option<String> {
     }
 }
 
+/// This CPU as kernel choices depend on it: its model name, its signature (one name can cover
+/// two generations) and its instruction-set flags, from /proc/cpuinfo (empty where unreadable).
 pub fn cpu_identity() -> String {
     let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
     format!(
-        "{} [{}]",
+        "{} ({}) [{}]",
         cpuinfo_field(&cpuinfo, "model name").unwrap_or("unknown CPU"),
+        cpu_signature(&cpuinfo).unwrap_or_default(),
         cpuinfo_field(&cpuinfo, "flags").unwrap_or("")
     )
 }
 
+/// Host name, sanitised for use in file names.
 pub fn hostname() -> String {
     let raw = read("/proc/sys/kernel/hostname")
         .or_else(|| read("/etc/hostname"))
