@@ -175,9 +175,9 @@ fn choose_int8_layout(
         if pads.iter().any(|&(s, _)| s == (k, n)) {
             continue;
         }
-        let pad = tile_pad(k);
+        let full = tile_pad(k);
         // (tiles?, what the note says in brackets)
-        let (tiles, why) = if pad == 0 {
+        let (tiles, why) = if full == 0 {
             (false, "whole superblocks: candle's own choice".to_string())
         } else if let Some(t) = forced {
             (t, format!("forced by {INT8_ENV}"))
@@ -189,13 +189,11 @@ fn choose_int8_layout(
                 runtime_version(),
             );
             // Remembered as "tiles: blocks 2.52 ms, tiles 0.34 ms at 128 rows".
-            let measured = match super::choices::recall("candle-int8", &key) {
-                Some(v) => v
-                    .split_once(": ")
-                    .map(|(d, t)| (d == "tiles", format!("{t}, measured earlier on this host"))),
-                None => None,
-            };
-            match measured {
+            let remembered = super::choices::recall("candle-int8", &key).and_then(|v| {
+                let (d, t) = v.split_once(": ")?;
+                Some((d == "tiles", format!("{t}, measured earlier on this host")))
+            });
+            match remembered {
                 Some(m) => m,
                 None => {
                     let (blocks_ms, tiles_ms) = race_int8_layouts(rows, k, n).map_err(err)?;
@@ -214,9 +212,9 @@ fn choose_int8_layout(
         } else {
             (false, "no shape to measure on".to_string())
         };
-        let pad = if tiles { pad } else { 0 };
+        let pad = if tiles { full } else { 0 };
         pads.push(((k, n), pad));
-        how.push(match (pad, tile_pad(k)) {
+        how.push(match (pad, full) {
             (_, 0) => format!("{k}→{n} ({why})"),
             (0, _) => format!("{k}→{n} on blocks ({why})"),
             (p, _) => format!("{k}→{n} on tiles, inner size padded to {} ({why})", k + p),
