@@ -189,26 +189,27 @@ fn choose_int8_layout(
                 runtime_version(),
             );
             // Remembered as "tiles: blocks 2.52 ms, tiles 0.34 ms at 128 rows".
-            let remembered = super::choices::recall("candle-int8", &key).and_then(|v| {
-                let (d, t) = v.split_once(": ")?;
-                Some((d == "tiles", format!("{t}, measured earlier on this host")))
-            });
-            match remembered {
-                Some(m) => m,
-                None => {
+            let decided = super::choices::recall_or_measure(
+                "candle-int8",
+                &key,
+                |v| v.split_once(": ").map(|(d, _)| d == "tiles"),
+                || {
                     let (blocks_ms, tiles_ms) = race_int8_layouts(rows, k, n).map_err(err)?;
                     let tiles = tiles_ms < blocks_ms;
-                    let timings =
-                        format!("blocks {blocks_ms:.2} ms, tiles {tiles_ms:.2} ms at {rows} rows");
                     let decision = if tiles { "tiles" } else { "blocks" };
-                    super::choices::remember(
-                        "candle-int8",
-                        &key,
-                        &format!("{decision}: {timings}"),
-                    );
-                    (tiles, format!("{timings}, chosen by measurement"))
-                }
-            }
+                    Ok::<_, Error>((
+                        tiles,
+                        format!(
+                            "{decision}: blocks {blocks_ms:.2} ms, tiles {tiles_ms:.2} ms at {rows} rows"
+                        ),
+                    ))
+                },
+            )?;
+            let timings = decided.how.split_once(": ").map_or("", |(_, t)| t);
+            (
+                decided.value,
+                format!("{timings}, {}", decided.provenance()),
+            )
         } else {
             (false, "no shape to measure on".to_string())
         };
@@ -530,34 +531,37 @@ impl CandleBert {
             self.threads,
             opts.precision
         );
-        if let Some(v) = super::choices::recall("candle-kernels", &key) {
-            self.fused = v.starts_with("fused");
-            self.chosen = Some(format!("{v}, measured earlier on this host"));
-            return Ok(());
-        }
-        let rows = b * s;
-        let batch = TokenBatch {
-            batch: b,
-            seq_len: s,
-            input_ids: (0..rows as u32).map(|i| 1000 + i % 5000).collect(),
-            type_ids: vec![0; rows],
-            attention_mask: vec![1; rows],
-        };
-        let (t_ops, t_fused) = super::race(
-            || self.forward_with(&batch, false).map(drop),
-            || self.forward_with(&batch, true).map(drop),
-        )
-        .map_err(err)?;
-        self.fused = t_fused < t_ops;
-        let mut how = format!(
-            "{} (ops {t_ops:.2} ms, fused {t_fused:.2} ms per forward of {b} × {s} tokens)",
-            if self.fused { "fused" } else { "ops" }
-        );
-        if opts.precision == Precision::Int8 {
-            how.push_str(&self.int8_against_f32(rows).map_err(err)?);
-        }
-        super::choices::remember("candle-kernels", &key, &how);
-        self.chosen = Some(format!("{how}, chosen by measurement"));
+        let decided = super::choices::recall_or_measure(
+            "candle-kernels",
+            &key,
+            |v| Some(v.starts_with("fused")),
+            || {
+                let rows = b * s;
+                let batch = TokenBatch {
+                    batch: b,
+                    seq_len: s,
+                    input_ids: (0..rows as u32).map(|i| 1000 + i % 5000).collect(),
+                    type_ids: vec![0; rows],
+                    attention_mask: vec![1; rows],
+                };
+                let (t_ops, t_fused) = super::race(
+                    || self.forward_with(&batch, false).map(drop),
+                    || self.forward_with(&batch, true).map(drop),
+                )
+                .map_err(err)?;
+                let fused = t_fused < t_ops;
+                let mut how = format!(
+                    "{} (ops {t_ops:.2} ms, fused {t_fused:.2} ms per forward of {b} × {s} tokens)",
+                    if fused { "fused" } else { "ops" }
+                );
+                if opts.precision == Precision::Int8 {
+                    how.push_str(&self.int8_against_f32(rows).map_err(err)?);
+                }
+                Ok::<_, Error>((fused, how))
+            },
+        )?;
+        self.fused = decided.value;
+        self.chosen = Some(decided.told());
         Ok(())
     }
 

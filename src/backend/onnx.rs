@@ -443,60 +443,59 @@ impl OnnxBert {
             shape.0,
             shape.1
         );
-        if let Some(v) = super::choices::recall("onnx-flavour", &key) {
-            if let Some(&c) = candidates
-                .iter()
-                .find(|&&c| v.starts_with(&format!("{} ", name(c))))
-            {
-                let mut b = open(c.0, c.1)?;
-                b.chosen = format!("{v}, measured earlier on this host");
-                return Ok(b);
-            }
-        }
-        // Every session has its own intra-op thread pool, whose workers spin for a while after
-        // each forward (ONNX Runtime's default): in an interleaved race they would take a core
-        // from the next candidate. Measured on the 2-vCPU EPYC VM at 1 × 128 tokens: 30–50 ms
-        // per forward in such a race against 17 ms in the run that followed. So the raced
-        // sessions stop spinning at the end of each forward, and the one kept is opened again
-        // with the runtime's defaults.
-        let mut sessions = candidates
-            .iter()
-            .map(|&(f, l)| open_with(f, l, Spin::StopAfterRun))
-            .collect::<Result<Vec<_>>>()?;
-        let batch = TokenBatch {
-            batch: shape.0,
-            seq_len: shape.1,
-            input_ids: (0..rows as u32).map(|i| 1000 + i % 5000).collect(),
-            type_ids: vec![0; rows],
-            attention_mask: vec![1; rows],
-        };
-        let times = {
-            let batch = &batch;
-            let mut runs: Vec<Box<dyn FnMut() -> Result<()> + '_>> = sessions
-                .iter_mut()
-                .map(|s| Box::new(move || s.encode(batch).map(drop)) as Box<dyn FnMut() -> _>)
-                .collect();
-            super::race_all(&mut runs)?
-        };
-        let best = (0..times.len())
-            .min_by(|&a, &b| times[a].total_cmp(&times[b]))
-            .expect("at least two candidates");
-        let each: Vec<String> = names
-            .iter()
-            .zip(&times)
-            .map(|(n, t)| format!("{n} {t:.2} ms"))
-            .collect();
-        let how = format!(
-            "{} ({} per forward of {} × {} tokens)",
-            names[best],
-            each.join(", "),
-            shape.0,
-            shape.1
-        );
-        super::choices::remember("onnx-flavour", &key, &how);
-        drop(sessions);
-        let mut keep = open(candidates[best].0, candidates[best].1)?;
-        keep.chosen = format!("{how}, chosen by measurement");
+        let decided = super::choices::recall_or_measure(
+            "onnx-flavour",
+            &key,
+            |v| {
+                candidates
+                    .iter()
+                    .position(|&c| v.starts_with(&format!("{} ", name(c))))
+            },
+            || {
+                // Every session has its own intra-op thread pool, whose workers spin for a
+                // while after each forward (ONNX Runtime's default): in an interleaved race
+                // they would take a core from the next candidate. Measured on the 2-vCPU EPYC
+                // VM at 1 × 128 tokens: 30–50 ms per forward in such a race against 17 ms in
+                // the run that followed. So the raced sessions stop spinning at the end of
+                // each forward, and the one kept is opened again with the runtime's defaults.
+                let mut sessions = candidates
+                    .iter()
+                    .map(|&(f, l)| open_with(f, l, Spin::StopAfterRun))
+                    .collect::<Result<Vec<_>>>()?;
+                let batch = TokenBatch {
+                    batch: shape.0,
+                    seq_len: shape.1,
+                    input_ids: (0..rows as u32).map(|i| 1000 + i % 5000).collect(),
+                    type_ids: vec![0; rows],
+                    attention_mask: vec![1; rows],
+                };
+                let batch = &batch;
+                let mut runs: Vec<Box<dyn FnMut() -> Result<()> + '_>> = sessions
+                    .iter_mut()
+                    .map(|s| Box::new(move || s.encode(batch).map(drop)) as Box<dyn FnMut() -> _>)
+                    .collect();
+                let times = super::race_all(&mut runs)?;
+                let best = (0..times.len())
+                    .min_by(|&a, &b| times[a].total_cmp(&times[b]))
+                    .expect("at least two candidates");
+                let each: Vec<String> = names
+                    .iter()
+                    .zip(&times)
+                    .map(|(n, t)| format!("{n} {t:.2} ms"))
+                    .collect();
+                let how = format!(
+                    "{} ({} per forward of {} × {} tokens)",
+                    names[best],
+                    each.join(", "),
+                    shape.0,
+                    shape.1
+                );
+                Ok::<_, Error>((best, how))
+            },
+        )?;
+        let (f, l) = candidates[decided.value];
+        let mut keep = open(f, l)?;
+        keep.chosen = decided.told();
         Ok(keep)
     }
 

@@ -399,37 +399,41 @@ impl KernelChoice {
             return Ok(0);
         }
         let key = self.key(inner, out);
-        if let Some(v) = super::choices::recall("torch-linear", &key) {
-            let raced = &self.names[..self.raced];
-            if let Some(k) = raced.iter().position(|n| v.starts_with(&format!("{n} ("))) {
-                self.decided.push((
-                    (inner, out),
-                    k,
-                    format!("{v}, measured earlier on this host"),
-                ));
-                return Ok(k);
-            }
-        }
-        let times = time().map_err(err)?;
-        let k = (0..times.len())
-            .min_by(|&a, &b| times[a].0.total_cmp(&times[b].0))
-            .unwrap_or(0);
-        let each: Vec<String> = self
-            .names
-            .iter()
-            .zip(&times)
-            .map(|(n, (ms, why))| match why {
-                Some(why) => format!("{n} cannot run: {why}"),
-                None => format!("{n} {ms:.2} ms"),
-            })
-            .collect();
-        let how = format!(
-            "{} ({} at {} rows)",
-            self.names[k],
-            each.join(", "),
-            self.rows
-        );
-        super::choices::remember("torch-linear", &key, &how);
+        let raced = &self.names[..self.raced];
+        let decided = super::choices::recall_or_measure(
+            "torch-linear",
+            &key,
+            |v| raced.iter().position(|n| v.starts_with(&format!("{n} ("))),
+            || {
+                let times = time().map_err(err)?;
+                let k = (0..times.len())
+                    .min_by(|&a, &b| times[a].0.total_cmp(&times[b].0))
+                    .unwrap_or(0);
+                let each: Vec<String> = self
+                    .names
+                    .iter()
+                    .zip(&times)
+                    .map(|(n, (ms, why))| match why {
+                        Some(why) => format!("{n} cannot run: {why}"),
+                        None => format!("{n} {ms:.2} ms"),
+                    })
+                    .collect();
+                let how = format!(
+                    "{} ({} at {} rows)",
+                    self.names[k],
+                    each.join(", "),
+                    self.rows
+                );
+                Ok::<_, Error>((k, how))
+            },
+        )?;
+        // The run's note says once that the shapes were chosen by measurement.
+        let how = if decided.remembered {
+            decided.told()
+        } else {
+            decided.how
+        };
+        let k = decided.value;
         self.decided.push(((inner, out), k, how));
         Ok(k)
     }

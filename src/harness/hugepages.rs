@@ -31,6 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::malloc::{HUGETLB_CHOSEN_ENV, HUGETLB_TUNABLE};
+use crate::backend::choices::Decided;
 use crate::scenario::RunSpec;
 use crate::spec::{Device, Precision};
 
@@ -121,26 +122,22 @@ pub fn decide(
             "huge pages: glibc's default (not measured: {why})"
         ))));
     }
-    let key = key(spec);
-    if let Some(v) = crate::backend::choices::recall(FILE, &key) {
-        if let Some(on) = v.split_whitespace().next().and_then(|s| s.parse().ok()) {
-            return Ok(Some(Decision {
-                on: Some(on),
-                note: format!("{}, measured earlier on this host", note(on, &v)),
-            }));
-        }
-    }
     let timeout = Duration::from_secs_f64(spec.timeout_s);
-    Ok(Some(match race(exe, spec_path, env, timeout) {
-        Ok(rounds) => {
+    let decided = crate::backend::choices::recall_or_measure(
+        FILE,
+        &key(spec),
+        |v| v.split_whitespace().next()?.parse().ok(),
+        || {
+            let rounds = race(exe, spec_path, env, timeout)?;
             let best = keep_huge(&rounds);
-            let value = format!("{best} {}", timings(&rounds, spec));
-            crate::backend::choices::remember(FILE, &key, &value);
-            Decision {
-                on: Some(best),
-                note: note(best, &value),
-            }
-        }
+            Ok::<_, String>((best, format!("{best} {}", timings(&rounds, spec))))
+        },
+    );
+    Ok(Some(match decided {
+        Ok(d) => Decision {
+            on: Some(d.value),
+            note: note(&d),
+        },
         Err(why) => Decision {
             on: Some(false),
             note: format!("huge pages: glibc's default (not measured: {why})"),
@@ -275,10 +272,10 @@ fn timings(rounds: &[[f64; 2]], spec: &RunSpec) -> String {
     )
 }
 
-/// The run's note from a remembered value "BOOL (timings)".
-fn note(on: bool, value: &str) -> String {
-    let detail = value.split_once(' ').map_or("", |(_, d)| d);
-    format!("huge pages: {}, chosen by measurement {detail}", what(on))
+/// The run's note from a decision remembered as "BOOL (timings)".
+fn note(d: &Decided<bool>) -> String {
+    let detail = d.how.split_once(' ').map_or("", |(_, t)| t);
+    format!("huge pages: {}, {} {detail}", what(d.value), d.provenance())
 }
 
 /// The median ms per forward of each probe process, `[glibc's default, huge pages]` per round;
@@ -412,11 +409,23 @@ mod tests {
         let spec = crate::results::ResultsFile::load(&p).unwrap().runs[0]
             .spec
             .clone();
-        let value = format!(
-            "true {}",
-            timings(&[[136.2, 131.02], [133.1, 132.0]], &spec)
+        let d = Decided {
+            value: true,
+            how: format!(
+                "true {}",
+                timings(&[[136.2, 131.02], [133.1, 132.0]], &spec)
+            ),
+            remembered: false,
+        };
+        let n = note(&d);
+        let earlier = note(&Decided {
+            remembered: true,
+            ..d
+        });
+        assert!(
+            earlier.contains(", measured earlier on this host (glibc's default: 136.20"),
+            "{earlier}"
         );
-        let n = note(true, &value);
         assert!(n.starts_with("huge pages: malloc asks for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), chosen by measurement (glibc's default: 136.20, 133.10 ms; huge pages: 131.02, 132.00 ms per forward of"), "{n}");
         assert_eq!(
             Decision {

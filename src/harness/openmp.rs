@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::backend::choices::Decided;
 use crate::scenario::RunSpec;
 use crate::spec::{BackendKind, Device, Mode};
 
@@ -107,37 +108,33 @@ pub fn decide(exe: &Path, spec: &RunSpec) -> Option<Decision> {
     }
     let shape = Shape::of(spec);
     let key = key(&shape);
-    if let Some(v) = crate::backend::choices::recall(FILE, &key) {
-        if let Some(spin) = v.split_whitespace().next().and_then(|s| s.parse().ok()) {
-            return Some(Decision {
-                spin: Some(spin),
-                note: format!("{}, measured earlier on this host", note(spin, &v)),
-            });
-        }
-    }
-    match race(exe, &shape) {
-        Ok(times) => {
-            let (best, _) = times
+    let decided = crate::backend::choices::recall_or_measure(
+        FILE,
+        &key,
+        |v| v.split_whitespace().next()?.parse().ok(),
+        || {
+            let times = race(exe, &shape)?;
+            let best = times
                 .iter()
                 .enumerate()
                 .min_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, t)| (CANDIDATES[i], *t))
+                .map(|(i, _)| CANDIDATES[i])
                 .expect("candidates");
-            let detail = timings(&times, &shape);
-            let value = format!("{best} {detail}");
-            crate::backend::choices::remember(FILE, &key, &value);
-            Some(Decision {
-                spin: Some(best),
-                note: note(best, &value),
-            })
-        }
+            Ok::<_, String>((best, format!("{best} {}", timings(&times, &shape))))
+        },
+    );
+    Some(match decided {
+        Ok(d) => Decision {
+            spin: Some(d.value),
+            note: note(&d),
+        },
         // A probe that cannot run leaves the worker on no spin, the setting that cannot
         // starve the scoring threads, and says so.
-        Err(why) => Some(Decision {
+        Err(why) => Decision {
             spin: Some(0),
             note: format!("openmp: GOMP_SPINCOUNT=0 (not measured: {why})"),
-        }),
-    }
+        },
+    })
 }
 
 const FILE: &str = "openmp";
@@ -172,10 +169,14 @@ fn timings(times: &[f64], s: &Shape) -> String {
     )
 }
 
-/// The run's note from a remembered value "SPIN (timings)".
-fn note(spin: u64, value: &str) -> String {
-    let detail = value.split_once(' ').map_or("", |(_, d)| d);
-    format!("openmp: GOMP_SPINCOUNT={spin} chosen by measurement {detail}")
+/// The run's note from a decision remembered as "SPIN (timings)".
+fn note(d: &Decided<u64>) -> String {
+    let detail = d.how.split_once(' ').map_or("", |(_, t)| t);
+    format!(
+        "openmp: GOMP_SPINCOUNT={} {} {detail}",
+        d.value,
+        d.provenance()
+    )
 }
 
 /// Each candidate's best over [`ROUNDS`] interleaved rounds of probe processes, in ms.
@@ -278,11 +279,19 @@ mod tests {
             threads: 2,
             items: 64,
         };
-        let value = format!("1000 {}", timings(&[12.1, 9.8, 10.3], &s));
+        let mut d = Decided {
+            value: 1000,
+            how: format!("1000 {}", timings(&[12.1, 9.8, 10.3], &s)),
+            remembered: false,
+        };
         assert_eq!(
-            note(1000, &value),
+            note(&d),
             "openmp: GOMP_SPINCOUNT=1000 chosen by measurement (0: 12.10 ms, 1000: 9.80 ms, \
              300000: 10.30 ms per forward + scoring of 1 × 128 tokens)"
         );
+        d.remembered = true;
+        assert!(note(&d).starts_with(
+            "openmp: GOMP_SPINCOUNT=1000 measured earlier on this host (0: 12.10 ms, "
+        ));
     }
 }
