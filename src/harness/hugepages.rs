@@ -27,9 +27,9 @@
 //! `worker::probe_forward_ms`: they now warm up first), and single probes of 300 ms differ by up
 //! to 15% on that host. With 4 rounds and the median, one round caught in a slow spell no
 //! longer decides; where the effect is nil either choice costs nothing. Not solved: with both
-//! changes, fresh decisions there kept huge pages at batch 1 and mostly turned them down at 8
-//! and 32, where whole runs gained; in probe processes timed for 6 s, huge pages were 3–5%
-//! slower at batch 32 (the README, "Whether its malloc also asks").
+//! changes, 9 fresh decisions there for ONNX Runtime kept huge pages at batch 1 (3 of 3) and
+//! turned them down at 8 and 32 (6 of 6), where whole runs gained; in probe processes timed for
+//! 6 s, huge pages were 3–5% slower at batch 32 (the README, "Whether its malloc also asks").
 //!
 //! Nothing is measured, and the worker runs as it would have, where the choice cannot matter or
 //! is not recbench's: a user's own malloc tunables are kept; `RECBENCH_HUGEPAGES=on|off` forces
@@ -52,7 +52,8 @@ pub const FORCE_ENV: &str = "RECBENCH_HUGEPAGES";
 /// Rounds of the two candidates (A B B A B A A B).
 const ROUNDS: usize = 4;
 
-/// How long one probe process times its forwards (after one untimed, at least 3 timed).
+/// How long one probe process times its forwards, after its warm-up (at least 3 timed; see
+/// `worker::probe_forward_ms`).
 const PROBE_BUDGET: Duration = Duration::from_millis(300);
 
 /// Below this much weight in the encoder's layers nothing is measured: 4 KiB pages cover it in

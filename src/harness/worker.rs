@@ -310,7 +310,7 @@ const PROBE_WARMUP_MAX: std::time::Duration = std::time::Duration::from_millis(5
 /// each fault clears 2 MiB. On the Zen 5 VM (MiniLM, batch 32, ONNX Runtime) the forwards
 /// after the first took 337, 288, then 264–281 ms with huge pages against 270–279 ms without;
 /// timed from the second forward, a probe of 300 ms measured that start and not the
-/// worker's steady state, and turned huge pages down where a whole run was 7% faster with them.
+/// worker's steady state (`hugepages.rs` says what this does not explain).
 pub fn probe_forward_ms(spec: &RunSpec, budget: std::time::Duration) -> Result<f64> {
     // As in the worker it stands in for.
     let _ = super::malloc::keep_freed_memory();
