@@ -19,17 +19,14 @@
 //! (CPU model and flags), runtime, precision, model, threads and shape in
 //! `<cache>/kernels/hugepages.json`, and sets the tunable for the worker or not.
 //!
-//! Why a median of 4 rounds: on the Zen 5 VM huge pages made recbench's ONNX Runtime worker
-//! 4–7% faster (`scripts/bench/hugepages.sh 4`: 0.96 / 0.96 / 0.93 at batch 1 / 8 / 32, 10 of
-//! 12 rounds below 1) and Python onnxruntime 2–5% (8 of 8 interleaved pairs), yet the earlier
-//! rule (2 rounds, huge pages faster in both) turned them down at all three batches there:
-//! the probes timed a process's first forwards, which huge pages slow (see
-//! `worker::probe_forward_ms`: they now warm up first), and single probes of 300 ms differ by up
-//! to 15% on that host. With 4 rounds and the median, one round caught in a slow spell no
-//! longer decides; where the effect is nil either choice costs nothing. Not solved: with both
-//! changes, 9 fresh decisions there for ONNX Runtime kept huge pages at batch 1 (3 of 3) and
-//! turned them down at 8 and 32 (6 of 6), where whole runs gained; in probe processes timed for
-//! 6 s, huge pages were 3–5% slower at batch 32 (the README, "Whether its malloc also asks").
+//! Why warmed-up probes and a median of 4 rounds: a process's first two forwards with huge
+//! pages are slow (on the Zen 5 VM, MiniLM at batch 32: 406–479 ms against 312–365 without,
+//! then alike; `docs/benchmarks/hugepages-vm-first-forwards-20261201T1503Z.md`), and probes
+//! timed from their second forward measured that start (see `worker::probe_forward_ms`).
+//! Single probes of 300 ms differ by up to 15% on that host; with 4 rounds and the median, one
+//! round caught in a slow spell no longer decides, and where the effect is nil (whole runs
+//! there: 0.99 / 1.03 / 0.95 at batch 1 / 8 / 32, `hugepages-vm-onnx-20261201T1504Z.md`)
+//! either choice costs nothing.
 //!
 //! Nothing is measured, and the worker runs as it would have, where the choice cannot matter or
 //! is not recbench's: a user's own malloc tunables are kept; `RECBENCH_HUGEPAGES=on|off` forces

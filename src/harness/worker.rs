@@ -307,10 +307,10 @@ const PROBE_WARMUP_MAX: std::time::Duration = std::time::Duration::from_millis(5
 /// most 200).
 ///
 /// The warm-up matters: a process's first forwards fault in its buffers, and with huge pages
-/// each fault clears 2 MiB. On the Zen 5 VM (MiniLM, batch 32, ONNX Runtime) the forwards
-/// after the first took 337, 288, then 264–281 ms with huge pages against 270–279 ms without;
-/// timed from the second forward, a probe of 300 ms measured that start and not the
-/// worker's steady state (`hugepages.rs` says what this does not explain).
+/// each fault clears 2 MiB. On the Zen 5 VM (MiniLM, batch 32, ONNX Runtime) the first two
+/// took 406–479 ms with huge pages against 312–365 without, then alike
+/// (`docs/benchmarks/hugepages-vm-first-forwards-20261201T1503Z.md`); timed from the second
+/// forward, a probe of 300 ms measured that start and not the worker's steady state.
 pub fn probe_forward_ms(spec: &RunSpec, budget: std::time::Duration) -> Result<f64> {
     // As in the worker it stands in for.
     let _ = super::malloc::keep_freed_memory();
