@@ -372,7 +372,8 @@ pub(crate) mod choices {
             assert_eq!((again.value, again.remembered), (7, true));
             assert_eq!(again.told(), "7 (7 ms), measured earlier on this host");
 
-            // Another key measures; an unreadable text measures again and replaces it.
+            // A failed measurement remembers nothing; an unreadable text is measured again and
+            // replaced.
             let failed = recall_or_measure_at(&path, "b", parse, || Err("no probe"));
             assert_eq!(failed, Err("no probe"));
             let unreadable = |_: &str| None::<u32>;
