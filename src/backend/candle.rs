@@ -155,7 +155,7 @@ fn q8_0(w: &Tensor, pad: usize) -> candle_core::Result<QMatMul> {
 }
 
 /// The zero columns each int8 layer shape `(in, out)` gets.
-type Int8Pads = Vec<((usize, usize), usize)>;
+type Int8Pads = std::collections::BTreeMap<(usize, usize), usize>;
 
 /// For an int8 run on the CPU: the zero columns each layer shape (in, out) gets, and the note
 /// saying how. Shapes whose inner size is a whole number of superblocks get none (candle picks
@@ -169,10 +169,10 @@ fn choose_int8_layout(
     forced: Option<bool>,
 ) -> Result<(Int8Pads, String)> {
     let threads = opts.threads.max(1);
-    let mut pads = Vec::new();
+    let mut pads = Int8Pads::new();
     let mut how = Vec::new();
     for &(k, n) in shapes {
-        if pads.iter().any(|&(s, _)| s == (k, n)) {
+        if pads.contains_key(&(k, n)) {
             continue;
         }
         let full = tile_pad(k);
@@ -214,7 +214,7 @@ fn choose_int8_layout(
             (false, "no shape to measure on".to_string())
         };
         let pad = if tiles { full } else { 0 };
-        pads.push(((k, n), pad));
+        pads.insert((k, n), pad);
         how.push(match (pad, full) {
             (_, 0) => format!("{k}→{n} ({why})"),
             (0, _) => format!("{k}→{n} on blocks ({why})"),
@@ -463,14 +463,11 @@ impl CandleBert {
             let (pads, how) = choose_int8_layout(&shapes, opts, int8_tiles)?;
             (pads, Some(how))
         } else {
-            (Vec::new(), None)
+            (Int8Pads::new(), None)
         };
         let linear = |d: &Dense<Tensor>| {
             let (n, k) = d.weight.dims2().map_err(err)?;
-            let pad = pads
-                .iter()
-                .find(|&&(s, _)| s == (k, n))
-                .map_or(0, |&(_, p)| p);
+            let pad = pads.get(&(k, n)).copied().unwrap_or(0);
             Linear::new(&d.weight, &d.bias, opts.precision, dtype, pad).map_err(err)
         };
         let mut layers = Vec::with_capacity(cfg.num_layers);
