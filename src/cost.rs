@@ -24,9 +24,11 @@ pub struct HardwareEntry {
     #[serde(default)]
     pub region: String,
     pub kind: String,
-    #[serde(default)]
+    /// 0 when left out (unknown); written out, it must be positive.
+    #[serde(default, deserialize_with = "positive_u32")]
     pub vcpus: u32,
-    #[serde(default)]
+    /// 0 when left out (unknown); written out, it must be a positive number.
+    #[serde(default, deserialize_with = "positive_f64")]
     pub memory_gib: f64,
     #[serde(default)]
     pub cpu_model: String,
@@ -83,6 +85,28 @@ pub const DEFAULT_CATALOG: &str = "catalog/hardware.toml";
 
 /// The shipped catalog, compiled in so the binary prices runs from any folder.
 pub const SHIPPED_CATALOG: &str = include_str!("../catalog/hardware.toml");
+
+/// A count that may be left out (0: unknown) but, written out, is positive.
+fn positive_u32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom(
+            "0 is not a count: give a positive number, or leave the field out when unknown",
+        ));
+    }
+    Ok(v)
+}
+
+/// An amount that may be left out (0: unknown) but, written out, is positive and finite.
+fn positive_f64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a positive amount: give one, or leave the field out when unknown"
+        )));
+    }
+    Ok(v)
+}
 
 fn parse_catalog(path: &Path) -> Result<Vec<HardwareEntry>> {
     parse_catalog_text(path, &read_text(path)?)
@@ -156,6 +180,12 @@ fn parse_catalog_text(path: &Path, text: &str) -> Result<Vec<HardwareEntry>> {
         }
         if !matches!(h.kind.as_str(), "cpu" | "gpu") {
             return Err(bad("kind", format!("{:?}; allowed: cpu, gpu", h.kind)));
+        }
+        if h.kind == "gpu" && h.gpu_count == 0 {
+            return Err(bad(
+                "gpu_count",
+                "a gpu entry needs gpu_count of at least 1 (its GPUs share the price)".into(),
+            ));
         }
         let hourly = h.on_demand_usd_per_hour.is_some()
             || h.reserved_1y_usd_per_hour.is_some()

@@ -31,19 +31,34 @@ fn main() {
                 .map_or(1, Error::exit_code)
         }
     };
-    std::process::exit(code);
+    // Output lost to anything but a closed pipe fails an otherwise successful command; a
+    // failure's own code (1 or 2) stands either way.
+    let lost = STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed);
+    std::process::exit(if code == 0 && lost { 1 } else { code });
 }
 
-/// Writes `text` to stdout. A reader that closed the pipe (`recbench validate … | head`) is a
-/// normal end for a command-line tool: the program exits quietly, with status 0.
+/// Set once a write to stdout failed: later output is dropped, the command goes on.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set when that failure was not a closed pipe (a full disk under `> file`): a command that
+/// otherwise succeeded then exits 1, as its output is lost.
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes `text` to stdout. A reader that closed the pipe (`recbench compare … | head`) ends
+/// the output, never the command: what is left is not written, and the exit code is the
+/// command's own (a regression that `compare` found still exits 1; the verdict is the exit
+/// code, not the text).
 fn say(text: &str) {
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut o = std::io::stdout().lock();
     if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            STDOUT_FAILED.store(true, Ordering::Relaxed);
+            let _ = writeln!(std::io::stderr(), "Error: writing to stdout: {e}");
         }
-        let _ = writeln!(std::io::stderr(), "Error: writing to stdout: {e}");
-        std::process::exit(1);
     }
 }
 
@@ -101,6 +116,20 @@ fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// `--out` names a folder (made when missing): an existing file there is a usage error.
+fn out_folder(out: &std::path::Path) -> anyhow::Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(usage(
+            "--out",
+            format!(
+                "{} is a file, not a folder: --out names the folder to write into",
+                out.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn usage(field: &str, message: String) -> anyhow::Error {
     Error::input("<command line>", None, field, message).into()
 }
@@ -133,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             rounds,
         } => {
             let sc = Scenario::load(&scenario)?;
+            out_folder(&out)?;
             recbench::cost::check_hardware(&sc, &recbench::cost::Catalog::shipped_with(None)?)?;
             let backends = parse_backends(&backends)?;
             let devices = devices
@@ -217,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             min_quality,
         } => {
             let requirement = requirement(qps, p99_ms, basis, headroom, min_quality)?;
+            out_folder(&out)?;
             let maps = maps
                 .iter()
                 .map(|m| report::parse_map(m))

@@ -141,6 +141,24 @@ impl ModelFiles {
 }
 
 impl ModelFiles {
+    /// What a decision by measurement was measured on, for its cache key: the architecture
+    /// (layers, hidden size, heads × head width, intermediate size) and the weights' cache key,
+    /// which names their content (the pinned MiniLM package, a synthetic generator version and
+    /// seed, or the full model's key with the pruning recipe). Two models that differ in any of
+    /// these never share a decision.
+    pub fn identity(&self) -> String {
+        let c = &self.config;
+        format!(
+            "model {} (L{} H{} A{}x{} I{})",
+            self.cache_key(),
+            c.num_layers,
+            c.hidden_size,
+            c.num_heads,
+            c.head_size,
+            c.intermediate_size
+        )
+    }
+
     /// Identifies these exact weights in cache names (reference and item embeddings).
     pub fn cache_key(&self) -> String {
         if !self.prune.is_full() {
