@@ -18,5 +18,6 @@ pub mod scenario;
 pub mod spec;
 pub mod stats;
 pub mod telemetry;
+pub mod topk;
 
 pub use error::{Error, Result};

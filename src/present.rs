@@ -304,6 +304,17 @@ pub fn inventory(inv: &Inventory) -> String {
             g.name,
             gib(g.memory_bytes)
         );
+        let _ = writeln!(
+            s,
+            "  peak          {}",
+            crate::telemetry::gpu_peaks::of(&g.name).map_or(
+                "not in recbench's table: GPU runs here get no efficiency".into(),
+                |p| format!(
+                    "fp16/bf16 {:.0} TFLOP/s dense, fp32 {:.1} TFLOP/s, memory {:.2} TB/s ({})",
+                    p.half_tflops, p.fp32_tflops, p.memory_tb_s, p.source
+                )
+            )
+        );
     }
     let _ = writeln!(
         s,

@@ -15,7 +15,7 @@ use toml::{Spanned, Value};
 use crate::error::{field_at, line_of, read_text, Error, Result};
 use crate::model::weights::DEFAULT_SEED;
 use crate::model::{Preset, Recipe};
-pub use crate::spec::{BackendKind, Device, Load, Mode, Precision};
+pub use crate::spec::{BackendKind, Device, Load, Mode, Precision, Scoring};
 
 /// Most probes of one operating-point search (server load).
 pub const SERVER_PROBES: usize = 12;
@@ -46,6 +46,9 @@ pub struct RunSpec {
     pub top_k: usize,
     /// Item embeddings scored per request in two-tower mode.
     pub catalog_items: usize,
+    /// Where two-tower scoring runs (results files from before the field: on the host).
+    #[serde(default = "Scoring::before_the_field")]
+    pub scoring: Scoring,
     pub warmup_s: f64,
     pub min_s: f64,
     pub min_queries: usize,
@@ -98,6 +101,11 @@ impl RunSpec {
         // that `compare` matches them against) stay as they were.
         if !self.prune.is_full() {
             id.push_str(&format!("/p{}", self.prune));
+        }
+        // Host scoring is the exception since device scoring came (ids of device runs stay in
+        // the older form; a run of a file from before says `scoring: host` in its spec).
+        if self.mode == Mode::TwoTower && self.scoring == Scoring::Host {
+            id.push_str("/host-scoring");
         }
         if self.load == Load::Server {
             id.push_str(&format!(
@@ -162,6 +170,7 @@ pub struct Scenario {
     pub candidates: usize,
     pub top_k: usize,
     pub catalog_items: usize,
+    pub scoring: Scoring,
     /// `[cost] hardware`: the catalog id this host is priced as, or `auto`.
     pub cost_hardware: String,
     /// Its line in the file, for messages.
@@ -226,6 +235,7 @@ struct RawRecommender {
     candidates: Option<Spanned<Value>>,
     top_k: Option<Spanned<Value>>,
     catalog_items: Option<Spanned<Value>>,
+    scoring: Option<Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -629,7 +639,7 @@ impl Ctx<'_> {
         &self,
         rec: Option<&RawRecommender>,
         modes: &[Mode],
-    ) -> Result<(usize, usize, usize)> {
+    ) -> Result<(usize, usize, usize, Scoring)> {
         let c = self;
         let candidates = c.int(
             rec.and_then(|r| r.candidates.as_ref()),
@@ -665,7 +675,16 @@ impl Ctx<'_> {
             }
         }
 
-        Ok((candidates, top_k, catalog_items))
+        let scoring_v = rec.and_then(|r| r.scoring.as_ref());
+        let scoring_s = c.string(scoring_v, "recommender.scoring", "device")?;
+        let scoring = Scoring::parse(&scoring_s).ok_or_else(|| {
+            c.err(
+                scoring_v.expect("a default parses"),
+                "recommender.scoring",
+                format!("{scoring_s:?}; allowed: device, host"),
+            )
+        })?;
+        Ok((candidates, top_k, catalog_items, scoring))
     }
 }
 
@@ -745,7 +764,8 @@ impl Scenario {
             max_queue_delay_ms,
             instances,
         } = c.measure(raw.measure.as_ref())?;
-        let (candidates, top_k, catalog_items) = c.recommender(raw.recommender.as_ref(), &modes)?;
+        let (candidates, top_k, catalog_items, scoring) =
+            c.recommender(raw.recommender.as_ref(), &modes)?;
         let hardware = raw.cost.as_ref().and_then(|x| x.hardware.as_ref());
         let cost_hardware = c.string(hardware, "cost.hardware", "auto")?;
         if let Some(v) = hardware {
@@ -793,6 +813,7 @@ impl Scenario {
             candidates,
             top_k,
             catalog_items,
+            scoring,
             cost_hardware,
             cost_hardware_line,
         })
@@ -876,6 +897,7 @@ impl Scenario {
             },
             top_k: self.top_k,
             catalog_items: self.catalog_items,
+            scoring: self.scoring,
             warmup_s: self.warmup_s,
             min_s: self.min_s,
             min_queries: self.min_queries,

@@ -117,6 +117,32 @@ impl Load {
     }
 }
 
+/// Where a two-tower request's catalog search runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scoring {
+    /// Inside the backend, on the run's device (the GPU for a GPU run; on a CPU run the
+    /// backend's own CPU kernels): item embeddings live there in the scoring precision and only
+    /// the top-k ids and scores come back.
+    Device,
+    /// On the host CPU with recbench's own GEMM and one-pass top-k, whatever device ran the
+    /// encoder: the embeddings come back first.
+    Host,
+}
+
+named!(Scoring { Device => "device", Host => "host" });
+
+impl Scoring {
+    pub fn parse(s: &str) -> Option<Scoring> {
+        Self::from_name(s)
+    }
+
+    /// What results files written before the field existed did: score on the host.
+    pub fn before_the_field() -> Scoring {
+        Scoring::Host
+    }
+}
+
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Device {

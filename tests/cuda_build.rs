@@ -211,6 +211,17 @@ fn gpu_check_dry_run_goes_through_every_step_on_the_cpu() {
             "step {step} missing:\n{log}"
         );
     }
+    // The anchors: recbench's rounds between the eager ones (the eager side needs torch and
+    // transformers in this Python and says so when they are missing), and their table.
+    for round in 1..=3 {
+        assert!(
+            log.contains(&format!("anchors round {round}: PyTorch eager")),
+            "anchors round {round} missing:\n{log}"
+        );
+    }
+    let table = std::fs::read_to_string(dir.path().join("anchors.md")).unwrap();
+    assert!(table.contains("| recbench torch | fp16 |"), "{table}");
+    assert!(table.contains("a CPU dry run, not a GPU figure"), "{table}");
     // `backends` printed each backend's CUDA line.
     assert!(log.contains("cuda:"), "{log}");
     // The shrunk GPU sweep ran on the CPU, and its runs passed.
@@ -225,6 +236,12 @@ fn gpu_check_dry_run_goes_through_every_step_on_the_cpu() {
     let ok: Vec<&Value> = runs.iter().filter(|r| r["status"] == "ok").collect();
     assert!(!ok.is_empty(), "{v}");
     assert!(ok.iter().all(|r| r["spec"]["device"] == "cpu"));
+    // Every run scored on its device (the CPU inside the backend here) and said how.
+    assert!(
+        ok.iter().all(|r| r["spec"]["scoring"] == "device"
+            && r["notes"].to_string().contains("scoring on the device:")),
+        "{v}"
+    );
     assert!(runs.iter().all(|r| r["spec"]["model"] == "tiny"));
     let html = std::fs::read_to_string(dir.path().join("report/index.html")).unwrap();
     assert!(

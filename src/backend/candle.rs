@@ -162,11 +162,13 @@ type Int8Pads = std::collections::BTreeMap<(usize, usize), usize>;
 /// tiles or blocks for them itself, by the host's ISA). The others are `forced` (tiles or not),
 /// else left as they are without a shape hint, else timed both ways on the run's
 /// row count (best of 3 interleaved calls, on random weights of the layer's shape) and the
-/// faster kept, remembered per host, candle version, threads, shape and rows.
+/// faster kept, remembered per host, candle version, model (`model`, its
+/// [`ModelFiles::identity`]), threads, shape and rows.
 fn choose_int8_layout(
     shapes: &[(usize, usize)],
     opts: EncoderOptions,
     forced: Option<bool>,
+    model: &str,
 ) -> Result<(Int8Pads, String)> {
     let threads = opts.threads.max(1);
     let mut pads = Int8Pads::new();
@@ -184,7 +186,7 @@ fn choose_int8_layout(
         } else if let Some((b, s)) = opts.shape_hint {
             let rows = b * s;
             let key = format!(
-                "cpu {}, candle {}, {threads} threads, int8 {k}->{n} at {rows} rows, blocks or tiles",
+                "cpu {}, candle {}, {model}, {threads} threads, int8 {k}->{n} at {rows} rows, blocks or tiles",
                 super::choices::host(),
                 runtime_version(),
             );
@@ -378,6 +380,9 @@ pub struct CandleBert {
     chosen: Option<String>,
     /// How the int8 layers run, for the run's notes (`None`: not int8 on the CPU).
     int8_layout: Option<String>,
+    /// The catalog's item embeddings on the device, `[items, hidden]` in the scoring dtype
+    /// (`Encoder::load_items`).
+    items: Option<Tensor>,
 }
 
 impl CandleBert {
@@ -460,7 +465,7 @@ impl CandleBert {
                     shapes.push((k, n));
                 }
             }
-            let (pads, how) = choose_int8_layout(&shapes, opts, int8_tiles)?;
+            let (pads, how) = choose_int8_layout(&shapes, opts, int8_tiles, &files.identity())?;
             (pads, Some(how))
         } else {
             (Int8Pads::new(), None)
@@ -495,9 +500,10 @@ impl CandleBert {
             threads: opts.threads.max(1),
             chosen: None,
             int8_layout,
+            items: None,
         };
         if bert.device.is_cpu() && dtype == DType::F32 {
-            bert.choose_kernels(opts, fused)?;
+            bert.choose_kernels(opts, fused, &files.identity())?;
         }
         Ok(bert)
     }
@@ -506,7 +512,12 @@ impl CandleBert {
     /// ops without a shape hint (the reference), else the faster on the hinted shape (best of
     /// 3 interleaved forwards after a warm-up each), remembered per host, candle version,
     /// threads, precision and shape.
-    fn choose_kernels(&mut self, opts: EncoderOptions, forced: Option<bool>) -> Result<()> {
+    fn choose_kernels(
+        &mut self,
+        opts: EncoderOptions,
+        forced: Option<bool>,
+        model: &str,
+    ) -> Result<()> {
         if let Some(f) = forced {
             self.fused = f;
             self.chosen = Some(format!(
@@ -522,7 +533,7 @@ impl CandleBert {
         // The fused kernels are recbench's own code: a new build measures again (`host()`
         // includes the build's commit).
         let key = format!(
-            "cpu {}, candle {}, {} threads, {}, ops or fused, {b}x{s}",
+            "cpu {}, candle {}, {model}, {} threads, {}, ops or fused, {b}x{s}",
             super::choices::host(),
             runtime_version(),
             self.threads,
@@ -685,7 +696,161 @@ pub fn mean_pool(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     mean.broadcast_div(&norm)
 }
 
+/// Columns of one row that candle's device argsort orders at a time in [`top_k_rows_chunked`]:
+/// its bitonic sort keeps a row's indices in shared memory (16 KiB at 4,096).
+pub const TOPK_CHUNK: usize = 4096;
+
+/// The top `k` (column, score) of each row of `scores` (`[rows, n]`), best first, with candle's
+/// ops only, so that it runs where the scores are: each row is cut into chunks of `chunk`
+/// columns (the last one padded with -inf), every chunk sorted by candle's argsort and its best
+/// `k` kept with their columns, and the survivors cut and sorted again until one chunk holds
+/// them all. Exact: the best `k` of a row are among the best `k` of its chunks. Ties come in
+/// the argsort's order, not by lower index. Returns `([rows, k]` u32 columns, `[rows, k]`
+/// scores in `scores`' dtype).
+pub fn top_k_rows_chunked(
+    scores: &Tensor,
+    k: usize,
+    chunk: usize,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (rows, n) = scores.dims2()?;
+    let k = k.min(n);
+    let dev = scores.device();
+    let chunk = chunk.max(2 * k).max(1);
+    let mut vals = scores.contiguous()?;
+    // The original column of each of `vals`' columns; `None` while they are the identity.
+    let mut cols: Option<Tensor> = None;
+    loop {
+        let w = vals.dim(1)?;
+        if w <= chunk {
+            let order = vals
+                .arg_sort_last_dim(false)?
+                .narrow(1, 0, k)?
+                .contiguous()?;
+            let top = vals.gather(&order, 1)?;
+            let ids = match cols {
+                Some(c) => c.gather(&order, 1)?,
+                None => order,
+            };
+            return Ok((ids, top));
+        }
+        let c = w.div_ceil(chunk);
+        let pad = c * chunk - w;
+        let padded = if pad > 0 {
+            let fill = Tensor::full(f32::NEG_INFINITY, (rows, pad), dev)?.to_dtype(vals.dtype())?;
+            Tensor::cat(&[&vals, &fill], 1)?
+        } else {
+            vals.clone()
+        };
+        let pieces = padded.reshape((rows * c, chunk))?;
+        let order = pieces
+            .arg_sort_last_dim(false)?
+            .narrow(1, 0, k)?
+            .contiguous()?;
+        let top = pieces.gather(&order, 1)?.reshape((rows, c * k))?;
+        // Column within the padded row: the chunk's first column + the column in the chunk.
+        let starts: Vec<u32> = (0..rows * c).map(|r| ((r % c) * chunk) as u32).collect();
+        let starts = Tensor::from_vec(starts, (rows * c, 1), dev)?;
+        let at = order.broadcast_add(&starts)?.reshape((rows, c * k))?;
+        cols = Some(match cols {
+            Some(prev) => {
+                let prev = if pad > 0 {
+                    Tensor::cat(&[&prev, &Tensor::zeros((rows, pad), DType::U32, dev)?], 1)?
+                } else {
+                    prev
+                };
+                prev.gather(&at, 1)?
+            }
+            None => at,
+        });
+        vals = top;
+    }
+}
+
+impl CandleBert {
+    /// The scoring dtype on this device: the activations' on CUDA (f16 or bf16 tensor cores
+    /// for half-precision runs), f32 on the CPU (candle's CPU half-precision products are
+    /// emulated and slower).
+    fn scoring_dtype(&self) -> DType {
+        if self.device.is_cpu() {
+            DType::F32
+        } else {
+            self.dtype
+        }
+    }
+
+    /// Scores `users` (`[rows, hidden]` f32) against the loaded items and returns each row's
+    /// top `k`: on CUDA with candle's matmul and [`top_k_rows_chunked`] (only the ids and
+    /// scores are copied back), on the CPU with candle's matmul and the host's one-pass top-k.
+    fn rank(&self, users: &Tensor, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+        let items = self
+            .items
+            .as_ref()
+            .ok_or_else(|| Error::backend("candle", "encode_and_rank before load_items"))?;
+        let scores = users
+            .to_dtype(items.dtype())
+            .and_then(|u| u.matmul(&items.t()?))
+            .map_err(err)?;
+        let (rows, n) = scores.dims2().map_err(err)?;
+        if self.device.is_cpu() {
+            let v = scores
+                .to_dtype(DType::F32)
+                .and_then(|s| s.flatten_all()?.to_vec1::<f32>())
+                .map_err(err)?;
+            return Ok(crate::topk::top_k_rows(&v, n, k, self.threads));
+        }
+        let (ids, top) = top_k_rows_chunked(&scores, k, TOPK_CHUNK).map_err(err)?;
+        let ids = ids.to_vec2::<u32>().map_err(err)?;
+        let top = top
+            .to_dtype(DType::F32)
+            .and_then(|t| t.to_vec2::<f32>())
+            .map_err(err)?;
+        debug_assert_eq!(ids.len(), rows);
+        Ok(ids
+            .into_iter()
+            .zip(top)
+            .map(|(i, s)| i.into_iter().map(|i| i as usize).zip(s).collect())
+            .collect())
+    }
+}
+
 impl Encoder for CandleBert {
+    fn load_items(&mut self, items: super::ItemsRef<'_>) -> Result<Option<String>> {
+        let dtype = self.scoring_dtype();
+        let t = Tensor::from_slice(items.data, (items.len(), items.dim), &self.device)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(err)?;
+        self.items = Some(t);
+        let how = if self.device.is_cpu() {
+            "candle matmul + the host's one-pass top-k"
+        } else {
+            "candle matmul + chunked argsort top-k on the device"
+        };
+        Ok(Some(format!(
+            "{} item embeddings in {} on {}: {how}",
+            items.len(),
+            dtype.as_str(),
+            if self.device.is_cpu() {
+                "the CPU"
+            } else {
+                "the GPU"
+            }
+        )))
+    }
+
+    fn encode_and_rank(&mut self, batch: &TokenBatch, k: usize) -> Result<super::Ranked> {
+        let t = std::time::Instant::now();
+        let users = self.forward(batch).map_err(err)?;
+        self.device.synchronize().map_err(err)?;
+        let encode_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let top = self.rank(&users, k)?;
+        Ok(super::Ranked {
+            top,
+            encode_ms,
+            score_ms: t.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
         let out = self.forward(batch).map_err(err)?;
         let data = out
@@ -727,6 +892,62 @@ impl Encoder for CandleBert {
             (true, false) => Some("fused".into()),
             (false, true) => Some("tiles".into()),
             (true, true) => Some("fused-tiles".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunked top-k the GPU runs, here on candle's CPU ops, against the host's one-pass
+    /// top-k: several chunk sizes (one, two and three rounds of cutting), a ragged last chunk,
+    /// k larger than a chunk's survivors, f32 and f16.
+    #[test]
+    fn chunked_top_k_equals_the_hosts() {
+        let mut rng = crate::model::weights::SplitMix64::new(5);
+        let (rows, n) = (3, 10_007);
+        // Distinct values (a permutation, scaled): no ties for the two orders to differ on.
+        let mut v: Vec<f32> = (0..rows * n)
+            .map(|i| i as f32 / (rows * n) as f32)
+            .collect();
+        for i in (1..v.len()).rev() {
+            v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let scores = Tensor::from_slice(&v, (rows, n), &CDevice::Cpu).unwrap();
+        let want = crate::topk::top_k_rows(&v, n, 10, 1);
+        for chunk in [16, 100, 4096, 20_000] {
+            let (ids, top) = top_k_rows_chunked(&scores, 10, chunk).unwrap();
+            let ids = ids.to_vec2::<u32>().unwrap();
+            let top = top.to_vec2::<f32>().unwrap();
+            for r in 0..rows {
+                let got: Vec<(usize, f32)> = ids[r]
+                    .iter()
+                    .map(|&i| i as usize)
+                    .zip(top[r].clone())
+                    .collect();
+                assert_eq!(got, want[r], "chunk {chunk}, row {r}");
+            }
+        }
+        // In f16 the scores round; the ids must still be those of the best ten f16 values.
+        let half = scores.to_dtype(DType::F16).unwrap();
+        let (ids, _) = top_k_rows_chunked(&half, 10, 64).unwrap();
+        let rounded: Vec<f32> = half
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (r, ids) in ids.to_vec2::<u32>().unwrap().iter().enumerate() {
+            let row = &rounded[r * n..(r + 1) * n];
+            let tenth = crate::topk::top_k(row, 10)[9].1;
+            for &i in ids {
+                assert!(
+                    row[i as usize] >= tenth,
+                    "row {r}: id {i} is not in the top 10"
+                );
+            }
         }
     }
 }

@@ -60,11 +60,65 @@ impl Embeddings {
     }
 }
 
+/// The top-k of one forward's requests, ranked where the encoder ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// Per row of the batch: (item index, score) best first, `k` of them.
+    pub top: Vec<Vec<(usize, f32)>>,
+    /// Milliseconds of the encoder forward, device synchronised at its end.
+    pub encode_ms: f64,
+    /// Milliseconds of the scoring and top-k after it, up to the ids and scores on the host.
+    pub score_ms: f64,
+}
+
+impl Ranked {
+    /// Whether every returned score is finite. A non-finite embedding makes every score of its
+    /// row non-finite, so this stands in for the embeddings' own check.
+    pub fn all_finite(&self) -> bool {
+        self.top.iter().flatten().all(|(_, s)| s.is_finite())
+    }
+}
+
+/// Item embeddings a backend holds on its device for scoring there ([`Encoder::load_items`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ItemsRef<'a> {
+    /// Row-major `[items, dim]`, f32, unit-normalised.
+    pub data: &'a [f32],
+    pub dim: usize,
+}
+
+impl ItemsRef<'_> {
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A loaded model on one device at one precision.
 pub trait Encoder: Send {
     /// Encodes a batch. Returns only when the results are on the host, so any device work is
     /// complete: callers may read the clock right after.
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings>;
+
+    /// Places the catalog's item embeddings on this encoder's device, in its scoring precision,
+    /// for [`Encoder::encode_and_rank`]. Returns how it scores there ("fp16 on cuda:0: mm +
+    /// topk"), or `None` when the backend cannot score on its device (callers then score on
+    /// the host).
+    fn load_items(&mut self, _items: ItemsRef<'_>) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Encodes a batch and ranks the loaded items for each of its rows on the device: only the
+    /// top-`k` ids and scores come back to the host. Returns only when they are there.
+    fn encode_and_rank(&mut self, _batch: &TokenBatch, _k: usize) -> Result<Ranked> {
+        Err(Error::backend(
+            "encoder",
+            "this backend does not score on its device (load_items said so)",
+        ))
+    }
 
     /// Which kernels run the model where a backend has a choice, recorded with every run.
     fn kernels(&self) -> Option<String> {

@@ -387,6 +387,11 @@ pub struct OnnxBert {
     flavour: Option<Flavour>,
     /// How the flavour was chosen, for the run's notes.
     chosen: String,
+    threads: usize,
+    device: Device,
+    /// The scoring graph (`export::scoring_model`) on the same provider, with its catalog
+    /// size (`Encoder::load_items`).
+    scoring: Option<Session>,
 }
 
 impl OnnxBert {
@@ -433,10 +438,11 @@ impl OnnxBert {
         let rows = shape.0 * shape.1;
         let names: Vec<String> = candidates.iter().map(|&c| name(c)).collect();
         let key = format!(
-            "{} {}, {}, {} threads, {}, {}, {}x{}",
+            "{} {}, {}, {}, {} threads, {}, {}, {}x{}",
             opts.device,
             super::choices::host(),
             runtime_version(),
+            files.identity(),
             opts.threads,
             opts.precision,
             names.join(" or "),
@@ -521,6 +527,30 @@ impl OnnxBert {
         device: Device,
         spin: Spin,
     ) -> Result<OnnxBert> {
+        let session = Self::session(threads, level, device, spin)?
+            .commit_from_file(path)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        Ok(OnnxBert {
+            session,
+            hidden,
+            model_path: path.to_path_buf(),
+            level,
+            flavour: None,
+            chosen: "given file".into(),
+            threads,
+            device,
+            scoring: None,
+        })
+    }
+
+    /// A session builder on `device`'s execution provider (registered with
+    /// `error_on_failure`: no silent fall back to the CPU), with `threads` intra-op threads.
+    fn session(
+        threads: usize,
+        level: GraphOptimizationLevel,
+        device: Device,
+        spin: Spin,
+    ) -> Result<ort::session::builder::SessionBuilder> {
         let (_, env) = loaded().map_err(err)?;
         let provider = match device {
             Device::Cpu => ort::ep::CPU::default().build().error_on_failure(),
@@ -535,7 +565,7 @@ impl OnnxBert {
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => return Err(err(supports(device, Precision::Fp32).unwrap_err())),
         };
-        let session = Session::builder(env)
+        Session::builder(env)
             .map_err(err)?
             .with_log_level(ort::logging::LogLevel::Error)
             .map_err(err)?
@@ -548,21 +578,68 @@ impl OnnxBert {
             .with_config_entry(FORCE_SPINNING_STOP, spin.force_stop())
             .map_err(err)?
             .with_execution_providers([provider])
-            .map_err(err)?
-            .commit_from_file(path)
-            .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        Ok(OnnxBert {
-            session,
-            hidden,
-            model_path: path.to_path_buf(),
-            level,
-            flavour: None,
-            chosen: "given file".into(),
-        })
+            .map_err(err)
     }
 }
 
 impl Encoder for OnnxBert {
+    fn load_items(&mut self, items: super::ItemsRef<'_>) -> Result<Option<String>> {
+        // f16 items on CUDA for half-precision graphs; f32 otherwise (the CPU provider's f16
+        // MatMul is not faster).
+        let half = matches!(self.device, Device::Cuda(_))
+            && self.model_path.to_string_lossy().contains("-fp16-");
+        let model = crate::model::onnx::export::scoring_model(items.data, items.dim, half);
+        let bytes = prost::Message::encode_to_vec(&model);
+        let session = Self::session(self.threads, self.level, self.device, Spin::Default)?
+            .commit_from_memory(&bytes)
+            .map_err(|e| err(format!("the scoring graph: {e}")))?;
+        self.scoring = Some(session);
+        Ok(Some(format!(
+            "{} item embeddings in {} on {}: a second ONNX Runtime session (MatMul + TopK) on \
+             the same provider; the user embeddings pass through the host between the two",
+            items.len(),
+            if half { "f16" } else { "f32" },
+            match self.device {
+                Device::Cpu => "the CPU".to_string(),
+                d => d.to_string(),
+            }
+        )))
+    }
+
+    fn encode_and_rank(&mut self, batch: &TokenBatch, k: usize) -> Result<super::Ranked> {
+        let t = std::time::Instant::now();
+        let users = self.encode(batch)?;
+        let encode_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let scoring = self
+            .scoring
+            .as_mut()
+            .ok_or_else(|| err("encode_and_rank before load_items"))?;
+        let kk = [k as i64];
+        let outputs = scoring
+            .run(ort::inputs![
+                "user" => TensorRef::from_array_view(([users.rows, users.dim], &users.data[..])).map_err(err)?,
+                "k" => TensorRef::from_array_view(([1usize], &kk[..])).map_err(err)?,
+            ])
+            .map_err(err)?;
+        let (_, scores) = outputs["scores"].try_extract_tensor::<f32>().map_err(err)?;
+        let (_, ids) = outputs["ids"].try_extract_tensor::<i64>().map_err(err)?;
+        let width = scores.len() / users.rows.max(1);
+        let k = k.min(width);
+        let top = (0..users.rows)
+            .map(|r| {
+                (r * width..r * width + k)
+                    .map(|j| (ids[j] as usize, scores[j]))
+                    .collect()
+            })
+            .collect();
+        Ok(super::Ranked {
+            top,
+            encode_ms,
+            score_ms: t.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
         let shape = [batch.batch, batch.seq_len];
         let wide = |v: &[u32]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();

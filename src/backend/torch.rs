@@ -360,6 +360,9 @@ struct KernelChoice {
     raced: usize,
     rows: i64,
     threads: usize,
+    /// The model the layers belong to ([`ModelFiles::identity`]): its layers' timings decide
+    /// for it alone.
+    model: String,
     /// (in, out) → index, with how it was decided.
     decided: Vec<((i64, i64), usize, String)>,
 }
@@ -369,9 +372,10 @@ impl KernelChoice {
     /// shape.
     fn key(&self, inner: i64, out: i64) -> String {
         format!(
-            "cpu {}, {}, {} threads, {}, {}, {}x{inner}x{out}",
+            "cpu {}, {}, {}, {} threads, {}, {}, {}x{inner}x{out}",
             super::choices::host(),
             runtime_version(),
+            self.model,
             self.threads,
             openmp_setting(),
             self.names[..self.raced].join(" or "),
@@ -708,6 +712,12 @@ pub struct TorchBert {
     kernels: String,
     /// Which kernels computed the outputs, for cache keys of computed embeddings.
     tag: Option<String>,
+    /// The catalog's item embeddings on the device, `[items, hidden]` in the scoring kind
+    /// (`Encoder::load_items`).
+    items: Option<Tensor>,
+    /// The activations' kind (f32 for fp32 and int8).
+    kind: Kind,
+    threads: usize,
 }
 
 impl TorchBert {
@@ -787,6 +797,7 @@ impl TorchBert {
                 raced: INT8_RACED,
                 rows,
                 threads: opts.threads,
+                model: files.identity(),
                 decided: Vec::new(),
             },
             _ => KernelChoice {
@@ -802,6 +813,7 @@ impl TorchBert {
                 raced: FP32_KERNELS.len(),
                 rows,
                 threads: opts.threads,
+                model: files.identity(),
                 decided: Vec::new(),
             },
         };
@@ -867,6 +879,9 @@ impl TorchBert {
             device,
             kernels,
             tag,
+            items: None,
+            kind,
+            threads: opts.threads,
         })
     }
 
@@ -943,7 +958,94 @@ impl TorchBert {
     }
 }
 
+impl TorchBert {
+    /// The scoring kind on this device: the activations' on CUDA (f16 or bf16 for
+    /// half-precision runs), f32 on the CPU (libtorch's CPU half-precision products are slow
+    /// without AVX512-FP16).
+    fn scoring_kind(&self) -> Kind {
+        if self.device == tch::Device::Cpu {
+            Kind::Float
+        } else {
+            self.kind
+        }
+    }
+
+    fn synchronize(&self) {
+        if let tch::Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    }
+
+    /// `mm` against the loaded items and `topk` where they are; only `[rows, k]` ids and
+    /// scores are copied back.
+    fn rank(&self, users: &Tensor, k: usize) -> Result<Vec<Vec<(usize, f32)>>, TchError> {
+        let items = self
+            .items
+            .as_ref()
+            .ok_or_else(|| TchError::Kind("encode_and_rank before load_items".into()))?;
+        let n = items.size()[0];
+        let scores = users.f_to_kind(items.kind())?.f_mm(&items.f_tr()?)?;
+        let (top, ids) = scores.f_topk((k as i64).min(n), -1, true, true)?;
+        let rows = users.size()[0] as usize;
+        let top = Vec::<f32>::try_from(
+            &top.f_to_kind(Kind::Float)?
+                .f_to(tch::Device::Cpu)?
+                .f_view([-1])?,
+        )?;
+        let ids = Vec::<i64>::try_from(&ids.f_to(tch::Device::Cpu)?.f_view([-1])?)?;
+        let k = top.len() / rows.max(1);
+        Ok((0..rows)
+            .map(|r| {
+                (r * k..(r + 1) * k)
+                    .map(|j| (ids[j] as usize, top[j]))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
 impl Encoder for TorchBert {
+    fn load_items(&mut self, items: super::ItemsRef<'_>) -> Result<Option<String>> {
+        let _guard = tch::no_grad_guard();
+        let kind = self.scoring_kind();
+        let t = Tensor::f_from_slice(items.data)
+            .and_then(|t| t.f_view([items.len() as i64, items.dim as i64]))
+            .and_then(|t| t.f_to_kind(kind))
+            .and_then(|t| t.f_to(self.device))
+            .map_err(err)?;
+        self.items = Some(t);
+        let (name, at) = match self.device {
+            tch::Device::Cpu => ("f32", format!("the CPU ({} threads)", self.threads)),
+            _ => (
+                match kind {
+                    Kind::Half => "f16",
+                    Kind::BFloat16 => "bf16",
+                    _ => "f32",
+                },
+                "the GPU".to_string(),
+            ),
+        };
+        Ok(Some(format!(
+            "{} item embeddings in {name} on {at}: torch mm + topk",
+            items.len()
+        )))
+    }
+
+    fn encode_and_rank(&mut self, batch: &TokenBatch, k: usize) -> Result<super::Ranked> {
+        let _guard = tch::no_grad_guard();
+        let t = std::time::Instant::now();
+        let users = self.forward(batch).map_err(err)?;
+        self.synchronize();
+        let encode_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let top = self.rank(&users, k).map_err(err)?;
+        Ok(super::Ranked {
+            top,
+            encode_ms,
+            score_ms: t.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
     fn encode(&mut self, batch: &TokenBatch) -> Result<Embeddings> {
         let _guard = tch::no_grad_guard();
         let out = self

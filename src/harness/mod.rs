@@ -152,10 +152,24 @@ fn measured_threads(planned: &[PlannedRun]) -> BTreeSet<usize> {
 /// has one. The CPU's GEMMs say nothing of a GPU's, and an fp32 ceiling nothing of int8 or
 /// half-precision products (with VNNI an int8 MiniLM ran above the fp32 ceiling on the 2-vCPU
 /// EPYC VM), so their efficiency stays empty rather than wrong.
-fn ceiling_for(ceilings: &BTreeMap<usize, f64>, p: &PlannedRun) -> Option<f64> {
-    (p.spec.device == crate::spec::Device::Cpu && p.spec.precision == crate::spec::Precision::Fp32)
-        .then(|| ceilings.get(&p.spec.threads).copied())
-        .flatten()
+///
+/// A GPU run's ceiling is its GPU's data-sheet peak at the run's precision
+/// (`telemetry::gpu_peaks`), when the table has the GPU `gpus` names at the run's index.
+fn ceiling_for(
+    ceilings: &BTreeMap<usize, f64>,
+    gpus: &[crate::telemetry::inventory::Gpu],
+    p: &PlannedRun,
+) -> Option<f64> {
+    match p.spec.device {
+        crate::spec::Device::Cpu => (p.spec.precision == crate::spec::Precision::Fp32)
+            .then(|| ceilings.get(&p.spec.threads).copied())
+            .flatten(),
+        crate::spec::Device::Cuda(i) => gpus
+            .iter()
+            .find(|g| g.index == i)
+            .and_then(|g| crate::telemetry::gpu_peaks::of(&g.name))
+            .and_then(|peak| peak.gflops(p.spec.precision)),
+    }
 }
 
 /// The GEMM ceiling per thread count of an environment.
@@ -275,7 +289,11 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             None => {
                 references.prepare(&p, &progress)?;
                 progress.start(&p.spec.id);
-                match spawn_worker(&self_exe()?, &p, ceiling_for(&ceilings, &p))? {
+                match spawn_worker(
+                    &self_exe()?,
+                    &p,
+                    ceiling_for(&ceilings, &file.environment.inventory.gpus, &p),
+                )? {
                     Some(r) => r,
                     None => {
                         interrupted = true;
@@ -462,7 +480,7 @@ pub fn run_interleaved(
                         round + 1,
                         if k == 0 { "baseline" } else { "candidate" }
                     ));
-                    match spawn_worker(exe, &p, ceiling_for(&ceilings, &p))? {
+                    match spawn_worker(exe, &p, ceiling_for(&ceilings, &env.inventory.gpus, &p))? {
                         Some(r) => sides[k].push(r),
                         None => {
                             interrupted = true;
@@ -694,7 +712,7 @@ mod tests {
         let ceiling = |device, precision| {
             let mut spec = spec.clone();
             (spec.device, spec.precision) = (device, precision);
-            ceiling_for(&ceilings, &PlannedRun { spec, skip: None })
+            ceiling_for(&ceilings, &[], &PlannedRun { spec, skip: None })
         };
         assert_eq!(ceiling(Device::Cpu, Precision::Fp32), Some(100.0));
         for precision in [Precision::Int8, Precision::Bf16, Precision::Fp16] {

@@ -8,12 +8,12 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use super::{inputs, parity, server};
-use crate::backend::{self, Embeddings, Encoder, EncoderOptions};
+use crate::backend::{self, Embeddings, Encoder, EncoderOptions, ItemsRef, Ranked};
 use crate::error::{Error, Result};
 use crate::model::{ModelFiles, TokenBatch, Tokenizer};
 use crate::recommender::{self, ItemIndex};
 use crate::results::{Compute, Memory, RunResult, Status, Throughput};
-use crate::scenario::{Load, Mode, RunSpec};
+use crate::scenario::{Load, Mode, RunSpec, Scoring};
 use crate::stats::{thin, Latency};
 use crate::telemetry::memory;
 
@@ -46,13 +46,14 @@ struct EncService<'a> {
 impl server::Service for EncService<'_> {
     fn serve(&mut self, n: usize) -> Result<()> {
         let rows = n * self.spec.candidates;
-        let emb = if rows == self.batch.batch {
-            self.enc.encode(self.batch)?
+        let part;
+        let batch = if rows == self.batch.batch {
+            self.batch
         } else {
-            self.enc.encode(&self.batch.rows(0, rows))?
+            part = self.batch.rows(0, rows);
+            &part
         };
-        self.finite &= emb.all_finite();
-        black_box(self.scorer.rank(&emb));
+        self.finite &= self.scorer.step(&mut self.enc, batch)?;
         Ok(())
     }
 }
@@ -62,11 +63,48 @@ struct Scorer<'a> {
     spec: &'a RunSpec,
     index: ItemIndex,
     head: Vec<f32>,
-    /// Milliseconds each `rank` took (the host-side share of an iteration), for the run's notes.
+    /// How the backend scores on its device (`load_items`' words), `None` when the host scores.
+    on_device: Option<String>,
+    /// Milliseconds each `rank` took (the host-side share of an iteration), or on the device the
+    /// scoring after each forward, for the run's notes.
     ms: std::sync::Mutex<Vec<f64>>,
+    /// On the device: milliseconds of each encoder forward, timed apart from the scoring.
+    encode_ms: std::sync::Mutex<Vec<f64>>,
+    /// Test-only (`fault-injection`): a non-finite first score after every step.
+    inject_nan: bool,
 }
 
 impl Scorer<'_> {
+    /// One forward and its ranking: on the device when the backend scores there, else encode,
+    /// then score and rank on the host. Returns whether the outputs were finite.
+    fn step(&self, enc: &mut Box<dyn Encoder>, batch: &TokenBatch) -> Result<bool> {
+        if self.on_device.is_some() {
+            let k = self.spec.top_k.min(self.index.len());
+            let mut ranked = enc.encode_and_rank(batch, k)?;
+            if self.inject_nan {
+                ranked.top[0][0].1 = f32::NAN;
+            }
+            self.ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ranked.score_ms);
+            self.encode_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ranked.encode_ms);
+            let finite = ranked.all_finite();
+            black_box(ranked);
+            return Ok(finite);
+        }
+        let mut emb = enc.encode(batch)?;
+        if self.inject_nan {
+            emb.data[0] = f32::NAN;
+        }
+        let finite = emb.all_finite();
+        black_box(self.rank(&emb));
+        Ok(finite)
+    }
+
     /// Scores and ranks the requests of one forward pass; returns a checksum so the work cannot
     /// be optimised away.
     fn rank(&self, emb: &Embeddings) -> usize {
@@ -77,9 +115,12 @@ impl Scorer<'_> {
         acc
     }
 
-    /// The scoring times recorded so far, emptied.
-    fn take_ms(&self) -> Vec<f64> {
-        std::mem::take(&mut *self.ms.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The scoring times recorded so far, and on the device the encoder's, emptied.
+    fn take_ms(&self) -> (Vec<f64>, Vec<f64>) {
+        let take = |m: &std::sync::Mutex<Vec<f64>>| {
+            std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        (take(&self.ms), take(&self.encode_ms))
     }
 
     fn rank_untimed(&self, emb: &Embeddings) -> usize {
@@ -189,7 +230,8 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     };
 
     let (batch, requests) = timed_batch(spec, &tok, &items)?;
-    let scorer = Scorer {
+    inject_crash(spec);
+    let mut scorer = Scorer {
         spec,
         index: item_index.tiled(if spec.mode == Mode::TwoTower {
             spec.catalog_items
@@ -197,8 +239,43 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
             0
         }),
         head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
+        on_device: None,
         ms: Default::default(),
+        encode_ms: Default::default(),
+        inject_nan: fault(spec).as_deref() == Some("nan"),
     };
+    if spec.mode == Mode::TwoTower && spec.scoring == Scoring::Device {
+        let items = ItemsRef {
+            data: &scorer.index.data,
+            dim: scorer.index.dim,
+        };
+        let how = enc.load_items(items)?.ok_or_else(|| {
+            Error::backend(
+                spec.backend.name(),
+                "does not score on its device; set [recommender] scoring = \"host\"",
+            )
+        })?;
+        // The device's ranking of the timed batch's first rows against float64 host scoring
+        // of the same embeddings: a run that ranks wrongly is not timed.
+        let rows = batch.batch.min(4);
+        let probe = batch.rows(0, rows);
+        let emb = enc.encode(&probe)?;
+        let k = spec.top_k.min(scorer.index.len());
+        let ranked = enc.encode_and_rank(&probe, k)?;
+        let tol = ranking_tolerance(spec);
+        if let Err(why) = check_ranking(&emb, &scorer.index, &ranked, k, tol) {
+            r.status = Status::Invalid;
+            r.reason = Some(format!(
+                "device scoring disagrees with float64 host scoring: {why}"
+            ));
+            return Ok(());
+        }
+        r.notes.push(format!(
+            "scoring on the device: {how}; its top-{k} of {rows} rows matched float64 host \
+             scoring of the same embeddings (scores within {tol:.0e}, ties aside)"
+        ));
+        scorer.on_device = Some(how);
+    }
     r.timed_region = Some(timed_region(spec, requests));
 
     let rss_scope = if memory::reset_peak_rss() {
@@ -206,17 +283,8 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     } else {
         "process"
     };
-    inject_crash(spec);
-    let inject_nan = fault(spec).as_deref() == Some("nan");
-    let step = |enc: &mut Box<dyn Encoder>, batch: &TokenBatch| -> Result<bool> {
-        let mut emb = enc.encode(batch)?;
-        if inject_nan {
-            emb.data[0] = f32::NAN;
-        }
-        let finite = emb.all_finite();
-        black_box(scorer.rank(&emb));
-        Ok(finite)
-    };
+    let scorer = scorer;
+    let step = |enc: &mut Box<dyn Encoder>, batch: &TokenBatch| scorer.step(enc, batch);
 
     let Some(warm_ms) = warm_up(spec, &step, &mut enc, &batch)? else {
         return invalid_nan(r);
@@ -232,6 +300,12 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         }];
         for _ in 1..spec.instances {
             let mut e = backend::open(spec.backend, &files, opts)?;
+            if scorer.on_device.is_some() {
+                e.load_items(ItemsRef {
+                    data: &scorer.index.data,
+                    dim: scorer.index.dim,
+                })?;
+            }
             step(&mut e, &batch)?;
             services.push(EncService {
                 enc: e,
@@ -242,6 +316,10 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
             });
         }
         let t_full = crate::stats::median(&warm_ms) / 1e3;
+        if let Some(note) = warm_every_batch_size(spec, &mut services)? {
+            r.notes.push(note);
+        }
+        scorer.take_ms();
         measure_server(spec, &mut services, t_full, r)?
     } else {
         measure_offline(spec, &step, &mut enc, &batch, requests, r)?
@@ -251,7 +329,14 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         return Ok(());
     };
     record(spec, &files, ceiling, &m, r);
-    r.notes.extend(scoring_note(spec, &scorer.take_ms(), &m));
+    let (score_ms, encode_ms) = scorer.take_ms();
+    r.notes.extend(scoring_note(
+        spec,
+        scorer.on_device.is_some(),
+        &score_ms,
+        &encode_ms,
+        &m,
+    ));
     r.memory = Memory {
         peak_rss_bytes: memory::peak_rss_bytes(),
         rss_scope: Some(rss_scope.into()),
@@ -260,6 +345,32 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     };
     r.status = Status::Ok;
     Ok(())
+}
+
+/// On a GPU, every batch size the server can form (1 to `batch`) served once by every
+/// instance before the probes, as a serving system warms up: CUDA loads a kernel on its first
+/// use and libtorch picks cuBLAS and attention kernels per shape, so each batch size's first
+/// batch is slow (on the H200, BERT-base fp16 warmed at batch 64 alone had p99 of 45–75 ms at
+/// 5–50 requests/s, where one batch takes 5 ms). The CPU has no such first-use cost and is not
+/// warmed this way (it would cost a second per size there).
+fn warm_every_batch_size(spec: &RunSpec, services: &mut [EncService]) -> Result<Option<String>> {
+    if spec.device == backend::Device::Cpu {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    for s in services.iter_mut() {
+        for n in 1..=spec.batch {
+            server::Service::serve(s, n)?;
+        }
+    }
+    Ok(Some(format!(
+        "server warm-up: every batch size from 1 to {} served once by each of {} instance(s) \
+         before the probes ({:.1} s; a device's first batch of each shape loads and picks its \
+         kernels)",
+        spec.batch,
+        services.len(),
+        t.elapsed().as_secs_f64()
+    )))
 }
 
 /// How the worker opens the run's encoder.
@@ -393,10 +504,17 @@ fn check_parity(
     Ok(passed.then_some(item_index))
 }
 
-/// How much of an iteration the host-side scoring took: it runs on the CPU (the `gemm` crate
+/// How much of an iteration the scoring took. On the host it runs on the CPU (the `gemm` crate
 /// and a one-pass top-k, `threads` threads) whatever device ran the encoder, so on a GPU run it
-/// can be most of the time.
-fn scoring_note(spec: &RunSpec, scoring_ms: &[f64], m: &Measured) -> Option<String> {
+/// can be most of the time; on the device it is timed apart from the encoder (the device
+/// synchronised between them), and the note gives both.
+fn scoring_note(
+    spec: &RunSpec,
+    on_device: bool,
+    scoring_ms: &[f64],
+    encode_ms: &[f64],
+    m: &Measured,
+) -> Option<String> {
     if scoring_ms.is_empty() {
         return None;
     }
@@ -418,20 +536,107 @@ fn scoring_note(spec: &RunSpec, scoring_ms: &[f64], m: &Measured) -> Option<Stri
         " of a {whole:.2} ms median {of} ({:.0}%)",
         100.0 * score / whole.max(f64::MIN_POSITIVE)
     );
+    let place = if on_device {
+        format!("on the run's device ({})", spec.device)
+    } else {
+        format!("on the host CPU ({} thread(s))", spec.threads)
+    };
+    let encoder = if encode_ms.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the encoder forward before it a median {:.2} ms",
+            crate::stats::median(encode_ms)
+        )
+    };
     Some(format!(
-        "scoring: {what} on the host CPU ({} thread(s)) took a median {score:.2} ms per batch{share}, \
+        "scoring: {what} {place} took a median {score:.2} ms per batch{share}{encoder}, \
          measured inside the timed region over {} batches",
-        spec.threads,
         scoring_ms.len()
     ))
+}
+
+/// Score tolerance of device scoring against float64 on the same embeddings: the scoring
+/// precision's rounding of unit vectors' dot products (f16 on a GPU's fp16 run, bf16 on its
+/// bf16 run, f32 elsewhere).
+fn ranking_tolerance(spec: &RunSpec) -> f64 {
+    match (spec.device, spec.precision) {
+        (backend::Device::Cuda(_), backend::Precision::Fp16) => 4e-3,
+        (backend::Device::Cuda(_), backend::Precision::Bf16) => 3e-2,
+        _ => 1e-4,
+    }
+}
+
+/// Whether `ranked` is the top-`k` of `users` · `index`ᵀ computed in float64, ties aside: at
+/// every rank its score is within `tol` of the float64 score at that rank, and each id it
+/// returns has a float64 score within `tol` of the score it reported (so a near-tie may come in
+/// either order, but a wrong item, a missing one or a wrong score fails).
+pub fn check_ranking(
+    users: &Embeddings,
+    index: &ItemIndex,
+    ranked: &Ranked,
+    k: usize,
+    tol: f64,
+) -> std::result::Result<(), String> {
+    if ranked.top.len() != users.rows {
+        return Err(format!(
+            "{} rows ranked for {} users",
+            ranked.top.len(),
+            users.rows
+        ));
+    }
+    let n = index.len();
+    for (r, got) in ranked.top.iter().enumerate() {
+        let u = users.row(r);
+        let exact: Vec<f64> = (0..n)
+            .map(|j| {
+                let item = &index.data[j * index.dim..(j + 1) * index.dim];
+                u.iter().zip(item).map(|(a, b)| *a as f64 * *b as f64).sum()
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|a, b| exact[*b].total_cmp(&exact[*a]));
+        if got.len() != k.min(n) {
+            return Err(format!("row {r}: {} ids for top-{k}", got.len()));
+        }
+        for (rank, &(id, score)) in got.iter().enumerate() {
+            let want = exact[order[rank]];
+            if !((score as f64 - want).abs() <= tol) {
+                return Err(format!(
+                    "row {r}, rank {rank}: score {score} where float64 has {want:.6}"
+                ));
+            }
+            let Some(&own) = exact.get(id) else {
+                return Err(format!("row {r}, rank {rank}: id {id} of {n} items"));
+            };
+            if !((score as f64 - own).abs() <= tol) {
+                return Err(format!(
+                    "row {r}, rank {rank}: id {id} has float64 score {own:.6}, not the {score} reported"
+                ));
+            }
+        }
+        let mut ids: Vec<usize> = got.iter().map(|x| x.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != got.len() {
+            return Err(format!("row {r}: an id appears twice"));
+        }
+    }
+    Ok(())
 }
 
 /// What the timed region of a run covers, in words.
 fn timed_region(spec: &RunSpec, requests: usize) -> String {
     match spec.mode {
         Mode::TwoTower => format!(
-            "encoder forward of {requests} sequence(s) of {} tokens + dot-product scoring against {} item embeddings + top-{}",
-            spec.seq_len, spec.catalog_items, spec.top_k
+            "encoder forward of {requests} sequence(s) of {} tokens + dot-product scoring against {} item embeddings + top-{} ({})",
+            spec.seq_len,
+            spec.catalog_items,
+            spec.top_k,
+            match spec.scoring {
+                Scoring::Device => "on the run's device; the top-k ids and scores copied to the host",
+                Scoring::Host => "on the host CPU, after the embeddings are copied there",
+            }
         ),
         Mode::CrossEncoder => format!(
             "encoder forward of {requests} request(s) × {} (user, item) pairs of {} tokens + relevance head + top-{}",

@@ -117,7 +117,8 @@ pub fn notes(r: &Row) -> Vec<Note> {
             "host-bound",
             format!(
                 "{}: the host-side scoring is {share:.0}% of the time, so this GPU figure \
-                 measures the host CPU more than the GPU (scoring on the device is not built)",
+                 measures the host CPU more than the GPU (it scored on the host: \
+                 `[recommender] scoring = \"device\"` scores where the encoder runs)",
                 note.map_or("scoring", |n| n.as_str())
             ),
         ));
@@ -167,7 +168,9 @@ pub const HOST_BOUND_SHARE: f64 = 50.0;
 /// The share (%) of a GPU run's median iteration (under server load: request latency) its
 /// host-side scoring took, from the run's `scoring:` note (written by the worker).
 fn host_scoring_share(run: &crate::results::RunResult) -> Option<f64> {
-    if !matches!(run.spec.device, crate::spec::Device::Cuda(_)) {
+    if !matches!(run.spec.device, crate::spec::Device::Cuda(_))
+        || run.spec.scoring != crate::spec::Scoring::Host
+    {
         return None;
     }
     let n = run.notes.iter().find(|n| n.starts_with("scoring:"))?;

@@ -327,6 +327,107 @@ fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precisio
     }
 }
 
+/// The scoring graph the onnx backend runs after the encoder, on the same execution provider:
+/// inputs `user` (f32 `[batch, dim]`) and `k` (int64 `[1]`, at most the catalog size), the
+/// catalog `items` as an initializer (`[dim, items]`, transposed, in f16 when `half`), `MatMul`
+/// then `TopK` (largest, sorted) over the items; outputs `scores` (f32 `[batch, k]`) and `ids`
+/// (int64 `[batch, k]`). Only these come back.
+pub fn scoring_model(items: &[f32], dim: usize, half: bool) -> ModelProto {
+    let n = items.len() / dim.max(1);
+    let mut g = Graph::new(if half {
+        Precision::Fp16
+    } else {
+        Precision::Fp32
+    });
+    let items_t = transpose(items, n, dim);
+    let init = if half {
+        g.init_f16("items", &[dim, n], &items_t)
+    } else {
+        g.init_f32("items", &[dim, n], &items_t)
+    };
+    let user = g.cast_act("user");
+    let scores = g.op("MatMul", &[&user, &init], vec![]);
+    let top = g.op_n(
+        "TopK",
+        "",
+        &[&scores, "k"],
+        2,
+        vec![
+            attr_i("axis", -1),
+            attr_i("largest", 1),
+            attr_i("sorted", 1),
+        ],
+    );
+    let values = g.cast_f32(&top[0]);
+    g.nodes.push(NodeProto {
+        input: vec![values],
+        output: vec!["scores".into()],
+        name: "scores".into(),
+        op_type: "Identity".into(),
+        attribute: vec![],
+        domain: String::new(),
+    });
+    g.nodes.push(NodeProto {
+        input: vec![top[1].clone()],
+        output: vec!["ids".into()],
+        name: "ids".into(),
+        op_type: "Identity".into(),
+        attribute: vec![],
+        domain: String::new(),
+    });
+    let dims = |last: Dimension| {
+        vec![
+            Dimension {
+                dim_value: None,
+                dim_param: Some("batch".into()),
+            },
+            last,
+        ]
+    };
+    let fixed = |v: usize| Dimension {
+        dim_value: Some(v as i64),
+        dim_param: None,
+    };
+    let sym = |name: &str| Dimension {
+        dim_value: None,
+        dim_param: Some(name.into()),
+    };
+    let value = |name: &str, elem: i32, d: Vec<Dimension>| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: elem,
+                shape: Some(TensorShapeProto { dim: d }),
+            }),
+        }),
+    };
+    let graph = GraphProto {
+        node: g.nodes,
+        name: format!("recbench-scoring-{n}x{dim}"),
+        initializer: g.inits,
+        input: vec![
+            value("user", dtype::FLOAT, dims(fixed(dim))),
+            value("k", dtype::INT64, vec![fixed(1)]),
+        ],
+        output: vec![
+            value("scores", dtype::FLOAT, dims(sym("k"))),
+            value("ids", dtype::INT64, dims(sym("k"))),
+        ],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        producer_name: "recbench".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        ..Default::default()
+    }
+}
+
 fn attr_i(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
