@@ -201,13 +201,36 @@ mod tests {
     use crate::cost::Catalog;
     use crate::report::{load_sources, price};
 
-    /// The H200 reference runs: every offline MiniLM run there spent most of its iteration on
-    /// host-side scoring (its `scoring:` note), and is marked so; CPU runs never are.
+    /// The H200 runs of 2026-11-30, which scored on the host: every offline MiniLM run there
+    /// spent most of its iteration on host-side scoring (its `scoring:` note), and is marked
+    /// so; CPU runs never are, and neither are the H200 runs of 2026-12-04, which scored on
+    /// the device.
     #[test]
     fn gpu_runs_dominated_by_host_scoring_are_marked_host_bound() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let gpu = root.join("results/reference/gpu/gpu-minilm/20261130T164713Z-vm.json");
+        let gpu = root.join(
+            "results/reference/gpu/runs/2026-11-30-host-scoring/gpu-minilm/20261130T164713Z-vm.json",
+        );
         let cpu = root.join("results/reference/levers/20261130T150158Z-vm.json");
+        let on_device = root.join("results/reference/gpu/gpu-minilm/20261204T122046Z-vm.json");
+        let device_sources = load_sources(&[on_device]).unwrap();
+        let device_rows =
+            price(&device_sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
+        let mut device_ok = 0;
+        for r in device_rows
+            .iter()
+            .filter(|r| r.run.status == crate::results::Status::Ok)
+        {
+            assert_eq!(r.run.spec.scoring, crate::spec::Scoring::Device);
+            assert!(
+                super::host_scoring_share(r.run).is_none(),
+                "{}",
+                r.run.spec.id
+            );
+            assert!(!super::notes(r).iter().any(|n| n.badge == "host-bound"));
+            device_ok += 1;
+        }
+        assert!(device_ok >= 20, "{device_ok} device-scored runs");
         let sources = load_sources(&[gpu, cpu]).unwrap();
         let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
         let (mut marked, mut cpu_rows) = (0, 0);
