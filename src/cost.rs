@@ -648,6 +648,35 @@ mod tests {
         .unwrap();
         let e = Catalog::load(&p, None).unwrap_err().to_string();
         assert!(e.contains("has no price"), "{e}");
+        // Shapes: left out is unknown (0); written out, zero or less is refused where it is.
+        let priced = "provider = \"aws\"\non_demand_usd_per_hour = 1.0\n";
+        for (body, want) in [
+            (
+                "kind = \"cpu\"\nvcpus = 0\n",
+                "c.toml:6: field `hardware.vcpus`: 0 is not a count",
+            ),
+            (
+                "kind = \"cpu\"\nmemory_gib = -2.0\n",
+                "c.toml:6: field `hardware.memory_gib`: -2 is not a positive amount",
+            ),
+            (
+                "kind = \"gpu\"\ngpu_count = 0\n",
+                "field `hardware.gpu_count`: a gpu entry needs gpu_count of at least 1",
+            ),
+        ] {
+            std::fs::write(&p, format!("[[hardware]]\nid = \"x\"\n{priced}{body}")).unwrap();
+            let err = Catalog::load(&p, None).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.to_string().contains(want), "{err}\nwant: {want}");
+        }
+        std::fs::write(
+            &p,
+            format!("[[hardware]]\nid = \"x\"\n{priced}kind = \"cpu\"\n"),
+        )
+        .unwrap();
+        let c = Catalog::load(&p, None).unwrap();
+        let x = c.entries.iter().find(|e| e.id == "x").unwrap();
+        assert_eq!((x.vcpus, x.memory_gib), (0, 0.0), "left out: unknown");
     }
 
     #[test]

@@ -853,16 +853,6 @@ fn parity_and_quick_runs_from_the_command_line() {
     }
 }
 
-/// A stdout whose reader is already gone (`recbench … | head` after head exited).
-fn closed_stdout() -> std::process::Stdio {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    unsafe { libc::close(fds[0]) };
-    // SAFETY: fds[1] is a fresh descriptor owned by nothing else.
-    std::process::Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) })
-}
-
 /// Every subcommand that writes to stdout ends quietly (status 0, no panic) when the reader
 /// has closed the pipe.
 #[test]
@@ -900,7 +890,7 @@ fn a_closed_pipe_ends_every_subcommand_quietly() {
     for args in cases {
         let out = recbench()
             .args(&args)
-            .stdout(closed_stdout())
+            .stdout(common::closed_stdout())
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1065,5 +1055,108 @@ fn cuda_runs_on_a_host_without_a_driver_are_skipped_with_the_reason() {
     {
         let c = b["cuda"].as_str().unwrap();
         assert!(c.contains("CUDA") && c.contains("no NVIDIA driver"), "{c}");
+    }
+}
+
+/// `--out` names a folder: a file there is a usage error (exit 2, one sentence), and the file
+/// is left as it was.
+#[test]
+fn out_pointing_at_a_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "keep me").unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = root.join("results/reference/quick/20261128T040112Z-vm.json");
+    let scenario = root.join("scenarios/quick.toml");
+    for args in [
+        vec!["report".into(), reference.display().to_string()],
+        vec!["run".into(), scenario.display().to_string()],
+    ] {
+        let out = recbench()
+            .args(&args)
+            .arg("--out")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim(),
+            format!(
+                "Error: <command line>: field `--out`: {} is a file, not a folder: --out names \
+                 the folder to write into",
+                file.display()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    }
+}
+
+/// A kernel decision belongs to the model it was measured on: with a fresh decision cache,
+/// tiny and then MiniLM at the same shape, threads and precision each get their own (MiniLM's
+/// note never quotes tiny's timings), and the cache holds one decision per model.
+#[test]
+fn kernel_decisions_are_measured_per_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let minilm = root.join(".cache/models/minilm-l6");
+    if !minilm.join("model.safetensors").exists() {
+        eprintln!("skipped: MiniLM is not in .cache (scripts/fetch.sh fetches it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(cache.join("models")).unwrap();
+    std::os::unix::fs::symlink(&minilm, cache.join("models/minilm-l6")).unwrap();
+    let run = |name: &str, model: &str| -> String {
+        let scenario = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &scenario,
+            format!("name = \"{name}\"\n[model]\npresets = [\"{model}\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\nthreads = [2]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n[recommender]\ncatalog_items = 2000\n"),
+        )
+        .unwrap();
+        let out = recbench()
+            .arg("run")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(dir.path())
+            .env("RECBENCH_CACHE", &cache)
+            .env_remove("RECBENCH_CANDLE_KERNELS")
+            .output()
+            .unwrap();
+        common::assert_succeeded(&out);
+        let v = only_results(&dir.path().join(name));
+        let notes = v["runs"][0]["notes"].as_array().unwrap().clone();
+        notes
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .find(|n| n.starts_with("kernels:"))
+            .unwrap_or_else(|| panic!("{name}: no kernels note in {notes:?}"))
+    };
+    // "layers on ops (ops 0.87 ms, fused 0.94 ms per forward of 1 × 16 tokens), …" → the
+    // timings in brackets.
+    let timings = |n: &str| {
+        let (_, t) = n.split_once('(').unwrap();
+        t.split_once(')').unwrap().0.to_string()
+    };
+    let tiny = run("tiny-first", "tiny");
+    let minilm = run("minilm-then", "minilm-l6");
+    assert_ne!(
+        timings(&minilm),
+        timings(&tiny),
+        "MiniLM's note quotes tiny's timings: {minilm}"
+    );
+    let decisions: serde_json::Map<String, Value> =
+        serde_json::from_slice(&std::fs::read(cache.join("kernels/candle-kernels.json")).unwrap())
+            .unwrap();
+    for (model, note) in [("model tiny", &tiny), ("model minilm-l6", &minilm)] {
+        let (_, how) = decisions
+            .iter()
+            .find(|(k, _)| k.contains(model))
+            .unwrap_or_else(|| panic!("no decision for {model} in {decisions:?}"));
+        assert!(
+            how.as_str().unwrap().contains(&timings(note)),
+            "{model}: remembered {how}, the run said {note}"
+        );
     }
 }

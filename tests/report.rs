@@ -586,6 +586,20 @@ fn compare_passes_a_a_and_fails_a_real_slowdown() {
         table.contains("REGRESSION") && table.contains("**regressed**"),
         "{table}"
     );
+    // Its reader gone (`recbench compare … | head` after head exited, or `| true`), the gate
+    // keeps its verdict: the exit code is the verdict, not the text.
+    for args in [vec![], vec!["--json"]] {
+        let out = recbench()
+            .arg("compare")
+            .arg(base)
+            .arg(&cand)
+            .args(["--max-regression", "10"])
+            .args(&args)
+            .stdout(common::closed_stdout())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+    }
 
     // A run that was ok and is now invalid fails the gate even without samples.
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();

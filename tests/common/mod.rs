@@ -136,3 +136,13 @@ pub fn assert_succeeded(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A stdout whose reader is already gone (`recbench … | head` after head exited).
+pub fn closed_stdout() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is a fresh descriptor owned by nothing else.
+    std::process::Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) })
+}
