@@ -567,6 +567,11 @@ fn ranking_tolerance(spec: &RunSpec) -> f64 {
     }
 }
 
+/// Whether `a` and `b` are within `tol` of each other (false when either is NaN).
+fn within(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
 /// Whether `ranked` is the top-`k` of `users` · `index`ᵀ computed in float64, ties aside: at
 /// every rank its score is within `tol` of the float64 score at that rank, and each id it
 /// returns has a float64 score within `tol` of the score it reported (so a near-tie may come in
@@ -601,7 +606,7 @@ pub fn check_ranking(
         }
         for (rank, &(id, score)) in got.iter().enumerate() {
             let want = exact[order[rank]];
-            if !((score as f64 - want).abs() <= tol) {
+            if !within(score as f64, want, tol) {
                 return Err(format!(
                     "row {r}, rank {rank}: score {score} where float64 has {want:.6}"
                 ));
@@ -609,7 +614,7 @@ pub fn check_ranking(
             let Some(&own) = exact.get(id) else {
                 return Err(format!("row {r}, rank {rank}: id {id} of {n} items"));
             };
-            if !((score as f64 - own).abs() <= tol) {
+            if !within(score as f64, own, tol) {
                 return Err(format!(
                     "row {r}, rank {rank}: id {id} has float64 score {own:.6}, not the {score} reported"
                 ));
