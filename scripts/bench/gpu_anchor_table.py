@@ -34,6 +34,9 @@ def gpu_header():
         return f"no NVIDIA GPU ({type(e).__name__}): a CPU dry run, not a GPU figure"
 
 
+MODELS = set()
+
+
 def recbench_rounds(root):
     rounds = []
     for f in sorted(glob.glob(os.path.join(root, "gpu-minilm*", "*.json"))):
@@ -48,6 +51,7 @@ def recbench_rounds(root):
                 continue
             s = r["spec"]
             score = next((n for n in r.get("notes", []) if n.startswith("scoring:")), "")
+            MODELS.add(s["model"])
             runs[(f"recbench {s['backend']}", s["precision"], s["batch"])] = {
                 "ms": r["latency"]["p50_ms"], "scoring": score, "file": f}
         out.append(runs)
@@ -88,7 +92,7 @@ def main():
     lines = [
         f"# GPU anchors: {gpu_header()}",
         "",
-        f"MiniLM (all-MiniLM-L6-v2), {n} interleaved round(s) (recbench, then PyTorch eager, in each round); "
+        f"Model {', '.join(sorted(MODELS))}, {n} interleaved round(s) (recbench, then PyTorch eager, in each round); "
         f"eager side: {runtime}. One batch end to end: encoder, scoring against the catalog on the "
         "device, top-k, ids and scores to the host. Figures: median over rounds of each round's "
         "median ms per batch; ratio: that side over PyTorch eager fp16 in the same round, median "
