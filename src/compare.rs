@@ -325,6 +325,24 @@ pub fn compare(
     }
     let ia: BTreeMap<&str, &RunResult> = a.runs.iter().map(|r| (r.spec.id.as_str(), r)).collect();
     let ib: BTreeMap<&str, &RunResult> = b.runs.iter().map(|r| (r.spec.id.as_str(), r)).collect();
+    // A file from before device scoring scored on the host under the same run id: its timed
+    // region is another one, so a ratio would measure where the scoring ran, not the code.
+    if let Some((id, ra, rb)) = ia.iter().find_map(|(id, ra)| {
+        ib.get(id)
+            .filter(|rb| rb.spec.scoring != ra.spec.scoring)
+            .map(|rb| (id, ra, rb))
+    }) {
+        return Err(Error::input(
+            candidate_path,
+            None,
+            "runs[].spec.scoring",
+            format!(
+                "run {id} scored on the {} in the baseline and on the {} here: their timed \
+                 regions differ, so they cannot be compared",
+                ra.spec.scoring, rb.spec.scoring
+            ),
+        ));
+    }
     let runs: Vec<RunChange> = ia
         .iter()
         .filter_map(|(id, ra)| ib.get(id).map(|rb| compare_run(ra, rb, threshold)))

@@ -626,6 +626,21 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("version 2 is not supported"));
 
+    // A file from before device scoring (its runs scored on the host under the same ids).
+    let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
+    for r in v["runs"].as_array_mut().unwrap() {
+        r["spec"].as_object_mut().unwrap().remove("scoring");
+    }
+    let before = write_json(dir.path(), "host-scored.json", &v);
+    let out = compare(&before, base);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("field `runs[].spec.scoring`")
+            && err.contains("scored on the host in the baseline and on the device here"),
+        "{err}"
+    );
+
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
     for r in v["runs"].as_array_mut().unwrap() {
         r["spec"]["id"] = r["spec"]["id"]

@@ -389,8 +389,8 @@ pub struct OnnxBert {
     chosen: String,
     threads: usize,
     device: Device,
-    /// The scoring graph (`export::scoring_model`) on the same provider, with its catalog
-    /// size (`Encoder::load_items`).
+    /// The scoring graph (`export::scoring_model`) on the same provider
+    /// (`Encoder::load_items`).
     scoring: Option<Session>,
 }
 
@@ -590,7 +590,10 @@ impl Encoder for OnnxBert {
             && self.model_path.to_string_lossy().contains("-fp16-");
         let model = crate::model::onnx::export::scoring_model(items.data, items.dim, half);
         let bytes = prost::Message::encode_to_vec(&model);
-        let session = Self::session(self.threads, self.level, self.device, Spin::Default)?
+        // Its workers stop at the end of each run, so they do not spin into the next encoder
+        // forward on the same cores (the encoder's own workers still spin into the scoring: a
+        // shared thread pool would remove that too).
+        let session = Self::session(self.threads, self.level, self.device, Spin::StopAfterRun)?
             .commit_from_memory(&bytes)
             .map_err(|e| err(format!("the scoring graph: {e}")))?;
         self.scoring = Some(session);

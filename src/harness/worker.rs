@@ -349,10 +349,12 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
 
 /// On a GPU, every batch size the server can form (1 to `batch`) served once by every
 /// instance before the probes, as a serving system warms up: CUDA loads a kernel on its first
-/// use and libtorch picks cuBLAS and attention kernels per shape, so each batch size's first
-/// batch is slow (on the H200, BERT-base fp16 warmed at batch 64 alone had p99 of 45–75 ms at
-/// 5–50 requests/s, where one batch takes 5 ms). The CPU has no such first-use cost and is not
-/// warmed this way (it would cost a second per size there).
+/// use and libtorch picks cuBLAS and attention kernels per shape, so a run warmed at `batch`
+/// alone would pay each other size's first batch inside a probe. On the H200 this warm-up
+/// alone did not remove torch's slow requests under server load (BERT-base fp16: one of 45–100
+/// ms per low-rate probe where a batch takes 5 ms); those came with a fresh service thread per
+/// probe (see `server::probe`). The CPU has no such first-use cost and is not warmed this way
+/// (it would cost a second per size there).
 fn warm_every_batch_size(spec: &RunSpec, services: &mut [EncService]) -> Result<Option<String>> {
     if spec.device == backend::Device::Cpu {
         return Ok(None);
