@@ -17,9 +17,9 @@
 #   scripts/gpu-check.sh --only minilm,server   # some of the parts (default minilm,anchors,server)
 #
 # What it needs on the GPU host, all in this repository's tree: the folders of
-# scripts/gpu-bundle.sh (target/gpu/carry/N: the binary, the MiniLM files in pieces, the
-# anchor's wheels, each folder with its SHA-256 sums; checked, joined and installed here
-# first), or target/gpu/bundle/recbench(.xz) and .cache/models/minilm-l6 already in place (or
+# scripts/gpu-bundle.sh (target/gpu/carry/N: the binary, the MiniLM files in pieces, with
+# --wheels the anchor's wheels, each folder with its SHA-256 sums; checked, joined and unpacked
+# here first), or target/gpu/bundle/recbench(.xz) and .cache/models/minilm-l6 already in place (or
 # RECBENCH=path, RECBENCH_CACHE). libtorch comes from LIBTORCH or RECBENCH_LIBTORCH, else from
 # the host's Python PyTorch installation; ONNX Runtime from ORT_DYLIB_PATH, else from the
 # host's Python onnxruntime.
@@ -73,7 +73,7 @@ step() {
 }
 
 # The folders of scripts/gpu-bundle.sh: every file checked against its folder's SHA-256 sums,
-# then the binary and MiniLM files put in place and the anchor's wheels installed.
+# then the binary and MiniLM files put in place and the anchor's wheels (if carried) unpacked.
 CARRY=target/gpu/carry
 if [ -d "$CARRY" ]; then
   for d in "$CARRY"/*/; do
@@ -89,7 +89,7 @@ if [ -d "$CARRY" ]; then
   for f in tokenizer.json config.json; do
     for src in "$CARRY"/*/minilm/$f; do [ -f "$src" ] && cp "$src" "$DEST/$f"; done
   done
-  mapfile -t PIECES < <(ls "$CARRY"/*/minilm/model.safetensors.part* 2>/dev/null | sort -t t -k 3 -V)
+  mapfile -t PIECES < <(ls "$CARRY"/*/minilm/model.safetensors.part* 2>/dev/null)
   if [ "${#PIECES[@]}" -gt 0 ]; then
     # In piece order (part1, part2, ...), whatever folder each came in.
     mapfile -t PIECES < <(for p in "${PIECES[@]}"; do echo "${p##*part} $p"; done | sort -n | cut -d' ' -f2)
