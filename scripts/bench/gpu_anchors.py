@@ -21,7 +21,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 
 def main():
@@ -41,6 +40,8 @@ def main():
     from transformers import BertModel
     import transformers
 
+    import anchors  # beside this file
+
     dev = torch.device(a.device)
     warmup_s, min_s, min_calls, max_s = (float(x) for x in a.window.split(","))
     kinds = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -52,19 +53,8 @@ def main():
             torch.cuda.synchronize()
 
     def timed(call):
-        start = time.perf_counter()
-        call()
-        while time.perf_counter() - start < warmup_s:
-            call()
-        samples = []
-        start = time.perf_counter()
-        while True:
-            t = time.perf_counter()
-            call()
-            samples.append((time.perf_counter() - t) * 1e3)
-            el = time.perf_counter() - start
-            if (el >= min_s and len(samples) >= min_calls) or el >= max_s:
-                return samples
+        # The CPU anchors' window loop (scripts/bench/anchors.py), on this window.
+        return anchors.timed(call, (warmup_s, min_s, min_calls, max_s))["samples_ms"]
 
     runs = [(p, "eager") for p in a.precisions.split(",") if p]
     if a.control:

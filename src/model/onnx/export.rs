@@ -268,14 +268,25 @@ fn pool(g: &mut Graph, x: &str, maskf: &str) -> String {
     g.op("Div", &[&mean, &norm], vec![])
 }
 
-/// The model around the graph: inputs, output, opsets.
-fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precision) -> ModelProto {
-    let h = cfg.hidden_size;
-    let sym = |s: &str| Dimension {
+/// A named dimension (`batch`, `seq`).
+fn sym(name: &str) -> Dimension {
+    Dimension {
         dim_value: None,
-        dim_param: Some(s.into()),
-    };
-    let value = |name: &str, elem: i32, dims: Vec<Dimension>| ValueInfoProto {
+        dim_param: Some(name.into()),
+    }
+}
+
+/// A fixed dimension.
+fn fixed(v: usize) -> Dimension {
+    Dimension {
+        dim_value: Some(v as i64),
+        dim_param: None,
+    }
+}
+
+/// A graph input or output: a tensor of `elem` with `dims`.
+fn value(name: &str, elem: i32, dims: Vec<Dimension>) -> ValueInfoProto {
+    ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
             tensor_type: Some(TensorTypeProto {
@@ -283,7 +294,12 @@ fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precisio
                 shape: Some(TensorShapeProto { dim: dims }),
             }),
         }),
-    };
+    }
+}
+
+/// The model around the graph: inputs, output, opsets.
+fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precision) -> ModelProto {
+    let h = cfg.hidden_size;
     let bs = || vec![sym("batch"), sym("seq")];
     let graph = GraphProto {
         node: g.nodes,
@@ -297,13 +313,7 @@ fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precisio
         output: vec![value(
             "embedding",
             dtype::FLOAT,
-            vec![
-                sym("batch"),
-                Dimension {
-                    dim_value: Some(h as i64),
-                    dim_param: None,
-                },
-            ],
+            vec![sym("batch"), fixed(h)],
         )],
         ..Default::default()
     };
@@ -375,32 +385,7 @@ pub fn scoring_model(items: &[f32], dim: usize, half: bool) -> ModelProto {
         attribute: vec![],
         domain: String::new(),
     });
-    let dims = |last: Dimension| {
-        vec![
-            Dimension {
-                dim_value: None,
-                dim_param: Some("batch".into()),
-            },
-            last,
-        ]
-    };
-    let fixed = |v: usize| Dimension {
-        dim_value: Some(v as i64),
-        dim_param: None,
-    };
-    let sym = |name: &str| Dimension {
-        dim_value: None,
-        dim_param: Some(name.into()),
-    };
-    let value = |name: &str, elem: i32, d: Vec<Dimension>| ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TensorTypeProto {
-                elem_type: elem,
-                shape: Some(TensorShapeProto { dim: d }),
-            }),
-        }),
-    };
+    let dims = |last: Dimension| vec![sym("batch"), last];
     let graph = GraphProto {
         node: g.nodes,
         name: format!("recbench-scoring-{n}x{dim}"),
