@@ -107,6 +107,14 @@ impl ItemIndex {
         self.len() == 0
     }
 
+    /// The embeddings as a backend takes them for scoring on its device.
+    pub fn items(&self) -> crate::backend::ItemsRef<'_> {
+        crate::backend::ItemsRef {
+            data: &self.data,
+            dim: self.dim,
+        }
+    }
+
     /// Repeats the rows until there are `n` (the scoring cost of an `n`-item catalog; the demo
     /// catalog is smaller than a production one).
     pub fn tiled(&self, n: usize) -> ItemIndex {

@@ -702,10 +702,16 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
 
 /// `recbench run` of a short tiny-model candle scenario named `name`, into `dir`.
 fn tiny_candle_run(dir: &Path, name: &str) -> Command {
+    candle_run(dir, name, "tiny")
+}
+
+/// `recbench run` of a short candle scenario of `model` (batch 1, 16 tokens) named `name`,
+/// into `dir`.
+fn candle_run(dir: &Path, name: &str, model: &str) -> Command {
     let scenario = dir.join(format!("{name}.toml"));
     std::fs::write(
         &scenario,
-        format!("name = \"{name}\"\n[model]\npresets = [\"tiny\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n"),
+        format!("name = \"{name}\"\n[model]\npresets = [\"{model}\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n"),
     )
     .unwrap();
     let mut c = recbench();
@@ -1109,17 +1115,7 @@ fn kernel_decisions_are_measured_per_model() {
     std::fs::create_dir_all(cache.join("models")).unwrap();
     std::os::unix::fs::symlink(&minilm, cache.join("models/minilm-l6")).unwrap();
     let run = |name: &str, model: &str| -> String {
-        let scenario = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &scenario,
-            format!("name = \"{name}\"\n[model]\npresets = [\"{model}\"]\n[workload]\nmode = \"two-tower\"\nbatch = 1\nseq_len = 16\n[matrix]\nbackends = [\"candle\"]\nthreads = [2]\n[measure]\nwarmup_s = 0.05\nmin_s = 0.1\nmin_queries = 3\nmax_s = 1\n[recommender]\ncatalog_items = 2000\n"),
-        )
-        .unwrap();
-        let out = recbench()
-            .arg("run")
-            .arg(&scenario)
-            .arg("--out")
-            .arg(dir.path())
+        let out = candle_run(dir.path(), name, model)
             .env("RECBENCH_CACHE", &cache)
             .env_remove("RECBENCH_CANDLE_KERNELS")
             .output()

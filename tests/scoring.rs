@@ -6,7 +6,7 @@
 
 mod common;
 
-use recbench::backend::{self, BackendKind, ItemsRef, Precision};
+use recbench::backend::{self, BackendKind, Precision};
 use recbench::harness::worker::check_ranking;
 use recbench::model::weights::DEFAULT_SEED;
 use recbench::model::{ModelFiles, Preset, Tokenizer};
@@ -37,10 +37,7 @@ fn device_scoring_ranks_like_host_scoring_on_every_backend() {
         let mut enc = backend::open(kind, &files, common::opts(Precision::Fp32)).unwrap();
         let index = recommender::encode_texts(enc.as_mut(), &tok, &texts, 32).unwrap();
         let how = enc
-            .load_items(ItemsRef {
-                data: &index.data,
-                dim: index.dim,
-            })
+            .load_items(index.items())
             .unwrap()
             .unwrap_or_else(|| panic!("{kind} does not score on its device"));
         let ranked = enc.encode_and_rank(&batch, k).unwrap();

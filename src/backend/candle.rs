@@ -799,17 +799,18 @@ impl CandleBert {
             return Ok(crate::topk::top_k_rows(&v, n, k, self.threads));
         }
         let (ids, top) = top_k_rows_chunked(&scores, k, TOPK_CHUNK).map_err(err)?;
-        let ids = ids.to_vec2::<u32>().map_err(err)?;
+        let ids: Vec<i64> = ids
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<u32>())
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect();
         let top = top
             .to_dtype(DType::F32)
-            .and_then(|t| t.to_vec2::<f32>())
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
             .map_err(err)?;
-        debug_assert_eq!(ids.len(), rows);
-        Ok(ids
-            .into_iter()
-            .zip(top)
-            .map(|(i, s)| i.into_iter().map(|i| i as usize).zip(s).collect())
-            .collect())
+        Ok(super::Ranked::rows_of(&ids, &top, rows, k))
     }
 }
 

@@ -72,6 +72,25 @@ pub struct Ranked {
 }
 
 impl Ranked {
+    /// Each row's first `k` (id, score) from a device's row-major `[rows, width]` top-k output
+    /// (`width` ≥ `k`, best first), as `top` holds them.
+    pub(crate) fn rows_of(
+        ids: &[i64],
+        scores: &[f32],
+        rows: usize,
+        k: usize,
+    ) -> Vec<Vec<(usize, f32)>> {
+        let width = scores.len() / rows.max(1);
+        let k = k.min(width);
+        (0..rows)
+            .map(|r| {
+                (r * width..r * width + k)
+                    .map(|j| (ids[j] as usize, scores[j]))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Whether every returned score is finite. A non-finite embedding makes every score of its
     /// row non-finite, so this stands in for the embeddings' own check.
     pub fn all_finite(&self) -> bool {

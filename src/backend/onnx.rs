@@ -389,6 +389,8 @@ pub struct OnnxBert {
     chosen: String,
     threads: usize,
     device: Device,
+    /// The precision the graph was exported at (`None` for a file opened as given).
+    precision: Option<Precision>,
     /// The scoring graph (`export::scoring_model`) on the same provider
     /// (`Encoder::load_items`).
     scoring: Option<Session>,
@@ -409,6 +411,7 @@ impl OnnxBert {
             let mut b =
                 Self::load_file_with(&path, hidden, opts.threads, level, opts.device, spin)?;
             b.flavour = Some(f);
+            b.precision = Some(opts.precision);
             Ok::<_, Error>(b)
         };
         let open = |f: Flavour, level: GraphOptimizationLevel| open_with(f, level, Spin::Default);
@@ -539,6 +542,7 @@ impl OnnxBert {
             chosen: "given file".into(),
             threads,
             device,
+            precision: None,
             scoring: None,
         })
     }
@@ -586,8 +590,8 @@ impl Encoder for OnnxBert {
     fn load_items(&mut self, items: super::ItemsRef<'_>) -> Result<Option<String>> {
         // f16 items on CUDA for half-precision graphs; f32 otherwise (the CPU provider's f16
         // MatMul is not faster).
-        let half = matches!(self.device, Device::Cuda(_))
-            && self.model_path.to_string_lossy().contains("-fp16-");
+        let half =
+            matches!(self.device, Device::Cuda(_)) && self.precision == Some(Precision::Fp16);
         let model = crate::model::onnx::export::scoring_model(items.data, items.dim, half);
         let bytes = prost::Message::encode_to_vec(&model);
         // Its workers stop at the end of each run, so they do not spin into the next encoder
@@ -627,15 +631,7 @@ impl Encoder for OnnxBert {
             .map_err(err)?;
         let (_, scores) = outputs["scores"].try_extract_tensor::<f32>().map_err(err)?;
         let (_, ids) = outputs["ids"].try_extract_tensor::<i64>().map_err(err)?;
-        let width = scores.len() / users.rows.max(1);
-        let k = k.min(width);
-        let top = (0..users.rows)
-            .map(|r| {
-                (r * width..r * width + k)
-                    .map(|j| (ids[j] as usize, scores[j]))
-                    .collect()
-            })
-            .collect();
+        let top = super::Ranked::rows_of(ids, scores, users.rows, k);
         Ok(super::Ranked {
             top,
             encode_ms,

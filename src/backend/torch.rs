@@ -993,14 +993,7 @@ impl TorchBert {
                 .f_view([-1])?,
         )?;
         let ids = Vec::<i64>::try_from(&ids.f_to(tch::Device::Cpu)?.f_view([-1])?)?;
-        let k = top.len() / rows.max(1);
-        Ok((0..rows)
-            .map(|r| {
-                (r * k..(r + 1) * k)
-                    .map(|j| (ids[j] as usize, top[j]))
-                    .collect()
-            })
-            .collect())
+        Ok(super::Ranked::rows_of(&ids, &top, rows, k))
     }
 }
 

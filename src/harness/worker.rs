@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use super::{inputs, parity, server};
-use crate::backend::{self, Embeddings, Encoder, EncoderOptions, ItemsRef, Ranked};
+use crate::backend::{self, Embeddings, Encoder, EncoderOptions, Ranked};
 use crate::error::{Error, Result};
 use crate::model::{ModelFiles, TokenBatch, Tokenizer};
 use crate::recommender::{self, ItemIndex};
@@ -63,8 +63,8 @@ struct Scorer<'a> {
     spec: &'a RunSpec,
     index: ItemIndex,
     head: Vec<f32>,
-    /// How the backend scores on its device (`load_items`' words), `None` when the host scores.
-    on_device: Option<String>,
+    /// Whether the backend scores on its device (`load_items`), else the host does.
+    on_device: bool,
     /// Milliseconds each `rank` took (the host-side share of an iteration), or on the device the
     /// scoring after each forward, for the run's notes.
     ms: std::sync::Mutex<Vec<f64>>,
@@ -78,20 +78,14 @@ impl Scorer<'_> {
     /// One forward and its ranking: on the device when the backend scores there, else encode,
     /// then score and rank on the host. Returns whether the outputs were finite.
     fn step(&self, enc: &mut Box<dyn Encoder>, batch: &TokenBatch) -> Result<bool> {
-        if self.on_device.is_some() {
+        if self.on_device {
             let k = self.spec.top_k.min(self.index.len());
             let mut ranked = enc.encode_and_rank(batch, k)?;
             if self.inject_nan {
                 ranked.top[0][0].1 = f32::NAN;
             }
-            self.ms
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(ranked.score_ms);
-            self.encode_ms
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(ranked.encode_ms);
+            push(&self.ms, ranked.score_ms);
+            push(&self.encode_ms, ranked.encode_ms);
             let finite = ranked.all_finite();
             black_box(ranked);
             return Ok(finite);
@@ -110,8 +104,7 @@ impl Scorer<'_> {
     fn rank(&self, emb: &Embeddings) -> usize {
         let t = Instant::now();
         let acc = self.rank_untimed(emb);
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        self.ms.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+        push(&self.ms, t.elapsed().as_secs_f64() * 1e3);
         acc
     }
 
@@ -152,6 +145,12 @@ impl Scorer<'_> {
         }
         acc
     }
+}
+
+/// Appends `ms` to a list of timings shared by the service threads (a panicked thread's
+/// lock is taken over: the list stays usable).
+fn push(m: &std::sync::Mutex<Vec<f64>>, ms: f64) {
+    m.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
 }
 
 /// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
@@ -239,17 +238,13 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
             0
         }),
         head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
-        on_device: None,
+        on_device: false,
         ms: Default::default(),
         encode_ms: Default::default(),
         inject_nan: fault(spec).as_deref() == Some("nan"),
     };
     if spec.mode == Mode::TwoTower && spec.scoring == Scoring::Device {
-        let items = ItemsRef {
-            data: &scorer.index.data,
-            dim: scorer.index.dim,
-        };
-        let how = enc.load_items(items)?.ok_or_else(|| {
+        let how = enc.load_items(scorer.index.items())?.ok_or_else(|| {
             Error::backend(
                 spec.backend.name(),
                 "does not score on its device; set [recommender] scoring = \"host\"",
@@ -274,7 +269,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
             "scoring on the device: {how}; its top-{k} of {rows} rows matched float64 host \
              scoring of the same embeddings (scores within {tol:.0e}, ties aside)"
         ));
-        scorer.on_device = Some(how);
+        scorer.on_device = true;
     }
     r.timed_region = Some(timed_region(spec, requests));
 
@@ -300,11 +295,8 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         }];
         for _ in 1..spec.instances {
             let mut e = backend::open(spec.backend, &files, opts)?;
-            if scorer.on_device.is_some() {
-                e.load_items(ItemsRef {
-                    data: &scorer.index.data,
-                    dim: scorer.index.dim,
-                })?;
+            if scorer.on_device {
+                e.load_items(scorer.index.items())?;
             }
             step(&mut e, &batch)?;
             services.push(EncService {
@@ -332,7 +324,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     let (score_ms, encode_ms) = scorer.take_ms();
     r.notes.extend(scoring_note(
         spec,
-        scorer.on_device.is_some(),
+        scorer.on_device,
         &score_ms,
         &encode_ms,
         &m,
