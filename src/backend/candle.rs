@@ -21,6 +21,8 @@
 //! This backend in fp32 is also the reference every other backend is compared with; the
 //! reference is computed with candle's own ops (a load without a shape hint never measures).
 
+#[cfg(feature = "cuda")]
+mod device_topk;
 pub mod fused;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -346,9 +348,10 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Normalises in f32 and returns `dtype`.
+    /// Normalises in the weights' dtype (f32 on the CPU; on CUDA the activations', where
+    /// candle's kernel accumulates in f32) and returns `dtype`.
     fn forward(&self, x: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(&x.to_dtype(DType::F32)?, &self.w, &self.b, self.eps)?
+        candle_nn::ops::layer_norm(&x.to_dtype(self.w.dtype())?, &self.w, &self.b, self.eps)?
             .to_dtype(dtype)
     }
 }
@@ -383,6 +386,9 @@ pub struct CandleBert {
     /// The catalog's item embeddings on the device, `[items, hidden]` in the scoring dtype
     /// (`Encoder::load_items`).
     items: Option<Tensor>,
+    /// Whether scoring on CUDA takes its top-k from recbench's kernel (checked against the
+    /// chunked argsort in `load_items`) rather than from [`top_k_rows_chunked`].
+    topk_kernel: bool,
 }
 
 impl CandleBert {
@@ -441,10 +447,16 @@ impl CandleBert {
         };
         let t = BertTensors::read(&cfg, |name, _| get(name))?;
         let eps = cfg.layer_norm_eps as f32;
-        let ln = |n: &Norm<Tensor>| LayerNorm {
-            w: n.weight.clone(),
-            b: n.bias.clone(),
-            eps,
+        // LayerNorm and the attention softmax run in f32 on the CPU (candle's CPU kernels for
+        // f16/bf16 are emulated); on CUDA in the activations' dtype, whose kernels accumulate
+        // in f32, instead of casting every activation to f32 and back.
+        let norm_dtype = if device.is_cpu() { DType::F32 } else { dtype };
+        let ln = |n: &Norm<Tensor>| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                w: n.weight.to_dtype(norm_dtype).map_err(err)?,
+                b: n.bias.to_dtype(norm_dtype).map_err(err)?,
+                eps,
+            })
         };
         // One [3a, h] projection instead of three: one GEMM per layer for Q, K and V.
         let qkvs = t
@@ -480,15 +492,15 @@ impl CandleBert {
             layers.push(Layer {
                 qkv: linear(&qkv)?,
                 attn_out: linear(&l.attn_out)?,
-                ln1: ln(&l.attn_norm),
+                ln1: ln(&l.attn_norm)?,
                 inter: linear(&l.intermediate)?,
                 out: linear(&l.output)?,
-                ln2: ln(&l.out_norm),
+                ln2: ln(&l.out_norm)?,
             });
         }
         let e = t.embeddings;
         let mut bert = CandleBert {
-            emb_ln: ln(&e.norm),
+            emb_ln: ln(&e.norm)?,
             word: e.word,
             pos: e.position,
             typ: e.token_type,
@@ -501,6 +513,7 @@ impl CandleBert {
             chosen: None,
             int8_layout,
             items: None,
+            topk_kernel: false,
         };
         if bert.device.is_cpu() && dtype == DType::F32 {
             bert.choose_kernels(opts, fused, &files.identity())?;
@@ -626,9 +639,19 @@ impl CandleBert {
         let types = Tensor::from_slice(&batch.type_ids, b * s, &self.device)?;
         let mask = Tensor::from_slice(&batch.attention_mask, (b, s), &self.device)?
             .to_dtype(DType::F32)?;
-        // Additive mask in f32: 0 for tokens, -1e9 for padding (finite: no NaN in any dtype,
-        // because the softmax runs in f32).
-        let bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, s))?;
+        // Additive mask in the softmax's dtype: 0 for tokens, -1e4 for padding (finite in f16
+        // and bf16, so no -inf and no NaN; exp(-1e4) is 0 in every dtype). None where the
+        // batch has no padding.
+        let norm_dtype = self.emb_ln.w.dtype();
+        let bias = if batch.attention_mask.iter().all(|&m| m == 1) {
+            None
+        } else {
+            Some(
+                ((mask.clone() - 1.0)? * 1e4)?
+                    .to_dtype(norm_dtype)?
+                    .reshape((b, 1, 1, s))?,
+            )
+        };
 
         let pos = self.pos.narrow(0, 0, s)?;
         let x = self
@@ -660,12 +683,15 @@ impl CandleBert {
                 .forward(&x)?
                 .reshape((b, s, 3, nh, hd))?
                 .permute((2, 0, 3, 1, 4))?;
-            let q = qkv.get(0)?.contiguous()?;
+            // Q scaled on its way to contiguous: one pass over [b, nh, s, hd] instead of one
+            // over the [b, nh, s, s] scores.
+            let q = qkv.get(0)?.affine(scale, 0.0)?;
             let k = qkv.get(1)?.contiguous()?;
             let v = qkv.get(2)?.contiguous()?;
-            let scores = (q.matmul(&k.t()?)? * scale)?
-                .to_dtype(DType::F32)?
-                .broadcast_add(&bias)?;
+            let mut scores = q.matmul(&k.t()?)?.to_dtype(norm_dtype)?;
+            if let Some(bias) = &bias {
+                scores = scores.broadcast_add(bias)?;
+            }
             let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
             let ctx = probs
                 .matmul(&v)?
@@ -779,8 +805,9 @@ impl CandleBert {
     }
 
     /// Scores `users` (`[rows, hidden]` f32) against the loaded items and returns each row's
-    /// top `k`: on CUDA with candle's matmul and [`top_k_rows_chunked`] (only the ids and
-    /// scores are copied back), on the CPU with candle's matmul and the host's one-pass top-k.
+    /// top `k`: on CUDA with candle's matmul and recbench's top-k kernel (`device_topk`; for
+    /// k above its limit [`top_k_rows_chunked`]; only the ids and scores are copied back), on
+    /// the CPU with candle's matmul and the host's one-pass top-k.
     fn rank(&self, users: &Tensor, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
         let items = self
             .items
@@ -798,6 +825,13 @@ impl CandleBert {
                 .map_err(err)?;
             return Ok(crate::topk::top_k_rows(&v, n, k, self.threads));
         }
+        #[cfg(feature = "cuda")]
+        if self.topk_kernel {
+            if let Some((ids, top)) = device_topk::top_k_rows(&scores, k).map_err(err)? {
+                let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+                return Ok(super::Ranked::rows_of(&ids, &top, rows, k));
+            }
+        }
         let (ids, top) = top_k_rows_chunked(&scores, k, TOPK_CHUNK).map_err(err)?;
         let ids: Vec<i64> = ids
             .flatten_all()
@@ -814,6 +848,50 @@ impl CandleBert {
     }
 }
 
+impl CandleBert {
+    /// Whether recbench's top-k kernel runs here and agrees with candle's argsort: on 3 rows
+    /// of 5,000 seeded scores in `dtype` (ties included), the columns and scores of each row's
+    /// best 10 must be equal.
+    #[cfg(feature = "cuda")]
+    fn check_topk_kernel(&self, dtype: DType) -> std::result::Result<(), String> {
+        let (rows, n, k) = (3, 5_000, 10);
+        // A coarse grid of values, so that ties occur and their order is checked too.
+        let mut rng = crate::model::weights::SplitMix64::new(0x70b_4e11);
+        let vals: Vec<f32> = (0..rows * n)
+            .map(|_| (rng.next_u64() % 997) as f32 / 997.0)
+            .collect();
+        let scores = Tensor::from_vec(vals, (rows, n), &self.device)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(|e| e.to_string())?;
+        let (ids, top) = device_topk::top_k_rows(&scores, k)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no kernel for {} scores", dtype.as_str()))?;
+        let host = scores
+            .to_dtype(DType::F32)
+            .and_then(|s| s.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        let want = crate::topk::top_k_rows(&host, n, k, 1);
+        let got = super::Ranked::rows_of(
+            &ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+            &top,
+            rows,
+            k,
+        );
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "its top-{k} of a check differs from the host's ({got:?} against {want:?})"
+            ))
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn check_topk_kernel(&self, _dtype: DType) -> std::result::Result<(), String> {
+        Err("this build has no CUDA".to_string())
+    }
+}
+
 impl Encoder for CandleBert {
     fn load_items(&mut self, items: super::ItemsRef<'_>) -> Result<Option<String>> {
         let dtype = self.scoring_dtype();
@@ -822,9 +900,20 @@ impl Encoder for CandleBert {
             .map_err(err)?;
         self.items = Some(t);
         let how = if self.device.is_cpu() {
-            "candle matmul + the host's one-pass top-k"
+            "candle matmul + the host's one-pass top-k".to_string()
         } else {
-            "candle matmul + chunked argsort top-k on the device"
+            match self.check_topk_kernel(dtype) {
+                Ok(()) => {
+                    self.topk_kernel = true;
+                    "candle matmul + recbench's top-k kernel on the device (k ≤ 32; candle's \
+                     argsort by chunks above)"
+                        .to_string()
+                }
+                Err(why) => format!(
+                    "candle matmul + chunked argsort top-k on the device (recbench's top-k \
+                     kernel is not used: {why})"
+                ),
+            }
         };
         Ok(Some(format!(
             "{} item embeddings in {} on {}: {how}",
