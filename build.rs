@@ -33,7 +33,7 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
         torch_quant(std::path::Path::new(&lib));
     }
-    candle_topk();
+    candle_kernels();
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
@@ -82,26 +82,29 @@ fn torch_quant(lib: &std::path::Path) {
 #[cfg(not(feature = "torch"))]
 fn torch_quant(_lib: &std::path::Path) {}
 
-/// Compiles src/backend/candle_topk.cu to PTX for the candle backend's top-k on CUDA, with the
-/// nvcc candle-kernels builds with (`NVCC`, else `nvcc` on the PATH) for `CUDA_COMPUTE_CAP`
-/// (80 where unset: the PTX is compiled further by the driver for newer GPUs).
+/// Compiles the candle backend's CUDA kernels (src/backend/candle_topk.cu, candle_layers.cu) to
+/// PTX, with the nvcc candle-kernels builds with (`NVCC`, else `nvcc` on the PATH) for
+/// `CUDA_COMPUTE_CAP` (80 where unset: the driver compiles the PTX further for newer GPUs).
 #[cfg(feature = "cuda")]
-fn candle_topk() {
-    let src = "src/backend/candle_topk.cu";
-    println!("cargo:rerun-if-changed={src}");
+fn candle_kernels() {
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("candle_topk.ptx");
-    let status = Command::new(&nvcc)
-        .args(["--ptx", &format!("-arch=compute_{cap}"), "-O3", src, "-o"])
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("{nvcc} (for {src}): {e}; set NVCC or put nvcc on the PATH"));
-    assert!(status.success(), "{nvcc} could not compile {src}");
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for name in ["candle_topk", "candle_layers"] {
+        let src = format!("src/backend/{name}.cu");
+        println!("cargo:rerun-if-changed={src}");
+        let status = Command::new(&nvcc)
+            .args(["--ptx", &format!("-arch=compute_{cap}"), "-O3", &src, "-o"])
+            .arg(out_dir.join(format!("{name}.ptx")))
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("{nvcc} (for {src}): {e}; set NVCC or put nvcc on the PATH")
+            });
+        assert!(status.success(), "{nvcc} could not compile {src}");
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn candle_topk() {}
+fn candle_kernels() {}

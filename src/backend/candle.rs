@@ -22,6 +22,8 @@
 //! reference is computed with candle's own ops (a load without a shape hint never measures).
 
 #[cfg(feature = "cuda")]
+mod device_ops;
+#[cfg(feature = "cuda")]
 mod device_topk;
 pub mod fused;
 
@@ -324,6 +326,22 @@ impl Linear {
         }
     }
 
+    /// As `forward`, then GELU when `gelu`, then `res` added: the bias, GELU and residual in
+    /// one pass of recbench's CUDA kernel.
+    #[cfg(feature = "cuda")]
+    fn forward_cuda(
+        &self,
+        x: &Tensor,
+        gelu: bool,
+        res: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let (y, b) = match self {
+            Linear::Dense { w_t, b } => (x.matmul(w_t)?, b),
+            Linear::Quant { w, b, pad } => (w.forward(&padded(x, *pad)?)?, b),
+        };
+        device_ops::bias_act(&y, b, gelu, res)
+    }
+
     /// The zero columns of an int8 weight (0 for the other precisions).
     fn pad(&self) -> usize {
         match self {
@@ -386,6 +404,9 @@ pub struct CandleBert {
     /// The catalog's item embeddings on the device, `[items, hidden]` in the scoring dtype
     /// (`Encoder::load_items`).
     items: Option<Tensor>,
+    /// Whether the layers run on CUDA with recbench's kernels for the element-wise steps
+    /// (checked against candle's ops at load; `device_ops`).
+    cuda_layers: bool,
     /// Whether scoring on CUDA takes its top-k from recbench's kernel (checked against the
     /// chunked argsort in `load_items`) rather than from [`top_k_rows_chunked`].
     topk_kernel: bool,
@@ -513,10 +534,13 @@ impl CandleBert {
             chosen: None,
             int8_layout,
             items: None,
+            cuda_layers: false,
             topk_kernel: false,
         };
         if bert.device.is_cpu() && dtype == DType::F32 {
             bert.choose_kernels(opts, fused, &files.identity())?;
+        } else if !bert.device.is_cpu() {
+            bert.choose_cuda_layers(fused)?;
         }
         Ok(bert)
     }
@@ -677,6 +701,13 @@ impl CandleBert {
             }
             return mean_pool(&x.reshape((b, s, h))?, &mask);
         }
+        #[cfg(feature = "cuda")]
+        if self.cuda_layers {
+            for layer in &self.layers {
+                x = self.cuda_layer(layer, &x, bias.as_ref(), (b, s), scale as f32)?;
+            }
+            return mean_pool(&x.to_dtype(DType::F32)?.reshape((b, s, h))?, &mask);
+        }
         for layer in &self.layers {
             let qkv = layer
                 .qkv
@@ -705,6 +736,85 @@ impl CandleBert {
             x = layer.ln2.forward(&(ffn + &x1)?, self.dtype)?;
         }
         mean_pool(&x.to_dtype(DType::F32)?.reshape((b, s, h))?, &mask)
+    }
+}
+
+impl CandleBert {
+    /// One layer on CUDA: candle's matmuls, softmax and LayerNorm, recbench's kernels for the
+    /// biases (with GELU or the residual in the same pass) and for splitting and merging the
+    /// heads. `x` is `[batch·seq, hidden]` in the activations' dtype; `bias` the additive mask.
+    #[cfg(feature = "cuda")]
+    fn cuda_layer(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        (b, s): (usize, usize),
+        scale: f32,
+    ) -> candle_core::Result<Tensor> {
+        let heads = (self.cfg.num_heads, self.cfg.head_dim());
+        let qkv = layer.qkv.forward_cuda(x, false, None)?;
+        let (q, k, v) = device_ops::split_heads(&qkv, (b, s), heads, scale)?;
+        let mut scores = q.matmul(&k.t()?)?.to_dtype(self.emb_ln.w.dtype())?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let ctx = device_ops::merge_heads(&probs.matmul(&v)?)?;
+        let attn = layer.attn_out.forward_cuda(&ctx, false, Some(x))?;
+        let x1 = layer.ln1.forward(&attn, self.dtype)?;
+        let inter = layer.inter.forward_cuda(&x1, true, None)?;
+        let ffn = layer.out.forward_cuda(&inter, false, Some(&x1))?;
+        layer.ln2.forward(&ffn, self.dtype)
+    }
+
+    /// On CUDA: recbench's layer kernels unless `forced` says candle's ops (`Some(false)`,
+    /// `RECBENCH_CANDLE_KERNELS=ops`), and only where they agree with candle's ops on a check
+    /// batch (two rows of 24 tokens, one padded): every pooled embedding's cosine with candle's
+    /// must reach 0.9999 (f32) or 0.999 (f16, bf16). What was chosen and why goes in the notes.
+    fn choose_cuda_layers(&mut self, forced: Option<bool>) -> Result<()> {
+        if !cfg!(feature = "cuda") {
+            return Ok(());
+        }
+        if forced == Some(false) {
+            self.chosen = Some(format!("candle's ops (forced by {KERNELS_ENV}=ops)"));
+            return Ok(());
+        }
+        let ids: Vec<u32> = (0..24u32).map(|i| 1000 + 37 * i % 5000).collect();
+        let batch = TokenBatch::from_sequences(vec![
+            (ids.clone(), vec![0; 24]),
+            (ids[..15].to_vec(), vec![0; 15]),
+        ]);
+        let ops = self.forward_with(&batch, false).map_err(err)?;
+        self.cuda_layers = true;
+        let mine = self.forward_with(&batch, false);
+        let bar = if self.dtype == DType::F32 {
+            0.9999
+        } else {
+            0.999
+        };
+        let agree = mine.and_then(|m| {
+            // Rows are unit vectors: the cosine is the dot product.
+            (m * &ops)?.sum(1)?.to_vec1::<f32>()
+        });
+        let why = match agree {
+            Ok(cos) if cos.iter().all(|&c| f64::from(c) >= bar) => None,
+            Ok(cos) => Some(format!(
+                "its check batch's cosines with candle's ops are {cos:?}, below {bar}"
+            )),
+            Err(e) => Some(e.to_string()),
+        };
+        self.cuda_layers = why.is_none();
+        self.chosen = Some(match why {
+            None => "candle's matmuls, softmax and LayerNorm with recbench's CUDA kernels for the \
+                     bias, GELU and residual (one pass each) and the heads' split and merge \
+                     (checked against candle's ops at load)"
+                .to_string(),
+            Some(why) => {
+                format!("candle's ops (recbench's CUDA layer kernels are not used: {why})")
+            }
+        });
+        Ok(())
     }
 }
 
