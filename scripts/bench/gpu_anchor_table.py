@@ -17,21 +17,17 @@ import glob
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 
-def gpu_header():
-    try:
-        q = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30)
-        name, driver = [x.strip() for x in q.stdout.splitlines()[0].split(",")]
-        head = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
-        cuda = head.split("CUDA Version:")[1].split()[0] if "CUDA Version:" in head else "?"
-        return f"{name}, driver {driver}, CUDA {cuda}"
-    except Exception as e:  # no NVIDIA GPU here (the dry run)
-        return f"no NVIDIA GPU ({type(e).__name__}): a CPU dry run, not a GPU figure"
+def gpu_header(files):
+    """The GPU, driver and CUDA version the recbench results name (their host inventory), so
+    that a table rebuilt on another machine still names the GPU it measured."""
+    for f in files:
+        inv = json.load(open(f)).get("environment", {}).get("inventory", {})
+        for g in inv.get("gpus") or []:
+            return f"{g['name']}, driver {g.get('driver', '?')}, CUDA {g.get('cuda_version', '?')}"
+    return "no NVIDIA GPU in the results: a CPU dry run, not a GPU figure"
 
 
 MODELS = set()
@@ -67,7 +63,10 @@ def eager_rounds(root):
             if line.strip():
                 x = json.loads(line)
                 runs[(x["side"], x["precision"], x["batch"])] = {"ms": x["median_ms_per_batch"], "runtime": x["runtime"]}
-        out.append(runs)
+        # A round cut short (an empty or partial file, e.g. the device's time ran out) is not
+        # a round: its sides would have no partner.
+        if runs:
+            out.append(runs)
     return out
 
 
@@ -90,7 +89,7 @@ def main():
                    key=lambda s: (s[0].startswith("eager"), s[0], s[1]))
     runtime = next((v["runtime"] for r in eag for v in r.values()), "did not run (no torch or transformers)")
     lines = [
-        f"# GPU anchors: {gpu_header()}",
+        f"# GPU anchors: {gpu_header([f for r in rec[:n] for f in {v['file'] for v in r.values()}])}",
         "",
         f"Model {', '.join(sorted(MODELS))}, {n} interleaved round(s) (recbench, then PyTorch eager, in each round); "
         f"eager side: {runtime}. One batch end to end: encoder, scoring against the catalog on the "

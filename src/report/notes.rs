@@ -212,7 +212,7 @@ mod tests {
             "results/reference/gpu/runs/2026-11-30-host-scoring/gpu-minilm/20261130T164713Z-vm.json",
         );
         let cpu = root.join("results/reference/levers/20261130T150158Z-vm.json");
-        let on_device = root.join("results/reference/gpu/gpu-minilm/20261204T122046Z-vm.json");
+        let on_device = root.join("results/reference/gpu/gpu-minilm/20261204T154829Z-vm.json");
         let device_sources = load_sources(&[on_device]).unwrap();
         let device_rows =
             price(&device_sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
