@@ -601,6 +601,40 @@ pub struct CurvePoint {
     pub meets_sla: bool,
     /// Why the probe stopped before its planned duration, if it did.
     pub early_stop: Option<String>,
+    /// Where the requests' time went (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_times: Option<RequestTimes>,
+}
+
+/// Where the requests of one probe spent their time, each part as a mean and p99 over the
+/// requests. A request's latency is the sum of the three and the dispatcher's lag (the
+/// moment between closing a batch and calling the service, microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RequestTimes {
+    /// From its arrival until an instance was free to form a batch (zero when one was).
+    pub queued: Spread,
+    /// From then until its batch closed: full, or its oldest request at the queue delay.
+    pub batch_wait: Spread,
+    /// Its batch's service call: encoder, scoring, results back.
+    pub compute: Spread,
+}
+
+/// Mean and p99 of one part of the requests' time, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub mean_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Spread {
+    /// Mean and p99 of `ms` (NaN for none).
+    pub fn of(mut ms: Vec<f64>) -> Spread {
+        ms.sort_by(f64::total_cmp);
+        Spread {
+            mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
+            p99_ms: crate::stats::percentile(&ms, 0.99),
+        }
+    }
 }
 
 /// The result of an operating-point search.

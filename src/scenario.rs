@@ -681,7 +681,7 @@ impl Ctx<'_> {
             c.err(
                 scoring_v.expect("a default parses"),
                 "recommender.scoring",
-                format!("{scoring_s:?}; allowed: device, host"),
+                format!("unknown value {scoring_s:?}; allowed: device, host"),
             )
         })?;
         Ok((candidates, top_k, catalog_items, scoring))

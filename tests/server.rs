@@ -283,6 +283,7 @@ fn point(rate: f64, meets: bool) -> CurvePoint {
         scheduling_lag_p99_us: 10.0,
         meets_sla: meets,
         early_stop: None,
+        request_times: None,
     }
 }
 
@@ -405,4 +406,53 @@ fn max_queue_delay_fills_batches() {
         "{eager:?} {patient:?}"
     );
     assert!(patient.mean_queue_delay_ms > eager.mean_queue_delay_ms);
+}
+
+/// Each request's time splits into queued (for a free instance), waiting for its batch to
+/// close and its batch's compute; with the dispatcher's lag they make up its latency. A
+/// service of 3 ms per batch with a 4 ms batching wait at 100 QPS, and one of 5 ms per
+/// request at 150 QPS (busy: requests queue): each part is where it must be, and the parts'
+/// means sum to the mean latency less the lag, which is code between two clock reads.
+#[test]
+fn request_times_add_up_to_the_latency() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut batching = config(100.0, 8, 10_000.0, 2.0);
+    batching.max_queue_delay = Duration::from_millis(4);
+    let busy = config(150.0, 1, 10_000.0, 2.0);
+    for (cfg, fixed) in [(batching, 3), (busy, 5)] {
+        let mut svc = [Fixed {
+            fixed: Duration::from_millis(fixed),
+            per_item: Duration::ZERO,
+        }];
+        let p = probe(&cfg, &mut svc).unwrap().point;
+        let t = p.request_times.expect("request times recorded");
+        eprintln!(
+            "{fixed} ms service: {t:?}, mean latency {:.3} ms",
+            p.mean_ms
+        );
+        // The service's own time is a floor for compute.
+        assert!(t.compute.mean_ms >= fixed as f64, "{t:?}");
+        let sum = t.queued.mean_ms + t.batch_wait.mean_ms + t.compute.mean_ms;
+        assert!(
+            sum <= p.mean_ms + 1e-6,
+            "parts {sum} > latency {}",
+            p.mean_ms
+        );
+        assert!(
+            p.mean_ms - sum < 0.5_f64.max(0.1 * p.mean_ms),
+            "parts {sum} leave too much of latency {}: {t:?}",
+            p.mean_ms
+        );
+        // Relative checks only (a busy machine stretches every part): with batching at low
+        // load the oldest request of every batch waits up to 4 ms for it to close, while the
+        // instance is mostly free; without batching nobody waits for a batch, and at 150 QPS
+        // × 5 ms (ρ = 0.75) requests queue for the one instance (7.5 ms on average, M/D/1).
+        if cfg.max_batch > 1 {
+            assert!(t.batch_wait.mean_ms > 1.0, "{t:?}");
+            assert!(t.batch_wait.mean_ms > t.queued.mean_ms, "{t:?}");
+        } else {
+            assert!(t.queued.mean_ms > 1.0, "{t:?}");
+            assert!(t.queued.mean_ms > 2.0 * t.batch_wait.mean_ms, "{t:?}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::model::weights::SplitMix64;
-use crate::results::{CurvePoint, Latency, ServerResult};
+use crate::results::{CurvePoint, Latency, RequestTimes, ServerResult, Spread};
 use crate::stats::percentile;
 
 /// Serves one batch of `n` requests; returns when the results are ready.
@@ -76,6 +76,10 @@ struct Shared {
 struct Served {
     latency_ms: Vec<f64>,
     queue_ms: Vec<f64>,
+    /// Per request: waiting for a free instance, for its batch to close, in its batch's call.
+    queued_ms: Vec<f64>,
+    batch_wait_ms: Vec<f64>,
+    compute_ms: Vec<f64>,
     lag_us: Vec<f64>,
     batches: usize,
     last_done: Option<Instant>,
@@ -145,6 +149,9 @@ fn serve<S: Service>(cfg: &ProbeConfig, sh: &Shared, svc: &mut S) -> Result<Serv
     let mut out = Served {
         latency_ms: vec![],
         queue_ms: vec![],
+        queued_ms: vec![],
+        batch_wait_ms: vec![],
+        compute_ms: vec![],
         lag_us: vec![],
         batches: 0,
         last_done: None,
@@ -156,6 +163,8 @@ fn serve<S: Service>(cfg: &ProbeConfig, sh: &Shared, svc: &mut S) -> Result<Serv
         }
         // Decide the next batch under the lock.
         let mut d = sh.dispatch.lock().unwrap();
+        // This instance is free and forms its next batch from here.
+        let forming = Instant::now();
         let first = d.next;
         if first >= arrivals.len() {
             break;
@@ -180,14 +189,19 @@ fn serve<S: Service>(cfg: &ProbeConfig, sh: &Shared, svc: &mut S) -> Result<Serv
         free_at = fin;
         out.batches += 1;
         out.last_done = Some(fin);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         for a in &arrivals[first..end] {
             let lat = fin - *a;
             if lat > sh.sla {
                 sh.over.fetch_add(1, Ordering::Relaxed);
             }
-            out.latency_ms.push(lat.as_secs_f64() * 1e3);
-            out.queue_ms
-                .push(start.saturating_duration_since(*a).as_secs_f64() * 1e3);
+            out.latency_ms.push(ms(lat));
+            out.queue_ms.push(ms(start.saturating_duration_since(*a)));
+            out.queued_ms
+                .push(ms(forming.saturating_duration_since(*a)));
+            out.batch_wait_ms
+                .push(ms(now.saturating_duration_since((*a).max(forming))));
+            out.compute_ms.push(ms(fin - start));
         }
         let completed = sh.done.fetch_add(end - first, Ordering::Relaxed) + end - first;
         if let Some(r) = early_stop(cfg, completed, sh.over.load(Ordering::Relaxed), backlog) {
@@ -224,6 +238,7 @@ fn summarise(
 ) -> Result<Probe> {
     let mut lat = Vec::new();
     let mut queue = Vec::new();
+    let (mut queued, mut batch_wait, mut compute) = (Vec::new(), Vec::new(), Vec::new());
     let mut lag = Vec::new();
     let mut batches = 0;
     let mut last = t0;
@@ -231,6 +246,9 @@ fn summarise(
         let s = r?;
         lat.extend(s.latency_ms);
         queue.extend(s.queue_ms);
+        queued.extend(s.queued_ms);
+        batch_wait.extend(s.batch_wait_ms);
+        compute.extend(s.compute_ms);
         lag.extend(s.lag_us);
         batches += s.batches;
         if let Some(l) = s.last_done {
@@ -262,6 +280,11 @@ fn summarise(
             scheduling_lag_p99_us: percentile(&lag, 0.99),
             meets_sla: meets,
             early_stop,
+            request_times: (completed > 0).then(|| RequestTimes {
+                queued: Spread::of(queued),
+                batch_wait: Spread::of(batch_wait),
+                compute: Spread::of(compute),
+            }),
         },
         latencies_ms: lat,
     })

@@ -763,6 +763,21 @@ fn measure_server(
         return Ok(None);
     }
     r.power = power;
+    if let Some(t) = &confirm.point.request_times {
+        r.notes.push(format!(
+            "request times at the operating point ({:.0} requests/s, the confirmation probe; \
+             mean / p99): queued for a free instance {:.2} / {:.2} ms, waiting for the batch to \
+             close {:.2} / {:.2} ms, in the batch's compute {:.2} / {:.2} ms (mean batch {:.1})",
+            confirm.point.offered_qps,
+            t.queued.mean_ms,
+            t.queued.p99_ms,
+            t.batch_wait.mean_ms,
+            t.batch_wait.p99_ms,
+            t.compute.mean_ms,
+            t.compute.p99_ms,
+            confirm.point.mean_batch
+        ));
+    }
     let window_s = confirm.point.completed as f64 / confirm.point.achieved_qps.max(1e-9);
     let requests = confirm.point.completed as f64;
     search.confirmation = Some(confirm.point);
