@@ -626,17 +626,6 @@ pub struct Spread {
     pub p99_ms: f64,
 }
 
-impl Spread {
-    /// Mean and p99 of `ms` (NaN for none).
-    pub fn of(mut ms: Vec<f64>) -> Spread {
-        ms.sort_by(f64::total_cmp);
-        Spread {
-            mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
-            p99_ms: crate::stats::percentile(&ms, 0.99),
-        }
-    }
-}
-
 /// The result of an operating-point search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerResult {

@@ -168,7 +168,7 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
     assert!(
         html.contains("Which hardware, at each run&#39;s own SLA")
             && html.contains("<b>cheapest</b>")
-            && html.contains("Only CPU options qualify here"),
+            && html.contains("no GPU option qualifies to compare with."),
         "decision table"
     );
     assert!(

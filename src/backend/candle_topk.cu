@@ -27,6 +27,20 @@ __device__ __forceinline__ bool better(float a, uint32_t ia, float b, uint32_t i
     return a > b || (a == b && ia < ib);
 }
 
+// The best (score, column) among a warp's lanes, with the lane's thread: left in lane 0.
+__device__ __forceinline__ void warp_best(float &v, uint32_t &c, uint32_t &t) {
+    for (uint32_t off = 16; off > 0; off /= 2) {
+        float ov = __shfl_down_sync(0xffffffffu, v, off);
+        uint32_t oc = __shfl_down_sync(0xffffffffu, c, off);
+        uint32_t ot = __shfl_down_sync(0xffffffffu, t, off);
+        if (better(ov, oc, v, c)) {
+            v = ov;
+            c = oc;
+            t = ot;
+        }
+    }
+}
+
 template <typename T>
 __device__ void top_k_rows(const T *scores, uint32_t n, uint32_t k, uint32_t *out_cols,
                            float *out_scores) {
@@ -61,16 +75,7 @@ __device__ void top_k_rows(const T *scores, uint32_t n, uint32_t k, uint32_t *ou
         float bv = head < k ? v[head] : -INFINITY;
         uint32_t bc = head < k ? c[head] : NO_COLUMN;
         uint32_t bt = threadIdx.x;
-        for (uint32_t off = 16; off > 0; off /= 2) {
-            float ov = __shfl_down_sync(0xffffffffu, bv, off);
-            uint32_t oc = __shfl_down_sync(0xffffffffu, bc, off);
-            uint32_t ot = __shfl_down_sync(0xffffffffu, bt, off);
-            if (better(ov, oc, bv, bc)) {
-                bv = ov;
-                bc = oc;
-                bt = ot;
-            }
-        }
+        warp_best(bv, bc, bt);
         if (lane == 0) {
             warp_v[warp] = bv;
             warp_c[warp] = bc;
@@ -81,16 +86,7 @@ __device__ void top_k_rows(const T *scores, uint32_t n, uint32_t k, uint32_t *ou
             bv = lane < warps ? warp_v[lane] : -INFINITY;
             bc = lane < warps ? warp_c[lane] : NO_COLUMN;
             bt = lane < warps ? warp_t[lane] : 0;
-            for (uint32_t off = 16; off > 0; off /= 2) {
-                float ov = __shfl_down_sync(0xffffffffu, bv, off);
-                uint32_t oc = __shfl_down_sync(0xffffffffu, bc, off);
-                uint32_t ot = __shfl_down_sync(0xffffffffu, bt, off);
-                if (better(ov, oc, bv, bc)) {
-                    bv = ov;
-                    bc = oc;
-                    bt = ot;
-                }
-            }
+            warp_best(bv, bc, bt);
             if (lane == 0) {
                 out_scores[(size_t)blockIdx.x * k + r] = bv;
                 out_cols[(size_t)blockIdx.x * k + r] = bc;

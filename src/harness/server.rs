@@ -281,13 +281,22 @@ fn summarise(
             meets_sla: meets,
             early_stop,
             request_times: (completed > 0).then(|| RequestTimes {
-                queued: Spread::of(queued),
-                batch_wait: Spread::of(batch_wait),
-                compute: Spread::of(compute),
+                queued: spread(queued),
+                batch_wait: spread(batch_wait),
+                compute: spread(compute),
             }),
         },
         latencies_ms: lat,
     })
+}
+
+/// Mean and p99 of one part of the requests' times, ms (NaN for none).
+fn spread(mut ms: Vec<f64>) -> Spread {
+    ms.sort_by(f64::total_cmp);
+    Spread {
+        mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
+        p99_ms: percentile(&ms, 0.99),
+    }
 }
 
 /// Most extra confirmation probes below an operating point whose confirmation failed.

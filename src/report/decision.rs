@@ -88,6 +88,21 @@ pub struct Candidate<'r, 'a> {
     pub energy_per_1k_joules: Option<f64>,
 }
 
+impl Candidate<'_, '_> {
+    /// What the options are ranked by: the monthly bill at the asked load, else the cost per 1k.
+    fn rank_usd(&self) -> f64 {
+        self.monthly_usd.unwrap_or(self.cost_per_1k_usd)
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.gpu {
+            "GPU"
+        } else {
+            "CPU"
+        }
+    }
+}
+
 /// The decision for one (model, mode).
 #[derive(Clone)]
 pub struct Decision<'r, 'a> {
@@ -95,6 +110,8 @@ pub struct Decision<'r, 'a> {
     pub mode: Mode,
     /// The budget the options were judged at (`None`: each run's own SLA).
     pub p99_ms: Option<f64>,
+    /// The load they were sized for (`None`: ranked by cost per 1k).
+    pub qps: Option<f64>,
     /// The best option per hardware option, best first.
     pub options: Vec<Candidate<'r, 'a>>,
     /// Every configuration that does not qualify, with the reason.
@@ -111,47 +128,98 @@ impl Decision<'_, '_> {
         format!("{}, {} ({kind})", self.model, self.mode.name())
     }
 
-    /// The CPU-against-GPU verdict in one sentence, with the ratio, or what is missing for it.
+    /// The answer in one or two sentences: the winner (the table's first option, `plan`'s
+    /// first), what it costs against the best option of the other kind (CPU or GPU), and what
+    /// the evidence allows.
     pub fn verdict(&self) -> String {
-        let by = |gpu: bool| self.options.iter().find(|o| o.gpu == gpu);
-        let per = |o: &Candidate| format!("${:.6} per 1k on {}", o.cost_per_1k_usd, o.hardware);
-        match (by(false), by(true)) {
-            (Some(c), Some(g)) => {
-                let (cheap, dear, what) = if c.cost_per_1k_usd <= g.cost_per_1k_usd {
-                    (c, g, "CPU")
-                } else {
-                    (g, c, "GPU")
-                };
-                let mut v = format!(
-                    "The {what} option is cheaper: {} against {}, {:.2}× less per request.",
-                    per(cheap),
-                    per(dear),
-                    dear.cost_per_1k_usd / cheap.cost_per_1k_usd
-                );
-                // A cost from an offline peak can only rise at an operating point: the order
-                // holds when that is the dearer option's figure, not when it is the cheaper's.
-                if cheap.evidence != Evidence::Confirmed && dear.evidence == Evidence::Confirmed {
+        let Some(win) = self.options.first() else {
+            return "No configuration qualifies; see the exclusions.".into();
+        };
+        let other = self.options.iter().find(|o| o.gpu != win.gpu);
+        // The other kind cheaper by an offline peak only: the winner is the cheapest measured.
+        let unmeasured_cheaper = other.is_some_and(|o| o.rank_usd() < win.rank_usd());
+        let cheapest = if unmeasured_cheaper {
+            "the cheapest option measured under server load"
+        } else {
+            "the cheapest"
+        };
+        let at = match self.p99_ms {
+            Some(p) => format!("p99 ≤ {p} ms"),
+            None => "each run's own SLA".into(),
+        };
+        let mut v = match (self.qps, win.monthly_usd) {
+            (Some(q), Some(m)) => format!(
+                "At {q:.0} requests/s and {at}, {cheapest} is {} ({}): {} machine(s), ${m:.2} \
+                 a month (${:.6} per 1k at full load)",
+                win.hardware,
+                win.kind(),
+                win.instances.unwrap_or(0),
+                win.cost_per_1k_usd
+            ),
+            _ => format!(
+                "At {at}, {cheapest} per request is {} ({}): ${:.6} per 1k at full load",
+                win.hardware,
+                win.kind(),
+                win.cost_per_1k_usd
+            ),
+        };
+        match other {
+            None => v.push_str(&format!(
+                "; no {} option qualifies to compare with.",
+                if win.gpu { "CPU" } else { "GPU" }
+            )),
+            Some(o) => {
+                match (o.monthly_usd, win.monthly_usd) {
+                    (Some(om), Some(wm)) => v.push_str(&format!(
+                        ", against ${om:.2} for {} {} ({}), {:.2}× the bill.",
+                        o.instances.unwrap_or(0),
+                        o.hardware,
+                        o.kind(),
+                        om / wm.max(1e-12)
+                    )),
+                    _ => v.push_str(&format!(
+                        ", against ${:.6} on {} ({}), {:.2}× the cost per request.",
+                        o.cost_per_1k_usd,
+                        o.hardware,
+                        o.kind(),
+                        o.cost_per_1k_usd / win.cost_per_1k_usd.max(1e-12)
+                    )),
+                }
+                if self.qps.is_some()
+                    && !unmeasured_cheaper
+                    && o.cost_per_1k_usd < win.cost_per_1k_usd
+                {
                     v.push_str(&format!(
-                        " The {what} figure is not a confirmed operating point ({}), so its cost \
-                         is a lower bound: measured under server load at this budget the order \
-                         could change.",
-                        cheap.evidence.words()
+                        " {} costs less per request when it runs flat out (${:.6} per 1k), but \
+                         this load fills {:.0}% of one machine of it.",
+                        o.hardware,
+                        o.cost_per_1k_usd,
+                        100.0 * self.qps.unwrap_or(0.0) / o.capacity_qps.max(1e-9)
                     ));
                 }
-                v
+                if unmeasured_cheaper {
+                    v.push_str(&format!(
+                        " {} would cost less by its offline peak, an upper bound that serving \
+                         may not reach: measure it under server load at this budget before \
+                         buying on it.",
+                        o.hardware
+                    ));
+                } else if win.evidence == Evidence::UpperBound && o.evidence == Evidence::UpperBound
+                {
+                    v.push_str(
+                        " Both capacities are offline peaks (upper bounds): measure them under \
+                         server load to confirm the order.",
+                    );
+                } else if o.evidence == Evidence::UpperBound {
+                    v.push_str(&format!(
+                        " {}'s capacity is an offline peak, an upper bound: measured under \
+                         server load it can only cost more, so the order holds.",
+                        o.hardware
+                    ));
+                }
             }
-            (Some(c), None) => format!(
-                "Only CPU options qualify here: the cheapest is {}; no GPU result to compare \
-                 with.",
-                per(c)
-            ),
-            (None, Some(g)) => format!(
-                "Only GPU options qualify here: the cheapest is {}; no CPU result to compare \
-                 with.",
-                per(g)
-            ),
-            (None, None) => "No configuration qualifies; see the exclusions.".into(),
         }
+        v
     }
 }
 
@@ -237,7 +305,65 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
     if l.p99_ms > budget {
         return Err(format!("p99 of a batch {:.1} ms > {budget} ms", l.p99_ms));
     }
-    Ok((Evidence::UpperBound, t.requests_per_s, l.p99_ms))
+    let capacity = t.requests_per_s;
+    let serving = offline_serving_p99(run.spec.batch, l.p99_ms, capacity, req);
+    if serving.p99_ms > budget {
+        return Err(format!(
+            "serving p99 {:.1} ms > {budget} ms: filling a batch of {} at {:.0} requests/s per \
+             machine ({}) takes {:.1} ms, then the batch's own p99 is {:.1} ms",
+            serving.p99_ms,
+            run.spec.batch,
+            serving.arrival_qps,
+            serving.load,
+            serving.fill_ms,
+            l.p99_ms
+        ));
+    }
+    Ok((Evidence::UpperBound, capacity, serving.p99_ms))
+}
+
+/// What an offline run's batch costs a request when it is served: the first request of a batch
+/// waits while the other `batch − 1` arrive, at the rate one machine receives, then for the
+/// batch's own p99.
+struct OfflineServing {
+    p99_ms: f64,
+    fill_ms: f64,
+    arrival_qps: f64,
+    /// Where the arrival rate comes from, for the reader.
+    load: String,
+}
+
+/// The serving p99 of an offline run of `batch` (batch p99 `batch_p99_ms`, peak `capacity`
+/// requests/s per machine): at the asked load, each of the machines it takes (with headroom)
+/// receives `qps / machines`; without one, a machine running flat out receives its capacity.
+fn offline_serving_p99(
+    batch: usize,
+    batch_p99_ms: f64,
+    capacity: f64,
+    req: &Requirement,
+) -> OfflineServing {
+    let (arrival_qps, load) = match req.qps {
+        Some(q) => {
+            let machines = machines_for(q, req.headroom, capacity);
+            (
+                q / machines as f64,
+                format!("{q:.0} requests/s over {machines} machine(s)"),
+            )
+        }
+        None => (capacity, "a machine at its offline peak".to_string()),
+    };
+    let fill_ms = batch.saturating_sub(1) as f64 / arrival_qps.max(1e-9) * 1e3;
+    OfflineServing {
+        p99_ms: fill_ms + batch_p99_ms,
+        fill_ms,
+        arrival_qps,
+        load,
+    }
+}
+
+/// Machines (or instances) that serve `qps` with `headroom` spare at `capacity` each.
+fn machines_for(qps: f64, headroom: f64, capacity: f64) -> u64 {
+    (qps * (1.0 + headroom) / capacity).ceil().max(1.0) as u64
 }
 
 /// The decisions for every (model, mode), real-weight models first.
@@ -274,9 +400,7 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                             || (evidence == Evidence::UpperBound
                                 && c.rate_basis != RateBasis::OperatingPoint))
                             .then_some((f.ci_low_usd, f.ci_high_usd));
-                        let instances = req
-                            .qps
-                            .map(|q| (q * (1.0 + req.headroom) / capacity).ceil().max(1.0) as u64);
+                        let instances = req.qps.map(|q| machines_for(q, req.headroom, capacity));
                         all.push(Candidate {
                             row: r,
                             hardware: c.hardware_id.clone(),
@@ -338,10 +462,20 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                     options.push(o);
                 }
             }
+            // One order for the table, its tag, the verdict and `plan`: measured operating
+            // points before offline upper bounds, then the bill at the asked load (machines ×
+            // price; the cost per 1k assumes a machine runs flat out, which a small load does
+            // not), or the cost per 1k without one.
+            options.sort_by(|a, b| {
+                (a.evidence == Evidence::UpperBound)
+                    .cmp(&(b.evidence == Evidence::UpperBound))
+                    .then(a.rank_usd().total_cmp(&b.rank_usd()))
+            });
             Decision {
                 model,
                 mode,
                 p99_ms: req.p99_ms,
+                qps: req.qps,
                 options,
                 excluded,
             }
@@ -404,7 +538,18 @@ mod tests {
         assert!(why("onnx/cpu/fp32/minilm-l6/two-tower/server/b4")
             .contains("confirmation probe at 220.1 QPS missed the SLA"));
         assert!(why("torch/cpu/fp32/minilm-l6/two-tower/server/b4").contains("missed the SLA"));
-        assert!(two_tower.verdict().starts_with("Only CPU options qualify"));
+        let v = two_tower.verdict();
+        assert!(
+            v.starts_with(
+                "At 500 requests/s and p99 ≤ 100 ms, the cheapest is aws-m7i-large (CPU): 4 \
+                 machine(s)"
+            ),
+            "{v}"
+        );
+        assert!(
+            v.ends_with("no GPU option qualifies to compare with."),
+            "{v}"
+        );
     }
 
     #[test]
@@ -462,21 +607,157 @@ mod tests {
         let cpu = d[0].options.iter().find(|o| !o.gpu).unwrap();
         let gpu = d[0].options.iter().find(|o| o.gpu).unwrap();
         assert_eq!(gpu.hardware, "packetai-1x-h200-sxm");
-        let ratio = gpu.cost_per_1k_usd / cpu.cost_per_1k_usd;
-        assert!(v.starts_with("The CPU option is cheaper"), "{v}");
-        assert!(v.contains(&format!("{ratio:.2}× less per request")), "{v}");
-        assert!(!v.contains("lower bound"), "{v}");
-        // The cheaper option known only from an offline peak: the verdict says it may not hold.
-        let mut d = d[0].clone();
-        let cheap = d.options.iter_mut().find(|o| !o.gpu).unwrap();
-        cheap.evidence = Evidence::UpperBound;
-        let v = d.verdict();
-        assert!(v.contains("its cost is a lower bound"), "{v}");
-        let gpu = d.options.iter_mut().find(|o| o.gpu).unwrap();
-        gpu.evidence = Evidence::UpperBound;
+        // Same capacities, dearer machines: the CPU wins the bill, and the sentence says by how
+        // much.
+        let ratio = gpu.monthly_usd.unwrap() / cpu.monthly_usd.unwrap();
         assert!(
-            !d.verdict().contains("lower bound"),
-            "both peaks: compared like with like"
+            v.starts_with(
+                "At 500 requests/s and p99 ≤ 100 ms, the cheapest is aws-m7i-large (CPU)"
+            ),
+            "{v}"
         );
+        assert!(v.contains(&format!("{ratio:.2}× the bill")), "{v}");
+        assert!(!v.contains("upper bound"), "{v}");
+    }
+
+    const SERVER: &str = "server/20261128T040254Z-vm.json";
+
+    /// The example report's files (the CPU reference sweeps and the H200's), less `leave_out`.
+    fn example_rows_at(req: &Requirement, leave_out: &[&str], f: impl FnOnce(&[Decision])) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference");
+        let mut files: Vec<_> = [
+            SERVER,
+            "quick/20261128T040112Z-vm.json",
+            "gpu/gpu-minilm/20261204T154829Z-vm.json",
+            "gpu/gpu-server/20261204T155450Z-vm.json",
+        ]
+        .into_iter()
+        .filter(|f| !leave_out.contains(f))
+        .map(|f| root.join(f))
+        .collect();
+        files.extend(crate::report::levers_reference_files());
+        let sources = load_sources(&files).unwrap();
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let rows = price(&sources, &catalog, &maps).unwrap();
+        f(&decide(&rows, req));
+    }
+
+    /// One winner everywhere: the verdict names the table's first option (the one `plan`
+    /// lists first and the table tags), ranked by the bill at the asked load. On the example's
+    /// files at 1,000 requests/s the H200 (batch 64 fills in 63 ms) costs less per request at
+    /// full load, but one of it costs more a month than the CPUs the load needs, and the
+    /// verdict says both.
+    #[test]
+    fn the_verdict_names_the_first_option_ranked_by_the_bill() {
+        let req = Requirement {
+            min_quality: Some(0.9),
+            ..at(Some(100.0), Some(1000.0))
+        };
+        example_rows_at(&req, &[], |decisions| {
+            let mut seen = 0;
+            for d in decisions.iter().filter(|d| !d.options.is_empty()) {
+                let win = &d.options[0];
+                let v = d.verdict();
+                assert!(
+                    v.contains(&format!(" is {} ({})", win.hardware, win.kind())),
+                    "{v}"
+                );
+                for o in &d.options[1..] {
+                    let measured = |c: &Candidate| c.evidence != Evidence::UpperBound;
+                    assert!(
+                        measured(win) && !measured(o)
+                            || measured(win) == measured(o)
+                                && win.monthly_usd.unwrap() <= o.monthly_usd.unwrap(),
+                        "{} before {}",
+                        win.hardware,
+                        o.hardware
+                    );
+                }
+                seen += 1;
+            }
+            assert!(seen >= 3, "{seen} decisions with options");
+            let minilm = decisions
+                .iter()
+                .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
+                .unwrap();
+            let v = minilm.verdict();
+            assert!(!minilm.options[0].gpu, "{v}");
+            let gpu = minilm.options.iter().find(|o| o.gpu).unwrap();
+            assert!(gpu.cost_per_1k_usd < minilm.options[0].cost_per_1k_usd);
+            assert!(
+                v.contains("packetai-1x-h200-sxm costs less per request when it runs flat out"),
+                "{v}"
+            );
+        });
+        // Without the server-load file every MiniLM option is an offline peak: the bill, not
+        // the cost per 1k, still decides.
+        example_rows_at(&req, &[SERVER], |decisions| {
+            let minilm = decisions
+                .iter()
+                .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
+                .unwrap();
+            let v = minilm.verdict();
+            assert!(
+                minilm
+                    .options
+                    .iter()
+                    .all(|o| o.evidence == Evidence::UpperBound),
+                "{v}"
+            );
+            assert!(!minilm.options[0].gpu, "{v}");
+            assert!(v.contains("Both capacities are offline peaks"), "{v}");
+            assert!(
+                v.contains("costs less per request when it runs flat out"),
+                "{v}"
+            );
+        });
+    }
+
+    /// An offline row is judged as it would serve: the first request of a batch waits for the
+    /// rest to arrive at the rate one machine gets. On the H200 at 500 requests/s, a batch of
+    /// 256 takes half a second to fill, so no batch-256 row meets p99 ≤ 100 ms, whatever its
+    /// batch's own p99; the rows that pass carry the fill in their p99.
+    #[test]
+    fn offline_rows_pay_for_filling_their_batch() {
+        example_rows_at(&at(Some(100.0), Some(500.0)), &[], |decisions| {
+            let minilm = decisions
+                .iter()
+                .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
+                .unwrap();
+            let b256: Vec<_> = minilm
+                .excluded
+                .iter()
+                .filter(|(r, _)| r.run.spec.batch == 256 && r.run.status == Status::Ok)
+                .collect();
+            assert!(b256.len() >= 6, "{} batch-256 rows excluded", b256.len());
+            for (r, why) in b256 {
+                assert!(
+                    why.contains("filling a batch of 256 at 500 requests/s per machine"),
+                    "{}: {why}",
+                    r.run.spec.id
+                );
+            }
+            for o in minilm.options.iter().chain(
+                decisions
+                    .iter()
+                    .flat_map(|d| d.options.iter())
+                    .filter(|o| o.evidence == Evidence::UpperBound),
+            ) {
+                if o.evidence != Evidence::UpperBound {
+                    continue;
+                }
+                let l = o.row.run.latency.as_ref().unwrap();
+                let per_machine = 500.0 / o.instances.unwrap() as f64;
+                let fill = (o.row.run.spec.batch - 1) as f64 / per_machine * 1e3;
+                assert!(
+                    (o.p99_ms - (l.p99_ms + fill)).abs() < 1e-9 && o.p99_ms <= 100.0,
+                    "{}: p99 {} against batch p99 {} + fill {fill}",
+                    o.row.run.spec.id,
+                    o.p99_ms,
+                    l.p99_ms
+                );
+            }
+        });
     }
 }

@@ -162,7 +162,7 @@ fn decision_section(
     );
     let _ = writeln!(
         h,
-        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference{}), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point.</p>",
+        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference{}), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point. An offline row's p99 is what a served request would see: the time its batch takes to fill at the rate one machine receives (at the asked load, else at the row's peak), plus the batch's own p99. Options are ranked by the monthly bill at the asked load (machines × price), else by cost per 1k; the cost per 1k assumes a machine runs flat out.</p>",
         esc(&budget),
         req.min_quality.map_or(String::new(), |q| format!(
             ", and a top-10 overlap of at least {q} with the full fp32 model (<code>--min-quality</code>)"
