@@ -46,7 +46,7 @@ pub struct Reference {
 /// cache tag (onnx: the graph flavour; torch fp32: the linear kernel), so different graphs or
 /// kernels never share embeddings.
 pub fn item_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
-    let key = format!("{}-{}-{}", files.cache_key(), backend, precision);
+    let key = base_key(files, backend, precision);
     match backend.cache_tag(precision) {
         Some(tag) => format!("{key}-{tag}"),
         None => key,
@@ -61,15 +61,32 @@ pub fn item_key_of(
     enc: &dyn backend::Encoder,
 ) -> String {
     match enc.cache_tag() {
-        Some(tag) => format!("{}-{}-{}-{tag}", files.cache_key(), backend, precision),
+        Some(tag) => format!("{}-{tag}", base_key(files, backend, precision)),
         None => item_key(files, backend, precision),
     }
 }
 
+/// Revision of candle's forward numerics, in every cache key of embeddings candle computed (the
+/// reference's among them): a change that alters its float results bumps it, so embeddings an
+/// older recbench cached are computed again instead of read back as this one's. r2
+/// (2026-12-04): Q scaled before Q·Kᵀ, a mask of -1e4 and none without padding, the CUDA layer
+/// kernels.
+const CANDLE_REVISION: &str = "r2";
+
+/// `model-backend-precision`, with candle's revision after `candle`.
+fn base_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
+    let rev = match backend {
+        BackendKind::Candle => format!("-{CANDLE_REVISION}"),
+        _ => String::new(),
+    };
+    format!("{}-{backend}{rev}-{precision}", files.cache_key())
+}
+
 fn probe_path(files: &ModelFiles) -> std::path::PathBuf {
-    cache_dir()
-        .join("reference")
-        .join(format!("{}-probes.f32", files.cache_key()))
+    cache_dir().join("reference").join(format!(
+        "{}-candle-{CANDLE_REVISION}-probes.f32",
+        files.cache_key()
+    ))
 }
 
 /// Encodes the probe set.
@@ -367,4 +384,28 @@ pub fn check_scenario(
     }
     progress.done();
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Preset;
+
+    /// Embeddings candle computed (the reference's probes, any candle run's items) carry its
+    /// revision in their cache key, so a change of its numerics is not read back from an older
+    /// recbench's cache; other backends' keys do not.
+    #[test]
+    fn candle_embeddings_are_keyed_by_its_revision() {
+        let files = ModelFiles::resolve(Preset::Tiny, 7).unwrap();
+        let rev = format!("-candle-{CANDLE_REVISION}-");
+        assert!(
+            probe_path(&files).to_string_lossy().contains(&rev),
+            "{}",
+            probe_path(&files).display()
+        );
+        for p in [Precision::Fp32, Precision::Fp16] {
+            assert!(item_key(&files, BackendKind::Candle, p).contains(&rev));
+            assert!(!item_key(&files, BackendKind::Onnx, p).contains(CANDLE_REVISION));
+        }
+    }
 }
