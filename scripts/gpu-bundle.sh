@@ -10,6 +10,12 @@
 # --no-weights leaves the MiniLM weights out (one folder: the binary and the tokenizer), for the
 # parts that run synthetic models only (gpu-check.sh --only server,gpu,parity).
 #
+# --ort-gpu adds ONNX Runtime's CUDA build: libonnxruntime, its shared-provider library and
+# its CUDA execution provider from the onnxruntime-gpu wheel (ORT_GPU_VERSION, 1.30.0 by
+# default: built for CUDA 13, whose libraries the GPU host's PyTorch brings), as one .tar.xz in
+# pieces. The wheel is 247 MB, the CUDA provider alone 259 MiB unpacked; packed they take about
+# five more folders.
+#
 # On the GPU host, scripts/gpu-check.sh checks every folder's sums, joins the pieces and
 # installs the wheels into .cache/pylib before it runs anything (it stops, naming the piece, if
 # one is missing or differs).
@@ -20,12 +26,14 @@ PY="${PYTHON:-python3}"
 BUILD=1
 WHEELS_TOO=0
 WEIGHTS=1
+ORT_GPU=0
 for arg in "$@"; do
   case "$arg" in
     --no-build) BUILD=0 ;;
     --wheels) WHEELS_TOO=1 ;;
     --no-weights) WEIGHTS=0 ;;
-    *) echo "gpu-bundle: unknown argument $arg (use --no-build, --wheels, --no-weights)" >&2; exit 2 ;;
+    --ort-gpu) ORT_GPU=1 ;;
+    *) echo "gpu-bundle: unknown argument $arg (use --no-build, --wheels, --no-weights, --ort-gpu)" >&2; exit 2 ;;
   esac
 done
 # 40 MiB a folder by default: one transfer carries the folder and the repository's tree (about
@@ -53,6 +61,31 @@ if [ "$WHEELS_TOO" = 1 ] && [ ! -f "$WHEELS/.complete-$PYVER" ]; then
   touch "$WHEELS/.complete-$PYVER"
 fi
 
+# ONNX Runtime's CUDA libraries (--ort-gpu), packed once per version.
+ORT_GPU_VERSION="${ORT_GPU_VERSION:-1.30.0}"
+ORTG="$CACHE/ort-gpu-$ORT_GPU_VERSION"
+if [ "$ORT_GPU" = 1 ] && [ ! -f "$ORTG/ort-gpu.tar.xz" ]; then
+  rm -rf "$ORTG"
+  mkdir -p "$ORTG/lib"
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version "$PYVER" \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --dest "$ORTG" "onnxruntime-gpu==$ORT_GPU_VERSION"
+  "$PY" - "$ORTG" <<'PY'
+import glob, os, sys, zipfile
+d = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(d, "onnxruntime_gpu-*.whl"))[0])
+wanted = ("libonnxruntime.so", "libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so")
+for name in wheel.namelist():
+    base = os.path.basename(name)
+    if name.startswith("onnxruntime/capi/") and base.startswith(wanted):
+        with open(os.path.join(d, "lib", base), "wb") as f:
+            f.write(wheel.read(name))
+PY
+  tar -C "$ORTG/lib" -cf - . | xz -T0 -6 >"$ORTG/ort-gpu.tar.xz.partial"
+  mv "$ORTG/ort-gpu.tar.xz.partial" "$ORTG/ort-gpu.tar.xz"
+  rm -rf "$ORTG/lib" "$ORTG"/*.whl
+fi
+
 rm -rf "$CARRY"
 mkdir -p "$CARRY"
 n=1
@@ -74,17 +107,25 @@ put target/gpu/bundle/recbench.xz recbench.xz
 put target/gpu/bundle/build-info build-info
 put "$MINILM/tokenizer.json" minilm/tokenizer.json
 put "$MINILM/config.json" minilm/config.json
-# The weights (87 MiB) in pieces that fill the folders.
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-if [ "$WEIGHTS" = 1 ]; then
-  room=$((LIMIT - used))
-  head -c "$room" "$MINILM/model.safetensors" >"$TMP/model.safetensors.part1"
-  tail -c +$((room + 1)) "$MINILM/model.safetensors" | split -b "$LIMIT" -d -a 1 --numeric-suffixes=2 - "$TMP/model.safetensors.part"
-  for p in "$TMP"/model.safetensors.part*; do
-    put "$p" "minilm/$(basename "$p")"
+# Puts FILE as pieces NAME.part1, part2, ... that fill the current folder, then whole folders
+# (gpu-check.sh joins them in piece order).
+put_pieces() {
+  local f="$1" name="$2" room=$((LIMIT - used)) base
+  base=$(basename "$name")
+  rm -f "$TMP/$base".part*
+  head -c "$room" "$f" >"$TMP/$base.part1"
+  tail -c +$((room + 1)) "$f" | split -b "$LIMIT" -d -a 2 --numeric-suffixes=2 - "$TMP/$base.part"
+  for p in "$TMP/$base".part*; do
+    if [ -s "$p" ]; then
+      put "$p" "$(dirname "$name")/$(basename "$p" | sed 's/\.part0*\([0-9]\)/.part\1/')"
+    fi
   done
-fi
+}
+# The weights (87 MiB) in pieces that fill the folders.
+if [ "$WEIGHTS" = 1 ]; then put_pieces "$MINILM/model.safetensors" minilm/model.safetensors; fi
+if [ "$ORT_GPU" = 1 ]; then put_pieces "$ORTG/ort-gpu.tar.xz" ort-gpu/ort-gpu.tar.xz; fi
 if [ "$WHEELS_TOO" = 1 ]; then
   for w in "$WHEELS"/*.whl; do
     put "$w" "wheels/$(basename "$w")"

@@ -89,13 +89,33 @@ if [ -d "$CARRY" ]; then
   for f in tokenizer.json config.json; do
     for src in "$CARRY"/*/minilm/$f; do [ -f "$src" ] && cp "$src" "$DEST/$f"; done
   done
-  mapfile -t PIECES < <(ls "$CARRY"/*/minilm/model.safetensors.part* 2>/dev/null)
-  if [ "${#PIECES[@]}" -gt 0 ]; then
-    # In piece order (part1, part2, ...), whatever folder each came in.
-    mapfile -t PIECES < <(for p in "${PIECES[@]}"; do echo "${p##*part} $p"; done | sort -n | cut -d' ' -f2)
-    cat "${PIECES[@]}" >"$DEST/model.safetensors.partial"
-    mv "$DEST/model.safetensors.partial" "$DEST/model.safetensors"
-    say "MiniLM joined from ${#PIECES[@]} pieces (recbench checks its pinned SHA-256 when it loads it)"
+  # Joins the carried pieces NAME.part1, part2, ... (in piece order, whatever folder each came
+  # in) into OUT; says how many there were (0: none carried).
+  join_pieces() {
+    local name="$1" out="$2" pieces
+    mapfile -t pieces < <(ls "$CARRY"/*/"$name".part* 2>/dev/null | while read -r p; do echo "${p##*part} $p"; done | sort -n | cut -d' ' -f2)
+    [ "${#pieces[@]}" -gt 0 ] || { echo 0; return; }
+    cat "${pieces[@]}" >"$out.partial"
+    mv "$out.partial" "$out"
+    echo "${#pieces[@]}"
+  }
+  n=$(join_pieces minilm/model.safetensors "$DEST/model.safetensors")
+  [ "$n" = 0 ] || say "MiniLM joined from $n pieces (recbench checks its pinned SHA-256 when it loads it)"
+  # ONNX Runtime's CUDA build (gpu-bundle.sh --ort-gpu): unpacked, then used unless
+  # ORT_DYLIB_PATH names another.
+  ORTG="${RECBENCH_CACHE:-.cache}/ort-gpu"
+  mkdir -p "$ORTG"
+  n=$(join_pieces ort-gpu/ort-gpu.tar.xz "$ORTG/ort-gpu.tar.xz")
+  if [ "$n" -gt 0 ]; then
+    "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], filter="data")' \
+      "$ORTG/ort-gpu.tar.xz" "$ORTG"
+    rm -f "$ORTG/ort-gpu.tar.xz"
+    say "ONNX Runtime's CUDA build joined from $n pieces into $ORTG"
+  fi
+  if [ -z "${ORT_DYLIB_PATH:-}" ] && ls "$ORTG"/libonnxruntime.so.* >/dev/null 2>&1; then
+    export ORT_DYLIB_PATH
+    ORT_DYLIB_PATH=$(ls "$ORTG"/libonnxruntime.so.* | head -1)
+    say "ONNX Runtime from $ORT_DYLIB_PATH (with its CUDA provider)"
   fi
   if ls "$CARRY"/*/wheels/*.whl >/dev/null 2>&1; then
     # Unpacked, not pip-installed: the host's Python may refuse pip (externally managed).

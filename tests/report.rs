@@ -352,9 +352,37 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
     assert!(out.status.success());
     let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
     assert!(html.contains("not of one sweep"), "warned");
-    assert!(html.contains("other.json ran scenario") && html.contains("recbench 0.0.1"));
+    assert!(html.contains("other.json ran scenario") && html.contains("measured by 2 builds"));
     let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
     assert_eq!(md.matches("**Not one sweep:**").count(), 2, "{md}");
+    // Three files of a third build, and one host name over two CPUs: still one line for the
+    // builds, and one naming the machines.
+    v["environment"]["recbench_version"] = "0.0.2".into();
+    let mut paths = vec![results_file().to_path_buf(), other.clone()];
+    for i in 0..3 {
+        paths.push(write_json(dir.path(), &format!("third{i}.json"), &v));
+    }
+    v["environment"]["inventory"]["cpu_signature"] = "AuthenticAMD family 26 model 2".into();
+    v["environment"]["inventory"]["host"] =
+        serde_json::from_slice::<Value>(&std::fs::read(results_file()).unwrap()).unwrap()
+            ["environment"]["inventory"]["host"]
+            .clone();
+    paths.push(write_json(dir.path(), "other-cpu.json", &v));
+    let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+    let (out_dir, out) = report(&refs, &[]);
+    assert!(out.status.success());
+    let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
+    let builds: Vec<&str> = md.lines().filter(|l| l.contains("builds of recbench")).collect();
+    assert_eq!(builds.len(), 1, "{md}");
+    assert!(builds[0].contains("measured by 3 builds"), "{md}");
+    let machines: Vec<&str> = md.lines().filter(|l| l.contains("different machines")).collect();
+    assert_eq!(machines.len(), 1, "{md}");
+    assert!(
+        machines[0].contains("names 2 different machines")
+            && machines[0].contains("family 26 model 2")
+            && machines[0].contains("other-cpu.json"),
+        "{md}"
+    );
 }
 
 #[test]

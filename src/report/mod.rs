@@ -257,16 +257,58 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
                 hash(same_name)
             ));
         }
-        if build(s) != build(first) {
-            out.push(format!(
-                "{name} was measured by recbench {} but {} by recbench {}",
-                build(s),
-                first.path.display(),
-                build(first)
-            ));
-        }
+    }
+    // Builds and machines: one line each, grouping the files, however many there are.
+    let mut builds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in sources {
+        builds
+            .entry(build(s))
+            .or_default()
+            .push(s.path.display().to_string());
+    }
+    if builds.len() > 1 {
+        out.push(format!(
+            "measured by {} builds of recbench: {}",
+            builds.len(),
+            listed(&builds)
+        ));
+    }
+    let mut hosts: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for s in sources {
+        let inv = &s.file.environment.inventory;
+        let mut flags = inv.cpu_flags.clone();
+        flags.sort();
+        let machine = format!(
+            "{} ({}; flags {})",
+            inv.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            inv.cpu_signature.as_deref().unwrap_or("no signature"),
+            flags.join(" ")
+        );
+        hosts
+            .entry(inv.host.as_str())
+            .or_default()
+            .entry(machine)
+            .or_default()
+            .push(s.path.display().to_string());
+    }
+    for (host, machines) in hosts.iter().filter(|(_, m)| m.len() > 1) {
+        out.push(format!(
+            "host name {host:?} names {} different machines, whose runs this report shows under \
+             that one name: {}",
+            machines.len(),
+            listed(machines)
+        ));
     }
     out
+}
+
+/// `key: file, file; key: file` for the lines of [`inconsistencies`].
+fn listed(groups: &BTreeMap<String, Vec<String>>) -> String {
+    groups
+        .iter()
+        .map(|(k, files)| format!("{k}: {}", files.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Writes the report into `opts.out`. Returns the files written.
