@@ -115,7 +115,7 @@ put_pieces() {
   local f="$1" name="$2" room=$((LIMIT - used)) base
   base=$(basename "$name")
   rm -f "$TMP/$base".part*
-  head -c "$room" "$f" >"$TMP/$base.part1"
+  head -c "$room" "$f" >"$TMP/$base.part01"
   tail -c +$((room + 1)) "$f" | split -b "$LIMIT" -d -a 2 --numeric-suffixes=2 - "$TMP/$base.part"
   for p in "$TMP/$base".part*; do
     if [ -s "$p" ]; then
