@@ -372,10 +372,16 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
     let (out_dir, out) = report(&refs, &[]);
     assert!(out.status.success());
     let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
-    let builds: Vec<&str> = md.lines().filter(|l| l.contains("builds of recbench")).collect();
+    let builds: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("builds of recbench"))
+        .collect();
     assert_eq!(builds.len(), 1, "{md}");
     assert!(builds[0].contains("measured by 3 builds"), "{md}");
-    let machines: Vec<&str> = md.lines().filter(|l| l.contains("different machines")).collect();
+    let machines: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("different machines"))
+        .collect();
     assert_eq!(machines.len(), 1, "{md}");
     assert!(
         machines[0].contains("names 2 different machines")
