@@ -714,12 +714,12 @@ impl CandleBert {
                 .forward(&x)?
                 .reshape((b, s, 3, nh, hd))?
                 .permute((2, 0, 3, 1, 4))?;
-            // Q scaled on its way to contiguous: one pass over [b, nh, s, hd] instead of one
-            // over the [b, nh, s, s] scores.
-            let q = qkv.get(0)?.affine(scale, 0.0)?;
+            // The scale on the scores, as the fused CPU kernels apply it (their int8 results
+            // are held to these to a rounding step); on CUDA `cuda_layer` scales Q instead.
+            let q = qkv.get(0)?.contiguous()?;
             let k = qkv.get(1)?.contiguous()?;
             let v = qkv.get(2)?.contiguous()?;
-            let mut scores = q.matmul(&k.t()?)?.to_dtype(norm_dtype)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(norm_dtype)?;
             if let Some(bias) = &bias {
                 scores = scores.broadcast_add(bias)?;
             }

@@ -69,8 +69,8 @@ pub fn item_key_of(
 /// Revision of candle's forward numerics, in every cache key of embeddings candle computed (the
 /// reference's among them): a change that alters its float results bumps it, so embeddings an
 /// older recbench cached are computed again instead of read back as this one's. r2
-/// (2026-12-04): Q scaled before Q·Kᵀ, a mask of -1e4 and none without padding, the CUDA layer
-/// kernels.
+/// (2026-12-04): a mask of -1e4 and none without padding; on CUDA, Q scaled before Q·Kᵀ,
+/// softmax and LayerNorm in the activations' dtype, and the layer kernels.
 const CANDLE_REVISION: &str = "r2";
 
 /// `model-backend-precision`, with candle's revision after `candle`.
