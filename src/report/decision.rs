@@ -234,6 +234,10 @@ pub fn quality_top10(run: &crate::results::RunResult) -> Option<f64> {
     }
 }
 
+/// Requests an operating point's confirmation must have served for its p99 to be read: at
+/// fewer, the p99 is one of the slowest few requests.
+pub const MIN_OPERATING_POINT_REQUESTS: usize = 100;
+
 /// Judges one row at the requirement: the capacity it can sell and on what evidence, or why not.
 fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
     let run = r.run;
@@ -269,12 +273,37 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
     }
     let budget = req.p99_ms.unwrap_or(run.spec.sla_p99_ms);
     if let Some(s) = &run.server {
-        let Some(c) = &s.confirmation else {
-            return Err(format!(
-                "no rate met the {} ms SLA of the search",
-                s.sla_p99_ms
-            ));
+        // The lowest p99 any probed rate reached: below it no rate meets a budget.
+        let floor = s
+            .curve
+            .iter()
+            .map(|p| p.p99_ms)
+            .filter(|p| p.is_finite())
+            .min_by(f64::total_cmp);
+        let below_floor = |b: f64| {
+            floor.filter(|f| *f > b).map(|f| {
+                format!(
+                    "cannot meet p99 ≤ {b} ms: its floor is {f:.1} ms (the lowest p99 of the {} \
+                     probed rates)",
+                    s.curve.len()
+                )
+            })
         };
+        // Below the floor, nothing else about the run matters at this budget.
+        if let Some(why) = below_floor(budget) {
+            return Err(why);
+        }
+        let Some(c) = &s.confirmation else {
+            return Err(below_floor(s.sla_p99_ms).unwrap_or_else(|| {
+                format!("no rate met the {} ms SLA of the search", s.sla_p99_ms)
+            }));
+        };
+        if c.completed < MIN_OPERATING_POINT_REQUESTS {
+            return Err(format!(
+                "its operating point rests on {} requests, fewer than the {} a p99 needs",
+                c.completed, MIN_OPERATING_POINT_REQUESTS
+            ));
+        }
         if !c.meets_sla {
             return Err(format!(
                 "the confirmation probe at {:.1} QPS missed the SLA (p99 {:.1} ms > {} ms)",
@@ -293,10 +322,12 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
             .max_by(|a, b| a.offered_qps.total_cmp(&b.offered_qps))
             .map(|p| (Evidence::Curve, p.offered_qps, p.p99_ms))
             .ok_or_else(|| {
-                format!(
-                    "no probed rate kept p99 within {budget} ms (the run's SLA was {} ms)",
-                    s.sla_p99_ms
-                )
+                below_floor(budget).unwrap_or_else(|| {
+                    format!(
+                        "no probed rate kept p99 within {budget} ms (the run's SLA was {} ms)",
+                        s.sla_p99_ms
+                    )
+                })
             });
     }
     let (Some(l), Some(t)) = (&run.latency, &run.throughput) else {
@@ -712,6 +743,66 @@ mod tests {
                 "{v}"
             );
         });
+    }
+
+    /// A budget below what a server-load run ever reached reads as its floor, and an operating
+    /// point confirmed on a handful of requests is refused: the H200 BERT-base run of
+    /// 2026-11-30 (host-side scoring) was "confirmed" at 3.0 requests/s on 12.
+    #[test]
+    fn a_budget_below_the_floor_and_a_thin_operating_point_are_named() {
+        let sources = reference_sources();
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let rows = price(&sources, &catalog, &maps).unwrap();
+        let d = decide(&rows, &at(Some(15.0), None));
+        let mut floors = 0;
+        for (r, why) in d.iter().flat_map(|d| d.excluded.iter()) {
+            let Some(server) = &r.run.server else {
+                continue;
+            };
+            let floor = server
+                .curve
+                .iter()
+                .map(|p| p.p99_ms)
+                .fold(f64::INFINITY, f64::min);
+            assert!(
+                why.starts_with(&format!(
+                    "cannot meet p99 ≤ 15 ms: its floor is {floor:.1} ms"
+                )),
+                "{}: {why}",
+                r.run.spec.id
+            );
+            floors += 1;
+        }
+        assert!(
+            floors >= 6,
+            "{floors} server-load runs read against their floor"
+        );
+
+        let old = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/gpu/runs/2026-11-30-host-scoring/gpu-server/20261130T164906Z-vm.json");
+        let sources = load_sources(&[old]).unwrap();
+        let rows = price(&sources, &catalog, &[]).unwrap();
+        let d = decide(&rows, &at(Some(100.0), None));
+        let thin: Vec<_> = d
+            .iter()
+            .flat_map(|d| d.excluded.iter())
+            .filter(|(r, _)| {
+                r.run
+                    .server
+                    .as_ref()
+                    .and_then(|s| s.confirmation.as_ref())
+                    .is_some_and(|c| c.meets_sla && c.completed < MIN_OPERATING_POINT_REQUESTS)
+            })
+            .collect();
+        assert!(!thin.is_empty());
+        for (r, why) in thin {
+            assert!(
+                why.contains("fewer than the 100 a p99 needs"),
+                "{}: {why}",
+                r.run.spec.id
+            );
+        }
     }
 
     /// An offline row is judged as it would serve: the first request of a batch waits for the

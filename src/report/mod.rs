@@ -273,16 +273,17 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
             listed(&builds)
         ));
     }
-    let mut hosts: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    // Per host name, its machines: (CPU model, signature, sorted flags) → files.
+    type Machine<'s> = (&'s str, &'s str, Vec<&'s str>);
+    let mut hosts: BTreeMap<&str, BTreeMap<Machine, Vec<String>>> = BTreeMap::new();
     for s in sources {
         let inv = &s.file.environment.inventory;
-        let mut flags = inv.cpu_flags.clone();
-        flags.sort();
-        let machine = format!(
-            "{} ({}; flags {})",
+        let mut flags: Vec<&str> = inv.cpu_flags.iter().map(String::as_str).collect();
+        flags.sort_unstable();
+        let machine = (
             inv.cpu_model.as_deref().unwrap_or("unknown CPU"),
             inv.cpu_signature.as_deref().unwrap_or("no signature"),
-            flags.join(" ")
+            flags,
         );
         hosts
             .entry(inv.host.as_str())
@@ -292,11 +293,29 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
             .push(s.path.display().to_string());
     }
     for (host, machines) in hosts.iter().filter(|(_, m)| m.len() > 1) {
+        // Each machine by what tells it apart: its model and signature, and the flags the
+        // others do not all have.
+        let named: BTreeMap<String, Vec<String>> = machines
+            .iter()
+            .map(|((model, sig, flags), files)| {
+                let own: Vec<&str> = flags
+                    .iter()
+                    .copied()
+                    .filter(|f| machines.keys().any(|(_, _, o)| !o.contains(f)))
+                    .collect();
+                let own = if own.is_empty() {
+                    String::new()
+                } else {
+                    format!("; flags not on all of them: {}", own.join(" "))
+                };
+                (format!("{model} ({sig}{own})"), files.clone())
+            })
+            .collect();
         out.push(format!(
             "host name {host:?} names {} different machines, whose runs this report shows under \
              that one name: {}",
             machines.len(),
-            listed(machines)
+            listed(&named)
         ));
     }
     out
