@@ -70,8 +70,9 @@ pub fn item_key_of(
 /// reference's among them): a change that alters its float results bumps it, so embeddings an
 /// older recbench cached are computed again instead of read back as this one's. r2
 /// (2026-12-04): a mask of -1e4 and none without padding; on CUDA, Q scaled before Q·Kᵀ,
-/// softmax and LayerNorm in the activations' dtype, and the layer kernels.
-const CANDLE_REVISION: &str = "r2";
+/// softmax and LayerNorm in the activations' dtype, and the layer kernels. r3: on the CPU the
+/// scores are scaled again instead of Q (r2 caches scaled Q there).
+const CANDLE_REVISION: &str = "r3";
 
 /// `model-backend-precision`, with candle's revision after `candle`.
 fn base_key(files: &ModelFiles, backend: BackendKind, precision: Precision) -> String {
