@@ -75,6 +75,8 @@ step() {
 # The folders of scripts/gpu-bundle.sh: every file checked against its folder's SHA-256 sums,
 # then the binary and MiniLM files put in place and the anchor's wheels (if carried) unpacked.
 CARRY=target/gpu/carry
+# Where a carried ONNX Runtime CUDA build is unpacked.
+ORTG="${RECBENCH_CACHE:-.cache}/ort-gpu"
 if [ -d "$CARRY" ]; then
   for d in "$CARRY"/*/; do
     (cd "$d" && sha256sum --check --quiet SHA256SUMS) || {
@@ -101,9 +103,7 @@ if [ -d "$CARRY" ]; then
   }
   n=$(join_pieces minilm/model.safetensors "$DEST/model.safetensors")
   [ "$n" = 0 ] || say "MiniLM joined from $n pieces (recbench checks its pinned SHA-256 when it loads it)"
-  # ONNX Runtime's CUDA build (gpu-bundle.sh --ort-gpu): unpacked, then used unless
-  # ORT_DYLIB_PATH names another.
-  ORTG="${RECBENCH_CACHE:-.cache}/ort-gpu"
+  # ONNX Runtime's CUDA build (gpu-bundle.sh --ort-gpu), unpacked for the choice below.
   mkdir -p "$ORTG"
   n=$(join_pieces ort-gpu/ort-gpu.tar.xz "$ORTG/ort-gpu.tar.xz")
   if [ "$n" -gt 0 ]; then
@@ -111,11 +111,6 @@ if [ -d "$CARRY" ]; then
       "$ORTG/ort-gpu.tar.xz" "$ORTG"
     rm -f "$ORTG/ort-gpu.tar.xz"
     say "ONNX Runtime's CUDA build joined from $n pieces into $ORTG"
-  fi
-  if [ -z "${ORT_DYLIB_PATH:-}" ] && ls "$ORTG"/libonnxruntime.so.* >/dev/null 2>&1; then
-    export ORT_DYLIB_PATH
-    ORT_DYLIB_PATH=$(ls "$ORTG"/libonnxruntime.so.* | head -1)
-    say "ONNX Runtime from $ORT_DYLIB_PATH (with its CUDA provider)"
   fi
   if ls "$CARRY"/*/wheels/*.whl >/dev/null 2>&1; then
     # Unpacked, not pip-installed: the host's Python may refuse pip (externally managed).
@@ -163,8 +158,14 @@ if [ -n "$TORCH_DIR" ] && [ -d "$TORCH_DIR/lib" ]; then
 else
   say "no libtorch found on this host (LIBTORCH, RECBENCH_LIBTORCH, Python torch): the binary's own rpath decides"
 fi
-# ONNX Runtime: ORT_DYLIB_PATH, else the host's Python onnxruntime (CPU-only there: onnx on CUDA
-# is then skipped, saying the CUDA provider library is missing).
+# ONNX Runtime: ORT_DYLIB_PATH, else the carried CUDA build (gpu-bundle.sh --ort-gpu, unpacked
+# above), else the host's Python onnxruntime (CPU-only there: onnx on CUDA is then skipped,
+# saying the CUDA provider library is missing).
+if [ -z "${ORT_DYLIB_PATH:-}" ] && ls "$ORTG"/libonnxruntime.so.* >/dev/null 2>&1; then
+  export ORT_DYLIB_PATH
+  ORT_DYLIB_PATH=$(ls "$ORTG"/libonnxruntime.so.* | head -1)
+  say "ONNX Runtime from $ORT_DYLIB_PATH (with its CUDA provider)"
+fi
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
   ORT=$("$PY" -c 'import glob, os, onnxruntime as o; print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[0])' 2>/dev/null || true)
   if [ -n "$ORT" ]; then

@@ -20,17 +20,15 @@ import statistics
 import sys
 
 
-def gpu_header(files):
-    """The GPU, driver and CUDA version the recbench results name (their host inventory), so
-    that a table rebuilt on another machine still names the GPU it measured."""
-    for f in files:
-        inv = json.load(open(f)).get("environment", {}).get("inventory", {})
-        for g in inv.get("gpus") or []:
-            return f"{g['name']}, driver {g.get('driver', '?')}, CUDA {g.get('cuda_version', '?')}"
-    return "no NVIDIA GPU in the results: a CPU dry run, not a GPU figure"
+def gpu_header():
+    """The GPU, driver and CUDA version the recbench results name (their host inventory, read
+    with their runs), so that a table rebuilt on another machine still names the GPU it
+    measured."""
+    return next(iter(sorted(GPUS)), "no NVIDIA GPU in the results: a CPU dry run, not a GPU figure")
 
 
 MODELS = set()
+GPUS = set()
 
 
 def recbench_rounds(root):
@@ -42,7 +40,10 @@ def recbench_rounds(root):
     out = []
     for _, f in rounds:
         runs = {}
-        for r in json.load(open(f))["runs"]:
+        results = json.load(open(f))
+        for g in results.get("environment", {}).get("inventory", {}).get("gpus") or []:
+            GPUS.add(f"{g['name']}, driver {g.get('driver', '?')}, CUDA {g.get('cuda_version', '?')}")
+        for r in results["runs"]:
             if r["status"] != "ok" or not r.get("latency"):
                 continue
             s = r["spec"]
@@ -63,8 +64,8 @@ def eager_rounds(root):
             if line.strip():
                 x = json.loads(line)
                 runs[(x["side"], x["precision"], x["batch"])] = {"ms": x["median_ms_per_batch"], "runtime": x["runtime"]}
-        # A round cut short (an empty or partial file, e.g. the device's time ran out) is not
-        # a round: its sides would have no partner.
+        # A round whose file is empty (cut short, e.g. the device's time ran out) is not a
+        # round: its recbench side would have no partner.
         if runs:
             out.append(runs)
     return out
@@ -89,7 +90,7 @@ def main():
                    key=lambda s: (s[0].startswith("eager"), s[0], s[1]))
     runtime = next((v["runtime"] for r in eag for v in r.values()), "did not run (no torch or transformers)")
     lines = [
-        f"# GPU anchors: {gpu_header([f for r in rec[:n] for f in {v['file'] for v in r.values()}])}",
+        f"# GPU anchors: {gpu_header()}",
         "",
         f"Model {', '.join(sorted(MODELS))}, {n} interleaved round(s) (recbench, then PyTorch eager, in each round); "
         f"eager side: {runtime}. One batch end to end: encoder, scoring against the catalog on the "

@@ -322,12 +322,10 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
             .max_by(|a, b| a.offered_qps.total_cmp(&b.offered_qps))
             .map(|p| (Evidence::Curve, p.offered_qps, p.p99_ms))
             .ok_or_else(|| {
-                below_floor(budget).unwrap_or_else(|| {
-                    format!(
-                        "no probed rate kept p99 within {budget} ms (the run's SLA was {} ms)",
-                        s.sla_p99_ms
-                    )
-                })
+                format!(
+                    "no probed rate kept p99 within {budget} ms (the run's SLA was {} ms)",
+                    s.sla_p99_ms
+                )
             });
     }
     let (Some(l), Some(t)) = (&run.latency, &run.throughput) else {
@@ -529,6 +527,30 @@ mod tests {
         .unwrap()
     }
 
+    /// The reference results' VM, priced as the example report prices it.
+    fn vm_map() -> [(String, String); 1] {
+        [("vm".to_string(), "aws-m7i-large".to_string())]
+    }
+
+    /// `f` over the decisions for `sources` at `req`, hosts priced by `maps`.
+    fn decided(
+        sources: &[crate::report::Source],
+        maps: &[(String, String)],
+        req: &Requirement,
+        f: impl FnOnce(&[Decision]),
+    ) {
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let rows = price(sources, &catalog, maps).unwrap();
+        f(&decide(&rows, req));
+    }
+
+    /// The MiniLM two-tower decision among `d`.
+    fn minilm_two_tower<'d, 'r, 'a>(d: &'d [Decision<'r, 'a>]) -> &'d Decision<'r, 'a> {
+        d.iter()
+            .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
+            .expect("a MiniLM two-tower decision")
+    }
+
     fn at(p99: Option<f64>, qps: Option<f64>) -> Requirement {
         Requirement {
             qps,
@@ -544,10 +566,7 @@ mod tests {
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let rows = price(&sources, &catalog, &maps).unwrap();
         let d = decide(&rows, &at(Some(100.0), Some(500.0)));
-        let two_tower = d
-            .iter()
-            .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
-            .unwrap();
+        let two_tower = minilm_two_tower(&d);
         let best = &two_tower.options[0];
         assert_eq!(best.evidence, Evidence::Confirmed);
         assert!(best
@@ -590,10 +609,7 @@ mod tests {
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let rows = price(&sources, &catalog, &maps).unwrap();
         let d = decide(&rows, &at(Some(60.0), None));
-        let two_tower = d
-            .iter()
-            .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
-            .unwrap();
+        let two_tower = minilm_two_tower(&d);
         for o in &two_tower.options {
             assert!(o.p99_ms <= 60.0, "{}", o.p99_ms);
             assert_eq!(o.instances, None, "no --qps, no sizing");
@@ -667,11 +683,7 @@ mod tests {
         .map(|f| root.join(f))
         .collect();
         files.extend(crate::report::levers_reference_files());
-        let sources = load_sources(&files).unwrap();
-        let catalog = Catalog::shipped_with(None).unwrap();
-        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
-        let rows = price(&sources, &catalog, &maps).unwrap();
-        f(&decide(&rows, req));
+        decided(&load_sources(&files).unwrap(), &vm_map(), req, f);
     }
 
     /// One winner everywhere: the verdict names the table's first option (the one `plan`
@@ -708,10 +720,7 @@ mod tests {
                 seen += 1;
             }
             assert!(seen >= 3, "{seen} decisions with options");
-            let minilm = decisions
-                .iter()
-                .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
-                .unwrap();
+            let minilm = minilm_two_tower(decisions);
             let v = minilm.verdict();
             assert!(!minilm.options[0].gpu, "{v}");
             let gpu = minilm.options.iter().find(|o| o.gpu).unwrap();
@@ -724,10 +733,7 @@ mod tests {
         // Without the server-load file every MiniLM option is an offline peak: the bill, not
         // the cost per 1k, still decides.
         example_rows_at(&req, &[SERVER], |decisions| {
-            let minilm = decisions
-                .iter()
-                .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
-                .unwrap();
+            let minilm = minilm_two_tower(decisions);
             let v = minilm.verdict();
             assert!(
                 minilm
@@ -750,59 +756,67 @@ mod tests {
     /// 2026-11-30 (host-side scoring) was "confirmed" at 3.0 requests/s on 12.
     #[test]
     fn a_budget_below_the_floor_and_a_thin_operating_point_are_named() {
-        let sources = reference_sources();
-        let catalog = Catalog::shipped_with(None).unwrap();
-        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
-        let rows = price(&sources, &catalog, &maps).unwrap();
-        let d = decide(&rows, &at(Some(15.0), None));
-        let mut floors = 0;
-        for (r, why) in d.iter().flat_map(|d| d.excluded.iter()) {
-            let Some(server) = &r.run.server else {
-                continue;
-            };
-            let floor = server
-                .curve
-                .iter()
-                .map(|p| p.p99_ms)
-                .fold(f64::INFINITY, f64::min);
-            assert!(
-                why.starts_with(&format!(
-                    "cannot meet p99 ≤ 15 ms: its floor is {floor:.1} ms"
-                )),
-                "{}: {why}",
-                r.run.spec.id
-            );
-            floors += 1;
-        }
-        assert!(
-            floors >= 6,
-            "{floors} server-load runs read against their floor"
+        decided(
+            &reference_sources(),
+            &vm_map(),
+            &at(Some(15.0), None),
+            |d| {
+                let mut floors = 0;
+                for (r, why) in d.iter().flat_map(|d| d.excluded.iter()) {
+                    let Some(server) = &r.run.server else {
+                        continue;
+                    };
+                    let floor = server
+                        .curve
+                        .iter()
+                        .map(|p| p.p99_ms)
+                        .fold(f64::INFINITY, f64::min);
+                    assert!(
+                        why.starts_with(&format!(
+                            "cannot meet p99 ≤ 15 ms: its floor is {floor:.1} ms"
+                        )),
+                        "{}: {why}",
+                        r.run.spec.id
+                    );
+                    floors += 1;
+                }
+                assert!(
+                    floors >= 6,
+                    "{floors} server-load runs read against their floor"
+                );
+            },
         );
 
         let old = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("results/reference/gpu/runs/2026-11-30-host-scoring/gpu-server/20261130T164906Z-vm.json");
-        let sources = load_sources(&[old]).unwrap();
-        let rows = price(&sources, &catalog, &[]).unwrap();
-        let d = decide(&rows, &at(Some(100.0), None));
-        let thin: Vec<_> = d
-            .iter()
-            .flat_map(|d| d.excluded.iter())
-            .filter(|(r, _)| {
-                r.run
-                    .server
-                    .as_ref()
-                    .and_then(|s| s.confirmation.as_ref())
-                    .is_some_and(|c| c.meets_sla && c.completed < MIN_OPERATING_POINT_REQUESTS)
-            })
-            .collect();
-        assert!(!thin.is_empty());
-        for (r, why) in thin {
-            assert!(
-                why.contains("fewer than the 100 a p99 needs"),
-                "{}: {why}",
-                r.run.spec.id
-            );
-        }
+        decided(
+            &load_sources(&[old]).unwrap(),
+            &[],
+            &at(Some(100.0), None),
+            |d| {
+                let thin: Vec<_> = d
+                    .iter()
+                    .flat_map(|d| d.excluded.iter())
+                    .filter(|(r, _)| {
+                        r.run
+                            .server
+                            .as_ref()
+                            .and_then(|s| s.confirmation.as_ref())
+                            .is_some_and(|c| {
+                                c.meets_sla && c.completed < MIN_OPERATING_POINT_REQUESTS
+                            })
+                    })
+                    .collect();
+                assert!(!thin.is_empty());
+                for (r, why) in thin {
+                    assert!(
+                        why.contains("fewer than the 100 a p99 needs"),
+                        "{}: {why}",
+                        r.run.spec.id
+                    );
+                }
+            },
+        );
     }
 
     /// An offline row is judged as it would serve: the first request of a batch waits for the
@@ -812,10 +826,7 @@ mod tests {
     #[test]
     fn offline_rows_pay_for_filling_their_batch() {
         example_rows_at(&at(Some(100.0), Some(500.0)), &[], |decisions| {
-            let minilm = decisions
-                .iter()
-                .find(|d| d.model == Preset::MiniLmL6 && d.mode == Mode::TwoTower)
-                .unwrap();
+            let minilm = minilm_two_tower(decisions);
             let b256: Vec<_> = minilm
                 .excluded
                 .iter()

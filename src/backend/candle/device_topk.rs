@@ -16,11 +16,14 @@ pub const MAX_K: usize = 32;
 /// Threads per row; a multiple of 32 (the kernel's warp shuffles take every lane).
 const THREADS: u32 = 256;
 
-/// Each row's best `k` columns of `scores` (`[rows, n]` on a CUDA device, f32, f16 or bf16),
-/// best first (ties by lower column), with their scores in f32, both copied to the host as
-/// `rows × k` flat vectors. `Ok(None)` where the kernel does not apply: not on CUDA, another
-/// dtype, or `k` outside 1..=min(n, [`MAX_K`]).
-pub fn top_k_rows(scores: &Tensor, k: usize) -> candle_core::Result<Option<(Vec<u32>, Vec<f32>)>> {
+/// Each row's best `k` (column, score) of `scores` (`[rows, n]` on a CUDA device, f32, f16 or
+/// bf16), best first (ties by lower column), scores in f32, copied to the host. `Ok(None)`
+/// where the kernel does not apply: not on CUDA, another dtype, or `k` outside
+/// 1..=min(n, [`MAX_K`]).
+pub fn top_k_rows(
+    scores: &Tensor,
+    k: usize,
+) -> candle_core::Result<Option<Vec<Vec<(usize, f32)>>>> {
     let (rows, n) = scores.dims2()?;
     if k == 0 || k > MAX_K || k > n || rows == 0 {
         return Ok(None);
@@ -45,8 +48,10 @@ pub fn top_k_rows(scores: &Tensor, k: usize) -> candle_core::Result<Option<(Vec<
         ),
         _ => return Ok(None),
     };
-    out.map(Some)
-        .map_err(|e| candle_core::Error::Msg(format!("{MODULE}::{name}: {e}")))
+    let (cols, vals) =
+        out.map_err(|e| candle_core::Error::Msg(format!("{MODULE}::{name}: {e}")))?;
+    let cols: Vec<i64> = cols.into_iter().map(i64::from).collect();
+    Ok(Some(crate::backend::Ranked::rows_of(&cols, &vals, rows, k)))
 }
 
 fn launch<T: CudaDType + DeviceRepr>(
