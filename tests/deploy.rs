@@ -69,6 +69,18 @@ fn every_job_gets_its_whole_node_and_runs_a_valid_scenario() {
                 .join(";")
         };
         assert_eq!(block("requests"), block("limits"), "{}", m.display());
+        // Kubernetes' static CPU manager pins only whole-number CPU requests to exclusive
+        // cores; "1930m" would run on the shared pool under a quota, beside other pods.
+        let cpu = block("requests")
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("cpu:"))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("{}: no CPU request", m.display()));
+        assert!(
+            cpu.parse::<u32>().is_ok_and(|n| n > 0),
+            "{}: cpu {cpu:?} is not a whole number of CPUs, so the pod is not pinned",
+            m.display()
+        );
         let args = text
             .lines()
             .find(|l| l.trim_start().starts_with("args:"))

@@ -3,7 +3,9 @@
 //! with `--features fault-injection` (`cargo test --features fault-injection --test faults`).
 #![cfg(feature = "fault-injection")]
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -191,4 +193,181 @@ fn the_worker_dies_when_the_parent_is_killed() {
 #[test]
 fn the_worker_dies_when_the_parent_is_interrupted() {
     worker_dies_with_parent(libc::SIGINT);
+}
+
+/// Ctrl-C while a run is under way (the second run hangs, so the signal cannot miss it): the
+/// sweep stops with 130, keeps the run that finished, and says how to resume.
+#[test]
+fn ctrl_c_mid_sweep_keeps_every_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
+    let child = Command::cargo_bin("recbench")
+        .unwrap()
+        .arg("run")
+        .arg(&fixture)
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--quiet")
+        .env("RECBENCH_FAULT", "hang@/b2/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let folder = dir.path().join("faults");
+    assert_eq!(common::wait_for_runs(&folder, 1), 1);
+    // The second run's worker is up (it hangs until the fixture's 15 s timeout).
+    worker_of(child.id()).expect("the hanging worker started");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("1 finished runs are kept") && err.contains("--resume"),
+        "{err}"
+    );
+    let file = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0]["spec"]["id"].as_str().unwrap().contains("/b1/"));
+    assert_eq!(runs[0]["status"], "ok");
+}
+
+/// `--interleave` against a baseline that differs from this build: the baseline is this binary
+/// behind a script that removes a `slow` fault, so the candidate (this build, with the fault)
+/// takes 20 ms longer per iteration. Every worker logs its start, so the test sees the order
+/// (for each run: baseline, candidate, baseline, candidate), each side's file holds its own
+/// binary's runs, and `compare` on the two files finds the regression.
+#[test]
+fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = assert_cmd::cargo::cargo_bin("recbench");
+    let baseline = dir.path().join("recbench-baseline");
+    std::fs::write(
+        &baseline,
+        format!(
+            "#!/bin/sh\nunset RECBENCH_FAULT\nexec '{}' \"$@\"\n",
+            me.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&baseline, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("workers.log");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
+    let out = Command::new(&me)
+        .arg("run")
+        .arg(&fixture)
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--quiet", "--rounds", "2", "--interleave"])
+        .arg(&baseline)
+        .env("RECBENCH_FAULT", "slow@")
+        .env("RECBENCH_FAULT_LOG", &log)
+        .output()
+        .unwrap();
+    common::assert_succeeded(&out);
+    // The order: runs in plan order, and within each, the sides alternate from the baseline.
+    let started: Vec<(String, String)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (id, fault) = l.split_once('\t').unwrap();
+            (id.to_string(), fault.to_string())
+        })
+        .collect();
+    let ids: Vec<String> = {
+        let mut v: Vec<String> = started.iter().map(|(id, _)| id.clone()).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(ids.len(), 2, "{started:?}");
+    let mut want = Vec::new();
+    for id in &ids {
+        for side in ["-", "slow", "-", "slow"] {
+            want.push((id.clone(), side.to_string()));
+        }
+    }
+    assert_eq!(started, want, "worker starts, in order");
+
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("faults"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let side = |s: &str| -> PathBuf {
+        files
+            .iter()
+            .find(|p| p.to_string_lossy().contains(s))
+            .unwrap_or_else(|| panic!("no {s} file in {files:?}"))
+            .clone()
+    };
+    let (base_file, cand_file) = (side("-baseline"), side("-candidate"));
+    let load = |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let (a, b) = (load(&base_file), load(&cand_file));
+    for (v, slow) in [(&a, false), (&b, true)] {
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        for r in runs {
+            assert_eq!(r["status"], "ok", "{r}");
+            assert!(
+                r["notes"]
+                    .to_string()
+                    .contains("merged from 2 interleaved rounds"),
+                "{r}"
+            );
+            // The slow fault's 20 ms are a floor on every candidate iteration; the baseline's
+            // tiny forwards take a few ms.
+            let p50 = r["latency"]["p50_ms"].as_f64().unwrap();
+            assert_eq!(p50 >= 20.0, slow, "{}: p50 {p50} ms", r["spec"]["id"]);
+        }
+        // The commit of the tree the binary was built from (through the script for the
+        // baseline); `unknown` only outside a git checkout (a source tarball).
+        let in_git = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert_eq!(
+            v["environment"]["git_commit"] != "unknown",
+            in_git,
+            "{}",
+            v["environment"]["git_commit"]
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("recbench compare"), "{stdout}");
+    let out = Command::new(&me)
+        .arg("compare")
+        .arg(&base_file)
+        .arg(&cand_file)
+        .args(["--max-regression", "10"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the candidate is slower: {text}"
+    );
+    assert!(text.contains("REGRESSION"), "{text}");
+    // The other way round, the slower side is the baseline: no regression.
+    let out = Command::new(&me)
+        .arg("compare")
+        .arg(&cand_file)
+        .arg(&base_file)
+        .args(["--max-regression", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

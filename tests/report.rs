@@ -721,6 +721,47 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
         "{stdout}"
     );
 
+    // What else decides speed, one difference at a time: core counts, the GPUs, a backend's
+    // runtime. Each is refused and named.
+    let differing: [(&str, fn(&mut Value)); 4] = [
+        ("logical_cores", |v| {
+            let n = v["environment"]["inventory"]["logical_cores"]
+                .as_u64()
+                .unwrap();
+            v["environment"]["inventory"]["logical_cores"] = (n + 2).into();
+        }),
+        ("physical_cores", |v| {
+            v["environment"]["inventory"]["physical_cores"] = 97.into();
+        }),
+        ("gpus", |v| {
+            v["environment"]["inventory"]["gpus"] = serde_json::json!([{
+                "index": 0, "name": "NVIDIA H200", "memory_bytes": 150754820096u64,
+                "driver": "580.159.04", "cuda_version": "13.0", "power_limit_watts": 700.0
+            }]);
+        }),
+        ("candle runtime", |v| {
+            let b = v["environment"]["backends"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|b| b["backend"] == "candle")
+                .unwrap();
+            b["runtime_version"] = "0.0.1-other".into();
+        }),
+    ];
+    for (field, change) in differing {
+        let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
+        change(&mut v);
+        let other = write_json(dir.path(), "differs.json", &v);
+        let out = compare(base, &other);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{field}: {err}");
+        assert!(
+            err.contains("different machines") && err.contains(&format!("{field}:")),
+            "{field}: {err}"
+        );
+    }
+
     // The same model name and flags on another CPU generation (a VM's generic "AMD EPYC"):
     // the signature tells them apart; a file without one (older) is not refused for lacking it.
     let with_signature = |name: &str, sig: Option<&str>| {

@@ -72,12 +72,16 @@ struct Scorer<'a> {
     encode_ms: std::sync::Mutex<Vec<f64>>,
     /// Test-only (`fault-injection`): a non-finite first score after every step.
     inject_nan: bool,
+    inject_delay: std::time::Duration,
 }
 
 impl Scorer<'_> {
     /// One forward and its ranking: on the device when the backend scores there, else encode,
     /// then score and rank on the host. Returns whether the outputs were finite.
     fn step(&self, enc: &mut Box<dyn Encoder>, batch: &TokenBatch) -> Result<bool> {
+        if !self.inject_delay.is_zero() {
+            std::thread::sleep(self.inject_delay);
+        }
         if self.on_device {
             let k = self.spec.top_k.min(self.index.len());
             let mut ranked = enc.encode_and_rank(batch, k)?;
@@ -154,8 +158,10 @@ fn push(m: &std::sync::Mutex<Vec<f64>>, ms: f64) {
 }
 
 /// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
-/// whose id contains PATTERN segfault, abort, run out of memory, hang, emit NaN (`nan`) or
-/// compute probe embeddings that drift from the reference (`drift`).
+/// whose id contains PATTERN segfault, abort, run out of memory, hang, emit NaN (`nan`),
+/// compute probe embeddings that drift from the reference (`drift`) or take 20 ms longer per
+/// timed iteration (`slow`). With `RECBENCH_FAULT_LOG=FILE`, every worker appends its run id
+/// and its fault (`-` for none) to FILE when it starts, so a test sees which binary ran when.
 #[cfg(feature = "fault-injection")]
 fn fault(spec: &RunSpec) -> Option<String> {
     let v = std::env::var("RECBENCH_FAULT").ok()?;
@@ -166,6 +172,36 @@ fn fault(spec: &RunSpec) -> Option<String> {
 #[cfg(not(feature = "fault-injection"))]
 fn fault(_: &RunSpec) -> Option<String> {
     None
+}
+
+#[cfg(feature = "fault-injection")]
+fn log_start(spec: &RunSpec) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("RECBENCH_FAULT_LOG") {
+        let line = format!(
+            "{}\t{}\n",
+            spec.id,
+            fault(spec).unwrap_or_else(|| "-".into())
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("RECBENCH_FAULT_LOG opens");
+        f.write_all(line.as_bytes())
+            .expect("RECBENCH_FAULT_LOG is written");
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn log_start(_: &RunSpec) {}
+
+/// The time a `slow` fault adds to every timed iteration (zero without it).
+fn injected_delay(spec: &RunSpec) -> std::time::Duration {
+    match fault(spec).as_deref() {
+        Some("slow") => std::time::Duration::from_millis(20),
+        _ => std::time::Duration::ZERO,
+    }
 }
 
 fn inject_crash(spec: &RunSpec) {
@@ -207,6 +243,7 @@ struct Measured {
 }
 
 fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()> {
+    log_start(spec);
     let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let items = recommender::bundled_items();
@@ -242,6 +279,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         ms: Default::default(),
         encode_ms: Default::default(),
         inject_nan: fault(spec).as_deref() == Some("nan"),
+        inject_delay: injected_delay(spec),
     };
     if spec.mode == Mode::TwoTower && spec.scoring == Scoring::Device {
         let how = enc.load_items(scorer.index.items())?.ok_or_else(|| {

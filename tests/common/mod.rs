@@ -146,3 +146,30 @@ pub fn closed_stdout() -> std::process::Stdio {
     // SAFETY: fds[1] is a fresh descriptor owned by nothing else.
     std::process::Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) })
 }
+
+/// Waits until the results file in `folder` holds at least `n` runs; returns how many.
+pub fn wait_for_runs(folder: &std::path::Path, n: usize) -> usize {
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no run finished in time"
+        );
+        let have = std::fs::read_dir(folder)
+            .ok()
+            .and_then(|mut d| {
+                d.find_map(|e| {
+                    e.ok()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                })
+            })
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map_or(0, |v| v["runs"].as_array().map_or(0, |r| r.len()));
+        if have >= n {
+            return have;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
