@@ -807,6 +807,9 @@ fn a_closed_pipe_ends_every_subcommand_quietly() {
     let report_dir = tempfile::tempdir().unwrap();
     let reference = reference.to_str().unwrap();
     let procurement = root.join("scenarios/procurement.toml");
+    // Two short tiny runs on candle, for `run` and `parity`.
+    let faults = root.join("tests/fixtures/faults.toml");
+    let run_dir = tempfile::tempdir().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["validate", procurement.to_str().unwrap()],
         vec!["validate", procurement.to_str().unwrap(), "--json"],
@@ -831,6 +834,26 @@ fn a_closed_pipe_ends_every_subcommand_quietly() {
             report_dir.path().to_str().unwrap(),
         ],
         vec!["recommend", "--user", "jazz", "--model", "tiny"],
+        vec![
+            "plan",
+            reference,
+            "--qps",
+            "100",
+            "--p99-ms",
+            "1000",
+            "--map",
+            "vm=aws-m7i-large",
+            "--json",
+        ],
+        vec!["compare", reference, reference, "--json"],
+        vec!["parity", faults.to_str().unwrap(), "--quiet"],
+        vec!["parity", faults.to_str().unwrap(), "--quiet", "--json"],
+        vec![
+            "run",
+            faults.to_str().unwrap(),
+            "--out",
+            run_dir.path().to_str().unwrap(),
+        ],
     ];
     for args in cases {
         let out = recbench()
@@ -841,6 +864,62 @@ fn a_closed_pipe_ends_every_subcommand_quietly() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+/// Only regular files up to 256 MiB are read (the README's promise), whatever the input: a
+/// scenario, a results file, a catalog. One byte more is refused at once with exit 2 and the
+/// file's name; a file of exactly 256 MiB is read (and then refused for what it holds).
+#[test]
+fn inputs_larger_than_256_mib_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let sized = |name: &str, len: u64| {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p).unwrap().set_len(len).unwrap(); // sparse: no disk used
+        p
+    };
+    let cap = 256u64 << 20;
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("results/reference/quick/20261128T040112Z-vm.json");
+    for (len, refused) in [(cap + 1, true), (cap, false)] {
+        let scenario = sized("big.toml", len);
+        let results = sized("big.json", len);
+        let catalog = sized("catalog.toml", len);
+        let cases: Vec<(Vec<&std::ffi::OsStr>, &Path)> = vec![
+            (vec!["validate".as_ref(), scenario.as_os_str()], &scenario),
+            (
+                vec![
+                    "compare".as_ref(),
+                    reference.as_os_str(),
+                    results.as_os_str(),
+                ],
+                &results,
+            ),
+            (
+                vec![
+                    "plan".as_ref(),
+                    reference.as_os_str(),
+                    "--qps".as_ref(),
+                    "1".as_ref(),
+                    "--p99-ms".as_ref(),
+                    "100".as_ref(),
+                    "--catalog".as_ref(),
+                    catalog.as_os_str(),
+                ],
+                &catalog,
+            ),
+        ];
+        for (args, file) in cases {
+            let out = recbench().args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(&file.display().to_string()), "{err}");
+            assert_eq!(
+                err.contains("is more than recbench reads (256 MiB)"),
+                refused,
+                "{len} bytes: {err}"
+            );
+        }
     }
 }
 

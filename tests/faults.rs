@@ -371,3 +371,50 @@ fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A failed check keeps its exit code: `parity` with a drifting backend exits 1 (the README's
+/// promise), and so do it and a `run` whose worker crashes when their reader has closed the
+/// pipe (`recbench parity | head` after head exited).
+#[test]
+fn parity_and_run_failures_exit_1_even_into_a_closed_pipe() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let recbench = |fault: &str, args: &[&str], closed: bool| {
+        let mut c = Command::cargo_bin("recbench").unwrap();
+        c.args(args).env("RECBENCH_FAULT", fault);
+        if closed {
+            c.stdout(common::closed_stdout());
+        }
+        c.output().unwrap()
+    };
+    let fx = fixture.to_str().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    for closed in [false, true] {
+        let out = recbench("drift@", &["parity", fx, "--quiet"], closed);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "parity (closed: {closed}): {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        if !closed {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("FAIL ("),
+                "the failing check is on its line: {text}"
+            );
+        }
+        let out = recbench(
+            "segfault@/b1/",
+            &["run", fx, "--quiet", "--out", out_dir],
+            closed,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "run (closed: {closed}): {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Without the fault, the same parity check passes.
+    let out = recbench("none@nothing", &["parity", fx, "--quiet"], false);
+    common::assert_succeeded(&out);
+}

@@ -206,3 +206,60 @@ fn the_levers_report_has_a_front_and_min_quality_filters_the_decision() {
         "{err}"
     );
 }
+
+/// `plan --min-quality` (the README's promise): without a bar the cheapest option is a 3-layer
+/// pruned model; with 0.9, every configuration below it is excluded with its overlap, and the
+/// answer is one that meets it. A bar outside 0 to 1 is a usage error.
+#[test]
+fn plan_min_quality_excludes_what_is_below_the_bar() {
+    let plan = |bar: &str| {
+        Command::cargo_bin("recbench")
+            .unwrap()
+            .arg("plan")
+            .args(levers_results())
+            .args([
+                "--qps",
+                "100",
+                "--p99-ms",
+                "1000",
+                "--map",
+                "vm=aws-m7i-large",
+            ])
+            .args(["--min-quality", bar, "--json"])
+            .output()
+            .unwrap()
+    };
+    let answer = |bar: &str| -> serde_json::Value {
+        let o = plan(bar);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array().unwrap()[0].clone()
+    };
+    let below = |g: &serde_json::Value| -> Vec<String> {
+        g["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e[1].as_str())
+            .filter(|why| why.starts_with("quality below the bar"))
+            .map(str::to_string)
+            .collect()
+    };
+    let open = answer("0");
+    assert!(below(&open).is_empty(), "{:?}", below(&open));
+    let first = open["options"][0]["run_id"].as_str().unwrap();
+    assert!(first.contains("pkeep-layers-3"), "{first}");
+    let strict = answer("0.9");
+    let excluded = below(&strict);
+    assert!(
+        excluded.iter().any(|w| w.contains("top-10 overlap 0.")),
+        "{excluded:?}"
+    );
+    for o in strict["options"].as_array().unwrap() {
+        let id = o["run_id"].as_str().unwrap();
+        assert!(!id.contains("pkeep-layers-3"), "below the bar: {id}");
+    }
+    let o = plan("1.5");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--min-quality"));
+}

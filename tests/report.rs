@@ -464,6 +464,87 @@ fn plan_answers_with_instances_and_monthly_cost() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `report --qps --p99-ms --basis --headroom` (the README's promise) judge the files at the
+/// reader's requirement: the verdict names the rate and the budget and sizes the fleet with
+/// the headroom asked, as `plan` does with the same flags. Bad values are usage errors that
+/// name the flag, and no report is written.
+#[test]
+fn report_takes_the_readers_requirement_and_refuses_bad_values() {
+    let f = results_file();
+    let flags = [
+        "--qps",
+        "500",
+        "--p99-ms",
+        "500",
+        "--basis",
+        "on-demand",
+        "--headroom",
+        "0.5",
+    ];
+    let out = recbench()
+        .arg("plan")
+        .arg(f)
+        .args(flags)
+        .arg("--json")
+        .output()
+        .unwrap();
+    common::assert_succeeded(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let best = &v[0]["options"][0];
+    let n = best["instances"].as_u64().unwrap();
+    let cap = best["capacity_per_instance_qps"].as_f64().unwrap();
+    assert_eq!(n, (500.0 * 1.5 / cap).ceil() as u64, "headroom 0.5: {best}");
+    let (dir, out) = report(&[f], &flags);
+    common::assert_succeeded(&out);
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("## Which hardware, at p99 ≤ 500 ms, on the on-demand price"),
+        "{md}"
+    );
+    let verdict = format!(
+        "At 500 requests/s and p99 ≤ 500 ms, the cheapest is {} (CPU): {n} machine(s)",
+        best["hardware_id"].as_str().unwrap()
+    );
+    assert!(md.contains(&verdict), "{verdict:?} not in {md}");
+
+    for (args, says) in [
+        (
+            vec!["--qps", "0"],
+            "field `--qps`: 0 must be a positive number",
+        ),
+        (
+            vec!["--qps", "inf"],
+            "field `--qps`: inf must be a positive number",
+        ),
+        (
+            vec!["--p99-ms", "nan"],
+            "field `--p99-ms`: NaN must be a positive number",
+        ),
+        (
+            vec!["--basis", "nope"],
+            "field `--basis`: unknown price basis \"nope\"",
+        ),
+        (
+            vec!["--headroom", "11"],
+            "field `--headroom`: 11 must be between 0 and 10",
+        ),
+        (
+            vec!["--headroom=-1"],
+            "field `--headroom`: -1 must be between 0 and 10",
+        ),
+    ] {
+        let (dir, out) = report(&[f], &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "{args:?}: a report was written"
+        );
+    }
+}
+
 /// Renders the report in headless Chromium (Debian's package, no network) and checks what a
 /// reader sees: the recommendation text in the DOM and a screenshot with content.
 #[test]

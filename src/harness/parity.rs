@@ -355,18 +355,19 @@ pub fn check_scenario(
                         threads,
                         shape_hint: None,
                     };
-                    progress.start(&format!("{model}/{backend}/{device}/{precision}"));
+                    let label = format!("{model}/{backend}/{device}/{precision}");
+                    progress.start(&label);
                     let checked = backend
                         .supports(device, precision)
                         .map_err(Error::Measure)
                         .and_then(|_| backend::open(backend, &files, opts))
                         .and_then(|mut enc| {
-                            let probes = encode_probes(enc.as_mut(), &tok)?;
+                            let mut probes = encode_probes(enc.as_mut(), &tok)?;
+                            super::worker::inject_drift(&label, &mut probes);
                             let key = item_key_of(&files, backend, precision, enc.as_ref());
                             let ix = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
                             Ok(compare(precision, &probes, &ix, &reference))
                         });
-                    let label = format!("{model}/{backend}/{device}/{precision}");
                     match checked {
                         Ok(p) => {
                             let verdict = if p.passed { "pass" } else { "FAIL" };

@@ -158,20 +158,35 @@ fn push(m: &std::sync::Mutex<Vec<f64>>, ms: f64) {
 }
 
 /// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
-/// whose id contains PATTERN segfault, abort, run out of memory, hang, emit NaN (`nan`),
+/// whose id (or `recbench parity` checks whose label) contains PATTERN segfault, abort, run out of memory, hang, emit NaN (`nan`),
 /// compute probe embeddings that drift from the reference (`drift`) or take 20 ms longer per
 /// timed iteration (`slow`). With `RECBENCH_FAULT_LOG=FILE`, every worker appends its run id
 /// and its fault (`-` for none) to FILE when it starts, so a test sees which binary ran when.
-#[cfg(feature = "fault-injection")]
 fn fault(spec: &RunSpec) -> Option<String> {
+    fault_of(&spec.id)
+}
+
+/// The fault injected into the run or check named `id`, if any.
+#[cfg(feature = "fault-injection")]
+fn fault_of(id: &str) -> Option<String> {
     let v = std::env::var("RECBENCH_FAULT").ok()?;
     let (kind, pat) = v.split_once('@').unwrap_or((v.as_str(), ""));
-    spec.id.contains(pat).then(|| kind.to_string())
+    id.contains(pat).then(|| kind.to_string())
 }
 
 #[cfg(not(feature = "fault-injection"))]
-fn fault(_: &RunSpec) -> Option<String> {
+fn fault_of(_: &str) -> Option<String> {
     None
+}
+
+/// Test-only (`drift`): a backend that computes something slightly different, in a run or in
+/// a `recbench parity` check named `id`.
+pub(crate) fn inject_drift(id: &str, probes: &mut Embeddings) {
+    if fault_of(id).as_deref() == Some("drift") {
+        for v in probes.data.iter_mut().step_by(7) {
+            *v += 0.05;
+        }
+    }
 }
 
 #[cfg(feature = "fault-injection")]
@@ -505,12 +520,7 @@ fn check_parity(
 ) -> Result<Option<ItemIndex>> {
     let reference = parity::reference(files, tok)?;
     let mut probes = parity::encode_probes(enc, tok)?;
-    if fault(spec).as_deref() == Some("drift") {
-        // Test-only: a backend that computes something slightly different.
-        for v in probes.data.iter_mut().step_by(7) {
-            *v += 0.05;
-        }
-    }
+    inject_drift(&spec.id, &mut probes);
     let key = parity::item_key_of(files, spec.backend, spec.precision, enc);
     let item_index = recommender::item_index(enc, tok, items, &key)?;
     let par = parity::compare(spec.precision, &probes, &item_index, &reference);

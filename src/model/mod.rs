@@ -22,17 +22,29 @@ use std::path::PathBuf;
 /// repository this binary was built in; the platform cache folder (`$XDG_CACHE_HOME/recbench`,
 /// else `~/.cache/recbench`).
 pub fn cache_places() -> Vec<PathBuf> {
-    if let Some(p) = std::env::var_os("RECBENCH_CACHE").filter(|p| !p.is_empty()) {
-        return vec![PathBuf::from(p)];
+    places_from(
+        std::env::var_os("RECBENCH_CACHE"),
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+/// [`cache_places`] for these values of `RECBENCH_CACHE`, `XDG_CACHE_HOME` and `HOME` (an
+/// empty value counts as unset).
+fn places_from(
+    recbench_cache: Option<std::ffi::OsString>,
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Vec<PathBuf> {
+    let set = |v: Option<std::ffi::OsString>| v.filter(|p| !p.is_empty()).map(PathBuf::from);
+    if let Some(p) = set(recbench_cache) {
+        return vec![p];
     }
     let mut places = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache")];
-    match std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
-        Some(x) => places.push(PathBuf::from(x).join("recbench")),
-        None => {
-            if let Some(home) = std::env::var_os("HOME").filter(|p| !p.is_empty()) {
-                places.push(PathBuf::from(home).join(".cache/recbench"));
-            }
-        }
+    match (set(xdg_cache_home), set(home)) {
+        (Some(x), _) => places.push(x.join("recbench")),
+        (None, Some(h)) => places.push(h.join(".cache/recbench")),
+        (None, None) => {}
     }
     places
 }
@@ -43,11 +55,50 @@ pub fn cache_places() -> Vec<PathBuf> {
 /// The set-up script puts the MiniLM package there; synthetic weights, reference embeddings and
 /// item embeddings are written there on first use.
 pub fn cache_dir() -> PathBuf {
-    let places = cache_places();
+    first_existing(&cache_places())
+}
+
+/// The first of `places` that is a folder, else the last.
+fn first_existing(places: &[PathBuf]) -> PathBuf {
     places
         .iter()
         .find(|p| p.is_dir())
         .or(places.last())
         .cloned()
         .unwrap_or_else(|| PathBuf::from(".cache"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lookup order the README promises: `$RECBENCH_CACHE` alone when set; else the
+    /// repository's `.cache`, then `$XDG_CACHE_HOME/recbench`, else `~/.cache/recbench`; empty
+    /// variables count as unset; the first place that exists wins, else the last is created.
+    #[test]
+    fn the_cache_is_looked_up_in_the_promised_order() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache");
+        assert_eq!(
+            places_from(os("/c"), os("/x"), os("/h")),
+            vec![PathBuf::from("/c")]
+        );
+        assert_eq!(
+            places_from(os(""), os("/x"), os("/h")),
+            vec![repo.clone(), PathBuf::from("/x/recbench")]
+        );
+        assert_eq!(
+            places_from(None, os(""), os("/h")),
+            vec![repo.clone(), PathBuf::from("/h/.cache/recbench")]
+        );
+        assert_eq!(places_from(None, None, None), vec![repo]);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        assert_eq!(first_existing(&[a.clone(), b.clone()]), b, "none exists");
+        std::fs::create_dir(&b).unwrap();
+        assert_eq!(first_existing(&[a.clone(), b.clone()]), b);
+        std::fs::create_dir(&a).unwrap();
+        assert_eq!(first_existing(&[a.clone(), b]), a, "the first that exists");
+    }
 }
