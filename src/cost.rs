@@ -66,11 +66,39 @@ pub struct HardwareEntry {
     pub notes: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     #[serde(default)]
     hardware: Vec<HardwareEntry>,
+}
+
+/// The entries of a catalog file's text, checked as a user's catalog is (`path` names the
+/// file in errors).
+pub fn parse_catalog_entries(path: &Path, text: &str) -> Result<Vec<HardwareEntry>> {
+    parse_catalog_text(path, text)
+}
+
+/// `entries` written as a catalog file that [`parse_catalog_entries`] reads back (an unknown
+/// vCPU count or memory, 0 in an entry, is left out as it was read).
+pub fn catalog_toml(entries: &[HardwareEntry]) -> String {
+    let mut v = toml::Value::try_from(CatalogFile {
+        hardware: entries.to_vec(),
+    })
+    .expect("a catalog serialises");
+    if let Some(list) = v.get_mut("hardware").and_then(|h| h.as_array_mut()) {
+        for t in list.iter_mut().filter_map(|e| e.as_table_mut()) {
+            for key in ["vcpus", "memory_gib"] {
+                let zero = t
+                    .get(key)
+                    .is_some_and(|x| x.as_integer() == Some(0) || x.as_float() == Some(0.0));
+                if zero {
+                    t.remove(key);
+                }
+            }
+        }
+    }
+    toml::to_string(&v).expect("a catalog serialises")
 }
 
 /// The price catalog: the shipped file with a user file merged over it (same id replaces).

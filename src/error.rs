@@ -129,14 +129,14 @@ impl Error {
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Reads an input file to a string. A file that cannot be read, or holds non-UTF-8 bytes, is
-/// bad input (exit code 2), reported with the path (and the line of the first bad byte).
 /// The largest input file recbench reads (scenarios, catalogs, results): 256 MiB. A results
 /// file keeps at most 10,000 samples a run, so a sweep of a thousand runs stays well below it.
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 
 /// Reads a UTF-8 input file, refusing at once what is not a regular file (a device such as
-/// `/dev/zero`, a folder, a pipe) or is larger than [`MAX_INPUT_BYTES`].
+/// `/dev/zero`, a folder, a pipe) or is larger than [`MAX_INPUT_BYTES`]. A file that cannot be
+/// read, or holds non-UTF-8 bytes, is bad input (exit code 2), reported with the path (and the
+/// line of the first bad byte).
 pub fn read_text(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::input(path, None, "", format!("cannot read the file: {e}")))?;
@@ -162,6 +162,12 @@ pub fn read_text(path: &Path) -> Result<String> {
     }
     let bytes = std::fs::read(path)
         .map_err(|e| Error::input(path, None, "", format!("cannot read the file: {e}")))?;
+    text_of(path, bytes)
+}
+
+/// The bytes read from `path` as text: non-UTF-8 bytes are bad input naming the line of the
+/// first bad byte.
+pub fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;

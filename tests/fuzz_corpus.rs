@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+/// Runs `check` on every input stored for `target`: a panic there is a broken property.
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -27,4 +28,9 @@ fn every_stored_scenario_input_is_accepted_or_refused_with_exit_code_2() {
 #[test]
 fn every_stored_results_input_is_accepted_or_refused_with_exit_code_2() {
     replay("results", recbench::fuzzing::results);
+}
+
+#[test]
+fn every_stored_catalog_input_is_accepted_or_refused_with_exit_code_2() {
+    replay("catalog", recbench::fuzzing::catalog);
 }
