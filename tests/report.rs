@@ -804,7 +804,8 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
 
     // What else decides speed, one difference at a time: core counts, the GPUs, a backend's
     // runtime. Each is refused and named.
-    let differing: [(&str, fn(&mut Value)); 4] = [
+    type Change = fn(&mut Value);
+    let differing: [(&str, Change); 4] = [
         ("logical_cores", |v| {
             let n = v["environment"]["inventory"]["logical_cores"]
                 .as_u64()
