@@ -17,7 +17,7 @@ scripts/fetch-cuda.sh
 # shellcheck source=scripts/features.sh
 source scripts/features.sh
 
-ROOT="$(cd "$CACHE/cuda-13.0/nvidia/cu13" && pwd)"
+ROOT="$(cd "$CACHE/cuda-13.0/nvidia/cu13" && pwd -P)"
 export PATH="$ROOT/bin:$PATH"
 export NVCC="$ROOT/bin/nvcc"
 export CUDA_HOME="$ROOT"
@@ -40,7 +40,7 @@ import json, sys
 meta = json.load(sys.stdin)
 print(next(p["manifest_path"] for p in meta["packages"] if p["name"] == "candle-core").rsplit("/", 1)[0])')
 mkdir -p "$CACHE/patched"
-PATCHED="$(cd "$CACHE/patched" && pwd)/candle-core-$CANDLE_VERSION"
+PATCHED="$(cd "$CACHE/patched" && pwd -P)/candle-core-$CANDLE_VERSION"
 if [ ! -f "$PATCHED/.patched" ]; then
   rm -rf "$PATCHED"
   mkdir -p "$(dirname "$PATCHED")"

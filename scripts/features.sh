@@ -9,7 +9,7 @@ fi
 # torch: libtorch 2.11.0 extracted by scripts/fetch-libtorch.sh (absolute path: build scripts
 # run elsewhere). The binary gets an rpath to it, so running needs no LD_LIBRARY_PATH.
 if [ -z "${LIBTORCH-}" ] && [ -f "${RECBENCH_CACHE:-.cache}/libtorch/.complete-2.11.0" ]; then
-  LIBTORCH="$(cd "${RECBENCH_CACHE:-.cache}/libtorch/torch" && pwd)"
+  LIBTORCH="$(cd "${RECBENCH_CACHE:-.cache}/libtorch/torch" && pwd -P)"
   export LIBTORCH
 fi
 if [ -z "${RECBENCH_FEATURES+x}" ] && [ -n "${LIBTORCH-}" ]; then

@@ -60,8 +60,34 @@ if [ -z "${RECBENCH_FEATURES+x}" ]; then
 fi
 echo "test: backends under test: candle${FEATURES:+,$FEATURES}"
 
+# The tests run in an environment of their own: the user's recbench settings, thread knobs,
+# ISA caps and glibc tunables are not passed on (each would change what the tests measure), and
+# the cache is a fresh one for this run: the set-up's inputs (runtimes, weights, ONNX exports)
+# linked from the real cache, with empty kernel decisions, embeddings and references, so no test
+# reads what an earlier run or another recbench left there. Each test binary then starts its
+# own empty kernel decisions on top (tests/common: isolate).
+SCRUBBED=""
+for v in $(compgen -e); do
+  case "$v" in
+    RECBENCH_CACHE|RECBENCH_SKIP_*|RECBENCH_FEATURES|RECBENCH_CUDA_BIN) ;;
+    RECBENCH_*|OMP_*|GOMP_*|KMP_*|MKL_*|ONEDNN_*|DNNL_*|FBGEMM_*|ATEN_CPU_CAPABILITY|GLIBC_TUNABLES|RAYON_NUM_THREADS)
+      SCRUBBED="$SCRUBBED $v"; unset "$v" ;;
+  esac
+done
+[ -z "$SCRUBBED" ] || echo "test: not passed on to the tests:$SCRUBBED"
+REAL_CACHE="$(realpath "${RECBENCH_CACHE:-.cache}")"
+TEST_CACHE="$(mktemp -d -t recbench-test-cache.XXXXXX)"
+for e in "$REAL_CACHE"/*; do
+  case "$(basename "$e")" in
+    kernels|embeddings|reference) ;;
+    *) ln -s "$e" "$TEST_CACHE/" ;;
+  esac
+done
+export RECBENCH_CACHE="$TEST_CACHE"
+echo "test: cache for this run: $TEST_CACHE (inputs linked from $REAL_CACHE; decisions, embeddings and references fresh)"
+
 LOG="$(mktemp)"
-trap 'rm -f "$LOG"' EXIT
+trap 'rm -f "$LOG"; rm -rf "$TEST_CACHE"' EXIT
 # Runs a cargo test command, then says how many tests passed and which were skipped, and why.
 tests() {
   local name="$1"; shift
@@ -111,7 +137,9 @@ if [ -n "${RECBENCH_SKIP_CUDA_BUILD-}" ] || [[ ",$FEATURES," != *",onnx,"* ]] ||
   echo "test: skipped the CUDA build and its tests (RECBENCH_SKIP_CUDA_BUILD is set, or onnx or torch is not set up)"
 else
   echo "test: the CUDA build (scripts/build-gpu.sh)"
-  scripts/build-gpu.sh --quiet
+  # Built from the real cache: its paths are baked into the binary (rpaths), and the tests'
+  # cache is gone after this run.
+  RECBENCH_CACHE="$REAL_CACHE" scripts/build-gpu.sh --quiet
   tests "the CUDA build on this host (tests/cuda_build.rs --ignored)" \
     env RECBENCH_CUDA_BIN="$PWD/target/gpu/bundle/recbench" cargo test --locked --test cuda_build -- --ignored
 fi

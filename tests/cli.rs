@@ -77,6 +77,7 @@ fn assert_clean_input_error(out: &std::process::Output, needle: &str) {
 
 #[test]
 fn malformed_scenario_exits_2_naming_file_line_and_field() {
+    common::isolate();
     let path = fixture("bad-batch.toml");
     let out = recbench().arg("validate").arg(&path).output().unwrap();
     assert_clean_input_error(
@@ -101,6 +102,7 @@ fn malformed_scenario_exits_2_naming_file_line_and_field() {
 
 #[test]
 fn missing_scenario_and_bad_flags_are_usage_errors() {
+    common::isolate();
     let out = recbench()
         .args(["validate", "does/not/exist.toml"])
         .output()
@@ -117,6 +119,7 @@ fn missing_scenario_and_bad_flags_are_usage_errors() {
 
 #[test]
 fn validate_lists_runs_and_skips_with_reasons() {
+    common::isolate();
     let out = recbench()
         .arg("validate")
         .arg(fixture("smoke.toml"))
@@ -133,6 +136,7 @@ fn validate_lists_runs_and_skips_with_reasons() {
 
 #[test]
 fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let out = smoke_run(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -259,6 +263,7 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
 
 #[test]
 fn recommend_gives_science_fiction_to_a_science_fiction_fan() {
+    common::isolate();
     let out = recbench()
         .args([
             "recommend",
@@ -310,6 +315,7 @@ fn recommend_gives_science_fiction_to_a_science_fiction_fan() {
 
 #[test]
 fn hardware_and_backends_report_as_json() {
+    common::isolate();
     let out = recbench().args(["hardware", "--json"]).output().unwrap();
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -345,6 +351,7 @@ fn runs_in(path: &Path) -> Vec<Value> {
 
 #[test]
 fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let mut child = smoke_run(dir.path())
         .args(["--quiet"])
@@ -385,6 +392,7 @@ fn sigkill_mid_sweep_keeps_a_valid_file_and_resume_completes_it() {
 
 #[test]
 fn two_sweeps_into_one_folder_never_clobber_each_other() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let spawn = || {
         smoke_run(dir.path())
@@ -420,6 +428,7 @@ fn two_sweeps_into_one_folder_never_clobber_each_other() {
 /// window timed from the wrong instant (50 ms early was tried) misses it.
 #[test]
 fn rapl_counters_are_read_and_turned_into_watts() {
+    common::isolate();
     let tree = tempfile::tempdir().unwrap();
     let pkg = tree.path().join("intel-rapl:0");
     std::fs::create_dir_all(&pkg).unwrap();
@@ -505,6 +514,7 @@ fn rapl_counters_are_read_and_turned_into_watts() {
 /// and the cost priced at the operating point with the bracket as its interval.
 #[test]
 fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let out = recbench()
         .arg("run")
@@ -660,6 +670,7 @@ fn candle_run(dir: &Path, name: &str, model: &str) -> Command {
 
 #[test]
 fn an_isa_cap_in_the_environment_is_in_the_run_notes() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let out = tiny_candle_run(dir.path(), "cap")
         .env("ONEDNN_MAX_CPU_ISA", "AVX2")
@@ -686,6 +697,7 @@ fn forced_huge_pages(dir: &Path, value: &str) -> std::process::Output {
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn forced_huge_pages_reach_the_worker_which_still_keeps_its_freed_memory() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let out = forced_huge_pages(dir.path(), "on");
     common::assert_succeeded(&out);
@@ -705,6 +717,7 @@ fn forced_huge_pages_reach_the_worker_which_still_keeps_its_freed_memory() {
 
 #[test]
 fn a_bad_huge_page_or_int8_layout_setting_stops_the_sweep_before_its_first_run() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     // The candle int8 layout is checked even in a sweep whose runs are fp32.
     for (name, var, value, why) in [
@@ -738,6 +751,7 @@ fn a_bad_huge_page_or_int8_layout_setting_stops_the_sweep_before_its_first_run()
 
 #[test]
 fn parity_and_quick_runs_from_the_command_line() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("p.toml");
     std::fs::write(
@@ -802,6 +816,7 @@ fn parity_and_quick_runs_from_the_command_line() {
 /// has closed the pipe.
 #[test]
 fn a_closed_pipe_ends_every_subcommand_quietly() {
+    common::isolate();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let reference = root.join("results/reference/quick/20261128T040112Z-vm.json");
     let report_dir = tempfile::tempdir().unwrap();
@@ -872,6 +887,7 @@ fn a_closed_pipe_ends_every_subcommand_quietly() {
 /// file's name; a file of exactly 256 MiB is read (and then refused for what it holds).
 #[test]
 fn inputs_larger_than_256_mib_are_refused_by_name() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let sized = |name: &str, len: u64| {
         let p = dir.path().join(name);
@@ -927,6 +943,7 @@ fn inputs_larger_than_256_mib_are_refused_by_name() {
 /// put it), and a cache without the model says where it looked.
 #[test]
 fn the_cache_is_found_from_any_folder_and_a_missing_one_is_named() {
+    common::isolate();
     let elsewhere = tempfile::tempdir().unwrap();
     let out = recbench()
         .current_dir(elsewhere.path())
@@ -962,6 +979,7 @@ fn the_cache_is_found_from_any_folder_and_a_missing_one_is_named() {
 /// forever).
 #[test]
 fn a_file_that_is_not_a_regular_file_is_refused_at_once() {
+    common::isolate();
     let out_dir = tempfile::tempdir().unwrap();
     let mut child = recbench()
         .args(["report", "/dev/zero", "--out"])
@@ -986,6 +1004,7 @@ fn a_file_that_is_not_a_regular_file_is_refused_at_once() {
 /// with its status, p50, elapsed time and ETA; validate says how long the sweep can take.
 #[test]
 fn progress_lines_off_a_terminal_and_the_worst_case_in_validate() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let out = smoke_run(dir.path()).output().unwrap();
     assert!(out.status.success());
@@ -1033,6 +1052,7 @@ fn progress_lines_off_a_terminal_and_the_worst_case_in_validate() {
 /// says per backend what CUDA needs here.
 #[test]
 fn cuda_runs_on_a_host_without_a_driver_are_skipped_with_the_reason() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("gpu.toml");
     std::fs::write(
@@ -1086,6 +1106,7 @@ fn cuda_runs_on_a_host_without_a_driver_are_skipped_with_the_reason() {
 /// is left as it was.
 #[test]
 fn out_pointing_at_a_file_is_a_usage_error() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("taken");
     std::fs::write(&file, "keep me").unwrap();
@@ -1122,10 +1143,10 @@ fn out_pointing_at_a_file_is_a_usage_error() {
 /// note never quotes tiny's timings), and the cache holds one decision per model.
 #[test]
 fn kernel_decisions_are_measured_per_model() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let minilm = root.join(".cache/models/minilm-l6");
+    common::isolate();
+    let minilm = recbench::model::cache_dir().join("models/minilm-l6");
     if !minilm.join("model.safetensors").exists() {
-        eprintln!("skipped: MiniLM is not in .cache (scripts/fetch.sh fetches it)");
+        eprintln!("skipped: MiniLM is not in the cache (scripts/fetch.sh fetches it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! tests/corpus/ must exit 2 with the whole message recorded in tests/corpus/expected.tsv (the
 //! file, the line and, where the file has one, the field, then what is wrong); never a panic.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -9,6 +11,7 @@ use assert_cmd::cargo::CommandCargoExt;
 
 #[test]
 fn every_corpus_file_exits_2_naming_file_line_and_field() {
+    common::isolate();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let expected = std::fs::read_to_string(root.join("expected.tsv")).unwrap();
     let mut checked = 0;

@@ -6,6 +6,8 @@
 //! The CUDA-build tests need that binary, which takes a separate release build:
 //! `scripts/test.sh` builds it and runs them with `--ignored`, RECBENCH_CUDA_BIN naming it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -111,6 +113,7 @@ fn skip_reasons(driver: &Path, device: &str, dir: &Path) -> Vec<(String, String,
 #[test]
 #[ignore = "needs the CUDA build: scripts/test.sh builds it (scripts/build-gpu.sh) and runs this with --ignored"]
 fn the_cuda_build_starts_without_a_driver_and_says_so_per_backend() {
+    common::isolate();
     let no_driver = Path::new("/nonexistent/libcuda.so.1");
     let lines = cuda_lines(no_driver);
     assert!(lines.iter().any(|(b, _)| b == "candle"), "{lines:?}");
@@ -136,6 +139,7 @@ fn the_cuda_build_starts_without_a_driver_and_says_so_per_backend() {
 #[test]
 #[ignore = "needs the CUDA build: scripts/test.sh builds it (scripts/build-gpu.sh) and runs this with --ignored"]
 fn with_a_driver_each_backend_names_what_its_cuda_runtime_lacks_here() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let driver = fake_driver(dir.path(), 1);
     let lines = cuda_lines(&driver);
@@ -191,6 +195,7 @@ fn with_a_driver_each_backend_names_what_its_cuda_runtime_lacks_here() {
 /// GPU scenarios (shrunk), and the report beside the committed CPU reference results.
 #[test]
 fn gpu_check_dry_run_goes_through_every_step_on_the_cpu() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join("scripts/gpu-check.sh"))

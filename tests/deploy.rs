@@ -21,6 +21,7 @@ fn manifests() -> Vec<PathBuf> {
 
 #[test]
 fn manifests_validate_against_the_kubernetes_schemas() {
+    common::isolate();
     let cache = std::env::var_os("RECBENCH_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".cache"));
@@ -48,6 +49,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
 
 #[test]
 fn every_job_gets_its_whole_node_and_runs_a_valid_scenario() {
+    common::isolate();
     for m in manifests() {
         let text = std::fs::read_to_string(&m).unwrap();
         if !text.contains("kind: Job") {

@@ -64,31 +64,37 @@ fn check(fault: &str, status: &str, cause: &str) {
 
 #[test]
 fn segfault_is_recorded_with_its_signal() {
+    common::isolate();
     check("segfault", "failed", "SIGSEGV");
 }
 
 #[test]
 fn abort_is_recorded_with_its_signal() {
+    common::isolate();
     check("abort", "failed", "SIGABRT");
 }
 
 #[test]
 fn out_of_memory_is_recorded_as_such() {
+    common::isolate();
     check("oom", "failed", "out of memory");
 }
 
 #[test]
 fn hang_is_killed_at_the_timeout() {
+    common::isolate();
     check("hang", "failed", "timed out after 15 s");
 }
 
 #[test]
 fn nan_output_is_invalid_not_a_result() {
+    common::isolate();
     check("nan", "invalid", "NaN");
 }
 
 #[test]
 fn a_parity_failure_makes_the_run_invalid_and_untimed() {
+    common::isolate();
     let (v, _) = sweep_with_fault("drift");
     let broken = &v["runs"][0];
     assert_eq!(broken["status"], "invalid", "{broken}");
@@ -187,11 +193,13 @@ fn worker_dies_with_parent(signal: i32) {
 
 #[test]
 fn the_worker_dies_when_the_parent_is_killed() {
+    common::isolate();
     worker_dies_with_parent(libc::SIGKILL);
 }
 
 #[test]
 fn the_worker_dies_when_the_parent_is_interrupted() {
+    common::isolate();
     worker_dies_with_parent(libc::SIGINT);
 }
 
@@ -199,6 +207,7 @@ fn the_worker_dies_when_the_parent_is_interrupted() {
 /// sweep stops with 130, keeps the run that finished, and says how to resume.
 #[test]
 fn ctrl_c_mid_sweep_keeps_every_finished_run() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
     let child = Command::cargo_bin("recbench")
@@ -245,6 +254,7 @@ fn ctrl_c_mid_sweep_keeps_every_finished_run() {
 /// binary's runs, and `compare` on the two files finds the regression.
 #[test]
 fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let me = assert_cmd::cargo::cargo_bin("recbench");
     let baseline = dir.path().join("recbench-baseline");
@@ -377,6 +387,7 @@ fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower
 /// pipe (`recbench parity | head` after head exited).
 #[test]
 fn parity_and_run_failures_exit_1_even_into_a_closed_pipe() {
+    common::isolate();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
     let dir = tempfile::tempdir().unwrap();
     let recbench = |fault: &str, args: &[&str], closed: bool| {

@@ -23,6 +23,7 @@ fn probes(files: &ModelFiles) -> Vec<f32> {
 /// safetensors file, load it) and must give the full model's embeddings bit for bit.
 #[test]
 fn keep_all_pruning_reproduces_the_full_model_exactly() {
+    common::isolate();
     let cache = tempfile::tempdir().unwrap();
     let full = ModelFiles::resolve(Preset::MiniLmL6, 0).unwrap();
     let keep_all = Recipe::parse("keep-layers-6+drop-ffn-0+drop-heads-0").unwrap();
@@ -45,6 +46,7 @@ fn keep_all_pruning_reproduces_the_full_model_exactly() {
 /// the full 6-layer one's.
 #[test]
 fn levers_sweep_records_quality_against_the_full_model() {
+    common::isolate();
     let out = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/levers-ci.toml");
     let st = Command::cargo_bin("recbench")
@@ -178,6 +180,7 @@ fn report(extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
 /// `--min-quality` takes the configurations below the bar out of the decision table.
 #[test]
 fn the_levers_report_has_a_front_and_min_quality_filters_the_decision() {
+    common::isolate();
     let (dir, o) = report(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
@@ -212,6 +215,7 @@ fn the_levers_report_has_a_front_and_min_quality_filters_the_decision() {
 /// answer is one that meets it. A bar outside 0 to 1 is a usage error.
 #[test]
 fn plan_min_quality_excludes_what_is_below_the_bar() {
+    common::isolate();
     let plan = |bar: &str| {
         Command::cargo_bin("recbench")
             .unwrap()

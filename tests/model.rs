@@ -9,6 +9,7 @@ use recbench::model::{ModelFiles, Preset, Tokenizer};
 /// The published similarity of two sentences under all-MiniLM-L6-v2 (sentence-transformers).
 #[test]
 fn minilm_gives_the_known_cosine() {
+    common::isolate();
     let files = ModelFiles::resolve(Preset::MiniLmL6, 0).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let mut enc = backend::open(BackendKind::Candle, &files, opts(Precision::Fp32)).unwrap();
@@ -26,6 +27,7 @@ fn minilm_gives_the_known_cosine() {
 /// candle fp32 against a float64 forward written with plain loops, on padded inputs.
 #[test]
 fn tiny_matches_the_float64_reference() {
+    common::isolate();
     let max = common::tiny_max_diff_vs_f64_reference(BackendKind::Candle);
     assert!(max <= 1e-5, "max abs diff {max}");
 }
@@ -55,6 +57,7 @@ fn minilm_three_sentences() -> (ModelFiles, recbench::model::TokenBatch) {
 /// which ran. Forced both ways, so it holds on a host where either would lose the race.
 #[test]
 fn candle_int8_tiles_match_blocks_on_minilm() {
+    common::isolate();
     use recbench::backend::candle::CandleBert;
     use recbench::backend::Encoder;
     let (files, b) = minilm_three_sentences();
@@ -85,6 +88,7 @@ fn candle_int8_tiles_match_blocks_on_minilm() {
 /// rounding, and the encoder says which kernels ran.
 #[test]
 fn fused_kernels_match_candles_ops_on_minilm() {
+    common::isolate();
     use recbench::backend::candle::CandleBert;
     use recbench::backend::Encoder;
     let (files, b) = minilm_three_sentences();
@@ -119,23 +123,18 @@ fn fused_kernels_match_candles_ops_on_minilm() {
 /// faster, notes both timings, and reads the decision back on the next load.
 #[test]
 fn candle_kernels_are_chosen_by_measurement_and_remembered() {
+    common::isolate();
     use recbench::backend::candle::CandleBert;
     use recbench::backend::Encoder;
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
     let mut o = opts(Precision::Fp32);
-    // A shape earlier test runs are unlikely to have measured; if one did, the decision read
-    // back still carries its timings.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
-    o.shape_hint = Some((1 + nanos % 3, 19 + (nanos / 7) % 300));
+    // A shape no other test of this binary loads candle at; the binary's kernel cache starts
+    // empty (common::isolate), so the first load measures.
+    o.shape_hint = Some((2, 19));
     let first = CandleBert::load_with(&files, o, None).unwrap();
     let note = first.kernels().unwrap();
-    assert!(
-        note.contains("chosen by measurement") || note.contains("measured earlier on this host"),
-        "{note}"
-    );
+    assert!(note.contains("chosen by measurement"), "{note}");
+    assert!(!note.contains("measured earlier"), "{note}");
     assert!(
         note.contains("(ops ") && note.contains(" ms, fused "),
         "{note}"
@@ -170,6 +169,7 @@ fn candle_kernels_are_chosen_by_measurement_and_remembered() {
 /// forward of the same pruned weights.
 #[test]
 fn tiny_with_pruned_heads_matches_the_float64_reference() {
+    common::isolate();
     let files = common::narrow_attention_tiny();
     assert_eq!(
         (files.config.attention_width(), files.config.hidden_size),
@@ -187,6 +187,7 @@ fn tiny_with_pruned_heads_matches_the_float64_reference() {
 /// float64 forward).
 #[test]
 fn fused_kernels_match_candles_ops_with_pruned_heads() {
+    common::isolate();
     use recbench::backend::candle::CandleBert;
     use recbench::backend::Encoder;
     let files = common::narrow_attention_tiny();

@@ -46,6 +46,7 @@ fn assert_within_tolerance(
 /// splits, reshapes and the contrib Attention ops take the narrower width.
 #[test]
 fn tiny_with_pruned_heads_round_trips_in_every_flavour_and_precision() {
+    common::isolate();
     let files = common::narrow_attention_tiny();
     assert_eq!(files.config.attention_width(), 64);
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
@@ -72,6 +73,7 @@ fn tiny_with_pruned_heads_round_trips_in_every_flavour_and_precision() {
 /// Tiny, every flavour and precision, at ORT's basic and full optimisation levels.
 #[test]
 fn tiny_round_trips_through_onnx_runtime_in_every_flavour_and_precision() {
+    common::isolate();
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let reference = candle_probes(&files, &tok);
@@ -102,6 +104,7 @@ fn tiny_round_trips_through_onnx_runtime_in_every_flavour_and_precision() {
 /// pass; bf16 is reported with the reason instead of being checked.
 #[test]
 fn parity_passes_for_tiny_and_bf16_is_refused_with_the_reason() {
+    common::isolate();
     let text = r#"
 name = "onnx-parity-tiny"
 [model]
@@ -134,6 +137,7 @@ devices = ["cpu"]
 
 #[test]
 fn unsupported_combinations_say_why() {
+    common::isolate();
     let e = BackendKind::Onnx
         .supports(Device::Cpu, Precision::Bf16)
         .unwrap_err();
@@ -149,12 +153,14 @@ fn unsupported_combinations_say_why() {
 
 #[test]
 fn runtime_version_is_the_loaded_library() {
+    common::isolate();
     let v = BackendKind::Onnx.runtime_version();
     assert!(v.starts_with("onnxruntime 1."), "{v}");
 }
 
 #[test]
 fn library_errors_are_distinct() {
+    common::isolate();
     match probe_library(Path::new("/nonexistent/libonnxruntime.so")) {
         Err(RuntimeError::CannotOpen { reason, .. }) => assert!(!reason.is_empty()),
         other => panic!("expected CannotOpen, got {other:?}"),
@@ -181,10 +187,12 @@ fn library_errors_are_distinct() {
 /// the timings, and reuses the decision on the next load.
 #[test]
 fn the_graph_flavour_is_chosen_by_measurement_and_remembered() {
+    common::isolate();
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
     let mut o = opts(Precision::Fp32);
-    // A shape no other test uses, so the first load measures.
-    o.shape_hint = Some((3, 17 + std::process::id() as usize % 50));
+    // A shape no other test of this binary loads ONNX at; the binary's kernel cache starts
+    // empty (common::isolate), so the first load measures.
+    o.shape_hint = Some((3, 17));
     let first = backend::open(BackendKind::Onnx, &files, o).unwrap();
     let note = first.kernels().unwrap();
     assert!(note.contains("chosen by measurement"), "{note}");

@@ -4,6 +4,8 @@
 //! which other tests running beside it would add to.
 #![cfg(feature = "onnx")]
 
+mod common;
+
 use std::time::Duration;
 
 use ort::session::builder::GraphOptimizationLevel;
@@ -51,6 +53,7 @@ fn cpu_ms_after_a_forward(spin: Spin) -> f64 {
 
 #[test]
 fn raced_sessions_stop_their_workers_when_a_forward_returns() {
+    common::isolate();
     // A worker that spins on burns CPU time while this thread sleeps; one that stopped burns
     // none (a little slack for the process's other threads waking up). On the 2-vCPU EPYC VM:
     // 0.0 ms stopped, 42 ms with ONNX Runtime's default, and 40 ms when `StopAfterRun` was

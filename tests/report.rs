@@ -97,6 +97,7 @@ fn catalog_price(id: &str) -> f64 {
 
 #[test]
 fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
+    common::isolate();
     let results = results_file();
     let (dir, out) = report(&[results], &[]);
     common::assert_succeeded(&out);
@@ -191,6 +192,7 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
 
 #[test]
 fn hostile_strings_are_escaped_and_cannot_escape_the_output_folder() {
+    common::isolate();
     let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
     v["environment"]["inventory"]["cpu_model"] = "<script>alert('cpu')</script>".into();
     v["environment"]["inventory"]["host"] = "../../<img src=x onerror=alert(1)>".into();
@@ -264,6 +266,7 @@ fn csv_records(text: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn summary_md_and_runs_csv_keep_hostile_strings_in_their_cells() {
+    common::isolate();
     let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
     v["environment"]["inventory"]["host"] = "evil|host\n# injected heading".into();
     let formula = "=HYPERLINK(\"http://x\",\"click\"), with a comma";
@@ -308,6 +311,7 @@ fn summary_md_and_runs_csv_keep_hostile_strings_in_their_cells() {
 /// price, and the report says which catalog files it used.
 #[test]
 fn a_user_catalog_replaces_the_shipped_price() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let user = dir.path().join("mine.toml");
     std::fs::write(
@@ -336,6 +340,7 @@ fn a_user_catalog_replaces_the_shipped_price() {
 /// same scenario with the same recbench.
 #[test]
 fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
+    common::isolate();
     let dir = tempfile::tempdir().unwrap();
     let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
     v["environment"]["inventory"]["host"] = "other-host".into();
@@ -393,6 +398,7 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
 
 #[test]
 fn unmapped_host_is_said_so_and_explicit_map_must_exist() {
+    common::isolate();
     let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
     v["scenario"]["text"] = v["scenario"]["text"]
         .as_str()
@@ -420,6 +426,7 @@ fn unmapped_host_is_said_so_and_explicit_map_must_exist() {
 
 #[test]
 fn plan_answers_with_instances_and_monthly_cost() {
+    common::isolate();
     let out = recbench()
         .arg("plan")
         .arg(results_file())
@@ -470,6 +477,7 @@ fn plan_answers_with_instances_and_monthly_cost() {
 /// name the flag, and no report is written.
 #[test]
 fn report_takes_the_readers_requirement_and_refuses_bad_values() {
+    common::isolate();
     let f = results_file();
     let flags = [
         "--qps",
@@ -549,6 +557,7 @@ fn report_takes_the_readers_requirement_and_refuses_bad_values() {
 /// reader sees: the recommendation text in the DOM and a screenshot with content.
 #[test]
 fn report_renders_in_headless_chromium() {
+    common::isolate();
     let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists());
@@ -629,6 +638,7 @@ fn compare(a: &Path, b: &Path) -> std::process::Output {
 
 #[test]
 fn compare_passes_a_a_and_fails_a_real_slowdown() {
+    common::isolate();
     let base = results_file();
     let dir = tempfile::tempdir().unwrap();
     // A/A: the candidate's samples are drawn again (with replacement, seeded) from the
@@ -732,6 +742,7 @@ fn compare_passes_a_a_and_fails_a_real_slowdown() {
 
 #[test]
 fn compare_refuses_incompatible_files_with_exit_code_2() {
+    common::isolate();
     let base = results_file();
     let dir = tempfile::tempdir().unwrap();
     let mut v: Value = serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();

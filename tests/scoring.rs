@@ -14,6 +14,7 @@ use recbench::recommender::{self, bundled_items, top_k_rows, TEXT_MAX_TOKENS};
 
 #[test]
 fn device_scoring_ranks_like_host_scoring_on_every_backend() {
+    common::isolate();
     let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
     let items = bundled_items();
@@ -64,6 +65,7 @@ fn device_scoring_ranks_like_host_scoring_on_every_backend() {
 
 #[test]
 fn the_float64_check_catches_a_wrong_ranking() {
+    common::isolate();
     use recbench::backend::{Embeddings, Ranked};
     let users = Embeddings {
         rows: 1,

@@ -14,6 +14,7 @@ use recbench::recommender;
 /// torch fp32 against a float64 forward written with plain loops, on padded inputs.
 #[test]
 fn tiny_matches_the_float64_reference() {
+    common::isolate();
     let max = common::tiny_max_diff_vs_f64_reference(BackendKind::Torch);
     assert!(max <= 1e-5, "max abs diff {max}");
 }
@@ -22,6 +23,7 @@ fn tiny_matches_the_float64_reference() {
 /// forward of the same pruned weights.
 #[test]
 fn tiny_with_pruned_heads_matches_the_float64_reference() {
+    common::isolate();
     let max =
         common::tiny_max_diff_vs_f64_reference_pruned(BackendKind::Torch, common::NARROW_ATTENTION);
     assert!(max <= 1e-5, "max abs diff {max}");
@@ -42,6 +44,7 @@ fn parity_of(preset: Preset, precision: Precision) -> recbench::results::Parity 
 
 #[test]
 fn fp32_matches_candle_on_tiny_and_minilm() {
+    common::isolate();
     for preset in [Preset::Tiny, Preset::MiniLmL6] {
         let p = parity_of(preset, Precision::Fp32);
         assert!(p.passed, "{preset}: {p:?}");
@@ -51,6 +54,7 @@ fn fp32_matches_candle_on_tiny_and_minilm() {
 
 #[test]
 fn int8_meets_the_int8_bar_on_minilm() {
+    common::isolate();
     let p = parity_of(Preset::MiniLmL6, Precision::Int8);
     assert!(
         p.passed && p.min_cosine >= 0.99 && p.top10_overlap >= 0.9,
@@ -62,6 +66,7 @@ fn int8_meets_the_int8_bar_on_minilm() {
 
 #[test]
 fn bf16_meets_the_half_precision_bar_on_tiny() {
+    common::isolate();
     let p = parity_of(Preset::Tiny, Precision::Bf16);
     assert!(p.passed && p.min_cosine >= 0.999, "{p:?}");
     assert!(p.max_abs_diff > 1e-5, "{p:?}");
@@ -69,6 +74,7 @@ fn bf16_meets_the_half_precision_bar_on_tiny() {
 
 #[test]
 fn runtime_version_names_libtorch() {
+    common::isolate();
     let v = BackendKind::Torch.runtime_version();
     assert!(v.contains("2.11.0"), "{v}");
     let info = backend::inventory()
@@ -82,6 +88,7 @@ fn runtime_version_names_libtorch() {
 
 #[test]
 fn fp16_meets_the_half_precision_bar_on_tiny() {
+    common::isolate();
     let p = parity_of(Preset::Tiny, Precision::Fp16);
     assert!(p.passed && p.min_cosine >= 0.999, "{p:?}");
     assert!(p.max_abs_diff > 1e-6, "{p:?}");
@@ -90,6 +97,7 @@ fn fp16_meets_the_half_precision_bar_on_tiny() {
 /// libtorch's CUDA library is not linked: CUDA runs are skipped with the reason, not failed.
 #[test]
 fn cuda_is_refused_with_the_reason() {
+    common::isolate();
     let why = BackendKind::Torch
         .supports(Device::Cuda(0), Precision::Fp32)
         .unwrap_err();
@@ -103,6 +111,7 @@ fn cuda_is_refused_with_the_reason() {
 /// forward, and each encoder says which one it used.
 #[test]
 fn onednn_and_aten_linear_kernels_agree() {
+    common::isolate();
     use recbench::backend::torch::{LinearKernel, TorchBert};
     use recbench::backend::Encoder;
     let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
@@ -153,12 +162,14 @@ fn onednn_and_aten_linear_kernels_agree() {
 /// second load reads it from the cache instead of timing again.
 #[test]
 fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
+    common::isolate();
     use recbench::backend::torch::{LinearKernel, TorchBert};
     use recbench::backend::Encoder;
     let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
     let mut o = opts(Precision::Fp32);
-    // An odd row count no other test uses, so the first load measures.
-    o.shape_hint = Some((1, 4099 + std::process::id() as usize % 1000));
+    // An odd row count no other test of this binary uses; the binary's kernel cache starts
+    // empty (common::isolate), so the first load measures.
+    o.shape_hint = Some((1, 4099));
     let first = TorchBert::load_with(&files, o, LinearKernel::Auto).unwrap();
     let note = first.kernels().unwrap();
     assert!(note.contains("chosen by measurement"), "{note}");
@@ -187,9 +198,10 @@ fn the_fp32_linear_kernel_is_chosen_by_measurement_and_remembered() {
 /// figures; here the chosen one).
 #[test]
 fn the_int8_kernel_is_chosen_by_measurement() {
+    common::isolate();
     let files = ModelFiles::resolve(Preset::Tiny, DEFAULT_SEED).unwrap();
     let mut o = opts(Precision::Int8);
-    o.shape_hint = Some((1, 2048 + std::process::id() as usize % 1000));
+    o.shape_hint = Some((1, 2048));
     let enc = backend::open(BackendKind::Torch, &files, o).unwrap();
     let note = enc.kernels().unwrap();
     assert!(
@@ -212,10 +224,12 @@ fn the_int8_kernel_is_chosen_by_measurement() {
 /// reads it back from the cache; a user's `OMP_WAIT_POLICY` is kept and nothing is measured.
 #[test]
 fn the_openmp_spin_is_chosen_by_measurement_and_a_users_policy_is_kept() {
+    common::isolate();
     use recbench::harness::openmp::CANDIDATES;
     let dir = tempfile::tempdir().unwrap();
-    // A batch no other test uses, so the first run measures (on a fresh cache at least).
-    let batch = 2 + std::process::id() % 97;
+    // A batch no other test of this binary runs; the binary's kernel cache starts empty
+    // (common::isolate), so the first run measures.
+    let batch = 7;
     let scenario = dir.path().join("omp.toml");
     std::fs::write(
         &scenario,

@@ -173,3 +173,88 @@ pub fn wait_for_runs(folder: &std::path::Path, n: usize) -> usize {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Environment variables a user may have set that change what recbench measures or decides:
+/// recbench's own settings, the thread runtimes' knobs, the runtimes' ISA caps and glibc's
+/// tunables. [`isolate`] removes them; the ones named in [`KEPT`] tell the tests how to run.
+const SCRUBBED: [&str; 9] = [
+    "RECBENCH_",
+    "OMP_",
+    "GOMP_",
+    "KMP_",
+    "MKL_",
+    "ONEDNN_",
+    "DNNL_",
+    "ATEN_CPU_CAPABILITY",
+    "FBGEMM_",
+];
+const SCRUBBED_EXACT: [&str; 2] = ["GLIBC_TUNABLES", "RAYON_NUM_THREADS"];
+/// Settings for the test run itself, kept: where the set-up's cache is, which checks to skip,
+/// which CUDA build to check; and what cargo passes on from the build script.
+const KEPT: [&str; 7] = [
+    "RECBENCH_CACHE",
+    "RECBENCH_SKIP_",
+    "RECBENCH_CUDA_BIN",
+    // Set by cargo from the build script, for the build, not by the user.
+    "RECBENCH_GIT_COMMIT",
+    "RECBENCH_CANDLE_VERSION",
+    "RECBENCH_ORT_VERSION",
+    "RECBENCH_TCH_VERSION",
+];
+
+/// The cache this test binary uses, once [`isolate`] ran.
+static TEST_CACHE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+extern "C" fn remove_test_cache() {
+    if let Some(p) = TEST_CACHE.get() {
+        // Removes the links, never what they point to.
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// Call first in every test that runs recbench (in process or as a child). Once per test
+/// binary, before any test goes on:
+/// - the variables in [`SCRUBBED`] are removed from this process (children inherit that), so
+///   no `OMP_NUM_THREADS`, ISA cap or `RECBENCH_*` setting of the user's shell changes a test;
+/// - `RECBENCH_CACHE` points at a cache of this binary's own: every entry of the set-up's cache
+///   linked (runtimes, weights, exports, embeddings) except `kernels/`, which starts empty, so
+///   every kernel decision a test expects to be measured is measured here, whatever earlier runs
+///   left. The folder is removed when the binary exits.
+///
+/// Every test calls it first, so no test reads the environment while it changes.
+pub fn isolate() {
+    TEST_CACHE.get_or_init(|| {
+        let real = recbench::model::cache_dir();
+        let scrub = |k: &str| {
+            !KEPT.iter().any(|p| k.starts_with(p))
+                && (SCRUBBED.iter().any(|p| k.starts_with(p)) || SCRUBBED_EXACT.contains(&k))
+        };
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| scrub(k))
+            .collect();
+        for k in &names {
+            std::env::remove_var(k);
+        }
+        if !names.is_empty() {
+            eprintln!("test: not passed on to recbench: {}", names.join(" "));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("recbench-test-cache-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        if let Ok(entries) = std::fs::read_dir(&real) {
+            for e in entries.flatten() {
+                if e.file_name() != "kernels" {
+                    std::os::unix::fs::symlink(e.path(), dir.join(e.file_name())).unwrap();
+                }
+            }
+        }
+        std::fs::create_dir(dir.join("kernels")).unwrap();
+        std::env::set_var("RECBENCH_CACHE", &dir);
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(remove_test_cache) };
+        dir
+    });
+}
