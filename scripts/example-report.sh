@@ -1,23 +1,43 @@
 #!/usr/bin/env bash
-# Regenerates reports/example/ from the committed reference results (results/reference/): the
-# quick, server and levers sweeps measured on the machine each file's environment names.
+# Regenerates reports/example/ from one CPU sweep on this machine at this commit, and the GPU
+# results committed under results/reference/gpu/ (measured on a GPU host by scripts/gpu-check.sh,
+# at their own commit: the report lists each machine with its build).
 #
-# The measuring machine is a 2-vCPU AMD EPYC VM whose CPU model string the hypervisor masks, so
-# no catalog entry matches it automatically; it is priced as aws-m7i-large (2 vCPU x86-64 with
-# AVX-512) by explicit assertion (--map), which the report states. It is not that instance:
-# replace the mapping with your own machine's entry.
+#   scripts/example-report.sh           # run scenarios/quick, server and levers here (about
+#                                       # 30 min on 2 vCPUs), then the report
+#   scripts/example-report.sh --reuse   # the report from the sweep already in
+#                                       # results/reference/example/
+#
+# The measuring machine so far is a 2-vCPU AMD EPYC VM whose CPU model string the hypervisor
+# masks, so no catalog entry matches it automatically; it is priced as aws-m7i-large (2 vCPU
+# x86-64 with AVX-512) by explicit assertion (--map), which the report states. It is not that
+# instance: replace the mapping with your own machine's entry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${RECBENCH-}" ]; then
+  scripts/fetch.sh
+  # shellcheck source=scripts/features.sh
+  source scripts/features.sh
+  cargo build --release --locked ${FEATURES:+--features "$FEATURES"}
+fi
 BIN="${RECBENCH:-target/release/recbench}"
-[ -x "$BIN" ] || cargo build --release --locked
+EXAMPLE=results/reference/example
+if [ "${1-}" != "--reuse" ]; then
+  if ! git diff --quiet HEAD -- src Cargo.toml Cargo.lock build.rs 2>/dev/null; then
+    echo "example-report: the source differs from its commit: the results will name a -dirty build" >&2
+  fi
+  rm -rf "$EXAMPLE"
+  for s in quick server levers; do
+    "$BIN" run "scenarios/$s.toml" --out "$EXAMPLE"
+  done
+fi
 rm -rf reports/example
 # Judged at the question the report answers: 500 requests/s at p99 <= 100 ms, recommending
 # nearly what the full model does (top-10 overlap >= 0.9: int8 passes, the pruned models of
 # scenarios/levers.toml do not; the cost-quality section shows what they would save).
-# GPU results (scripts/gpu-check.sh on a GPU host, committed under results/reference/gpu/) join
-# the report when present; a GPU is priced by its catalog entry automatically.
+# A GPU is priced by its catalog entry automatically.
 shopt -s nullglob
-FILES=(results/reference/quick/*.json results/reference/server/*.json results/reference/levers/*.json results/reference/gpu/*/*.json)
+FILES=("$EXAMPLE"/*/*.json results/reference/gpu/gpu-*/*.json)
 "$BIN" report "${FILES[@]}" --out reports/example --map vm=aws-m7i-large --qps 500 --p99-ms 100 --min-quality 0.9
 "$BIN" plan "${FILES[@]}" --qps 500 --p99-ms 100 --min-quality 0.9 --map vm=aws-m7i-large \
   >reports/example/plan-500qps-p99-100ms.txt

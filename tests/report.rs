@@ -336,8 +336,9 @@ fn a_user_catalog_replaces_the_shipped_price() {
     assert!(html.contains("mine.toml") && html.contains("my quote"));
 }
 
-/// Files from several hosts merge into one report; the report says when they did not run the
-/// same scenario with the same recbench.
+/// Files from several hosts merge into one report, each machine listed with its build; the
+/// report warns when files of one scenario ran different texts, or one machine was measured by
+/// several builds; machines that share a host name are named apart.
 #[test]
 fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
     common::isolate();
@@ -349,6 +350,12 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
     common::assert_succeeded(&out);
     let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
     assert!(!html.contains("not of one sweep"));
+    assert!(
+        html.contains("Measured on 2 machines"),
+        "the machines are listed"
+    );
+    // Another machine, another build and an edited scenario: the edit is a warning; the build
+    // is that machine's own, listed with it.
     v["scenario"]["text"] =
         (v["scenario"]["text"].as_str().unwrap().to_string() + "\n# edited").into();
     v["environment"]["recbench_version"] = "0.0.1".into();
@@ -357,21 +364,31 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
     assert!(out.status.success());
     let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
     assert!(html.contains("not of one sweep"), "warned");
-    assert!(html.contains("other.json ran scenario") && html.contains("measured by 2 builds"));
+    assert!(html.contains("other.json ran scenario"), "the edit");
+    assert!(
+        !html.contains("builds of recbench"),
+        "machines may differ in build"
+    );
+    assert!(
+        html.contains("<b>other-host</b>: recbench 0.0.1"),
+        "its build"
+    );
     let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
-    assert_eq!(md.matches("**Not one sweep:**").count(), 2, "{md}");
-    // Three files of a third build, and one host name over two CPUs: still one line for the
-    // builds, and one naming the machines.
+    assert_eq!(md.matches("**Not one sweep:**").count(), 1, "{md}");
+    // Three files of a third build on that same machine: one line for its two builds. And one
+    // host name over two CPUs: the machines are named apart, no warning.
     v["environment"]["recbench_version"] = "0.0.2".into();
     let mut paths = vec![results_file().to_path_buf(), other.clone()];
     for i in 0..3 {
         paths.push(write_json(dir.path(), &format!("third{i}.json"), &v));
     }
+    let host = serde_json::from_slice::<Value>(&std::fs::read(results_file()).unwrap()).unwrap()
+        ["environment"]["inventory"]["host"]
+        .as_str()
+        .unwrap()
+        .to_string();
     v["environment"]["inventory"]["cpu_signature"] = "AuthenticAMD family 26 model 2".into();
-    v["environment"]["inventory"]["host"] =
-        serde_json::from_slice::<Value>(&std::fs::read(results_file()).unwrap()).unwrap()
-            ["environment"]["inventory"]["host"]
-            .clone();
+    v["environment"]["inventory"]["host"] = host.clone().into();
     paths.push(write_json(dir.path(), "other-cpu.json", &v));
     let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
     let (out_dir, out) = report(&refs, &[]);
@@ -382,17 +399,27 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
         .filter(|l| l.contains("builds of recbench"))
         .collect();
     assert_eq!(builds.len(), 1, "{md}");
-    assert!(builds[0].contains("measured by 3 builds"), "{md}");
-    let machines: Vec<&str> = md
-        .lines()
-        .filter(|l| l.contains("different machines"))
-        .collect();
-    assert_eq!(machines.len(), 1, "{md}");
     assert!(
-        machines[0].contains("names 2 different machines")
-            && machines[0].contains("family 26 model 2")
-            && machines[0].contains("other-cpu.json"),
+        builds[0].contains("other-host was measured by 2 builds")
+            && builds[0].contains("0.0.1")
+            && builds[0].contains("third2.json"),
         "{md}"
+    );
+    assert!(!md.contains("different machines"), "{md}");
+    let csv = std::fs::read_to_string(out_dir.path().join("runs.csv")).unwrap();
+    let rows = common::csv_rows(&csv);
+    let col = rows[0].iter().position(|h| h == "host").unwrap();
+    let mut hosts: Vec<&str> = rows[1..]
+        .iter()
+        .map(|r| r[col].as_str())
+        .filter(|h| h.starts_with(&format!("{host} (")))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 2, "host {host} named apart: {hosts:?}");
+    assert!(
+        hosts.iter().any(|h| h.contains("family 26 model 2")),
+        "{hosts:?}"
     );
 }
 

@@ -111,6 +111,7 @@ pub fn page(
         esc(env!("CARGO_PKG_VERSION")),
         sources.len()
     );
+    machines_list(&mut h, sources);
     let differ = super::inconsistencies(sources);
     if !differ.is_empty() {
         h.push_str("<div class=\"warn\"><p>These results files are not of one sweep:</p><ul>");
@@ -409,9 +410,34 @@ fn not_results_section(h: &mut String, rows: &[Row]) {
 }
 
 /// The results files with their machines, and the catalog prices used.
+/// Where the results were measured: one line per machine, with the build of recbench, the
+/// sweeps and when they started, so a reader sees at once which figures come from where.
+fn machines_list(h: &mut String, sources: &[Source]) {
+    let machines = super::machines(sources);
+    let _ = write!(
+        h,
+        "<p id=\"machines\"><b>Measured on {} machine{}</b> (each row below names its machine; details under <a href=\"#sources\">Sources</a>):</p><ul>",
+        machines.len(),
+        if machines.len() == 1 { "" } else { "s" }
+    );
+    for m in &machines {
+        let _ = write!(
+            h,
+            "<li><b>{}</b>: recbench {}; {} started {}; {} file{}</li>",
+            esc(&m.label),
+            esc(&m.builds.join(", ")),
+            esc(&m.scenarios.join(", ")),
+            esc(&m.started.join(", ")),
+            m.files.len(),
+            if m.files.len() == 1 { "" } else { "s" }
+        );
+    }
+    h.push_str("</ul>\n");
+}
+
 fn sources_section(h: &mut String, rows: &[Row], sources: &[Source], catalog: &Catalog) {
     h.push_str("<h2 id=\"sources\">Sources</h2>\n<table><tr><th>results file (SHA-256)</th><th>scenario</th><th>host</th><th>CPU</th><th>GPUs</th><th>memory</th><th>OS / kernel</th><th>fp32 GEMM ceiling</th><th>idle power</th><th>recbench</th></tr>\n");
-    for s in sources {
+    for (s, label) in sources.iter().zip(super::machine_labels(sources)) {
         let e = &s.file.environment;
         let inv = &e.inventory;
         let _ = writeln!(
@@ -421,7 +447,7 @@ fn sources_section(h: &mut String, rows: &[Row], sources: &[Source], catalog: &C
             esc(&s.sha256),
             esc(&s.file.scenario.name),
             if s.file.scenario.quick { " (--quick)" } else { "" },
-            esc(&inv.host),
+            esc(&label),
             esc(inv.virtualization.as_deref().unwrap_or("")),
             esc(inv.cpu_model.as_deref().unwrap_or("unknown")),
             inv.logical_cores,

@@ -11,12 +11,30 @@ fn cell(s: &str) -> String {
 
 pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
     let mut out = String::from("# recbench report\n\n");
-    for s in sources {
+    let machines = super::machines(sources);
+    out.push_str(&format!(
+        "Measured on {} machine{}:\n\n",
+        machines.len(),
+        if machines.len() == 1 { "" } else { "s" }
+    ));
+    for m in &machines {
+        out.push_str(&format!(
+            "- **{}**: recbench {}; {} started {}; {} file{}\n",
+            cell(&m.label),
+            cell(&m.builds.join(", ")),
+            cell(&m.scenarios.join(", ")),
+            cell(&m.started.join(", ")),
+            m.files.len(),
+            if m.files.len() == 1 { "" } else { "s" }
+        ));
+    }
+    out.push('\n');
+    for (s, label) in sources.iter().zip(super::machine_labels(sources)) {
         let inv = &s.file.environment.inventory;
         out.push_str(&format!(
             "- `{}` — host {}, {} ({} logical cores), scenario {}, recbench {} ({})\n",
             cell(&s.path.display().to_string()),
-            cell(&inv.host),
+            cell(&label),
             cell(inv.cpu_model.as_deref().unwrap_or("unknown CPU")),
             inv.logical_cores,
             cell(&s.file.scenario.name),

@@ -34,6 +34,7 @@ pub struct Source {
 /// One run with its host and price.
 pub struct Row<'a> {
     pub source: usize,
+    /// The machine it ran on, as the report names it ([`machine_labels`]).
     pub host: String,
     pub run: &'a RunResult,
     pub mapping: Mapping,
@@ -155,6 +156,7 @@ pub fn price<'a>(
         }
     }
     let mut rows = Vec::new();
+    let labels = machine_labels(sources);
     for (i, s) in sources.iter().enumerate() {
         let host = s.file.environment.inventory.host.clone();
         let explicit = maps
@@ -187,7 +189,7 @@ pub fn price<'a>(
                 .and_then(|hw| cost::cost_run(r, hw, s.file.environment.inventory.logical_cores));
             rows.push(Row {
                 source: i,
-                host: host.clone(),
+                host: labels[i].clone(),
                 run: r,
                 mapping,
                 cost,
@@ -217,10 +219,108 @@ pub fn safe_file_name(name: &str) -> String {
     }
 }
 
-/// How the results files of a multi-host report differ in what makes them comparable: the
-/// text of the scenario they ran (SHA-256; between files of one scenario name) and the recbench
-/// version and commit that ran it.
-/// Empty when they agree (or there is one file).
+/// What tells one machine from another in results files: host name, CPU model, signature,
+/// ISA flags (sorted) and GPU models.
+type MachineKey<'s> = (&'s str, &'s str, &'s str, Vec<&'s str>, Vec<&'s str>);
+
+fn machine_key(s: &Source) -> MachineKey<'_> {
+    let inv = &s.file.environment.inventory;
+    let mut flags: Vec<&str> = inv.cpu_flags.iter().map(String::as_str).collect();
+    flags.sort_unstable();
+    (
+        inv.host.as_str(),
+        inv.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        inv.cpu_signature.as_deref().unwrap_or(""),
+        flags,
+        inv.gpus.iter().map(|g| g.name.as_str()).collect(),
+    )
+}
+
+/// The name each source's machine goes by in the report: its host name where that names one
+/// machine, else (VMs are often all called `vm`) the host name with what tells its machines
+/// apart: the CPU model, the CPU signature where models agree, the ISA flags not all of them
+/// have where signatures agree too, and the GPUs.
+pub fn machine_labels(sources: &[Source]) -> Vec<String> {
+    let keys: Vec<MachineKey> = sources.iter().map(machine_key).collect();
+    keys.iter()
+        .map(|k| {
+            let (host, model, sig, flags, gpus) = k;
+            let others: Vec<&MachineKey> =
+                keys.iter().filter(|o| o.0 == *host && *o != k).collect();
+            if others.is_empty() {
+                return host.to_string();
+            }
+            let mut parts = vec![model.to_string()];
+            if others.iter().any(|o| o.1 == *model) && !sig.is_empty() {
+                parts.push(sig.to_string());
+            }
+            let same_cpu = others.iter().filter(|o| o.1 == *model && o.2 == *sig);
+            let own: Vec<&str> = flags
+                .iter()
+                .copied()
+                .filter(|f| same_cpu.clone().any(|o| !o.3.contains(f)))
+                .collect();
+            if !own.is_empty() {
+                parts.push(format!("with {}", own.join(" ")));
+            }
+            if !gpus.is_empty() {
+                parts.push(format!("+ {}", gpus.join(", ")));
+            }
+            format!("{host} ({})", parts.join(", "))
+        })
+        .collect()
+}
+
+/// The machines of a report, each with its label, its builds of recbench, scenarios and files,
+/// in the order they first appear.
+pub struct Machine {
+    pub label: String,
+    pub builds: Vec<String>,
+    pub scenarios: Vec<String>,
+    pub started: Vec<String>,
+    pub files: Vec<String>,
+}
+
+/// The sources grouped by machine ([`machine_labels`]).
+pub fn machines(sources: &[Source]) -> Vec<Machine> {
+    let labels = machine_labels(sources);
+    let mut out: Vec<Machine> = Vec::new();
+    for (s, label) in sources.iter().zip(labels) {
+        let i = match out.iter().position(|m| m.label == label) {
+            Some(i) => i,
+            None => {
+                out.push(Machine {
+                    label,
+                    builds: vec![],
+                    scenarios: vec![],
+                    started: vec![],
+                    files: vec![],
+                });
+                out.len() - 1
+            }
+        };
+        let m = &mut out[i];
+        let e = &s.file.environment;
+        let build = format!("{} ({})", e.recbench_version, e.git_commit);
+        for (list, v) in [
+            (&mut m.builds, build),
+            (&mut m.scenarios, s.file.scenario.name.clone()),
+            (&mut m.started, s.file.started_utc.clone()),
+        ] {
+            if !list.contains(&v) {
+                list.push(v);
+            }
+        }
+        m.files.push(s.path.display().to_string());
+    }
+    out
+}
+
+/// How the results files of a report differ in what makes them comparable: the text of the
+/// scenario they ran (SHA-256; between files of one scenario name), and, for one machine, the
+/// recbench version and commit that ran it. Machines that differ are the report's subject:
+/// they are named apart ([`machine_labels`]) and each one's build is listed with it
+/// ([`machines`]), not reported here. Empty when they agree (or there is one file).
 pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     use sha2::{Digest, Sha256};
     let mut out = Vec::new();
@@ -230,12 +330,6 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     let hash = |s: &Source| -> String {
         let h = Sha256::digest(s.file.scenario.text.as_bytes());
         crate::model::weights::hex(&h[..6])
-    };
-    let build = |s: &Source| {
-        format!(
-            "{} ({})",
-            s.file.environment.recbench_version, s.file.environment.git_commit
-        )
     };
     for s in &sources[1..] {
         let name = s.path.display();
@@ -258,64 +352,24 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
             ));
         }
     }
-    // Builds and machines: one line each, grouping the files, however many there are.
-    let mut builds: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in sources {
-        builds
-            .entry(build(s))
+    // One machine measured by several builds: its runs are not of one sweep. One line per
+    // machine, grouping the files, however many there are.
+    let labels = machine_labels(sources);
+    let mut per_machine: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (s, label) in sources.iter().zip(&labels) {
+        let e = &s.file.environment;
+        per_machine
+            .entry(label.as_str())
+            .or_default()
+            .entry(format!("{} ({})", e.recbench_version, e.git_commit))
             .or_default()
             .push(s.path.display().to_string());
     }
-    if builds.len() > 1 {
+    for (label, builds) in per_machine.iter().filter(|(_, b)| b.len() > 1) {
         out.push(format!(
-            "measured by {} builds of recbench: {}",
+            "{label} was measured by {} builds of recbench: {}",
             builds.len(),
-            listed(&builds)
-        ));
-    }
-    // Per host name, its machines: (CPU model, signature, sorted flags) → files.
-    type Machine<'s> = (&'s str, &'s str, Vec<&'s str>);
-    let mut hosts: BTreeMap<&str, BTreeMap<Machine, Vec<String>>> = BTreeMap::new();
-    for s in sources {
-        let inv = &s.file.environment.inventory;
-        let mut flags: Vec<&str> = inv.cpu_flags.iter().map(String::as_str).collect();
-        flags.sort_unstable();
-        let machine = (
-            inv.cpu_model.as_deref().unwrap_or("unknown CPU"),
-            inv.cpu_signature.as_deref().unwrap_or("no signature"),
-            flags,
-        );
-        hosts
-            .entry(inv.host.as_str())
-            .or_default()
-            .entry(machine)
-            .or_default()
-            .push(s.path.display().to_string());
-    }
-    for (host, machines) in hosts.iter().filter(|(_, m)| m.len() > 1) {
-        // Each machine by what tells it apart: its model and signature, and the flags the
-        // others do not all have.
-        let named: BTreeMap<String, Vec<String>> = machines
-            .iter()
-            .map(|((model, sig, flags), files)| {
-                let own: Vec<&str> = flags
-                    .iter()
-                    .copied()
-                    .filter(|f| machines.keys().any(|(_, _, o)| !o.contains(f)))
-                    .collect();
-                let own = if own.is_empty() {
-                    String::new()
-                } else {
-                    format!("; flags not on all of them: {}", own.join(" "))
-                };
-                (format!("{model} ({sig}{own})"), files.clone())
-            })
-            .collect();
-        out.push(format!(
-            "host name {host:?} names {} different machines, whose runs this report shows under \
-             that one name: {}",
-            machines.len(),
-            listed(&named)
+            listed(builds)
         ));
     }
     out
