@@ -128,12 +128,42 @@ impl Decision<'_, '_> {
         format!("{}, {} ({kind})", self.model, self.mode.name())
     }
 
+    /// The answer when no configuration meets the requirement: the budget and load asked, how
+    /// many configurations were measured, and the lowest p99 any of them measured (its own
+    /// figure: offline rows would add the time to fill their batch), so the reader sees how
+    /// far the budget is from what the hardware does.
+    fn nothing_qualifies(&self) -> String {
+        let at = match (self.p99_ms, self.qps) {
+            (Some(p), Some(q)) => format!(" at p99 ≤ {p} ms and {q:.0} requests/s"),
+            (Some(p), None) => format!(" at p99 ≤ {p} ms"),
+            (None, Some(q)) => format!(" at {q:.0} requests/s and each run's own SLA"),
+            (None, None) => " at each run's own SLA".into(),
+        };
+        let mut v = format!(
+            "No configuration qualifies{at}: the {} measured are excluded below, each with \
+             its reason.",
+            self.excluded.len()
+        );
+        let lowest = self
+            .excluded
+            .iter()
+            .filter_map(|(r, _)| Some((r, r.run.latency.as_ref()?.p99_ms)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((r, p99)) = lowest {
+            v.push_str(&format!(
+                " The lowest p99 measured was {p99:.1} ms ({} on {}).",
+                r.run.spec.id, r.host
+            ));
+        }
+        v
+    }
+
     /// The answer in one or two sentences: the winner (the table's first option, `plan`'s
     /// first), what it costs against the best option of the other kind (CPU or GPU), and what
     /// the evidence allows.
     pub fn verdict(&self) -> String {
         let Some(win) = self.options.first() else {
-            return "No configuration qualifies; see the exclusions.".into();
+            return self.nothing_qualifies();
         };
         let other = self.options.iter().find(|o| o.gpu != win.gpu);
         // The other kind cheaper by an offline peak only: the winner is the cheapest measured.
@@ -557,6 +587,37 @@ mod tests {
             p99_ms: p99,
             ..Requirement::default()
         }
+    }
+
+    /// A budget no configuration meets is answered, not left blank: the verdict says that
+    /// nothing qualifies at the budget and load asked, and names the lowest p99 measured.
+    #[test]
+    fn a_budget_nothing_meets_is_said_with_the_lowest_p99_measured() {
+        decided(
+            &reference_sources(),
+            &vm_map(),
+            &at(Some(0.5), Some(500.0)),
+            |d| {
+                let minilm = minilm_two_tower(d);
+                assert!(minilm.options.is_empty());
+                let v = minilm.verdict();
+                assert!(
+                    v.starts_with(
+                        "No configuration qualifies at p99 ≤ 0.5 ms and 500 requests/s: the "
+                    ) && v.contains(" measured are excluded below"),
+                    "{v}"
+                );
+                let lowest = minilm
+                    .excluded
+                    .iter()
+                    .filter_map(|(r, _)| r.run.latency.as_ref().map(|l| l.p99_ms))
+                    .fold(f64::INFINITY, f64::min);
+                assert!(
+                    v.contains(&format!("The lowest p99 measured was {lowest:.1} ms (")),
+                    "{v}"
+                );
+            },
+        );
     }
 
     #[test]

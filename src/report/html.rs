@@ -89,6 +89,7 @@ h1{font-size:1.7em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f4f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .rec{background:#eef6ee;border:1px solid #9c9;padding:.8em 1em;border-radius:6px}
+.none{background:#fdecea;border:1px solid #d9534f;padding:.8em 1em;border-radius:6px}
 .warn{background:#fff4e5;border:1px solid #e0b070;padding:.6em 1em;border-radius:6px}
 figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
 code{background:#f4f4f6;padding:0 .2em}small{color:#555}
@@ -187,7 +188,13 @@ fn decision_section(
     }
     for d in &decisions {
         let _ = writeln!(h, "<h3>{}</h3>", esc(&d.title()));
-        if !d.options.is_empty() {
+        if d.options.is_empty() {
+            let _ = writeln!(
+                h,
+                "<div class=\"none\"><p><b>{}</b></p></div>",
+                esc(&d.verdict())
+            );
+        } else {
             let _ = writeln!(
                 h,
                 "<div class=\"rec\"><p><b>{}</b></p></div>",
@@ -252,7 +259,14 @@ fn decision_section(
             }
         }
         if !d.excluded.is_empty() {
-            let _ = writeln!(h, "<details><summary>{} configuration(s) excluded, with the reason</summary><table><tr><th>host</th><th>configuration</th><th>reason</th></tr>", d.excluded.len());
+            // Open when they are the whole answer.
+            let _ = writeln!(
+                h,
+                "<details{}><summary>{} configuration(s) excluded, with the reason</summary>",
+                if d.options.is_empty() { " open" } else { "" },
+                d.excluded.len()
+            );
+            h.push_str("<table><tr><th>host</th><th>configuration</th><th>reason</th></tr>\n");
             for (r, why) in &d.excluded {
                 let _ = writeln!(
                     h,

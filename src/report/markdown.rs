@@ -55,8 +55,8 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
     ));
     for d in decide(rows, req) {
         out.push_str(&format!("### {}\n\n", cell(&d.title())));
+        out.push_str(&format!("{}\n\n", d.verdict()));
         if !d.options.is_empty() {
-            out.push_str(&format!("{}\n\n", d.verdict()));
             out.push_str("| | hardware | configuration | $/1k | capacity req/s | evidence | p99 ms | instances | USD/month | energy per 1k | notes |\n|---|---|---|---:|---:|---|---:|---:|---:|---:|---|\n");
             for (i, o) in d.options.iter().enumerate() {
                 let s = &o.row.run.spec;

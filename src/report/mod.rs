@@ -263,10 +263,12 @@ pub fn machine_labels(sources: &[Source]) -> Vec<String> {
             if !own.is_empty() {
                 parts.push(format!("with {}", own.join(" ")));
             }
-            if !gpus.is_empty() {
-                parts.push(format!("+ {}", gpus.join(", ")));
-            }
-            format!("{host} ({})", parts.join(", "))
+            let gpus = if gpus.is_empty() {
+                String::new()
+            } else {
+                format!(" + {}", gpus.join(", "))
+            };
+            format!("{host} ({}{gpus})", parts.join(", "))
         })
         .collect()
 }

@@ -49,7 +49,7 @@ pub fn notes(r: &Row) -> Vec<Note> {
             out.push(Note::new(
                 "unstable",
                 format!(
-                    "iteration times vary (coefficient of variation {:.0}% > 10%): measure on a \
+                    "iteration times vary (coefficient of variation {:.1}% > 10%): measure on a \
                      quieter machine or longer",
                     l.cv * 100.0
                 ),
