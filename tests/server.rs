@@ -2,8 +2,9 @@
 //!
 //! Each scenario is measured by one helper and checked twice:
 //! - in the suite, with loose sanity bounds that only a broken generator misses (wrong request
-//!   count, a rate or queueing delay off by a large factor, an operating point above capacity),
-//!   so a busy shared CI machine cannot fail them;
+//!   count, a rate off by a large factor, a queueing delay 0.6–1.6× the theory at the measured
+//!   service time, an operating point above capacity), so a busy shared CI machine cannot fail
+//!   them;
 //! - in `#[ignore]`d accuracy tests with the tight bounds the README quotes (on-rate within 2%,
 //!   scheduling lag p99 under 200 µs, Pollaczek–Khinchine within 15%), run on a quiet machine
 //!   with `cargo test --test server -- --ignored`.
@@ -162,8 +163,11 @@ fn assert_operating_point_below_capacity(r: &ServerResult) {
 #[test]
 fn md1_queueing_delay_has_the_theorys_magnitude_and_the_operating_point_is_below_capacity() {
     let (measured, theory, r) = md1(20.0, 2.0);
+    // The theory is at the measured service time and rate, so a busy machine's slow wake-ups
+    // move it with the measurement (14% apart under 4 busy loops on 2 vCPUs); a delay counted
+    // to the batch's end instead of its start (1.9× here) is outside.
     assert!(
-        measured > 0.4 * theory && measured < 3.0 * theory,
+        measured > 0.6 * theory && measured < 1.6 * theory,
         "mean queueing delay {measured} ms vs {theory} ms"
     );
     assert_operating_point_below_capacity(&r);

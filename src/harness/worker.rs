@@ -72,6 +72,7 @@ struct Scorer<'a> {
     encode_ms: std::sync::Mutex<Vec<f64>>,
     /// Test-only (`fault-injection`): a non-finite first score after every step.
     inject_nan: bool,
+    /// Test-only (`fault-injection`): time added to every step (the `slow` fault).
     inject_delay: std::time::Duration,
 }
 
@@ -158,9 +159,9 @@ fn push(m: &std::sync::Mutex<Vec<f64>>, ms: f64) {
 }
 
 /// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
-/// whose id (or `recbench parity` checks whose label) contains PATTERN segfault, abort, run out of memory, hang, emit NaN (`nan`),
-/// compute probe embeddings that drift from the reference (`drift`) or take 20 ms longer per
-/// timed iteration (`slow`). With `RECBENCH_FAULT_LOG=FILE`, every worker appends its run id
+/// whose id (or the `recbench parity` checks whose label) contains PATTERN segfault, abort, run
+/// out of memory, hang, emit NaN (`nan`), compute probe embeddings that drift from the
+/// reference (`drift`) or take 20 ms longer per timed iteration (`slow`). With `RECBENCH_FAULT_LOG=FILE`, every worker appends its run id
 /// and its fault (`-` for none) to FILE when it starts, so a test sees which binary ran when.
 fn fault(spec: &RunSpec) -> Option<String> {
     fault_of(&spec.id)
