@@ -942,15 +942,32 @@ fn inputs_larger_than_256_mib_are_refused_by_name() {
     }
 }
 
-/// The cache is found from any working directory (the repository's `.cache`, where the set-up
-/// put it), and a cache without the model says where it looked.
+/// The cache is found from any working directory without `RECBENCH_CACHE`: the repository's
+/// `.cache` where the set-up put it there, else (a set-up into `$RECBENCH_CACHE` elsewhere)
+/// `$XDG_CACHE_HOME/recbench`, here a link to the set-up's cache. A cache without the model
+/// says where it looked.
 #[test]
 fn the_cache_is_found_from_any_folder_and_a_missing_one_is_named() {
     common::isolate();
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = recbench()
-        .current_dir(elsewhere.path())
-        .env_remove("RECBENCH_CACHE")
+    let repo_cache = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache");
+    let xdg = tempfile::tempdir().unwrap();
+    let mut c = recbench();
+    c.current_dir(elsewhere.path()).env_remove("RECBENCH_CACHE");
+    if repo_cache.join("models/minilm-l6/tokenizer.json").exists() {
+        eprintln!("the set-up's cache is the repository's .cache");
+    } else {
+        assert!(
+            !repo_cache.exists(),
+            "{} exists without the set-up's model: the XDG place would not be reached",
+            repo_cache.display()
+        );
+        std::os::unix::fs::symlink(recbench::model::cache_dir(), xdg.path().join("recbench"))
+            .unwrap();
+        c.env("XDG_CACHE_HOME", xdg.path());
+        eprintln!("the set-up's cache is elsewhere: found through XDG_CACHE_HOME");
+    }
+    let out = c
         .args([
             "recommend",
             "--user",
