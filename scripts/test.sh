@@ -78,6 +78,7 @@ done
 REAL_CACHE="$(realpath "${RECBENCH_CACHE:-.cache}")"
 TEST_CACHE="$(mktemp -d -t recbench-test-cache.XXXXXX)"
 for e in "$REAL_CACHE"/*; do
+  [ -e "$e" ] || continue
   case "$(basename "$e")" in
     kernels|embeddings|reference) ;;
     *) ln -s "$e" "$TEST_CACHE/" ;;
