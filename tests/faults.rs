@@ -12,17 +12,22 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn sweep_with_fault(fault: &str) -> (Value, std::process::Output) {
-    let dir = tempfile::tempdir().unwrap();
+/// `recbench run` of the faults fixture into `out`, quiet, with `RECBENCH_FAULT=fault`.
+fn faults_sweep(out: &Path, fault: &str) -> Command {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
-    let out = Command::cargo_bin("recbench")
-        .unwrap()
-        .arg("run")
+    let mut c = Command::cargo_bin("recbench").unwrap();
+    c.arg("run")
         .arg(&fixture)
         .arg("--out")
-        .arg(dir.path())
+        .arg(out)
         .arg("--quiet")
-        .env("RECBENCH_FAULT", format!("{fault}@/b1/"))
+        .env("RECBENCH_FAULT", fault);
+    c
+}
+
+fn sweep_with_fault(fault: &str) -> (Value, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = faults_sweep(dir.path(), &format!("{fault}@/b1/"))
         .output()
         .unwrap();
     let folder = dir.path().join("faults");
@@ -156,15 +161,7 @@ fn gone(pid: u32) -> bool {
 /// worker must not outlive it.
 fn worker_dies_with_parent(signal: i32) {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
-    let mut parent = Command::cargo_bin("recbench")
-        .unwrap()
-        .arg("run")
-        .arg(&fixture)
-        .arg("--out")
-        .arg(dir.path())
-        .arg("--quiet")
-        .env("RECBENCH_FAULT", "hang@/b1/")
+    let mut parent = faults_sweep(dir.path(), "hang@/b1/")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -209,15 +206,7 @@ fn the_worker_dies_when_the_parent_is_interrupted() {
 fn ctrl_c_mid_sweep_keeps_every_finished_run() {
     common::isolate();
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
-    let child = Command::cargo_bin("recbench")
-        .unwrap()
-        .arg("run")
-        .arg(&fixture)
-        .arg("--out")
-        .arg(dir.path())
-        .arg("--quiet")
-        .env("RECBENCH_FAULT", "hang@/b2/")
+    let child = faults_sweep(dir.path(), "hang@/b2/")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -437,13 +437,9 @@ fn machines_list(h: &mut String, sources: &[Source]) {
     for m in &machines {
         let _ = write!(
             h,
-            "<li><b>{}</b>: recbench {}; {} started {}; {} file{}</li>",
+            "<li><b>{}</b>: {}</li>",
             esc(&m.label),
-            esc(&m.builds.join(", ")),
-            esc(&m.scenarios.join(", ")),
-            esc(&m.started.join(", ")),
-            m.files.len(),
-            if m.files.len() == 1 { "" } else { "s" }
+            esc(&m.summary())
         );
     }
     h.push_str("</ul>\n");

@@ -19,13 +19,9 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
     ));
     for m in &machines {
         out.push_str(&format!(
-            "- **{}**: recbench {}; {} started {}; {} file{}\n",
+            "- **{}**: {}\n",
             cell(&m.label),
-            cell(&m.builds.join(", ")),
-            cell(&m.scenarios.join(", ")),
-            cell(&m.started.join(", ")),
-            m.files.len(),
-            if m.files.len() == 1 { "" } else { "s" }
+            cell(&m.summary())
         ));
     }
     out.push('\n');

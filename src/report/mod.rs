@@ -283,6 +283,20 @@ pub struct Machine {
     pub files: Vec<String>,
 }
 
+impl Machine {
+    /// What the report says of it after its label: build, sweeps and their start, file count.
+    pub fn summary(&self) -> String {
+        format!(
+            "recbench {}; {} started {}; {} file{}",
+            self.builds.join(", "),
+            self.scenarios.join(", "),
+            self.started.join(", "),
+            self.files.len(),
+            if self.files.len() == 1 { "" } else { "s" }
+        )
+    }
+}
+
 /// The sources grouped by machine ([`machine_labels`]).
 pub fn machines(sources: &[Source]) -> Vec<Machine> {
     let labels = machine_labels(sources);
