@@ -93,6 +93,14 @@ pub enum Command {
         /// flags, cores, GPUs, runtime versions); every verdict is then labelled cross-host.
         #[arg(long = "allow-different-hosts")]
         allow_different_hosts: bool,
+        /// List every metric of every run, not only those changed, inconclusive or failed.
+        #[arg(long)]
+        all: bool,
+        /// Fail the gate (exit 1) also when a metric is inconclusive: its interval straddles the
+        /// threshold.
+        #[arg(long = "fail-on-inconclusive")]
+        fail_on_inconclusive: bool,
+        /// Print the verdict, counts and every run as JSON (for bots) instead of the table.
         #[arg(long)]
         json: bool,
     },

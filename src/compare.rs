@@ -6,8 +6,10 @@
 //! bootstrap (2,000 resamples, seeded) of the ratio candidate/baseline of the statistic (median,
 //! p99, or mean iteration time for throughput). A slowdown is *regressed* when the one-sided 95%
 //! lower bound of the ratio exceeds 1 + threshold, *improved* when the upper bound is below
-//! 1 / (1 + threshold), else *unchanged*. Peak memory has one value per run and is compared with
-//! the threshold alone. Parity regresses when a run that passed its tolerance no longer does.
+//! 1 / (1 + threshold), *inconclusive* when the interval straddles either of those, else
+//! *unchanged*. Peak memory has one value per run and is compared with the threshold alone.
+//! Parity regresses when a run that passed its tolerance no longer does. Only a regression (or a
+//! run newly failed) fails the gate, and an inconclusive metric too with `--fail-on-inconclusive`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +27,8 @@ use crate::stats::{percentile, percentile_in_place};
 pub enum Verdict {
     Improved,
     Unchanged,
+    /// The interval straddles the threshold: neither a regression nor its absence is shown.
+    Inconclusive,
     Regressed,
     /// Not enough data on one side to decide.
     Unknown,
@@ -34,6 +38,8 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricChange {
     pub metric: String,
+    /// The unit of `baseline` and `candidate`: "ms", "requests/s", "MiB", "cosine".
+    pub unit: &'static str,
     pub baseline: Option<f64>,
     pub candidate: Option<f64>,
     /// candidate / baseline, oriented so that > 1 is worse.
@@ -41,6 +47,51 @@ pub struct MetricChange {
     /// One-sided 95% bounds of `slowdown` (lower, upper).
     pub ci: Option<(f64, f64)>,
     pub verdict: Verdict,
+}
+
+/// What happened to one run, all its metrics taken together: the first that applies of newly
+/// broken, failed, skipped, regressed, inconclusive, improved, unknown, unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Valid (ok or skipped) in the baseline, failed or invalid in the candidate.
+    NewlyBroken,
+    /// Failed or invalid in the baseline (and so not comparable).
+    Failed,
+    /// Skipped on either side: nothing was measured to compare.
+    Skipped,
+    Regressed,
+    Inconclusive,
+    Improved,
+    /// Some metric had too few samples to decide, none changed.
+    Unknown,
+    Unchanged,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::NewlyBroken,
+        Outcome::Failed,
+        Outcome::Skipped,
+        Outcome::Regressed,
+        Outcome::Inconclusive,
+        Outcome::Improved,
+        Outcome::Unknown,
+        Outcome::Unchanged,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::NewlyBroken => "newly broken",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Regressed => "regressed",
+            Outcome::Inconclusive => "inconclusive",
+            Outcome::Improved => "improved",
+            Outcome::Unknown => "unknown",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// One matched run.
@@ -52,12 +103,15 @@ pub struct RunChange {
     pub metrics: Vec<MetricChange>,
     /// The run was valid in the baseline and is failed or invalid now.
     pub newly_broken: bool,
+    pub outcome: Outcome,
 }
 
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub threshold: f64,
+    /// An inconclusive metric fails the gate too (`--fail-on-inconclusive`).
+    pub fail_on_inconclusive: bool,
     pub runs: Vec<RunChange>,
     pub only_in_baseline: Vec<String>,
     pub only_in_candidate: Vec<String>,
@@ -67,11 +121,21 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Whether the gate fails.
+    /// Whether the gate fails: a run regressed or newly broken, or, when strict, inconclusive.
     pub fn failed(&self) -> bool {
-        self.runs
+        self.runs.iter().any(|r| match r.outcome {
+            Outcome::NewlyBroken | Outcome::Regressed => true,
+            Outcome::Inconclusive => self.fail_on_inconclusive,
+            _ => false,
+        })
+    }
+
+    /// How many runs had each outcome, in `Outcome::ALL`'s order.
+    pub fn counts(&self) -> Vec<(Outcome, usize)> {
+        Outcome::ALL
             .iter()
-            .any(|r| r.newly_broken || r.metrics.iter().any(|m| m.verdict == Verdict::Regressed))
+            .map(|&o| (o, self.runs.iter().filter(|r| r.outcome == o).count()))
+            .collect()
     }
 }
 
@@ -101,10 +165,13 @@ pub fn bootstrap_ratio(a: &[f64], b: &[f64], stat: fn(&[f64]) -> f64, seed: u64)
 }
 
 fn decide(ci: (f64, f64), threshold: f64) -> Verdict {
-    if ci.0 > 1.0 + threshold {
+    let (worse, better) = (1.0 + threshold, 1.0 / (1.0 + threshold));
+    if ci.0 > worse {
         Verdict::Regressed
-    } else if ci.1 < 1.0 / (1.0 + threshold) {
+    } else if ci.1 < better {
         Verdict::Improved
+    } else if ci.1 > worse || ci.0 < better {
+        Verdict::Inconclusive
     } else {
         Verdict::Unchanged
     }
@@ -112,6 +179,7 @@ fn decide(ci: (f64, f64), threshold: f64) -> Verdict {
 
 fn sampled(
     name: &str,
+    unit: &'static str,
     a: &[f64],
     b: &[f64],
     stat: fn(&[f64]) -> f64,
@@ -121,6 +189,7 @@ fn sampled(
     if a.len() < 5 || b.len() < 5 {
         return MetricChange {
             metric: name.into(),
+            unit,
             baseline: (!a.is_empty()).then(|| stat(a)),
             candidate: (!b.is_empty()).then(|| stat(b)),
             slowdown: None,
@@ -131,6 +200,7 @@ fn sampled(
     let ci = bootstrap_ratio(a, b, stat, seed);
     MetricChange {
         metric: name.into(),
+        unit,
         baseline: Some(stat(a)),
         candidate: Some(stat(b)),
         slowdown: Some(stat(b) / stat(a)),
@@ -145,11 +215,29 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
     if both_ok {
         let seed = crate::model::weights::fnv1a(&a.spec.id);
         let (sa, sb) = (&a.samples_ms, &b.samples_ms);
-        metrics.push(sampled("p50_ms", sa, sb, median, threshold, seed));
-        metrics.push(sampled("p99_ms", sa, sb, p99, threshold, seed ^ 1));
-        // Throughput and cost per 1k follow the mean iteration time on the same machine.
+        metrics.push(sampled(
+            "p50 latency",
+            "ms",
+            sa,
+            sb,
+            median,
+            threshold,
+            seed,
+        ));
+        metrics.push(sampled(
+            "p99 latency",
+            "ms",
+            sa,
+            sb,
+            p99,
+            threshold,
+            seed ^ 1,
+        ));
+        // Throughput (and cost per 1k, its inverse on one machine) follows the mean iteration
+        // time; the values shown are the runs' requests per second.
         let mut tp = sampled(
-            "throughput (mean iteration time)",
+            "throughput",
+            "requests/s",
             sa,
             sb,
             mean,
@@ -158,38 +246,22 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
         );
         tp.baseline = a.throughput.as_ref().map(|t| t.requests_per_s);
         tp.candidate = b.throughput.as_ref().map(|t| t.requests_per_s);
-        let mut cost = tp.clone();
-        cost.metric = "cost per 1k (∝ 1 / throughput)".into();
-        cost.baseline = tp.baseline.map(|r| 1.0 / r);
-        cost.candidate = tp.candidate.map(|r| 1.0 / r);
         metrics.push(tp);
-        metrics.push(cost);
         let (ma, mb) = (a.memory.peak_rss_bytes, b.memory.peak_rss_bytes);
-        metrics.push(match (ma, mb) {
-            (Some(x), Some(y)) => {
-                let r = y as f64 / x as f64;
-                MetricChange {
-                    metric: "peak_rss_bytes".into(),
-                    baseline: Some(x as f64),
-                    candidate: Some(y as f64),
-                    slowdown: Some(r),
-                    ci: None,
-                    verdict: if r > 1.0 + threshold {
-                        Verdict::Regressed
-                    } else if r < 1.0 / (1.0 + threshold) {
-                        Verdict::Improved
-                    } else {
-                        Verdict::Unchanged
-                    },
-                }
-            }
-            _ => MetricChange {
-                metric: "peak_rss_bytes".into(),
-                baseline: ma.map(|x| x as f64),
-                candidate: mb.map(|x| x as f64),
-                slowdown: None,
-                ci: None,
-                verdict: Verdict::Unknown,
+        let mib = |x: u64| x as f64 / (1u64 << 20) as f64;
+        let r = ma.zip(mb).map(|(x, y)| y as f64 / x as f64);
+        metrics.push(MetricChange {
+            metric: "peak RSS".into(),
+            unit: "MiB",
+            baseline: ma.map(mib),
+            candidate: mb.map(mib),
+            slowdown: r,
+            ci: None,
+            verdict: match r {
+                None => Verdict::Unknown,
+                Some(r) if r > 1.0 + threshold => Verdict::Regressed,
+                Some(r) if r < 1.0 / (1.0 + threshold) => Verdict::Improved,
+                Some(_) => Verdict::Unchanged,
             },
         });
     }
@@ -197,6 +269,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
     if let (Some(pa), Some(pb)) = (pa, pb) {
         metrics.push(MetricChange {
             metric: "parity min cosine".into(),
+            unit: "cosine",
             baseline: Some(pa.min_cosine),
             candidate: Some(pb.min_cosine),
             slowdown: None,
@@ -209,11 +282,32 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
         });
     }
     let valid = |s: Status| matches!(s, Status::Ok | Status::Skipped);
+    let broken = |s: Status| matches!(s, Status::Failed | Status::Invalid);
+    let newly_broken = valid(a.status) && broken(b.status);
+    let has = |v: Verdict| metrics.iter().any(|m| m.verdict == v);
+    let outcome = if newly_broken {
+        Outcome::NewlyBroken
+    } else if broken(a.status) || broken(b.status) {
+        Outcome::Failed
+    } else if !both_ok {
+        Outcome::Skipped
+    } else if has(Verdict::Regressed) {
+        Outcome::Regressed
+    } else if has(Verdict::Inconclusive) {
+        Outcome::Inconclusive
+    } else if has(Verdict::Improved) {
+        Outcome::Improved
+    } else if has(Verdict::Unknown) {
+        Outcome::Unknown
+    } else {
+        Outcome::Unchanged
+    };
     RunChange {
         id: a.spec.id.clone(),
         baseline_status: a.status,
         candidate_status: b.status,
-        newly_broken: valid(a.status) && matches!(b.status, Status::Failed | Status::Invalid),
+        newly_broken,
+        outcome,
         metrics,
     }
 }
@@ -367,6 +461,7 @@ pub fn compare(
     }
     Ok(Comparison {
         threshold,
+        fail_on_inconclusive: false,
         runs,
         only_in_baseline: ia
             .keys()
@@ -383,42 +478,20 @@ pub fn compare(
 }
 
 impl Comparison {
-    /// One line: runs compared and how many regressed, improved, stayed unchanged or could not
-    /// be judged, and the runs on one side only.
+    /// One line: runs compared, how many had each outcome (regressed, newly broken,
+    /// inconclusive, improved, unchanged, unknown, skipped, failed), and the runs on one side
+    /// only.
     pub fn summary(&self) -> String {
-        let count = |v: Verdict| {
-            self.runs
-                .iter()
-                .filter(|r| {
-                    if v == Verdict::Regressed && r.newly_broken {
-                        return true;
-                    }
-                    let vs: Vec<Verdict> = r.metrics.iter().map(|m| m.verdict).collect();
-                    match v {
-                        Verdict::Regressed => vs.contains(&Verdict::Regressed),
-                        Verdict::Improved => {
-                            !vs.contains(&Verdict::Regressed) && vs.contains(&Verdict::Improved)
-                        }
-                        Verdict::Unknown => {
-                            !vs.contains(&Verdict::Regressed)
-                                && !vs.contains(&Verdict::Improved)
-                                && vs.contains(&Verdict::Unknown)
-                        }
-                        Verdict::Unchanged => {
-                            !r.newly_broken && vs.iter().all(|x| *x == Verdict::Unchanged)
-                        }
-                    }
-                })
-                .count()
-        };
+        let counts: Vec<String> = self
+            .counts()
+            .into_iter()
+            .filter(|(o, n)| *n > 0 || matches!(o, Outcome::Regressed | Outcome::Unchanged))
+            .map(|(o, n)| format!("{n} {}", o.name()))
+            .collect();
         format!(
-            "{} runs compared: {} regressed, {} improved, {} unchanged, {} unknown; {} only in \
-             the baseline, {} only in the candidate{}",
+            "{} runs compared: {}; {} only in the baseline, {} only in the candidate{}",
             self.runs.len(),
-            count(Verdict::Regressed),
-            count(Verdict::Improved),
-            count(Verdict::Unchanged),
-            count(Verdict::Unknown),
+            counts.join(", "),
             self.only_in_baseline.len(),
             self.only_in_candidate.len(),
             if self.host_differences.is_empty() {
@@ -432,13 +505,75 @@ impl Comparison {
             }
         )
     }
+
+    /// The verdict for bots (`compare --json`): "regression" or "pass", the exit code it gives,
+    /// the counts per outcome, and every run with its metrics.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a comparison serialises");
+        let failed = self.failed();
+        v["verdict"] = (if failed { "regression" } else { "pass" }).into();
+        v["exit_code"] = i32::from(failed).into();
+        v["counts"] = self
+            .counts()
+            .into_iter()
+            .map(|(o, n)| (o.name().replace(' ', "_"), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        v
+    }
 }
 
 fn fmt(x: Option<f64>) -> String {
     match x {
         Some(v) if v.abs() >= 1e5 => format!("{:.3e}", v),
-        Some(v) => format!("{v:.4}"),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.3}"),
         None => "—".into(),
+    }
+}
+
+impl MetricChange {
+    /// The change in words: which way, and by how much as a factor of time (or memory). A
+    /// throughput drop reads "slower", like a latency rise; memory reads "larger"/"smaller".
+    pub fn direction(&self) -> String {
+        let Some(r) = self.slowdown else {
+            return match (self.baseline, self.candidate) {
+                (Some(a), Some(b)) if b < a => "lower".into(),
+                (Some(a), Some(b)) if b > a => "higher".into(),
+                _ => String::new(),
+            };
+        };
+        let (worse, better) = if self.unit == "MiB" {
+            ("larger", "smaller")
+        } else {
+            ("slower", "faster")
+        };
+        if (r - 1.0).abs() < 0.005 {
+            "no change".into()
+        } else if r >= 1.0 {
+            format!("×{r:.2} {worse}")
+        } else {
+            format!("×{:.2} {better}", 1.0 / r)
+        }
+    }
+
+    /// The verdict cell: the verdict, with the direction when something changed or may have.
+    fn verdict_cell(&self, threshold: f64) -> String {
+        match self.verdict {
+            Verdict::Regressed => format!("**regressed**: {}", self.direction()),
+            Verdict::Improved => format!("improved: {}", self.direction()),
+            Verdict::Inconclusive => format!(
+                "inconclusive: {}; the interval straddles ×{:.2}",
+                self.direction(),
+                if self.slowdown.unwrap_or(1.0) >= 1.0 {
+                    1.0 + threshold
+                } else {
+                    1.0 / (1.0 + threshold)
+                }
+            ),
+            Verdict::Unchanged => "unchanged".into(),
+            Verdict::Unknown => "unknown (too few samples)".into(),
+        }
     }
 }
 
@@ -453,53 +588,102 @@ fn id_cell(id: &str) -> String {
     )
 }
 
-/// The comparison as a Markdown table (for CI step summaries).
-pub fn markdown(c: &Comparison) -> String {
+/// The comparison as a Markdown table (for CI step summaries): runs and metrics that changed,
+/// are inconclusive, failed or are on one side only; with `all`, every metric of every run.
+pub fn markdown(c: &Comparison, all: bool) -> String {
+    let t = c.threshold;
     let mut s = format!(
-        "## recbench compare: {}{}\n\n{}.\n\nThreshold {:.1}%; a regression needs the 95% one-sided bound beyond it.\n\n| run | metric | baseline | candidate | ratio | 95% bounds | verdict |\n|---|---|---:|---:|---:|---:|---|\n",
+        "## recbench compare: {}{}\n\n{}.\n\nThreshold {:.1}%: a metric regressed when the \
+         one-sided 95% bound of its slowdown (candidate ÷ baseline time) is beyond ×{:.3}, \
+         improved when below ×{:.3}, inconclusive when its interval straddles either{}. \
+         Throughput's slowdown is its mean iteration time's, which cost per 1k follows.\n\n",
         if c.failed() { "REGRESSION" } else { "pass" },
-        if c.host_differences.is_empty() { "" } else { " (cross-host)" },
+        if c.host_differences.is_empty() {
+            ""
+        } else {
+            " (cross-host)"
+        },
         c.summary(),
-        c.threshold * 100.0
+        t * 100.0,
+        1.0 + t,
+        1.0 / (1.0 + t),
+        if c.fail_on_inconclusive {
+            "; with --fail-on-inconclusive, an inconclusive metric fails the gate"
+        } else {
+            ""
+        },
     );
+    let shown = |m: &MetricChange| {
+        all || matches!(
+            m.verdict,
+            Verdict::Regressed | Verdict::Improved | Verdict::Inconclusive
+        )
+    };
+    let mut rows = Vec::new();
     for r in &c.runs {
-        if r.newly_broken {
-            s.push_str(&format!(
-                "| {} | status | {} | {} | | | **newly broken** |\n",
+        if matches!(r.outcome, Outcome::NewlyBroken | Outcome::Failed)
+            || (all && r.outcome == Outcome::Skipped)
+        {
+            rows.push(format!(
+                "| {} | status | | {} | {} | | | {} |",
                 id_cell(&r.id),
                 r.baseline_status.name(),
-                r.candidate_status.name()
+                r.candidate_status.name(),
+                if r.newly_broken {
+                    "**newly broken**"
+                } else {
+                    r.outcome.name()
+                }
             ));
         }
-        for m in &r.metrics {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
+        for m in r.metrics.iter().filter(|m| shown(m)) {
+            let change = match (m.baseline, m.candidate) {
+                (Some(a), Some(b)) if a != 0.0 => format!("{:+.1}%", (b / a - 1.0) * 100.0),
+                _ => "—".into(),
+            };
+            rows.push(format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 id_cell(&r.id),
                 m.metric,
+                m.unit,
                 fmt(m.baseline),
                 fmt(m.candidate),
-                m.slowdown.map_or("—".into(), |x| format!("{x:.3}")),
-                m.ci.map_or("—".into(), |(l, u)| format!("{l:.3}–{u:.3}")),
-                match m.verdict {
-                    Verdict::Regressed => "**regressed**",
-                    Verdict::Improved => "improved",
-                    Verdict::Unchanged => "unchanged",
-                    Verdict::Unknown => "unknown (too few samples)",
-                }
+                change,
+                m.ci.map_or("—".into(), |(l, u)| format!("×{l:.3}–×{u:.3}")),
+                m.verdict_cell(t)
             ));
         }
     }
     for id in &c.only_in_baseline {
-        s.push_str(&format!(
-            "| {} | only in baseline | | | | | |\n",
+        rows.push(format!(
+            "| {} | only in baseline | | | | | | |",
             id_cell(id)
         ));
     }
     for id in &c.only_in_candidate {
-        s.push_str(&format!(
-            "| {} | only in candidate | | | | | |\n",
+        rows.push(format!(
+            "| {} | only in candidate | | | | | | |",
             id_cell(id)
         ));
+    }
+    if rows.is_empty() {
+        s.push_str(&format!(
+            "No metric of the {} runs changed beyond the threshold or is inconclusive \
+             (`--all` lists every metric).\n",
+            c.runs.len()
+        ));
+        return s;
+    }
+    if !all {
+        s.push_str("Changed, inconclusive and failed rows only; `--all` lists every metric.\n\n");
+    }
+    s.push_str(
+        "| run | metric | unit | baseline | candidate | change | slowdown, 95% bounds | verdict |\n\
+         |---|---|---|---:|---:|---:|---:|---|\n",
+    );
+    for row in rows {
+        s.push_str(&row);
+        s.push('\n');
     }
     s
 }
@@ -573,14 +757,14 @@ mod tests {
     fn memory_and_parity_regressions_fail_the_gate() {
         let a = run();
         let same = compare_run(&a, &a, 0.10);
-        assert_eq!(verdict(&same, "peak_rss_bytes"), Verdict::Unchanged);
+        assert_eq!(verdict(&same, "peak RSS"), Verdict::Unchanged);
         assert_eq!(verdict(&same, "parity"), Verdict::Unchanged);
 
         let mut b = a.clone();
         b.memory.peak_rss_bytes = a.memory.peak_rss_bytes.map(|m| m * 3 / 2);
         let c = compare_run(&a, &b, 0.10);
-        assert_eq!(verdict(&c, "peak_rss_bytes"), Verdict::Regressed);
-        assert_eq!(verdict(&c, "p50_ms"), Verdict::Unchanged);
+        assert_eq!(verdict(&c, "peak RSS"), Verdict::Regressed);
+        assert_eq!(verdict(&c, "p50 latency"), Verdict::Unchanged);
 
         let mut b = a.clone();
         b.parity.as_mut().unwrap().passed = false;
@@ -588,6 +772,7 @@ mod tests {
         assert_eq!(verdict(&c, "parity"), Verdict::Regressed);
         let cmp = Comparison {
             threshold: 0.10,
+            fail_on_inconclusive: false,
             runs: vec![c],
             only_in_baseline: vec![],
             only_in_candidate: vec![],
@@ -602,17 +787,155 @@ mod tests {
         let mut b = a.clone();
         b.samples_ms.truncate(4);
         let c = compare_run(&a, &b, 0.10);
-        for m in ["p50_ms", "p99_ms", "throughput"] {
+        for m in ["p50 latency", "p99 latency", "throughput"] {
             assert_eq!(verdict(&c, m), Verdict::Unknown, "{m}");
         }
-        let md = markdown(&Comparison {
+        let mut cmp = Comparison {
             threshold: 0.10,
+            fail_on_inconclusive: false,
             runs: vec![c],
             only_in_baseline: vec![],
             only_in_candidate: vec![],
             host_differences: vec![],
-        });
+        };
+        assert_eq!(cmp.runs[0].outcome, Outcome::Unknown);
+        assert!(cmp.summary().contains("1 unknown"), "{}", cmp.summary());
+        // Not a change: hidden unless --all, counted in the summary either way.
+        assert!(!markdown(&cmp, false).contains("too few samples"));
+        let md = markdown(&cmp, true);
         assert!(md.contains("unknown (too few samples)"), "{md}");
+        // Skipped and failed runs are counted as such, not as unchanged.
+        let mut skipped = a.clone();
+        skipped.status = Status::Skipped;
+        let mut failed = a.clone();
+        failed.status = Status::Failed;
+        cmp.runs = vec![
+            compare_run(&skipped, &skipped, 0.10),
+            compare_run(&failed, &failed, 0.10),
+            compare_run(&a, &failed, 0.10),
+        ];
+        let outcomes: Vec<Outcome> = cmp.runs.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Skipped, Outcome::Failed, Outcome::NewlyBroken]
+        );
+        let summary = cmp.summary();
+        for part in ["1 newly broken", "1 failed", "1 skipped", "0 unchanged"] {
+            assert!(summary.contains(part), "{part}: {summary}");
+        }
+        assert!(cmp.failed(), "a newly broken run fails the gate");
+    }
+
+    /// A slowdown whose interval straddles the threshold is inconclusive, with its direction in
+    /// words; it passes the gate unless the gate is strict.
+    #[test]
+    fn an_interval_across_the_threshold_is_inconclusive_and_said_which_way() {
+        assert_eq!(decide((1.05, 1.20), 0.10), Verdict::Inconclusive);
+        assert_eq!(decide((0.85, 0.95), 0.10), Verdict::Inconclusive);
+        assert_eq!(decide((0.95, 1.08), 0.10), Verdict::Unchanged);
+        assert_eq!(decide((1.11, 1.20), 0.10), Verdict::Regressed);
+        assert_eq!(decide((0.80, 0.90), 0.10), Verdict::Improved);
+
+        let a = run();
+        let mut b = a.clone();
+        // Every 20th iteration four times as long: the mean moves by ~15%, the median not at
+        // all, and the p99 by a factor the bootstrap cannot pin down.
+        let mut r = SplitMix64::new(7);
+        for x in b.samples_ms.iter_mut() {
+            if r.next_u64() % 20 == 0 {
+                *x *= 4.0;
+            }
+        }
+        let c = compare_run(&a, &b, 0.10);
+        let tp = c.metrics.iter().find(|m| m.metric == "throughput").unwrap();
+        assert_eq!(tp.unit, "requests/s");
+        assert!(
+            tp.direction().ends_with("slower"),
+            "a throughput drop reads slower: {}",
+            tp.direction()
+        );
+        assert_eq!(verdict(&c, "p50 latency"), Verdict::Unchanged);
+        assert!(c.metrics.iter().all(|m| m.verdict != Verdict::Improved));
+
+        let straddling = MetricChange {
+            metric: "p99 latency".into(),
+            unit: "ms",
+            baseline: Some(10.0),
+            candidate: Some(12.0),
+            slowdown: Some(1.2),
+            ci: Some((1.02, 1.31)),
+            verdict: decide((1.02, 1.31), 0.10),
+        };
+        let mut run = compare_run(&a, &a, 0.10);
+        run.metrics = vec![straddling];
+        run.outcome = Outcome::Inconclusive;
+        let mut cmp = Comparison {
+            threshold: 0.10,
+            fail_on_inconclusive: false,
+            runs: vec![run],
+            only_in_baseline: vec![],
+            only_in_candidate: vec![],
+            host_differences: vec![],
+        };
+        assert!(!cmp.failed(), "inconclusive passes by default");
+        let md = markdown(&cmp, false);
+        assert!(
+            md.contains("| ms | 10.000 | 12.000 | +20.0% | ×1.020–×1.310 | inconclusive: ×1.20 slower; the interval straddles ×1.10 |"),
+            "{md}"
+        );
+        assert!(md.contains("1 inconclusive"), "{md}");
+        cmp.fail_on_inconclusive = true;
+        assert!(cmp.failed(), "--fail-on-inconclusive fails on it");
+        let json = cmp.json();
+        assert_eq!(json["verdict"], "regression");
+        assert_eq!(json["exit_code"], 1);
+        assert_eq!(json["counts"]["inconclusive"], 1);
+        assert_eq!(json["runs"][0]["metrics"][0]["unit"], "ms");
+    }
+
+    /// A file compared with itself: a pass with no rows but the summary, every metric unchanged.
+    #[test]
+    fn a_file_compared_with_itself_prints_no_rows() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = ResultsFile::load(&p).unwrap();
+        for r in &mut f.runs {
+            r.samples_ms.truncate(200);
+        }
+        let a = dir.path().join("a.json");
+        f.save(&a).unwrap();
+        let c = compare(&a, &a, 0.10, false).unwrap();
+        assert!(!c.failed());
+        // The p99 of a few hundred iterations may not be pinned within 10%: such a row is
+        // inconclusive (its interval holds 1 and straddles the threshold), never a change.
+        let md = markdown(&c, false);
+        for row in md.lines().filter(|l| l.starts_with("| `")) {
+            assert!(
+                row.contains("| inconclusive: no change; the interval straddles ×1.10 |"),
+                "{row}"
+            );
+        }
+        let all = markdown(&c, true);
+        let metrics: usize = c.runs.iter().map(|r| r.metrics.len()).sum();
+        assert_eq!(
+            all.lines().filter(|l| l.starts_with("| `")).count(),
+            metrics,
+            "{all}"
+        );
+        assert!(md.lines().count() < all.lines().count());
+        // Without the inconclusive rows, nothing is left to show but the summary.
+        let mut settled = c.clone();
+        for r in &mut settled.runs {
+            r.metrics.retain(|m| m.verdict == Verdict::Unchanged);
+            r.outcome = Outcome::Unchanged;
+        }
+        let md = markdown(&settled, false);
+        assert!(!md.contains("| run |"), "{md}");
+        assert!(md.contains("No metric of the 24 runs changed"), "{md}");
+        let json = c.json();
+        assert_eq!(json["verdict"], "pass");
+        assert_eq!(json["exit_code"], 0);
     }
 
     #[test]
@@ -633,7 +956,7 @@ mod tests {
         let c = compare(&a_path, &b_path, 0.10, false).unwrap();
         assert!(c.only_in_baseline.contains(&gone));
         assert!(c.only_in_baseline.len() == 2 && c.only_in_candidate.len() == 1);
-        let md = markdown(&c);
+        let md = markdown(&c, false);
         let row = md
             .lines()
             .find(|l| l.contains("only in candidate"))
@@ -642,7 +965,7 @@ mod tests {
             .char_indices()
             .filter(|(i, c)| *c == '|' && !row[..*i].ends_with('\\'))
             .count();
-        assert_eq!(pipes, 8, "seven cells: {row}");
+        assert_eq!(pipes, 9, "eight cells: {row}");
         assert!(row.starts_with("| `new \\| 'run' with breaks` |"), "{row}");
     }
 
@@ -656,16 +979,16 @@ mod tests {
             .iter()
             .find(|r| r.status == Status::Ok && r.server.is_some() && r.samples_ms.len() > 100)
             .unwrap();
-        assert_eq!(
-            verdict(&compare_run(a, a, 0.10), "p99_ms"),
-            Verdict::Unchanged
-        );
+        assert!(matches!(
+            verdict(&compare_run(a, a, 0.10), "p99 latency"),
+            Verdict::Unchanged | Verdict::Inconclusive
+        ));
         let mut b = a.clone();
         for x in &mut b.samples_ms {
             *x *= 1.5;
         }
         let c = compare_run(a, &b, 0.10);
-        assert_eq!(verdict(&c, "p99_ms"), Verdict::Regressed);
-        assert_eq!(verdict(&c, "p50_ms"), Verdict::Regressed);
+        assert_eq!(verdict(&c, "p99 latency"), Verdict::Regressed);
+        assert_eq!(verdict(&c, "p50 latency"), Verdict::Regressed);
     }
 }

@@ -270,6 +270,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             max_regression,
             markdown,
             allow_different_hosts,
+            all,
+            fail_on_inconclusive,
             json,
         } => {
             if !(max_regression.is_finite() && (0.0..=1000.0).contains(&max_regression)) {
@@ -278,18 +280,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     format!("{max_regression} must be a percentage from 0 to 1000"),
                 ));
             }
-            let c = recbench::compare::compare(
+            let mut c = recbench::compare::compare(
                 &baseline,
                 &candidate,
                 max_regression / 100.0,
                 allow_different_hosts,
             )?;
-            let md = recbench::compare::markdown(&c);
+            c.fail_on_inconclusive = fail_on_inconclusive;
+            let md = recbench::compare::markdown(&c, all);
             if let Some(p) = markdown {
                 std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
             }
             if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&c)?));
+                say(&format!("{}\n", serde_json::to_string_pretty(&c.json())?));
             } else {
                 say(&md);
             }
