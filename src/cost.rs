@@ -499,6 +499,37 @@ pub fn per_1k(hourly: f64, rps: f64) -> f64 {
     1000.0 * hourly / 3600.0 / rps
 }
 
+/// A cost per 1k requests as people read it: dollars per million requests, with three
+/// significant figures ("$0.338", "$12.4", "$1,207"), not six decimals of a dollar per 1k.
+pub fn usd_per_1m(usd_per_1k: f64) -> String {
+    let x = usd_per_1k * 1000.0;
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let digits = match x.abs() {
+        v if v >= 100.0 => 0,
+        v if v >= 10.0 => 1,
+        v if v >= 1.0 => 2,
+        _ => 3,
+    };
+    let s = format!("{x:.digits$}");
+    // Thousands separators in the whole part, for a bill a reader compares by eye.
+    let (whole, frac) = s
+        .split_once('.')
+        .map_or((s.as_str(), None), |(w, f)| (w, Some(f)));
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    match frac {
+        Some(f) => format!("${grouped}.{f}"),
+        None => format!("${grouped}"),
+    }
+}
+
 /// Prices run `r` on `hw`, for a host with `host_cores` logical cores (the vCPU count an energy
 /// estimate falls back on when the catalog entry gives none).
 pub fn cost_run(r: &RunResult, hw: &HardwareEntry, host_cores: usize) -> Option<RunCost> {
@@ -627,6 +658,16 @@ pub const HOURS_PER_MONTH: f64 = 730.0;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cost_per_million_reads_with_three_significant_figures() {
+        assert_eq!(usd_per_1m(0.000338), "$0.338");
+        assert_eq!(usd_per_1m(0.0124), "$12.4");
+        assert_eq!(usd_per_1m(0.00125), "$1.25");
+        assert_eq!(usd_per_1m(1.2071), "$1,207");
+        assert_eq!(usd_per_1m(1234.5), "$1,234,500");
+        assert_eq!(usd_per_1m(f64::INFINITY), "—");
+    }
 
     #[test]
     fn cost_formula() {

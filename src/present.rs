@@ -126,13 +126,13 @@ pub fn plan(groups: &[PlanGroup], qps: f64, p99_ms: f64, headroom: f64) -> Strin
         if !g.options.is_empty() {
             let _ = writeln!(
                 s,
-                "  {:<22} {:<12} {:>10} {:>11} {:>8} {:>10} {:>12}  {:<36} run",
+                "  {:<22} {:<12} {:>10} {:>11} {:>8} {:>9} {:>12}  {:<36} run",
                 "hardware",
                 "basis",
-                "$/1k",
-                "cap. req/s",
+                "$/1M req",
+                "req/s/mach",
                 "p99 ms",
-                "instances",
+                "machines",
                 "USD/month",
                 "evidence"
             );
@@ -140,10 +140,10 @@ pub fn plan(groups: &[PlanGroup], qps: f64, p99_ms: f64, headroom: f64) -> Strin
         for o in &g.options {
             let _ = writeln!(
                 s,
-                "  {:<22} {:<12} {:>10.6} {:>11.1} {:>8.2} {:>10} {:>12.2}  {:<36} {}",
+                "  {:<22} {:<12} {:>10} {:>11.1} {:>8.2} {:>9} {:>12.2}  {:<36} {}",
                 o.hardware_id,
                 o.basis,
-                o.cost_per_1k_usd,
+                crate::cost::usd_per_1m(o.cost_per_1k_usd),
                 o.capacity_per_instance_qps,
                 o.p99_ms,
                 o.instances,

@@ -541,6 +541,35 @@ fn report_takes_the_readers_requirement_and_refuses_bad_values() {
         best["hardware_id"].as_str().unwrap()
     );
     assert!(md.contains(&verdict), "{verdict:?} not in {md}");
+    // Units and words: dollars per million requests (not six decimals per 1k), machines to
+    // rent against model replicas within one.
+    let usd = best["cost_per_1k_usd"].as_f64().unwrap();
+    let per_million = recbench::cost::usd_per_1m(usd);
+    assert!(
+        md.contains(&format!("({per_million} per 1M requests at full load)")),
+        "{per_million}: {md}"
+    );
+    assert!(
+        md.contains("| $ per 1M req |")
+            && md.contains("| machines |")
+            && md.contains("replica(s) per machine"),
+        "{md}"
+    );
+    assert!(!md.contains("$/1k") && !md.contains("instances"), "{md}");
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("<th class=n>$ per 1M requests</th>")
+            && html.contains("<th class=n>machines</th>")
+            && html.contains(&format!("<td class=n>{per_million}<br><small>95% CI ")),
+        "html units"
+    );
+    let out = recbench().arg("plan").arg(f).args(flags).output().unwrap();
+    common::assert_succeeded(&out);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("$/1M req") && plan.contains(" machines ") && plan.contains(&per_million),
+        "{plan}"
+    );
 
     for (args, says) in [
         (

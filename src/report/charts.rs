@@ -123,7 +123,7 @@ fn bars(
     let at = |i: usize| n - 1 - i;
     let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
     let whisker = if items.iter().any(|i| i.2.is_some()) {
-        "; black whisker: 95% interval"
+        "; black whisker: its interval (see the caption)"
     } else {
         ""
     };
@@ -444,16 +444,21 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
                     super::decision::Evidence::Curve => "curve",
                     super::decision::Evidence::UpperBound => "offline upper bound",
                 };
-                (option_label(d, o, evidence), o.cost_per_1k_usd, o.ci_usd)
+                // Dollars per million requests: the unit the tables use.
+                (
+                    option_label(d, o, evidence),
+                    o.cost_per_1k_usd * 1000.0,
+                    o.ci_usd.map(|(l, u)| (l * 1000.0, u * 1000.0)),
+                )
             })
         })
         .collect();
-    let title = "Cost per 1,000 recommendations at the budget, per hardware option";
+    let title = "Cost per million recommendations at the budget, per hardware option";
     charts.push(Chart {
         file: "cost_per_1k.png".into(),
         title: title.into(),
-        caption: format!("The decision table as a picture: for each model and request shape, each hardware option's cheapest configuration that meets {} and the quality bar, in USD per 1,000 requests on the {} price, with its 95% interval where the evidence gives one. Excluded configurations are not drawn; the table lists them with the reason.", req.p99_ms.map_or("each run's own SLA".to_string(), |p| format!("p99 ≤ {p} ms")), req.basis),
-        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1,000 requests", &items, &|v| format!("${v:.6}"))? },
+        caption: format!("The decision table as a picture: for each model and request shape, each hardware option's cheapest configuration that meets {} and the quality bar, in USD per million requests on the {} price, with its interval where the evidence gives one (a 95% bootstrap interval for an offline peak, the search bracket for a server-load operating point). Excluded configurations are not drawn; the table lists them with the reason.", req.p99_ms.map_or("each run's own SLA".to_string(), |p| format!("p99 ≤ {p} ms")), req.basis),
+        png: if items.is_empty() { empty(title, "no configuration qualifies (see the exclusions in the decision table)")? } else { bars(title, "USD per 1M requests", &items, &|v| crate::cost::usd_per_1m(v / 1000.0))? },
         series_per_panel: vec![(title.into(), usize::from(!items.is_empty()))],
     });
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::Row;
-use crate::cost::{RateBasis, HOURS_PER_MONTH};
+use crate::cost::{usd_per_1m, RateBasis, HOURS_PER_MONTH};
 use crate::model::Preset;
 use crate::results::Status;
 use crate::spec::{Device, Mode};
@@ -89,6 +89,16 @@ pub struct Candidate<'r, 'a> {
 }
 
 impl Candidate<'_, '_> {
+    /// What `ci_usd` is: a bootstrap interval of an offline peak, or the bracket of a
+    /// server-load search (the rate that met the SLA and the next that did not), which is no
+    /// confidence interval.
+    pub fn interval_words(&self) -> &'static str {
+        match self.evidence {
+            Evidence::UpperBound => "95% CI",
+            Evidence::Confirmed | Evidence::Curve => "search bracket",
+        }
+    }
+
     /// What the options are ranked by: the monthly bill at the asked load, else the cost per 1k.
     fn rank_usd(&self) -> f64 {
         self.monthly_usd.unwrap_or(self.cost_per_1k_usd)
@@ -180,17 +190,17 @@ impl Decision<'_, '_> {
         let mut v = match (self.qps, win.monthly_usd) {
             (Some(q), Some(m)) => format!(
                 "At {q:.0} requests/s and {at}, {cheapest} is {} ({}): {} machine(s), ${m:.2} \
-                 a month (${:.6} per 1k at full load)",
+                 a month ({} per 1M requests at full load)",
                 win.hardware,
                 win.kind(),
                 win.instances.unwrap_or(0),
-                win.cost_per_1k_usd
+                usd_per_1m(win.cost_per_1k_usd)
             ),
             _ => format!(
-                "At {at}, {cheapest} per request is {} ({}): ${:.6} per 1k at full load",
+                "At {at}, {cheapest} per request is {} ({}): {} per 1M requests at full load",
                 win.hardware,
                 win.kind(),
-                win.cost_per_1k_usd
+                usd_per_1m(win.cost_per_1k_usd)
             ),
         };
         match other {
@@ -208,8 +218,8 @@ impl Decision<'_, '_> {
                         om / wm.max(1e-12)
                     )),
                     _ => v.push_str(&format!(
-                        ", against ${:.6} on {} ({}), {:.2}× the cost per request.",
-                        o.cost_per_1k_usd,
+                        ", against {} on {} ({}), {:.2}× the cost per request.",
+                        usd_per_1m(o.cost_per_1k_usd),
                         o.hardware,
                         o.kind(),
                         o.cost_per_1k_usd / win.cost_per_1k_usd.max(1e-12)
@@ -220,10 +230,10 @@ impl Decision<'_, '_> {
                     && o.cost_per_1k_usd < win.cost_per_1k_usd
                 {
                     v.push_str(&format!(
-                        " {} costs less per request when it runs flat out (${:.6} per 1k), but \
+                        " {} costs less per request when it runs flat out ({} per 1M), but \
                          this load fills {:.0}% of one machine of it.",
                         o.hardware,
-                        o.cost_per_1k_usd,
+                        usd_per_1m(o.cost_per_1k_usd),
                         100.0 * self.qps.unwrap_or(0.0) / o.capacity_qps.max(1e-9)
                     ));
                 }
@@ -501,19 +511,19 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                         && best.evidence != Evidence::UpperBound
                     {
                         format!(
-                            "${:.6} per 1k at offline peak is only an upper bound; {} was \
-                             measured at an operating point (${:.6})",
-                            o.cost_per_1k_usd,
+                            "{} per 1M requests at offline peak is only an upper bound; {} \
+                             was measured at an operating point ({})",
+                            usd_per_1m(o.cost_per_1k_usd),
                             short(best),
-                            best.cost_per_1k_usd
+                            usd_per_1m(best.cost_per_1k_usd)
                         )
                     } else {
                         format!(
-                            "${:.6} per 1k on {}, more than {} (${:.6})",
-                            o.cost_per_1k_usd,
+                            "{} per 1M requests on {}, more than {} ({})",
+                            usd_per_1m(o.cost_per_1k_usd),
                             o.hardware,
                             short(best),
-                            best.cost_per_1k_usd
+                            usd_per_1m(best.cost_per_1k_usd)
                         )
                     };
                     excluded.push((o.row, format!("not the best on its hardware: {why}")));
@@ -587,6 +597,39 @@ mod tests {
             p99_ms: p99,
             ..Requirement::default()
         }
+    }
+
+    /// An operating point's interval is the search's bracket, an offline peak's a bootstrap
+    /// 95% interval; the words say which, and the verdict prices in dollars per million.
+    #[test]
+    fn intervals_are_named_for_what_they_are_and_costs_read_per_million() {
+        decided(&reference_sources(), &vm_map(), &at(None, None), |d| {
+            let mut seen = (false, false);
+            for o in d.iter().flat_map(|d| &d.options) {
+                match o.evidence {
+                    Evidence::Confirmed | Evidence::Curve => {
+                        assert_eq!(o.interval_words(), "search bracket");
+                        seen.0 = true;
+                    }
+                    Evidence::UpperBound => {
+                        assert_eq!(o.interval_words(), "95% CI");
+                        seen.1 = true;
+                    }
+                }
+            }
+            assert!(seen.0 && seen.1, "both kinds of evidence in the reference");
+            let minilm = minilm_two_tower(d);
+            let v = minilm.verdict();
+            let win = &minilm.options[0];
+            assert!(
+                v.contains(&format!(
+                    "{} per 1M requests at full load",
+                    usd_per_1m(win.cost_per_1k_usd)
+                )),
+                "{v}"
+            );
+            assert!(!v.contains("per 1k"), "{v}");
+        });
     }
 
     /// A budget no configuration meets is answered, not left blank: the verdict says that

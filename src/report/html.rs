@@ -164,7 +164,7 @@ fn decision_section(
     );
     let _ = writeln!(
         h,
-        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference{}), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point. An offline row's p99 is what a served request would see: the time its batch takes to fill at the rate one machine receives (at the asked load, else at the row's peak), plus the batch's own p99. Options are ranked by the monthly bill at the asked load (machines × price), else by cost per 1k; the cost per 1k assumes a machine runs flat out.</p>",
+        "<h2 id=\"decision\">Which hardware, at {}, for how much</h2>\n<p>Per model and request shape: each hardware option's cheapest configuration that meets the latency budget and the quality bar (parity with the fp32 reference{}), on the {} price. {load} A server-load run counts at its operating point only where a second, confirmation probe met the SLA; offline peak throughput is an upper bound for serving and is listed after every measured operating point. An offline row's p99 is what a served request would see: the time its batch takes to fill at the rate one machine receives (at the asked load, else at the row's peak), plus the batch's own p99. Options are ranked by the monthly bill at the asked load (machines × price), else by the cost per request, shown in dollars per million requests; that cost assumes a machine runs flat out. “Machines” are the instances to rent; a configuration's replicas are model copies within one machine.</p>",
         esc(&budget),
         req.min_quality.map_or(String::new(), |q| format!(
             ", and a top-10 overlap of at least {q} with the full fp32 model (<code>--min-quality</code>)"
@@ -200,7 +200,7 @@ fn decision_section(
                 "<div class=\"rec\"><p><b>{}</b></p></div>",
                 esc(&d.verdict())
             );
-            h.push_str("<table><tr><th></th><th>hardware</th><th>configuration</th><th class=n>$/1k (95% interval)</th><th class=n>capacity per instance (req/s)</th><th>evidence</th><th class=n>p99 ms</th><th class=n>instances</th><th class=n>USD/month</th><th class=n>energy per 1k</th><th>notes</th></tr>\n");
+            h.push_str("<table><tr><th></th><th>hardware</th><th>configuration</th><th class=n>$ per 1M requests</th><th class=n>capacity per machine (req/s)</th><th>evidence</th><th class=n>p99 ms</th><th class=n>machines</th><th class=n>USD/month</th><th class=n>energy per 1k</th><th>notes</th></tr>\n");
             for (i, o) in d.options.iter().enumerate() {
                 let s = &o.row.run.spec;
                 let mark = if i == 0
@@ -213,7 +213,7 @@ fn decision_section(
                 };
                 let _ = writeln!(
                     h,
-                    "<tr><td>{mark}</td><td>{} ({})</td><td>{} {}{}, batch {}, {} instance(s), {} threads<br><small><code>{}</code> in {}</small></td><td class=n>{:.6}{}</td><td class=n>{:.1}</td><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                    "<tr><td>{mark}</td><td>{} ({})</td><td>{} {}{}, batch {}, {} replica(s) per machine, {} threads<br><small><code>{}</code> in {}</small></td><td class=n>{}{}</td><td class=n>{:.1}</td><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
                     esc(&o.hardware),
                     if o.gpu { "GPU" } else { "CPU" },
                     esc(&s.backend.to_string()),
@@ -224,8 +224,13 @@ fn decision_section(
                     s.threads,
                     esc(&s.id),
                     esc(&sources[o.row.source].path.display().to_string()),
-                    o.cost_per_1k_usd,
-                    o.ci_usd.map_or(String::new(), |(l, u)| format!(" ({l:.6}–{u:.6})")),
+                    crate::cost::usd_per_1m(o.cost_per_1k_usd),
+                    o.ci_usd.map_or(String::new(), |(l, u)| format!(
+                        "<br><small>{} {}–{}</small>",
+                        o.interval_words(),
+                        crate::cost::usd_per_1m(l),
+                        crate::cost::usd_per_1m(u)
+                    )),
                     o.capacity_qps,
                     esc(o.evidence.words()),
                     o.p99_ms,
@@ -301,14 +306,14 @@ fn quality_section(h: &mut String, rows: &[Row], chart: Option<&Chart>) {
             g.points.len(),
             g.front.len()
         );
-        h.push_str("<table><tr><th>front</th><th>levers</th><th class=n>$/1k</th><th class=n>top-10 overlap</th><th class=n>mean cosine</th><th class=n>score rank corr.</th><th>run</th></tr>\n");
+        h.push_str("<table><tr><th>front</th><th>levers</th><th class=n>$ per 1M requests</th><th class=n>top-10 overlap</th><th class=n>mean cosine</th><th class=n>score rank corr.</th><th>run</th></tr>\n");
         for (i, p) in g.points.iter().enumerate() {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td class=n>{:.6}</td><td class=n>{:.2}</td><td class=n>{:.4}</td><td class=n>{:.4}</td><td><small><code>{}</code></small></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{:.2}</td><td class=n>{:.4}</td><td class=n>{:.4}</td><td><small><code>{}</code></small></td></tr>",
                 if g.front.contains(&i) { "<b>front</b>" } else { "" },
                 esc(&super::quality::lever_label(&p.row.run.spec)),
-                p.cost_per_1k_usd,
+                crate::cost::usd_per_1m(p.cost_per_1k_usd),
                 p.quality.top10_overlap,
                 p.quality.mean_cosine,
                 p.quality.score_rank_correlation,
@@ -361,7 +366,7 @@ fn runs_section(h: &mut String, rows: &[Row]) {
     let head: Vec<String> = heads(&keys).into_iter().map(th).collect();
     let _ = writeln!(
         h,
-        "<h2 id=\"runs\">Valid runs</h2>\n<table><tr><th>host</th><th>configuration</th>{}<th class=n>req/s</th><th>power</th><th>$/1k (basis)</th><th>notes</th></tr>",
+        "<h2 id=\"runs\">Valid runs</h2>\n<table><tr><th>host</th><th>configuration</th>{}<th class=n>req/s</th><th>power</th><th>$ per 1M requests (basis)</th><th>notes</th></tr>",
         head.concat()
     );
     for r in rows.iter().filter(|r| r.run.status == Status::Ok) {
@@ -377,7 +382,8 @@ fn runs_section(h: &mut String, rows: &[Row]) {
                 )
             })
             .collect();
-        let _ = writeln!(
+        let _ =
+            writeln!(
             h,
             "<tr><td>{}</td><td>{}</td>{}<td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.host),
@@ -393,7 +399,7 @@ fn runs_section(h: &mut String, rows: &[Row]) {
                 (None, None) => "none (no sensor; unpriced, so no estimate)".into(),
             }),
             esc(&match r.headline() {
-                Some(f) => format!("{:.6} ({})", f.cost_per_1k_usd, f.basis),
+                Some(f) => format!("{} ({})", crate::cost::usd_per_1m(f.cost_per_1k_usd), f.basis),
                 None => format!("unpriced: {}", r.mapping.detail),
             }),
             badges(r),
@@ -528,7 +534,7 @@ fn sources_section(h: &mut String, rows: &[Row], sources: &[Source], catalog: &C
 
 /// How every figure was measured and priced.
 fn method_section(h: &mut String) {
-    h.push_str("<h2 id=\"method\">Method</h2><ul>\n<li>Each run executes in its own worker process. Inputs are tokenised before timing; every sequence is exactly <code>seq_len</code> tokens of real catalog text. The timed region of each run is stated in its results entry (encoder forward, plus scoring against item embeddings and top-k in two-tower mode, or the relevance head and top-k in cross-encoder mode). Two-tower scoring runs where the encoder runs (on the GPU for a GPU run; only the top-k ids and scores come back to the host) unless the scenario asked for host scoring; each run's <code>scoring:</code> note gives its share of the iteration and the encoder forward timed apart.</li>\n<li>Warm-up, then measurement until both a minimum duration and a minimum number of iterations are met, bounded by a maximum duration. Latency percentiles are linear-interpolated; offline and single-stream runs with a coefficient of variation above 10% are flagged unstable (server-load runs: see Notes below).</li>\n<li>Server load: seeded Poisson arrivals, dynamic batching, latency from each request's scheduled arrival (no coordinated omission). The operating point is the highest probed rate whose p99 is within the SLA and whose achieved rate is within 2% of the offered rate; its latency, throughput and power come from a confirmation probe at that rate.</li>\n<li>Parity: every run's embeddings of 16 probe queries and of the demo catalog are compared with candle fp32 on the CPU; fp32 must agree within 1e-4 (max abs), fp16/bf16 at cosine ≥ 0.999, int8 at cosine ≥ 0.99 with top-10 overlap ≥ 0.9. Runs that fail are <i>invalid</i> and not shown as results.</li>\n<li>Cost per 1k requests = 1000 × hourly price / 3600 / requests per second, at the SLA operating point when the run has one, else at peak offline throughput (labelled). The 95% interval comes from a bootstrap of the iteration times (offline) or from the bisection bracket (server). A GPU run on a multi-GPU instance is charged its per-GPU share. Owned hardware: purchase price over its lifetime plus energy × electricity price × PUE.</li>\n<li>Energy per 1k requests = average power × 1000 / requests per second. Power comes from RAPL or NVML counters when the host has them (measured; always preferred). Without a sensor it is <i>estimated</i> and labelled so: from the run's CPU TDP at run time (<code>estimated (TDP)</code>), or from the catalog entry the host is priced as (<code>estimated (CCF)</code>) with the Cloud Carbon Footprint model — vCPUs × (min + utilisation × (max − min)) watts per vCPU for the entry's processor, the utilisation being the run's measured busy threads / vCPUs; for a GPU, CCF's per-GPU min/max at its default 50% utilisation (GPU utilisation is not recorded), or the catalog's board power (an upper bound) where CCF has no coefficient. Compute only: no memory, storage, network or PUE. The coefficients, each with its source file and commit, are in <code>catalog/energy.toml</code>; each estimate's arithmetic is in the notes (badge <i>energy estimated</i>) and in runs.csv. Where neither is possible energy is empty, never 0.</li>\n<li>Notes: <i>unstable</i> — offline and single-stream runs whose iteration times have a coefficient of variation above 10%; server-load runs whose capacity bracket (the SLA held at one rate and failed at the next) is more than 10% wide or whose confirmation probe and search disagree on p99 by more than 20% of the SLA (under server load the spread of latencies is queueing, not noise). <i>marginal operating point</i> — the confirmation probe missed the SLA at a rate the search had passed. <i>few samples</i> — fewer than 100 latency samples, or stopped at the time limit. <i>unpriced</i>, <i>priced by the user's assertion</i> (<code>--map</code> or the scenario's <code>[cost] hardware</code>), <i>kernel fallback</i> (a backend recorded that it fell back to another kernel or device), <i>energy estimated</i>, <i>host-bound</i> (a GPU run that scored the catalog on the host CPU, <code>scoring = \"host\"</code> or a results file from before device scoring, and spent at least half of its median iteration doing so: the figure measures the host more than the GPU).</li>\n</ul>\n</body></html>\n");
+    h.push_str("<h2 id=\"method\">Method</h2><ul>\n<li>Each run executes in its own worker process. Inputs are tokenised before timing; every sequence is exactly <code>seq_len</code> tokens of real catalog text. The timed region of each run is stated in its results entry (encoder forward, plus scoring against item embeddings and top-k in two-tower mode, or the relevance head and top-k in cross-encoder mode). Two-tower scoring runs where the encoder runs (on the GPU for a GPU run; only the top-k ids and scores come back to the host) unless the scenario asked for host scoring; each run's <code>scoring:</code> note gives its share of the iteration and the encoder forward timed apart.</li>\n<li>Warm-up, then measurement until both a minimum duration and a minimum number of iterations are met, bounded by a maximum duration. Latency percentiles are linear-interpolated; offline and single-stream runs with a coefficient of variation above 10% are flagged unstable (server-load runs: see Notes below).</li>\n<li>Server load: seeded Poisson arrivals, dynamic batching, latency from each request's scheduled arrival (no coordinated omission). The operating point is the highest probed rate whose p99 is within the SLA and whose achieved rate is within 2% of the offered rate; its latency, throughput and power come from a confirmation probe at that rate.</li>\n<li>Parity: every run's embeddings of 16 probe queries and of the demo catalog are compared with candle fp32 on the CPU; fp32 must agree within 1e-4 (max abs), fp16/bf16 at cosine ≥ 0.999, int8 at cosine ≥ 0.99 with top-10 overlap ≥ 0.9. Runs that fail are <i>invalid</i> and not shown as results.</li>\n<li>Cost per 1k requests = 1000 × hourly price / 3600 / requests per second, at the SLA operating point when the run has one, else at peak offline throughput (labelled). Tables show it as dollars per million requests. Its interval is a 95% bootstrap interval of the iteration times for an offline peak, and the search bracket for a server-load operating point (the rate that met the SLA and the next probed rate, which did not): a bracket, not a confidence interval. A GPU run on a multi-GPU instance is charged its per-GPU share. Owned hardware: purchase price over its lifetime plus energy × electricity price × PUE.</li>\n<li>Energy per 1k requests = average power × 1000 / requests per second. Power comes from RAPL or NVML counters when the host has them (measured; always preferred). Without a sensor it is <i>estimated</i> and labelled so: from the run's CPU TDP at run time (<code>estimated (TDP)</code>), or from the catalog entry the host is priced as (<code>estimated (CCF)</code>) with the Cloud Carbon Footprint model — vCPUs × (min + utilisation × (max − min)) watts per vCPU for the entry's processor, the utilisation being the run's measured busy threads / vCPUs; for a GPU, CCF's per-GPU min/max at its default 50% utilisation (GPU utilisation is not recorded), or the catalog's board power (an upper bound) where CCF has no coefficient. Compute only: no memory, storage, network or PUE. The coefficients, each with its source file and commit, are in <code>catalog/energy.toml</code>; each estimate's arithmetic is in the notes (badge <i>energy estimated</i>) and in runs.csv. Where neither is possible energy is empty, never 0.</li>\n<li>Notes: <i>unstable</i> — offline and single-stream runs whose iteration times have a coefficient of variation above 10%; server-load runs whose capacity bracket (the SLA held at one rate and failed at the next) is more than 10% wide or whose confirmation probe and search disagree on p99 by more than 20% of the SLA (under server load the spread of latencies is queueing, not noise). <i>marginal operating point</i> — the confirmation probe missed the SLA at a rate the search had passed. <i>few samples</i> — fewer than 100 latency samples, or stopped at the time limit. <i>unpriced</i>, <i>priced by the user's assertion</i> (<code>--map</code> or the scenario's <code>[cost] hardware</code>), <i>kernel fallback</i> (a backend recorded that it fell back to another kernel or device), <i>energy estimated</i>, <i>host-bound</i> (a GPU run that scored the catalog on the host CPU, <code>scoring = \"host\"</code> or a results file from before device scoring, and spent at least half of its median iteration doing so: the figure measures the host more than the GPU).</li>\n</ul>\n</body></html>\n");
 }
 
 #[cfg(test)]

@@ -53,11 +53,11 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
         out.push_str(&format!("### {}\n\n", cell(&d.title())));
         out.push_str(&format!("{}\n\n", d.verdict()));
         if !d.options.is_empty() {
-            out.push_str("| | hardware | configuration | $/1k | capacity req/s | evidence | p99 ms | instances | USD/month | energy per 1k | notes |\n|---|---|---|---:|---:|---|---:|---:|---:|---:|---|\n");
+            out.push_str("| | hardware | configuration | $ per 1M req | capacity per machine, req/s | evidence | p99 ms | machines | USD/month | energy per 1k | notes |\n|---|---|---|---:|---:|---|---:|---:|---:|---:|---|\n");
             for (i, o) in d.options.iter().enumerate() {
                 let s = &o.row.run.spec;
                 out.push_str(&format!(
-                    "| {} | {} ({}) | {} {} b{} i{} | {:.6} | {:.1} | {} | {:.1} | {} | {} | {} | {} |\n",
+                    "| {} | {} ({}) | {} {} batch {}, {} replica(s) per machine | {} | {:.1} | {} | {:.1} | {} | {} | {} | {} |\n",
                     if i == 0 { "**cheapest**" } else { "" },
                     cell(&o.hardware),
                     if o.gpu { "GPU" } else { "CPU" },
@@ -65,7 +65,7 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
                     s.precision,
                     s.batch,
                     s.instances,
-                    o.cost_per_1k_usd,
+                    crate::cost::usd_per_1m(o.cost_per_1k_usd),
                     o.capacity_qps,
                     o.evidence.words(),
                     o.p99_ms,
@@ -100,7 +100,7 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
         }
         out.push('\n');
     }
-    out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $/1k (basis) | parity cos | notes |\n|---|---|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $ per 1M req (basis) | parity cos | notes |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for r in rows.iter().filter(|r| r.run.status != Status::Skipped) {
         let c = cells(
             r.run,
@@ -115,8 +115,9 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
             c[2],
             fmt_opt(r.requests_per_s(), 1),
             r.headline().map_or("unpriced".into(), |f| format!(
-                "{:.6} ({})",
-                f.cost_per_1k_usd, f.basis
+                "{} ({})",
+                crate::cost::usd_per_1m(f.cost_per_1k_usd),
+                f.basis
             )),
             c[3],
             cell(&super::notes::badges(r)),
