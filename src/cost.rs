@@ -450,6 +450,9 @@ pub struct RunCost {
     pub energy_above_idle_per_1k_joules: Option<f64>,
     /// The power the energy comes from, with its label and basis.
     pub power: energy::RunPower,
+    /// The catalog's own doubt about the price: the entry's note when it starts with
+    /// `UNSURE` (the catalog's flag for a price no primary source confirms).
+    pub price_unsure: Option<String>,
 }
 
 /// Throughput and a 95% interval for `r`.
@@ -622,6 +625,11 @@ pub fn cost_run(r: &RunResult, hw: &HardwareEntry, host_cores: usize) -> Option<
         energy_per_1k_joules: energy,
         energy_above_idle_per_1k_joules: above,
         power,
+        price_unsure: hw
+            .notes
+            .trim_start()
+            .starts_with("UNSURE")
+            .then(|| hw.notes.trim().to_string()),
     })
 }
 
@@ -640,6 +648,9 @@ pub struct PlanOption {
     pub basis: String,
     pub cost_per_1k_usd: f64,
     pub monthly_usd: f64,
+    /// The badges that qualify this figure (host-bound, kernel fallback, unstable, few
+    /// samples, priced by the user's assertion …), as in the report's table.
+    pub caveats: Vec<String>,
 }
 
 /// The plan of one (model, mode): its options (best first), the CPU-against-GPU verdict and

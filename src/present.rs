@@ -151,6 +151,9 @@ pub fn plan(groups: &[PlanGroup], qps: f64, p99_ms: f64, headroom: f64) -> Strin
                 o.evidence,
                 o.run_id
             );
+            if !o.caveats.is_empty() {
+                let _ = writeln!(s, "  {:<22} caveats: {}", "", o.caveats.join(", "));
+            }
         }
         for (id, why) in &g.excluded {
             let _ = writeln!(s, "  excluded {id}: {why}");

@@ -609,6 +609,103 @@ fn report_takes_the_readers_requirement_and_refuses_bad_values() {
     }
 }
 
+/// A caveat written in a run's notes (here a kernel fallback) travels with its figure: the
+/// headline's sentence, the decision table, `plan` (text and JSON) and the cost chart's bar
+/// (its alt text) all carry the badge.
+#[test]
+fn a_runs_caveat_travels_to_the_headline_the_table_plan_and_the_chart() {
+    common::isolate();
+    let f = results_file();
+    let flags = ["--qps", "200", "--p99-ms", "500"];
+    let plan_json = |file: &Path| -> Value {
+        let out = recbench()
+            .arg("plan")
+            .arg(file)
+            .args(flags)
+            .arg("--json")
+            .output()
+            .unwrap();
+        common::assert_succeeded(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = plan_json(f);
+    let best = &before[0]["options"][0];
+    let id = best["run_id"].as_str().unwrap().to_string();
+    assert!(
+        !best["caveats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "kernel fallback"),
+        "{best}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+    let run = v["runs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["spec"]["id"] == id.as_str())
+        .unwrap();
+    run["notes"]
+        .as_array_mut()
+        .unwrap()
+        .push("the fused attention kernel fell back to the unfused one".into());
+    let noted = write_json(dir.path(), "noted.json", &v);
+
+    let after = plan_json(&noted);
+    let best = &after[0]["options"][0];
+    assert_eq!(best["run_id"], id.as_str(), "the same winner");
+    assert!(
+        best["caveats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "kernel fallback"),
+        "{best}"
+    );
+    let hw = best["hardware_id"].as_str().unwrap();
+    let caveats = format!("Caveats on {hw}'s figure: ");
+    let verdict = after[0]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains(&caveats) && verdict.contains("kernel fallback"),
+        "{verdict}"
+    );
+    let out = recbench()
+        .arg("plan")
+        .arg(&noted)
+        .args(flags)
+        .output()
+        .unwrap();
+    common::assert_succeeded(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("caveats: ") && l.contains("kernel fallback")),
+        "{text}"
+    );
+
+    let (out_dir, out) = report(&[&noted], &flags);
+    common::assert_succeeded(&out);
+    let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
+    assert!(md.contains(&caveats), "{md}");
+    let row = md.lines().find(|l| l.contains("**cheapest**")).unwrap();
+    assert!(row.contains("kernel fallback"), "{row}");
+    let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    let alt = html
+        .split("<img alt=\"")
+        .nth(1)
+        .and_then(|a| a.split('"').next())
+        .unwrap();
+    assert!(
+        alt.starts_with("Cost per million recommendations")
+            && alt.contains(&format!("{hw} |"))
+            && alt.contains("caveats: ")
+            && alt.contains("kernel fallback"),
+        "{alt}"
+    );
+}
+
 /// Renders the report in headless Chromium (Debian's package, no network) and checks what a
 /// reader sees: the recommendation text in the DOM and a screenshot with content.
 #[test]

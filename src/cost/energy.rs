@@ -122,6 +122,11 @@ pub struct RunPower {
     /// How the figure was made, in words: the arithmetic and the source of an estimate, or why
     /// there is none.
     pub basis: String,
+    /// What the watts cover and where each part comes from, for every place energy is shown:
+    /// "CPU package (RAPL)", "GPU board only (NVML); host CPU not counted", "GPU board (NVML) +
+    /// host CPU (CCF estimate)", "CPU (CCF estimate)". A CPU machine's package figure and a GPU
+    /// board's figure are different scopes; this says which one a number is.
+    pub covers: String,
 }
 
 impl RunPower {
@@ -130,9 +135,19 @@ impl RunPower {
         self.watts.is_some() && !self.label.starts_with("estimated")
     }
 
-    /// True for an estimate (at run time or from the coefficients).
+    /// True for an estimate, in whole or in part (at run time or from the coefficients).
     pub fn estimated(&self) -> bool {
-        self.watts.is_some() && self.label.starts_with("estimated")
+        self.watts.is_some() && self.label.contains("estimate")
+    }
+}
+
+/// What a sensor's figure covers, by its source.
+fn measured_scope(source: &str) -> String {
+    match source {
+        "rapl" => "CPU package (RAPL)".into(),
+        "nvml" => "GPU board only (NVML); host CPU not counted".into(),
+        "rapl+nvml" => "CPU package (RAPL) + GPU board (NVML)".into(),
+        other => format!("as measured by {other}"),
     }
 }
 
@@ -147,6 +162,40 @@ pub fn run_power(
 ) -> RunPower {
     if let Some(w) = r.power.watts {
         let estimated = r.power.source == "estimated";
+        // A GPU board measured alone leaves out the host CPU that fed it: add the catalog
+        // entry's CPU estimate where there is one, and say so either way.
+        if r.power.source == "nvml" && matches!(r.spec.device, Device::Cuda(_)) {
+            let host = table
+                .map
+                .iter()
+                .find(|m| m.hardware == hw.id)
+                .ok_or_else(|| format!("{} has no processor line in catalog/energy.toml", hw.id))
+                .and_then(|m| cpu_estimate(table, r, hw, host_cores, m));
+            return match host {
+                Ok(Some((cpu_w, how))) => RunPower {
+                    watts: Some(w + cpu_w),
+                    label: "nvml + host estimate".into(),
+                    basis: format!(
+                        "{:.1} W = GPU board {w:.1} W measured (nvml) + host {how}",
+                        w + cpu_w
+                    ),
+                    covers: "GPU board (NVML) + host CPU (CCF estimate)".into(),
+                },
+                Ok(None) | Err(_) => RunPower {
+                    watts: Some(w),
+                    label: "nvml".into(),
+                    basis: format!(
+                        "measured (nvml): the GPU board only; the host CPU is not counted ({})",
+                        match host {
+                            Ok(_) =>
+                                "the catalog entry names no CPU to estimate it from".to_string(),
+                            Err(e) => e,
+                        }
+                    ),
+                    covers: measured_scope("nvml"),
+                },
+            };
+        }
         return RunPower {
             watts: Some(w),
             label: if estimated {
@@ -165,20 +214,73 @@ pub fn run_power(
             } else {
                 format!("measured ({})", r.power.source)
             },
+            covers: if estimated {
+                "CPU package (TDP estimate)".into()
+            } else {
+                measured_scope(&r.power.source)
+            },
         };
     }
+    let on_gpu = matches!(r.spec.device, Device::Cuda(_));
     match estimate(table, r, hw, host_cores) {
         Ok((w, basis)) => RunPower {
             watts: Some(w),
             label: "estimated (CCF)".into(),
+            covers: match (on_gpu, basis.contains("host CPU not counted")) {
+                (false, _) => "CPU (CCF estimate)".into(),
+                (true, false) => "GPU + host CPU (CCF estimate)".into(),
+                (true, true) => "GPU only (estimate); host CPU not counted".into(),
+            },
             basis,
         },
         Err(why) => RunPower {
             watts: None,
             label: "none".into(),
             basis: format!("no power sensor and no estimate: {why}"),
+            covers: String::new(),
         },
     }
+}
+
+/// CCF's CPU part for `r` on `hw`: vCPUs × (min + utilisation × (max − min)), utilisation
+/// measured (busy threads / vCPUs), with the arithmetic; `None` where the map names no CPU.
+fn cpu_estimate(
+    table: &EnergyTable,
+    r: &RunResult,
+    hw: &HardwareEntry,
+    host_cores: usize,
+    m: &EnergyMap,
+) -> std::result::Result<Option<(f64, String)>, String> {
+    let Some(c) = table.cpu.iter().find(|c| c.name == m.cpu) else {
+        return Ok(None);
+    };
+    let share = if matches!(r.spec.device, Device::Cuda(_)) && hw.gpu_count > 1 {
+        1.0 / hw.gpu_count as f64
+    } else {
+        1.0
+    };
+    let vcpus = if hw.vcpus > 0 {
+        hw.vcpus as f64
+    } else {
+        host_cores.max(1) as f64
+    } * share;
+    let busy = r.power.busy_threads.ok_or(
+        "the run recorded no CPU utilisation (busy threads), so the CPU draw cannot be scaled",
+    )?;
+    let u = (busy / vcpus).clamp(0.0, 1.0);
+    let w = vcpus * (c.min_watts + u * (c.max_watts - c.min_watts));
+    Ok(Some((
+        w,
+        format!(
+            "CPU {w:.1} W = {vcpus} vCPU × ({} + {u:.3} × ({} − {})) W per vCPU, utilisation \
+             {u:.3} = {busy:.2} busy threads measured / {vcpus} vCPUs; {} coefficients from {}",
+            c.min_watts,
+            c.max_watts,
+            c.min_watts,
+            c.name,
+            table.cite(c)
+        ),
+    )))
 }
 
 /// CCF's compute model for `r` on `hw`: watts and the arithmetic, or why no estimate.
@@ -194,39 +296,13 @@ pub fn estimate(
         .find(|m| m.hardware == hw.id)
         .ok_or_else(|| format!("{} has no processor line in catalog/energy.toml", hw.id))?;
     let on_gpu = matches!(r.spec.device, Device::Cuda(_));
-    let share = if on_gpu && hw.gpu_count > 1 {
-        1.0 / hw.gpu_count as f64
-    } else {
-        1.0
-    };
     let mut watts = 0.0;
     let mut parts: Vec<String> = Vec::new();
     // The CPU: vCPUs × (min + utilisation × (max − min)), utilisation measured.
-    let cpu = table.cpu.iter().find(|c| c.name == m.cpu);
-    match cpu {
-        Some(c) => {
-            let vcpus = if hw.vcpus > 0 {
-                hw.vcpus as f64
-            } else {
-                host_cores.max(1) as f64
-            } * share;
-            let busy = r.power.busy_threads.ok_or(
-                "the run recorded no CPU utilisation (busy threads), so the CPU draw cannot be \
-                 scaled",
-            )?;
-            let u = (busy / vcpus).clamp(0.0, 1.0);
-            let w = vcpus * (c.min_watts + u * (c.max_watts - c.min_watts));
+    match cpu_estimate(table, r, hw, host_cores, m)? {
+        Some((w, how)) => {
             watts += w;
-            parts.push(format!(
-                "CPU {w:.1} W = {vcpus} vCPU × ({} + {u:.3} × ({} − {})) W per vCPU, \
-                 utilisation {u:.3} = {busy:.2} busy threads measured / {vcpus} vCPUs; {} \
-                 coefficients from {}",
-                c.min_watts,
-                c.max_watts,
-                c.min_watts,
-                c.name,
-                table.cite(c)
-            ));
+            parts.push(how);
         }
         None if !on_gpu => {
             return Err(format!("{}: {}", hw.id, m.why));
@@ -366,6 +442,7 @@ mod tests {
         let p = run_power(EnergyTable::shipped(), &r, hw, 2);
         assert_eq!((p.watts, p.label.as_str()), (Some(42.0), "rapl"));
         assert!(p.measured());
+        assert_eq!(p.covers, "CPU package (RAPL)");
         // No utilisation recorded: no estimate, and the reason says so.
         r.power.watts = None;
         r.power.busy_threads = None;
@@ -393,6 +470,30 @@ mod tests {
         let p = run_power(EnergyTable::shipped(), &r, hw, 2);
         assert_eq!(p.watts, hw.tdp_watts);
         assert!(p.basis.contains("upper bound") && p.basis.contains("host CPU not counted"));
+        assert_eq!(p.covers, "GPU only (estimate); host CPU not counted");
+
+        // NVML measures the board alone. Where the catalog entry names the host's CPU, its CCF
+        // estimate is added and the figure says it covers both; where it names none, the
+        // figure says the host is not counted.
+        r.power.watts = Some(150.0);
+        r.power.source = "nvml".into();
+        let hw = catalog.get("aws-g4dn-xlarge").unwrap();
+        let cpu = 4.0 * (cmin + busy / 4.0 * (cmax - cmin));
+        let p = run_power(EnergyTable::shipped(), &r, hw, 2);
+        assert!((p.watts.unwrap() - (150.0 + cpu)).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.covers, "GPU board (NVML) + host CPU (CCF estimate)");
+        assert!(p.estimated(), "partly estimated: the badge says so");
+        assert!(
+            p.basis.contains("GPU board 150.0 W measured"),
+            "{}",
+            p.basis
+        );
+        let hw = catalog.get("packetai-1x-h200-sxm").unwrap();
+        let p = run_power(EnergyTable::shipped(), &r, hw, 2);
+        assert_eq!(p.watts, Some(150.0));
+        assert_eq!(p.covers, "GPU board only (NVML); host CPU not counted");
+        assert!(!p.estimated());
+        r.power.watts = None;
         // An entry with no processor line: no estimate.
         let hw = catalog.get("owned-1u-dual-socket-cpu").unwrap();
         r.spec.device = Device::Cpu;

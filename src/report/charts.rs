@@ -48,6 +48,9 @@ pub struct Chart {
     /// it; a bar chart is one panel of one series. Read by the tests that hold the cap.
     #[cfg_attr(not(test), allow(dead_code))]
     pub series_per_panel: Vec<(String, usize)>,
+    /// A bar chart's bar labels, top first (empty for other charts): the image's alt text in
+    /// the report, so what a bar says (its caveats too) can be read without the picture.
+    pub bars: Vec<String>,
 }
 
 /// At most this many series (colours, legend entries) in one panel.
@@ -353,7 +356,7 @@ fn config_key(r: &Row) -> String {
 }
 
 /// The bar label of a decision table option: model, mode, hardware, configuration, then `tail`
-/// (the evidence for cost, the power source for energy).
+/// (the evidence and the figure's caveats for cost, what the energy covers for energy).
 fn option_label(
     d: &super::decision::Decision,
     o: &super::decision::Candidate,
@@ -445,8 +448,14 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
                     super::decision::Evidence::UpperBound => "offline upper bound",
                 };
                 // Dollars per million requests: the unit the tables use.
+                let caveats = super::notes::cost_caveats(o.row);
+                let tail = if caveats.is_empty() {
+                    evidence.to_string()
+                } else {
+                    format!("{evidence}; caveats: {}", caveats.join(", "))
+                };
                 (
-                    option_label(d, o, evidence),
+                    option_label(d, o, &tail),
                     o.cost_per_1k_usd * 1000.0,
                     o.ci_usd.map(|(l, u)| (l * 1000.0, u * 1000.0)),
                 )
@@ -455,6 +464,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .collect();
     let title = "Cost per million recommendations at the budget, per hardware option";
     charts.push(Chart {
+        bars: items.iter().map(|b| b.0.clone()).collect(),
         file: "cost_per_1k.png".into(),
         title: title.into(),
         caption: format!("The decision table as a picture: for each model and request shape, each hardware option's cheapest configuration that meets {} and the quality bar, in USD per million requests on the {} price, with its interval where the evidence gives one (a 95% bootstrap interval for an offline peak, the search bracket for a server-load operating point). Excluded configurations are not drawn; the table lists them with the reason.", req.p99_ms.map_or("each run's own SLA".to_string(), |p| format!("p99 ≤ {p} ms")), req.basis),
@@ -504,6 +514,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     }
     let t2 = "Latency per forward pass vs batch (offline): circles p50, triangles p99";
     charts.push(Chart {
+        bars: Vec::new(),
         file: "latency_vs_batch.png".into(),
         title: t2.into(),
         caption: "One panel per model and request shape; in each, one colour per hardware × backend × precision (legend beside the panel), p50 as a thick line with circles and p99 as a thin line with triangles, of one forward pass of `batch` requests including scoring and top-k (offline runs). The latency axis is logarithmic where a panel's values span more than 10×.".into(),
@@ -512,6 +523,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     });
     let t3 = "Throughput vs batch (offline)";
     charts.push(Chart {
+        bars: Vec::new(),
         file: "throughput_vs_batch.png".into(),
         title: t3.into(),
         caption: "One panel per model and request shape: requests per second of back-to-back batches (offline load), the peak a machine can do, an upper bound for latency-bound serving. Logarithmic where a panel's values span more than 10×.".into(),
@@ -527,6 +539,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .collect();
     let t4 = "p99 latency vs throughput (server load) with the SLA";
     charts.push(Chart {
+        bars: Vec::new(),
         file: "latency_throughput.png".into(),
         title: t4.into(),
         caption: "Each probed Poisson rate of the operating-point search: achieved requests/s against p99 latency from scheduled arrival. The black line is the SLA. The large dot on a curve is the confirmation probe at its operating point, which met the SLA; a cross is a confirmation that missed it, and that configuration is excluded from the decision table.".into(),
@@ -539,15 +552,15 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         })],
     });
 
-    // 5. Energy per 1k of the same options as the cost chart, each labelled measured or
-    // estimated.
+    // 5. Energy per 1k of the same options as the cost chart, each labelled with what its
+    // figure covers (CPU package, GPU board, board + host estimate) and where it comes from.
     let energy: Vec<Bar> = decisions
         .iter()
         .flat_map(|d| {
             d.options.iter().filter_map(move |o| {
                 let c = o.row.cost.as_ref()?;
                 Some((
-                    option_label(d, o, &c.power.label),
+                    option_label(d, o, &c.power.covers),
                     o.energy_per_1k_joules?,
                     None,
                 ))
@@ -573,9 +586,10 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         s
     };
     charts.push(Chart {
+        bars: energy.iter().map(|b| b.0.clone()).collect(),
         file: "energy_per_1k.png".into(),
         title: t5.into(),
-        caption: "The options of the decision table (as in the cost chart), in joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names where its power comes from: rapl or nvml (measured), estimated (TDP) at run time, or estimated (CCF) from the catalog entry's processor with the Cloud Carbon Footprint coefficients scaled by the run's measured CPU utilisation (see Method). Estimates are not measurements.".into(),
+        caption: "The options of the decision table (as in the cost chart), in joules per 1,000 requests = average power over the measurement window × 1000 / requests per second; each bar names what its figure covers and where each part comes from: a CPU package (RAPL) or a GPU board (NVML) measured; a GPU board measured plus the host CPU estimated, where the catalog names the host's processor (else the bar says the host is not counted); a TDP estimate at run time; or a CCF estimate from the catalog entry's processor with the Cloud Carbon Footprint coefficients scaled by the run's measured CPU utilisation (see Method). Estimates are not measurements, and a board alone is not a machine.".into(),
         png: if energy.is_empty() {
             empty(t5, &format!("no option in the decision table has a power figure ({})", sources.join("; ")))?
         } else {
@@ -592,6 +606,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         q.clone().fold(f64::NEG_INFINITY, f64::max) - q.fold(f64::INFINITY, f64::min)
     };
     charts.push(Chart {
+        bars: Vec::new(),
         file: "cost_vs_quality.png".into(),
         title: t6.into(),
         caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle a reduced precision (fp16, bf16 or int8); the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),

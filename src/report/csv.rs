@@ -27,10 +27,11 @@ fn num(x: Option<f64>) -> String {
 }
 
 /// The columns after the run's own (see [`COLUMNS`]): what the cost model adds.
-const PRICED: [&str; 12] = [
+const PRICED: [&str; 13] = [
     "notes",
     "energy_per_1k_joules",
     "energy_source",
+    "energy_covers",
     "energy_basis",
     "hardware_id",
     "mapping",
@@ -62,6 +63,7 @@ pub fn runs_csv(rows: &[Row], sources: &[Source]) -> String {
             field(&super::notes::text(r)),
             num(r.cost.as_ref().and_then(|c| c.energy_per_1k_joules)),
             field(r.cost.as_ref().map_or("", |c| c.power.label.as_str())),
+            field(r.cost.as_ref().map_or("", |c| c.power.covers.as_str())),
             field(r.cost.as_ref().map_or("", |c| c.power.basis.as_str())),
             field(r.mapping.hardware_id.as_deref().unwrap_or("")),
             field(&format!("{}: {}", r.mapping.how, r.mapping.detail)),

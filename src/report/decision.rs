@@ -259,6 +259,18 @@ impl Decision<'_, '_> {
                 }
             }
         }
+        // What qualifies the winner's figure travels with it into the answer.
+        let caveats = super::notes::cost_caveats(win.row);
+        if !caveats.is_empty() {
+            if !v.ends_with('.') {
+                v.push('.');
+            }
+            v.push_str(&format!(
+                " Caveats on {}'s figure: {}.",
+                win.hardware,
+                caveats.join(", ")
+            ));
+        }
         v
     }
 }
@@ -701,7 +713,10 @@ mod tests {
             "{v}"
         );
         assert!(
-            v.ends_with("no GPU option qualifies to compare with."),
+            v.ends_with(
+                "no GPU option qualifies to compare with. Caveats on aws-m7i-large's figure: \
+                 priced by the user's assertion."
+            ),
             "{v}"
         );
     }

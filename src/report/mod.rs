@@ -469,6 +469,10 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
                     basis: opts.requirement.basis.clone(),
                     cost_per_1k_usd: o.cost_per_1k_usd,
                     monthly_usd: o.monthly_usd.unwrap_or(0.0),
+                    caveats: notes::cost_caveats(o.row)
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
                 })
                 .collect(),
             excluded: d

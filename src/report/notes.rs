@@ -152,6 +152,15 @@ pub fn notes(r: &Row) -> Vec<Note> {
                         ),
                     ));
                 }
+                if let Some(why) = &c.price_unsure {
+                    out.push(Note::new(
+                        "price unsure",
+                        format!(
+                            "the catalog's price for {} is flagged: {why}",
+                            c.hardware_id
+                        ),
+                    ));
+                }
                 if c.power.estimated() {
                     out.push(Note::new("energy estimated", c.power.basis.clone()));
                 }
@@ -185,6 +194,18 @@ pub fn text(r: &Row) -> String {
         .map(Note::text)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The badges that qualify a row's cost and capacity (all but `energy estimated`, which
+/// qualifies its energy only), each once: what travels with a cost figure into the headline,
+/// `plan` and the cost chart.
+pub fn cost_caveats(r: &Row) -> Vec<&'static str> {
+    let mut seen = std::collections::BTreeSet::new();
+    notes(r)
+        .iter()
+        .map(|n| n.badge)
+        .filter(|b| *b != "energy estimated" && seen.insert(*b))
+        .collect()
 }
 
 /// The badges as one short text cell, each badge once: `unstable, few samples`.
@@ -259,6 +280,38 @@ mod tests {
             marked >= 20,
             "all but the fastest GPU runs are host-bound: {marked}"
         );
+    }
+
+    /// A price the catalog flags UNSURE carries a `price unsure` badge with the catalog's
+    /// reason; a price it does not flag carries none.
+    #[test]
+    fn a_price_the_catalog_doubts_is_badged_where_it_is_used() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let gpu = root.join("results/reference/gpu/gpu-minilm/20261204T154829Z-vm.json");
+        let cpu = root.join("results/reference/quick/20261128T040112Z-vm.json");
+        let catalog = Catalog::shipped_with(None).unwrap();
+        for (file, hw, unsure) in [
+            (gpu, "packetai-1x-h200-sxm", true),
+            (cpu, "aws-m7i-large", false),
+        ] {
+            let sources = load_sources(&[file]).unwrap();
+            let maps = [("vm".to_string(), hw.to_string())];
+            let rows = price(&sources, &catalog, &maps).unwrap();
+            let priced: Vec<_> = rows.iter().filter(|r| r.cost.is_some()).collect();
+            assert!(!priced.is_empty());
+            for r in priced {
+                let n = super::notes(r);
+                let flag = n.iter().find(|n| n.badge == "price unsure");
+                assert_eq!(flag.is_some(), unsure, "{hw}: {n:?}");
+                if let Some(f) = flag {
+                    assert!(
+                        f.detail.contains(hw) && f.detail.contains("UNSURE"),
+                        "{f:?}"
+                    );
+                    assert!(super::cost_caveats(r).contains(&"price unsure"));
+                }
+            }
+        }
     }
 
     /// The reference server results, priced as the example report prices them: the two runs
