@@ -421,6 +421,36 @@ fn a_fleet_report_says_when_its_files_are_not_one_sweep() {
         hosts.iter().any(|h| h.contains("family 26 model 2")),
         "{hosts:?}"
     );
+
+    // Identical copies agree; a copy of one machine's file where one run is twice as slow
+    // disagrees beyond its intervals, and the report says which run and which files.
+    assert!(!md.contains("disagrees across files"), "{md}");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(results_file()).unwrap()).unwrap();
+    let run = v["runs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["status"] == "ok")
+        .unwrap();
+    let id = run["spec"]["id"].as_str().unwrap().to_string();
+    let slow: Vec<Value> = run["samples_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x.as_f64().unwrap() * 2.0).into())
+        .collect();
+    run["samples_ms"] = slow.into();
+    let rps = run["throughput"]["requests_per_s"].as_f64().unwrap();
+    run["throughput"]["requests_per_s"] = (rps / 2.0).into();
+    let slower = write_json(dir.path(), "slower.json", &v);
+    let (out_dir, out) = report(&[results_file(), &slower], &[]);
+    common::assert_succeeded(&out);
+    let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
+    let line = md
+        .lines()
+        .find(|l| l.contains("disagrees across files beyond its intervals"))
+        .unwrap_or_else(|| panic!("no warning: {md}"));
+    assert!(line.contains(&id) && line.contains("slower.json"), "{line}");
 }
 
 #[test]

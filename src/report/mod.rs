@@ -388,6 +388,41 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
             listed(builds)
         ));
     }
+    // One run id measured in several files of one machine: its rates must agree within their
+    // intervals (bootstrap offline, search bracket under server load), else one of the
+    // measurements is not what the other is.
+    let mut seen: BTreeMap<(&str, &str), Vec<(usize, f64, (f64, f64))>> = BTreeMap::new();
+    for (i, (s, label)) in sources.iter().zip(&labels).enumerate() {
+        for r in s.file.runs.iter().filter(|r| r.status == Status::Ok) {
+            if let Some((_, rate, ci)) = cost::rate_with_ci(r) {
+                seen.entry((label.as_str(), r.spec.id.as_str()))
+                    .or_default()
+                    .push((i, rate, ci));
+            }
+        }
+    }
+    for ((label, id), m) in &seen {
+        let apart = m.iter().enumerate().find_map(|(k, a)| {
+            m[k + 1..]
+                .iter()
+                .find(|b| a.2 .1 < b.2 .0 || b.2 .1 < a.2 .0)
+                .map(|b| (a, b))
+        });
+        if let Some((a, b)) = apart {
+            out.push(format!(
+                "run {id} on {label} disagrees across files beyond its intervals: {:.1} \
+                 requests/s ({:.1}–{:.1}) in {}, {:.1} ({:.1}–{:.1}) in {}",
+                a.1,
+                a.2 .0,
+                a.2 .1,
+                sources[a.0].path.display(),
+                b.1,
+                b.2 .0,
+                b.2 .1,
+                sources[b.0].path.display()
+            ));
+        }
+    }
     out
 }
 
