@@ -169,7 +169,7 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
     assert!(
         html.contains("Which hardware, at each run&#39;s own SLA")
             && html.contains("<b>cheapest</b>")
-            && html.contains("no GPU option qualifies to compare with."),
+            && html.contains("no GPU option qualifies to compare with"),
         "decision table"
     );
     assert!(
@@ -587,6 +587,21 @@ fn report_takes_the_readers_requirement_and_refuses_bad_values() {
     );
     assert!(!md.contains("$/1k") && !md.contains("instances"), "{md}");
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    // The page's first lines under its title are the answer, the same sentence as summary.md's
+    // first line and the verdict's start.
+    let top = html
+        .split("</h1>\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no title"));
+    assert!(
+        top.starts_with("<div class=\"answer\"><ul><li><b>"),
+        "{}",
+        &top[..200]
+    );
+    let first = md.lines().nth(2).unwrap();
+    assert!(first.contains(&verdict), "{first}");
+    let answer = first.split_once("**: ").unwrap().1;
+    assert!(top.contains(&answer.replace('\'', "&#39;")), "{answer}");
     assert!(
         html.contains("<th class=n>$ per 1M requests</th>")
             && html.contains("<th class=n>machines</th>")
@@ -695,7 +710,7 @@ fn a_runs_caveat_travels_to_the_headline_the_table_plan_and_the_chart() {
         "{best}"
     );
     let hw = best["hardware_id"].as_str().unwrap();
-    let caveats = format!("Caveats on {hw}'s figure: ");
+    let caveats = format!("(caveats on {hw}'s figure: ");
     let verdict = after[0]["verdict"].as_str().unwrap();
     assert!(
         verdict.contains(&caveats) && verdict.contains("kernel fallback"),
@@ -719,6 +734,12 @@ fn a_runs_caveat_travels_to_the_headline_the_table_plan_and_the_chart() {
     common::assert_succeeded(&out);
     let md = std::fs::read_to_string(out_dir.path().join("summary.md")).unwrap();
     assert!(md.contains(&caveats), "{md}");
+    // The report's first line is the answer, and it carries the caveat too.
+    let first = md.lines().nth(2).unwrap();
+    assert!(
+        first.starts_with("- **") && first.contains(&caveats) && first.contains("kernel fallback"),
+        "{first}"
+    );
     let row = md.lines().find(|l| l.contains("**cheapest**")).unwrap();
     assert!(row.contains("kernel fallback"), "{row}");
     let html = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
@@ -729,7 +750,7 @@ fn a_runs_caveat_travels_to_the_headline_the_table_plan_and_the_chart() {
         .unwrap();
     assert!(
         alt.starts_with("Cost per million recommendations")
-            && alt.contains(&format!("{hw} |"))
+            && alt.contains(&format!("{hw} (CPU) |"))
             && alt.contains("caveats: ")
             && alt.contains("kernel fallback"),
         "{alt}"

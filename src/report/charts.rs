@@ -12,11 +12,13 @@ use crate::spec::Load;
 /// The bundled font (DejaVu Sans, Bitstream Vera licence: assets/fonts/DejaVu-LICENSE.txt).
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-/// A bar: label, value, optional 95% interval.
-type Bar = (String, f64, Option<(f64, f64)>);
+/// A bar: label, value, optional interval, colour index (one colour per model and request
+/// shape).
+type Bar = (String, f64, Option<(f64, f64)>, usize);
 
-/// A line: label, points, thin (p99) or thick (p50), colour index.
-type Series = (String, Vec<(f64, f64)>, bool, usize);
+/// A line: label, points, thin (p99) or thick (p50), colour index, on a GPU (dashed, squares)
+/// or a CPU (solid, circles).
+type Series = (String, Vec<(f64, f64)>, bool, usize, bool);
 
 /// A panel of small multiples: its title and its series.
 type Panel = (String, Vec<Series>);
@@ -114,11 +116,11 @@ fn bars(
     let n = items.len();
     let hi = items
         .iter()
-        .map(|(_, v, ci)| ci.map_or(*v, |c| c.1.max(*v)))
+        .map(|(_, v, ci, _)| ci.map_or(*v, |c| c.1.max(*v)))
         .fold(0.0f64, f64::max);
     let lo = items
         .iter()
-        .map(|(_, v, ci)| ci.map_or(*v, |c| c.0.min(*v)))
+        .map(|(_, v, ci, _)| ci.map_or(*v, |c| c.0.min(*v)))
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min);
     let log_x = lo.is_finite() && hi > 10.0 * lo;
@@ -130,20 +132,26 @@ fn bars(
     } else {
         ""
     };
-    render((1500, height), |root| {
+    // The label area fits the longest label (about 7.5 px a character at 14 px), the plot
+    // keeps 800 px beside it.
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u32;
+    let label_px = (longest * 15 / 2 + 20).clamp(300, 1400);
+    render((label_px + 840, height), |root| {
         macro_rules! body {
             ($xr:expr, $base:expr, $right:expr, $desc:expr) => {{
                 let mut chart = ChartBuilder::on(root)
                     .caption(title, ("sans-serif", 26))
                     .margin(15)
                     .x_label_area_size(50)
-                    .y_label_area_size(660)
+                    .y_label_area_size(label_px)
                     .build_cartesian_2d($xr, (0..n - 1).into_segmented())
                     .map_err(plot_err)?;
                 chart
                     .configure_mesh()
                     .disable_y_mesh()
                     .x_desc($desc)
+                    .x_labels(MAX_TICKS)
+                    .x_label_formatter(&|x| short_number(*x))
                     .y_labels(n.max(1))
                     .y_label_formatter(&|v| match v {
                         SegmentValue::CenterOf(i) if *i < n => {
@@ -155,15 +163,14 @@ fn bars(
                     .axis_desc_style(("sans-serif", 16))
                     .draw()
                     .map_err(plot_err)?;
-                let color = RGBColor(0, 114, 178);
                 chart
-                    .draw_series(items.iter().enumerate().map(|(i, (_, v, _))| {
+                    .draw_series(items.iter().enumerate().map(|(i, (_, v, _, c))| {
                         let mut r = Rectangle::new(
                             [
                                 ($base, SegmentValue::Exact(at(i))),
                                 (*v, SegmentValue::Exact(at(i) + 1)),
                             ],
-                            color.mix(0.85).filled(),
+                            safe(*c).mix(0.85).filled(),
                         );
                         r.set_margin(4, 4, 0, 0);
                         r
@@ -173,7 +180,7 @@ fn bars(
                     .draw_series(
                         items
                             .iter()
-                            .filter_map(|(_, v, ci)| ci.map(|c| (*v, c)))
+                            .filter_map(|(_, v, ci, _)| ci.map(|c| (*v, c)))
                             .zip(
                                 items
                                     .iter()
@@ -195,7 +202,7 @@ fn bars(
                     .map_err(plot_err)?;
                 // The value beside each bar (past its whisker).
                 chart
-                    .draw_series(items.iter().enumerate().map(|(i, (_, v, ci))| {
+                    .draw_series(items.iter().enumerate().map(|(i, (_, v, ci, _))| {
                         let end = ci.map_or(*v, |c| c.1.max(*v));
                         Text::new(
                             value(*v),
@@ -213,7 +220,9 @@ fn bars(
         }
         if log_x {
             body!(
-                (lo * 0.5..hi * 4.0).log_scale(),
+                (lo * 0.5..hi * 4.0)
+                    .log_scale()
+                    .with_key_points(log_ticks(lo * 0.5, hi * 4.0)),
                 lo * 0.5,
                 |e: f64| e * 1.08,
                 format!("{x_desc}, log scale{whisker}")
@@ -271,7 +280,7 @@ fn panel(
         .fold(f64::INFINITY, f64::min);
     let ymax = pts().map(|p| p.1).fold(0.0, f64::max);
     let log_y = ymin.is_finite() && ymax > 10.0 * ymin;
-    let xr = (xmin.max(1.0) * 0.8..xmax.max(2.0) * 1.25).log_scale();
+    let (x0, x1) = (xmin.max(1.0) * 0.8, xmax.max(2.0) * 1.25);
     macro_rules! body {
         ($yr:expr, $ydesc:expr) => {{
             let mut chart = ChartBuilder::on(&plot)
@@ -279,33 +288,45 @@ fn panel(
                 .margin(10)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
-                .build_cartesian_2d(xr.clone(), $yr)
+                .build_cartesian_2d((x0..x1).log_scale().with_key_points(log_ticks(x0, x1)), $yr)
                 .map_err(plot_err)?;
             chart
                 .configure_mesh()
                 .x_desc("batch (log scale)")
                 .y_desc($ydesc)
+                .x_labels(MAX_TICKS)
+                .y_labels(MAX_TICKS)
+                .max_light_lines(1)
                 .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| short_number(*y))
                 .label_style(("sans-serif", 13))
                 .axis_desc_style(("sans-serif", 14))
                 .draw()
                 .map_err(plot_err)?;
-            for (_, pts, thin, c) in series {
+            for (_, pts, thin, c, gpu) in series {
                 let color = safe(*c);
                 let style = color.stroke_width(if *thin { 1 } else { 3 });
-                chart
-                    .draw_series(LineSeries::new(pts.clone(), style))
-                    .map_err(plot_err)?;
-                if *thin {
+                if *gpu {
                     chart
-                        .draw_series(
-                            pts.iter()
-                                .map(|p| TriangleMarker::new(*p, 6, color.filled())),
-                        )
+                        .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))
                         .map_err(plot_err)?;
                 } else {
                     chart
-                        .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
+                        .draw_series(LineSeries::new(pts.clone(), style))
+                        .map_err(plot_err)?;
+                }
+                // A square on a GPU, a circle on a CPU.
+                let (style, size) = marker_style(*thin, color);
+                if *gpu {
+                    chart
+                        .draw_series(pts.iter().map(|p| {
+                            EmptyElement::at(*p)
+                                + Rectangle::new([(-size, -size), (size, size)], style)
+                        }))
+                        .map_err(plot_err)?;
+                } else {
+                    chart
+                        .draw_series(pts.iter().map(|p| Circle::new(*p, size, style)))
                         .map_err(plot_err)?;
                 }
             }
@@ -313,25 +334,105 @@ fn panel(
     }
     if log_y {
         body!(
-            (ymin * 0.8..ymax * 1.25).log_scale(),
+            (ymin * 0.8..ymax * 1.25)
+                .log_scale()
+                .with_key_points(log_ticks(ymin * 0.8, ymax * 1.25)),
             format!("{y_desc}, log scale")
         );
     } else {
         body!(0f64..(ymax * 1.15).max(1e-9), y_desc.to_string());
     }
-    // The legend beside the plot: one line per colour (p50 and p99 of a configuration share it).
-    for (i, (label, _, _, c)) in series.iter().filter(|s| !s.2).enumerate() {
+    // The legend beside the plot: one line per colour (p50 and p99 of a configuration share
+    // it), dashed with a square for a GPU, solid with a circle for a CPU.
+    for (i, (label, _, _, c, gpu)) in series.iter().filter(|s| !s.2).enumerate() {
         let y = 40 + 22 * i as i32;
-        let style = safe(*c).stroke_width(3);
-        legend
-            .draw(&PathElement::new(vec![(5, y), (35, y)], style))
-            .map_err(plot_err)?;
+        legend_key(&legend, y, safe(*c), *gpu)?;
         legend
             .draw(&Text::new(
                 label.clone(),
                 (42, y - 8),
                 ("sans-serif", 14).into_font(),
             ))
+            .map_err(plot_err)?;
+    }
+    Ok(())
+}
+
+/// At most this many tick labels on an axis.
+const MAX_TICKS: usize = 8;
+
+/// Tick values for a logarithmic axis from `lo` to `hi`: the richest of the 1-2-3-5, 1-2-5,
+/// 1-3 and 1 series (times powers of ten) that gives at most [`MAX_TICKS`] labels.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (lo, hi) = (lo.min(hi), hi.max(lo));
+    if !(lo > 0.0 && hi.is_finite()) {
+        return Vec::new();
+    }
+    let series: [&[f64]; 4] = [&[1.0, 2.0, 3.0, 5.0], &[1.0, 2.0, 5.0], &[1.0, 3.0], &[1.0]];
+    let ticks = |m: &[f64]| -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut decade = 10f64.powf(lo.log10().floor());
+        while decade <= hi {
+            for k in m {
+                let v = k * decade;
+                if v >= lo && v <= hi {
+                    out.push(v);
+                }
+            }
+            decade *= 10.0;
+        }
+        out
+    };
+    series
+        .iter()
+        .map(|m| ticks(m))
+        .find(|t| t.len() <= MAX_TICKS)
+        .unwrap_or_else(|| ticks(&[1.0]))
+}
+
+/// A tick label without trailing zeros: 0.5, 20, 1.5k.
+fn short_number(y: f64) -> String {
+    if y.abs() >= 10_000.0 {
+        format!("{:.0}k", y / 1000.0)
+    } else if y.abs() >= 1000.0 {
+        format!("{:.1}k", y / 1000.0)
+    } else if y.abs() >= 10.0 || y == 0.0 {
+        format!("{y:.0}")
+    } else if y.abs() >= 1.0 {
+        format!("{y:.1}")
+    } else {
+        format!("{y:.2}")
+    }
+}
+
+/// A marker's style and half-size: filled for p50, hollow and smaller for p99 (thin).
+fn marker_style(thin: bool, color: RGBColor) -> (ShapeStyle, i32) {
+    if thin {
+        (color.stroke_width(2), 4)
+    } else {
+        (color.filled(), 5)
+    }
+}
+
+/// A legend key at height `y`: a line (dashed for a GPU) with the series' marker on it.
+fn legend_key(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    y: i32,
+    color: RGBColor,
+    gpu: bool,
+) -> Result<()> {
+    let style = color.stroke_width(3);
+    if gpu {
+        for x in [5, 17, 29] {
+            area.draw(&PathElement::new(vec![(x, y), (x + 7, y)], style))
+                .map_err(plot_err)?;
+        }
+        area.draw(&Rectangle::new([(15, y - 5), (25, y + 5)], color.filled()))
+            .map_err(plot_err)?;
+    } else {
+        area.draw(&PathElement::new(vec![(5, y), (35, y)], style))
+            .map_err(plot_err)?;
+        area.draw(&Circle::new((20, y), 5, color.filled()))
             .map_err(plot_err)?;
     }
     Ok(())
@@ -364,10 +465,11 @@ fn option_label(
 ) -> String {
     let s = &o.row.run.spec;
     format!(
-        "{} {} | {} | {} {}{} b{} | {tail}",
+        "{} {} | {} ({}) | {} {}{} b{} | {tail}",
         d.model,
         d.mode.name(),
         o.hardware,
+        if o.gpu { "GPU" } else { "CPU" },
         s.backend,
         s.precision,
         super::columns::prune_suffix(s),
@@ -415,8 +517,11 @@ fn hardware_key(r: &Row) -> String {
         .map_or(r.host.clone(), |c| c.hardware_id.clone())
 }
 
-/// Legend entries (colours) per panel.
-fn counts(panels: &[Panel]) -> Vec<(String, usize)> {
+/// Legend entries (colours) per panel; a chart with no panel is one empty panel titled `title`.
+fn counts(panels: &[Panel], title: &str) -> Vec<(String, usize)> {
+    if panels.is_empty() {
+        return vec![(title.to_string(), 0)];
+    }
     panels
         .iter()
         .map(|(name, series)| {
@@ -440,7 +545,8 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     let decisions = super::decision::decide(rows, req);
     let items: Vec<Bar> = decisions
         .iter()
-        .flat_map(|d| {
+        .enumerate()
+        .flat_map(|(k, d)| {
             d.options.iter().map(move |o| {
                 let evidence = match o.evidence {
                     super::decision::Evidence::Confirmed => "confirmed",
@@ -458,6 +564,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
                     option_label(d, o, &tail),
                     o.cost_per_1k_usd * 1000.0,
                     o.ci_usd.map(|(l, u)| (l * 1000.0, u * 1000.0)),
+                    k,
                 )
             })
         })
@@ -473,11 +580,33 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     });
 
     // 2 and 3. Latency and throughput against batch (offline runs).
-    let offline: Vec<&Row> = ok
+    // A line against batch needs two batch sizes: configurations measured at one only (the
+    // levers sweep's) are drawn in the cost-vs-quality chart and listed in the runs table.
+    let offline_all: Vec<&Row> = ok
         .iter()
         .copied()
         .filter(|r| r.run.spec.load == Load::Offline)
         .collect();
+    let by_config = group_by(&offline_all, |r| {
+        format!("{} {}", panel_key(r), config_key(r))
+    });
+    let batches = |rs: &[&Row]| {
+        let mut b: Vec<usize> = rs.iter().map(|r| r.run.spec.batch).collect();
+        b.sort_unstable();
+        b.dedup();
+        b.len()
+    };
+    let single = by_config.values().filter(|rs| batches(rs) < 2).count();
+    let offline: Vec<&Row> = by_config
+        .values()
+        .filter(|rs| batches(rs) >= 2)
+        .flat_map(|rs| rs.iter().copied())
+        .collect();
+    let left_out = if single > 0 {
+        format!(" {single} configurations measured at one batch size only (a point, not a line against batch) are left out: the cost-vs-quality chart and the runs table show them.")
+    } else {
+        String::new()
+    };
     let mut lat_panels: Vec<Panel> = Vec::new();
     let mut tp_panels: Vec<Panel> = Vec::new();
     for (panel, prs) in split_panels(group_by(&offline, panel_key)) {
@@ -490,45 +619,56 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
                     .filter_map(|r| f(r).map(|y| (r.run.spec.batch as f64, y)))
                     .collect()
             };
+            let gpu = rs
+                .iter()
+                .any(|r| r.run.spec.device != crate::spec::Device::Cpu);
             lat.push((
                 name.clone(),
                 p(&|r| r.run.latency.as_ref().map(|l| l.p50_ms)),
                 false,
                 ci,
+                gpu,
             ));
             lat.push((
                 format!("{name} p99"),
                 p(&|r| r.run.latency.as_ref().map(|l| l.p99_ms)),
                 true,
                 ci,
+                gpu,
             ));
             tp.push((
                 name.clone(),
                 p(&|r| r.run.throughput.as_ref().map(|t| t.requests_per_s)),
                 false,
                 ci,
+                gpu,
             ));
         }
         lat_panels.push((panel.clone(), lat));
         tp_panels.push((panel, tp));
     }
-    let t2 = "Latency per forward pass vs batch (offline): circles p50, triangles p99";
+    let no_line = if offline_all.is_empty() {
+        "no valid offline run"
+    } else {
+        "every configuration was measured at one batch size only: no line against batch to draw (the cost-vs-quality chart and the runs table show them)"
+    };
+    let t2 = "Latency per forward pass vs batch (offline): thick p50, thin p99; dashed squares GPU, solid circles CPU";
     charts.push(Chart {
         bars: Vec::new(),
         file: "latency_vs_batch.png".into(),
         title: t2.into(),
-        caption: "One panel per model and request shape; in each, one colour per hardware × backend × precision (legend beside the panel), p50 as a thick line with circles and p99 as a thin line with triangles, of one forward pass of `batch` requests including scoring and top-k (offline runs). The latency axis is logarithmic where a panel's values span more than 10×.".into(),
-        png: if lat_panels.is_empty() { empty(t2, "no valid offline run")? } else { vs_batch(t2, "latency per batch (ms)", &lat_panels)? },
-        series_per_panel: counts(&lat_panels),
+        caption: format!("One panel per model and request shape (split by hardware where it would need more than {MAX_SERIES} colours); in each, one colour per hardware × backend × precision (legend beside the panel), p50 as a thick line with filled markers and p99 as a thin line with hollow ones, of one forward pass of `batch` requests including scoring and top-k (offline runs). A GPU's lines are dashed with squares, a CPU's solid with circles. The latency axis is logarithmic where a panel's values span more than 10×.{left_out}"),
+        png: if lat_panels.is_empty() { empty(t2, no_line)? } else { vs_batch(t2, "latency per batch (ms)", &lat_panels)? },
+        series_per_panel: counts(&lat_panels, t2),
     });
     let t3 = "Throughput vs batch (offline)";
     charts.push(Chart {
         bars: Vec::new(),
         file: "throughput_vs_batch.png".into(),
         title: t3.into(),
-        caption: "One panel per model and request shape: requests per second of back-to-back batches (offline load), the peak a machine can do, an upper bound for latency-bound serving. Logarithmic where a panel's values span more than 10×.".into(),
-        png: if tp_panels.is_empty() { empty(t3, "no valid offline run")? } else { vs_batch(t3, "requests per second", &tp_panels)? },
-        series_per_panel: counts(&tp_panels),
+        caption: format!("One panel per model and request shape: requests per second of back-to-back batches (offline load), the peak a machine can do, an upper bound for latency-bound serving. A GPU's lines are dashed with squares, a CPU's solid with circles. Logarithmic where a panel's values span more than 10×.{left_out}"),
+        png: if tp_panels.is_empty() { empty(t3, no_line)? } else { vs_batch(t3, "requests per second", &tp_panels)? },
+        series_per_panel: counts(&tp_panels, t3),
     });
 
     // 4. Latency-throughput curves of server runs with the SLA line.
@@ -538,31 +678,50 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         .filter(|r| r.run.server.is_some())
         .collect();
     let t4 = "p99 latency vs throughput (server load) with the SLA";
+    // One series per run: a panel with more runs than colours is cut into parts.
+    let server_panels: Vec<(String, Vec<&Row>)> = group_by(&server, panel_key)
+        .into_iter()
+        .flat_map(|(name, rs)| {
+            let parts = rs.len().div_ceil(MAX_SERIES);
+            rs.chunks(MAX_SERIES)
+                .enumerate()
+                .map(|(k, c)| {
+                    let title = if parts > 1 {
+                        format!("{name} ({}/{parts})", k + 1)
+                    } else {
+                        name.clone()
+                    };
+                    (title, c.to_vec())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
     charts.push(Chart {
         bars: Vec::new(),
         file: "latency_throughput.png".into(),
         title: t4.into(),
-        caption: "Each probed Poisson rate of the operating-point search: achieved requests/s against p99 latency from scheduled arrival. The black line is the SLA. The large dot on a curve is the confirmation probe at its operating point, which met the SLA; a cross is a confirmation that missed it, and that configuration is excluded from the decision table.".into(),
-        png: if server.is_empty() { empty(t4, "no valid run used server load")? } else { latency_throughput(t4, &server)? },
-        series_per_panel: vec![(t4.into(), server.len() + {
-            let mut slas: Vec<u64> = server.iter().filter_map(|r| r.run.server.as_ref()).map(|s| s.sla_p99_ms.to_bits()).collect();
-            slas.sort();
-            slas.dedup();
-            slas.len()
-        })],
+        caption: "One panel per model and request shape, each with its own colours: every probed Poisson rate of the operating-point search, achieved requests/s against p99 latency from scheduled arrival; a GPU's curve dashed with squares, a CPU's solid with circles. The dashed dark-red line, labelled on the plot, is the SLA of the panel's runs. The large dot on a curve is the confirmation probe at its operating point, which met the SLA; a cross is a confirmation that missed it, and that configuration is excluded from the decision table.".into(),
+        png: if server.is_empty() { empty(t4, "no valid run used server load")? } else { latency_throughput(t4, &server_panels)? },
+        series_per_panel: if server.is_empty() {
+            vec![(t4.into(), 0)]
+        } else {
+            server_panels.iter().map(|(name, rs)| (name.clone(), rs.len())).collect()
+        },
     });
 
     // 5. Energy per 1k of the same options as the cost chart, each labelled with what its
     // figure covers (CPU package, GPU board, board + host estimate) and where it comes from.
     let energy: Vec<Bar> = decisions
         .iter()
-        .flat_map(|d| {
+        .enumerate()
+        .flat_map(|(k, d)| {
             d.options.iter().filter_map(move |o| {
                 let c = o.row.cost.as_ref()?;
                 Some((
                     option_label(d, o, &c.power.covers),
                     o.energy_per_1k_joules?,
                     None,
+                    k,
                 ))
             })
         })
@@ -599,7 +758,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     });
 
     // 6. Cost vs quality with the Pareto front, per (model, mode) and hardware option.
-    let groups = super::quality::groups(rows);
+    let groups = super::quality::groups(rows, req.min_quality);
     let t6 = "Cost vs quality: the Pareto front of the levers";
     let spread = |g: &super::quality::Group| {
         let q = g.points.iter().map(|p| p.quality.top10_overlap);
@@ -609,13 +768,13 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         bars: Vec::new(),
         file: "cost_vs_quality.png".into(),
         title: t6.into(),
-        caption: "One panel per model, request shape and hardware option. x: USD per 1,000 requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle a reduced precision (fp16, bf16 or int8); the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),
+        caption: "One panel per model, request shape and hardware option. x: USD per million requests (headline basis); y: top-10 overlap of the catalog items each probe query retrieves, against the full model in fp32 (1 = the same recommendations). Each point is a valid run: its colour is its pruning recipe, a circle fp32 and a triangle a reduced precision (fp16, bf16 or int8); the line joins the Pareto front (no other configuration is both cheaper and closer to the full model), computed among the configurations that meet the quality bar where one is asked (`--min-quality`, the dashed dark-red line; points below it are hollow), its points labelled with their levers (backend, precision, recipe, batch). The table above lists every point with its levers. Invalid runs are never drawn.".into(),
         png: if groups.is_empty() {
             empty(t6, "no valid, priced run has a quality figure against the full model")?
         } else if groups.iter().all(|g| spread(g) < 1e-9) {
             empty(t6, "every configuration recommends what the full model does (top-10 overlap the same everywhere): nothing to trade; sweep [model] prune or int8 to see the trade")?
         } else {
-            cost_quality(t6, &groups)?
+            cost_quality(t6, &groups, req.min_quality)?
         },
         series_per_panel: if groups.is_empty() {
             vec![(t6.into(), 0)]
@@ -636,110 +795,193 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     Ok(charts)
 }
 
-fn latency_throughput(title: &str, rows: &[&Row]) -> Result<Vec<u8>> {
-    let pts: Vec<(f64, f64)> = rows
-        .iter()
-        .flat_map(|r| {
-            r.run
-                .server
-                .as_ref()
-                .unwrap()
-                .curve
-                .iter()
-                .map(|c| (c.achieved_qps, c.p99_ms))
-        })
-        .collect();
-    let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max) * 1.1;
-    let slas: Vec<f64> = rows.iter().map(|r| r.run.spec.sla_p99_ms).collect();
+/// The SLA's colour: a dark red no data series uses, drawn dashed and labelled on the plot.
+const SLA_COLOUR: RGBColor = RGBColor(170, 0, 0);
+
+/// Small multiples, one panel per (model, mode) with its own colours: each server run's probes
+/// (achieved rate against p99), its confirmation probe, and the SLA of the panel's runs as a
+/// dashed, labelled line. The rate axis is logarithmic where a panel spans more than 10×.
+fn latency_throughput(title: &str, panels: &[(String, Vec<&Row>)]) -> Result<Vec<u8>> {
+    // One panel a row: the legend beside each names hardware, backend, precision and batch.
+    let cols = 1;
+    let rows_n = panels.len().div_ceil(cols);
+    let (w, h) = (1600u32, 60 + 520 * rows_n as u32);
+    render((w, h), |root| {
+        let (top, body) = root.split_vertically(60);
+        top.draw(&Text::new(
+            title.to_string(),
+            (20, 15),
+            ("sans-serif", 26).into_font(),
+        ))
+        .map_err(plot_err)?;
+        for (area, (name, rows)) in body.split_evenly((rows_n, cols)).iter().zip(panels) {
+            server_panel(area, name, rows)?;
+        }
+        Ok(())
+    })
+}
+
+fn server_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    name: &str,
+    rows: &[&Row],
+) -> Result<()> {
+    let (plot, legend) = area.split_horizontally(area.dim_in_pixel().0 * 56 / 100);
+    let curve_of = |r: &Row| -> Vec<(f64, f64)> {
+        let mut c: Vec<(f64, f64, f64)> = r
+            .run
+            .server
+            .as_ref()
+            .map(|s| {
+                s.curve
+                    .iter()
+                    .filter(|c| c.p99_ms.is_finite() && c.achieved_qps > 0.0)
+                    .map(|c| (c.offered_qps, c.achieved_qps, c.p99_ms))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        // In the order the search offered the rates: past saturation the achieved rate falls
+        // back, and the line shows it doing so.
+        c.sort_by(|a, b| a.0.total_cmp(&b.0));
+        c.into_iter().map(|(_, x, y)| (x, y)).collect()
+    };
+    let pts: Vec<(f64, f64)> = rows.iter().flat_map(|r| curve_of(r)).collect();
+    let mut slas: Vec<f64> = rows.iter().map(|r| r.run.spec.sla_p99_ms).collect();
+    slas.sort_by(f64::total_cmp);
+    slas.dedup();
+    let (xmin, xmax) = (
+        pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        pts.iter().map(|p| p.0).fold(0.0, f64::max),
+    );
     let ymax = pts
         .iter()
         .map(|p| p.1)
-        .filter(|y| y.is_finite())
         .fold(0.0, f64::max)
-        .max(slas.iter().cloned().fold(0.0, f64::max))
+        .max(slas.last().copied().unwrap_or(0.0))
         * 1.15;
-    render((1400, 700), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 26))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..xmax.max(1e-9), 0f64..ymax.max(1e-9))
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("achieved requests per second")
-            .y_desc("p99 latency from scheduled arrival (ms)")
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(plot_err)?;
-        let mut sla_drawn = std::collections::BTreeSet::new();
-        for (i, r) in rows.iter().enumerate() {
-            let color = safe(i).to_rgba();
-            let s = r.run.server.as_ref().unwrap();
-            let mut curve: Vec<(f64, f64)> = s
-                .curve
-                .iter()
-                .filter(|c| c.p99_ms.is_finite())
-                .map(|c| (c.achieved_qps, c.p99_ms))
-                .collect();
-            curve.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(curve.clone(), color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(r.label())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(curve.iter().map(|p| Circle::new(*p, 3, color.filled())))
+    let log_x = xmin.is_finite() && xmax > 10.0 * xmin;
+    macro_rules! body {
+        ($xr:expr, $xdesc:expr, $x0:expr, $x1:expr) => {{
+            let mut chart = ChartBuilder::on(&plot)
+                .caption(name, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d($xr, 0f64..ymax.max(1e-9))
                 .map_err(plot_err)?;
-            // The confirmation probe decides: a large dot where it met the SLA, a cross where
-            // it did not (the run is then excluded from the decision).
-            if let Some(c) = &s.confirmation {
-                let at = (c.achieved_qps, c.p99_ms);
-                if c.meets_sla {
+            chart
+                .configure_mesh()
+                .x_desc($xdesc)
+                .y_desc("p99 from scheduled arrival (ms)")
+                .x_labels(MAX_TICKS)
+                .y_labels(MAX_TICKS)
+                .max_light_lines(1)
+                .x_label_formatter(&|x| short_number(*x))
+                .y_label_formatter(&|y| short_number(*y))
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_err)?;
+            // The SLA first, so the data is drawn over it: dashed, dark red, labelled.
+            for sla in &slas {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![($x0, *sla), ($x1, *sla)],
+                        10,
+                        6,
+                        SLA_COLOUR.stroke_width(2),
+                    ))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("SLA p99 {sla} ms"),
+                        ($x0, *sla),
+                        TextStyle::from(("sans-serif", 14).into_font())
+                            .color(&SLA_COLOUR)
+                            .pos(plotters::style::text_anchor::Pos::new(
+                                plotters::style::text_anchor::HPos::Left,
+                                plotters::style::text_anchor::VPos::Bottom,
+                            )),
+                    )))
+                    .map_err(plot_err)?;
+            }
+            for (i, r) in rows.iter().enumerate() {
+                let color = safe(i);
+                let gpu = r.run.spec.device != crate::spec::Device::Cpu;
+                let curve = curve_of(r);
+                let style = color.stroke_width(2);
+                if gpu {
                     chart
-                        .draw_series(std::iter::once(Circle::new(at, 9, color.filled())))
+                        .draw_series(DashedLineSeries::new(curve.clone(), 8, 5, style))
+                        .map_err(plot_err)?;
+                    chart
+                        .draw_series(curve.iter().map(|p| {
+                            EmptyElement::at(*p)
+                                + Rectangle::new([(-3, -3), (3, 3)], color.filled())
+                        }))
                         .map_err(plot_err)?;
                 } else {
                     chart
-                        .draw_series(std::iter::once(Cross::new(at, 9, color.stroke_width(3))))
+                        .draw_series(LineSeries::new(curve.clone(), style))
+                        .map_err(plot_err)?;
+                    chart
+                        .draw_series(curve.iter().map(|p| Circle::new(*p, 3, color.filled())))
                         .map_err(plot_err)?;
                 }
+                // The confirmation probe decides: a large dot where it met the SLA, a cross
+                // where it did not (the run is then excluded from the decision).
+                if let Some(c) = r.run.server.as_ref().and_then(|s| s.confirmation.as_ref()) {
+                    let at = (c.achieved_qps.max(xmin), c.p99_ms);
+                    if c.meets_sla {
+                        chart
+                            .draw_series(std::iter::once(Circle::new(at, 9, color.filled())))
+                            .map_err(plot_err)?;
+                    } else {
+                        chart
+                            .draw_series(std::iter::once(Cross::new(at, 9, color.stroke_width(3))))
+                            .map_err(plot_err)?;
+                    }
+                }
             }
-            if sla_drawn.insert(s.sla_p99_ms.to_bits()) {
-                let sla = s.sla_p99_ms;
-                chart
-                    .draw_series(LineSeries::new(
-                        vec![(0.0, sla), (xmax, sla)],
-                        BLACK.stroke_width(3),
-                    ))
-                    .map_err(plot_err)?
-                    .label(format!("SLA p99 {sla} ms"))
-                    .legend(|(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3))
-                    });
-            }
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
+        }};
+    }
+    if log_x {
+        let (lo, hi) = (xmin * 0.8, xmax * 1.25);
+        body!(
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            "achieved requests per second (log scale)",
+            lo,
+            hi
+        );
+    } else {
+        let hi = (xmax * 1.1).max(1e-9);
+        body!(0f64..hi, "achieved requests per second", 0.0, hi);
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let y = 40 + 22 * i as i32;
+        let gpu = r.run.spec.device != crate::spec::Device::Cpu;
+        legend_key(&legend, y, safe(i), gpu)?;
+        let s = &r.run.spec;
+        legend
+            .draw(&Text::new(
+                format!("{} | b{}", config_key(r), s.batch),
+                (42, y - 8),
+                ("sans-serif", 14).into_font(),
+            ))
             .map_err(plot_err)?;
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// One panel per group: each point coloured by its pruning recipe, a circle for fp32 and a
 /// triangle for the other precisions, on a log cost axis (cost ratios read as distances); the
 /// front is a line and its points are labelled with their levers. The section's table lists
 /// every point with its label.
-fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>> {
+fn cost_quality(
+    title: &str,
+    groups: &[super::quality::Group],
+    bar: Option<f64>,
+) -> Result<Vec<u8>> {
     let panel_h = 620u32;
     render((1400, 60 + panel_h * groups.len() as u32), |root| {
         root.draw(&Text::new(
@@ -761,22 +1003,29 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
                 .map(|p| p.0)
                 .fold(f64::INFINITY, f64::min)
                 .min(xmax);
-            let ymin = xy.iter().map(|p| p.1).fold(1.0, f64::min);
+            // Quality is an overlap: the axis ends at 1 (the full model's own answer).
+            let ymin = xy.iter().map(|p| p.1).fold(bar.unwrap_or(1.0), f64::min);
             let ylo = (ymin - 0.1).max(0.0);
             let mut chart = ChartBuilder::on(&area)
                 .caption(g.title(), ("sans-serif", 20))
                 .margin(15)
                 .x_label_area_size(50)
                 .y_label_area_size(80)
-                .build_cartesian_2d((xmin / 1.25..xmax * 1.6).log_scale(), ylo..1.09f64)
+                .build_cartesian_2d(
+                    (xmin / 1.25..xmax * 1.6)
+                        .log_scale()
+                        .with_key_points(log_ticks(xmin / 1.25, xmax * 1.6)),
+                    ylo..1.0f64,
+                )
                 .map_err(plot_err)?;
             chart
                 .configure_mesh()
                 .x_labels(6)
+                .y_labels(MAX_TICKS)
                 .light_line_style(RGBColor(235, 235, 235))
-                .x_desc("USD per 1,000 requests (log scale)")
+                .x_desc("USD per 1M requests (log scale)")
                 .y_desc("top-10 overlap vs full fp32 model")
-                .x_label_formatter(&|x| format!("{x:.5}"))
+                .x_label_formatter(&|x| crate::cost::usd_per_1m(*x))
                 .y_label_formatter(&|y| format!("{y:.2}"))
                 .label_style(("sans-serif", 14))
                 .axis_desc_style(("sans-serif", 16))
@@ -800,16 +1049,39 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
                 chart
                     .draw_series(mine().map(|(p, &xy)| {
                         let fp32 = p.row.run.spec.precision == crate::spec::Precision::Fp32;
-                        let marker: DynElement<_, _> = if fp32 {
-                            Circle::new(xy, 7, colour.filled()).into_dyn()
+                        // Below the quality bar: hollow, no option.
+                        let style = if bar.is_some_and(|b| xy.1 < b) {
+                            colour.stroke_width(2)
                         } else {
-                            TriangleMarker::new(xy, 8, colour.filled()).into_dyn()
+                            colour.filled()
+                        };
+                        let marker: DynElement<_, _> = if fp32 {
+                            Circle::new(xy, 7, style).into_dyn()
+                        } else {
+                            TriangleMarker::new(xy, 8, style).into_dyn()
                         };
                         marker
                     }))
                     .map_err(plot_err)?
                     .label(recipe.as_str())
                     .legend(move |(x, y)| Circle::new((x + 7, y), 6, colour.filled()));
+            }
+            if let Some(b) = bar {
+                let (x0, x1) = (xmin / 1.25, xmax * 1.6);
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![(x0, b), (x1, b)],
+                        10,
+                        6,
+                        SLA_COLOUR.stroke_width(2),
+                    ))
+                    .map_err(plot_err)?
+                    .label(format!(
+                        "quality bar {b} (hollow: below it, not on the front)"
+                    ))
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], SLA_COLOUR.stroke_width(2))
+                    });
             }
             let front: Vec<(f64, f64)> = g.front.iter().map(|&i| xy[i]).collect();
             chart
@@ -826,7 +1098,9 @@ fn cost_quality(title: &str, groups: &[super::quality::Group]) -> Result<Vec<u8>
                         EmptyElement::at(xy[i])
                             + Text::new(
                                 label,
-                                (10, -10 - 16 * (k as i32 % 3)),
+                                // Below and right of the point: a point at overlap 1 sits on
+                                // the top edge, and a label above it would cross the title.
+                                (10, 8 + 16 * (k as i32 % 3)),
                                 ("sans-serif", 14).into_font(),
                             ),
                     ))
@@ -966,11 +1240,50 @@ mod tests {
             .find(|c| c.0 == "latency_throughput.png")
             .unwrap()
             .1;
+        assert_eq!(lt[0].1, 3 + 3, "three CPU and three GPU curves");
+    }
+
+    /// Log axes get at most MAX_TICKS labels, and at least two on a span of one decade.
+    #[test]
+    fn log_axes_carry_at_most_eight_labels() {
+        for (lo, hi) in [
+            (0.8, 12.5),
+            (0.8, 320.0),
+            (48.0, 700.0),
+            (0.05, 5e5),
+            (60.0, 600.0),
+            (1.0, 10.0),
+        ] {
+            let t = super::log_ticks(lo, hi);
+            assert!(t.len() <= super::MAX_TICKS, "{lo}..{hi}: {t:?}");
+            assert!(t.len() >= 2 || hi / lo > 1e7, "{lo}..{hi}: {t:?}");
+            assert!(t.iter().all(|v| *v >= lo && *v <= hi), "{t:?}");
+        }
+        assert_eq!(super::log_ticks(60.0, 600.0), [100.0, 200.0, 300.0, 500.0]);
         assert_eq!(
-            lt[0].1,
-            3 + 3 + 1,
-            "three CPU and three GPU curves and the SLA"
+            super::log_ticks(0.8, 320.0),
+            [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
         );
+    }
+
+    /// The SLA is drawn in a colour no data series uses (dashed dark red, labelled), in every
+    /// server-load panel; data series never take it.
+    #[test]
+    fn the_sla_line_has_its_own_colour_apart_from_the_data() {
+        assert!(!super::SAFE.contains(&super::SLA_COLOUR));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sources = load_sources(&[root.join("tests/fixtures/results-cpu-gpu.json")]).unwrap();
+        let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
+        let charts = super::all(&rows, &Requirement::default()).unwrap();
+        let png = &charts
+            .iter()
+            .find(|c| c.file == "latency_throughput.png")
+            .unwrap()
+            .png;
+        let img = image::load_from_memory(png).unwrap().to_rgb8();
+        let c = super::SLA_COLOUR;
+        let sla = img.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count();
+        assert!(sla > 300, "{sla} SLA pixels");
     }
 
     /// A (model, mode) panel with more than MAX_SERIES configurations is split by hardware,

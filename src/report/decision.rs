@@ -168,12 +168,28 @@ impl Decision<'_, '_> {
         v
     }
 
-    /// The answer in one or two sentences: the winner (the table's first option, `plan`'s
-    /// first), what it costs against the best option of the other kind (CPU or GPU), and what
-    /// the evidence allows.
+    /// The answer in one sentence: the winner (the table's first option, `plan`'s first), its
+    /// machines and bill (or cost per request), against the best option of the other kind (CPU
+    /// or GPU), with the caveats that qualify the winner's figure. The report's first lines and
+    /// the top of `plan` are these.
+    pub fn answer(&self) -> String {
+        self.parts().0
+    }
+
+    /// The answer, then what the evidence allows: the answer sentence and the sentences that
+    /// qualify it (a cheaper flat-out cost, an offline upper bound to confirm).
     pub fn verdict(&self) -> String {
+        let (answer, rest) = self.parts();
+        if rest.is_empty() {
+            answer
+        } else {
+            format!("{answer} {rest}")
+        }
+    }
+
+    fn parts(&self) -> (String, String) {
         let Some(win) = self.options.first() else {
-            return self.nothing_qualifies();
+            return (self.nothing_qualifies(), String::new());
         };
         let other = self.options.iter().find(|o| o.gpu != win.gpu);
         // The other kind cheaper by an offline peak only: the winner is the cheapest measured.
@@ -205,73 +221,68 @@ impl Decision<'_, '_> {
         };
         match other {
             None => v.push_str(&format!(
-                "; no {} option qualifies to compare with.",
+                "; no {} option qualifies to compare with",
                 if win.gpu { "CPU" } else { "GPU" }
             )),
-            Some(o) => {
-                match (o.monthly_usd, win.monthly_usd) {
-                    (Some(om), Some(wm)) => v.push_str(&format!(
-                        ", against ${om:.2} for {} {} ({}), {:.2}× the bill.",
-                        o.instances.unwrap_or(0),
-                        o.hardware,
-                        o.kind(),
-                        om / wm.max(1e-12)
-                    )),
-                    _ => v.push_str(&format!(
-                        ", against {} on {} ({}), {:.2}× the cost per request.",
-                        usd_per_1m(o.cost_per_1k_usd),
-                        o.hardware,
-                        o.kind(),
-                        o.cost_per_1k_usd / win.cost_per_1k_usd.max(1e-12)
-                    )),
-                }
-                if self.qps.is_some()
-                    && !unmeasured_cheaper
-                    && o.cost_per_1k_usd < win.cost_per_1k_usd
-                {
-                    v.push_str(&format!(
-                        " {} costs less per request when it runs flat out ({} per 1M), but \
-                         this load fills {:.0}% of one machine of it.",
-                        o.hardware,
-                        usd_per_1m(o.cost_per_1k_usd),
-                        100.0 * self.qps.unwrap_or(0.0) / o.capacity_qps.max(1e-9)
-                    ));
-                }
-                if unmeasured_cheaper {
-                    v.push_str(&format!(
-                        " {} would cost less by its offline peak, an upper bound that serving \
-                         may not reach: measure it under server load at this budget before \
-                         buying on it.",
-                        o.hardware
-                    ));
-                } else if win.evidence == Evidence::UpperBound && o.evidence == Evidence::UpperBound
-                {
-                    v.push_str(
-                        " Both capacities are offline peaks (upper bounds): measure them under \
-                         server load to confirm the order.",
-                    );
-                } else if o.evidence == Evidence::UpperBound {
-                    v.push_str(&format!(
-                        " {}'s capacity is an offline peak, an upper bound: measured under \
-                         server load it can only cost more, so the order holds.",
-                        o.hardware
-                    ));
-                }
-            }
+            Some(o) => match (o.monthly_usd, win.monthly_usd) {
+                (Some(om), Some(wm)) => v.push_str(&format!(
+                    ", against ${om:.2} for {} {} ({}), {:.2}× the bill",
+                    o.instances.unwrap_or(0),
+                    o.hardware,
+                    o.kind(),
+                    om / wm.max(1e-12)
+                )),
+                _ => v.push_str(&format!(
+                    ", against {} on {} ({}), {:.2}× the cost per request",
+                    usd_per_1m(o.cost_per_1k_usd),
+                    o.hardware,
+                    o.kind(),
+                    o.cost_per_1k_usd / win.cost_per_1k_usd.max(1e-12)
+                )),
+            },
         }
-        // What qualifies the winner's figure travels with it into the answer.
+        // What qualifies the winner's figure travels with it, inside the answer.
         let caveats = super::notes::cost_caveats(win.row);
         if !caveats.is_empty() {
-            if !v.ends_with('.') {
-                v.push('.');
-            }
             v.push_str(&format!(
-                " Caveats on {}'s figure: {}.",
+                " (caveats on {}'s figure: {})",
                 win.hardware,
                 caveats.join(", ")
             ));
         }
-        v
+        v.push('.');
+        let mut rest = String::new();
+        if let Some(o) = other {
+            if self.qps.is_some() && !unmeasured_cheaper && o.cost_per_1k_usd < win.cost_per_1k_usd
+            {
+                rest.push_str(&format!(
+                    " {} costs less per request when it runs flat out ({} per 1M), but this \
+                     load fills {:.0}% of one machine of it.",
+                    o.hardware,
+                    usd_per_1m(o.cost_per_1k_usd),
+                    100.0 * self.qps.unwrap_or(0.0) / o.capacity_qps.max(1e-9)
+                ));
+            }
+            if unmeasured_cheaper {
+                rest.push_str(&format!(
+                    " {} would cost less by its offline peak, an upper bound that serving may \
+                     not reach: measure it under server load at this budget before buying on it.",
+                    o.hardware
+                ));
+            } else if win.evidence == Evidence::UpperBound && o.evidence == Evidence::UpperBound {
+                rest.push_str(
+                    " Both capacities are offline peaks (upper bounds): measure them under server \
+                     load to confirm the order.",
+                );
+            } else if o.evidence == Evidence::UpperBound {
+                rest.push_str(&format!(
+                    " {}'s capacity is an offline peak, an upper bound: measured under server \
+                     load it can only cost more, so the order holds.",
+                    o.hardware
+                ));
+            }
+        }
+        (v, rest.trim_start().to_string())
     }
 }
 
@@ -714,8 +725,8 @@ mod tests {
         );
         assert!(
             v.ends_with(
-                "no GPU option qualifies to compare with. Caveats on aws-m7i-large's figure: \
-                 priced by the user's assertion."
+                "no GPU option qualifies to compare with (caveats on aws-m7i-large's figure: \
+                 priced by the user's assertion)."
             ),
             "{v}"
         );

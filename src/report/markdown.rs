@@ -11,6 +11,15 @@ fn cell(s: &str) -> String {
 
 pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
     let mut out = String::from("# recbench report\n\n");
+    // The answer first: one sentence per model and request shape.
+    for d in decide(rows, req) {
+        out.push_str(&format!(
+            "- **{}**: {}\n",
+            cell(&d.title()),
+            cell(&d.answer())
+        ));
+    }
+    out.push('\n');
     let machines = super::machines(sources);
     out.push_str(&format!(
         "Measured on {} machine{}:\n\n",

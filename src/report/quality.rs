@@ -68,8 +68,19 @@ pub fn pareto(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
-/// The cost–quality groups of `rows`, in (model, mode, hardware) order.
-pub fn groups<'r, 'a>(rows: &'r [Row<'a>]) -> Vec<Group<'r, 'a>> {
+/// The Pareto front among the points at or above the quality `bar` (all points without one):
+/// a configuration below the bar is no option, so it cannot be on the front.
+pub fn pareto_above(points: &[(f64, f64)], bar: Option<f64>) -> Vec<usize> {
+    let keep: Vec<usize> = (0..points.len())
+        .filter(|&i| bar.is_none_or(|b| points[i].1 >= b))
+        .collect();
+    let kept: Vec<(f64, f64)> = keep.iter().map(|&i| points[i]).collect();
+    pareto(&kept).into_iter().map(|k| keep[k]).collect()
+}
+
+/// The cost–quality groups of `rows`, in (model, mode, hardware) order, each front computed
+/// among the configurations that meet the quality `bar`.
+pub fn groups<'r, 'a>(rows: &'r [Row<'a>], bar: Option<f64>) -> Vec<Group<'r, 'a>> {
     let mut by: BTreeMap<(Preset, Mode, String), Vec<Point<'r, 'a>>> = BTreeMap::new();
     for r in rows {
         let run = r.run;
@@ -98,7 +109,7 @@ pub fn groups<'r, 'a>(rows: &'r [Row<'a>]) -> Vec<Group<'r, 'a>> {
                 model,
                 mode,
                 hardware,
-                front: pareto(&xy),
+                front: pareto_above(&xy, bar),
                 points,
             }
         })
@@ -121,7 +132,7 @@ mod tests {
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let (n, cheapest_front) = {
             let rows = price(&sources, &catalog, &maps).unwrap();
-            let g = super::groups(&rows);
+            let g = super::groups(&rows, None);
             assert_eq!(g.len(), 1);
             let g = &g[0];
             assert_eq!(g.points.len(), 30);
@@ -144,7 +155,7 @@ mod tests {
             }
         }
         let rows = price(&sources, &catalog, &maps).unwrap();
-        let g = &super::groups(&rows)[0];
+        let g = &super::groups(&rows, None)[0];
         assert_eq!(g.points.len(), n - 1);
         assert!(g.points.iter().all(|p| p.row.run.spec.id != cheapest_front));
     }
@@ -161,5 +172,40 @@ mod tests {
         ];
         let f = pareto(&pts);
         assert_eq!(f, vec![1, 0, 2]);
+        // With a quality bar of 0.97, the cheap points below it are no options: the front
+        // starts at the cheapest point that meets the bar.
+        assert_eq!(super::pareto_above(&pts, Some(0.985)), vec![0, 2]);
+        assert_eq!(super::pareto_above(&pts, Some(0.995)), vec![2]);
+        assert_eq!(super::pareto_above(&pts, None), f);
+    }
+
+    /// The levers sweep at a quality bar of 0.9: every point on the front meets it (without
+    /// the bar the front starts at 0.36–0.40 overlap).
+    #[test]
+    fn the_front_at_a_quality_bar_holds_only_configurations_above_it() {
+        let paths = crate::report::levers_reference_files();
+        let sources = load_sources(&paths).unwrap();
+        let catalog = Catalog::shipped_with(None).unwrap();
+        let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
+        let rows = price(&sources, &catalog, &maps).unwrap();
+        let open = &super::groups(&rows, None)[0];
+        let low = open
+            .front
+            .iter()
+            .map(|&i| open.points[i].quality.top10_overlap);
+        assert!(
+            low.fold(1.0, f64::min) < 0.9,
+            "the fixture has a front below the bar"
+        );
+        let g = &super::groups(&rows, Some(0.9))[0];
+        assert!(!g.front.is_empty());
+        for &i in &g.front {
+            assert!(g.points[i].quality.top10_overlap >= 0.9);
+        }
+        assert_eq!(
+            g.points.len(),
+            open.points.len(),
+            "every point is still drawn"
+        );
     }
 }
