@@ -161,9 +161,20 @@ impl Decision<'_, '_> {
             .min_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((r, p99)) = lowest {
             v.push_str(&format!(
-                " The lowest p99 measured was {p99:.1} ms ({} on {}).",
+                " The lowest p99 measured was {p99:.1} ms ({} on {})",
                 r.run.spec.id, r.host
             ));
+            // What the closest configuration would need: a looser budget, or a machine that
+            // much faster.
+            match self.p99_ms.filter(|b| *b > 0.0 && p99 > *b) {
+                Some(b) => v.push_str(&format!(
+                    ": it would need a budget of at least {:.0} ms, or a machine {:.1}× as \
+                     fast.",
+                    p99.ceil(),
+                    p99 / b
+                )),
+                None => v.push('.'),
+            }
         }
         v
     }
@@ -680,6 +691,15 @@ mod tests {
                     .fold(f64::INFINITY, f64::min);
                 assert!(
                     v.contains(&format!("The lowest p99 measured was {lowest:.1} ms (")),
+                    "{v}"
+                );
+                assert!(
+                    v.ends_with(&format!(
+                        ": it would need a budget of at least {:.0} ms, or a machine {:.1}× as \
+                         fast.",
+                        lowest.ceil(),
+                        lowest / 0.5
+                    )),
                     "{v}"
                 );
             },
