@@ -4,7 +4,15 @@
 //!
 //! For latency and throughput the decision uses the per-iteration samples both files keep: a
 //! bootstrap (2,000 resamples, seeded) of the ratio candidate/baseline of the statistic (median,
-//! p99, or mean iteration time for throughput). A slowdown is *regressed* when the one-sided 95%
+//! p99, or mean iteration time for throughput). Most of the variation between two measurements
+//! of the same code lies between processes (kernel choices, memory placement, clocks,
+//! neighbours), not between the iterations of one, so where a run was merged from interleaved
+//! rounds (one worker process each) the bootstrap has two levels, as Kalibera and Jones
+//! recommend ("Rigorous benchmarking in reasonable time", ISMM 2013): it resamples the rounds,
+//! then the iterations within each drawn round. Rounds of the two files with the same count are
+//! resampled as pairs (round k of the baseline ran back to back with round k of the candidate),
+//! so drift that hit both sides cancels. A run of one process has no process-level evidence:
+//! its interval is over iterations only, and the row says so. A slowdown is *regressed* when the one-sided 95%
 //! lower bound of the ratio exceeds 1 + threshold, *improved* when the upper bound is below
 //! 1 / (1 + threshold), *inconclusive* when the interval straddles either of those, else
 //! *unchanged*. Peak memory has one value per run and is compared with the threshold alone.
@@ -47,6 +55,10 @@ pub struct MetricChange {
     /// One-sided 95% bounds of `slowdown` (lower, upper).
     pub ci: Option<(f64, f64)>,
     pub verdict: Verdict,
+    /// What the interval resampled: "paired rounds (N)", "rounds (N and M)", or "iterations
+    /// only" (one process on a side: no process-level evidence). Empty where no interval.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub resampled: String,
 }
 
 /// What happened to one run, all its metrics taken together: the first that applies of newly
@@ -151,7 +163,49 @@ fn p99(v: &[f64]) -> f64 {
     percentile_in_place(&mut v.to_vec(), 0.99)
 }
 
-/// Bootstrap one-sided 95% bounds (5th and 95th percentiles) of stat(b)/stat(a).
+/// Two-level bootstrap one-sided 95% bounds (5th and 95th percentiles) of stat(b)/stat(a), where
+/// `a` and `b` are each a list of rounds (one worker process each): every resample draws the
+/// rounds with replacement, then the iterations within each drawn round. With `paired` (the
+/// same number of rounds, run back to back) round k of both sides is drawn together. A side of
+/// one round is resampled over its iterations alone.
+pub fn bootstrap_ratio_rounds(
+    a: &[&[f64]],
+    b: &[&[f64]],
+    paired: bool,
+    stat: fn(&[f64]) -> f64,
+    seed: u64,
+) -> (f64, f64) {
+    let mut rng = SplitMix64::new(seed);
+    let mut pick = |n: usize| (rng.next_u64() % n as u64) as usize;
+    let mut ratios: Vec<f64> = Vec::with_capacity(2000);
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let (ia, ib): (Vec<usize>, Vec<usize>) = if paired && a.len() == b.len() {
+            let k: Vec<usize> = (0..a.len()).map(|_| pick(a.len())).collect();
+            (k.clone(), k)
+        } else {
+            (
+                (0..a.len()).map(|_| pick(a.len())).collect(),
+                (0..b.len()).map(|_| pick(b.len())).collect(),
+            )
+        };
+        for (out, side, idx) in [(&mut ra, a, &ia), (&mut rb, b, &ib)] {
+            out.clear();
+            for &r in idx {
+                let round = side[r];
+                for _ in 0..round.len() {
+                    out.push(round[pick(round.len())]);
+                }
+            }
+        }
+        ratios.push(stat(&rb) / stat(&ra));
+    }
+    ratios.sort_by(f64::total_cmp);
+    (percentile(&ratios, 0.05), percentile(&ratios, 0.95))
+}
+
+/// Bootstrap one-sided 95% bounds (5th and 95th percentiles) of stat(b)/stat(a), over the
+/// iterations alone (one process a side).
 pub fn bootstrap_ratio(a: &[f64], b: &[f64], stat: fn(&[f64]) -> f64, seed: u64) -> (f64, f64) {
     let mut rng = SplitMix64::new(seed);
     let mut draw = |v: &[f64]| -> Vec<f64> {
@@ -180,32 +234,51 @@ fn decide(ci: (f64, f64), threshold: f64) -> Verdict {
 fn sampled(
     name: &str,
     unit: &'static str,
-    a: &[f64],
-    b: &[f64],
+    a: &RunResult,
+    b: &RunResult,
     stat: fn(&[f64]) -> f64,
     threshold: f64,
     seed: u64,
 ) -> MetricChange {
-    if a.len() < 5 || b.len() < 5 {
+    let (sa, sb) = (&a.samples_ms, &b.samples_ms);
+    if sa.len() < 5 || sb.len() < 5 {
         return MetricChange {
             metric: name.into(),
             unit,
-            baseline: (!a.is_empty()).then(|| stat(a)),
-            candidate: (!b.is_empty()).then(|| stat(b)),
+            baseline: (!sa.is_empty()).then(|| stat(sa)),
+            candidate: (!sb.is_empty()).then(|| stat(sb)),
             slowdown: None,
             ci: None,
             verdict: Verdict::Unknown,
+            resampled: String::new(),
         };
     }
-    let ci = bootstrap_ratio(a, b, stat, seed);
+    let (ra, rb) = (a.round_samples(), b.round_samples());
+    let (ci, resampled) = if ra.len() >= 2 && rb.len() >= 2 {
+        let paired = ra.len() == rb.len();
+        (
+            bootstrap_ratio_rounds(&ra, &rb, paired, stat, seed),
+            if paired {
+                format!("paired rounds ({})", ra.len())
+            } else {
+                format!("rounds ({} and {})", ra.len(), rb.len())
+            },
+        )
+    } else {
+        (
+            bootstrap_ratio(sa, sb, stat, seed),
+            "iterations only".to_string(),
+        )
+    };
     MetricChange {
         metric: name.into(),
         unit,
-        baseline: Some(stat(a)),
-        candidate: Some(stat(b)),
-        slowdown: Some(stat(b) / stat(a)),
+        baseline: Some(stat(sa)),
+        candidate: Some(stat(sb)),
+        slowdown: Some(stat(sb) / stat(sa)),
         ci: Some(ci),
         verdict: decide(ci, threshold),
+        resampled,
     }
 }
 
@@ -214,36 +287,11 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
     let both_ok = a.status == Status::Ok && b.status == Status::Ok;
     if both_ok {
         let seed = crate::model::weights::fnv1a(&a.spec.id);
-        let (sa, sb) = (&a.samples_ms, &b.samples_ms);
-        metrics.push(sampled(
-            "p50 latency",
-            "ms",
-            sa,
-            sb,
-            median,
-            threshold,
-            seed,
-        ));
-        metrics.push(sampled(
-            "p99 latency",
-            "ms",
-            sa,
-            sb,
-            p99,
-            threshold,
-            seed ^ 1,
-        ));
+        metrics.push(sampled("p50 latency", "ms", a, b, median, threshold, seed));
+        metrics.push(sampled("p99 latency", "ms", a, b, p99, threshold, seed ^ 1));
         // Throughput (and cost per 1k, its inverse on one machine) follows the mean iteration
         // time; the values shown are the runs' requests per second.
-        let mut tp = sampled(
-            "throughput",
-            "requests/s",
-            sa,
-            sb,
-            mean,
-            threshold,
-            seed ^ 2,
-        );
+        let mut tp = sampled("throughput", "requests/s", a, b, mean, threshold, seed ^ 2);
         tp.baseline = a.throughput.as_ref().map(|t| t.requests_per_s);
         tp.candidate = b.throughput.as_ref().map(|t| t.requests_per_s);
         metrics.push(tp);
@@ -257,6 +305,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
             candidate: mb.map(mib),
             slowdown: r,
             ci: None,
+            resampled: String::new(),
             verdict: match r {
                 None => Verdict::Unknown,
                 Some(r) if r > 1.0 + threshold => Verdict::Regressed,
@@ -274,6 +323,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
             candidate: Some(pb.min_cosine),
             slowdown: None,
             ci: None,
+            resampled: String::new(),
             verdict: match (pa.passed, pb.passed) {
                 (true, false) => Verdict::Regressed,
                 (false, true) => Verdict::Improved,
@@ -649,7 +699,10 @@ pub fn markdown(c: &Comparison, all: bool) -> String {
                 fmt(m.baseline),
                 fmt(m.candidate),
                 change,
-                m.ci.map_or("—".into(), |(l, u)| format!("×{l:.3}–×{u:.3}")),
+                m.ci.map_or("—".into(), |(l, u)| format!(
+                    "×{l:.3}–×{u:.3} over {}",
+                    m.resampled
+                )),
                 m.verdict_cell(t)
             ));
         }
@@ -673,6 +726,17 @@ pub fn markdown(c: &Comparison, all: bool) -> String {
             c.runs.len()
         ));
         return s;
+    }
+    if c.runs
+        .iter()
+        .flat_map(|r| &r.metrics)
+        .any(|m| m.resampled == "iterations only")
+    {
+        s.push_str(
+            "Runs of one worker process a side have intervals over iterations only: no \
+             process-level evidence, so they are narrower than a rerun would show. Interleave \
+             with `--rounds 2` or more for intervals over processes.\n\n",
+        );
     }
     if !all {
         s.push_str("Changed, inconclusive and failed rows only; `--all` lists every metric.\n\n");
@@ -865,6 +929,7 @@ mod tests {
             slowdown: Some(1.2),
             ci: Some((1.02, 1.31)),
             verdict: decide((1.02, 1.31), 0.10),
+            resampled: "paired rounds (4)".into(),
         };
         let mut run = compare_run(&a, &a, 0.10);
         run.metrics = vec![straddling];
@@ -880,7 +945,7 @@ mod tests {
         assert!(!cmp.failed(), "inconclusive passes by default");
         let md = markdown(&cmp, false);
         assert!(
-            md.contains("| ms | 10.000 | 12.000 | +20.0% | ×1.020–×1.310 | inconclusive: ×1.20 slower; the interval straddles ×1.10 |"),
+            md.contains("| ms | 10.000 | 12.000 | +20.0% | ×1.020–×1.310 over paired rounds (4) | inconclusive: ×1.20 slower; the interval straddles ×1.10 |"),
             "{md}"
         );
         assert!(md.contains("1 inconclusive"), "{md}");
@@ -891,6 +956,76 @@ mod tests {
         assert_eq!(json["exit_code"], 1);
         assert_eq!(json["counts"]["inconclusive"], 1);
         assert_eq!(json["runs"][0]["metrics"][0]["unit"], "ms");
+    }
+
+    /// Rounds (processes) whose means differ by more than their iterations vary: the two-level
+    /// bootstrap's interval covers that spread, pooling the iterations hides it. Two sides drawn
+    /// from the same distribution of processes must not look different.
+    #[test]
+    fn intervals_resample_processes_not_only_iterations() {
+        let mut r = SplitMix64::new(11);
+        // Each round's mean drawn with a 6% spread between processes, each iteration within it
+        // with 1%: the situation of 11 A/A comparisons on a Zen 4 VM (issue #40).
+        let mut side = |rounds: usize| -> Vec<Vec<f64>> {
+            (0..rounds)
+                .map(|_| {
+                    let m = 10.0 * (1.0 + 0.06 * r.next_normal());
+                    (0..400)
+                        .map(|_| m * (1.0 + 0.01 * r.next_normal()))
+                        .collect()
+                })
+                .collect()
+        };
+        let (a, b) = (side(4), side(4));
+        let ra: Vec<&[f64]> = a.iter().map(|v| v.as_slice()).collect();
+        let rb: Vec<&[f64]> = b.iter().map(|v| v.as_slice()).collect();
+        let pooled = |x: &[Vec<f64>]| x.concat();
+        let flat = bootstrap_ratio(&pooled(&a), &pooled(&b), median, 3);
+        let two = bootstrap_ratio_rounds(&ra, &rb, true, median, 3);
+        let (wf, wt) = (flat.1 - flat.0, two.1 - two.0);
+        eprintln!(
+            "pooled {:.3}–{:.3} (width {wf:.3}), two-level {:.3}–{:.3} (width {wt:.3}): {:.1}× wider",
+            flat.0,
+            flat.1,
+            two.0,
+            two.1,
+            wt / wf
+        );
+        assert!(
+            wt > 3.0 * wf,
+            "the two-level interval is only {:.1}× the pooled one ({wt:.3} against {wf:.3})",
+            wt / wf
+        );
+        assert!(
+            two.0 <= 1.0 && 1.0 <= two.1,
+            "the same distribution of processes: {two:?} must hold 1"
+        );
+        // Rounds reach compare through the results file.
+        let rounds = |x: &[Vec<f64>]| -> Vec<crate::results::Round> {
+            x.iter()
+                .map(|s| crate::results::Round {
+                    samples_ms: s.clone(),
+                    p50_ms: None,
+                    p99_ms: None,
+                    requests_per_s: None,
+                })
+                .collect()
+        };
+        let mut x = run();
+        x.rounds = rounds(&a);
+        x.samples_ms = pooled(&a);
+        let mut y = x.clone();
+        y.rounds = rounds(&b);
+        y.samples_ms = pooled(&b);
+        let c = compare_run(&x, &y, 0.03);
+        let p50 = c
+            .metrics
+            .iter()
+            .find(|m| m.metric == "p50 latency")
+            .unwrap();
+        assert_eq!(p50.resampled, "paired rounds (4)");
+        assert_ne!(p50.verdict, Verdict::Regressed, "{p50:?}");
+        assert_ne!(p50.verdict, Verdict::Improved, "{p50:?}");
     }
 
     /// A file compared with itself: a pass with no rows but the summary, every metric unchanged.

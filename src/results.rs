@@ -161,6 +161,21 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// Latency samples in ms in time order (thinned evenly to at most 10,000).
     pub samples_ms: Vec<f64>,
+    /// A run merged from interleaved rounds (`run --interleave … --rounds N`): each worker
+    /// process's own samples and figures, in the order they ran, so `compare` can resample
+    /// processes as well as iterations. Empty for a run of one process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
+}
+
+/// One worker process of a run merged from rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// Its latency samples in ms, in time order (thinned evenly to at most 10,000 / rounds).
+    pub samples_ms: Vec<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub requests_per_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +279,23 @@ impl RunResult {
             cost: None,
             notes: vec![],
             samples_ms: vec![],
+            rounds: vec![],
+        }
+    }
+
+    /// The per-process sample sets of the run: its rounds when it was merged from several,
+    /// else its samples as one.
+    pub fn round_samples(&self) -> Vec<&[f64]> {
+        let rounds: Vec<&[f64]> = self
+            .rounds
+            .iter()
+            .map(|r| r.samples_ms.as_slice())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if rounds.len() >= 2 {
+            rounds
+        } else {
+            vec![self.samples_ms.as_slice()]
         }
     }
 }

@@ -397,6 +397,17 @@ pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
     });
     out.latency = crate::stats::Latency::from_samples(&samples);
     out.samples_ms = crate::stats::thin(&samples, worker::MAX_SAMPLES);
+    // Each process kept apart: the variation between processes is most of the variation
+    // between two measurements of the same code (compare resamples these).
+    out.rounds = rounds
+        .iter()
+        .map(|r| crate::results::Round {
+            samples_ms: crate::stats::thin(&r.samples_ms, worker::MAX_SAMPLES / n),
+            p50_ms: r.latency.as_ref().map(|l| l.p50_ms),
+            p99_ms: r.latency.as_ref().map(|l| l.p99_ms),
+            requests_per_s: r.throughput.as_ref().map(|t| t.requests_per_s),
+        })
+        .collect();
     if let Some(c) = out.compute.as_mut() {
         c.achieved_gflops = c.flops_per_sequence * seq / measured / 1e9;
         c.efficiency =
