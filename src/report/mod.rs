@@ -391,7 +391,9 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     // One run id measured in several files of one machine: its rates must agree within their
     // intervals (bootstrap offline, search bracket under server load), else one of the
     // measurements is not what the other is.
-    let mut seen: BTreeMap<(&str, &str), Vec<(usize, f64, (f64, f64))>> = BTreeMap::new();
+    // (machine, run id) → (file index, rate, its interval) per file that measured it.
+    type Measured = Vec<(usize, f64, (f64, f64))>;
+    let mut seen: BTreeMap<(&str, &str), Measured> = BTreeMap::new();
     for (i, (s, label)) in sources.iter().zip(&labels).enumerate() {
         for r in s.file.runs.iter().filter(|r| r.status == Status::Ok) {
             if let Some((_, rate, ci)) = cost::rate_with_ci(r) {
