@@ -44,9 +44,18 @@ pub enum Command {
         /// a baseline and a candidate results file, for `recbench compare`.
         #[arg(long, value_name = "BASELINE_BINARY")]
         interleave: Option<PathBuf>,
-        /// Alternations per run with --interleave.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=100))]
-        rounds: u16,
+        /// Alternations per run with --interleave: a number (1 to 100), or `auto` to add rounds
+        /// to each run until its slowdown is settled at --max-regression (at most 20), within
+        /// --budget-s for the whole sweep.
+        #[arg(long, default_value = "2", value_parser = parse_rounds)]
+        rounds: Rounds,
+        /// With --rounds auto: the wall-clock budget of the whole interleaved sweep, in seconds.
+        #[arg(long = "budget-s", default_value_t = 600.0)]
+        budget_s: f64,
+        /// With --rounds auto: the gate (percent) each run's rounds must settle, as `compare
+        /// --max-regression` will judge it.
+        #[arg(long = "max-regression", default_value_t = 5.0)]
+        max_regression: f64,
     },
     /// Turn results files (one or many machines) into index.html, PNG charts, runs.csv and summary.md.
     Report {
@@ -212,4 +221,23 @@ pub enum Command {
         #[arg(long)]
         items: usize,
     },
+}
+
+/// `--rounds`: a fixed number of alternations, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounds {
+    Fixed(usize),
+    Auto,
+}
+
+fn parse_rounds(s: &str) -> Result<Rounds, String> {
+    if s == "auto" {
+        return Ok(Rounds::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(Rounds::Fixed(n)),
+        _ => Err(format!(
+            "{s:?} is neither a number from 1 to 100 nor `auto`"
+        )),
+    }
 }

@@ -59,6 +59,28 @@ pub struct MetricChange {
     /// only" (one process on a side: no process-level evidence). Empty where no interval.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub resampled: String,
+    /// An inconclusive metric: about how many rounds (processes a side) would settle it, the
+    /// interval narrowing as 1/√rounds around its point: rounds × (half-width ÷ distance of the
+    /// point from the threshold it straddles)². `None` where the point sits on the threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle_rounds: Option<usize>,
+}
+
+/// Rounds that would likely settle an interval `ci` around `point` that straddles a threshold,
+/// measured with `rounds` rounds: the interval narrows as 1/√rounds, so it clears the nearest
+/// threshold it straddles once its half-width is below the point's distance from it.
+fn rounds_to_settle(point: f64, ci: (f64, f64), threshold: f64, rounds: usize) -> Option<usize> {
+    let (worse, better) = (1.0 + threshold, 1.0 / (1.0 + threshold));
+    let straddled = [worse, better]
+        .into_iter()
+        .filter(|t| ci.0 < *t && *t < ci.1)
+        .min_by(|a, b| (a - point).abs().total_cmp(&(b - point).abs()))?;
+    let distance = (point - straddled).abs();
+    let half = (ci.1 - ci.0) / 2.0;
+    (distance > 1e-9).then(|| {
+        let r = rounds.max(1) as f64 * (half / distance).powi(2);
+        (r.ceil() as usize).max(rounds + 1)
+    })
 }
 
 /// What happened to one run, all its metrics taken together: the first that applies of newly
@@ -204,6 +226,23 @@ pub fn bootstrap_ratio_rounds(
     (percentile(&ratios, 0.05), percentile(&ratios, 0.95))
 }
 
+/// Whether paired rounds (one worker process each, run back to back) settle a gate at
+/// `threshold`: the two-level intervals of the p50 and mean-time slowdowns are each decided
+/// (regressed, improved or unchanged), none inconclusive. `run --rounds auto` adds rounds until
+/// this holds.
+pub fn rounds_settle(a: &[&[f64]], b: &[&[f64]], threshold: f64) -> bool {
+    if a.len() < 2 || a.len() != b.len() || a.iter().chain(b).any(|r| r.len() < 5) {
+        return false;
+    }
+    let stats: [fn(&[f64]) -> f64; 2] = [median, mean];
+    stats.iter().enumerate().all(|(k, stat)| {
+        decide(
+            bootstrap_ratio_rounds(a, b, true, *stat, 0x5e77 + k as u64),
+            threshold,
+        ) != Verdict::Inconclusive
+    })
+}
+
 /// Bootstrap one-sided 95% bounds (5th and 95th percentiles) of stat(b)/stat(a), over the
 /// iterations alone (one process a side).
 pub fn bootstrap_ratio(a: &[f64], b: &[f64], stat: fn(&[f64]) -> f64, seed: u64) -> (f64, f64) {
@@ -251,6 +290,7 @@ fn sampled(
             ci: None,
             verdict: Verdict::Unknown,
             resampled: String::new(),
+            settle_rounds: None,
         };
     }
     let (ra, rb) = (a.round_samples(), b.round_samples());
@@ -270,14 +310,21 @@ fn sampled(
             "iterations only".to_string(),
         )
     };
+    let verdict = decide(ci, threshold);
+    let point = stat(sb) / stat(sa);
     MetricChange {
         metric: name.into(),
         unit,
         baseline: Some(stat(sa)),
         candidate: Some(stat(sb)),
-        slowdown: Some(stat(sb) / stat(sa)),
+        slowdown: Some(point),
         ci: Some(ci),
-        verdict: decide(ci, threshold),
+        verdict,
+        // Only with rounds on both sides: an interval over iterations alone says nothing of
+        // how processes vary, so it cannot say how many would settle it.
+        settle_rounds: (verdict == Verdict::Inconclusive && ra.len() >= 2 && rb.len() >= 2)
+            .then(|| rounds_to_settle(point, ci, threshold, ra.len().min(rb.len())))
+            .flatten(),
         resampled,
     }
 }
@@ -306,6 +353,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
             slowdown: r,
             ci: None,
             resampled: String::new(),
+            settle_rounds: None,
             verdict: match r {
                 None => Verdict::Unknown,
                 Some(r) if r > 1.0 + threshold => Verdict::Regressed,
@@ -324,6 +372,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
             slowdown: None,
             ci: None,
             resampled: String::new(),
+            settle_rounds: None,
             verdict: match (pa.passed, pb.passed) {
                 (true, false) => Verdict::Regressed,
                 (false, true) => Verdict::Improved,
@@ -613,12 +662,16 @@ impl MetricChange {
             Verdict::Regressed => format!("**regressed**: {}", self.direction()),
             Verdict::Improved => format!("improved: {}", self.direction()),
             Verdict::Inconclusive => format!(
-                "inconclusive: {}; the interval straddles ×{:.2}",
+                "inconclusive: {}; the interval straddles ×{:.2}{}",
                 self.direction(),
                 if self.slowdown.unwrap_or(1.0) >= 1.0 {
                     1.0 + threshold
                 } else {
                     1.0 / (1.0 + threshold)
+                },
+                match self.settle_rounds {
+                    Some(n) => format!(" (about {n} interleaved rounds would settle it)"),
+                    None => String::new(),
                 }
             ),
             Verdict::Unchanged => "unchanged".into(),
@@ -930,7 +983,10 @@ mod tests {
             ci: Some((1.02, 1.31)),
             verdict: decide((1.02, 1.31), 0.10),
             resampled: "paired rounds (4)".into(),
+            settle_rounds: rounds_to_settle(1.2, (1.02, 1.31), 0.10, 4),
         };
+        // Half-width 0.145 around 1.2, 0.1 from the ×1.10 it straddles: 4 × 1.45² → 9 rounds.
+        assert_eq!(straddling.settle_rounds, Some(9));
         let mut run = compare_run(&a, &a, 0.10);
         run.metrics = vec![straddling];
         run.outcome = Outcome::Inconclusive;
@@ -945,7 +1001,7 @@ mod tests {
         assert!(!cmp.failed(), "inconclusive passes by default");
         let md = markdown(&cmp, false);
         assert!(
-            md.contains("| ms | 10.000 | 12.000 | +20.0% | ×1.020–×1.310 over paired rounds (4) | inconclusive: ×1.20 slower; the interval straddles ×1.10 |"),
+            md.contains("| ms | 10.000 | 12.000 | +20.0% | ×1.020–×1.310 over paired rounds (4) | inconclusive: ×1.20 slower; the interval straddles ×1.10 (about 9 interleaved rounds would settle it) |"),
             "{md}"
         );
         assert!(md.contains("1 inconclusive"), "{md}");

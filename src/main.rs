@@ -160,6 +160,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
             interleave,
             rounds,
+            budget_s,
+            max_regression,
         } => {
             let sc = Scenario::load(&scenario)?;
             out_folder(&out)?;
@@ -188,7 +190,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 resume,
                 quiet,
                 interleave: interleave.clone(),
-                rounds: rounds as usize,
+                rounds: match rounds {
+                    cli::Rounds::Fixed(n) => n,
+                    cli::Rounds::Auto => harness::AUTO_MAX_ROUNDS,
+                },
+                auto_rounds: match rounds {
+                    cli::Rounds::Fixed(_) => None,
+                    cli::Rounds::Auto => {
+                        if !(budget_s.is_finite() && budget_s > 0.0) {
+                            return Err(usage(
+                                "--budget-s",
+                                format!("{budget_s} must be a positive number of seconds"),
+                            ));
+                        }
+                        if !(max_regression.is_finite() && max_regression > 0.0) {
+                            return Err(usage(
+                                "--max-regression",
+                                format!("{max_regression} must be a positive percentage"),
+                            ));
+                        }
+                        Some(harness::AutoRounds {
+                            threshold: max_regression / 100.0,
+                            budget_s,
+                        })
+                    }
+                },
             };
             if let Some(baseline) = &interleave {
                 if resume {

@@ -371,6 +371,103 @@ fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower
     );
 }
 
+/// `--rounds auto`: a clear slowdown (the candidate's 20 ms a forward) is settled after the
+/// first two rounds, each run's rounds are kept apart in the results, and `compare` resamples
+/// them as pairs; a gate no rounds can settle (±0.01%) stops at the time budget, and says so.
+#[test]
+fn rounds_auto_stops_when_settled_or_at_the_budget_and_says_which() {
+    common::isolate();
+    let me = assert_cmd::cargo::cargo_bin("recbench");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
+    let sweep = |gate: &str, budget: &str, fault: &str| -> (tempfile::TempDir, Vec<Value>) {
+        let dir = tempfile::tempdir().unwrap();
+        let baseline = dir.path().join("recbench-baseline");
+        std::fs::write(
+            &baseline,
+            format!(
+                "#!/bin/sh\nunset RECBENCH_FAULT\nexec '{}' \"$@\"\n",
+                me.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&baseline, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(&me)
+            .arg("run")
+            .arg(&fixture)
+            .arg("--out")
+            .arg(dir.path())
+            .args(["--quiet", "--rounds", "auto", "--max-regression", gate])
+            .args(["--budget-s", budget, "--interleave"])
+            .arg(&baseline)
+            .env("RECBENCH_FAULT", fault)
+            .output()
+            .unwrap();
+        common::assert_succeeded(&out);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("faults"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        let v = files
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect();
+        (dir, v)
+    };
+    let (dir, files) = sweep("10", "600", "slow@");
+    for f in &files {
+        for r in f["runs"].as_array().unwrap() {
+            let notes = r["notes"].to_string();
+            assert!(
+                notes.contains("rounds auto: settled after 2 rounds"),
+                "{}: {notes}",
+                r["spec"]["id"]
+            );
+            let rounds = r["rounds"].as_array().unwrap();
+            assert_eq!(rounds.len(), 2, "{}", r["spec"]["id"]);
+            assert!(rounds
+                .iter()
+                .all(|x| x["samples_ms"].as_array().unwrap().len() >= 5));
+        }
+    }
+    let path = |s: &str| -> PathBuf {
+        std::fs::read_dir(dir.path().join("faults"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains(s))
+            .unwrap()
+    };
+    let out = Command::new(&me)
+        .arg("compare")
+        .arg(path("-baseline"))
+        .arg(path("-candidate"))
+        .args(["--max-regression", "10", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "regression");
+    assert_eq!(
+        v["runs"][0]["metrics"][0]["resampled"], "paired rounds (2)",
+        "{v}"
+    );
+
+    let (_dir, files) = sweep("0.01", "1", "slow@no-such-run");
+    for r in files[0]["runs"].as_array().unwrap() {
+        let notes = r["notes"].to_string();
+        assert!(
+            notes.contains(
+                "rounds auto: stopped after 2 rounds at this run's share of the time budget"
+            ),
+            "{}: {notes}",
+            r["spec"]["id"]
+        );
+    }
+}
+
 /// A failed check keeps its exit code: `parity` with a drifting backend exits 1 (the README's
 /// promise), and so do it and a `run` whose worker crashes when their reader has closed the
 /// pipe (`recbench parity | head` after head exited).

@@ -49,7 +49,23 @@ pub struct SweepOptions {
     /// Run a baseline binary and this one alternately, `rounds` times per run (`--interleave`).
     pub interleave: Option<PathBuf>,
     pub rounds: usize,
+    /// `--rounds auto`: add rounds to a run until its slowdown is settled at this gate, or its
+    /// share of the time budget is spent.
+    pub auto_rounds: Option<AutoRounds>,
 }
+
+/// `--rounds auto`: the gate a run's rounds must settle and the time the sweep may take.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoRounds {
+    /// The gate's threshold (0.05 = 5%), as `compare --max-regression` takes it.
+    pub threshold: f64,
+    /// Wall seconds for the whole interleaved sweep; each run gets the rest of it divided by
+    /// the runs still to go.
+    pub budget_s: f64,
+}
+
+/// `--rounds auto` never runs more rounds than this per run.
+pub const AUTO_MAX_ROUNDS: usize = 20;
 
 /// What a sweep produced.
 pub struct SweepOutcome {
@@ -471,8 +487,11 @@ pub fn run_interleaved(
             .map(|p| p.spec.worst_case_s())
             .sum(),
     );
+    let sweep_start = std::time::Instant::now();
+    let mut runs_left = planned.iter().filter(|p| p.skip.is_none()).count().max(1);
     'runs: for p in planned {
         let mut sides: [Vec<RunResult>; 2] = [vec![], vec![]];
+        let mut auto_note: Option<String> = None;
         if let Some(reason) = &p.skip {
             for s in &mut sides {
                 s.push(RunResult::not_run(
@@ -483,7 +502,15 @@ pub fn run_interleaved(
             }
         } else {
             references.prepare(&p, &progress)?;
-            for round in 0..opts.rounds.max(1) {
+            let share_s = opts.auto_rounds.map(|a| {
+                (a.budget_s - sweep_start.elapsed().as_secs_f64()).max(0.0) / runs_left as f64
+            });
+            let run_start = std::time::Instant::now();
+            let max_rounds = match opts.auto_rounds {
+                Some(_) => AUTO_MAX_ROUNDS,
+                None => opts.rounds.max(1),
+            };
+            for round in 0..max_rounds {
                 for (k, exe) in [baseline, me.as_path()].into_iter().enumerate() {
                     progress.start(&format!(
                         "{} round {} {}",
@@ -499,12 +526,54 @@ pub fn run_interleaved(
                         }
                     }
                 }
+                let (Some(auto), Some(share)) = (opts.auto_rounds, share_s) else {
+                    continue;
+                };
+                let done = round + 1;
+                if done < 2 {
+                    continue;
+                }
+                let failed = sides.iter().flatten().any(|r| r.status != Status::Ok);
+                let samples = |k: usize| -> Vec<&[f64]> {
+                    sides[k].iter().map(|r| r.samples_ms.as_slice()).collect()
+                };
+                let why = if failed {
+                    Some(format!(
+                        "stopped after {done} rounds: a round did not complete"
+                    ))
+                } else if crate::compare::rounds_settle(&samples(0), &samples(1), auto.threshold) {
+                    Some(format!(
+                        "settled after {done} rounds: the p50 and mean-time slowdowns are each \
+                         decided at ±{:.1}%",
+                        auto.threshold * 100.0
+                    ))
+                } else if run_start.elapsed().as_secs_f64() >= share {
+                    Some(format!(
+                        "stopped after {done} rounds at this run's share of the time budget \
+                         ({share:.0} s of --budget-s {:.0}), not settled at ±{:.1}%",
+                        auto.budget_s,
+                        auto.threshold * 100.0
+                    ))
+                } else if done == max_rounds {
+                    Some(format!(
+                        "stopped at the most rounds a run gets ({max_rounds}), not settled at \
+                         ±{:.1}%",
+                        auto.threshold * 100.0
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    auto_note = Some(format!("rounds auto: {why}"));
+                    break;
+                }
             }
         }
         let mut summary = Vec::new();
         for (k, rounds) in sides.into_iter().enumerate() {
             let (path, file) = &mut files[k];
-            let merged = merge_rounds(rounds);
+            let mut merged = merge_rounds(rounds);
+            merged.notes.extend(auto_note.clone());
             summary.push(format!(
                 "{} {}",
                 if k == 0 { "baseline" } else { "candidate" },
@@ -519,6 +588,9 @@ pub fn run_interleaved(
             0.0
         };
         progress.finish(&p.spec.id, weight, &summary.join("; "));
+        if p.skip.is_none() {
+            runs_left = runs_left.saturating_sub(1).max(1);
+        }
     }
     progress.done();
     for (path, file) in &mut files {
