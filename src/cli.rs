@@ -90,6 +90,8 @@ pub enum Command {
     },
     /// CI gate: compare a candidate results file with a baseline; exit 1 on a regression.
     Compare {
+        /// The baseline: a results file, or a folder of stored baseline sweeps of one scenario
+        /// on one machine (their spread between sweeps is the noise the candidate is judged by).
         baseline: PathBuf,
         candidate: PathBuf,
         /// Slowdown (percent) that counts as a regression when exceeded with 95% confidence.

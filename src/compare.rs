@@ -243,6 +243,44 @@ pub fn rounds_settle(a: &[&[f64]], b: &[&[f64]], threshold: f64) -> bool {
     })
 }
 
+/// Two-level bootstrap bounds of stat(b)/stat(a) for a candidate `b` of one process against
+/// baseline rounds `a` (stored sweeps): the baseline side resamples its rounds, then their
+/// iterations; the candidate side resamples its iterations and is scaled by the process factor
+/// of a baseline round drawn at random (that round's statistic over the baseline's), so the
+/// spread between processes counts on both sides.
+pub fn bootstrap_ratio_borrowed(
+    a: &[&[f64]],
+    b: &[f64],
+    stat: fn(&[f64]) -> f64,
+    seed: u64,
+) -> (f64, f64) {
+    let mut rng = SplitMix64::new(seed);
+    let mut pick = |n: usize| (rng.next_u64() % n as u64) as usize;
+    let all: Vec<f64> = a.iter().flat_map(|r| r.iter().copied()).collect();
+    let overall = stat(&all);
+    let factors: Vec<f64> = a.iter().map(|r| stat(r) / overall).collect();
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    let mut ratios: Vec<f64> = (0..2000)
+        .map(|_| {
+            ra.clear();
+            for _ in 0..a.len() {
+                let round = a[pick(a.len())];
+                for _ in 0..round.len() {
+                    ra.push(round[pick(round.len())]);
+                }
+            }
+            rb.clear();
+            for _ in 0..b.len() {
+                rb.push(b[pick(b.len())]);
+            }
+            let f = factors[pick(factors.len())];
+            stat(&rb) * f / stat(&ra)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    (percentile(&ratios, 0.05), percentile(&ratios, 0.95))
+}
+
 /// Bootstrap one-sided 95% bounds (5th and 95th percentiles) of stat(b)/stat(a), over the
 /// iterations alone (one process a side).
 pub fn bootstrap_ratio(a: &[f64], b: &[f64], stat: fn(&[f64]) -> f64, seed: u64) -> (f64, f64) {
@@ -294,7 +332,17 @@ fn sampled(
         };
     }
     let (ra, rb) = (a.round_samples(), b.round_samples());
-    let (ci, resampled) = if ra.len() >= 2 && rb.len() >= 2 {
+    let (ci, resampled) = if ra.len() >= 2 && rb.len() == 1 {
+        // A candidate sweep of one process against stored baseline sweeps: its own process
+        // noise is unseen, so it borrows the baseline's spread between sweeps.
+        (
+            bootstrap_ratio_borrowed(&ra, sb, stat, seed),
+            format!(
+                "{} baseline sweeps (their spread lent to the candidate)",
+                ra.len()
+            ),
+        )
+    } else if ra.len() >= 2 && rb.len() >= 2 {
         let paired = ra.len() == rb.len();
         (
             bootstrap_ratio_rounds(&ra, &rb, paired, stat, seed),
@@ -480,6 +528,93 @@ pub fn host_differences(a: &ResultsFile, b: &ResultsFile) -> Vec<String> {
     d
 }
 
+/// A folder of stored baseline sweeps (`results/baselines/…`, one results file a sweep of one
+/// scenario on one machine) read as one baseline whose runs keep each sweep as a round: the
+/// spread between the sweeps is the process-level noise a separate candidate sweep is judged
+/// against. The first file (by name) gives everything but the samples; a run id missing from a
+/// sweep, or not ok there, is left out of that sweep's rounds.
+fn baseline_folder(dir: &Path, allow_different_hosts: bool) -> Result<ResultsFile> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            Error::input(
+                dir,
+                None,
+                "baseline",
+                format!("cannot read the folder: {e}"),
+            )
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let Some(first) = paths.first() else {
+        return Err(Error::input(
+            dir,
+            None,
+            "baseline",
+            "the baseline folder holds no results file (*.json)",
+        ));
+    };
+    let mut base = ResultsFile::load(first)?;
+    let mut sweeps = vec![base.clone()];
+    for p in &paths[1..] {
+        let f = ResultsFile::load(p)?;
+        let diff = host_differences(&base, &f);
+        if !diff.is_empty() && !allow_different_hosts {
+            return Err(Error::input(
+                p,
+                None,
+                "environment",
+                format!(
+                    "this stored baseline comes from another machine than {} ({}): the \
+                     folder's sweeps must be of one machine",
+                    first.display(),
+                    diff.join("; ")
+                ),
+            ));
+        }
+        if f.scenario.name != base.scenario.name {
+            return Err(Error::input(
+                p,
+                None,
+                "scenario.name",
+                format!(
+                    "scenario {:?} in a baseline folder of {:?}",
+                    f.scenario.name, base.scenario.name
+                ),
+            ));
+        }
+        sweeps.push(f);
+    }
+    for run in base.runs.iter_mut().filter(|r| r.status == Status::Ok) {
+        let rounds: Vec<crate::results::Round> = sweeps
+            .iter()
+            .filter_map(|f| {
+                f.runs
+                    .iter()
+                    .find(|r| r.spec.id == run.spec.id && r.status == Status::Ok)
+            })
+            .map(|r| crate::results::Round {
+                samples_ms: r.samples_ms.clone(),
+                p50_ms: r.latency.as_ref().map(|l| l.p50_ms),
+                p99_ms: r.latency.as_ref().map(|l| l.p99_ms),
+                requests_per_s: r.throughput.as_ref().map(|t| t.requests_per_s),
+            })
+            .collect();
+        if rounds.len() >= 2 {
+            run.samples_ms = rounds.iter().flat_map(|r| r.samples_ms.clone()).collect();
+            run.notes.push(format!(
+                "stored baseline: {} sweeps in {}",
+                rounds.len(),
+                dir.display()
+            ));
+            run.rounds = rounds;
+        }
+    }
+    Ok(base)
+}
+
 /// Compares two results files. Files that cannot be compared are bad input (exit code 2),
 /// among them files from machines that differ in what decides speed, unless
 /// `allow_different_hosts`.
@@ -489,7 +624,11 @@ pub fn compare(
     threshold: f64,
     allow_different_hosts: bool,
 ) -> Result<Comparison> {
-    let a = ResultsFile::load(baseline_path)?;
+    let a = if baseline_path.is_dir() {
+        baseline_folder(baseline_path, allow_different_hosts)?
+    } else {
+        ResultsFile::load(baseline_path)?
+    };
     let b = ResultsFile::load(candidate_path)?;
     let host_differences = host_differences(&a, &b);
     if !host_differences.is_empty() && !allow_different_hosts {
@@ -1082,6 +1221,81 @@ mod tests {
         assert_eq!(p50.resampled, "paired rounds (4)");
         assert_ne!(p50.verdict, Verdict::Regressed, "{p50:?}");
         assert_ne!(p50.verdict, Verdict::Improved, "{p50:?}");
+    }
+
+    /// A folder of stored baseline sweeps lends its spread between sweeps to a candidate sweep
+    /// of one process: a candidate 4% slower than one baseline sweep but inside the sweeps'
+    /// own ±5% spread is not a regression at 3%, and its interval holds 1 where the single
+    /// stored sweep's (iterations only) excludes it; a real ×1.3 slowdown is still caught.
+    #[test]
+    fn a_baseline_folder_judges_a_sweep_by_the_spread_between_sweeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let mut f = ResultsFile::load(&p).unwrap();
+        f.runs
+            .retain(|r| r.status == Status::Ok && r.samples_ms.len() >= 300);
+        f.runs.truncate(2);
+        let mut rng = SplitMix64::new(5);
+        let mut sweep = |factor: f64| {
+            let mut g = f.clone();
+            for r in &mut g.runs {
+                // The run's own samples, redrawn, times the sweep's process factor.
+                let n = r.samples_ms.len();
+                r.samples_ms = (0..300)
+                    .map(|_| f.runs[0].samples_ms[(rng.next_u64() % n as u64) as usize] * factor)
+                    .collect();
+            }
+            g
+        };
+        let folder = dir.path().join("baselines");
+        std::fs::create_dir(&folder).unwrap();
+        for (i, k) in [0.95, 1.0, 1.05, 0.97, 1.03].iter().enumerate() {
+            sweep(*k).save(&folder.join(format!("{i}.json"))).unwrap();
+        }
+        let cand = dir.path().join("cand.json");
+        sweep(0.95 * 1.04).save(&cand).unwrap();
+        let slow = dir.path().join("slow.json");
+        sweep(1.3).save(&slow).unwrap();
+
+        let p50 = |c: &Comparison| c.runs[0].metrics[0].clone();
+        let one = compare(&folder.join("0.json"), &cand, 0.03, false).unwrap();
+        assert_eq!(p50(&one).resampled, "iterations only");
+        // One stored sweep's interval excludes 1: it claims a difference between two sweeps
+        // drawn from the same spread of processes.
+        assert!(p50(&one).ci.unwrap().0 > 1.0, "{:?}", p50(&one));
+        let many = compare(&folder, &cand, 0.03, false).unwrap();
+        let m = p50(&many);
+        assert_eq!(
+            m.resampled,
+            "5 baseline sweeps (their spread lent to the candidate)"
+        );
+        assert_ne!(m.verdict, Verdict::Regressed, "{m:?}");
+        assert!(
+            m.ci.unwrap().0 <= 1.0,
+            "the folder's interval holds 1: {m:?}"
+        );
+        let (w1, w5) = (
+            p50(&one).ci.map(|c| c.1 - c.0).unwrap(),
+            m.ci.map(|c| c.1 - c.0).unwrap(),
+        );
+        assert!(
+            w5 > 2.0 * w1,
+            "the sweeps' spread widens the interval: {w5} vs {w1}"
+        );
+        let caught = compare(&folder, &slow, 0.10, false).unwrap();
+        assert_eq!(
+            p50(&caught).verdict,
+            Verdict::Regressed,
+            "{:?}",
+            p50(&caught)
+        );
+        assert!(caught.failed());
+        // An empty folder is bad input, named.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let e = compare(&empty, &cand, 0.03, false).unwrap_err().to_string();
+        assert!(e.contains("holds no results file"), "{e}");
     }
 
     /// A file compared with itself: a pass with no rows but the summary, every metric unchanged.
