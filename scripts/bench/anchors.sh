@@ -11,12 +11,15 @@
 #                        spread two equal contenders show on this host under this protocol
 #   recbench torch fp32  vs PyTorch eager (transformers BertModel, sdpa)
 #   recbench torch int8  vs PyTorch quantize_dynamic (x86 engine)
-#   recbench candle fp32 vs Python onnxruntime on the Hugging Face export
+#   recbench candle fp32 vs Python onnxruntime on the Hugging Face export, and vs
+#                        candle-transformers' stock BertModel (examples/stock_bert.rs: the BERT a
+#                        candle user would pick, same inputs, threads and window)
 #   recbench candle int8 (for the record: its ratio to candle fp32)
 #
 #   scripts/bench/anchors.sh [ROUNDS]     # default 3; THREADS (default 2), BATCHES ("1 8 32"),
 #                                         # WARMUP_S, MIN_S, MIN_CALLS, MAX_S (1, 4, 5, 20),
-#                                         # ONLY (a subset of "onnx torch int8 candle")
+#                                         # ONLY (a subset of "onnx torch int8 candle
+#                                         # stock"; `stock` alone needs no Python)
 #
 # ISA=avx2 caps the vector ISA, on both sides alike, of every library that has a cap: ATen's
 # own kernels (ATEN_CPU_CAPABILITY), oneDNN (ONEDNN_MAX_CPU_ISA), MKL (MKL_ENABLE_INSTRUCTIONS)
@@ -38,7 +41,7 @@ ROUNDS="${1:-3}"
 THREADS="${THREADS:-2}"
 BATCHES="${BATCHES:-1 8 32}"
 BIN="${RECBENCH:-target/release/recbench}"
-ONLY="${ONLY:-onnx torch int8 candle}"
+ONLY="${ONLY:-onnx torch int8 candle stock}"
 ISA="${ISA:-}"
 # The measurement window of every side: recbench's [measure] and the Python anchors' alike.
 WARMUP_S=${WARMUP_S:-1} MIN_S=${MIN_S:-4} MIN_CALLS=${MIN_CALLS:-5} MAX_S=${MAX_S:-20}
@@ -54,7 +57,9 @@ PY="$VENV/bin/python"
 MODEL="$CACHE/models/minilm-l6"
 
 [ -x "$BIN" ] || { echo "anchors: no $BIN; build with: cargo build --release --features onnx,torch" >&2; exit 2; }
-if ! "$PY" -c 'import torch, transformers, onnxruntime, onnx' 2>/dev/null; then
+STOCK=target/release/examples/stock_bert
+if want stock; then cargo build --release --locked -q --example stock_bert; fi
+if [ "$ONLY" != stock ] && ! "$PY" -c 'import torch, transformers, onnxruntime, onnx' 2>/dev/null; then
   echo "anchors: creating $VENV (torch 2.11.0, transformers, onnxruntime 1.31.1, onnx, numpy)"
   python3 -m venv "$VENV"
   "$PY" -m pip install --quiet torch==2.11.0 transformers onnxruntime==1.31.1 onnx numpy
@@ -68,7 +73,7 @@ trap 'rm -rf "$WORK"' EXIT
 "$BIN" hardware --json >"$WORK/hardware.json"
 
 HF_ONNX="$CACHE/onnx/hf-minilm-l6.onnx"
-[ -f "$HF_ONNX" ] || "$PY" scripts/bench/anchors.py export "$MODEL" "$HF_ONNX" >/dev/null
+[ "$ONLY" = stock ] || [ -f "$HF_ONNX" ] || "$PY" scripts/bench/anchors.py export "$MODEL" "$HF_ONNX" >/dev/null
 
 # One recbench run: backend, precision, batch → its results file.
 recbench_run() {
@@ -135,7 +140,13 @@ pair() {
   if (( round % 2 )); then "$1"; "$2"; else "$2"; "$1"; fi
 }
 candle_fp32() { recbench_side candle fp32 recbench-candle-fp32 candle; }
+# recbench's candle fp32 once more, beside the stock BERT: the pair runs back to back.
+candle_fp32_again() { recbench_side candle fp32 recbench-candle-fp32-again candle; }
 ort_hf() { python_side ort "$HF_ONNX" python-ort-hf-export; }
+stock_candle() {
+  python_line "$round" "$b" candle-transformers-fp32 \
+    "$(RAYON_NUM_THREADS="$THREADS" "$STOCK" "$MODEL" "$b" 128 "$WINDOW")" >>"$JSONL"
+}
 torch_fp32() { recbench_side torch fp32 recbench-torch-fp32 torch; }
 eager_fp32() { python_side eager "$MODEL" python-torch-eager-fp32; }
 torch_int8() { recbench_side torch int8 recbench-torch-int8 torch8; }
@@ -156,6 +167,7 @@ for round in $(seq 1 "$ROUNDS"); do
     elif want onnx; then
       ort_hf
     fi
+    if want stock; then pair candle_fp32_again stock_candle; fi
     if want torch; then pair torch_fp32 eager_fp32; fi
     if want int8; then pair torch_int8 dynamic_int8; fi
   done
@@ -178,6 +190,7 @@ pairs = [
     ("torch fp32 ÷ PyTorch eager", "recbench-torch-fp32", "python-torch-eager-fp32", "≤ 1.0"),
     ("torch int8 ÷ PyTorch dynamic int8", "recbench-torch-int8", "python-torch-dynamic-int8", "≤ 1.0"),
     ("candle fp32 ÷ Python ORT, HF export", "recbench-candle-fp32", "python-ort-hf-export", "≤ 1.5"),
+    ("candle fp32 ÷ candle-transformers fp32", "recbench-candle-fp32-again", "candle-transformers-fp32", "≤ 1.0"),
     ("candle int8 ÷ candle fp32", "recbench-candle-int8", "recbench-candle-fp32", ""),
 ]
 batches = sorted({b for (_, b) in by})
