@@ -133,10 +133,7 @@ pub fn fp32_peak() -> Fp32Peak {
     let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
     let max_khz = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let cores = topology(&cpuinfo)
-        .0
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    fp32_peak_from(&cpuinfo, max_khz, cores)
+    fp32_peak_from(&cpuinfo, max_khz, default_threads())
 }
 
 /// [`Fp32Peak`] from the text of /proc/cpuinfo, cpufreq's maximum (kHz) and the core count.
@@ -220,11 +217,9 @@ pub fn cpu_identity() -> String {
     )
 }
 
-/// Host name, sanitised for use in file names.
+/// Host name (sysinfo), sanitised for use in file names.
 pub fn hostname() -> String {
-    let raw = read("/proc/sys/kernel/hostname")
-        .or_else(|| read("/etc/hostname"))
-        .unwrap_or_else(|| "host".to_string());
+    let raw = super::system::host_name().unwrap_or_else(|| "host".to_string());
     let s: String = raw
         .chars()
         .map(|c| {
@@ -242,22 +237,14 @@ pub fn hostname() -> String {
     }
 }
 
-/// Total memory of this machine in bytes.
+/// Total memory of this machine in bytes (sysinfo).
 pub fn memory_bytes() -> Option<u64> {
-    let m = read("/proc/meminfo")?;
-    cpuinfo_field(&m, "MemTotal")?
-        .split_whitespace()
-        .next()?
-        .parse::<u64>()
-        .ok()
-        .map(|kb| kb * 1024)
+    super::system::total_memory_bytes()
 }
 
-/// Physical cores, falling back to logical ones: the default thread count ("auto").
+/// Physical cores (sysinfo), falling back to logical ones: the default thread count ("auto").
 pub fn default_threads() -> usize {
-    let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
-    topology(&cpuinfo)
-        .0
+    super::system::physical_cores()
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
@@ -315,7 +302,11 @@ impl Inventory {
             .filter(|f| all.contains(**f))
             .map(|f| f.to_string())
             .collect();
-        let (physical_cores, sockets) = topology(&cpuinfo);
+        // Cores from sysinfo; sockets from /proc/cpuinfo's physical ids (sysinfo has none).
+        let (_, sockets) = topology(&cpuinfo);
+        let physical_cores = super::system::physical_cores();
+        let (brand, _) = super::system::cpu_brand_and_mhz();
+        let cpu_model = brand.or_else(|| cpuinfo_field(&cpuinfo, "model name").map(str::to_string));
         let cache = |level: &str| {
             (0..8).find_map(|i| {
                 let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
@@ -325,14 +316,7 @@ impl Inventory {
                     .flatten()
             })
         };
-        let memory_bytes = read("/proc/meminfo").and_then(|m| {
-            cpuinfo_field(&m, "MemTotal")?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-                .map(|kb| kb * 1024)
-        });
+        let memory_bytes = memory_bytes();
         let os = read("/etc/os-release").and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("PRETTY_NAME="))
@@ -347,7 +331,7 @@ impl Inventory {
         });
         Inventory {
             host: hostname(),
-            cpu_model: cpuinfo_field(&cpuinfo, "model name").map(str::to_string),
+            cpu_model: cpu_model.clone(),
             cpu_signature: cpu_signature(&cpuinfo),
             cpu_flags,
             architecture: std::env::consts::ARCH.to_string(),
@@ -358,16 +342,16 @@ impl Inventory {
             l3_cache_bytes: cache("3"),
             memory_bytes,
             os,
-            kernel: read("/proc/sys/kernel/osrelease"),
+            kernel: super::system::kernel(),
             virtualization,
             gpus: gpus(),
             gpu_probe: gpu_probe(),
             power_sensors: readable_rapl_domains(&super::powercap_root()),
-            power_estimate: match cpuinfo_field(&cpuinfo, "model name").and_then(super::power::lookup_tdp) {
+            power_estimate: match cpu_model.as_deref().and_then(super::power::lookup_tdp) {
                 Some(t) => format!("{} W TDP / {} threads ({})", t.tdp_watts, t.threads, t.source),
                 None => format!(
                     "none: CPU model {:?} is not in the TDP table, so runs without a sensor have null power",
-                    cpuinfo_field(&cpuinfo, "model name").unwrap_or("unknown")
+                    cpu_model.as_deref().unwrap_or("unknown")
                 ),
             },
         }

@@ -1,13 +1,14 @@
-//! Memory figures of the worker process, from procfs.
+//! Memory figures of the worker process: its resident memory from sysinfo; its peak (`VmHWM`)
+//! and the reset of that peak from procfs, which sysinfo does not track.
 
 /// Peak resident set size of this process in bytes (`VmHWM`), if procfs has it.
 pub fn peak_rss_bytes() -> Option<u64> {
     status_kb("VmHWM:").map(|kb| kb * 1024)
 }
 
-/// Current resident set size of this process in bytes (`VmRSS`).
+/// Current resident set size of this process in bytes (sysinfo; `VmRSS` on Linux).
 pub fn rss_bytes() -> Option<u64> {
-    status_kb("VmRSS:").map(|kb| kb * 1024)
+    super::system::process_rss_bytes()
 }
 
 fn status_kb(key: &str) -> Option<u64> {

@@ -8,6 +8,7 @@ pub mod memory;
 #[cfg(feature = "nvml")]
 pub mod nvml;
 pub mod power;
+pub mod system;
 
 pub use inventory::Inventory;
 
