@@ -223,6 +223,20 @@ impl References {
     }
 }
 
+/// A measured power figure split into the host's idle draw (measured at the sweep's start) and
+/// what the run added above it; estimates are left whole. Both sweep loops call it.
+fn attribute_idle(env: &Environment, result: &mut RunResult) {
+    if let (Some(idle), Some(w)) = (
+        env.idle_power.as_ref().and_then(|p| p.watts),
+        result.power.watts,
+    ) {
+        if result.power.source != "estimated" {
+            result.power.idle_watts = Some(idle);
+            result.power.above_idle_watts = Some(w - idle);
+        }
+    }
+}
+
 /// Runs the sweep described by `scenario`.
 pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
     let (planned, display) = set_up(&mut scenario, opts)?;
@@ -319,15 +333,7 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
             }
         };
         let mut result = result;
-        if let (Some(idle), Some(w)) = (
-            file.environment.idle_power.as_ref().and_then(|p| p.watts),
-            result.power.watts,
-        ) {
-            if result.power.source != "estimated" {
-                result.power.idle_watts = Some(idle);
-                result.power.above_idle_watts = Some(w - idle);
-            }
-        }
+        attribute_idle(&file.environment, &mut result);
         let weight = if p.skip.is_none() {
             p.spec.worst_case_s()
         } else {
@@ -463,7 +469,8 @@ pub fn run_interleaved(
         );
     }
     let env = environment(&measured_threads(&planned));
-    let host = inventory::hostname();
+    // The host as the environment probed it: one probe a sweep.
+    let host = env.inventory.host.clone();
     let me = self_exe()?;
     let mut files = Vec::new();
     for (side, exe) in [
@@ -574,6 +581,7 @@ pub fn run_interleaved(
             let (path, file) = &mut files[k];
             let mut merged = merge_rounds(rounds);
             merged.notes.extend(auto_note.clone());
+            attribute_idle(&file.environment, &mut merged);
             summary.push(format!(
                 "{} {}",
                 if k == 0 { "baseline" } else { "candidate" },
