@@ -1,0 +1,153 @@
+//! The cost–quality chart: one panel per (model, mode, hardware), the Pareto front drawn.
+
+use plotters::prelude::*;
+
+use super::server::SLA_COLOUR;
+use super::{log_ticks, plot_err, render, safe, MAX_TICKS};
+use crate::error::Result;
+
+/// One panel per group: each point coloured by its pruning recipe, a circle for fp32 and a
+/// triangle for the other precisions, on a log cost axis (cost ratios read as distances); the
+/// front is a line and its points are labelled with their levers. The section's table lists
+/// every point with its label.
+pub(super) fn cost_quality(
+    title: &str,
+    groups: &[crate::report::quality::Group],
+    bar: Option<f64>,
+) -> Result<Vec<u8>> {
+    let panel_h = 620u32;
+    render((1400, 60 + panel_h * groups.len() as u32), |root| {
+        root.draw(&Text::new(
+            title.to_string(),
+            (20, 15),
+            ("sans-serif", 26).into_font(),
+        ))
+        .map_err(plot_err)?;
+        let body = root.margin(50, 0, 0, 0);
+        for (g, area) in groups.iter().zip(body.split_evenly((groups.len(), 1))) {
+            let xy: Vec<(f64, f64)> = g
+                .points
+                .iter()
+                .map(|p| (p.cost_per_1k_usd, p.quality.top10_overlap))
+                .collect();
+            let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-12);
+            let xmin = xy
+                .iter()
+                .map(|p| p.0)
+                .fold(f64::INFINITY, f64::min)
+                .min(xmax);
+            // Quality is an overlap: the axis ends at 1 (the full model's own answer).
+            let ymin = xy.iter().map(|p| p.1).fold(bar.unwrap_or(1.0), f64::min);
+            let ylo = (ymin - 0.1).max(0.0);
+            let mut chart = ChartBuilder::on(&area)
+                .caption(g.title(), ("sans-serif", 20))
+                .margin(15)
+                .x_label_area_size(50)
+                .y_label_area_size(80)
+                .build_cartesian_2d(
+                    (xmin / 1.25..xmax * 1.6)
+                        .log_scale()
+                        .with_key_points(log_ticks(xmin / 1.25, xmax * 1.6)),
+                    ylo..1.0f64,
+                )
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(MAX_TICKS)
+                .light_line_style(RGBColor(235, 235, 235))
+                .x_desc("USD per 1M requests (log scale)")
+                .y_desc("top-10 overlap vs full fp32 model")
+                .x_label_formatter(&|x| crate::cost::usd_per_1m(*x))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .draw()
+                .map_err(plot_err)?;
+            let mut recipes: Vec<String> = g
+                .points
+                .iter()
+                .map(|p| p.row.run.spec.prune.to_string())
+                .collect();
+            recipes.sort();
+            recipes.dedup();
+            for (k, recipe) in recipes.iter().enumerate() {
+                let colour = safe(k);
+                let mine = || {
+                    g.points
+                        .iter()
+                        .zip(&xy)
+                        .filter(move |(p, _)| p.row.run.spec.prune.to_string() == *recipe)
+                };
+                chart
+                    .draw_series(mine().map(|(p, &xy)| {
+                        let fp32 = p.row.run.spec.precision == crate::spec::Precision::Fp32;
+                        // Below the quality bar: hollow, no option.
+                        let style = if bar.is_some_and(|b| xy.1 < b) {
+                            colour.stroke_width(2)
+                        } else {
+                            colour.filled()
+                        };
+                        let marker: DynElement<_, _> = if fp32 {
+                            Circle::new(xy, 7, style).into_dyn()
+                        } else {
+                            TriangleMarker::new(xy, 8, style).into_dyn()
+                        };
+                        marker
+                    }))
+                    .map_err(plot_err)?
+                    .label(recipe.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 7, y), 6, colour.filled()));
+            }
+            if let Some(b) = bar {
+                let (x0, x1) = (xmin / 1.25, xmax * 1.6);
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![(x0, b), (x1, b)],
+                        10,
+                        6,
+                        SLA_COLOUR.stroke_width(2),
+                    ))
+                    .map_err(plot_err)?
+                    .label(format!(
+                        "quality bar {b} (hollow: below it, not on the front)"
+                    ))
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], SLA_COLOUR.stroke_width(2))
+                    });
+            }
+            let front: Vec<(f64, f64)> = g.front.iter().map(|&i| xy[i]).collect();
+            chart
+                .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))
+                .map_err(plot_err)?
+                .label("Pareto front (circle fp32, triangle fp16/bf16/int8)")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
+                });
+            for (k, &i) in g.front.iter().enumerate() {
+                let label = crate::report::quality::lever_label(&g.points[i].row.run.spec);
+                chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at(xy[i])
+                            + Text::new(
+                                label,
+                                // Below and right of the point: a point at overlap 1 sits on
+                                // the top edge, and a label above it would cross the title.
+                                (10, 8 + 16 * (k as i32 % 3)),
+                                ("sans-serif", 14).into_font(),
+                            ),
+                    ))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}
