@@ -1,0 +1,231 @@
+//! PyTorch's dynamic int8 linear operators, through src/backend/torch_quant.cpp (tch has no
+//! binding for them).
+
+use std::ffi::{c_char, c_void, CStr};
+
+use tch::{TchError, Tensor};
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn recbench_linear_prepack(
+        qweight: *const C_tensor,
+        bias: *const C_tensor,
+        err: *mut *mut c_char,
+    ) -> *mut c_void;
+    fn recbench_linear_dynamic(
+        input: *const C_tensor,
+        packed: *mut c_void,
+        reduce_range: bool,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
+    fn recbench_linear_free(packed: *mut c_void);
+    fn recbench_quantize_rows(
+        x: *const C_tensor,
+        q: *mut *mut C_tensor,
+        s: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn recbench_rows_support() -> i32;
+    fn recbench_rows_prepack(
+        wq: *const C_tensor,
+        ws: *const C_tensor,
+        b: *const C_tensor,
+        err: *mut *mut c_char,
+    ) -> *mut c_void;
+    fn recbench_rows_linear(
+        x: *const C_tensor,
+        handle: *mut c_void,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
+    fn recbench_rows_free(handle: *mut c_void);
+    fn recbench_onednn_pack(w: *const C_tensor, rows: i64, err: *mut *mut c_char) -> *mut C_tensor;
+    fn recbench_onednn_linear(
+        x: *const C_tensor,
+        packed: *const C_tensor,
+        b: *const C_tensor,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
+    fn recbench_int8_epilogue(
+        acc: *const C_tensor,
+        xs: *const C_tensor,
+        ws: *const C_tensor,
+        b: *const C_tensor,
+        out: *const C_tensor,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
+}
+
+/// Symmetric per-row int8 of f32 `x` `[rows, k]` in one pass: (`[rows, k]` int8, `[rows, 1]`
+/// f32 scale), the arithmetic of `super::quantize_rows`.
+pub fn quantize_rows(x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
+    let (mut q, mut s, mut err) = (
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+    // SAFETY: `x` is live; on success the shim sets `q` and `s` to new tensors we own.
+    let rc = unsafe { recbench_quantize_rows(x.as_ptr(), &mut q, &mut s, &mut err) };
+    if rc != 0 {
+        return Err(take_error(err));
+    }
+    // SAFETY: both are new at::Tensor* handed over to the Tensors.
+    Ok(unsafe { (Tensor::from_ptr(q), Tensor::from_ptr(s)) })
+}
+
+/// `acc · xs · ws + b` in f32 for the int32 product `acc` `[rows, n]`, in one pass: into
+/// `out` (a contiguous f32 `[rows, n]`, returned) when given, else a new tensor.
+pub fn epilogue(
+    acc: &Tensor,
+    xs: &Tensor,
+    ws: &Tensor,
+    b: &Tensor,
+    out: Option<&Tensor>,
+) -> Result<Tensor, TchError> {
+    let mut err = std::ptr::null_mut();
+    let out_ptr = out.map_or(std::ptr::null(), |o| o.as_ptr());
+    // SAFETY: all tensors are live for the call; `out`, when given, is written in place.
+    let y = unsafe {
+        recbench_int8_epilogue(
+            acc.as_ptr(),
+            xs.as_ptr(),
+            ws.as_ptr(),
+            b.as_ptr(),
+            out_ptr,
+            &mut err,
+        )
+    };
+    // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+    unsafe { owned(y, err) }
+}
+
+/// The f32 weight `[out, in]` reordered once into oneDNN's blocked layout for products of
+/// `rows` rows (any row count runs; that one runs fastest).
+pub fn onednn_pack(w: &Tensor, rows: i64) -> Result<Tensor, TchError> {
+    let mut err = std::ptr::null_mut();
+    // SAFETY: `w` is live for the call; the shim returns a new at::Tensor* or null.
+    unsafe { owned(recbench_onednn_pack(w.as_ptr(), rows, &mut err), err) }
+}
+
+/// `x · Wᵀ + b` for f32 `x` `[rows, in]` on a weight from [`onednn_pack`].
+pub fn onednn_linear(x: &Tensor, packed: &Tensor, b: &Tensor) -> Result<Tensor, TchError> {
+    let mut err = std::ptr::null_mut();
+    // SAFETY: all tensors are live for the call; the shim returns a new tensor or null.
+    unsafe {
+        owned(
+            recbench_onednn_linear(x.as_ptr(), packed.as_ptr(), b.as_ptr(), &mut err),
+            err,
+        )
+    }
+}
+
+/// The tensor a shim call returned, now owned, or (null) the error it reported.
+///
+/// # Safety
+/// `t` is null or a new `at::Tensor*` no one else owns; `err` as for [`take_error`].
+pub(super) unsafe fn owned(t: *mut C_tensor, err: *mut c_char) -> Result<Tensor, TchError> {
+    if t.is_null() {
+        Err(take_error(err))
+    } else {
+        // SAFETY: per this function's contract.
+        Ok(unsafe { Tensor::from_ptr(t) })
+    }
+}
+
+/// The handle a shim's prepack returned, or (null) the error it reported.
+pub(super) fn handle(p: *mut c_void, err: *mut c_char) -> Result<*mut c_void, TchError> {
+    if p.is_null() {
+        Err(take_error(err))
+    } else {
+        Ok(p)
+    }
+}
+
+/// The C++ exception message the shim copied into `err`, as tch's error.
+pub(super) fn take_error(err: *mut c_char) -> TchError {
+    if err.is_null() {
+        return TchError::Torch("quantized linear failed without a message".into());
+    }
+    // SAFETY: the shim set `err` to a NUL-terminated copy made with strdup, ours to free.
+    let msg = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { libc::free(err.cast()) };
+    TchError::Torch(msg)
+}
+
+/// A prepacked int8 weight with its bias, freed on drop.
+pub struct Packed(*mut c_void);
+
+// SAFETY: the packed parameters are never mutated after packing (linear_dynamic only reads
+// them), and the handle is owned by exactly one `Packed`.
+unsafe impl Send for Packed {}
+
+impl Packed {
+    /// `qweight`: qint8 `[out, in]`; `bias`: f32 `[out]`.
+    pub fn new(qweight: &Tensor, bias: &Tensor) -> Result<Packed, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: both pointers are live tensors for the duration of the call.
+        let p = unsafe { recbench_linear_prepack(qweight.as_ptr(), bias.as_ptr(), &mut err) };
+        handle(p, err).map(Packed)
+    }
+
+    /// `x`: f32 `[rows, in]`, contiguous; returns f32 `[rows, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `x` is live; `self.0` came from recbench_linear_prepack and is not freed.
+        let t = unsafe { recbench_linear_dynamic(x.as_ptr(), self.0, true, &mut err) };
+        // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+        unsafe { owned(t, err) }
+    }
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from recbench_linear_prepack and is freed once.
+        unsafe { recbench_linear_free(self.0) }
+    }
+}
+
+/// Bits of the activations FBGEMM's per-row path quantizes to on this CPU (8 with VNNI, 7
+/// with AVX2 alone), or `None` where FBGEMM does not run.
+pub fn rows_bits() -> Option<u32> {
+    // SAFETY: a query without arguments.
+    match unsafe { recbench_rows_support() } {
+        0 => None,
+        b => Some(b as u32),
+    }
+}
+
+/// An int8 weight prepacked for FBGEMM, run on activations quantized per row (see
+/// torch_quant.cpp), freed on drop.
+pub struct RowsPacked(*mut c_void);
+
+// SAFETY: the packed weight is only read after packing; one owner per handle.
+unsafe impl Send for RowsPacked {}
+
+impl RowsPacked {
+    /// `wq`: int8 `[out, in]`, symmetric, with the f32 scale of each output `ws` `[out]`;
+    /// `bias`: f32 `[out]`.
+    pub fn new(wq: &Tensor, ws: &Tensor, bias: &Tensor) -> Result<RowsPacked, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the three tensors are live for the call; the shim copies what it keeps.
+        let p = unsafe { recbench_rows_prepack(wq.as_ptr(), ws.as_ptr(), bias.as_ptr(), &mut err) };
+        handle(p, err).map(RowsPacked)
+    }
+
+    /// `x`: f32 `[rows, in]`; returns f32 `[rows, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `x` is live; `self.0` came from recbench_rows_prepack and is not freed.
+        let t = unsafe { recbench_rows_linear(x.as_ptr(), self.0, &mut err) };
+        // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+        unsafe { owned(t, err) }
+    }
+}
+
+impl Drop for RowsPacked {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from recbench_rows_prepack and is freed once.
+        unsafe { recbench_rows_free(self.0) }
+    }
+}
