@@ -28,9 +28,15 @@ mod device_ops;
 #[cfg(feature = "cuda")]
 mod device_topk;
 pub mod fused;
+mod int8;
+mod topk;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device as CDevice, Module, Tensor, D};
+use int8::*;
+pub use int8::{int8_forced, INT8_ENV};
+pub use topk::{mean_pool, top_k_rows_chunked, TOPK_CHUNK};
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device as CDevice, Module, Tensor};
 
 use super::{Device, Embeddings, Encoder, EncoderOptions, Precision};
 use crate::error::{Error, Result};
@@ -117,133 +123,6 @@ fn forced_either(name: &str, what: &str, [no, yes]: [&str; 2]) -> Result<Option<
             format!("unknown {what} {other:?}; allowed: auto, {no}, {yes}"),
         )),
     }
-}
-
-/// Forces how the int8 layers whose inner size is not a multiple of [`TILE_K`] run on the CPU:
-/// `blocks` (candle's Q8_0 block dot products) or `tiles` (the inner size padded with zeros to
-/// a multiple of [`TILE_K`], where candle's int8 kernel on VNNI tiles applies); unset or `auto`
-/// measures.
-pub const INT8_ENV: &str = "RECBENCH_CANDLE_INT8";
-
-/// candle's x86 int8 kernel on repacked weights takes inner sizes in whole superblocks of this
-/// many values (`repack_x86::select`).
-const TILE_K: usize = 256;
-
-/// `RECBENCH_CANDLE_INT8`: `Some(true)` tiles, `Some(false)` blocks, `None` measure; an error
-/// names it when it is none of these (a sweep checks it before its first run).
-pub fn int8_forced() -> Result<Option<bool>> {
-    forced_either(INT8_ENV, "int8 layout", ["blocks", "tiles"])
-}
-
-/// Zero columns that bring inner size `k` to a whole number of [`TILE_K`] superblocks.
-fn tile_pad(k: usize) -> usize {
-    k.next_multiple_of(TILE_K) - k
-}
-
-/// `x` (`[rows, in]`) with `pad` zero columns appended.
-fn padded(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
-    if pad == 0 {
-        Ok(x.clone())
-    } else {
-        x.pad_with_zeros(D::Minus1, 0, pad)
-    }
-}
-
-/// The Q8_0 weight of `w` (`[out, in]`), with `pad` zero columns appended first.
-fn q8_0(w: &Tensor, pad: usize) -> candle_core::Result<QMatMul> {
-    let w = padded(w, pad)?;
-    QMatMul::from_qtensor(if w.device().is_cpu() {
-        QTensor::quantize(&w, GgmlDType::Q8_0)?
-    } else {
-        // candle quantizes on the CPU, into blocks that live on the device.
-        QTensor::quantize_onto(&w.to_device(&CDevice::Cpu)?, GgmlDType::Q8_0, w.device())?
-    })
-}
-
-/// The zero columns each int8 layer shape `(in, out)` gets.
-type Int8Pads = std::collections::BTreeMap<(usize, usize), usize>;
-
-/// For an int8 run on the CPU: the zero columns each layer shape (in, out) gets, and the note
-/// saying how. Shapes whose inner size is a whole number of superblocks get none (candle picks
-/// tiles or blocks for them itself, by the host's ISA). The others are `forced` (tiles or not),
-/// else left as they are without a shape hint, else timed both ways on the run's
-/// row count (best of 3 interleaved calls, on random weights of the layer's shape) and the
-/// faster kept, remembered per host, candle version, model (`model`, its
-/// [`ModelFiles::identity`]), threads, shape and rows.
-fn choose_int8_layout(
-    shapes: &[(usize, usize)],
-    opts: EncoderOptions,
-    forced: Option<bool>,
-    model: &str,
-) -> Result<(Int8Pads, String)> {
-    let threads = opts.threads.max(1);
-    let mut pads = Int8Pads::new();
-    let mut how = Vec::new();
-    for &(k, n) in shapes {
-        if pads.contains_key(&(k, n)) {
-            continue;
-        }
-        let full = tile_pad(k);
-        // (tiles?, what the note says in brackets)
-        let (tiles, why) = if full == 0 {
-            (false, "whole superblocks: candle's own choice".to_string())
-        } else if let Some(t) = forced {
-            (t, format!("forced by {INT8_ENV}"))
-        } else if let Some((b, s)) = opts.shape_hint {
-            let rows = b * s;
-            let key = format!(
-                "cpu {}, candle {}, {model}, {threads} threads, int8 {k}->{n} at {rows} rows, blocks or tiles",
-                super::choices::host(),
-                runtime_version(),
-            );
-            // Remembered as "tiles: blocks 2.52 ms, tiles 0.34 ms at 128 rows".
-            let decided = super::choices::recall_or_measure(
-                "candle-int8",
-                &key,
-                |v| v.split_once(": ").map(|(d, _)| d == "tiles"),
-                || {
-                    let (blocks_ms, tiles_ms) = race_int8_layouts(rows, k, n).map_err(err)?;
-                    let tiles = tiles_ms < blocks_ms;
-                    let decision = if tiles { "tiles" } else { "blocks" };
-                    Ok::<_, Error>((
-                        tiles,
-                        format!(
-                            "{decision}: blocks {blocks_ms:.2} ms, tiles {tiles_ms:.2} ms at {rows} rows"
-                        ),
-                    ))
-                },
-            )?;
-            let timings = decided.how.split_once(": ").map_or("", |(_, t)| t);
-            (
-                decided.value,
-                format!("{timings}, {}", decided.provenance()),
-            )
-        } else {
-            (false, "no shape to measure on".to_string())
-        };
-        let pad = if tiles { full } else { 0 };
-        pads.insert((k, n), pad);
-        how.push(match (pad, full) {
-            (_, 0) => format!("{k}→{n} ({why})"),
-            (0, _) => format!("{k}→{n} on blocks ({why})"),
-            (p, _) => format!("{k}→{n} on tiles, inner size padded to {} ({why})", k + p),
-        });
-    }
-    Ok((pads, how.join(", ")))
-}
-
-/// A `[rows, k] × [k, n]` int8 product on candle's Q8_0 block dot products against the same
-/// padded to whole superblocks (the padding of the input timed with it): best milliseconds of
-/// each over 3 interleaved calls.
-fn race_int8_layouts(rows: usize, k: usize, n: usize) -> candle_core::Result<(f64, f64)> {
-    let x = Tensor::randn(0f32, 1.0, (rows, k), &CDevice::Cpu)?;
-    let w = Tensor::randn(0f32, 0.05, (n, k), &CDevice::Cpu)?;
-    let pad = tile_pad(k);
-    let (blocks, tiles) = (q8_0(&w, 0)?, q8_0(&w, pad)?);
-    super::race(
-        || blocks.forward(&x).map(drop),
-        || tiles.forward(&padded(&x, pad)?).map(drop),
-    )
 }
 
 pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
@@ -820,90 +699,6 @@ impl CandleBert {
     }
 }
 
-/// Attention-masked mean over tokens, then L2 normalisation: `x` is `[batch, seq, hidden]`
-/// f32, `mask` is `[batch, seq]` f32 of 0/1. Returns `[batch, hidden]`.
-pub fn mean_pool(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
-    let counts = mask.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
-    let mean = summed.broadcast_div(&counts)?;
-    let norm = mean
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12, f64::INFINITY)?;
-    mean.broadcast_div(&norm)
-}
-
-/// Columns of one row that candle's device argsort orders at a time in [`top_k_rows_chunked`]:
-/// its bitonic sort keeps a row's indices in shared memory (16 KiB at 4,096).
-pub const TOPK_CHUNK: usize = 4096;
-
-/// The top `k` (column, score) of each row of `scores` (`[rows, n]`), best first, with candle's
-/// ops only, so that it runs where the scores are: each row is cut into chunks of `chunk`
-/// columns (the last one padded with -inf), every chunk sorted by candle's argsort and its best
-/// `k` kept with their columns, and the survivors cut and sorted again until one chunk holds
-/// them all. Exact: the best `k` of a row are among the best `k` of its chunks. Ties come in
-/// the argsort's order, not by lower index. Returns `([rows, k]` u32 columns, `[rows, k]`
-/// scores in `scores`' dtype).
-pub fn top_k_rows_chunked(
-    scores: &Tensor,
-    k: usize,
-    chunk: usize,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let (rows, n) = scores.dims2()?;
-    let k = k.min(n);
-    let dev = scores.device();
-    let chunk = chunk.max(2 * k).max(1);
-    let mut vals = scores.contiguous()?;
-    // The original column of each of `vals`' columns; `None` while they are the identity.
-    let mut cols: Option<Tensor> = None;
-    loop {
-        let w = vals.dim(1)?;
-        if w <= chunk {
-            let order = vals
-                .arg_sort_last_dim(false)?
-                .narrow(1, 0, k)?
-                .contiguous()?;
-            let top = vals.gather(&order, 1)?;
-            let ids = match cols {
-                Some(c) => c.gather(&order, 1)?,
-                None => order,
-            };
-            return Ok((ids, top));
-        }
-        let c = w.div_ceil(chunk);
-        let pad = c * chunk - w;
-        let padded = if pad > 0 {
-            let fill = Tensor::full(f32::NEG_INFINITY, (rows, pad), dev)?.to_dtype(vals.dtype())?;
-            Tensor::cat(&[&vals, &fill], 1)?
-        } else {
-            vals.clone()
-        };
-        let pieces = padded.reshape((rows * c, chunk))?;
-        let order = pieces
-            .arg_sort_last_dim(false)?
-            .narrow(1, 0, k)?
-            .contiguous()?;
-        let top = pieces.gather(&order, 1)?.reshape((rows, c * k))?;
-        // Column within the padded row: the chunk's first column + the column in the chunk.
-        let starts: Vec<u32> = (0..rows * c).map(|r| ((r % c) * chunk) as u32).collect();
-        let starts = Tensor::from_vec(starts, (rows * c, 1), dev)?;
-        let at = order.broadcast_add(&starts)?.reshape((rows, c * k))?;
-        cols = Some(match cols {
-            Some(prev) => {
-                let prev = if pad > 0 {
-                    Tensor::cat(&[&prev, &Tensor::zeros((rows, pad), DType::U32, dev)?], 1)?
-                } else {
-                    prev
-                };
-                prev.gather(&at, 1)?
-            }
-            None => at,
-        });
-        vals = top;
-    }
-}
-
 impl CandleBert {
     /// The scoring dtype on this device: the activations' on CUDA (f16 or bf16 tensor cores
     /// for half-precision runs), f32 on the CPU (candle's CPU half-precision products are
@@ -1092,57 +887,4 @@ impl Encoder for CandleBert {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The chunked top-k the GPU runs, here on candle's CPU ops, against the host's one-pass
-    /// top-k: several chunk sizes (one, two and three rounds of cutting), a ragged last chunk,
-    /// k larger than a chunk's survivors, f32 and f16.
-    #[test]
-    fn chunked_top_k_equals_the_hosts() {
-        let mut rng = crate::model::weights::SplitMix64::new(5);
-        let (rows, n) = (3, 10_007);
-        // Distinct values (a permutation, scaled): no ties for the two orders to differ on.
-        let mut v: Vec<f32> = (0..rows * n)
-            .map(|i| i as f32 / (rows * n) as f32)
-            .collect();
-        for i in (1..v.len()).rev() {
-            v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        let scores = Tensor::from_slice(&v, (rows, n), &CDevice::Cpu).unwrap();
-        let want = crate::topk::top_k_rows(&v, n, 10, 1);
-        for chunk in [16, 100, 4096, 20_000] {
-            let (ids, top) = top_k_rows_chunked(&scores, 10, chunk).unwrap();
-            let ids = ids.to_vec2::<u32>().unwrap();
-            let top = top.to_vec2::<f32>().unwrap();
-            for r in 0..rows {
-                let got: Vec<(usize, f32)> = ids[r]
-                    .iter()
-                    .map(|&i| i as usize)
-                    .zip(top[r].clone())
-                    .collect();
-                assert_eq!(got, want[r], "chunk {chunk}, row {r}");
-            }
-        }
-        // In f16 the scores round; the ids must still be those of the best ten f16 values.
-        let half = scores.to_dtype(DType::F16).unwrap();
-        let (ids, _) = top_k_rows_chunked(&half, 10, 64).unwrap();
-        let rounded: Vec<f32> = half
-            .to_dtype(DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        for (r, ids) in ids.to_vec2::<u32>().unwrap().iter().enumerate() {
-            let row = &rounded[r * n..(r + 1) * n];
-            let tenth = crate::topk::top_k(row, 10)[9].1;
-            for &i in ids {
-                assert!(
-                    row[i as usize] >= tenth,
-                    "row {r}: id {i} is not in the top 10"
-                );
-            }
-        }
-    }
-}
+mod tests;
