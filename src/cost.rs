@@ -515,8 +515,21 @@ pub fn usd_per_1m(usd_per_1k: f64) -> String {
         v if v >= 1.0 => 2,
         _ => 3,
     };
-    let s = format!("{x:.digits$}");
-    // Thousands separators in the whole part, for a bill a reader compares by eye.
+    dollars(x, digits)
+}
+
+/// A monthly bill as people read it: "$1,642.50".
+pub fn usd(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    dollars(x, 2)
+}
+
+/// `$` and `x` with `digits` decimals and thousands separators in the whole part, for figures a
+/// reader compares by eye.
+fn dollars(x: f64, digits: usize) -> String {
+    let s = format!("{:.digits$}", x.abs());
     let (whole, frac) = s
         .split_once('.')
         .map_or((s.as_str(), None), |(w, f)| (w, Some(f)));
@@ -527,9 +540,10 @@ pub fn usd_per_1m(usd_per_1k: f64) -> String {
         }
         grouped.push(c);
     }
+    let sign = if x < 0.0 { "-" } else { "" };
     match frac {
-        Some(f) => format!("${grouped}.{f}"),
-        None => format!("${grouped}"),
+        Some(f) => format!("{sign}${grouped}.{f}"),
+        None => format!("{sign}${grouped}"),
     }
 }
 

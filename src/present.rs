@@ -140,14 +140,14 @@ pub fn plan(groups: &[PlanGroup], qps: f64, p99_ms: f64, headroom: f64) -> Strin
         for o in &g.options {
             let _ = writeln!(
                 s,
-                "  {:<22} {:<12} {:>10} {:>11.1} {:>8.2} {:>9} {:>12.2}  {:<36} {}",
+                "  {:<22} {:<12} {:>10} {:>11.1} {:>8.2} {:>9} {:>12}  {:<36} {}",
                 o.hardware_id,
                 o.basis,
                 crate::cost::usd_per_1m(o.cost_per_1k_usd),
                 o.capacity_per_instance_qps,
                 o.p99_ms,
                 o.instances,
-                o.monthly_usd,
+                crate::cost::usd(o.monthly_usd),
                 o.evidence,
                 o.run_id
             );

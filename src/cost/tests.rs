@@ -9,6 +9,9 @@ fn cost_per_million_reads_with_three_significant_figures() {
     assert_eq!(usd_per_1m(1.2071), "$1,207");
     assert_eq!(usd_per_1m(1234.5), "$1,234,500");
     assert_eq!(usd_per_1m(f64::INFINITY), "—");
+    assert_eq!(usd(1642.5), "$1,642.50");
+    assert_eq!(usd(73.584), "$73.58");
+    assert_eq!(usd(353137.0), "$353,137.00");
 }
 
 #[test]

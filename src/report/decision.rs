@@ -216,11 +216,12 @@ impl Decision<'_, '_> {
         };
         let mut v = match (self.qps, win.monthly_usd) {
             (Some(q), Some(m)) => format!(
-                "At {q:.0} requests/s and {at}, {cheapest} is {} ({}): {} machine(s), ${m:.2} \
-                 a month ({} per 1M requests at full load)",
+                "At {q:.0} requests/s and {at}, {cheapest} is {} ({}): {} machine(s), {} a \
+                 month ({} per 1M requests at full load)",
                 win.hardware,
                 win.kind(),
                 win.instances.unwrap_or(0),
+                crate::cost::usd(m),
                 usd_per_1m(win.cost_per_1k_usd)
             ),
             _ => format!(
@@ -237,7 +238,8 @@ impl Decision<'_, '_> {
             )),
             Some(o) => match (o.monthly_usd, win.monthly_usd) {
                 (Some(om), Some(wm)) => v.push_str(&format!(
-                    ", against ${om:.2} for {} {} ({}), {:.2}× the bill",
+                    ", against {} for {} {} ({}), {:.2}× the bill",
+                    crate::cost::usd(om),
                     o.instances.unwrap_or(0),
                     o.hardware,
                     o.kind(),

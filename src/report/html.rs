@@ -258,7 +258,7 @@ fn decision_section(
                     esc(o.evidence.words()),
                     o.p99_ms,
                     o.instances.map_or("—".into(), |n| n.to_string()),
-                    o.monthly_usd.map_or("—".into(), |m| format!("{m:.2}")),
+                    o.monthly_usd.map_or("—".into(), crate::cost::usd),
                     energy_cell(o.energy_per_1k_joules, o.row),
                     badges(o.row),
                 );

@@ -79,7 +79,7 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
                     o.evidence.words(),
                     o.p99_ms,
                     o.instances.map_or("—".into(), |n| n.to_string()),
-                    o.monthly_usd.map_or("—".into(), |m| format!("{m:.2}")),
+                    o.monthly_usd.map_or("—".into(), crate::cost::usd),
                     match (o.energy_per_1k_joules, &o.row.cost) {
                         (Some(j), Some(c)) => format!("{j:.1} J ({})", c.power.covers),
                         _ => "—".into(),
