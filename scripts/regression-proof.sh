@@ -26,6 +26,9 @@ ROUNDS="${2:-2}"
 BUDGET="${3:-300}"
 START=$(date +%s)
 scripts/fetch.sh >/dev/null
+# The patched builds are compiled from a copy of the tree elsewhere, so the cache they would
+# find next to their sources is not the set-up's: every binary gets this one.
+export RECBENCH_CACHE="$(realpath "${RECBENCH_CACHE:-.cache}")"
 cargo build --release --locked -q
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
