@@ -231,6 +231,17 @@ impl Decision<'_, '_> {
                 usd_per_1m(win.cost_per_1k_usd)
             ),
         };
+        // How the winner's capacity was established, where it is not a confirmed operating
+        // point: an offline peak can only overstate serving capacity, so a stricter budget
+        // answered from one may show fewer machines than a looser one answered from a
+        // server-load measurement.
+        match win.evidence {
+            Evidence::Confirmed => {}
+            Evidence::Curve => v.push_str(" on a rate of its server-load curve, not confirmed"),
+            Evidence::UpperBound => v.push_str(
+                " on its offline peak, an upper bound: serving at this budget was not measured",
+            ),
+        }
         match other {
             None => v.push_str(&format!(
                 "; no {} option qualifies to compare with",

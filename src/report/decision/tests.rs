@@ -420,3 +420,34 @@ fn offline_rows_pay_for_filling_their_batch() {
         }
     });
 }
+
+/// The answer says how the winner's capacity was established unless it is a confirmed
+/// operating point: an offline peak (an upper bound) or a rate of the search curve. Without
+/// it, a stricter budget answered from an offline peak reads as cheaper than a looser one
+/// answered from a server-load measurement.
+#[test]
+fn the_answer_names_a_winner_that_is_only_an_upper_bound_or_unconfirmed() {
+    let mut kinds = std::collections::BTreeSet::new();
+    for p99 in [20.0, 50.0, 100.0, 1000.0] {
+        decided(
+            &reference_sources(),
+            &vm_map(),
+            &at(Some(p99), Some(500.0)),
+            |d| {
+                for d in d.iter().filter(|d| !d.options.is_empty()) {
+                    let a = d.answer();
+                    let upper = a.contains("on its offline peak, an upper bound");
+                    let curve = a.contains("on a rate of its server-load curve, not confirmed");
+                    let e = d.options[0].evidence;
+                    assert_eq!(upper, e == Evidence::UpperBound, "{p99}: {a}");
+                    assert_eq!(curve, e == Evidence::Curve, "{p99}: {a}");
+                    kinds.insert(format!("{e:?}"));
+                }
+            },
+        );
+    }
+    assert!(
+        kinds.len() >= 2,
+        "the budgets reach more than one kind: {kinds:?}"
+    );
+}
