@@ -236,17 +236,10 @@ fn ctrl_c_mid_sweep_keeps_every_finished_run() {
     assert_eq!(runs[0]["status"], "ok");
 }
 
-/// `--interleave` against a baseline that differs from this build: the baseline is this binary
-/// behind a script that removes a `slow` fault, so the candidate (this build, with the fault)
-/// takes 20 ms longer per iteration. Every worker logs its start, so the test sees the order
-/// (for each run: baseline, candidate, baseline, candidate), each side's file holds its own
-/// binary's runs, and `compare` on the two files finds the regression.
-#[test]
-fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower() {
-    common::isolate();
-    let dir = tempfile::tempdir().unwrap();
-    let me = assert_cmd::cargo::cargo_bin("recbench");
-    let baseline = dir.path().join("recbench-baseline");
+/// A "baseline binary" in `dir`: a script that runs `me` with `RECBENCH_FAULT` removed, so an
+/// injected fault hits only the candidate side of an interleaved sweep.
+fn fault_free_baseline(dir: &Path, me: &Path) -> PathBuf {
+    let baseline = dir.join("recbench-baseline");
     std::fs::write(
         &baseline,
         format!(
@@ -257,6 +250,20 @@ fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&baseline, std::fs::Permissions::from_mode(0o755)).unwrap();
+    baseline
+}
+
+/// `--interleave` against a baseline that differs from this build: the baseline is this binary
+/// behind a script that removes a `slow` fault, so the candidate (this build, with the fault)
+/// takes 20 ms longer per iteration. Every worker logs its start, so the test sees the order
+/// (for each run: baseline, candidate, baseline, candidate), each side's file holds its own
+/// binary's runs, and `compare` on the two files finds the regression.
+#[test]
+fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower() {
+    common::isolate();
+    let dir = tempfile::tempdir().unwrap();
+    let me = assert_cmd::cargo::cargo_bin("recbench");
+    let baseline = fault_free_baseline(dir.path(), &me);
     let log = dir.path().join("workers.log");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
     let out = Command::new(&me)
@@ -381,17 +388,7 @@ fn rounds_auto_stops_when_settled_or_at_the_budget_and_says_which() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faults.toml");
     let sweep = |gate: &str, budget: &str, fault: &str| -> (tempfile::TempDir, Vec<Value>) {
         let dir = tempfile::tempdir().unwrap();
-        let baseline = dir.path().join("recbench-baseline");
-        std::fs::write(
-            &baseline,
-            format!(
-                "#!/bin/sh\nunset RECBENCH_FAULT\nexec '{}' \"$@\"\n",
-                me.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&baseline, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let baseline = fault_free_baseline(dir.path(), &me);
         let out = Command::new(&me)
             .arg("run")
             .arg(&fixture)

@@ -3,6 +3,18 @@
 use super::*;
 use crate::model::weights::SplitMix64;
 
+/// A comparison of `runs` at a 10% threshold, same host, nothing on one side only.
+fn at_ten_percent(runs: Vec<RunChange>) -> Comparison {
+    Comparison {
+        threshold: 0.10,
+        fail_on_inconclusive: false,
+        runs,
+        only_in_baseline: vec![],
+        only_in_candidate: vec![],
+        host_differences: vec![],
+    }
+}
+
 fn noisy(n: usize, centre: f64, seed: u64) -> Vec<f64> {
     let mut r = SplitMix64::new(seed);
     (0..n)
@@ -81,14 +93,7 @@ fn memory_and_parity_regressions_fail_the_gate() {
     b.parity.as_mut().unwrap().passed = false;
     let c = compare_run(&a, &b, 0.10);
     assert_eq!(verdict(&c, "parity"), Verdict::Regressed);
-    let cmp = Comparison {
-        threshold: 0.10,
-        fail_on_inconclusive: false,
-        runs: vec![c],
-        only_in_baseline: vec![],
-        only_in_candidate: vec![],
-        host_differences: vec![],
-    };
+    let cmp = at_ten_percent(vec![c]);
     assert!(cmp.failed(), "a parity regression fails the gate");
 }
 
@@ -101,14 +106,7 @@ fn too_few_samples_give_no_verdict_rather_than_a_guess() {
     for m in ["p50 latency", "p99 latency", "throughput"] {
         assert_eq!(verdict(&c, m), Verdict::Unknown, "{m}");
     }
-    let mut cmp = Comparison {
-        threshold: 0.10,
-        fail_on_inconclusive: false,
-        runs: vec![c],
-        only_in_baseline: vec![],
-        only_in_candidate: vec![],
-        host_differences: vec![],
-    };
+    let mut cmp = at_ten_percent(vec![c]);
     assert_eq!(cmp.runs[0].outcome, Outcome::Unknown);
     assert!(cmp.summary().contains("1 unknown"), "{}", cmp.summary());
     // Not a change: hidden unless --all, counted in the summary either way.
@@ -184,14 +182,7 @@ fn an_interval_across_the_threshold_is_inconclusive_and_said_which_way() {
     let mut run = compare_run(&a, &a, 0.10);
     run.metrics = vec![straddling];
     run.outcome = Outcome::Inconclusive;
-    let mut cmp = Comparison {
-        threshold: 0.10,
-        fail_on_inconclusive: false,
-        runs: vec![run],
-        only_in_baseline: vec![],
-        only_in_candidate: vec![],
-        host_differences: vec![],
-    };
+    let mut cmp = at_ten_percent(vec![run]);
     assert!(!cmp.failed(), "inconclusive passes by default");
     let md = markdown(&cmp, false);
     assert!(

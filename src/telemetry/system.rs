@@ -75,14 +75,15 @@ mod tests {
     fn sysinfo_agrees_with_procfs_on_this_machine() {
         let read = |p: &str| std::fs::read_to_string(p).unwrap();
         let meminfo = read("/proc/meminfo");
-        let kb: u64 = field(&meminfo, "MemTotal")
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(super::total_memory_bytes(), Some(kb * 1024));
+        // `key:   123 kB` → 123.
+        let kib = |text: &str, key: &str| -> u64 {
+            let v = field(text, key).unwrap();
+            v.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        assert_eq!(
+            super::total_memory_bytes(),
+            Some(kib(&meminfo, "MemTotal") * 1024)
+        );
         let cpuinfo = read("/proc/cpuinfo");
         let (brand, mhz) = super::cpu_brand_and_mhz();
         assert_eq!(brand, field(&cpuinfo, "model name"));
@@ -104,15 +105,8 @@ mod tests {
             Some(read("/proc/sys/kernel/osrelease").trim())
         );
         let status = read("/proc/self/status");
-        let rss_kb: u64 = field(&status, "VmRSS")
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
         let rss = super::process_rss_bytes().unwrap() as f64;
-        let procfs = (rss_kb * 1024) as f64;
+        let procfs = (kib(&status, "VmRSS") * 1024) as f64;
         assert!(
             (rss / procfs - 1.0).abs() < 0.2,
             "sysinfo {rss} bytes against VmRSS {procfs}"

@@ -244,10 +244,23 @@ fn bars(
 /// Small multiples: one panel per (model, mode), two a row, each with its legend beside the
 /// plot; the y axis is logarithmic in a panel whose values span more than 10×.
 fn vs_batch(title: &str, y_desc: &str, panels: &[Panel]) -> Result<Vec<u8>> {
-    let cols = panels.len().min(2);
-    let rows = panels.len().div_ceil(cols);
-    let (w, h) = (1600u32, 60 + 460 * rows as u32);
-    render((w, h), |root| {
+    small_multiples(title, panels.len(), panels.len().min(2), 460, |area, i| {
+        let (name, series) = &panels[i];
+        panel(area, name, y_desc, series)
+    })
+}
+
+/// A 1600-px-wide picture of `n` panels, `cols` a row and `panel_h` px high each, under
+/// `title`; `draw` fills panel `i` in its area.
+fn small_multiples(
+    title: &str,
+    n: usize,
+    cols: usize,
+    panel_h: u32,
+    mut draw: impl FnMut(&DrawingArea<BitMapBackend, plotters::coord::Shift>, usize) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let rows = n.div_ceil(cols);
+    render((1600, 60 + panel_h * rows as u32), |root| {
         let (top, body) = root.split_vertically(60);
         top.draw(&Text::new(
             title.to_string(),
@@ -255,8 +268,8 @@ fn vs_batch(title: &str, y_desc: &str, panels: &[Panel]) -> Result<Vec<u8>> {
             ("sans-serif", 26).into_font(),
         ))
         .map_err(plot_err)?;
-        for (area, (name, series)) in body.split_evenly((rows, cols)).iter().zip(panels) {
-            panel(area, name, y_desc, series)?;
+        for (i, area) in body.split_evenly((rows, cols)).iter().take(n).enumerate() {
+            draw(area, i)?;
         }
         Ok(())
     })

@@ -2,7 +2,9 @@
 
 use plotters::prelude::*;
 
-use super::{config_key, legend_key, log_ticks, plot_err, render, safe, short_number, MAX_TICKS};
+use super::{
+    config_key, legend_key, log_ticks, plot_err, safe, short_number, small_multiples, MAX_TICKS,
+};
 use crate::error::Result;
 use crate::report::Row;
 
@@ -14,21 +16,9 @@ pub(super) const SLA_COLOUR: RGBColor = RGBColor(170, 0, 0);
 /// dashed, labelled line. The rate axis is logarithmic where a panel spans more than 10×.
 pub(super) fn latency_throughput(title: &str, panels: &[(String, Vec<&Row>)]) -> Result<Vec<u8>> {
     // One panel a row: the legend beside each names hardware, backend, precision and batch.
-    let cols = 1;
-    let rows_n = panels.len().div_ceil(cols);
-    let (w, h) = (1600u32, 60 + 520 * rows_n as u32);
-    render((w, h), |root| {
-        let (top, body) = root.split_vertically(60);
-        top.draw(&Text::new(
-            title.to_string(),
-            (20, 15),
-            ("sans-serif", 26).into_font(),
-        ))
-        .map_err(plot_err)?;
-        for (area, (name, rows)) in body.split_evenly((rows_n, cols)).iter().zip(panels) {
-            server_panel(area, name, rows)?;
-        }
-        Ok(())
+    small_multiples(title, panels.len(), 1, 520, |area, i| {
+        let (name, rows) = &panels[i];
+        server_panel(area, name, rows)
     })
 }
 
