@@ -35,7 +35,7 @@ fn pooling(c: &mut Criterion) {
 fn scoring(c: &mut Criterion) {
     let dim = 384;
     let n = 100_000;
-    let mut rng = recbench::model::weights::SplitMix64::new(1);
+    let mut rng = recbench::util::rand::SplitMix64::new(1);
     let items = ItemIndex {
         dim,
         data: (0..n * dim).map(|_| rng.next_normal() as f32).collect(),

@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     use candle_core::{DType, Device, Tensor};
     use candle_nn::VarBuilder;
     use candle_transformers::models::bert::{BertModel, Config};
-    use recbench::model::weights::SplitMix64;
+    use recbench::util::rand::SplitMix64;
 
     let a: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: stock_bert MODEL_DIR BATCH SEQ WARMUP_S,MIN_S,MIN_CALLS,MAX_S";

@@ -119,9 +119,25 @@ pub enum Command {
     Plan {
         #[arg(required = true)]
         results: Vec<PathBuf>,
-        /// Target request rate.
+        /// Target request rate (with --diurnal or --trace: the trace's peak).
+        #[arg(long, required_unless_present_any = ["diurnal", "trace"], conflicts_with_all = ["diurnal", "trace"])]
+        qps: Option<f64>,
+        /// Plan over a seeded synthetic day: PEAK:TROUGH[:PERIOD] requests/s (period in s, or
+        /// with an s, m or h suffix; 24h by default), with Poisson noise and bursts.
+        #[arg(long, conflicts_with = "trace")]
+        diurnal: Option<String>,
+        /// Plan over a trace: a CSV of timestamp,qps (seconds, requests per second).
         #[arg(long)]
-        qps: f64,
+        trace: Option<PathBuf>,
+        /// Seconds from starting a machine to its first request served (not measured yet).
+        #[arg(long = "cold-start-s", default_value_t = 60.0)]
+        cold_start_s: f64,
+        /// Seconds the demand must call for more machines before the autoscaler starts them.
+        #[arg(long = "scale-up-s", default_value_t = 30.0)]
+        scale_up_s: f64,
+        /// Seconds the demand must call for fewer machines before the autoscaler stops them.
+        #[arg(long = "scale-down-s", default_value_t = 300.0)]
+        scale_down_s: f64,
         /// p99 latency budget in milliseconds.
         #[arg(long = "p99-ms")]
         p99_ms: f64,

@@ -6,14 +6,16 @@
 //! Energy per 1k requests comes from the run's measured power, else from an estimate by the
 //! catalog entry's processor ([`energy`]), labelled as such.
 
+pub mod day;
 pub mod energy;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{line_of, read_text, Error, Result};
+use crate::error::{line_of, Error, Result};
 use crate::results::{ResultsFile, RunResult, Status};
+use crate::util::files::read_text;
 
 /// One priced machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -483,7 +485,7 @@ pub fn bootstrap_rate_ci(samples_ms: &[f64], per_iter: f64) -> Option<(f64, f64)
     if samples_ms.len() < 2 {
         return None;
     }
-    let mut rng = crate::model::weights::SplitMix64::new(0x5eed);
+    let mut rng = crate::util::rand::SplitMix64::new(0x5eed);
     let n = samples_ms.len();
     let mut rates: Vec<f64> = (0..1000)
         .map(|_| {
@@ -657,9 +659,14 @@ pub struct PlanOption {
     /// upper bound).
     pub evidence: String,
     pub capacity_per_instance_qps: f64,
+    /// The capacity's interval where the evidence gives one (the search bracket of a server-load
+    /// operating point, the 95% CI of an offline peak).
+    pub capacity_interval_qps: Option<(f64, f64)>,
     pub p99_ms: f64,
     pub instances: u64,
     pub basis: String,
+    /// The machine's price per hour on `basis`.
+    pub hourly_usd: f64,
     pub cost_per_1k_usd: f64,
     pub monthly_usd: f64,
     /// The badges that qualify this figure (host-bound, kernel fallback, unstable, few

@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::error::{text_of, Error};
+use crate::error::Error;
 use crate::results::ResultsFile;
 use crate::scenario::{Host, RunSpec, Scenario};
+use crate::util::files::text_of;
 
 /// A refusal must be bad input (exit code 2) that names `file`.
 fn assert_bad_input(e: &Error, file: &str) {

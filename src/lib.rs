@@ -19,5 +19,7 @@ pub mod spec;
 pub mod stats;
 pub mod telemetry;
 pub mod topk;
+pub mod tuning;
+pub mod util;
 
 pub use error::{Error, Result};

@@ -62,6 +62,21 @@ fn say(text: &str) {
     }
 }
 
+/// A command's answer on stdout: the value as JSON with `--json`, else its text for people.
+/// Every command that answers goes through here, so the two forms cannot drift apart.
+fn emit<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        say(&format!("{}\n", serde_json::to_string_pretty(value)?));
+    } else {
+        say(&text());
+    }
+    Ok(())
+}
+
 /// The reader's requirement from `--qps`, `--p99-ms`, `--basis`, `--headroom` and
 /// `--min-quality`, checked.
 fn requirement(
@@ -237,14 +252,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(if interrupted { 130 } else { 0 });
             }
             let outcome = harness::run_sweep(sc, &opts)?;
-            if json {
-                say(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&outcome.results)?
-                ));
-            } else {
-                say(&present::sweep(&outcome.results));
-            }
+            emit(json, &outcome.results, || present::sweep(&outcome.results))?;
             note(&format!("results: {}", outcome.path.display()));
             if outcome.interrupted {
                 note(&format!(
@@ -317,16 +325,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(p) = markdown {
                 std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
             }
-            if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&c.json())?));
-            } else {
-                say(&md);
-            }
+            emit(json, &c.json(), || md)?;
             Ok(if c.failed() { 1 } else { 0 })
         }
         Command::Plan {
             results,
             qps,
+            diurnal,
+            trace,
+            cold_start_s,
+            scale_up_s,
+            scale_down_s,
             p99_ms,
             headroom,
             basis,
@@ -335,6 +344,36 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             maps,
             json,
         } => {
+            let day = match (&diurnal, &trace) {
+                (Some(d), _) => {
+                    let (peak, trough, period) =
+                        recbench::cost::day::parse_diurnal(d).map_err(|m| usage("--diurnal", m))?;
+                    Some(recbench::cost::day::diurnal(
+                        peak, trough, period, period, 20_240_601,
+                    ))
+                }
+                (None, Some(p)) => Some(recbench::cost::day::parse_trace(
+                    p,
+                    &recbench::util::files::read_text(p)?,
+                )?),
+                (None, None) => None,
+            };
+            for (name, v) in [
+                ("--cold-start-s", cold_start_s),
+                ("--scale-up-s", scale_up_s),
+                ("--scale-down-s", scale_down_s),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(usage(
+                        name,
+                        format!("{v} must be a number of seconds, at least 0"),
+                    ));
+                }
+            }
+            let qps = match &day {
+                Some(t) => t.peak(),
+                None => qps.expect("clap requires --qps without a trace"),
+            };
             let requirement = requirement(Some(qps), Some(p99_ms), basis, headroom, min_quality)?;
             let maps = maps
                 .iter()
@@ -348,10 +387,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 requirement,
             };
             let groups = report::plan(&opts)?;
-            if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&groups)?));
-            } else {
-                say(&present::plan(&groups, qps, p99_ms, headroom));
+            match day {
+                Some(t) => {
+                    let settings = recbench::cost::day::DaySettings {
+                        headroom,
+                        scale_up_delay_s: scale_up_s,
+                        scale_down_delay_s: scale_down_s,
+                        cold_start_s,
+                    };
+                    let days = recbench::cost::day::plan_day(&groups, &t, &settings);
+                    emit(json, &days, || present::day(&days, &t, &settings, p99_ms))?;
+                }
+                None => emit(json, &groups, || {
+                    present::plan(&groups, qps, p99_ms, headroom)
+                })?,
             }
             Ok(0)
         }
@@ -359,15 +408,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let sc = Scenario::load(&scenario)?;
             recbench::cost::check_hardware(&sc, &recbench::cost::Catalog::shipped_with(None)?)?;
             let runs = sc.expand(&harness::this_host());
-            if json {
-                let v: Vec<_> = runs
-                    .iter()
-                    .map(|r| serde_json::json!({"spec": r.spec, "skip": r.skip}))
-                    .collect();
-                say(&format!("{}\n", serde_json::to_string_pretty(&v)?));
-            } else {
-                say(&present::validation(&scenario, &sc, &runs));
-            }
+            let v: Vec<_> = runs
+                .iter()
+                .map(|r| serde_json::json!({"spec": r.spec, "skip": r.skip}))
+                .collect();
+            emit(json, &v, || present::validation(&scenario, &sc, &runs))?;
             Ok(0)
         }
         Command::Parity {
@@ -390,11 +435,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let sc = Scenario::load(path)?;
                 rows.extend(harness::parity::check_scenario(&sc, &backends, display)?);
             }
-            if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
-            } else {
-                say(&present::parity(&rows));
-            }
+            emit(json, &rows, || present::parity(&rows))?;
             let failed = rows
                 .iter()
                 .any(|r| r.parity.as_ref().is_some_and(|p| !p.passed));
@@ -430,20 +471,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Hardware { json } => {
             let inv = Inventory::collect();
-            if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&inv)?));
-            } else {
-                say(&present::inventory(&inv));
-            }
+            emit(json, &inv, || present::inventory(&inv))?;
             Ok(0)
         }
         Command::Backends { json } => {
             let inv = backend::inventory();
-            if json {
-                say(&format!("{}\n", serde_json::to_string_pretty(&inv)?));
-            } else {
-                say(&present::backends(&inv));
-            }
+            emit(json, &inv, || present::backends(&inv))?;
             Ok(0)
         }
         Command::Worker {
@@ -507,19 +540,11 @@ fn recommend(
     let u = enc.encode(&tok.batch(&[user], recommender::TEXT_MAX_TOKENS)?)?;
     let scores = index.scores(&u, threads);
     let best = recommender::top_k(&scores, top);
-    if json {
-        let v: Vec<_> = best
-            .iter()
-            .map(|(i, s)| serde_json::json!({"id": items[*i].id, "kind": items[*i].kind, "title": items[*i].title, "description": items[*i].description, "score": s}))
-            .collect();
-        say(&format!("{}\n", serde_json::to_string_pretty(&v)?));
-        return Ok(());
-    }
-    say(&present::recommendations(
-        user,
-        &best,
-        &items,
-        (preset, kind, precision),
-    ));
-    Ok(())
+    let v: Vec<_> = best
+        .iter()
+        .map(|(i, s)| serde_json::json!({"id": items[*i].id, "kind": items[*i].kind, "title": items[*i].title, "description": items[*i].description, "score": s}))
+        .collect();
+    emit(json, &v, || {
+        present::recommendations(user, &best, &items, (preset, kind, precision))
+    })
 }

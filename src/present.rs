@@ -162,6 +162,80 @@ pub fn plan(groups: &[PlanGroup], qps: f64, p99_ms: f64, headroom: f64) -> Strin
     s
 }
 
+/// `recbench plan --diurnal/--trace`: each option's fleet over the trace, autoscaled and sized
+/// for the peak.
+pub fn day(
+    groups: &[crate::cost::day::DayGroup],
+    trace: &crate::cost::day::Trace,
+    s: &crate::cost::day::DaySettings,
+    p99_ms: f64,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Over {:.1} h of demand (peak {:.0}, mean {:.0} requests/s) at p99 <= {p99_ms} ms: an \
+         autoscaler aiming at {:.0}% utilisation, starting machines after {} s and stopping \
+         them after {} s; a cold start of {} s (assumed, not measured).",
+        trace.duration_s() / 3600.0,
+        trace.peak(),
+        trace.requests() / trace.duration_s(),
+        100.0 / (1.0 + s.headroom),
+        s.scale_up_delay_s,
+        s.scale_down_delay_s,
+        s.cold_start_s
+    );
+    for g in groups {
+        let _ = writeln!(out, "\n{}", g.group);
+        if g.options.is_empty() {
+            let _ = writeln!(out, "  no option meets the budget at the trace's peak");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>5} {:>6} {:>26} {:>12} {:>9} {:>8}  {:<24}  evidence",
+            "hardware",
+            "peak",
+            "mean",
+            "USD/day [interval]",
+            "USD/month",
+            "$/1M req",
+            "SLA-min",
+            "sized for the peak"
+        );
+        for o in &g.options {
+            let interval = o.usd_per_day_interval.map_or(String::new(), |(lo, hi)| {
+                format!(" [{}–{}]", crate::cost::usd(lo), crate::cost::usd(hi))
+            });
+            let _ = writeln!(
+                out,
+                "  {:<22} {:>5} {:>6.1} {:>26} {:>12} {:>9} {:>8.1}  {:<24}  {}{}",
+                o.hardware_id,
+                o.autoscaled.peak_instances,
+                o.autoscaled.mean_instances,
+                format!("{}{interval}", crate::cost::usd(o.usd_per_day)),
+                crate::cost::usd(o.usd_per_month),
+                crate::cost::usd_per_1m(o.cost_per_1k_usd),
+                o.autoscaled.seconds_over_sla / 60.0,
+                format!(
+                    "{} × all day, {}/day",
+                    o.static_peak.peak_instances,
+                    crate::cost::usd(o.static_usd_per_day)
+                ),
+                o.evidence,
+                if o.upper_bound {
+                    " (listed apart: an offline peak is an upper bound)"
+                } else {
+                    ""
+                }
+            );
+            if !o.caveats.is_empty() {
+                let _ = writeln!(out, "  {:<22} caveats: {}", "", o.caveats.join(", "));
+            }
+        }
+    }
+    out
+}
+
 /// `recbench parity`: one line per (model, backend, device, precision).
 pub fn parity(rows: &[ParityRow]) -> String {
     let mut s = String::new();

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{Embeddings, Encoder};
 use crate::error::{Error, Result};
-use crate::model::weights::{fnv1a, SplitMix64};
 use crate::model::{cache_dir, Tokenizer};
 pub use crate::topk::{top_k, top_k_rows};
+use crate::util::hash::fnv1a;
+use crate::util::rand::SplitMix64;
 
 /// The bundled demo catalog: films, books, products, albums, games and podcasts, one per line.
 pub const BUNDLED_ITEMS: &str = include_str!("../data/items.tsv");
@@ -249,7 +250,7 @@ pub fn item_index(
     let index = encode_texts(encoder, tokenizer, &texts, 32)?;
     let mut bytes = (index.dim as u64).to_le_bytes().to_vec();
     bytes.extend(index.data.iter().flat_map(|v| v.to_le_bytes()));
-    crate::error::write_atomic(&item_cache_path(items, key), &bytes)?;
+    crate::util::files::write_atomic(&item_cache_path(items, key), &bytes)?;
     Ok(index)
 }
 

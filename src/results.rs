@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{read_text, write_atomic, Error, Result};
+use crate::error::{Error, Result};
 use crate::scenario::RunSpec;
 pub use crate::telemetry::power::Power;
 use crate::telemetry::Inventory;
+use crate::util::files::{read_text, write_atomic};
 
 /// Version of this schema. Readers refuse files from a newer version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -176,6 +177,9 @@ pub struct Round {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub requests_per_s: Option<f64>,
+    /// Its peak resident memory (files from before the field: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{line_of, read_text, Result};
+use crate::error::{line_of, Result};
 use crate::model::weights::DEFAULT_SEED;
 use crate::model::{Preset, Recipe};
+use crate::util::files::read_text;
 
 mod read;
 pub use crate::spec::{BackendKind, Device, Load, Mode, Precision, Scoring};

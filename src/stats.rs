@@ -31,6 +31,22 @@ pub fn percentile_in_place(data: &mut [f64], q: f64) -> f64 {
 }
 
 /// Median of unsorted data.
+/// The mean and the sample variance (divided by n − 1) of `v`; the variance is 0 for fewer than
+/// two values, and both are 0 for none.
+pub fn mean_var(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var)
+}
+
 pub fn median(data: &[f64]) -> f64 {
     let mut v = data.to_vec();
     v.sort_by(f64::total_cmp);
@@ -45,13 +61,7 @@ impl Latency {
         }
         let mut s = samples_ms.to_vec();
         s.sort_by(f64::total_cmp);
-        let n = s.len() as f64;
-        let mean = s.iter().sum::<f64>() / n;
-        let var = if s.len() > 1 {
-            s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-        } else {
-            0.0
-        };
+        let (mean, var) = mean_var(&s);
         let std = var.sqrt();
         let med = percentile(&s, 0.5);
         let mad = median(&s.iter().map(|x| (x - med).abs()).collect::<Vec<_>>());
@@ -95,7 +105,7 @@ mod tests {
 
     #[test]
     fn percentile_in_place_matches_the_sorted_one() {
-        let mut r = crate::model::weights::SplitMix64::new(3);
+        let mut r = crate::util::rand::SplitMix64::new(3);
         for n in [1, 2, 3, 10, 101, 1000] {
             let v: Vec<f64> = (0..n).map(|_| r.next_f64() * 100.0).collect();
             let mut sorted = v.clone();

@@ -39,10 +39,12 @@ fn results_file() -> &'static PathBuf {
     })
 }
 
+/// `recbench report INPUTS --out TMP EXTRA`, run from the repository (relative inputs are
+/// named from there, as the scripts name them).
 fn report(inputs: &[&Path], extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
     let out_dir = tempfile::tempdir().unwrap();
     let mut c = recbench();
-    c.arg("report");
+    c.current_dir(env!("CARGO_MANIFEST_DIR")).arg("report");
     for i in inputs {
         c.arg(i);
     }
@@ -53,6 +55,89 @@ fn report(inputs: &[&Path], extra: &[&str]) -> (tempfile::TempDir, std::process:
         .output()
         .unwrap();
     (out_dir, out)
+}
+
+/// The committed example report (reports/example, what scripts/example-report.sh --reuse
+/// writes) is what this build makes of the committed inputs, byte for byte: every table, chart,
+/// page and plan. A change that moves a figure, a word or a pixel of the report fails here, so it
+/// is made on purpose and the example regenerated with it. The report carries no clock or build
+/// of its own (only the input files' commits and times), so nothing is masked.
+#[test]
+fn the_committed_example_report_is_what_this_build_writes_from_its_inputs() {
+    common::isolate();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    for (dir, prefix) in [
+        ("results/reference/example", ""),
+        ("results/reference/gpu", "gpu-"),
+    ] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir())
+            .flat_map(|e| {
+                std::fs::read_dir(e.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|f| f.path())
+            })
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+            .collect();
+        found.sort();
+        inputs.extend(found);
+    }
+    assert_eq!(inputs.len(), 5, "the example's inputs: {inputs:?}");
+    let args = [
+        "--map",
+        "vm=aws-m7i-large",
+        "--qps",
+        "500",
+        "--p99-ms",
+        "100",
+        "--min-quality",
+        "0.9",
+    ];
+    // As the script runs it: the inputs named relative to the repository (the report quotes
+    // them).
+    let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    let (dir, out) = report(&refs, &args);
+    common::assert_succeeded(&out);
+    let plan = recbench()
+        .current_dir(root)
+        .arg("plan")
+        .args(&inputs)
+        .args(args)
+        .output()
+        .unwrap();
+    common::assert_succeeded(&plan);
+    std::fs::write(dir.path().join("plan-500qps-p99-100ms.txt"), &plan.stdout).unwrap();
+
+    let example = root.join("reports/example");
+    let mut names: Vec<String> = std::fs::read_dir(&example)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut written: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, names, "the files the report writes");
+    let differ: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            std::fs::read(example.join(n)).unwrap() != std::fs::read(dir.path().join(n)).unwrap()
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "this build writes {differ:?} differently from reports/example: if the change is meant, \
+         regenerate it (RECBENCH=target/release/recbench scripts/example-report.sh --reuse)"
+    );
 }
 
 /// Pixels of a PNG that are clearly coloured (not white, grey or black): bars, lines, points.
@@ -532,6 +617,81 @@ fn plan_answers_with_instances_and_monthly_cost() {
 /// reader's requirement: the verdict names the rate and the budget and sizes the fleet with
 /// the headroom asked, as `plan` does with the same flags. Bad values are usage errors that
 /// name the flag, and no report is written.
+/// `plan --diurnal` and `--trace`: per option, its machines over the day (peak and mean), the
+/// cost per day with its interval, the minutes over the budget, and the fleet sized for the
+/// peak; a bad trace exits 2 naming its line and column.
+#[test]
+fn plan_over_a_day_prints_machines_cost_and_minutes_missed() {
+    common::isolate();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let server = root.join("results/reference/server/20261128T040254Z-vm.json");
+    let day = |extra: &[&str]| {
+        let out = recbench()
+            .arg("plan")
+            .arg(&server)
+            .args(["--p99-ms", "100", "--map", "vm=aws-m7i-large"])
+            .args(extra)
+            .output()
+            .unwrap();
+        common::assert_succeeded(&out);
+        out
+    };
+    let text = String::from_utf8(day(&["--diurnal", "800:100"]).stdout).unwrap();
+    assert!(text.contains("Over 24.0 h of demand"), "{text}");
+    assert!(
+        text.contains("SLA-min") && text.contains("USD/day"),
+        "{text}"
+    );
+    let v: Value =
+        serde_json::from_slice(&day(&["--diurnal", "800:100", "--json"]).stdout).unwrap();
+    let opts: Vec<&Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["options"].as_array().unwrap())
+        .collect();
+    assert!(!opts.is_empty(), "{v}");
+    for o in &opts {
+        let a = &o["autoscaled"];
+        let (peak, mean) = (
+            a["peak_instances"].as_u64().unwrap(),
+            a["mean_instances"].as_f64().unwrap(),
+        );
+        assert!(peak >= 1 && mean <= peak as f64 && mean >= 1.0, "{o}");
+        // Autoscaled, the day costs no more than a fleet sized for its peak all day.
+        assert!(
+            o["usd_per_day"].as_f64().unwrap() <= o["static_usd_per_day"].as_f64().unwrap() + 1e-9,
+            "{o}"
+        );
+        let hourly = o["hourly_usd"].as_f64().unwrap();
+        let hours = a["instance_hours"].as_f64().unwrap();
+        assert!(
+            (o["usd_per_day"].as_f64().unwrap() - hours * hourly).abs() < 1e-6,
+            "{o}"
+        );
+        assert!(a["seconds_over_sla"].as_f64().unwrap() >= 0.0);
+    }
+    let text = String::from_utf8(day(&["--trace", "data/trace-weekday.csv"]).stdout).unwrap();
+    assert!(text.contains("Over 24.0 h of demand (peak 907"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("trace.csv");
+    std::fs::write(&bad, "timestamp,qps\n0,100\n60,120\n30,90\n").unwrap();
+    let out = recbench()
+        .arg("plan")
+        .arg(&server)
+        .args(["--p99-ms", "100", "--trace"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("trace.csv:4") && err.contains("column 1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn report_takes_the_readers_requirement_and_refuses_bad_values() {
     common::isolate();

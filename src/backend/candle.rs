@@ -452,12 +452,12 @@ impl CandleBert {
         // includes the build's commit).
         let key = format!(
             "cpu {}, candle {}, {model}, {} threads, {}, ops or fused, {b}x{s}",
-            super::choices::host(),
+            crate::tuning::choices::host(),
             runtime_version(),
             self.threads,
             opts.precision
         );
-        let decided = super::choices::recall_or_measure(
+        let decided = crate::tuning::choices::recall_or_measure(
             "candle-kernels",
             &key,
             |v| Some(v.starts_with("fused")),
@@ -470,7 +470,7 @@ impl CandleBert {
                     type_ids: vec![0; rows],
                     attention_mask: vec![1; rows],
                 };
-                let (t_ops, t_fused) = super::race(
+                let (t_ops, t_fused) = crate::tuning::race(
                     || self.forward_with(&batch, false).map(drop),
                     || self.forward_with(&batch, true).map(drop),
                 )
@@ -506,7 +506,7 @@ impl CandleBert {
         let x = Tensor::randn(0f32, 1.0, (rows, h), &self.device)?;
         let w_t = Tensor::randn(0f32, 0.05, (h, i), &self.device)?;
         let bias = Tensor::zeros(i, DType::F32, &self.device)?;
-        let (q8, f32) = super::race(
+        let (q8, f32) = crate::tuning::race(
             || layer.inter.forward(&x).map(drop),
             || fused::linear(&x, &w_t, &bias, false, self.threads).map(drop),
         )?;
@@ -762,7 +762,7 @@ impl CandleBert {
     fn check_topk_kernel(&self, dtype: DType) -> std::result::Result<(), String> {
         let (rows, n, k) = (3, 5_000, 10);
         // A coarse grid of values, so that ties occur and their order is checked too.
-        let mut rng = crate::model::weights::SplitMix64::new(0x70b_4e11);
+        let mut rng = crate::util::rand::SplitMix64::new(0x70b_4e11);
         let vals: Vec<f32> = (0..rows * n)
             .map(|_| (rng.next_u64() % 997) as f32 / 997.0)
             .collect();

@@ -443,7 +443,7 @@ impl OnnxBert {
         let key = format!(
             "{} {}, {}, {}, {} threads, {}, {}, {}x{}",
             opts.device,
-            super::choices::host(),
+            crate::tuning::choices::host(),
             runtime_version(),
             files.identity(),
             opts.threads,
@@ -452,7 +452,7 @@ impl OnnxBert {
             shape.0,
             shape.1
         );
-        let decided = super::choices::recall_or_measure(
+        let decided = crate::tuning::choices::recall_or_measure(
             "onnx-flavour",
             &key,
             |v| {
@@ -483,7 +483,7 @@ impl OnnxBert {
                     .iter_mut()
                     .map(|s| Box::new(move || s.encode(batch).map(drop)) as Box<dyn FnMut() -> _>)
                     .collect();
-                let times = super::race_all(&mut runs)?;
+                let times = crate::tuning::race_all(&mut runs)?;
                 let best = (0..times.len())
                     .min_by(|&a, &b| times[a].total_cmp(&times[b]))
                     .expect("at least two candidates");

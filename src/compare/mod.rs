@@ -29,7 +29,10 @@ use crate::results::{ResultsFile, RunResult, Status};
 use crate::stats::percentile_in_place;
 
 mod bootstrap;
-pub use bootstrap::{bootstrap_ratio, bootstrap_ratio_borrowed, bootstrap_ratio_rounds};
+mod memory;
+pub use bootstrap::{
+    bootstrap_ratio, bootstrap_ratio_borrowed, bootstrap_ratio_rounds, per_sweep_stat,
+};
 
 /// What happened to one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,7 +244,8 @@ fn sampled(
         };
     }
     let (ra, rb) = (a.round_samples(), b.round_samples());
-    let (ci, resampled) = if ra.len() >= 2 && rb.len() == 1 {
+    let borrowed = ra.len() >= 2 && rb.len() == 1;
+    let (ci, resampled) = if borrowed {
         // A candidate sweep of one process against stored baseline sweeps: its own process
         // noise is unseen, so it borrows the baseline's spread between sweeps.
         (
@@ -268,11 +272,16 @@ fn sampled(
         )
     };
     let verdict = decide(ci, threshold);
-    let point = stat(sb) / stat(sa);
+    let base = if borrowed {
+        per_sweep_stat(&ra, stat)
+    } else {
+        stat(sa)
+    };
+    let point = stat(sb) / base;
     MetricChange {
         metric: name.into(),
         unit,
-        baseline: Some(stat(sa)),
+        baseline: Some(base),
         candidate: Some(stat(sb)),
         slowdown: Some(point),
         ci: Some(ci),
@@ -290,7 +299,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
     let mut metrics = Vec::new();
     let both_ok = a.status == Status::Ok && b.status == Status::Ok;
     if both_ok {
-        let seed = crate::model::weights::fnv1a(&a.spec.id);
+        let seed = crate::util::hash::fnv1a(&a.spec.id);
         metrics.push(sampled("p50 latency", "ms", a, b, median, threshold, seed));
         metrics.push(sampled("p99 latency", "ms", a, b, p99, threshold, seed ^ 1));
         // Throughput (and cost per 1k, its inverse on one machine) follows the mean iteration
@@ -299,25 +308,7 @@ fn compare_run(a: &RunResult, b: &RunResult, threshold: f64) -> RunChange {
         tp.baseline = a.throughput.as_ref().map(|t| t.requests_per_s);
         tp.candidate = b.throughput.as_ref().map(|t| t.requests_per_s);
         metrics.push(tp);
-        let (ma, mb) = (a.memory.peak_rss_bytes, b.memory.peak_rss_bytes);
-        let mib = |x: u64| x as f64 / (1u64 << 20) as f64;
-        let r = ma.zip(mb).map(|(x, y)| y as f64 / x as f64);
-        metrics.push(MetricChange {
-            metric: "peak RSS".into(),
-            unit: "MiB",
-            baseline: ma.map(mib),
-            candidate: mb.map(mib),
-            slowdown: r,
-            ci: None,
-            resampled: String::new(),
-            settle_rounds: None,
-            verdict: match r {
-                None => Verdict::Unknown,
-                Some(r) if r > 1.0 + threshold => Verdict::Regressed,
-                Some(r) if r < 1.0 / (1.0 + threshold) => Verdict::Improved,
-                Some(_) => Verdict::Unchanged,
-            },
-        });
+        metrics.push(memory::change(a, b, threshold));
     }
     let (pa, pb) = (a.parity.as_ref(), b.parity.as_ref());
     if let (Some(pa), Some(pb)) = (pa, pb) {
@@ -509,6 +500,7 @@ fn baseline_folder(dir: &Path, allow_different_hosts: bool) -> Result<ResultsFil
                 p50_ms: r.latency.as_ref().map(|l| l.p50_ms),
                 p99_ms: r.latency.as_ref().map(|l| l.p99_ms),
                 requests_per_s: r.throughput.as_ref().map(|t| t.requests_per_s),
+                peak_rss_bytes: r.memory.peak_rss_bytes,
             })
             .collect();
         if rounds.len() >= 2 {

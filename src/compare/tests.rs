@@ -1,7 +1,7 @@
 //! Unit tests of the CI gate.
 
 use super::*;
-use crate::model::weights::SplitMix64;
+use crate::util::rand::SplitMix64;
 
 /// A comparison of `runs` at a 10% threshold, same host, nothing on one side only.
 fn at_ten_percent(runs: Vec<RunChange>) -> Comparison {
@@ -12,6 +12,18 @@ fn at_ten_percent(runs: Vec<RunChange>) -> Comparison {
         only_in_baseline: vec![],
         only_in_candidate: vec![],
         host_differences: vec![],
+    }
+}
+
+/// One worker process of a merged run, as the results file keeps it: its samples and its peak
+/// memory.
+fn round(samples_ms: Vec<f64>, peak_rss_bytes: Option<u64>) -> crate::results::Round {
+    crate::results::Round {
+        samples_ms,
+        p50_ms: None,
+        p99_ms: None,
+        requests_per_s: None,
+        peak_rss_bytes,
     }
 }
 
@@ -243,14 +255,7 @@ fn intervals_resample_processes_not_only_iterations() {
     );
     // Rounds reach compare through the results file.
     let rounds = |x: &[Vec<f64>]| -> Vec<crate::results::Round> {
-        x.iter()
-            .map(|s| crate::results::Round {
-                samples_ms: s.clone(),
-                p50_ms: None,
-                p99_ms: None,
-                requests_per_s: None,
-            })
-            .collect()
+        x.iter().map(|s| round(s.clone(), None)).collect()
     };
     let mut x = run();
     x.rounds = rounds(&a);
@@ -342,6 +347,113 @@ fn a_baseline_folder_judges_a_sweep_by_the_spread_between_sweeps() {
     std::fs::create_dir(&empty).unwrap();
     let e = compare(&empty, &cand, 0.03, false).unwrap_err().to_string();
     assert!(e.contains("holds no results file"), "{e}");
+}
+
+/// A run of `rounds` worker processes, each `factor × centre` ms with 3% noise within, peak RSS
+/// `rss[k]` MiB: what `merge_rounds` keeps of an interleaved run.
+fn with_rounds(factors: &[f64], rss: &[u64], seed: u64) -> RunResult {
+    let mut r = run();
+    r.rounds = factors
+        .iter()
+        .zip(rss)
+        .enumerate()
+        .map(|(k, (f, m))| round(noisy(200, 10.0 * f, seed + k as u64), Some(m << 20)))
+        .collect();
+    r.samples_ms = r.rounds.iter().flat_map(|x| x.samples_ms.clone()).collect();
+    r.memory.peak_rss_bytes = rss.iter().max().map(|m| m << 20);
+    r
+}
+
+/// Two rounds a side of identical builds whose processes happened to run 4–5% apart, both pairs
+/// the same way, as this VM's did: the gate at 3% must not call that a regression. Two processes
+/// cannot pin a 3% change: a bootstrap over them sees half their variance and treats it as
+/// known, and its percentile interval excluded 1.03 here (5 of 9 identical pairs were called
+/// regressed at 3% on the VM). The widened interval holds 1.03; with twenty rounds of the same
+/// effect it is decided.
+#[test]
+fn two_rounds_cannot_pin_a_few_percent() {
+    let a = with_rounds(&[1.0, 0.97], &[154, 156], 40);
+    let b = with_rounds(&[1.045, 1.02], &[167, 160], 50);
+    let c = compare_run(&a, &b, 0.03);
+    let p50 = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == "p50 latency")
+        .unwrap();
+    assert_eq!(p50.resampled, "paired rounds (2)");
+    assert_ne!(p50.verdict, Verdict::Regressed, "{p50:?}");
+    assert!(p50.ci.unwrap().0 < 1.03, "{p50:?}");
+    let rss = c.metrics.iter().find(|m| m.metric == "peak RSS").unwrap();
+    assert_ne!(rss.verdict, Verdict::Regressed, "{rss:?}");
+    assert_eq!(rss.resampled, "paired rounds (2)");
+
+    // Twenty rounds of a real 6% slowdown and 20% more memory, each process varying, are
+    // decided.
+    let fa: Vec<f64> = (0..20)
+        .map(|k| 1.0 + 0.02 * ((k % 5) as f64 - 2.0) / 2.0)
+        .collect();
+    let fb: Vec<f64> = fa.iter().map(|f| f * 1.06).collect();
+    let ma: Vec<u64> = (0..20).map(|k| 150 + (k % 3) * 4).collect();
+    let mb: Vec<u64> = ma.iter().map(|m| m * 6 / 5).collect();
+    let c = compare_run(&with_rounds(&fa, &ma, 60), &with_rounds(&fb, &mb, 80), 0.03);
+    assert_eq!(verdict(&c, "p50 latency"), Verdict::Regressed, "{c:?}");
+    assert_eq!(verdict(&c, "peak RSS"), Verdict::Regressed, "{c:?}");
+}
+
+#[test]
+fn t_quantiles_match_the_tables() {
+    for (df, t) in [
+        (1, 6.314),
+        (2, 2.920),
+        (10, 1.812),
+        (30, 1.697),
+        (60, 1.671),
+        (120, 1.658),
+    ] {
+        assert!(
+            (bootstrap::t95(df) - t).abs() < 2e-3,
+            "t(0.95, {df}) = {} against {t}",
+            bootstrap::t95(df)
+        );
+    }
+    assert!((bootstrap::widening(2) - 2f64.sqrt() * 6.314).abs() < 1e-3);
+}
+
+/// Stored sweeps at different process speeds, as this VM's were (MiniLM's p50 from 64.9 to
+/// 81.8 ms over five sweeps). A candidate that is one more process at their typical speed must
+/// not read as faster at p99. The p99 of the five sweeps pooled sits in the slowest sweep's
+/// tail, above every other sweep's: a comparison with it called an identical MiniLM sweep's p99
+/// "improved, ×1.19 faster" here (92.3 ms pooled against 83.3 ms, the sweeps' mean p99).
+#[test]
+fn stored_sweeps_are_compared_as_typical_processes_not_pooled() {
+    let levels = [0.83, 0.87, 0.93, 1.0, 1.04];
+    let sweeps: Vec<Vec<f64>> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| noisy(400, 70.0 * k, 20 + i as u64))
+        .collect();
+    let a: Vec<&[f64]> = sweeps.iter().map(|s| s.as_slice()).collect();
+    let typical = levels.iter().sum::<f64>() / levels.len() as f64;
+    let cand = noisy(400, 70.0 * typical, 30);
+    let pooled = p99(&a.concat());
+    assert!(
+        pooled > 1.08 * per_sweep_stat(&a, p99),
+        "the fixture's pooled p99 sits in the slowest sweep: {pooled:.1} vs {:.1}",
+        per_sweep_stat(&a, p99)
+    );
+    for (name, stat) in [
+        ("p50", median as fn(&[f64]) -> f64),
+        ("p99", p99),
+        ("mean", mean),
+    ] {
+        let (lo, hi) = bootstrap_ratio_borrowed(&a, &cand, stat, 3);
+        assert!(
+            lo <= 1.0 && hi >= 1.0,
+            "{name}: interval {lo:.3}–{hi:.3} must hold 1"
+        );
+        let point = stat(&cand) / per_sweep_stat(&a, stat);
+        assert!((point - 1.0).abs() < 0.02, "{name}: point {point:.3}");
+    }
 }
 
 /// A file compared with itself: a pass with no rows but the summary, every metric unchanged.

@@ -260,7 +260,7 @@ fn hosts_are_mapped_by_cpu_model_and_vcpus_or_gpu_model_and_count_never_guessed(
     let m = map_host(&catalog, &file, false, Some("nope"));
     assert_eq!((m.hardware_id, m.how.as_str()), (None, "unmapped"));
     // GPU runs: by GPU model and count.
-    let gpu = crate::telemetry::inventory::Gpu {
+    let gpu = crate::telemetry::gpu::Gpu {
         index: 0,
         name: "NVIDIA H200".into(),
         memory_bytes: None,

@@ -38,10 +38,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::malloc::{HUGETLB_CHOSEN_ENV, HUGETLB_TUNABLE};
-use crate::backend::choices::Decided;
 use crate::scenario::RunSpec;
 use crate::spec::{Device, Precision};
+use crate::tuning::choices::Decided;
+use crate::tuning::malloc::{HUGETLB_CHOSEN_ENV, HUGETLB_TUNABLE};
 
 /// Forces the choice: `on` or `off`.
 pub const FORCE_ENV: &str = "RECBENCH_HUGEPAGES";
@@ -111,7 +111,7 @@ pub fn decide(
     if spec.device != Device::Cpu || !cfg!(all(target_os = "linux", target_env = "gnu")) {
         return Ok(None);
     }
-    if let Some(user) = super::malloc::user_tunables() {
+    if let Some(user) = crate::tuning::malloc::user_tunables() {
         return Ok(Some(Decision::kept(format!(
             "huge pages: {user} set by the user, kept (not measured)"
         ))));
@@ -132,7 +132,7 @@ pub fn decide(
         ))));
     }
     let timeout = Duration::from_secs_f64(spec.timeout_s);
-    let decided = crate::backend::choices::recall_or_measure(
+    let decided = crate::tuning::choices::recall_or_measure(
         FILE,
         &key(spec),
         |v| v.split_whitespace().next()?.parse().ok(),
@@ -247,7 +247,7 @@ fn glibc_version() -> Option<(u32, u32)> {
 fn key(spec: &RunSpec) -> String {
     format!(
         "cpu {}, {} {}, {}, {} threads, {} {}, {}x{} tokens",
-        crate::backend::choices::host(),
+        crate::tuning::choices::host(),
         spec.backend.name(),
         spec.backend.runtime_version(),
         spec.precision,

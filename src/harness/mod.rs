@@ -9,11 +9,11 @@
 pub mod ceiling;
 pub mod hugepages;
 pub mod inputs;
-pub mod malloc;
 pub mod openmp;
 pub mod parity;
 pub mod progress;
 pub mod server;
+pub mod sweep;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -74,11 +74,11 @@ pub struct SweepOutcome {
     pub interrupted: bool,
 }
 
-/// Builds the environment block of a results file.
-pub fn environment(thread_counts: &BTreeSet<usize>) -> Environment {
+/// Builds the environment block of a results file from the sweep's one probe of the host.
+pub fn environment(inventory: Inventory, thread_counts: &BTreeSet<usize>) -> Environment {
     let gemm_ceiling = thread_counts.iter().map(|&t| ceiling::measure(t)).collect();
     Environment {
-        inventory: Inventory::collect(),
+        inventory,
         recbench_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("RECBENCH_GIT_COMMIT").to_string(),
         backends: BackendKind::ALL
@@ -124,8 +124,16 @@ pub fn this_host() -> Host {
     }
 }
 
-fn plan(scenario: &Scenario, opts: &SweepOptions) -> Vec<PlannedRun> {
-    let mut planned = scenario.expand(&this_host());
+/// The machine an inventory describes, as planning sees it (what [`this_host`] reads).
+fn host_of(inv: &Inventory) -> Host {
+    Host {
+        auto_threads: inv.physical_cores.unwrap_or(inv.logical_cores),
+        memory_bytes: inv.memory_bytes,
+    }
+}
+
+fn plan(scenario: &Scenario, opts: &SweepOptions, host: &Host) -> Vec<PlannedRun> {
+    let mut planned = scenario.expand(host);
     planned.retain(|p| {
         (opts.backends.is_empty() || opts.backends.contains(&p.spec.backend))
             && (opts.devices.is_empty() || opts.devices.contains(&p.spec.device))
@@ -133,17 +141,20 @@ fn plan(scenario: &Scenario, opts: &SweepOptions) -> Vec<PlannedRun> {
     planned
 }
 
-/// What every sweep does first: shrink durations for `--quick`, plan the runs on this host (an
-/// empty plan is an input error), and choose where progress goes.
-fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRun>, Display)> {
+/// What every sweep does first: shrink durations for `--quick`, probe the host (once a sweep),
+/// plan the runs on it (an empty plan is an input error), and choose where progress goes.
+fn set_up(
+    scenario: &mut Scenario,
+    opts: &SweepOptions,
+) -> Result<(Vec<PlannedRun>, Inventory, Display)> {
     if opts.quick {
         scenario.quick();
     }
     // A bad RECBENCH_HUGEPAGES or RECBENCH_CANDLE_INT8 stops the sweep before its first run.
     hugepages::forced()?;
-    #[cfg(feature = "candle")]
-    crate::backend::candle::int8_forced()?;
-    let planned = plan(scenario, opts);
+    crate::backend::check_env()?;
+    let inventory = Inventory::collect();
+    let planned = plan(scenario, opts, &host_of(&inventory));
     if planned.is_empty() {
         return Err(Error::input(
             &scenario.path,
@@ -152,7 +163,7 @@ fn set_up(scenario: &mut Scenario, opts: &SweepOptions) -> Result<(Vec<PlannedRu
             "no run is left after the --backend/--device filters",
         ));
     }
-    Ok((planned, Display::for_stderr(opts.quiet)))
+    Ok((planned, inventory, Display::for_stderr(opts.quiet)))
 }
 
 /// The thread counts of the runs that will run: the GEMM ceiling is measured at each.
@@ -173,7 +184,7 @@ fn measured_threads(planned: &[PlannedRun]) -> BTreeSet<usize> {
 /// (`telemetry::gpu_peaks`), when the table has the GPU `gpus` names at the run's index.
 fn ceiling_for(
     ceilings: &BTreeMap<usize, f64>,
-    gpus: &[crate::telemetry::inventory::Gpu],
+    gpus: &[crate::telemetry::gpu::Gpu],
     p: &PlannedRun,
 ) -> Option<f64> {
     match p.spec.device {
@@ -202,7 +213,7 @@ fn ceilings(env: &Environment) -> BTreeMap<usize, f64> {
 struct References(BTreeSet<(crate::model::Preset, u64, crate::model::Recipe)>);
 
 impl References {
-    fn prepare(&mut self, p: &PlannedRun, progress: &Progress) -> Result<()> {
+    fn prepare(&mut self, p: &PlannedRun, note: &mut dyn FnMut(&str)) -> Result<()> {
         let s = &p.spec;
         // A pruned run's quality is measured against the full model: prepare that one first.
         let mut wanted = vec![crate::model::Recipe::default()];
@@ -215,7 +226,7 @@ impl References {
                     true => s.model.to_string(),
                     false => format!("{} pruned {recipe}", s.model),
                 };
-                progress.note(&format!("preparing {what} (weights, fp32 reference) ..."));
+                note(&format!("preparing {what} (weights, fp32 reference) ..."));
                 prepare_reference(s.model, s.seed, &recipe)?;
             }
         }
@@ -224,7 +235,7 @@ impl References {
 }
 
 /// A measured power figure split into the host's idle draw (measured at the sweep's start) and
-/// what the run added above it; estimates are left whole. Both sweep loops call it.
+/// what the run added above it; estimates are left whole.
 fn attribute_idle(env: &Environment, result: &mut RunResult) {
     if let (Some(idle), Some(w)) = (
         env.idle_power.as_ref().and_then(|p| p.watts),
@@ -239,15 +250,15 @@ fn attribute_idle(env: &Environment, result: &mut RunResult) {
 
 /// Runs the sweep described by `scenario`.
 pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOutcome> {
-    let (planned, display) = set_up(&mut scenario, opts)?;
+    let (planned, inventory, display) = set_up(&mut scenario, opts)?;
     let say = |msg: &str| {
         if display != Display::Quiet {
             let _ = writeln!(std::io::stderr(), "{msg}");
         }
     };
 
-    let host = inventory::hostname();
-    let (path, mut file) = match opts
+    let host = inventory.host.clone();
+    let (path, file) = match opts
         .resume
         .then(|| results::latest(&opts.out_dir, &scenario.name, &host))
         .flatten()
@@ -278,78 +289,34 @@ pub fn run_sweep(mut scenario: Scenario, opts: &SweepOptions) -> Result<SweepOut
         }
         None => {
             say("measuring the fp32 GEMM ceiling of this machine ...");
-            let env = environment(&measured_threads(&planned));
+            let env = environment(inventory, &measured_threads(&planned));
             let path = results::claim_path(&opts.out_dir, &scenario.name, &host)?;
             let f = new_file(&scenario, opts, env);
             (path, f)
         }
     };
-    file.save(&path)?;
-
+    let env = file.environment.clone();
     let done: BTreeSet<String> = file.runs.iter().map(|r| r.spec.id.clone()).collect();
-    let ceilings = ceilings(&file.environment);
-    let total = planned.len();
-    let order: BTreeMap<String, usize> = planned
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.spec.id.clone(), i))
-        .collect();
-    let mut references = References::default();
-    let mut interrupted = false;
+    let mut writer = sweep::Writer::new(vec![(path, file)], &planned)?;
+    let (finished, to_run): (Vec<PlannedRun>, Vec<PlannedRun>) =
+        planned.into_iter().partition(|p| done.contains(&p.spec.id));
     let mut progress = Progress::new(
         display,
-        total,
-        planned
+        finished.len() + to_run.len(),
+        to_run
             .iter()
-            .filter(|p| p.skip.is_none() && !done.contains(&p.spec.id))
+            .filter(|p| p.skip.is_none())
             .map(|p| p.spec.worst_case_s())
             .sum(),
     );
-    progress.skip_finished(planned.iter().filter(|p| done.contains(&p.spec.id)).count());
-    for p in planned.into_iter() {
-        if done.contains(&p.spec.id) {
-            continue;
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
-        let result = match &p.skip {
-            Some(reason) => RunResult::not_run(p.spec.clone(), Status::Skipped, reason.clone()),
-            None => {
-                references.prepare(&p, &progress)?;
-                progress.start(&p.spec.id);
-                match spawn_worker(
-                    &self_exe()?,
-                    &p,
-                    ceiling_for(&ceilings, &file.environment.inventory.gpus, &p),
-                )? {
-                    Some(r) => r,
-                    None => {
-                        interrupted = true;
-                        break;
-                    }
-                }
-            }
-        };
-        let mut result = result;
-        attribute_idle(&file.environment, &mut result);
-        let weight = if p.skip.is_none() {
-            p.spec.worst_case_s()
-        } else {
-            0.0
-        };
-        progress.finish(&p.spec.id, weight, &one_line(&result));
-        file.runs.push(result);
-        // Keep the file in plan order, whatever order resumed runs finished in.
-        file.runs
-            .sort_by_key(|r| order.get(&r.spec.id).copied().unwrap_or(usize::MAX));
-        file.save(&path)?;
-    }
+    progress.skip_finished(finished.len());
+    let mut observers: [&mut dyn sweep::Observer; 2] = [&mut progress, &mut writer];
+    let interrupted = sweep::each_run(to_run, &[self_exe()?], &env, opts, &mut observers)?;
     progress.done();
+    let (path, results) = writer.files.pop().expect("one file");
     Ok(SweepOutcome {
         path,
-        results: file,
+        results,
         interrupted,
     })
 }
@@ -378,8 +345,12 @@ fn binary_commit(exe: &Path) -> String {
 }
 
 /// Merges the rounds of one run (all ok) into one result: samples concatenated in order,
-/// throughput over the summed measurement windows, peak memory the largest, energy summed.
-pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
+/// throughput over the summed measurement windows, peak memory the largest, energy summed. A
+/// run of one round is that round.
+pub fn merge_rounds(mut rounds: Vec<RunResult>) -> RunResult {
+    if rounds.len() == 1 {
+        return rounds.pop().expect("one round");
+    }
     if let Some(bad) = rounds.iter().find(|r| r.status != Status::Ok) {
         let mut r = bad.clone();
         r.notes.push(format!(
@@ -390,9 +361,6 @@ pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
     }
     let n = rounds.len();
     let mut out = rounds[0].clone();
-    if n == 1 {
-        return out;
-    }
     let samples: Vec<f64> = rounds
         .iter()
         .flat_map(|r| r.samples_ms.iter().copied())
@@ -428,6 +396,7 @@ pub fn merge_rounds(rounds: Vec<RunResult>) -> RunResult {
             p50_ms: r.latency.as_ref().map(|l| l.p50_ms),
             p99_ms: r.latency.as_ref().map(|l| l.p99_ms),
             requests_per_s: r.throughput.as_ref().map(|t| t.requests_per_s),
+            peak_rss_bytes: r.memory.peak_rss_bytes,
         })
         .collect();
     if let Some(c) = out.compute.as_mut() {
@@ -461,30 +430,24 @@ pub fn run_interleaved(
             "not a file: give the baseline recbench binary",
         ));
     }
-    let (planned, display) = set_up(&mut scenario, opts)?;
+    let (planned, inventory, display) = set_up(&mut scenario, opts)?;
     if display != Display::Quiet {
         let _ = writeln!(
             std::io::stderr(),
             "measuring the fp32 GEMM ceiling of this machine ..."
         );
     }
-    let env = environment(&measured_threads(&planned));
-    // The host as the environment probed it: one probe a sweep.
-    let host = env.inventory.host.clone();
-    let me = self_exe()?;
+    let host = inventory.host.clone();
+    let env = environment(inventory, &measured_threads(&planned));
+    let exes = [baseline.to_path_buf(), self_exe()?];
     let mut files = Vec::new();
-    for (side, exe) in [
-        ("baseline", baseline.to_path_buf()),
-        ("candidate", me.clone()),
-    ] {
+    for (side, exe) in sweep::SIDES.into_iter().zip(&exes) {
         let mut e = env.clone();
-        e.git_commit = binary_commit(&exe);
+        e.git_commit = binary_commit(exe);
         let path = results::claim_path(&opts.out_dir, &scenario.name, &format!("{host}-{side}"))?;
         files.push((path, new_file(&scenario, opts, e)));
     }
-    let ceilings = ceilings(&env);
-    let mut references = References::default();
-    let mut interrupted = false;
+    let mut writer = sweep::Writer::new(files, &planned)?;
     let mut progress = Progress::new(
         display,
         planned.len(),
@@ -494,117 +457,11 @@ pub fn run_interleaved(
             .map(|p| p.spec.worst_case_s())
             .sum(),
     );
-    let sweep_start = std::time::Instant::now();
-    let mut runs_left = planned.iter().filter(|p| p.skip.is_none()).count().max(1);
-    'runs: for p in planned {
-        let mut sides: [Vec<RunResult>; 2] = [vec![], vec![]];
-        let mut auto_note: Option<String> = None;
-        if let Some(reason) = &p.skip {
-            for s in &mut sides {
-                s.push(RunResult::not_run(
-                    p.spec.clone(),
-                    Status::Skipped,
-                    reason.clone(),
-                ));
-            }
-        } else {
-            references.prepare(&p, &progress)?;
-            let share_s = opts.auto_rounds.map(|a| {
-                (a.budget_s - sweep_start.elapsed().as_secs_f64()).max(0.0) / runs_left as f64
-            });
-            let run_start = std::time::Instant::now();
-            let max_rounds = match opts.auto_rounds {
-                Some(_) => AUTO_MAX_ROUNDS,
-                None => opts.rounds.max(1),
-            };
-            for round in 0..max_rounds {
-                for (k, exe) in [baseline, me.as_path()].into_iter().enumerate() {
-                    progress.start(&format!(
-                        "{} round {} {}",
-                        p.spec.id,
-                        round + 1,
-                        if k == 0 { "baseline" } else { "candidate" }
-                    ));
-                    match spawn_worker(exe, &p, ceiling_for(&ceilings, &env.inventory.gpus, &p))? {
-                        Some(r) => sides[k].push(r),
-                        None => {
-                            interrupted = true;
-                            break 'runs;
-                        }
-                    }
-                }
-                let (Some(auto), Some(share)) = (opts.auto_rounds, share_s) else {
-                    continue;
-                };
-                let done = round + 1;
-                if done < 2 {
-                    continue;
-                }
-                let failed = sides.iter().flatten().any(|r| r.status != Status::Ok);
-                let samples = |k: usize| -> Vec<&[f64]> {
-                    sides[k].iter().map(|r| r.samples_ms.as_slice()).collect()
-                };
-                let why = if failed {
-                    Some(format!(
-                        "stopped after {done} rounds: a round did not complete"
-                    ))
-                } else if crate::compare::rounds_settle(&samples(0), &samples(1), auto.threshold) {
-                    Some(format!(
-                        "settled after {done} rounds: the p50 and mean-time slowdowns are each \
-                         decided at ±{:.1}%",
-                        auto.threshold * 100.0
-                    ))
-                } else if run_start.elapsed().as_secs_f64() >= share {
-                    Some(format!(
-                        "stopped after {done} rounds at this run's share of the time budget \
-                         ({share:.0} s of --budget-s {:.0}), not settled at ±{:.1}%",
-                        auto.budget_s,
-                        auto.threshold * 100.0
-                    ))
-                } else if done == max_rounds {
-                    Some(format!(
-                        "stopped at the most rounds a run gets ({max_rounds}), not settled at \
-                         ±{:.1}%",
-                        auto.threshold * 100.0
-                    ))
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    auto_note = Some(format!("rounds auto: {why}"));
-                    break;
-                }
-            }
-        }
-        let mut summary = Vec::new();
-        for (k, rounds) in sides.into_iter().enumerate() {
-            let (path, file) = &mut files[k];
-            let mut merged = merge_rounds(rounds);
-            merged.notes.extend(auto_note.clone());
-            attribute_idle(&file.environment, &mut merged);
-            summary.push(format!(
-                "{} {}",
-                if k == 0 { "baseline" } else { "candidate" },
-                one_line(&merged)
-            ));
-            file.runs.push(merged);
-            file.save(path)?;
-        }
-        let weight = if p.skip.is_none() {
-            p.spec.worst_case_s()
-        } else {
-            0.0
-        };
-        progress.finish(&p.spec.id, weight, &summary.join("; "));
-        if p.skip.is_none() {
-            runs_left = runs_left.saturating_sub(1).max(1);
-        }
-    }
+    let mut observers: [&mut dyn sweep::Observer; 2] = [&mut progress, &mut writer];
+    let interrupted = sweep::each_run(planned, &exes, &env, opts, &mut observers)?;
     progress.done();
-    for (path, file) in &mut files {
-        file.save(path)?;
-    }
-    Ok((files[0].0.clone(), files[1].0.clone(), interrupted))
+    let paths: Vec<PathBuf> = writer.files.into_iter().map(|(p, _)| p).collect();
+    Ok((paths[0].clone(), paths[1].clone(), interrupted))
 }
 
 /// Makes sure the synthetic or pruned weights and the fp32 reference of a model are cached, so

@@ -22,9 +22,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::backend::choices::Decided;
 use crate::scenario::RunSpec;
 use crate::spec::{BackendKind, Device, Mode};
+use crate::tuning::choices::Decided;
 
 /// The spin counts raced: none (what `OMP_WAIT_POLICY=PASSIVE` gives), a short spin (about
 /// 10 µs by libgomp's estimate) and libgomp's default (what PyTorch users get).
@@ -96,7 +96,7 @@ pub fn decide(exe: &Path, spec: &RunSpec) -> Option<Decision> {
     {
         return None;
     }
-    let user = crate::backend::set_in_env(&USER_ENV);
+    let user = crate::tuning::set_in_env(&USER_ENV);
     if !user.is_empty() {
         return Some(Decision {
             spin: None,
@@ -108,7 +108,7 @@ pub fn decide(exe: &Path, spec: &RunSpec) -> Option<Decision> {
     }
     let shape = Shape::of(spec);
     let key = key(&shape);
-    let decided = crate::backend::choices::recall_or_measure(
+    let decided = crate::tuning::choices::recall_or_measure(
         FILE,
         &key,
         |v| v.split_whitespace().next()?.parse().ok(),
@@ -142,7 +142,7 @@ const FILE: &str = "openmp";
 fn key(s: &Shape) -> String {
     format!(
         "cpu {}, {}, {} threads, spins {:?}, {} {}x{} tokens, {} items",
-        crate::backend::choices::host(),
+        crate::tuning::choices::host(),
         BackendKind::Torch.runtime_version(),
         s.threads,
         CANDIDATES,
@@ -222,15 +222,20 @@ fn probe_process(exe: &Path, shape: &Shape, spin: u64) -> Result<f64, String> {
 /// against `items` catalog rows with the worker's scoring code, over [`PROBE_BUDGET`].
 pub fn probe(shape: &Shape) -> crate::error::Result<f64> {
     // As in the worker it stands in for.
-    let _ = super::malloc::keep_freed_memory();
+    let _ = crate::tuning::malloc::keep_freed_memory();
     probe_with(shape, PROBE_BUDGET)
 }
 
 #[cfg(feature = "torch")]
 fn probe_with(shape: &Shape, budget: Duration) -> crate::error::Result<f64> {
     let cfg = shape.model.config();
-    let mut forward =
-        crate::backend::torch::probe_forward(&cfg, shape.sequences, shape.seq, shape.threads)?;
+    let mut forward = crate::backend::probe_forward(
+        BackendKind::Torch,
+        &cfg,
+        shape.sequences,
+        shape.seq,
+        shape.threads,
+    )?;
     let users = crate::backend::Embeddings {
         rows: shape.sequences,
         dim: cfg.hidden_size,

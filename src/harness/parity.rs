@@ -141,7 +141,7 @@ pub fn reference(files: &ModelFiles, tok: &Tokenizer) -> Result<Reference> {
                 )));
             }
             let bytes: Vec<u8> = probes.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            crate::error::write_atomic(&path, &bytes)?;
+            crate::util::files::write_atomic(&path, &bytes)?;
             let items = recommender::item_index(enc.as_mut(), tok, &items, &key)?;
             Ok(Reference { probes, items })
         }

@@ -17,9 +17,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::model::weights::SplitMix64;
 use crate::results::{CurvePoint, Latency, RequestTimes, ServerResult, Spread};
 use crate::stats::percentile;
+use crate::util::rand::SplitMix64;
 
 /// Serves one batch of `n` requests; returns when the results are ready.
 pub trait Service: Send {

@@ -184,7 +184,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     if let Some(k) = enc.kernels() {
         r.notes.push(format!("kernels: {k}"));
     }
-    let caps = backend::choices::isa_caps();
+    let caps = crate::tuning::choices::isa_caps();
     if !caps.is_empty() {
         r.notes.push(format!(
             "isa cap: {} (set in the environment: the runtimes that read it were held to that \
@@ -388,7 +388,7 @@ const PROBE_WARMUP_MAX: std::time::Duration = std::time::Duration::from_millis(5
 /// forward, a probe of 300 ms measured that start and not the worker's steady state.
 pub fn probe_forward_ms(spec: &RunSpec, budget: std::time::Duration) -> Result<f64> {
     // As in the worker it stands in for.
-    let _ = super::malloc::keep_freed_memory();
+    let _ = crate::tuning::malloc::keep_freed_memory();
     let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let (batch, _) = timed_batch(spec, &tok, &recommender::bundled_items())?;
@@ -818,7 +818,7 @@ fn invalid_nan(r: &mut RunResult) -> Result<()> {
 /// Entry point of the hidden `__worker` subcommand: read the spec, run, write the result.
 /// The run spec the parent wrote for a worker or a probe process.
 pub fn read_spec(spec_path: &std::path::Path) -> Result<RunSpec> {
-    let text = crate::error::read_text(spec_path)?;
+    let text = crate::util::files::read_text(spec_path)?;
     serde_json::from_str(&text)
         .map_err(|e| Error::input(spec_path, Some(e.line()), "", e.to_string()))
 }
@@ -829,11 +829,11 @@ pub fn main(
     ceiling: Option<f64>,
 ) -> Result<()> {
     let spec = read_spec(spec_path)?;
-    let malloc = super::malloc::keep_freed_memory();
+    let malloc = crate::tuning::malloc::keep_freed_memory();
     let mut result = run(&spec, ceiling);
     result.notes.extend(malloc);
     let json = serde_json::to_vec(&result).expect("result serialises");
-    crate::error::write_atomic(out_path, &json)
+    crate::util::files::write_atomic(out_path, &json)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod onnx;
 pub mod prune;
 pub mod reference;
+pub mod tensor_file;
 pub mod weights;
 
 pub use config::{BertConfig, Preset};

@@ -269,7 +269,7 @@ pub fn write_pruned(
     path: &Path,
 ) -> Result<BertConfig> {
     let bytes = std::fs::read(weights).map_err(|e| Error::io(weights, e))?;
-    let t = super::weights::read_f32(cfg, &bytes, weights)?;
+    let t = super::tensor_file::read_f32(cfg, &bytes, weights)?;
     let (pruned, t) = prune(recipe, cfg, t)
         .map_err(|why| Error::Model(format!("pruning {}: {why}", weights.display())))?;
     let tensors = super::bert::tensor_shapes(&pruned)
@@ -278,7 +278,7 @@ pub fn write_pruned(
         .map(|((name, shape), v)| (name, shape, v))
         .collect();
     let note = format!("pruned recipe={recipe} v{PRUNE_VERSION}");
-    super::weights::write_f32(path, tensors, &note)?;
+    super::tensor_file::write_f32(path, tensors, &note)?;
     Ok(pruned)
 }
 

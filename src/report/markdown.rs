@@ -1,18 +1,18 @@
 //! `summary.md`: the recommendation and a compact table, for CI step summaries.
 
 use super::columns::cells;
-use super::decision::{decide, Requirement};
-use super::{fmt_opt, Row, Source};
+use super::{fmt_opt, Model};
 use crate::results::Status;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
+pub fn summary(m: &Model) -> String {
+    let (rows, sources, req) = (m.rows, m.sources, m.req);
     let mut out = String::from("# recbench report\n\n");
     // The answer first: one sentence per model and request shape.
-    for d in decide(rows, req) {
+    for d in &m.decisions {
         out.push_str(&format!(
             "- **{}**: {}\n",
             cell(&d.title()),
@@ -47,8 +47,8 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
             cell(&s.file.environment.git_commit)
         ));
     }
-    for d in super::inconsistencies(sources) {
-        out.push_str(&format!("- **Not one sweep:** {}\n", cell(&d)));
+    for d in &m.inconsistencies {
+        out.push_str(&format!("- **Not one sweep:** {}\n", cell(d)));
     }
     out.push_str(&format!(
         "\n## Which hardware, at {}, on the {} price\n\n",
@@ -58,7 +58,7 @@ pub fn summary(rows: &[Row], sources: &[Source], req: &Requirement) -> String {
             )),
         req.basis
     ));
-    for d in decide(rows, req) {
+    for d in &m.decisions {
         out.push_str(&format!("### {}\n\n", cell(&d.title())));
         out.push_str(&format!("{}\n\n", d.verdict()));
         if !d.options.is_empty() {

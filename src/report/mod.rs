@@ -131,7 +131,7 @@ pub fn load_sources(inputs: &[PathBuf]) -> Result<Vec<Source>> {
         .map(|p| {
             let file = ResultsFile::load(p)?;
             Ok(Source {
-                sha256: crate::model::weights::sha256_file(p)?,
+                sha256: crate::util::hash::sha256_file(p)?,
                 path: p.clone(),
                 file,
             })
@@ -345,7 +345,7 @@ pub fn inconsistencies(sources: &[Source]) -> Vec<String> {
     };
     let hash = |s: &Source| -> String {
         let h = Sha256::digest(s.file.scenario.text.as_bytes());
-        crate::model::weights::hex(&h[..6])
+        crate::util::hash::hex(&h[..6])
     };
     for s in &sources[1..] {
         let name = s.path.display();
@@ -442,30 +442,55 @@ pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
     let sources = load_sources(&opts.inputs)?;
     let rows = price(&sources, &catalog, &opts.maps)?;
+    let model = Model::new(&rows, &sources, &opts.requirement);
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let mut written = Vec::new();
-    let charts = charts::all(&rows, &opts.requirement)?;
+    let charts = charts::all(&model)?;
     for c in &charts {
         let p = opts.out.join(safe_file_name(&c.file));
-        crate::error::write_atomic(&p, &c.png)?;
+        crate::util::files::write_atomic(&p, &c.png)?;
         written.push(p);
     }
     let csv_path = opts.out.join("runs.csv");
-    crate::error::write_atomic(&csv_path, csv::runs_csv(&rows, &sources).as_bytes())?;
+    crate::util::files::write_atomic(&csv_path, csv::runs_csv(&rows, &sources).as_bytes())?;
     written.push(csv_path);
     let md_path = opts.out.join("summary.md");
-    crate::error::write_atomic(
-        &md_path,
-        markdown::summary(&rows, &sources, &opts.requirement).as_bytes(),
-    )?;
+    crate::util::files::write_atomic(&md_path, markdown::summary(&model).as_bytes())?;
     written.push(md_path);
     let html_path = opts.out.join("index.html");
-    crate::error::write_atomic(
-        &html_path,
-        html::page(&rows, &sources, &catalog, &charts, &opts.requirement).as_bytes(),
-    )?;
+    crate::util::files::write_atomic(&html_path, html::page(&model, &catalog, &charts).as_bytes())?;
     written.push(html_path);
     Ok(written)
+}
+
+/// What every output of a report shows, worked out once from the priced rows: the decision per
+/// (model, mode), the cost–quality groups at the quality bar, and what the input files disagree
+/// on. index.html, summary.md, the charts and `plan` all read this one model; runs.csv lists its
+/// rows.
+pub struct Model<'r, 'a> {
+    pub rows: &'r [Row<'a>],
+    pub sources: &'a [Source],
+    pub req: &'r decision::Requirement,
+    pub decisions: Vec<decision::Decision<'r, 'a>>,
+    pub quality: Vec<quality::Group<'r, 'a>>,
+    pub inconsistencies: Vec<String>,
+}
+
+impl<'r, 'a> Model<'r, 'a> {
+    pub fn new(
+        rows: &'r [Row<'a>],
+        sources: &'a [Source],
+        req: &'r decision::Requirement,
+    ) -> Model<'r, 'a> {
+        Model {
+            rows,
+            sources,
+            req,
+            decisions: decision::decide(rows, req),
+            quality: quality::groups(rows, req.min_quality),
+            inconsistencies: inconsistencies(sources),
+        }
+    }
 }
 
 /// Groups rows by a key, keeping order of first appearance.
@@ -487,8 +512,10 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
     let sources = load_sources(&opts.inputs)?;
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
     let rows = price(&sources, &catalog, &opts.maps)?;
-    Ok(decision::decide(&rows, &opts.requirement)
-        .into_iter()
+    let model = Model::new(&rows, &sources, &opts.requirement);
+    Ok(model
+        .decisions
+        .iter()
         .map(|d| cost::PlanGroup {
             group: d.title(),
             verdict: d.verdict(),
@@ -501,9 +528,16 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
                     run_id: o.row.run.spec.id.clone(),
                     evidence: o.evidence.words().into(),
                     capacity_per_instance_qps: o.capacity_qps,
+                    // cost per 1k = 1000 × hourly / 3600 / capacity, so each end of the cost's
+                    // interval is the capacity's other end.
+                    capacity_interval_qps: o
+                        .ci_usd
+                        .filter(|(lo, _)| *lo > 0.0)
+                        .map(|(lo, hi)| (o.hourly_usd / 3.6 / hi, o.hourly_usd / 3.6 / lo)),
                     p99_ms: o.p99_ms,
                     instances: o.instances.unwrap_or(0),
                     basis: opts.requirement.basis.clone(),
+                    hourly_usd: o.hourly_usd,
                     cost_per_1k_usd: o.cost_per_1k_usd,
                     monthly_usd: o.monthly_usd.unwrap_or(0.0),
                     caveats: notes::cost_caveats(o.row)

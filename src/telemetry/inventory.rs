@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::gpu::Gpu;
+
 /// CPU flags that decide which kernels a backend can use; the full list is long and mostly
 /// irrelevant to inference speed.
 pub const RELEVANT_FLAGS: &[&str] = &[
@@ -60,17 +62,6 @@ pub struct Inventory {
     pub power_sensors: Vec<String>,
     /// What a run's power figure will be based on when no sensor is readable.
     pub power_estimate: String,
-}
-
-/// One GPU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gpu {
-    pub index: usize,
-    pub name: String,
-    pub memory_bytes: Option<u64>,
-    pub driver: Option<String>,
-    pub cuda_version: Option<String>,
-    pub power_limit_watts: Option<f64>,
 }
 
 fn read(path: &str) -> Option<String> {
@@ -133,11 +124,18 @@ pub fn fp32_peak() -> Fp32Peak {
     let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
     let max_khz = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
         .and_then(|s| s.trim().parse::<u64>().ok());
-    fp32_peak_from(&cpuinfo, max_khz, default_threads())
+    let (_, current_mhz) = super::system::cpu_brand_and_mhz();
+    fp32_peak_from(&cpuinfo, max_khz, current_mhz, default_threads())
 }
 
-/// [`Fp32Peak`] from the text of /proc/cpuinfo, cpufreq's maximum (kHz) and the core count.
-pub fn fp32_peak_from(cpuinfo: &str, max_khz: Option<u64>, cores: usize) -> Fp32Peak {
+/// [`Fp32Peak`] from the text of /proc/cpuinfo (vendor, family and flags), cpufreq's maximum
+/// (kHz), the current clock sysinfo reads (MHz, the fallback) and the core count.
+pub fn fp32_peak_from(
+    cpuinfo: &str,
+    max_khz: Option<u64>,
+    current_mhz: Option<u64>,
+    cores: usize,
+) -> Fp32Peak {
     let flags: Vec<&str> = cpuinfo_field(cpuinfo, "flags")
         .or_else(|| cpuinfo_field(cpuinfo, "Features"))
         .unwrap_or("")
@@ -162,11 +160,11 @@ pub fn fp32_peak_from(cpuinfo: &str, max_khz: Option<u64>, cores: usize) -> Fp32
     };
     let (ghz, clock) = match max_khz {
         Some(k) => (Some(k as f64 / 1e6), "cpufreq maximum".to_string()),
-        None => match cpuinfo_field(cpuinfo, "cpu MHz").and_then(|m| m.parse::<f64>().ok()) {
+        None => match current_mhz {
             Some(mhz) => (
-                Some(mhz / 1e3),
-                "/proc/cpuinfo cpu MHz (no cpufreq: often the nominal clock in a VM; turbo can \
-                 exceed it)"
+                Some(mhz as f64 / 1e3),
+                "the current clock, read by sysinfo (no cpufreq: often the nominal clock in a \
+                 VM; turbo can exceed it)"
                     .to_string(),
             ),
             None => (None, "clock unreadable".to_string()),
@@ -405,27 +403,36 @@ mod tests {
     #[test]
     fn fp32_peak_counts_lanes_by_isa_and_microarchitecture() {
         let cpu = |vendor: &str, family: u32, flags: &str| {
-            format!("vendor_id\t: {vendor}\ncpu family\t: {family}\ncpu MHz\t\t: 2000.000\nflags\t\t: {flags}\n")
+            format!("vendor_id\t: {vendor}\ncpu family\t: {family}\nflags\t\t: {flags}\n")
         };
         // Zen 4: AVX-512 on 256-bit pipes, so 8 lanes, as AVX2.
-        let zen4 = fp32_peak_from(&cpu("AuthenticAMD", 25, "avx2 fma avx512f"), None, 2);
+        let zen4 = fp32_peak_from(
+            &cpu("AuthenticAMD", 25, "avx2 fma avx512f"),
+            None,
+            Some(2000),
+            2,
+        );
         assert_eq!(zen4.gflops, Some(2.0 * 2.0 * 8.0 * 2.0 * 2.0));
         assert!(
-            zen4.basis.contains("Zen 4") && zen4.basis.contains("cpu MHz"),
+            zen4.basis.contains("Zen 4") && zen4.basis.contains("current clock"),
             "{}",
             zen4.basis
         );
-        // An Intel core with AVX-512: 16 lanes; cpufreq's maximum wins over cpu MHz.
+        // An Intel core with AVX-512: 16 lanes; cpufreq's maximum wins over the current clock.
         let skx = fp32_peak_from(
             &cpu("GenuineIntel", 6, "avx2 fma avx512f"),
             Some(3_000_000),
+            Some(2000),
             4,
         );
         assert_eq!(skx.gflops, Some(4.0 * 2.0 * 16.0 * 2.0 * 3.0));
         assert!(skx.basis.contains("cpufreq maximum"), "{}", skx.basis);
-        let avx2 = fp32_peak_from(&cpu("AuthenticAMD", 23, "avx2 fma"), None, 1);
+        let avx2 = fp32_peak_from(&cpu("AuthenticAMD", 23, "avx2 fma"), None, Some(2000), 1);
         assert_eq!(avx2.gflops, Some(2.0 * 8.0 * 2.0 * 2.0));
         // No clock, no figure.
-        assert_eq!(fp32_peak_from("flags : avx2 fma\n", None, 2).gflops, None);
+        assert_eq!(
+            fp32_peak_from("flags : avx2 fma\n", None, None, 2).gflops,
+            None
+        );
     }
 }

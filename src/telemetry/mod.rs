@@ -2,6 +2,7 @@
 //! labelled by its source.
 
 pub mod cuda;
+pub mod gpu;
 pub mod gpu_peaks;
 pub mod inventory;
 pub mod memory;

@@ -3,7 +3,7 @@
 
 use nvml_wrapper::Nvml;
 
-use super::inventory::Gpu;
+use super::gpu::Gpu;
 use super::power::GpuMeter;
 
 fn nvml() -> Option<&'static Nvml> {

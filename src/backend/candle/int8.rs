@@ -81,11 +81,11 @@ pub(super) fn choose_int8_layout(
             let rows = b * s;
             let key = format!(
                 "cpu {}, candle {}, {model}, {threads} threads, int8 {k}->{n} at {rows} rows, blocks or tiles",
-                crate::backend::choices::host(),
+                crate::tuning::choices::host(),
                 runtime_version(),
             );
             // Remembered as "tiles: blocks 2.52 ms, tiles 0.34 ms at 128 rows".
-            let decided = crate::backend::choices::recall_or_measure(
+            let decided = crate::tuning::choices::recall_or_measure(
                 "candle-int8",
                 &key,
                 |v| v.split_once(": ").map(|(d, _)| d == "tiles"),
@@ -132,7 +132,7 @@ pub(super) fn race_int8_layouts(
     let w = Tensor::randn(0f32, 0.05, (n, k), &CDevice::Cpu)?;
     let pad = tile_pad(k);
     let (blocks, tiles) = (q8_0(&w, 0)?, q8_0(&w, pad)?);
-    crate::backend::race(
+    crate::tuning::race(
         || blocks.forward(&x).map(drop),
         || tiles.forward(&padded(&x, pad)?).map(drop),
     )

@@ -6,7 +6,7 @@ use super::*;
 /// k larger than a chunk's survivors, f32 and f16.
 #[test]
 fn chunked_top_k_equals_the_hosts() {
-    let mut rng = crate::model::weights::SplitMix64::new(5);
+    let mut rng = crate::util::rand::SplitMix64::new(5);
     let (rows, n) = (3, 10_007);
     // Distinct values (a permutation, scaled): no ties for the two orders to differ on.
     let mut v: Vec<f32> = (0..rows * n)

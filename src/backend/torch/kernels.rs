@@ -141,7 +141,7 @@ impl KernelChoice {
     pub(super) fn key(&self, inner: i64, out: i64) -> String {
         format!(
             "cpu {}, {}, {}, {} threads, {}, {}, {}x{inner}x{out}",
-            crate::backend::choices::host(),
+            crate::tuning::choices::host(),
             runtime_version(),
             self.model,
             self.threads,
@@ -172,7 +172,7 @@ impl KernelChoice {
         }
         let key = self.key(inner, out);
         let raced = &self.names[..self.raced];
-        let decided = crate::backend::choices::recall_or_measure(
+        let decided = crate::tuning::choices::recall_or_measure(
             "torch-linear",
             &key,
             |v| raced.iter().position(|n| v.starts_with(&format!("{n} ("))),
@@ -267,7 +267,7 @@ pub(super) fn time_all(
             Box::new(move || l.forward(x).map(drop)) as Box<dyn FnMut() -> _>
         })
         .collect();
-    let mut times = crate::backend::race_all(&mut runs)?.into_iter();
+    let mut times = crate::tuning::race_all(&mut runs)?.into_iter();
     Ok(candidates
         .iter()
         .map(|c| match c {

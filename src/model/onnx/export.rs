@@ -59,7 +59,7 @@ pub fn export_cached(
         return Ok(path);
     }
     let model = export(&files.config, &bytes, &files.weights, flavour, precision)?;
-    crate::error::write_atomic(&path, &prost::Message::encode_to_vec(&model))?;
+    crate::util::files::write_atomic(&path, &prost::Message::encode_to_vec(&model))?;
     Ok(path)
 }
 
@@ -71,7 +71,7 @@ pub fn export(
     flavour: Flavour,
     precision: Precision,
 ) -> Result<ModelProto> {
-    let tensors = crate::model::weights::read_f32(cfg, bytes, origin)?;
+    let tensors = crate::model::tensor_file::read_f32(cfg, bytes, origin)?;
     build(cfg, &tensors, flavour, precision)
 }
 

@@ -547,7 +547,8 @@ fn counts(panels: &[Panel], title: &str) -> Vec<(String, usize)> {
 }
 
 /// Every chart of the report.
-pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart>> {
+pub fn all(m: &super::Model) -> Result<Vec<Chart>> {
+    let (rows, req) = (m.rows, m.req);
     let ok: Vec<&Row> = rows
         .iter()
         .filter(|r| r.run.status == Status::Ok && r.run.parity.as_ref().is_some_and(|p| p.passed))
@@ -555,7 +556,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     let mut charts = Vec::new();
 
     // 1. The decision table as a picture: $/1k at the budget per hardware option.
-    let decisions = super::decision::decide(rows, req);
+    let decisions = &m.decisions;
     let items: Vec<Bar> = decisions
         .iter()
         .enumerate()
@@ -771,7 +772,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
     });
 
     // 6. Cost vs quality with the Pareto front, per (model, mode) and hardware option.
-    let groups = super::quality::groups(rows, req.min_quality);
+    let groups = &m.quality;
     let t6 = "Cost vs quality: the Pareto front of the levers";
     let spread = |g: &super::quality::Group| {
         let q = g.points.iter().map(|p| p.quality.top10_overlap);
@@ -787,7 +788,7 @@ pub fn all(rows: &[Row], req: &super::decision::Requirement) -> Result<Vec<Chart
         } else if groups.iter().all(|g| spread(g) < 1e-9) {
             empty(t6, "every configuration recommends what the full model does (top-10 overlap the same everywhere): nothing to trade; sweep [model] prune or int8 to see the trade")?
         } else {
-            cost_quality(t6, &groups, req.min_quality)?
+            cost_quality(t6, groups, req.min_quality)?
         },
         series_per_panel: if groups.is_empty() {
             vec![(t6.into(), 0)]

@@ -1,7 +1,7 @@
 //! Tests of the charts: series caps, data drawn, axes, the SLA colour.
 use crate::cost::Catalog;
 use crate::report::decision::Requirement;
-use crate::report::{load_sources, price};
+use crate::report::{load_sources, price, Model};
 
 /// Pixels of a PNG that are clearly coloured (not white, grey or black): data, not text.
 fn coloured_pixels(png: &[u8]) -> usize {
@@ -27,7 +27,7 @@ fn every_chart(files: &[&str], maps: &[(String, String)]) -> Vec<(String, Vec<(S
         p99_ms: Some(100.0),
         ..Requirement::default()
     };
-    let charts = super::all(&rows, &req).unwrap();
+    let charts = super::all(&Model::new(&rows, &sources, &req)).unwrap();
     assert_eq!(charts.len(), 6);
     for c in &charts {
         assert!(!c.series_per_panel.is_empty(), "{}", c.file);
@@ -88,7 +88,7 @@ fn the_levers_results_draw_a_cost_quality_front_per_hardware() {
     // The picture has data in it: blue points and a red front.
     let sources = load_sources(&paths).unwrap();
     let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &maps).unwrap();
-    let charts = super::all(&rows, &Requirement::default()).unwrap();
+    let charts = super::all(&Model::new(&rows, &sources, &Requirement::default())).unwrap();
     let png = &charts
         .iter()
         .find(|c| c.file == "cost_vs_quality.png")
@@ -148,7 +148,7 @@ fn the_sla_line_has_its_own_colour_apart_from_the_data() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let sources = load_sources(&[root.join("tests/fixtures/results-cpu-gpu.json")]).unwrap();
     let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &[]).unwrap();
-    let charts = super::all(&rows, &Requirement::default()).unwrap();
+    let charts = super::all(&Model::new(&rows, &sources, &Requirement::default())).unwrap();
     let png = &charts
         .iter()
         .find(|c| c.file == "latency_throughput.png")

@@ -194,7 +194,7 @@ fn cpu_against_gpu_is_one_sentence_with_the_ratio() {
     // The same server file as if measured on one H200 (a fixture: the figures are the CPU's).
     let mut gpu = sources.remove(0);
     gpu.file.environment.inventory.host = "gpu-host".into();
-    gpu.file.environment.inventory.gpus = vec![crate::telemetry::inventory::Gpu {
+    gpu.file.environment.inventory.gpus = vec![crate::telemetry::gpu::Gpu {
         index: 0,
         name: "NVIDIA H200".into(),
         memory_bytes: None,

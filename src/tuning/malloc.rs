@@ -59,7 +59,7 @@ fn huge_pages_chosen() -> bool {
 /// Sets the thresholds (see the module doc) unless the user set them, and returns the note
 /// for the run's results; `None` where the C library is not glibc.
 pub fn keep_freed_memory() -> Option<String> {
-    let mut user = crate::backend::set_in_env(&USER_ENV);
+    let mut user = super::set_in_env(&USER_ENV);
     user.extend(user_tunables());
     if !user.is_empty() {
         return Some(format!(
