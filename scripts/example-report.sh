@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates reports/example/ from one CPU sweep on this machine at this commit, and the GPU
+# Regenerates reports/example/ from one CPU sweep on this machine at this commit, the GPU
 # results committed under results/reference/gpu/ (measured on a GPU host by scripts/gpu-check.sh,
-# at their own commit: the report lists each machine with its build).
+# at their own commit: the report lists each machine with its build) and the retrieval sweep in
+# results/reference/retrieval/ (scenarios/retrieval.toml, its own commit and host).
 #
 #   scripts/example-report.sh           # run scenarios/quick, server and levers here (about
 #                                       # 30 min on 2 vCPUs), then the report
@@ -37,7 +38,7 @@ rm -rf reports/example
 # scenarios/levers.toml do not; the cost-quality section shows what they would save).
 # A GPU is priced by its catalog entry automatically.
 shopt -s nullglob
-FILES=("$EXAMPLE"/*/*.json results/reference/gpu/gpu-*/*.json)
+FILES=("$EXAMPLE"/*/*.json results/reference/gpu/gpu-*/*.json results/reference/retrieval/*.json)
 "$BIN" report "${FILES[@]}" --out reports/example --map vm=aws-m7i-large --qps 500 --p99-ms 100 --min-quality 0.9
 "$BIN" plan "${FILES[@]}" --qps 500 --p99-ms 100 --min-quality 0.9 --map vm=aws-m7i-large \
   >reports/example/plan-500qps-p99-100ms.txt
@@ -62,5 +63,18 @@ if [ -n "$CHROMIUM" ]; then
     shot "$STRICT/p99-$ms/index.html" "docs/report-example-top-p99-${ms}ms.png"
   done
   rm -rf "$STRICT"
+  # The Retrieval section alone (the page's head and that section): its cost–recall front.
+  SECTION=$(mktemp -d)
+  python3 - reports/example/index.html "$SECTION/retrieval.html" <<'PY'
+import sys
+page = open(sys.argv[1]).read()
+start = page.find('<h2 id="retrieval">')
+if start < 0:
+    sys.exit("example-report: the report has no Retrieval section")
+end = page.find("<h2", start + 4)
+open(sys.argv[2], "w").write(page[:page.find("<body")] + "<body>" + page[start:end] + "</body></html>")
+PY
+  shot "$SECTION/retrieval.html" docs/report-example-retrieval.png
+  rm -rf "$SECTION"
 fi
 echo "example report in reports/example/"

@@ -15,4 +15,8 @@ fi
 if [ -z "${RECBENCH_FEATURES+x}" ] && [ -n "${LIBTORCH-}" ]; then
   FEATURES="${FEATURES:+$FEATURES,}torch"
 fi
+# ann: USearch's HNSW, compiled from its crate's C++ sources, when a C++ compiler is present.
+if [ -z "${RECBENCH_FEATURES+x}" ] && command -v "${CXX:-c++}" >/dev/null 2>&1; then
+  FEATURES="${FEATURES:+$FEATURES,}ann"
+fi
 export FEATURES

@@ -14,6 +14,7 @@ pub mod present;
 pub mod recommender;
 pub mod report;
 pub mod results;
+pub mod retrieval;
 pub mod scenario;
 pub mod spec;
 pub mod stats;

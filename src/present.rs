@@ -43,7 +43,23 @@ const SWEEP_COLUMNS: [&str; 21] = [
 /// `recbench run`: one line per run that ran, then the failed and invalid runs with their
 /// cause, then the skipped runs counted by reason.
 pub fn sweep(file: &ResultsFile) -> String {
-    let cols: Vec<_> = SWEEP_COLUMNS.iter().map(|k| column(k)).collect();
+    // A retrieval sweep's runs differ by their search: its settings and figures are shown.
+    let mut keys = SWEEP_COLUMNS.to_vec();
+    if file.runs.iter().any(|r| r.spec.retrieval.is_some()) {
+        let at = keys
+            .iter()
+            .position(|k| *k == "threads")
+            .map_or(keys.len(), |i| i + 1);
+        let search = [
+            "catalog_items",
+            "retrieval",
+            "recall_at_10",
+            "encode_p50_ms",
+            "search_p50_ms",
+        ];
+        keys.splice(at..at, search);
+    }
+    let cols: Vec<_> = keys.iter().map(|k| column(k)).collect();
     let head: Vec<(&str, bool)> = cols.iter().map(|c| (c.title, c.numeric)).collect();
     let rows: Vec<Vec<String>> = file
         .runs

@@ -116,22 +116,6 @@ impl ItemIndex {
         }
     }
 
-    /// Repeats the rows until there are `n` (the scoring cost of an `n`-item catalog; the demo
-    /// catalog is smaller than a production one).
-    pub fn tiled(&self, n: usize) -> ItemIndex {
-        let data = self
-            .data
-            .iter()
-            .copied()
-            .cycle()
-            .take(n * self.dim)
-            .collect();
-        ItemIndex {
-            dim: self.dim,
-            data,
-        }
-    }
-
     /// Scores `[users, items]` = users · itemsᵀ, with `threads` threads.
     ///
     /// The items are split into one contiguous range per thread, each a single-threaded GEMM
@@ -413,6 +397,5 @@ mod tests {
         };
         let s = items.scores(&users, 1);
         assert_eq!(s, vec![3.0, 0.0, 1.0, 3.0, -0.5, -2.0, 1.5, -0.5]);
-        assert_eq!(items.tiled(6).len(), 6);
     }
 }

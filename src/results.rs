@@ -153,6 +153,11 @@ pub struct RunResult {
     /// written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<Quality>,
+    /// Two-tower runs: the catalog search's recall against an exact fp32 scan, its build and
+    /// size, and each iteration's time split between encoder and search (files from before
+    /// the field: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalResult>,
     /// Server load: the latency–throughput curve and the SLA operating point. The run's
     /// latency, throughput and power are those of a confirmation probe at the operating point.
     pub server: Option<ServerResult>,
@@ -167,6 +172,37 @@ pub struct RunResult {
     /// processes as well as iterations. Empty for a run of one process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<Round>,
+}
+
+/// How a two-tower run searched its catalog, how well and in how much of its time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalResult {
+    pub catalog_items: usize,
+    /// recall@k against an exact fp32 scan of the same catalog for the same queries (the
+    /// encoder's embeddings of `queries` requests of the run's token stream).
+    pub recall_at_k: f64,
+    pub k: usize,
+    pub queries: usize,
+    /// Seconds to build the search (quantize, train, link); none when the backend's device
+    /// holds the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_s: Option<f64>,
+    /// Bytes the search reads (items at their precision and the index); none on a device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Milliseconds per timed batch of the encoder forward and of the search after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encode_ms: Option<Split>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_ms: Option<Split>,
+}
+
+/// The median and 99th percentile of one part of an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub samples: usize,
 }
 
 /// One worker process of a run merged from rounds.
@@ -279,6 +315,7 @@ impl RunResult {
             power: Power::default(),
             parity: None,
             quality: None,
+            retrieval: None,
             server: None,
             cost: None,
             notes: vec![],

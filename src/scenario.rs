@@ -16,7 +16,7 @@ use crate::model::{Preset, Recipe};
 use crate::util::files::read_text;
 
 mod read;
-pub use crate::spec::{BackendKind, Device, Load, Mode, Precision, Scoring};
+pub use crate::spec::{BackendKind, Device, Index, Load, Mode, Precision, Retrieval, Scoring};
 use read::{syntax, Ctx, Measure};
 
 /// Most probes of one operating-point search (server load).
@@ -51,6 +51,10 @@ pub struct RunSpec {
     /// Where two-tower scoring runs (results files from before the field: on the host).
     #[serde(default = "Scoring::before_the_field")]
     pub scoring: Scoring,
+    /// The retrieval levers of a scenario that sweeps them (`[recommender] item_precision`,
+    /// `index` or a list of `catalog_items`); absent elsewhere: an exact fp32 search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
     pub warmup_s: f64,
     pub min_s: f64,
     pub min_queries: usize,
@@ -108,6 +112,13 @@ impl RunSpec {
         // the older form; a run of a file from before says `scoring: host` in its spec).
         if self.mode == Mode::TwoTower && self.scoring == Scoring::Host {
             id.push_str("/host-scoring");
+        }
+        // A retrieval sweep names the catalog size and the levers (ids outside one unchanged).
+        if let Some(r) = self.retrieval.filter(|_| self.mode == Mode::TwoTower) {
+            id.push_str(&format!(
+                "/n{}/{}/{}",
+                self.catalog_items, r.item_precision, r.index
+            ));
         }
         if self.load == Load::Server {
             id.push_str(&format!(
@@ -171,8 +182,12 @@ pub struct Scenario {
     pub instances: usize,
     pub candidates: usize,
     pub top_k: usize,
-    pub catalog_items: usize,
+    /// `[recommender] catalog_items`: one size or several.
+    pub catalog_items: Vec<usize>,
     pub scoring: Scoring,
+    /// The retrieval levers of a scenario that sweeps them: every `item_precision` × `index`
+    /// (`None`: the scenario names none, and its runs search exactly in fp32 as before).
+    pub retrievals: Option<Vec<Retrieval>>,
     /// `[cost] hardware`: the catalog id this host is priced as, or `auto`.
     pub cost_hardware: String,
     /// Its line in the file, for messages.
@@ -206,8 +221,13 @@ impl Scenario {
             max_queue_delay_ms,
             instances,
         } = c.measure(raw.measure.as_ref())?;
-        let (candidates, top_k, catalog_items, scoring) =
-            c.recommender(raw.recommender.as_ref(), &modes)?;
+        let read::Recommender {
+            candidates,
+            top_k,
+            catalog_items,
+            scoring,
+            retrievals,
+        } = c.recommender(raw.recommender.as_ref(), &modes)?;
         let hardware = raw.cost.as_ref().and_then(|x| x.hardware.as_ref());
         let cost_hardware = c.string(hardware, "cost.hardware", "auto")?;
         if let Some(v) = hardware {
@@ -256,6 +276,7 @@ impl Scenario {
             top_k,
             catalog_items,
             scoring,
+            retrievals,
             cost_hardware,
             cost_hardware_line,
         })
@@ -269,48 +290,50 @@ impl Scenario {
         self.max_s = self.max_s.min(5.0).max(self.min_s);
     }
 
-    /// Every point of the matrix in a fixed order, with `auto` threads resolved and the runs
-    /// that `host` or this build cannot run marked skipped with the reason.
+    /// Every point of the matrix in a fixed order (the last axis fastest), with `auto` threads
+    /// resolved and the runs that `host` or this build cannot run marked skipped with the
+    /// reason.
     pub fn expand(&self, host: &Host) -> Vec<PlannedRun> {
-        let mut out = Vec::new();
-        for (model, prune) in self
-            .presets
-            .iter()
-            .flat_map(|&m| self.prunes.iter().map(move |p| (m, p)))
-        {
-            for &mode in &self.modes {
-                for &load in &self.loads {
-                    for &backend in &self.backends {
-                        for &device in &self.devices {
-                            for &precision in &self.precisions {
-                                for &batch in &self.batch {
-                                    for &seq_len in &self.seq_len {
-                                        for &threads in &self.threads {
-                                            let point = Point {
-                                                model,
-                                                prune,
-                                                mode,
-                                                load,
-                                                backend,
-                                                device,
-                                                precision,
-                                                batch,
-                                                seq_len,
-                                                threads: threads.unwrap_or(host.auto_threads),
-                                            };
-                                            let spec = self.spec(point);
-                                            let skip = skip_reason(&spec, host);
-                                            out.push(PlannedRun { spec, skip });
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out
+        let exact = [None];
+        let retrievals: Vec<Option<Retrieval>> = match &self.retrievals {
+            Some(r) => r.iter().copied().map(Some).collect(),
+            None => exact.to_vec(),
+        };
+        let axes = [
+            self.presets.len(),
+            self.prunes.len(),
+            self.modes.len(),
+            self.loads.len(),
+            self.backends.len(),
+            self.devices.len(),
+            self.precisions.len(),
+            self.batch.len(),
+            self.seq_len.len(),
+            self.threads.len(),
+            self.catalog_items.len(),
+            retrievals.len(),
+        ];
+        cartesian(&axes)
+            .map(|i| {
+                let point = Point {
+                    model: self.presets[i[0]],
+                    prune: &self.prunes[i[1]],
+                    mode: self.modes[i[2]],
+                    load: self.loads[i[3]],
+                    backend: self.backends[i[4]],
+                    device: self.devices[i[5]],
+                    precision: self.precisions[i[6]],
+                    batch: self.batch[i[7]],
+                    seq_len: self.seq_len[i[8]],
+                    threads: self.threads[i[9]].unwrap_or(host.auto_threads),
+                    catalog_items: self.catalog_items[i[10]],
+                    retrieval: retrievals[i[11]],
+                };
+                let spec = self.spec(point);
+                let skip = skip_reason(&spec, host);
+                PlannedRun { spec, skip }
+            })
+            .collect()
     }
 
     fn spec(&self, p: Point<'_>) -> RunSpec {
@@ -338,8 +361,9 @@ impl Scenario {
                 Mode::CrossEncoder => self.candidates,
             },
             top_k: self.top_k,
-            catalog_items: self.catalog_items,
+            catalog_items: p.catalog_items,
             scoring: self.scoring,
+            retrieval: p.retrieval.filter(|_| p.mode == Mode::TwoTower),
             warmup_s: self.warmup_s,
             min_s: self.min_s,
             min_queries: self.min_queries,
@@ -367,6 +391,22 @@ struct Point<'a> {
     batch: usize,
     seq_len: usize,
     threads: usize,
+    catalog_items: usize,
+    retrieval: Option<Retrieval>,
+}
+
+/// Every index tuple of axes of these lengths, the last axis fastest (none when an axis is
+/// empty).
+fn cartesian<const N: usize>(lens: &[usize; N]) -> impl Iterator<Item = [usize; N]> + '_ {
+    let total: usize = lens.iter().product();
+    (0..total).map(move |mut flat| {
+        let mut i = [0; N];
+        for a in (0..N).rev() {
+            i[a] = flat % lens[a];
+            flat /= lens[a];
+        }
+        i
+    })
 }
 
 /// Rough peak activation memory of one forward pass of `seqs` sequences of `s` tokens, in
@@ -381,6 +421,20 @@ pub fn activation_bytes(c: &crate::model::BertConfig, seqs: usize, s: usize) -> 
     seqs as f64 * (2.0 * nh * s * s + s * (6.0 * h + 2.0 * i)) * 4.0
 }
 
+/// Rough memory of a two-tower run's catalog: the fp32 embeddings the worker generates, and for a
+/// retrieval sweep the copy its search keeps (at most as large again, with an index's graph
+/// or lists: a third more).
+pub fn catalog_bytes(spec: &RunSpec, dim: usize) -> f64 {
+    if spec.mode != Mode::TwoTower {
+        return 0.0;
+    }
+    let fp32 = spec.catalog_items as f64 * dim as f64 * 4.0;
+    match spec.retrieval {
+        Some(_) => fp32 * (1.0 + 1.34),
+        None => fp32,
+    }
+}
+
 /// Why a point cannot run in this build or on `host`, if it cannot.
 fn skip_reason(spec: &RunSpec, host: &Host) -> Option<String> {
     if let Err(reason) = spec.backend.supports(spec.device, spec.precision) {
@@ -388,16 +442,34 @@ fn skip_reason(spec: &RunSpec, host: &Host) -> Option<String> {
     }
     // A forward pass that cannot fit in this machine's memory is skipped in a second rather
     // than failing after minutes of loading, or taking the machine down.
+    if let Some(r) = spec.retrieval {
+        if let Err(reason) = r.index.available() {
+            return Some(reason);
+        }
+    }
     let seqs = spec.sequences_per_batch();
-    let need = activation_bytes(&spec.model.config(), seqs, spec.seq_len);
-    if let Some(total) = host.memory_bytes.filter(|t| need > *t as f64) {
+    let config = spec.model.config();
+    let need = activation_bytes(&config, seqs, spec.seq_len);
+    let catalog = catalog_bytes(spec, config.hidden_size);
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    if let Some(total) = host.memory_bytes.filter(|t| need + catalog > *t as f64) {
         return Some(format!(
             "{seqs} sequences of {} tokens per forward pass need about {:.1} GiB of activations \
-             for model {}; this machine has {:.1} GiB. Lower batch, candidates or seq_len",
+             for model {}{}; this machine has {:.1} GiB. Lower batch, candidates, seq_len or \
+             catalog_items",
             spec.seq_len,
-            need / (1u64 << 30) as f64,
+            gib(need),
             spec.model,
-            total as f64 / (1u64 << 30) as f64
+            if catalog > 0.0 {
+                format!(
+                    " and its catalog of {} items about {:.1} GiB",
+                    spec.catalog_items,
+                    gib(catalog)
+                )
+            } else {
+                String::new()
+            },
+            gib(total as f64)
         ));
     }
     if spec.load == Load::SingleStream && spec.batch != 1 {

@@ -186,6 +186,133 @@ impl<'de> Deserialize<'de> for Device {
     }
 }
 
+/// How a two-tower request searches the catalog: a full scan, or an approximate
+/// nearest-neighbour index with its search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Index {
+    /// Every item scored.
+    Exact,
+    /// A hierarchical navigable small-world graph: `m` links per node, `ef` candidates kept
+    /// while searching (`ef_construction` while building, fixed at 128).
+    Hnsw { m: usize, ef: usize },
+    /// An inverted file: `nlist` k-means cells, the `nprobe` nearest scanned per query.
+    Ivf { nlist: usize, nprobe: usize },
+}
+
+impl Index {
+    /// The forms `parse` takes, as error messages list them.
+    pub const FORMS: &'static str =
+        "\"exact\", \"hnsw:m=16,ef=64\" or \"ivf:nlist=1024,nprobe=16\"";
+
+    /// Parses `exact`, `hnsw:m=M,ef=EF` or `ivf:nlist=N,nprobe=P` (every parameter named, each
+    /// at least 1, `nprobe` ≤ `nlist`, `m` ≥ 2).
+    pub fn parse(s: &str) -> std::result::Result<Index, String> {
+        let (kind, params) = s.split_once(':').unwrap_or((s, ""));
+        let mut values = std::collections::BTreeMap::new();
+        for part in params.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not name=value"))?;
+            let v: usize = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v| *v >= 1)
+                .ok_or_else(|| format!("{k} = {v:?} is not a whole number of at least 1"))?;
+            values.insert(k.trim().to_string(), v);
+        }
+        let mut take = |name: &str| {
+            values
+                .remove(name)
+                .ok_or_else(|| format!("{kind} needs {name}=…; use {}", Index::FORMS))
+        };
+        let index = match kind.trim() {
+            "exact" => Index::Exact,
+            "hnsw" => Index::Hnsw {
+                m: take("m")?,
+                ef: take("ef")?,
+            },
+            "ivf" => Index::Ivf {
+                nlist: take("nlist")?,
+                nprobe: take("nprobe")?,
+            },
+            other => return Err(format!("unknown index {other:?}; use {}", Index::FORMS)),
+        };
+        if let Some(extra) = values.keys().next() {
+            return Err(format!(
+                "{kind} takes no parameter {extra:?}; use {}",
+                Index::FORMS
+            ));
+        }
+        match index {
+            Index::Hnsw { m, .. } if m < 2 => Err("hnsw needs m ≥ 2".into()),
+            Index::Ivf { nlist, nprobe } if nprobe > nlist => Err(format!(
+                "ivf nprobe = {nprobe} is more than nlist = {nlist}"
+            )),
+            i => Ok(i),
+        }
+    }
+}
+
+impl Index {
+    /// Whether this build can search with the index: HNSW needs USearch (the `ann` feature).
+    pub fn available(self) -> std::result::Result<(), String> {
+        match self {
+            Index::Hnsw { .. } if !cfg!(feature = "ann") => Err(
+                "index hnsw needs USearch, which this build leaves out; rebuild with --features \
+                 ann"
+                .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Index::Exact => f.write_str("exact"),
+            Index::Hnsw { m, ef } => write!(f, "hnsw:m={m},ef={ef}"),
+            Index::Ivf { nlist, nprobe } => write!(f, "ivf:nlist={nlist},nprobe={nprobe}"),
+        }
+    }
+}
+
+impl Serialize for Index {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Index {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Index::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A two-tower run's retrieval levers: the item embeddings' precision and the index that
+/// searches them. Runs of scenarios that sweep these carry it (and name it in their ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Retrieval {
+    pub item_precision: Precision,
+    pub index: Index,
+}
+
+impl Retrieval {
+    /// Every item scored in fp32: what a run that names no retrieval lever does.
+    pub const EXACT_FP32: Retrieval = Retrieval {
+        item_precision: Precision::Fp32,
+        index: Index::Exact,
+    };
+}
+
+impl std::fmt::Display for Retrieval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} items, {}", self.item_precision, self.index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +338,39 @@ mod tests {
         assert_eq!(Precision::parse("f16"), Some(Precision::Fp16));
         assert_eq!(Device::parse("cuda:3"), Some(Device::Cuda(3)));
         assert_eq!(Device::parse("gpu"), None);
+    }
+
+    #[test]
+    fn indexes_parse_from_their_display_form_and_bad_forms_say_why() {
+        for i in [
+            Index::Exact,
+            Index::Hnsw { m: 16, ef: 64 },
+            Index::Ivf {
+                nlist: 1024,
+                nprobe: 16,
+            },
+        ] {
+            assert_eq!(Index::parse(&i.to_string()), Ok(i));
+            assert_eq!(serde_json::to_string(&i).unwrap(), format!("\"{i}\""));
+        }
+        assert_eq!(
+            Index::parse("ivf:nprobe=4,nlist=64"),
+            Ok(Index::Ivf {
+                nlist: 64,
+                nprobe: 4
+            })
+        );
+        for (bad, why) in [
+            ("flat", "unknown index"),
+            ("hnsw:m=16", "needs ef"),
+            ("hnsw:m=1,ef=8", "m ≥ 2"),
+            ("ivf:nlist=8,nprobe=9", "more than nlist"),
+            ("ivf:nlist=8,nprobe=0", "at least 1"),
+            ("exact:k=3", "no parameter"),
+        ] {
+            let e = Index::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -47,27 +47,7 @@ fn keep_all_pruning_reproduces_the_full_model_exactly() {
 #[test]
 fn levers_sweep_records_quality_against_the_full_model() {
     common::isolate();
-    let out = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/levers-ci.toml");
-    let st = Command::cargo_bin("recbench")
-        .unwrap()
-        .arg("run")
-        .arg(&fixture)
-        .args(["--quiet", "--out"])
-        .arg(out.path())
-        .env_remove("RECBENCH_HUGEPAGES")
-        .env_remove("GLIBC_TUNABLES")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let dir = out.path().join("levers-ci");
-    let file = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .unwrap_or_else(|| panic!("no results file in {}", dir.display()));
-    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let v = common::run_fixture("levers-ci");
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 6);
     let by = |recipe: &str| -> &Value {

@@ -67,6 +67,15 @@ fn the_committed_example_report_is_what_this_build_writes_from_its_inputs() {
     common::isolate();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut inputs: Vec<PathBuf> = Vec::new();
+    // The retrieval sweep's files sit in their folder itself.
+    let mut retrieval: Vec<PathBuf> = std::fs::read_dir(root.join("results/reference/retrieval"))
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+        .collect();
+    retrieval.sort();
     for (dir, prefix) in [
         ("results/reference/example", ""),
         ("results/reference/gpu", "gpu-"),
@@ -87,7 +96,8 @@ fn the_committed_example_report_is_what_this_build_writes_from_its_inputs() {
         found.sort();
         inputs.extend(found);
     }
-    assert_eq!(inputs.len(), 5, "the example's inputs: {inputs:?}");
+    inputs.extend(retrieval);
+    assert_eq!(inputs.len(), 6, "the example's inputs: {inputs:?}");
     let args = [
         "--map",
         "vm=aws-m7i-large",
@@ -1263,5 +1273,67 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
     assert!(
         err.contains("truncated.json:") && !err.contains("panicked"),
         "{err}"
+    );
+}
+
+/// The committed retrieval sweep (results/reference/retrieval): the report's Retrieval section
+/// lists every valid run's search with its recall@10 as the results file has it, draws the
+/// cost–recall plane, and a quality bar judges a search's run by the model's overlap times its
+/// recall, so a lossy search is excluded with that reason.
+#[test]
+fn the_retrieval_section_lists_every_search_with_its_recall_and_the_bar_counts_recall() {
+    common::isolate();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = std::fs::read_dir(root.join("results/reference/retrieval"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a committed retrieval sweep");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let (dir, out) = report(
+        &[&file],
+        &["--map", "vm=aws-m7i-large", "--min-quality", "0.9"],
+    );
+    common::assert_succeeded(&out);
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    let section = &html[html
+        .find("<h2 id=\"retrieval\">")
+        .expect("a Retrieval section")..];
+    let section = &section[..section[4..].find("<h2").map_or(section.len(), |i| i + 4)];
+    let mut lossy = None;
+    for r in v["runs"].as_array().unwrap() {
+        if r["status"] != "ok" {
+            continue;
+        }
+        let id = r["spec"]["id"].as_str().unwrap();
+        let recall = r["retrieval"]["recall_at_k"].as_f64().unwrap();
+        let row = section
+            .split("<tr>")
+            .find(|row| row.contains(&format!("<code>{id}</code>")))
+            .unwrap_or_else(|| panic!("{id} is not in the Retrieval section"));
+        assert!(
+            row.contains(&format!(">{recall:.3}<")),
+            "{id}: recall {recall} in {row}"
+        );
+        let overlap = r["quality"]["top10_overlap"].as_f64().unwrap();
+        if overlap * recall < 0.9 {
+            lossy = Some(id.to_string());
+        }
+    }
+    let png = dir.path().join("retrieval.png");
+    assert!(
+        coloured_pixels(&png) > 1000,
+        "the cost–recall plane is drawn"
+    );
+    // The bar is applied to overlap × recall: a search below it is excluded, saying why.
+    let lossy = lossy.expect("the sweep has a search below recall 0.9 (USearch's int8)");
+    let excluded = html
+        .split("<tr>")
+        .find(|row| row.contains(&lossy) && row.contains("quality below the bar"))
+        .unwrap_or_else(|| panic!("{lossy} is not excluded by the quality bar"));
+    assert!(
+        excluded.contains("times its search&#39;s recall@10"),
+        "{excluded}"
     );
 }

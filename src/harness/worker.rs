@@ -8,18 +8,22 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use super::{inputs, parity, server};
-use crate::backend::{self, Embeddings, Encoder, EncoderOptions, Ranked};
+use crate::backend::{self, Embeddings, Encoder, EncoderOptions};
 use crate::error::{Error, Result};
 use crate::model::{ModelFiles, TokenBatch, Tokenizer};
 use crate::recommender::{self, ItemIndex};
-use crate::results::{Compute, Memory, RunResult, Status, Throughput};
+use crate::results::{Compute, Memory, RetrievalResult, RunResult, Split, Status, Throughput};
+use crate::retrieval::{self, Retriever};
 use crate::scenario::{Load, Mode, RunSpec, Scoring};
 use crate::stats::{thin, Latency};
 use crate::telemetry::memory;
 
 mod faults;
+mod search;
 pub(crate) use faults::inject_drift;
 use faults::{fault, inject_crash, injected_delay, log_start};
+pub use search::check_ranking;
+use search::ranking_tolerance;
 
 /// Most latency samples kept in the results file.
 pub const MAX_SAMPLES: usize = 10_000;
@@ -65,7 +69,12 @@ impl server::Service for EncService<'_> {
 /// What one timed iteration does after the forward pass.
 struct Scorer<'a> {
     spec: &'a RunSpec,
+    /// The catalog in fp32 while the device holds it (two-tower, device scoring).
     index: ItemIndex,
+    /// Items in the catalog (two-tower).
+    catalog_len: usize,
+    /// The host's search of the catalog (two-tower, host scoring).
+    retriever: Option<Retriever>,
     head: Vec<f32>,
     /// Whether the backend scores on its device (`load_items`), else the host does.
     on_device: bool,
@@ -88,7 +97,7 @@ impl Scorer<'_> {
             std::thread::sleep(self.inject_delay);
         }
         if self.on_device {
-            let k = self.spec.top_k.min(self.index.len());
+            let k = self.spec.top_k.min(self.catalog_len);
             let mut ranked = enc.encode_and_rank(batch, k)?;
             if self.inject_nan {
                 ranked.top[0][0].1 = f32::NAN;
@@ -99,22 +108,24 @@ impl Scorer<'_> {
             black_box(ranked);
             return Ok(finite);
         }
+        let t = Instant::now();
         let mut emb = enc.encode(batch)?;
+        push(&self.encode_ms, t.elapsed().as_secs_f64() * 1e3);
         if self.inject_nan {
             emb.data[0] = f32::NAN;
         }
         let finite = emb.all_finite();
-        black_box(self.rank(&emb));
+        black_box(self.rank(&emb)?);
         Ok(finite)
     }
 
     /// Scores and ranks the requests of one forward pass; returns a checksum so the work cannot
     /// be optimised away.
-    fn rank(&self, emb: &Embeddings) -> usize {
+    fn rank(&self, emb: &Embeddings) -> Result<usize> {
         let t = Instant::now();
-        let acc = self.rank_untimed(emb);
+        let acc = self.rank_untimed(emb)?;
         push(&self.ms, t.elapsed().as_secs_f64() * 1e3);
-        acc
+        Ok(acc)
     }
 
     /// The scoring times recorded so far, and on the device the encoder's, emptied.
@@ -125,18 +136,21 @@ impl Scorer<'_> {
         (take(&self.ms), take(&self.encode_ms))
     }
 
-    fn rank_untimed(&self, emb: &Embeddings) -> usize {
-        let (k, threads) = (self.spec.top_k, self.spec.threads);
+    fn rank_untimed(&self, emb: &Embeddings) -> Result<usize> {
+        let k = self.spec.top_k;
         let mut acc = 0;
-        match self.spec.mode {
-            Mode::TwoTower => {
-                let n = self.index.len();
-                let scores = self.index.scores(emb, threads);
-                for best in recommender::top_k_rows(&scores, n, k, threads) {
-                    acc += best[0].0;
+        match (self.spec.mode, &self.retriever) {
+            (Mode::TwoTower, Some(search)) => {
+                for best in search.search(emb, k)? {
+                    acc += best.first().map_or(0, |b| b.0);
                 }
             }
-            Mode::CrossEncoder => {
+            (Mode::TwoTower, None) => {
+                return Err(Error::Measure(
+                    "a two-tower run without its catalog search".into(),
+                ))
+            }
+            (Mode::CrossEncoder, _) => {
                 let c = self.spec.candidates;
                 for req in 0..emb.rows / c {
                     let scores: Vec<f32> = (0..c)
@@ -152,8 +166,18 @@ impl Scorer<'_> {
                 }
             }
         }
-        acc
+        Ok(acc)
     }
+}
+
+/// The median and 99th percentile of one part of the iterations, if it was timed.
+fn split(ms: &[f64]) -> Option<Split> {
+    let mut v = ms.to_vec();
+    (!v.is_empty()).then(|| Split {
+        p50_ms: crate::stats::percentile_in_place(&mut v, 0.50),
+        p99_ms: crate::stats::percentile_in_place(&mut v, 0.99),
+        samples: ms.len(),
+    })
 }
 
 /// Appends `ms` to a list of timings shared by the service threads (a panicked thread's
@@ -199,13 +223,35 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
 
     let (batch, requests) = timed_batch(spec, &tok, &items)?;
     inject_crash(spec);
+    let two_tower = spec.mode == Mode::TwoTower;
+    let on_device = two_tower && spec.scoring == Scoring::Device;
+    let k = spec.top_k.min(spec.catalog_items);
+    // The catalog around the demo items' embeddings, the query set and its exact top-k.
+    let (catalog, queries) = if two_tower {
+        let catalog =
+            retrieval::catalog::clustered(&item_index, spec.catalog_items, spec.seed, spec.threads);
+        let query_batch = search::query_batch(spec, &tok, &items)?;
+        let emb = search::encode(enc.as_mut(), &query_batch, spec.batch)?;
+        let exact = search::exact_top(&catalog, &emb, k, spec.threads);
+        (catalog, Some((query_batch, emb, exact)))
+    } else {
+        (
+            ItemIndex {
+                dim: item_index.dim,
+                data: vec![],
+            },
+            None,
+        )
+    };
+    let catalog_len = catalog.len();
     let mut scorer = Scorer {
         spec,
-        index: item_index.tiled(if spec.mode == Mode::TwoTower {
-            spec.catalog_items
-        } else {
-            0
-        }),
+        index: ItemIndex {
+            dim: catalog.dim,
+            data: vec![],
+        },
+        catalog_len,
+        retriever: None,
         head: recommender::cross_encoder_head(files.config.hidden_size, files.seed),
         on_device: false,
         ms: Default::default(),
@@ -213,7 +259,19 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         inject_nan: fault(spec).as_deref() == Some("nan"),
         inject_delay: injected_delay(spec),
     };
-    if spec.mode == Mode::TwoTower && spec.scoring == Scoring::Device {
+    if two_tower && !on_device {
+        let setting = spec.retrieval.unwrap_or(retrieval::EXACT_FP32);
+        let key = retrieval::catalog::key(&item_index, spec.catalog_items, spec.seed);
+        let dir = crate::model::cache_dir().join("indexes");
+        let keep = Some((dir.as_path(), key.as_str()));
+        let built = Retriever::build(catalog, setting, spec.seed, spec.threads, keep)?;
+        r.notes
+            .push(format!("catalog search: {}", built.describe()));
+        scorer.retriever = Some(built);
+    } else {
+        scorer.index = catalog;
+    }
+    if on_device {
         let how = enc.load_items(scorer.index.items())?.ok_or_else(|| {
             Error::backend(
                 spec.backend.name(),
@@ -225,9 +283,8 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         let rows = batch.batch.min(4);
         let probe = batch.rows(0, rows);
         let emb = enc.encode(&probe)?;
-        let k = spec.top_k.min(scorer.index.len());
-        let ranked = enc.encode_and_rank(&probe, k)?;
         let tol = ranking_tolerance(spec);
+        let ranked = enc.encode_and_rank(&probe, k)?;
         if let Err(why) = check_ranking(&emb, &scorer.index, &ranked, k, tol) {
             r.status = Status::Invalid;
             r.reason = Some(format!(
@@ -241,6 +298,17 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         ));
         scorer.on_device = true;
     }
+    // recall@k of the run's own search on the query set.
+    let recall = match &queries {
+        Some((query_batch, emb, exact)) => {
+            let got = match &scorer.retriever {
+                Some(search) => search.search(emb, k)?,
+                None => search::on_device(enc.as_mut(), query_batch, spec.batch, k)?,
+            };
+            Some(retrieval::recall_at_k(&got, exact, k))
+        }
+        None => None,
+    };
     r.timed_region = Some(timed_region(spec, requests));
 
     let rss_scope = if memory::reset_peak_rss() {
@@ -292,6 +360,16 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     };
     record(spec, &files, ceiling, &m, r);
     let (score_ms, encode_ms) = scorer.take_ms();
+    r.retrieval = recall.map(|recall_at_k| RetrievalResult {
+        catalog_items: catalog_len,
+        recall_at_k,
+        k,
+        queries: search::QUERIES,
+        build_s: scorer.retriever.as_ref().map(|s| s.build_s),
+        bytes: scorer.retriever.as_ref().map(|s| s.bytes),
+        encode_ms: split(&encode_ms),
+        search_ms: split(&score_ms),
+    });
     r.notes.extend(scoring_note(
         spec,
         scorer.on_device,
@@ -515,86 +593,16 @@ fn scoring_note(
     ))
 }
 
-/// Score tolerance of device scoring against float64 on the same embeddings: the scoring
-/// precision's rounding of unit vectors' dot products (f16 on a GPU's fp16 run, bf16 on its
-/// bf16 run, f32 elsewhere).
-fn ranking_tolerance(spec: &RunSpec) -> f64 {
-    match (spec.device, spec.precision) {
-        (backend::Device::Cuda(_), backend::Precision::Fp16) => 4e-3,
-        (backend::Device::Cuda(_), backend::Precision::Bf16) => 3e-2,
-        _ => 1e-4,
-    }
-}
-
-/// Whether `a` and `b` are within `tol` of each other (false when either is NaN).
-fn within(a: f64, b: f64, tol: f64) -> bool {
-    (a - b).abs() <= tol
-}
-
-/// Whether `ranked` is the top-`k` of `users` · `index`ᵀ computed in float64, ties aside: at
-/// every rank its score is within `tol` of the float64 score at that rank, and each id it
-/// returns has a float64 score within `tol` of the score it reported (so a near-tie may come in
-/// either order, but a wrong item, a missing one or a wrong score fails).
-pub fn check_ranking(
-    users: &Embeddings,
-    index: &ItemIndex,
-    ranked: &Ranked,
-    k: usize,
-    tol: f64,
-) -> std::result::Result<(), String> {
-    if ranked.top.len() != users.rows {
-        return Err(format!(
-            "{} rows ranked for {} users",
-            ranked.top.len(),
-            users.rows
-        ));
-    }
-    let n = index.len();
-    for (r, got) in ranked.top.iter().enumerate() {
-        let u = users.row(r);
-        let exact: Vec<f64> = (0..n)
-            .map(|j| {
-                let item = &index.data[j * index.dim..(j + 1) * index.dim];
-                u.iter().zip(item).map(|(a, b)| *a as f64 * *b as f64).sum()
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|a, b| exact[*b].total_cmp(&exact[*a]));
-        if got.len() != k.min(n) {
-            return Err(format!("row {r}: {} ids for top-{k}", got.len()));
-        }
-        for (rank, &(id, score)) in got.iter().enumerate() {
-            let want = exact[order[rank]];
-            if !within(score as f64, want, tol) {
-                return Err(format!(
-                    "row {r}, rank {rank}: score {score} where float64 has {want:.6}"
-                ));
-            }
-            let Some(&own) = exact.get(id) else {
-                return Err(format!("row {r}, rank {rank}: id {id} of {n} items"));
-            };
-            if !within(score as f64, own, tol) {
-                return Err(format!(
-                    "row {r}, rank {rank}: id {id} has float64 score {own:.6}, not the {score} reported"
-                ));
-            }
-        }
-        let mut ids: Vec<usize> = got.iter().map(|x| x.0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.len() != got.len() {
-            return Err(format!("row {r}: an id appears twice"));
-        }
-    }
-    Ok(())
-}
-
 /// What the timed region of a run covers, in words.
 fn timed_region(spec: &RunSpec, requests: usize) -> String {
     match spec.mode {
         Mode::TwoTower => format!(
-            "encoder forward of {requests} sequence(s) of {} tokens + dot-product scoring against {} item embeddings + top-{} ({})",
+            "encoder forward of {requests} sequence(s) of {} tokens + {} {} item embeddings + top-{} ({})",
             spec.seq_len,
+            match spec.retrieval {
+                Some(r) if r != crate::retrieval::EXACT_FP32 => format!("a search ({r}) of"),
+                _ => "dot-product scoring against".to_string(),
+            },
             spec.catalog_items,
             spec.top_k,
             match spec.scoring {

@@ -186,6 +186,27 @@ pub static COLUMNS: &[Column] = &[
         .parity
         .as_ref()
         .map(|p| p.top10_overlap)),
+    col!("catalog_items", "items", Count, |r| (r.spec.mode
+        == crate::spec::Mode::TwoTower)
+        .then_some(r.spec.catalog_items as u64)),
+    col!("retrieval", "search", text, |r| r.spec.retrieval.map_or(
+        String::new(),
+        |x| format!("{} {}", x.item_precision, x.index)
+    )),
+    col!("recall_at_10", "recall", Num(3), |r| r
+        .retrieval
+        .as_ref()
+        .map(|x| x.recall_at_k)),
+    col!("encode_p50_ms", "enc ms", Num(2), |r| r
+        .retrieval
+        .as_ref()
+        .and_then(|x| x.encode_ms)
+        .map(|x| x.p50_ms)),
+    col!("search_p50_ms", "search ms", Num(2), |r| r
+        .retrieval
+        .as_ref()
+        .and_then(|x| x.search_ms)
+        .map(|x| x.p50_ms)),
     col!("quality_top10_overlap", "q top10", Num(2), |r| r
         .quality
         .as_ref()

@@ -314,10 +314,18 @@ impl Decision<'_, '_> {
 /// recorded have none; for an unpruned run parity's overlap is that same figure (parity's
 /// reference *is* the full model in fp32), so it stands in.
 pub fn quality_top10(run: &crate::results::RunResult) -> Option<f64> {
-    match (&run.quality, &run.parity) {
+    let model = match (&run.quality, &run.parity) {
         (Some(q), _) => Some(q.top10_overlap),
         (None, Some(p)) if run.spec.prune.is_full() => Some(p.top10_overlap),
         _ => None,
+    };
+    // A retrieval sweep's run: the model's overlap times its search's recall@10 (the share of
+    // the exact top-10 its search returned), what a user receives from both levers if the two
+    // losses are independent. Without a recall figure it has no quality.
+    match (run.spec.retrieval, &run.retrieval) {
+        (None, _) => model,
+        (Some(_), Some(r)) => model.map(|q| q * r.recall_at_k),
+        (Some(_), None) => None,
     }
 }
 
@@ -349,7 +357,12 @@ fn judge(r: &Row, req: &Requirement) -> Result<(Evidence, f64, f64), String> {
             Some(q) if q >= bar => {}
             Some(q) => {
                 return Err(format!(
-                    "quality below the bar: top-10 overlap {q:.2} with the full model < {bar}"
+                    "quality below the bar: top-10 overlap {q:.2} with the full model{} < {bar}",
+                    if run.spec.retrieval.is_some() {
+                        " (times its search's recall@10)"
+                    } else {
+                        ""
+                    }
                 ))
             }
             None => return Err("no quality figure against the full model".into()),

@@ -148,6 +148,11 @@ pub fn page(m: &Model, catalog: &Catalog, charts: &[Chart]) -> String {
     let (front_chart, rest): (Vec<&Chart>, Vec<&Chart>) =
         rest.iter().partition(|c| c.file == "cost_vs_quality.png");
     quality_section(&mut h, &m.quality, front_chart.first().copied());
+    let (recall_chart, rest): (Vec<&Chart>, Vec<&Chart>) =
+        rest.into_iter().partition(|c| c.file == "retrieval.png");
+    if !m.retrieval.is_empty() {
+        retrieval_section(&mut h, &m.retrieval, recall_chart.first().copied());
+    }
     charts_section(&mut h, &rest);
     runs_section(&mut h, rows);
     not_results_section(&mut h, rows);
@@ -323,9 +328,51 @@ fn quality_section(h: &mut String, groups: &[super::quality::Group], chart: Opti
                 if g.front.contains(&i) { "<b>front</b>" } else { "" },
                 esc(&super::quality::lever_label(&p.row.run.spec)),
                 crate::cost::usd_per_1m(p.cost_per_1k_usd),
-                p.quality.top10_overlap,
+                p.y,
                 p.quality.mean_cosine,
                 p.quality.score_rank_correlation,
+                esc(&p.row.run.spec.id)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+}
+
+/// A retrieval sweep: per model, hardware option and catalog size, each search setting's cost,
+/// recall@10 and where a request's time went (encoder against search).
+fn retrieval_section(h: &mut String, groups: &[super::quality::Group], chart: Option<&Chart>) {
+    h.push_str("<h2 id=\"retrieval\">Retrieval: what the catalog search costs and what it finds</h2>\n<p>A two-tower request is an encoder forward plus a search of the catalog. The catalog is shaped like a real one: the demo items' embeddings as cluster centres, items drawn around them (cosine about 0.8 with their centre). Each setting of the search (item embeddings' precision, exact scan or an index) is a point: its cost per request against its <b>recall@10</b>, the share of an exact fp32 scan's top-10 it returned for the same 100 queries. The time columns split the timed batch between the encoder forward and the search after it (medians and 99th percentiles).</p>\n");
+    if let Some(c) = chart {
+        figure(h, c);
+    }
+    for g in groups {
+        let _ = writeln!(
+            h,
+            "<h3>{}: {} settings, {} on the front</h3>",
+            esc(&g.title()),
+            g.points.len(),
+            g.front.len()
+        );
+        h.push_str("<table><tr><th>front</th><th>levers</th><th class=n>$ per 1M requests</th><th class=n>recall@10</th><th class=n>encoder p50 / p99 ms</th><th class=n>search p50 / p99 ms</th><th class=n>build s</th><th class=n>search MiB</th><th>run</th></tr>\n");
+        for (i, p) in g.points.iter().enumerate() {
+            let r = p.row.run.retrieval.as_ref();
+            let split = |x: Option<crate::results::Split>| {
+                x.map_or("–".to_string(), |x| {
+                    format!("{:.2} / {:.2}", x.p50_ms, x.p99_ms)
+                })
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{:.3}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td><small><code>{}</code></small></td></tr>",
+                if g.front.contains(&i) { "<b>front</b>" } else { "" },
+                esc(&super::quality::lever_label(&p.row.run.spec)),
+                crate::cost::usd_per_1m(p.cost_per_1k_usd),
+                p.y,
+                split(r.and_then(|r| r.encode_ms)),
+                split(r.and_then(|r| r.search_ms)),
+                r.and_then(|r| r.build_s).map_or("–".into(), |b| format!("{b:.1}")),
+                r.and_then(|r| r.bytes)
+                    .map_or("–".into(), |b| format!("{:.0}", b as f64 / (1u64 << 20) as f64)),
                 esc(&p.row.run.spec.id)
             );
         }

@@ -473,6 +473,9 @@ pub struct Model<'r, 'a> {
     pub req: &'r decision::Requirement,
     pub decisions: Vec<decision::Decision<'r, 'a>>,
     pub quality: Vec<quality::Group<'r, 'a>>,
+    /// A retrieval sweep's runs on the cost–recall plane, one group per catalog size (empty
+    /// without one).
+    pub retrieval: Vec<quality::Group<'r, 'a>>,
     pub inconsistencies: Vec<String>,
 }
 
@@ -487,7 +490,8 @@ impl<'r, 'a> Model<'r, 'a> {
             sources,
             req,
             decisions: decision::decide(rows, req),
-            quality: quality::groups(rows, req.min_quality),
+            quality: quality::groups(rows, req.min_quality, quality::Plane::Quality),
+            retrieval: quality::groups(rows, None, quality::Plane::Recall),
             inconsistencies: inconsistencies(sources),
         }
     }

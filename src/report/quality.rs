@@ -20,6 +20,10 @@ pub struct Point<'r, 'a> {
     /// USD per 1,000 requests, headline basis.
     pub cost_per_1k_usd: f64,
     pub quality: &'a Quality,
+    /// The plane's y: the top-10 overlap with the full model (times the search's recall@10 in
+    /// a retrieval sweep, see `decision::quality_top10`), or on the retrieval plane the
+    /// search's recall@10 alone.
+    pub y: f64,
 }
 
 /// The points of one (model, mode, hardware option) and its front.
@@ -27,6 +31,8 @@ pub struct Group<'r, 'a> {
     pub model: Preset,
     pub mode: Mode,
     pub hardware: String,
+    /// A retrieval sweep's catalog size: its runs are compared at one size at a time.
+    pub catalog_items: Option<usize>,
     /// Cheapest first.
     pub points: Vec<Point<'r, 'a>>,
     /// Indices into `points` of the Pareto front, cheapest first.
@@ -35,19 +41,53 @@ pub struct Group<'r, 'a> {
 
 impl Group<'_, '_> {
     pub fn title(&self) -> String {
-        format!("{} {} on {}", self.model, self.mode.name(), self.hardware)
+        let items = self
+            .catalog_items
+            .map_or(String::new(), |n| format!(", {} items", thousands(n)));
+        format!(
+            "{} {} on {}{items}",
+            self.model,
+            self.mode.name(),
+            self.hardware
+        )
     }
 }
 
 /// The lever settings of a run, as points are labelled: `backend precision [recipe] bBATCH`.
 pub fn lever_label(s: &RunSpec) -> String {
+    let search = s.retrieval.map_or(String::new(), |r| {
+        format!(", {} items {}", r.item_precision, r.index)
+    });
     format!(
-        "{} {}{} b{}",
+        "{} {}{} b{}{search}",
         s.backend,
         s.precision,
         super::columns::prune_suffix(s),
         s.batch
     )
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Which plane a group is drawn on: the levers' quality, or a retrieval sweep's recall.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// y = the top-10 overlap with the full model in fp32 (times recall@10 in a retrieval
+    /// sweep); every valid priced run with a quality figure.
+    Quality,
+    /// y = recall@10 of the catalog search against an exact fp32 scan; retrieval sweeps only.
+    Recall,
 }
 
 /// The Pareto front of (cost, quality) points: cheaper is better, higher quality is better.
@@ -80,35 +120,47 @@ pub fn pareto_above(points: &[(f64, f64)], bar: Option<f64>) -> Vec<usize> {
 
 /// The cost–quality groups of `rows`, in (model, mode, hardware) order, each front computed
 /// among the configurations that meet the quality `bar`.
-pub fn groups<'r, 'a>(rows: &'r [Row<'a>], bar: Option<f64>) -> Vec<Group<'r, 'a>> {
-    let mut by: BTreeMap<(Preset, Mode, String), Vec<Point<'r, 'a>>> = BTreeMap::new();
+pub fn groups<'r, 'a>(rows: &'r [Row<'a>], bar: Option<f64>, plane: Plane) -> Vec<Group<'r, 'a>> {
+    type Key = (Preset, Mode, String, Option<usize>);
+    let mut by: BTreeMap<Key, Vec<Point<'r, 'a>>> = BTreeMap::new();
     for r in rows {
         let run = r.run;
         let valid = run.status == Status::Ok && run.parity.as_ref().is_some_and(|p| p.passed);
         let (Some(q), Some(c), Some(hw)) = (&run.quality, r.headline(), r.cost.as_ref()) else {
             continue;
         };
+        let y = match plane {
+            Plane::Quality => super::decision::quality_top10(run),
+            Plane::Recall => run
+                .retrieval
+                .as_ref()
+                .filter(|_| run.spec.retrieval.is_some())
+                .map(|x| x.recall_at_k),
+        };
+        let Some(y) = y.filter(|y| y.is_finite()) else {
+            continue;
+        };
         if valid {
-            by.entry((run.spec.model, run.spec.mode, hw.hardware_id.clone()))
+            let items = run.spec.retrieval.map(|_| run.spec.catalog_items);
+            by.entry((run.spec.model, run.spec.mode, hw.hardware_id.clone(), items))
                 .or_default()
                 .push(Point {
                     row: r,
                     cost_per_1k_usd: c.cost_per_1k_usd,
                     quality: q,
+                    y,
                 });
         }
     }
     by.into_iter()
-        .map(|((model, mode, hardware), mut points)| {
+        .map(|((model, mode, hardware, catalog_items), mut points)| {
             points.sort_by(|a, b| a.cost_per_1k_usd.total_cmp(&b.cost_per_1k_usd));
-            let xy: Vec<(f64, f64)> = points
-                .iter()
-                .map(|p| (p.cost_per_1k_usd, p.quality.top10_overlap))
-                .collect();
+            let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.cost_per_1k_usd, p.y)).collect();
             Group {
                 model,
                 mode,
                 hardware,
+                catalog_items,
                 front: pareto_above(&xy, bar),
                 points,
             }
@@ -132,7 +184,7 @@ mod tests {
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let (n, cheapest_front) = {
             let rows = price(&sources, &catalog, &maps).unwrap();
-            let g = super::groups(&rows, None);
+            let g = super::groups(&rows, None, super::Plane::Quality);
             assert_eq!(g.len(), 1);
             let g = &g[0];
             assert_eq!(g.points.len(), 30);
@@ -141,7 +193,7 @@ mod tests {
             assert!(front.len() >= 3, "{}", front.len());
             for w in front.windows(2) {
                 assert!(w[0].cost_per_1k_usd < w[1].cost_per_1k_usd);
-                assert!(w[0].quality.top10_overlap < w[1].quality.top10_overlap);
+                assert!(w[0].y < w[1].y);
             }
             (g.points.len(), front[0].row.run.spec.id.clone())
         };
@@ -155,7 +207,7 @@ mod tests {
             }
         }
         let rows = price(&sources, &catalog, &maps).unwrap();
-        let g = &super::groups(&rows, None)[0];
+        let g = &super::groups(&rows, None, super::Plane::Quality)[0];
         assert_eq!(g.points.len(), n - 1);
         assert!(g.points.iter().all(|p| p.row.run.spec.id != cheapest_front));
     }
@@ -188,19 +240,16 @@ mod tests {
         let catalog = Catalog::shipped_with(None).unwrap();
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let rows = price(&sources, &catalog, &maps).unwrap();
-        let open = &super::groups(&rows, None)[0];
-        let low = open
-            .front
-            .iter()
-            .map(|&i| open.points[i].quality.top10_overlap);
+        let open = &super::groups(&rows, None, super::Plane::Quality)[0];
+        let low = open.front.iter().map(|&i| open.points[i].y);
         assert!(
             low.fold(1.0, f64::min) < 0.9,
             "the fixture has a front below the bar"
         );
-        let g = &super::groups(&rows, Some(0.9))[0];
+        let g = &super::groups(&rows, Some(0.9), super::Plane::Quality)[0];
         assert!(!g.front.is_empty());
         for &i in &g.front {
-            assert!(g.points[i].quality.top10_overlap >= 0.9);
+            assert!(g.points[i].y >= 0.9);
         }
         assert_eq!(
             g.points.len(),

@@ -69,6 +69,8 @@ pub(super) struct RawRecommender {
     pub(super) top_k: Option<Spanned<Value>>,
     pub(super) catalog_items: Option<Spanned<Value>>,
     pub(super) scoring: Option<Spanned<Value>>,
+    pub(super) item_precision: Option<Spanned<Value>>,
+    pub(super) index: Option<Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -491,12 +493,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// `[recommender]`: candidates, top-k and catalog size, and how they bound each other.
+    /// `[recommender]`: candidates, top-k, catalog sizes, scoring and the retrieval levers, and
+    /// how they bound each other.
     pub(super) fn recommender(
         &self,
         rec: Option<&RawRecommender>,
         modes: &[Mode],
-    ) -> Result<(usize, usize, usize, Scoring)> {
+    ) -> Result<Recommender> {
         let c = self;
         let candidates = c.int(
             rec.and_then(|r| r.candidates.as_ref()),
@@ -512,22 +515,21 @@ impl Ctx<'_> {
             10_000,
             10,
         )?;
-        let catalog_items = c.int(
-            rec.and_then(|r| r.catalog_items.as_ref()),
-            "recommender.catalog_items",
-            1,
-            10_000_000,
-            100_000,
-        )?;
+        let catalog_v = rec.and_then(|r| r.catalog_items.as_ref());
+        let catalog_items = match catalog_v {
+            Some(v) => c.ints(v, "recommender.catalog_items", 1, 100_000_000)?,
+            None => vec![100_000],
+        };
         if let Some(v) = rec.and_then(|r| r.top_k.as_ref()) {
             if modes.contains(&Mode::CrossEncoder) && top_k > candidates {
                 return Err(c.err(v, "recommender.top_k", format!("{top_k} is more than recommender.candidates = {candidates}; a cross-encoder request can return at most its candidates")));
             }
-            if top_k > catalog_items {
+            let smallest = catalog_items.iter().copied().min().unwrap_or(0);
+            if top_k > smallest {
                 return Err(c.err(
                     v,
                     "recommender.top_k",
-                    format!("{top_k} is more than recommender.catalog_items = {catalog_items}"),
+                    format!("{top_k} is more than recommender.catalog_items = {smallest}"),
                 ));
             }
         }
@@ -541,8 +543,79 @@ impl Ctx<'_> {
                 format!("unknown value {scoring_s:?}; allowed: device, host"),
             )
         })?;
-        Ok((candidates, top_k, catalog_items, scoring))
+
+        // The retrieval levers: a scenario that names one, or lists catalog sizes, sweeps them.
+        let precision_v = rec.and_then(|r| r.item_precision.as_ref());
+        let index_v = rec.and_then(|r| r.index.as_ref());
+        let listed = matches!(catalog_v.map(|v| v.get_ref()), Some(Value::Array(_)));
+        let retrievals = if precision_v.is_some() || index_v.is_some() || listed {
+            let precisions = match precision_v {
+                Some(v) => c.parse_each(
+                    v,
+                    "recommender.item_precision",
+                    &Precision::allowed(),
+                    Precision::parse,
+                )?,
+                None => vec![Precision::Fp32],
+            };
+            let indexes = match index_v {
+                Some(v) => c
+                    .strings(v, "recommender.index", Index::FORMS)?
+                    .iter()
+                    .map(|s| {
+                        Index::parse(s)
+                            .map_err(|why| c.err(v, "recommender.index", format!("{s:?}: {why}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                None => vec![Index::Exact],
+            };
+            let levers = precisions.iter().any(|p| *p != Precision::Fp32)
+                || indexes.iter().any(|i| *i != Index::Exact);
+            if levers && scoring != Scoring::Host {
+                let v = precision_v.or(index_v).expect("a lever was named");
+                let field = if precision_v.is_some() {
+                    "recommender.item_precision"
+                } else {
+                    "recommender.index"
+                };
+                return Err(c.err(
+                    v,
+                    field,
+                    "item precisions other than fp32 and indexes other than exact run in \
+                     recbench's retrieval on the host CPU; set recommender.scoring = \"host\"",
+                ));
+            }
+            Some(
+                precisions
+                    .iter()
+                    .flat_map(|&item_precision| {
+                        indexes.iter().map(move |&index| Retrieval {
+                            item_precision,
+                            index,
+                        })
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok(Recommender {
+            candidates,
+            top_k,
+            catalog_items,
+            scoring,
+            retrievals,
+        })
     }
+}
+
+/// The validated `[recommender]` table.
+pub(super) struct Recommender {
+    pub(super) candidates: usize,
+    pub(super) top_k: usize,
+    pub(super) catalog_items: Vec<usize>,
+    pub(super) scoring: Scoring,
+    pub(super) retrievals: Option<Vec<Retrieval>>,
 }
 
 /// The validated `[measure]` table.

@@ -197,3 +197,128 @@ fn max_below_min_is_rejected() {
     let t = GOOD.replace("[measure]", "[measure]\nmin_s = 10\nmax_s = 5");
     assert!(err(&t).contains("field `measure.max_s`: 5 is below measure.min_s = 10"));
 }
+
+const RETRIEVAL: &str = r#"
+name = "r"
+[model]
+presets = ["minilm-l6"]
+[workload]
+mode = "two-tower"
+batch = 1
+seq_len = 64
+precision = "fp32"
+[matrix]
+backends = ["candle"]
+threads = 2
+[recommender]
+scoring = "host"
+catalog_items = [100000, 1000000]
+item_precision = ["fp32", "int8"]
+index = ["exact", "hnsw:m=16,ef=64", "ivf:nlist=1024,nprobe=16"]
+"#;
+
+#[test]
+fn a_retrieval_sweep_expands_every_catalog_size_precision_and_index_and_names_them_in_ids() {
+    let s = parse(RETRIEVAL).unwrap();
+    let runs = s.expand(&HOST);
+    assert_eq!(runs.len(), 2 * 2 * 3);
+    let ids: BTreeSet<&str> = runs.iter().map(|r| r.spec.id.as_str()).collect();
+    assert_eq!(ids.len(), runs.len(), "ids collide: {ids:?}");
+    let first = &runs[0].spec;
+    assert_eq!(first.catalog_items, 100_000);
+    assert_eq!(first.retrieval, Some(crate::spec::Retrieval::EXACT_FP32));
+    assert!(
+        first.id.ends_with("/host-scoring/n100000/fp32/exact"),
+        "{}",
+        first.id
+    );
+    let last = &runs[runs.len() - 1].spec;
+    assert_eq!(last.catalog_items, 1_000_000);
+    assert_eq!(
+        last.retrieval.map(|r| (r.item_precision, r.index)),
+        Some((
+            Precision::Int8,
+            Index::Ivf {
+                nlist: 1024,
+                nprobe: 16
+            }
+        ))
+    );
+    // HNSW runs only in a build with USearch; without it they are skipped and say how.
+    for r in &runs {
+        let hnsw = matches!(r.spec.retrieval.unwrap().index, Index::Hnsw { .. });
+        assert_eq!(
+            r.skip.is_some(),
+            hnsw && !cfg!(feature = "ann"),
+            "{:?}",
+            r.skip
+        );
+    }
+    // A results file keeps the levers and reads back the same.
+    let json = serde_json::to_string(first).unwrap();
+    assert_eq!(serde_json::from_str::<RunSpec>(&json).unwrap(), *first);
+    // A catalog that cannot fit beside the activations is skipped at planning.
+    let small = Host {
+        auto_threads: 2,
+        memory_bytes: Some(3 << 30),
+    };
+    let big = s.expand(&small);
+    let why = big[big.len() - 1].skip.as_deref().unwrap();
+    assert!(why.contains("its catalog of 1000000 items"), "{why}");
+    assert_eq!(big[0].skip, None, "100,000 items fit in 3 GiB");
+}
+
+#[test]
+fn a_scenario_without_retrieval_levers_keeps_its_ids_and_one_catalog_size() {
+    let s = parse(GOOD).unwrap();
+    assert_eq!(s.catalog_items, vec![100_000]);
+    assert!(s.retrievals.is_none());
+    assert!(s
+        .expand(&HOST)
+        .iter()
+        .all(|r| r.spec.retrieval.is_none() && !r.spec.id.contains("/n100000")));
+}
+
+#[test]
+fn bad_retrieval_levers_name_line_and_field() {
+    for (from, to, field, why) in [
+        (
+            "index = [\"exact\", ",
+            "index = [\"flat\", ",
+            "recommender.index",
+            "unknown index",
+        ),
+        (
+            "\"ivf:nlist=1024,nprobe=16\"",
+            "\"ivf:nlist=8,nprobe=16\"",
+            "recommender.index",
+            "more than nlist",
+        ),
+        (
+            "item_precision = [\"fp32\", \"int8\"]",
+            "item_precision = [\"fp8\"]",
+            "recommender.item_precision",
+            "unknown value",
+        ),
+        (
+            "scoring = \"host\"",
+            "scoring = \"device\"",
+            "recommender.item_precision",
+            "set recommender.scoring = \"host\"",
+        ),
+        (
+            "catalog_items = [100000, 1000000]",
+            "catalog_items = [100000, 100000]",
+            "recommender.catalog_items",
+            "listed twice",
+        ),
+    ] {
+        assert!(RETRIEVAL.contains(from), "{from}");
+        let e = parse(&RETRIEVAL.replace(from, to)).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("field `{field}`")) && e.contains(why),
+            "{to}: {e}"
+        );
+        assert!(e.starts_with("s.toml:"), "{e}");
+    }
+}

@@ -258,3 +258,31 @@ pub fn isolate() {
         dir
     });
 }
+
+/// Runs the fixture scenario `tests/fixtures/NAME.toml` (`recbench run … --quiet`, huge pages
+/// and glibc tunables left to the sweep's own choice) and returns its results file.
+#[allow(dead_code)]
+pub fn run_fixture(name: &str) -> serde_json::Value {
+    use assert_cmd::cargo::CommandCargoExt;
+    let out = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.toml"));
+    let st = std::process::Command::cargo_bin("recbench")
+        .unwrap()
+        .arg("run")
+        .arg(&fixture)
+        .args(["--quiet", "--out"])
+        .arg(out.path())
+        .env_remove("RECBENCH_HUGEPAGES")
+        .env_remove("GLIBC_TUNABLES")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dir = out.path().join(name);
+    let file = files_with_extension(&dir, "json")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no results file in {}", dir.display()));
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}

@@ -775,7 +775,7 @@ pub fn all(m: &super::Model) -> Result<Vec<Chart>> {
     let groups = &m.quality;
     let t6 = "Cost vs quality: the Pareto front of the levers";
     let spread = |g: &super::quality::Group| {
-        let q = g.points.iter().map(|p| p.quality.top10_overlap);
+        let q = g.points.iter().map(|p| p.y);
         q.clone().fold(f64::NEG_INFINITY, f64::max) - q.fold(f64::INFINITY, f64::min)
     };
     charts.push(Chart {
@@ -788,7 +788,7 @@ pub fn all(m: &super::Model) -> Result<Vec<Chart>> {
         } else if groups.iter().all(|g| spread(g) < 1e-9) {
             empty(t6, "every configuration recommends what the full model does (top-10 overlap the same everywhere): nothing to trade; sweep [model] prune or int8 to see the trade")?
         } else {
-            cost_quality(t6, groups, req.min_quality)?
+            cost_quality(t6, groups, req.min_quality, Plane::Quality)?
         },
         series_per_panel: if groups.is_empty() {
             vec![(t6.into(), 0)]
@@ -806,11 +806,39 @@ pub fn all(m: &super::Model) -> Result<Vec<Chart>> {
                 .collect()
         },
     });
+    // 7. A retrieval sweep: cost against recall@10, one panel per catalog size (only when the
+    // inputs hold one).
+    if !m.retrieval.is_empty() {
+        let t7 = "Retrieval: cost vs recall@10 of the catalog search";
+        charts.push(Chart {
+            bars: Vec::new(),
+            file: "retrieval.png".into(),
+            title: t7.into(),
+            caption: "One panel per model, request shape, hardware option and catalog size of a retrieval sweep. x: USD per million requests (headline basis); y: recall@10 of the run's catalog search against an exact fp32 scan of the same catalog for the same 100 queries. Colour: the index (exact, hnsw, ivf); a circle fp32 item embeddings, a triangle fp16, bf16 or int8; the line joins the Pareto front, its points labelled with their settings. The Retrieval section's table lists every point with its encoder and search times.".into(),
+            png: cost_quality(t7, &m.retrieval, None, Plane::Recall)?,
+            series_per_panel: m
+                .retrieval
+                .iter()
+                .map(|g| {
+                    let mut r: Vec<String> = g
+                        .points
+                        .iter()
+                        .filter_map(|p| p.row.run.spec.retrieval)
+                        .map(|x| x.index.to_string().split(':').next().unwrap_or("").to_string())
+                        .collect();
+                    r.sort();
+                    r.dedup();
+                    (g.title(), r.len() + 1)
+                })
+                .collect(),
+        });
+    }
     Ok(charts)
 }
 
 mod quality;
 mod server;
+use crate::report::quality::Plane;
 use quality::cost_quality;
 use server::latency_throughput;
 #[cfg(test)]

@@ -5,6 +5,7 @@ use plotters::prelude::*;
 use super::server::SLA_COLOUR;
 use super::{log_ticks, plot_err, render, safe, MAX_TICKS};
 use crate::error::Result;
+use crate::report::quality::Plane;
 
 /// One panel per group: each point coloured by its pruning recipe, a circle for fp32 and a
 /// triangle for the other precisions, on a log cost axis (cost ratios read as distances); the
@@ -14,7 +15,34 @@ pub(super) fn cost_quality(
     title: &str,
     groups: &[crate::report::quality::Group],
     bar: Option<f64>,
+    plane: Plane,
 ) -> Result<Vec<u8>> {
+    // What colours a point and what makes it a circle: on the quality plane the pruning recipe
+    // and an fp32 encoder, on the recall plane the index kind and fp32 item embeddings.
+    let series = |s: &crate::scenario::RunSpec| match (plane, s.retrieval) {
+        (Plane::Recall, Some(r)) => r
+            .index
+            .to_string()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        _ => s.prune.to_string(),
+    };
+    let circle = |s: &crate::scenario::RunSpec| match (plane, s.retrieval) {
+        (Plane::Recall, Some(r)) => r.item_precision == crate::spec::Precision::Fp32,
+        _ => s.precision == crate::spec::Precision::Fp32,
+    };
+    let (y_desc, front_label) = match plane {
+        Plane::Quality => (
+            "top-10 overlap vs full fp32 model",
+            "Pareto front (circle fp32, triangle fp16/bf16/int8)",
+        ),
+        Plane::Recall => (
+            "recall@10 vs exact fp32 search",
+            "Pareto front (circle fp32 items, triangle fp16/bf16/int8 items)",
+        ),
+    };
     let panel_h = 620u32;
     render((1400, 60 + panel_h * groups.len() as u32), |root| {
         root.draw(&Text::new(
@@ -25,11 +53,7 @@ pub(super) fn cost_quality(
         .map_err(plot_err)?;
         let body = root.margin(50, 0, 0, 0);
         for (g, area) in groups.iter().zip(body.split_evenly((groups.len(), 1))) {
-            let xy: Vec<(f64, f64)> = g
-                .points
-                .iter()
-                .map(|p| (p.cost_per_1k_usd, p.quality.top10_overlap))
-                .collect();
+            let xy: Vec<(f64, f64)> = g.points.iter().map(|p| (p.cost_per_1k_usd, p.y)).collect();
             let xmax = xy.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-12);
             let xmin = xy
                 .iter()
@@ -57,18 +81,15 @@ pub(super) fn cost_quality(
                 .y_labels(MAX_TICKS)
                 .light_line_style(RGBColor(235, 235, 235))
                 .x_desc("USD per 1M requests (log scale)")
-                .y_desc("top-10 overlap vs full fp32 model")
+                .y_desc(y_desc)
                 .x_label_formatter(&|x| crate::cost::usd_per_1m(*x))
                 .y_label_formatter(&|y| format!("{y:.2}"))
                 .label_style(("sans-serif", 14))
                 .axis_desc_style(("sans-serif", 16))
                 .draw()
                 .map_err(plot_err)?;
-            let mut recipes: Vec<String> = g
-                .points
-                .iter()
-                .map(|p| p.row.run.spec.prune.to_string())
-                .collect();
+            let mut recipes: Vec<String> =
+                g.points.iter().map(|p| series(&p.row.run.spec)).collect();
             recipes.sort();
             recipes.dedup();
             for (k, recipe) in recipes.iter().enumerate() {
@@ -77,11 +98,11 @@ pub(super) fn cost_quality(
                     g.points
                         .iter()
                         .zip(&xy)
-                        .filter(move |(p, _)| p.row.run.spec.prune.to_string() == *recipe)
+                        .filter(move |(p, _)| series(&p.row.run.spec) == *recipe)
                 };
                 chart
                     .draw_series(mine().map(|(p, &xy)| {
-                        let fp32 = p.row.run.spec.precision == crate::spec::Precision::Fp32;
+                        let fp32 = circle(&p.row.run.spec);
                         // Below the quality bar: hollow, no option.
                         let style = if bar.is_some_and(|b| xy.1 < b) {
                             colour.stroke_width(2)
@@ -120,7 +141,7 @@ pub(super) fn cost_quality(
             chart
                 .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))
                 .map_err(plot_err)?
-                .label("Pareto front (circle fp32, triangle fp16/bf16/int8)")
+                .label(front_label)
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
                 });

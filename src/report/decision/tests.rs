@@ -451,3 +451,38 @@ fn the_answer_names_a_winner_that_is_only_an_upper_bound_or_unconfirmed() {
         "the budgets reach more than one kind: {kinds:?}"
     );
 }
+
+/// A retrieval sweep's run counts the search's recall in its quality: the model's overlap times
+/// recall@10; without a recall figure it has none, and outside a sweep nothing changes.
+#[test]
+fn a_retrieval_sweeps_quality_is_the_models_overlap_times_its_recall() {
+    let sources = load_sources(&crate::report::levers_reference_files()).unwrap();
+    let mut run = sources
+        .iter()
+        .flat_map(|s| &s.file.runs)
+        .find(|r| r.quality.is_some())
+        .expect("a run with a quality figure")
+        .clone();
+    let overlap = run.quality.as_ref().unwrap().top10_overlap;
+    assert_eq!(quality_top10(&run), Some(overlap));
+    run.retrieval = Some(crate::results::RetrievalResult {
+        catalog_items: 1_000_000,
+        recall_at_k: 0.9,
+        k: 10,
+        queries: 100,
+        build_s: None,
+        bytes: None,
+        encode_ms: None,
+        search_ms: None,
+    });
+    assert_eq!(
+        quality_top10(&run),
+        Some(overlap),
+        "not a sweep: recall aside"
+    );
+    run.spec.retrieval = Some(crate::spec::Retrieval::EXACT_FP32);
+    let q = quality_top10(&run).unwrap();
+    assert!((q - overlap * 0.9).abs() < 1e-12, "{q}");
+    run.retrieval = None;
+    assert_eq!(quality_top10(&run), None);
+}

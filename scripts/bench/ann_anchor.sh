@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# recbench's HNSW beside FAISS's on the same vectors, in interleaved rounds, drawn as
+# ann-benchmarks draws it: recall@10 against queries per second, one point per efSearch.
+#
+#   scripts/bench/ann_anchor.sh [ROUNDS]   # default 3; ITEMS (100000), QUERIES (1000), M (16),
+#                                          # EFS ("16,32,64,128,256,512"), THREADS (2), MIN_S (2)
+#
+# The vectors: a catalog of ITEMS items shaped as recbench's retrieval runs shape it (the demo
+# items' MiniLM embeddings as cluster centres) and QUERIES queries around the same centres, with
+# their exact top-10 (examples/ann_anchor.rs `export`). Each round builds both indexes (M links,
+# efConstruction 128, THREADS threads, fp32 vectors, inner product) and times every efSearch
+# on both; odd rounds run recbench first, even rounds FAISS first. Ratios are of the rounds'
+# medians. Needs a release build of the example (this script builds it) and a Python venv at
+# $RECBENCH_CACHE/ann-venv with faiss-cpu and numpy from PyPI (created when missing). Writes
+# docs/benchmarks/ann-anchor-<host>-<utc>.jsonl (every measurement) and .md (the table, headed
+# by this host's CPU model and ISA flags). Run it on a quiet machine: nothing else may run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CACHE="${RECBENCH_CACHE:-.cache}"
+ROUNDS="${1:-3}"
+ITEMS="${ITEMS:-100000}" QUERIES="${QUERIES:-1000}" M="${M:-16}"
+EFS="${EFS:-16,32,64,128,256,512}" THREADS="${THREADS:-2}" MIN_S="${MIN_S:-2}"
+VENV="$CACHE/ann-venv"
+if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import faiss, numpy" 2>/dev/null; then
+  echo "ann-anchor: creating $VENV (faiss-cpu 1.15.1, numpy)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet "faiss-cpu==1.15.1" numpy
+fi
+cargo build --release --quiet --features ann --example ann_anchor
+BIN=target/release/examples/ann_anchor
+DIR="$CACHE/ann-anchor/items$ITEMS-q$QUERIES"
+[ -f "$DIR/meta.json" ] || "$BIN" export "$ITEMS" "$QUERIES" "$DIR"
+HOST="$(hostname -s)"; UTC="$(date -u +%Y%m%dT%H%MZ)"
+OUT="docs/benchmarks/ann-anchor-$HOST-$UTC"
+: > "$OUT.jsonl"
+side() { # side NAME ROUND
+  if [ "$1" = recbench ]; then "$BIN" bench "$DIR" "$M" "$EFS" "$THREADS" "$MIN_S"
+  else OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" scripts/bench/ann_faiss.py "$DIR" "$M" "$EFS" "$THREADS" "$MIN_S"
+  fi | while read -r line; do echo "{\"round\": $2, ${line#\{}"; done >> "$OUT.jsonl"
+}
+for r in $(seq 1 "$ROUNDS"); do
+  echo "ann-anchor: round $r of $ROUNDS"
+  if [ $((r % 2)) = 1 ]; then side recbench "$r"; side faiss "$r"; else side faiss "$r"; side recbench "$r"; fi
+done
+python3 - "$OUT.jsonl" "$OUT.md" "$ITEMS" "$QUERIES" "$M" "$THREADS" "$ROUNDS" <<'PY'
+import json, statistics, sys, platform, re
+path, md, items, queries, m, threads, rounds = sys.argv[1:]
+rows = [json.loads(l) for l in open(path)]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+isa = " ".join(f for f in flags if re.match(r"(avx|fma|f16c|amx|sse4_2)", f))
+sides = sorted({r["side"] for r in rows})
+rec = next(s for s in sides if s.startswith("recbench"))
+fai = next(s for s in sides if s.startswith("FAISS"))
+efs = sorted({r["ef"] for r in rows})
+med = lambda side, ef, key: statistics.median(r[key] for r in rows if r["side"] == side and r["ef"] == ef)
+out = [f"# recbench HNSW (USearch) beside FAISS HNSW, {int(items):,} items, {int(queries):,} queries",
+       "", f"Host: {cpu}; ISA flags: {isa}; {threads} threads; {rounds} interleaved rounds (medians).",
+       f"Vectors: `examples/ann_anchor.rs export` (the demo items' MiniLM embeddings as cluster centres); M = {m}, efConstruction = 128, fp32, inner product.",
+       f"Reproduce: `scripts/bench/ann_anchor.sh {rounds}`; every measurement: `{path.split('/')[-1]}`.", "",
+       "| efSearch | recbench recall@10 | recbench q/s | FAISS recall@10 | FAISS q/s | FAISS q/s ÷ recbench q/s |",
+       "|---:|---:|---:|---:|---:|---:|"]
+for ef in efs:
+    rq, fq = med(rec, ef, "qps"), med(fai, ef, "qps")
+    out.append(f"| {ef} | {med(rec, ef, 'recall_at_10'):.3f} | {rq:,.0f} | {med(fai, ef, 'recall_at_10'):.3f} | {fq:,.0f} | {fq / rq:.2f} |")
+out += ["", f"Build (median of rounds): recbench {statistics.median(r['build_s'] for r in rows if r['side'] == rec):.1f} s, FAISS {statistics.median(r['build_s'] for r in rows if r['side'] == fai):.1f} s."]
+open(md, "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
+echo "ann-anchor: wrote $OUT.md and $OUT.jsonl"
