@@ -459,8 +459,13 @@ fn config_key(r: &Row) -> String {
         .cost
         .as_ref()
         .map_or(r.host.clone(), |c| c.hardware_id.clone());
+    // A retrieval sweep's runs differ by their search, not their batch: each is its own
+    // configuration (drawn on the Retrieval panel), never a point on another's batch line.
+    let search = s.retrieval.map_or(String::new(), |x| {
+        format!(", {} items {} {}", s.catalog_items, x.item_precision, x.index)
+    });
     format!(
-        "{hw} {} | {} {}{} s{}",
+        "{hw} {} | {} {}{} s{}{search}",
         s.device,
         s.backend,
         s.precision,
