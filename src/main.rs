@@ -9,11 +9,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use recbench::backend::{self, BackendKind, Device, EncoderOptions, Precision};
+use recbench::backend::{self, BackendKind, Device, Precision};
 use recbench::harness::{self, SweepOptions};
-use recbench::model::{ModelFiles, Preset, Tokenizer};
+use recbench::model::Preset;
 use recbench::present;
-use recbench::recommender;
 use recbench::report;
 use recbench::results::Status;
 use recbench::scenario::Scenario;
@@ -521,25 +520,7 @@ fn recommend(
     preset: Preset,
     json: bool,
 ) -> anyhow::Result<()> {
-    let files = ModelFiles::resolve(preset, recbench::model::weights::DEFAULT_SEED)?;
-    let tok = Tokenizer::load(&files.tokenizer)?;
-    let threads = recbench::telemetry::inventory::default_threads();
-    let mut enc = backend::open(
-        kind,
-        &files,
-        EncoderOptions {
-            device: Device::Cpu,
-            precision,
-            threads,
-            shape_hint: None,
-        },
-    )?;
-    let items = recommender::bundled_items();
-    let key = harness::parity::item_key_of(&files, kind, precision, enc.as_ref());
-    let index = recommender::item_index(enc.as_mut(), &tok, &items, &key)?;
-    let u = enc.encode(&tok.batch(&[user], recommender::TEXT_MAX_TOKENS)?)?;
-    let scores = index.scores(&u, threads);
-    let best = recommender::top_k(&scores, top);
+    let (best, items) = harness::recommend::top_items(user, top, kind, precision, preset)?;
     let v: Vec<_> = best
         .iter()
         .map(|(i, s)| serde_json::json!({"id": items[*i].id, "kind": items[*i].kind, "title": items[*i].title, "description": items[*i].description, "score": s}))

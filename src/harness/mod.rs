@@ -12,6 +12,7 @@ pub mod inputs;
 pub mod openmp;
 pub mod parity;
 pub mod progress;
+pub mod recommend;
 pub mod server;
 pub mod sweep;
 pub mod worker;

@@ -462,7 +462,10 @@ fn config_key(r: &Row) -> String {
     // A retrieval sweep's runs differ by their search, not their batch: each is its own
     // configuration (drawn on the Retrieval panel), never a point on another's batch line.
     let search = s.retrieval.map_or(String::new(), |x| {
-        format!(", {} items {} {}", s.catalog_items, x.item_precision, x.index)
+        format!(
+            ", {} items {} {}",
+            s.catalog_items, x.item_precision, x.index
+        )
     });
     format!(
         "{hw} {} | {} {}{} s{}{search}",
