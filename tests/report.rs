@@ -68,14 +68,11 @@ fn the_committed_example_report_is_what_this_build_writes_from_its_inputs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut inputs: Vec<PathBuf> = Vec::new();
     // The retrieval sweep's files sit in their folder itself.
-    let mut retrieval: Vec<PathBuf> = std::fs::read_dir(root.join("results/reference/retrieval"))
-        .unwrap()
-        .flatten()
-        .map(|f| f.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
-        .collect();
-    retrieval.sort();
+    let retrieval: Vec<PathBuf> =
+        common::files_with_extension(&root.join("results/reference/retrieval"), "json")
+            .into_iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+            .collect();
     for (dir, prefix) in [
         ("results/reference/example", ""),
         ("results/reference/gpu", "gpu-"),
@@ -1284,11 +1281,9 @@ fn compare_refuses_incompatible_files_with_exit_code_2() {
 fn the_retrieval_section_lists_every_search_with_its_recall_and_the_bar_counts_recall() {
     common::isolate();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let file = std::fs::read_dir(root.join("results/reference/retrieval"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
+    let file = common::files_with_extension(&root.join("results/reference/retrieval"), "json")
+        .into_iter()
+        .next()
         .expect("a committed retrieval sweep");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let (dir, out) = report(
