@@ -123,6 +123,7 @@ fn bench(dir: &Path, m: usize, efs: &[usize], threads: usize, min_s: f64) -> any
                 "side": "recbench (USearch HNSW)", "m": m, "ef_construction": 128, "ef": ef,
                 "threads": threads, "build_s": search.build_s, "bytes": search.bytes,
                 "qps": users.rows as f64 / median, "recall_at_10": recall, "passes": passes.len(),
+                "search": search.describe(),
             })
         );
     }

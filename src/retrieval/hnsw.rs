@@ -3,16 +3,138 @@
 //! kind, `m` links per node, `ef_construction` 128 (FAISS's `IndexHNSWFlat` uses 40, USearch
 //! 128), the run's `ef` at search. Items are added from `threads` threads at once, as USearch
 //! supports once the index has reserved them.
+//!
+//! Distances: USearch's own fp32 inner product is NumKong's, which sums the products in fp64
+//! (8 lanes a step); recbench's kernels sum them in fp32, as FAISS does. Which of them an fp32
+//! graph measures with is raced on the catalog's own rows each time a graph
+//! is built or loaded ([`Metric`]), and the run's notes say which won and by how much.
 
 use crate::error::{Error, Result};
 use crate::recommender::ItemIndex;
 use crate::spec::Precision;
 
+use super::kernels;
+
 /// Candidates kept while building.
 pub const EF_CONSTRUCTION: usize = 128;
 
+/// The fp32 inner-product kernel a graph measures distances with.
+#[derive(Clone, Copy, Debug)]
+pub enum Metric {
+    /// USearch's own (NumKong's, fp64 sums); the only one for items stored below fp32.
+    NumKong,
+    /// One of recbench's `kernels::dot_f32_kernels` (fp32 sums), set as USearch's custom metric.
+    Recbench(kernels::DotF32),
+}
+
+/// The kernel chosen and the race behind it: each candidate's milliseconds for [`RACE_DOTS`]
+/// dot products of catalog rows (empty when nothing was raced).
+#[derive(Clone, Debug)]
+pub struct MetricChoice {
+    pub metric: Metric,
+    pub raced_ms: Vec<(String, f64)>,
+}
+
+/// Dot products each kernel computes per timed call of the race, as a graph search computes
+/// them: one of a few queries (in cache) against an item drawn at random from the whole
+/// catalog (a read from memory), the same draws for every kernel.
+pub const RACE_DOTS: usize = 16_384;
+const RACE_QUERIES: usize = 16;
+
+/// Races NumKong's fp32 dot product against each of recbench's on `catalog`'s rows (the best
+/// of 3 interleaved calls each, `tuning::race_all`) and returns the fastest. Items below fp32
+/// keep USearch's kernel for their scalar kind, unraced.
+pub fn choose_metric(catalog: &ItemIndex, p: Precision) -> MetricChoice {
+    let rows = catalog.len();
+    if p != Precision::Fp32 || rows < 2 {
+        return MetricChoice {
+            metric: Metric::NumKong,
+            raced_ms: vec![],
+        };
+    }
+    let dim = catalog.dim;
+    let row = |i: usize| &catalog.data[i * dim..(i + 1) * dim];
+    let mut draw = crate::util::rand::SplitMix64::new(0x5eed);
+    let items: Vec<usize> = (0..RACE_DOTS)
+        .map(|_| (draw.next_u64() % rows as u64) as usize)
+        .collect();
+    let pair = |k: usize| (row(k % RACE_QUERIES), row(items[k]));
+    let ours = kernels::dot_f32_kernels();
+    let mut candidates: Vec<Box<dyn FnMut() -> std::result::Result<(), ()> + '_>> =
+        vec![Box::new(|| {
+            let mut s = 0.0f64;
+            for k in 0..RACE_DOTS {
+                let (a, b) = pair(k);
+                s += <f32 as numkong::Dot>::dot(a, b).unwrap_or(0.0);
+            }
+            std::hint::black_box(s);
+            Ok(())
+        })];
+    for &(_, f) in &ours {
+        candidates.push(Box::new(move || {
+            let mut s = 0.0f32;
+            for k in 0..RACE_DOTS {
+                let (a, b) = pair(k);
+                s += f(a, b);
+            }
+            std::hint::black_box(s);
+            Ok(())
+        }));
+    }
+    let ms = crate::tuning::race_all(&mut candidates).unwrap_or_default();
+    drop(candidates);
+    let metrics: Vec<Metric> = std::iter::once(Metric::NumKong)
+        .chain(ours.iter().map(|&k| Metric::Recbench(k)))
+        .collect();
+    let best = (0..ms.len())
+        .min_by(|&i, &j| ms[i].total_cmp(&ms[j]))
+        .unwrap_or(0);
+    MetricChoice {
+        metric: metrics[best],
+        raced_ms: metrics
+            .iter()
+            .zip(&ms)
+            .map(|(m, t)| (m.name(), *t))
+            .collect(),
+    }
+}
+
+impl Metric {
+    fn name(&self) -> String {
+        match self {
+            Metric::NumKong => "NumKong's".into(),
+            Metric::Recbench((name, _)) => format!("recbench's {name}"),
+        }
+    }
+}
+
+/// Makes `index` (fp32 items, `dim` wide) measure with `metric`: one of recbench's kernels as
+/// USearch's custom metric (`1 − dot`, USearch's inner-product distance), or USearch's own.
+fn set_metric(index: &mut usearch::Index, dim: usize, metric: Metric) -> Result<()> {
+    match metric {
+        Metric::NumKong => index.change_metric_kind(usearch::MetricKind::IP),
+        Metric::Recbench((_, dot)) => <f32 as usearch::VectorType>::change_metric(
+            index,
+            Box::new(move |a, b| {
+                // SAFETY: USearch calls the metric of an fp32 index with two vectors of its
+                // `dimensions` (a stored item and a stored item or the query), each `dim` f32s.
+                let (a, b) = unsafe {
+                    (
+                        std::slice::from_raw_parts(a, dim),
+                        std::slice::from_raw_parts(b, dim),
+                    )
+                };
+                1.0 - dot(a, b)
+            }),
+        ),
+    }
+    .map_err(|e| err("metric", e))
+}
+
 pub struct Hnsw {
     index: usearch::Index,
+    /// The distance kernel it measures with, and the race that chose it.
+    pub metric: MetricChoice,
     /// Where the graph came from, when an earlier run built it: the file and its build time.
     pub loaded: Option<(std::path::PathBuf, f64)>,
 }
@@ -44,7 +166,9 @@ impl Hnsw {
             expansion_search: ef,
             multi: false,
         };
-        let index = usearch::Index::new(&opts).map_err(|e| err("index", e))?;
+        let mut index = usearch::Index::new(&opts).map_err(|e| err("index", e))?;
+        let metric = choose_metric(catalog, p);
+        set_metric(&mut index, catalog.dim, metric.metric)?;
         let threads = threads.max(1);
         index
             .reserve_capacity_and_threads(catalog.len(), threads)
@@ -70,6 +194,7 @@ impl Hnsw {
         }
         Ok(Hnsw {
             index,
+            metric,
             loaded: None,
         })
     }
@@ -96,7 +221,7 @@ impl Hnsw {
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok());
         if let (Some(build_s), true) = (kept, path.exists()) {
-            let h = Hnsw::build(
+            let mut h = Hnsw::build(
                 &ItemIndex {
                     dim: catalog.dim,
                     data: vec![],
@@ -111,6 +236,13 @@ impl Hnsw {
                 .ok_or_else(|| err("load", "a cache path that is not UTF-8"))
                 .and_then(|s| h.index.load(s).map_err(|e| err("load", e)));
             if loaded.is_ok() && h.index.size() == catalog.len() {
+                // Loading sets USearch's own metric back: race and set it as a build does.
+                // The searches need one context per thread, as a build reserves.
+                h.index
+                    .reserve_capacity_and_threads(catalog.len(), threads.max(1))
+                    .map_err(|e| err("reserve", e))?;
+                h.metric = choose_metric(catalog, p);
+                set_metric(&mut h.index, catalog.dim, h.metric.metric)?;
                 h.index.change_expansion_search(ef);
                 return Ok((
                     Hnsw {
@@ -134,6 +266,18 @@ impl Hnsw {
         Ok((h, build_s))
     }
 
+    /// Measures distances with `metric` from now on (the graph stays as it was built).
+    #[cfg(test)]
+    pub fn use_metric(&mut self, metric: Metric) -> Result<()> {
+        let dim = self.index.dimensions();
+        set_metric(&mut self.index, dim, metric)?;
+        self.metric = MetricChoice {
+            metric,
+            raced_ms: vec![],
+        };
+        Ok(())
+    }
+
     /// Candidates kept while searching, from now on.
     pub fn set_ef(&self, ef: usize) {
         self.index.change_expansion_search(ef);
@@ -144,9 +288,25 @@ impl Hnsw {
         self.index.memory_usage() as u64
     }
 
-    /// The SIMD kernels USearch picked on this CPU.
-    pub fn isa(&self) -> String {
-        self.index.hardware_acceleration()
+    /// The distance kernel it measures with, and why, for the run's notes.
+    pub fn kernel(&self) -> String {
+        let which = match self.metric.metric {
+            Metric::NumKong => format!(
+                "USearch's own {} kernel",
+                self.index.hardware_acceleration()
+            ),
+            m => format!("{} kernel", m.name()),
+        };
+        if self.metric.raced_ms.is_empty() {
+            return format!("distances by {which}");
+        }
+        let times: Vec<String> = (self.metric.raced_ms.iter())
+            .map(|(name, ms)| format!("{name} {ms:.2} ms"))
+            .collect();
+        format!(
+            "distances by {which}, chosen by measurement: {RACE_DOTS} dot products took {}",
+            times.join(", ")
+        )
     }
 
     /// Top-`k` of each row, rows split across `threads`. USearch's inner-product distance is

@@ -170,8 +170,8 @@ impl Retriever {
             }
             #[cfg(feature = "ann")]
             How::Hnsw(h) => format!(
-                "HNSW by USearch ({} kernels), ef_construction {}{}",
-                h.isa(),
+                "HNSW by USearch ({}), ef_construction {}{}",
+                h.kernel(),
                 hnsw::EF_CONSTRUCTION,
                 match &h.loaded {
                     Some((path, _)) => format!(

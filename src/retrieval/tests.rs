@@ -116,6 +116,47 @@ fn hnsw_finds_nearly_all_of_the_exact_top_10() {
     assert!(got >= 0.95, "recall@10 {got}");
 }
 
+/// Every distance kernel the race may choose, set on one fp32 graph: each finds nearly all of
+/// the exact top 10 and returns the items' dot products with the query (USearch's distance is
+/// `1 − dot`; a kernel that got the sign or the dot wrong ranks the farthest items first).
+#[cfg(feature = "ann")]
+#[test]
+fn every_hnsw_distance_kernel_finds_the_exact_top_10_and_returns_the_dot() {
+    let (catalog, users) = setup(20_000, 64);
+    let exact = Retriever::build(catalog.clone(), Retrieval::EXACT_FP32, 1, 1, None)
+        .unwrap()
+        .search(&users, 10)
+        .unwrap();
+    let mut h = hnsw::Hnsw::build(&catalog, 16, 128, Precision::Fp32, 2).unwrap();
+    let raced = hnsw::choose_metric(&catalog, Precision::Fp32).raced_ms;
+    let kernels = kernels::dot_f32_kernels();
+    assert_eq!(raced.len(), 1 + kernels.len(), "{raced:?}");
+    assert!(
+        raced.iter().all(|(_, ms)| ms.is_finite() && *ms > 0.0),
+        "{raced:?}"
+    );
+    let metrics = std::iter::once(hnsw::Metric::NumKong)
+        .chain(kernels.into_iter().map(hnsw::Metric::Recbench));
+    for metric in metrics {
+        h.use_metric(metric).unwrap();
+        let got = h.search(&users, 10, 2).unwrap();
+        let r = recall_at_k(&got, &exact, 10);
+        assert!(r >= 0.95, "{metric:?}: recall@10 {r}");
+        for (u, row) in got.iter().enumerate() {
+            for &(item, score) in row {
+                let dot: f32 = (users.row(u).iter())
+                    .zip(&catalog.data[item * catalog.dim..(item + 1) * catalog.dim])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                assert!(
+                    (score - dot).abs() < 1e-4,
+                    "{metric:?}: {score} against {dot}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn hnsw_without_the_feature_says_how_to_get_it() {
     let r = supports(Index::Hnsw { m: 16, ef: 64 });
