@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     use recbench::harness::inputs::bench_batch;
     use recbench::model::onnx::{export, Flavour};
     use recbench::model::{ModelFiles, Preset, Tokenizer};
-    use recbench::scenario::Mode;
+    use recbench::spec::Mode;
 
     let a: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: &str| a.get(i).cloned().unwrap_or_else(|| d.to_string());

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::results::ResultsFile;
-use crate::scenario::{Host, RunSpec, Scenario};
+use crate::scenario::{Host, Scenario};
+use crate::spec::RunSpec;
 use crate::util::files::text_of;
 
 /// A refusal must be bad input (exit code 2) that names `file`.

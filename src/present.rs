@@ -117,7 +117,7 @@ pub fn validation(path: &Path, sc: &Scenario, runs: &[PlannedRun]) -> String {
          server-load run up to {} probes), plus loading each model and its parity check",
         crate::harness::progress::human(std::time::Duration::from_secs_f64(worst)),
         runs.len() - skipped,
-        crate::scenario::SERVER_PROBES + 1
+        crate::spec::SERVER_PROBES + 1
     );
     for r in runs {
         let _ = match &r.skip {

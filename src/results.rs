@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::scenario::RunSpec;
+use crate::spec::RunSpec;
 pub use crate::telemetry::power::Power;
 use crate::telemetry::Inventory;
 use crate::util::files::{read_text, write_atomic};

@@ -6,6 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod model;
+mod run;
+pub use model::{BertConfig, Preset, Recipe, ALLOWED};
+pub use run::{RunSpec, SERVER_PROBES};
+
 /// Implements `name`, `parse`, `allowed` and `Display` for a fieldless enum from one table of
 /// (variant, name) pairs, so the spelling of each value is written once.
 macro_rules! named {

@@ -38,7 +38,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::scenario::RunSpec;
+use crate::spec::RunSpec;
 use crate::spec::{Device, Precision};
 use crate::tuning::choices::Decided;
 use crate::tuning::malloc::{HUGETLB_CHOSEN_ENV, HUGETLB_TUNABLE};

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::scenario::RunSpec;
+use crate::spec::RunSpec;
 use crate::spec::{BackendKind, Device, Mode};
 use crate::tuning::choices::Decided;
 

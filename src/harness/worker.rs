@@ -14,7 +14,7 @@ use crate::model::{ModelFiles, TokenBatch, Tokenizer};
 use crate::recommender::{self, ItemIndex};
 use crate::results::{Compute, Memory, RetrievalResult, RunResult, Split, Status, Throughput};
 use crate::retrieval::{self, Retriever};
-use crate::scenario::{Load, Mode, RunSpec, Scoring};
+use crate::spec::{Load, Mode, RunSpec, Scoring};
 use crate::stats::{thin, Latency};
 use crate::telemetry::memory;
 
@@ -705,7 +705,7 @@ fn measure_server(
         seed: spec.seed,
     };
     let (mut search, _) =
-        server::find_operating_point(&base, services, initial, crate::scenario::SERVER_PROBES)?;
+        server::find_operating_point(&base, services, initial, crate::spec::SERVER_PROBES)?;
     if services.iter().any(|s| !s.finite) {
         invalid_nan(r)?;
         return Ok(None);

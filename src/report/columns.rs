@@ -5,7 +5,7 @@
 //! priced columns (hardware, basis, $/1k) come from the cost model and are added by the reports.
 
 use crate::results::RunResult;
-use crate::scenario::RunSpec;
+use crate::spec::RunSpec;
 
 /// A cell's value, formatted for people ([`Value::display`]) or machines ([`Value::raw`]).
 #[derive(Debug, Clone, PartialEq)]

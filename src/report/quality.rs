@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use super::Row;
 use crate::model::Preset;
 use crate::results::{Quality, Status};
-use crate::scenario::RunSpec;
 use crate::spec::Mode;
+use crate::spec::RunSpec;
 
 /// One run on the cost–quality plane.
 pub struct Point<'r, 'a> {

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use crate::backend::Embeddings;
-use crate::scenario::RunSpec;
+use crate::spec::RunSpec;
 
 /// Test-only faults (feature `fault-injection`): `RECBENCH_FAULT=KIND@PATTERN` makes the runs
 /// whose id (or the `recbench parity` checks whose label) contains PATTERN segfault, abort, run

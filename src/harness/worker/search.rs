@@ -8,7 +8,7 @@ use crate::backend::{self, Embeddings, Encoder, Ranked};
 use crate::error::Result;
 use crate::model::{TokenBatch, Tokenizer};
 use crate::recommender::{self, top_k_rows, ItemIndex};
-use crate::scenario::{Mode, RunSpec};
+use crate::spec::{Mode, RunSpec};
 
 /// Requests whose top-k the recall is measured on.
 pub const QUERIES: usize = 100;

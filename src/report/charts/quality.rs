@@ -19,7 +19,7 @@ pub(super) fn cost_quality(
 ) -> Result<Vec<u8>> {
     // What colours a point and what makes it a circle: on the quality plane the pruning recipe
     // and an fp32 encoder, on the recall plane the index kind and fp32 item embeddings.
-    let series = |s: &crate::scenario::RunSpec| match (plane, s.retrieval) {
+    let series = |s: &crate::spec::RunSpec| match (plane, s.retrieval) {
         (Plane::Recall, Some(r)) => r
             .index
             .to_string()
@@ -29,7 +29,7 @@ pub(super) fn cost_quality(
             .to_string(),
         _ => s.prune.to_string(),
     };
-    let circle = |s: &crate::scenario::RunSpec| match (plane, s.retrieval) {
+    let circle = |s: &crate::spec::RunSpec| match (plane, s.retrieval) {
         (Plane::Recall, Some(r)) => r.item_precision == crate::spec::Precision::Fp32,
         _ => s.precision == crate::spec::Precision::Fp32,
     };
