@@ -437,30 +437,83 @@ fn listed(groups: &BTreeMap<String, Vec<String>>) -> String {
         .join("; ")
 }
 
-/// Writes the report into `opts.out`. Returns the files written.
+/// Writes the report into `opts.out`: each of [`OUTPUTS`]' files, in order, each file
+/// atomically. Returns the files written.
 pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
     let sources = load_sources(&opts.inputs)?;
     let rows = price(&sources, &catalog, &opts.maps)?;
     let model = Model::new(&rows, &sources, &opts.requirement);
+    let r = Rendering {
+        charts: charts::all(&model)?,
+        model: &model,
+        catalog: &catalog,
+    };
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let mut written = Vec::new();
-    let charts = charts::all(&model)?;
-    for c in &charts {
-        let p = opts.out.join(safe_file_name(&c.file));
-        crate::util::files::write_atomic(&p, &c.png)?;
-        written.push(p);
+    for output in OUTPUTS {
+        for (name, bytes) in output.render(&r)? {
+            let p = opts.out.join(safe_file_name(&name));
+            crate::util::files::write_atomic(&p, &bytes)?;
+            written.push(p);
+        }
     }
-    let csv_path = opts.out.join("runs.csv");
-    crate::util::files::write_atomic(&csv_path, csv::runs_csv(&rows, &sources).as_bytes())?;
-    written.push(csv_path);
-    let md_path = opts.out.join("summary.md");
-    crate::util::files::write_atomic(&md_path, markdown::summary(&model).as_bytes())?;
-    written.push(md_path);
-    let html_path = opts.out.join("index.html");
-    crate::util::files::write_atomic(&html_path, html::page(&model, &catalog, &charts).as_bytes())?;
-    written.push(html_path);
     Ok(written)
+}
+
+/// One kind of file a report writes, rendered from the one [`Model`] (hyperfine's exporters
+/// in spirit). A new output format is one implementation and one entry in [`OUTPUTS`].
+pub trait Output {
+    /// Its files, as (file name, bytes), in the order they are written.
+    fn render(&self, r: &Rendering) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// What every output reads: the model, the catalog it was priced with, and the charts (drawn
+/// once: the PNG files and index.html's embedded copies are the same bytes).
+pub struct Rendering<'m, 'r, 'a> {
+    pub model: &'m Model<'r, 'a>,
+    pub catalog: &'m Catalog,
+    pub charts: Vec<charts::Chart>,
+}
+
+/// The report's outputs, in the order they are written: the PNG charts, `runs.csv`,
+/// `summary.md`, `index.html` (last, so a reader never opens a page whose charts are missing).
+pub const OUTPUTS: [&dyn Output; 4] = [&Pngs, &RunsCsv, &SummaryMd, &IndexHtml];
+
+struct Pngs;
+impl Output for Pngs {
+    fn render(&self, r: &Rendering) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(r.charts
+            .iter()
+            .map(|c| (c.file.clone(), c.png.clone()))
+            .collect())
+    }
+}
+
+struct RunsCsv;
+impl Output for RunsCsv {
+    fn render(&self, r: &Rendering) -> Result<Vec<(String, Vec<u8>)>> {
+        let text = csv::runs_csv(r.model.rows, r.model.sources);
+        Ok(vec![("runs.csv".into(), text.into_bytes())])
+    }
+}
+
+struct SummaryMd;
+impl Output for SummaryMd {
+    fn render(&self, r: &Rendering) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(vec![(
+            "summary.md".into(),
+            markdown::summary(r.model).into_bytes(),
+        )])
+    }
+}
+
+struct IndexHtml;
+impl Output for IndexHtml {
+    fn render(&self, r: &Rendering) -> Result<Vec<(String, Vec<u8>)>> {
+        let page = html::page(r.model, r.catalog, &r.charts);
+        Ok(vec![("index.html".into(), page.into_bytes())])
+    }
 }
 
 /// What every output of a report shows, worked out once from the priced rows: the decision per
