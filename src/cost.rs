@@ -672,6 +672,9 @@ pub struct PlanOption {
     /// The badges that qualify this figure (host-bound, kernel fallback, unstable, few
     /// samples, priced by the user's assertion …), as in the report's table.
     pub caveats: Vec<String>,
+    /// The run's measured cold start: its worker process's start to steady latency (results
+    /// written before it was measured: none).
+    pub process_start_s: Option<f64>,
 }
 
 /// The plan of one (model, mode): its options (best first), the CPU-against-GPU verdict and

@@ -158,6 +158,10 @@ pub struct RunResult {
     /// the field: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalResult>,
+    /// From the worker process's start to steady latency, part by part (files from before the
+    /// field: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<ColdStart>,
     /// Server load: the latency–throughput curve and the SLA operating point. The run's
     /// latency, throughput and power are those of a confirmation probe at the operating point.
     pub server: Option<ServerResult>,
@@ -173,6 +177,35 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<Round>,
 }
+
+/// How long a new replica of the run's configuration takes from its process's start to
+/// serving at steady latency, in the parts a serving process goes through. Not counted: what
+/// only a benchmark does (the parity check, drawing the synthetic catalog, the recall queries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColdStart {
+    /// Process start (exec) to the worker's first step: loading the binary and its libraries
+    /// (libtorch, ONNX Runtime). `None` where the OS does not say when a process started.
+    pub exec_s: Option<f64>,
+    /// Resolving the model's files and loading the tokenizer.
+    pub model_files_s: f64,
+    /// Opening the backend: the runtime, the weights on the device (a GPU's context included),
+    /// graph building and kernel choices.
+    pub open_s: f64,
+    /// Two-tower: building or loading the catalog search, or placing the items on the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_s: Option<f64>,
+    /// The first request after all that.
+    pub first_request_ms: f64,
+    /// From the first request's start until an iteration is within [`STEADY_WITHIN`] of the
+    /// measured p50 (the first request's time when it already is). `None`: no iteration of the
+    /// warm-up got there; the total then counts the whole warm-up.
+    pub to_steady_s: Option<f64>,
+    /// The parts summed: process start to steady serving.
+    pub total_s: f64,
+}
+
+/// How near the measured p50 an iteration must be for the run to count as warm (10%).
+pub const STEADY_WITHIN: f64 = 0.10;
 
 /// How a two-tower run searched its catalog, how well and in how much of its time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -316,6 +349,7 @@ impl RunResult {
             parity: None,
             quality: None,
             retrieval: None,
+            cold_start: None,
             server: None,
             cost: None,
             notes: vec![],

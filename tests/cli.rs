@@ -206,6 +206,7 @@ fn smoke_sweep_writes_ok_runs_and_resume_repeats_nothing() {
         assert!(r["parity"]["max_abs_diff"].as_f64().unwrap() <= 1e-4);
         assert!(r["memory"]["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
         assert!(r["compute"]["achieved_gflops"].as_f64().unwrap() > 0.0);
+        common::assert_cold_start(r);
         let source = power_without_sensors();
         assert_eq!(r["power"]["source"], source);
         assert_eq!(

@@ -242,6 +242,9 @@ fn report_writes_every_file_and_its_numbers_trace_to_the_results() {
             .unwrap_or_else(|| panic!("{id} not in runs.csv"));
         assert_eq!(cells[col("status")], r["status"].as_str().unwrap());
         if r["status"] == "ok" {
+            // Every backend of the fixture (candle, and torch where built) records its cold
+            // start.
+            common::assert_cold_start(r);
             let p50: f64 = cells[col("p50_ms")].parse().unwrap();
             assert_eq!(p50, r["latency"]["p50_ms"].as_f64().unwrap());
             // Cost from the catalog's price and the results file's throughput, not from the

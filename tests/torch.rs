@@ -261,6 +261,7 @@ fn the_openmp_spin_is_chosen_by_measurement_and_a_users_policy_is_kept() {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
         let run = &v["runs"][0];
         assert_eq!(run["status"], "ok", "{run}");
+        common::assert_cold_start(run);
         run["notes"]
             .as_array()
             .unwrap()

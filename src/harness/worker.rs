@@ -18,6 +18,7 @@ use crate::spec::{Load, Mode, RunSpec, Scoring};
 use crate::stats::{thin, Latency};
 use crate::telemetry::memory;
 
+mod cold;
 mod faults;
 mod search;
 pub(crate) use faults::inject_drift;
@@ -200,11 +201,14 @@ struct Measured {
 
 fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()> {
     log_start(spec);
+    let mut cold = cold::Clock::start();
     let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
     let tok = Tokenizer::load(&files.tokenizer)?;
     let items = recommender::bundled_items();
     let opts = encoder_options(spec);
+    cold.lap(cold::Part::ModelFiles);
     let mut enc = backend::open(spec.backend, &files, opts)?;
+    cold.lap(cold::Part::Open);
     if let Some(k) = enc.kernels() {
         r.notes.push(format!("kernels: {k}"));
     }
@@ -259,6 +263,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         inject_nan: fault(spec).as_deref() == Some("nan"),
         inject_delay: injected_delay(spec),
     };
+    cold.skip();
     if two_tower && !on_device {
         let setting = spec.retrieval.unwrap_or(retrieval::EXACT_FP32);
         let key = retrieval::catalog::key(&item_index, spec.catalog_items, spec.seed);
@@ -268,6 +273,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         r.notes
             .push(format!("catalog search: {}", built.describe()));
         scorer.retriever = Some(built);
+        cold.lap(cold::Part::Index);
     } else {
         scorer.index = catalog;
     }
@@ -278,6 +284,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
                 "does not score on its device; set [recommender] scoring = \"host\"",
             )
         })?;
+        cold.lap(cold::Part::Index);
         // The device's ranking of the timed batch's first rows against float64 host scoring
         // of the same embeddings: a run that ranks wrongly is not timed.
         let rows = batch.batch.min(4);
@@ -319,6 +326,7 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
     let scorer = scorer;
     let step = |enc: &mut Box<dyn Encoder>, batch: &TokenBatch| scorer.step(enc, batch);
 
+    cold.skip();
     let Some(warm_ms) = warm_up(spec, &step, &mut enc, &batch)? else {
         return invalid_nan(r);
     };
@@ -359,6 +367,10 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         return Ok(());
     };
     record(spec, &files, ceiling, &m, r);
+    r.cold_start = r
+        .latency
+        .as_ref()
+        .and_then(|l| cold.finish(&warm_ms, l.p50_ms));
     let (score_ms, encode_ms) = scorer.take_ms();
     r.retrieval = recall.map(|recall_at_k| RetrievalResult {
         catalog_items: catalog_len,

@@ -169,6 +169,10 @@ pub static COLUMNS: &[Column] = &[
     col!("peak_rss_bytes", "RSS MiB", Bytes, |r| r
         .memory
         .peak_rss_bytes),
+    col!("cold_start_s", "cold s", Num(2), |r| r
+        .cold_start
+        .as_ref()
+        .map(|c| c.total_s)),
     col!("power_watts", "power W", Num(1), |r| r.power.watts),
     col!("power_source", "power source", text, |r| r
         .power

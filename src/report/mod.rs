@@ -601,6 +601,7 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
                         .into_iter()
                         .map(String::from)
                         .collect(),
+                    process_start_s: o.row.run.cold_start.as_ref().map(|c| c.total_s),
                 })
                 .collect(),
             excluded: d

@@ -286,3 +286,31 @@ pub fn run_fixture(name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no results file in {}", dir.display()));
     serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
 }
+
+/// An ok run records its cold start: every part measured (none negative), the first request
+/// timed, and the total at least the parts before steady latency plus that first request.
+pub fn assert_cold_start(run: &serde_json::Value) {
+    let c = &run["cold_start"];
+    let part = |k: &str| c[k].as_f64().unwrap_or(0.0);
+    for k in [
+        "exec_s",
+        "model_files_s",
+        "open_s",
+        "index_s",
+        "to_steady_s",
+    ] {
+        assert!(part(k) >= 0.0, "{k} in {c}");
+    }
+    assert!(c["open_s"].as_f64().is_some_and(|s| s > 0.0), "{c}");
+    let first_s = c["first_request_ms"].as_f64().unwrap_or(0.0) / 1e3;
+    assert!(first_s > 0.0, "{c}");
+    let before = part("exec_s") + part("model_files_s") + part("open_s") + part("index_s");
+    let total = c["total_s"].as_f64().unwrap_or(-1.0);
+    assert!(
+        total >= before + first_s - 1e-9,
+        "the total is not its parts: {c}"
+    );
+    if let Some(steady) = c["to_steady_s"].as_f64() {
+        assert!((total - before - steady).abs() < 1e-9, "{c}");
+    }
+}
