@@ -262,6 +262,9 @@ pub fn day(
                 let _ = writeln!(out, "  {:<22} caveats: {}", "", o.caveats.join(", "));
             }
         }
+        if let Some(tie) = crate::cost::day::tie(&g.options) {
+            let _ = writeln!(out, "  {tie}");
+        }
     }
     out
 }

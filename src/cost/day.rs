@@ -404,6 +404,30 @@ pub struct DayGroup {
     pub options: Vec<DayOption>,
 }
 
+/// The two cheapest measured options of a day (`options` as [`plan_day`] orders them) are a
+/// statistical tie when the cheaper's cost per day at the top of its interval reaches the
+/// other's at the bottom of its own: the sentence that says so, or `None`.
+pub fn tie(options: &[DayOption]) -> Option<String> {
+    let measured: Vec<&DayOption> = options.iter().filter(|o| !o.upper_bound).collect();
+    let [a, b, ..] = measured.as_slice() else {
+        return None;
+    };
+    let ((al, ah), (bl, bh)) = (a.usd_per_day_interval?, b.usd_per_day_interval?);
+    (ah >= bl).then(|| {
+        format!(
+            "{} and {} are a statistical tie over the day: {}–{} against {}–{} a day across \
+             their capacities' intervals; a finer operating-point search on each (more probes \
+             near the budget) would separate them.",
+            a.hardware_id,
+            b.hardware_id,
+            super::usd(al),
+            super::usd(ah),
+            super::usd(bl),
+            super::usd(bh)
+        )
+    })
+}
+
 /// Every option of `groups` (a plan at the trace's peak) over `trace`.
 pub fn plan_day(groups: &[super::PlanGroup], trace: &Trace, s: &DaySettings) -> Vec<DayGroup> {
     let per_day = 86_400.0 / trace.duration_s();
@@ -552,6 +576,44 @@ mod tests {
         };
         assert_eq!(missed("measured"), (60.0, 60.0));
         assert_eq!(missed("older"), (30.0, 30.0));
+    }
+
+    /// The two cheapest measured options tie when their cost-per-day intervals overlap; an
+    /// offline upper bound between them is not counted.
+    #[test]
+    fn overlapping_days_are_a_tie() {
+        let option = |id: &str, interval, upper_bound| DayOption {
+            hardware_id: id.into(),
+            run_id: id.into(),
+            evidence: String::new(),
+            upper_bound,
+            capacity_per_instance_qps: 100.0,
+            hourly_usd: 1.0,
+            autoscaled: scaler(0.0).simulate(&trace(|_| 1.0, 10)),
+            usd_per_day: 0.0,
+            usd_per_day_interval: Some(interval),
+            usd_per_month: 0.0,
+            cost_per_1k_usd: 0.0,
+            static_peak: scaler(0.0).static_peak(&trace(|_| 1.0, 10)),
+            static_usd_per_day: 0.0,
+            caveats: vec![],
+            cold_start_s: 0.0,
+            process_start_s: None,
+        };
+        let tie = tie(&[
+            option("a", (10.0, 12.0), false),
+            option("bound", (1.0, 2.0), true),
+            option("b", (11.0, 14.0), false),
+        ])
+        .expect("a tie");
+        assert!(tie.starts_with("a and b are a statistical tie"), "{tie}");
+        assert_eq!(
+            super::tie(&[
+                option("a", (10.0, 12.0), false),
+                option("b", (12.5, 14.0), false)
+            ]),
+            None
+        );
     }
 
     /// Demand rises 1 request/s every second, from 0: each time it passes a multiple of 100 one

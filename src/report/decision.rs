@@ -85,6 +85,8 @@ pub struct Candidate<'r, 'a> {
     pub ci_usd: Option<(f64, f64)>,
     pub instances: Option<u64>,
     pub monthly_usd: Option<f64>,
+    /// The monthly bill at the ends of the capacity's interval (`ci_usd`), when both are known.
+    pub monthly_range_usd: Option<(f64, f64)>,
     pub energy_per_1k_joules: Option<f64>,
 }
 
@@ -102,6 +104,14 @@ impl Candidate<'_, '_> {
     /// What the options are ranked by: the monthly bill at the asked load, else the cost per 1k.
     fn rank_usd(&self) -> f64 {
         self.monthly_usd.unwrap_or(self.cost_per_1k_usd)
+    }
+
+    /// [`Self::rank_usd`] at the ends of the capacity's interval, where the evidence gives one.
+    fn rank_range(&self) -> Option<(f64, f64)> {
+        match self.monthly_usd {
+            Some(_) => self.monthly_range_usd,
+            None => self.ci_usd,
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -306,7 +316,49 @@ impl Decision<'_, '_> {
                 ));
             }
         }
+        if let Some(tie) = self.tie() {
+            rest.push(' ');
+            rest.push_str(&tie);
+        }
         (v, rest.trim_start().to_string())
+    }
+
+    /// The first two options are a statistical tie when the winner's figure at the bad end of
+    /// its interval is no better than the runner-up's at its good end: the sentence that says
+    /// so, with the intervals and what measurement would separate them.
+    pub fn tie(&self) -> Option<String> {
+        let [win, next, ..] = self.options.as_slice() else {
+            return None;
+        };
+        let ((wl, wh), (nl, nh)) = (win.rank_range()?, next.rank_range()?);
+        if wh < nl {
+            return None;
+        }
+        let show = |x: f64| match self.qps {
+            Some(_) => format!("{} a month", crate::cost::usd(x)),
+            None => format!("{} per 1M requests", usd_per_1m(x)),
+        };
+        let separate = |c: &Candidate| {
+            match c.evidence {
+            Evidence::UpperBound => "more rounds (`run --rounds N`) or a longer window (`[measure] min_s`)",
+            Evidence::Confirmed | Evidence::Curve => "a finer operating-point search (its bracket is the rate that met the budget and the next that did not)",
+        }
+        };
+        Some(format!(
+            "{} and {} are a statistical tie: across their intervals {} costs {}–{} and {}              {}–{}. To separate them: {} for {}, {} for {}.",
+            win.hardware,
+            next.hardware,
+            win.hardware,
+            show(wl),
+            show(wh),
+            next.hardware,
+            show(nl),
+            show(nh),
+            separate(win),
+            win.hardware,
+            separate(next),
+            next.hardware
+        ))
     }
 }
 
@@ -530,6 +582,20 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                                 && c.rate_basis != RateBasis::OperatingPoint))
                             .then_some((f.ci_low_usd, f.ci_high_usd));
                         let instances = req.qps.map(|q| machines_for(q, req.headroom, capacity));
+                        // cost per 1k = 1000 × hourly / 3600 / capacity: each end of the cost's
+                        // interval is the capacity's other end.
+                        let bill = |q: f64, usd_per_1k: f64| {
+                            let cap = f.hourly_usd / 3.6 / usd_per_1k;
+                            machines_for(q, req.headroom, cap) as f64
+                                * f.hourly_usd
+                                * HOURS_PER_MONTH
+                        };
+                        let monthly_range_usd = match (req.qps, ci) {
+                            (Some(q), Some((lo, hi))) if lo > 0.0 => {
+                                Some((bill(q, lo), bill(q, hi)))
+                            }
+                            _ => None,
+                        };
                         all.push(Candidate {
                             row: r,
                             hardware: c.hardware_id.clone(),
@@ -543,6 +609,7 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                             instances,
                             monthly_usd: instances
                                 .map(|n| n as f64 * f.hourly_usd * HOURS_PER_MONTH),
+                            monthly_range_usd,
                             energy_per_1k_joules: c.power.watts.map(|w| w * 1000.0 / capacity),
                         });
                     }

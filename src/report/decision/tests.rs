@@ -486,3 +486,41 @@ fn a_retrieval_sweeps_quality_is_the_models_overlap_times_its_recall() {
     run.retrieval = None;
     assert_eq!(quality_top10(&run), None);
 }
+
+/// The first two options are a statistical tie when the winner's figure at the bad end of its
+/// interval reaches the runner-up's at its good end, per 1M requests without a load and by the
+/// monthly bill with one; the verdict then says so and what would separate them.
+#[test]
+fn overlapping_intervals_of_the_first_two_options_are_a_tie() {
+    let req = Requirement {
+        min_quality: Some(0.9),
+        ..at(Some(100.0), None)
+    };
+    example_rows_at(&req, &[], |decisions| {
+        let mut d = minilm_two_tower(decisions).clone();
+        assert!(d.options.len() >= 2, "two options to compare");
+        let set = |d: &mut Decision, i: usize, ci: (f64, f64), bill: Option<(f64, f64)>| {
+            d.options[i].ci_usd = Some(ci);
+            d.options[i].monthly_usd = bill.map(|(lo, hi)| (lo + hi) / 2.0);
+            d.options[i].monthly_range_usd = bill;
+        };
+        // Per request: 1.0–2.0 against 1.5–3.0 overlap; against 2.5–3.0 they do not.
+        d.qps = None;
+        set(&mut d, 0, (1.0, 2.0), None);
+        set(&mut d, 1, (1.5, 3.0), None);
+        let tie = d.tie().expect("a tie");
+        assert!(tie.contains("statistical tie"), "{tie}");
+        assert!(d.verdict().contains(&tie), "{}", d.verdict());
+        set(&mut d, 1, (2.5, 3.0), None);
+        assert_eq!(d.tie(), None);
+        assert!(!d.verdict().contains("statistical tie"));
+        // By the bill at a load: 90–130 against 125–140 a month overlap; 131–140 does not.
+        d.qps = Some(1000.0);
+        set(&mut d, 0, (1.0, 2.0), Some((90.0, 130.0)));
+        set(&mut d, 1, (1.5, 3.0), Some((125.0, 140.0)));
+        let tie = d.tie().expect("a tie by the bill");
+        assert!(tie.contains("a month"), "{tie}");
+        set(&mut d, 1, (1.5, 3.0), Some((131.0, 140.0)));
+        assert_eq!(d.tie(), None);
+    });
+}
