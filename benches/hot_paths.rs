@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the hot paths: tokenisation, pooling, scoring + top-k over 100k item
-//! embeddings, candle's GELU against the fused kernels' bias + GELU, and each compiled backend's
-//! forward pass on `tiny`.
+//! embeddings, candle's GELU against the fused kernels' bias + GELU, each compiled backend's
+//! forward pass on `tiny`, and the day plan's work on a week's trace at one-second resolution
+//! (reading the CSV, then the autoscaler over it).
 //!
 //! `cargo bench` measures; `cargo test --benches` runs each once as a smoke test. Needs the
 //! MiniLM tokenizer fetched by `scripts/fetch.sh`.
@@ -109,5 +110,41 @@ fn forward_tiny(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, tokenisation, pooling, scoring, gelu, forward_tiny);
+/// A week of demand at one-second resolution (604,800 rows): `recbench plan --trace` reads it
+/// and simulates each option's autoscaler over it.
+fn week_trace(c: &mut Criterion) {
+    use recbench::cost::day::{diurnal, parse_trace, Autoscaler};
+    let week = 7.0 * 86_400.0;
+    let t = diurnal(800.0, 100.0, 86_400.0, week, 7);
+    let mut csv = String::from("timestamp,qps\n");
+    for (i, q) in t.qps.iter().enumerate() {
+        csv.push_str(&format!("{i},{q:.3}\n"));
+    }
+    let path = std::path::Path::new("week.csv");
+    c.bench_function("read a week's trace (604,800 rows)", |b| {
+        b.iter(|| black_box(parse_trace(path, &csv).unwrap()))
+    });
+    let trace = parse_trace(path, &csv).unwrap();
+    let scaler = Autoscaler {
+        capacity_qps: 90.0,
+        target: 1.0 / 1.3,
+        scale_up_delay_s: 30.0,
+        scale_down_delay_s: 300.0,
+        cold_start_s: 60.0,
+        min_replicas: 1,
+    };
+    c.bench_function("autoscale one option over a week's trace", |b| {
+        b.iter(|| black_box(scaler.simulate(&trace)))
+    });
+}
+
+criterion_group!(
+    benches,
+    tokenisation,
+    pooling,
+    scoring,
+    gelu,
+    forward_tiny,
+    week_trace
+);
 criterion_main!(benches);
