@@ -378,9 +378,11 @@ fn interleave_alternates_two_different_binaries_and_compare_sees_which_is_slower
     );
 }
 
-/// `--rounds auto`: a clear slowdown (the candidate's 20 ms a forward) is settled after the
-/// first two rounds, each run's rounds are kept apart in the results, and `compare` resamples
-/// them as pairs; a gate no rounds can settle (±0.01%) stops at the time budget, and says so.
+/// `--rounds auto`: a clear slowdown (the candidate's 20 ms a forward) is settled, not stopped
+/// by the budget: after two rounds on a quiet machine, a round or two later where the other
+/// tests running beside it make a round noisy (a CI run saw a round at 80% CV and settled
+/// after 3). Each run's rounds are kept apart in the results, and `compare` resamples them as
+/// pairs; a gate no rounds can settle (±0.01%) stops at the time budget, and says so.
 #[test]
 fn rounds_auto_stops_when_settled_or_at_the_budget_and_says_which() {
     common::isolate();
@@ -414,16 +416,18 @@ fn rounds_auto_stops_when_settled_or_at_the_budget_and_says_which() {
         (dir, v)
     };
     let (dir, files) = sweep("10", "600", "slow@");
+    let mut settled_after = 0;
     for f in &files {
         for r in f["runs"].as_array().unwrap() {
             let notes = r["notes"].to_string();
-            assert!(
-                notes.contains("rounds auto: settled after 2 rounds"),
-                "{}: {notes}",
-                r["spec"]["id"]
-            );
+            let n = (2..=4)
+                .find(|n| notes.contains(&format!("rounds auto: settled after {n} rounds")))
+                .unwrap_or_else(|| {
+                    panic!("{}: not settled in 2 to 4 rounds: {notes}", r["spec"]["id"])
+                });
+            settled_after = n;
             let rounds = r["rounds"].as_array().unwrap();
-            assert_eq!(rounds.len(), 2, "{}", r["spec"]["id"]);
+            assert_eq!(rounds.len(), n, "{}", r["spec"]["id"]);
             assert!(rounds
                 .iter()
                 .all(|x| x["samples_ms"].as_array().unwrap().len() >= 5));
@@ -448,17 +452,20 @@ fn rounds_auto_stops_when_settled_or_at_the_budget_and_says_which() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "regression");
     assert_eq!(
-        v["runs"][0]["metrics"][0]["resampled"], "paired rounds (2)",
+        v["runs"][0]["metrics"][0]["resampled"],
+        format!("paired rounds ({settled_after})"),
         "{v}"
     );
 
     let (_dir, files) = sweep("0.01", "1", "slow@no-such-run");
     for r in files[0]["runs"].as_array().unwrap() {
+        // At least the two rounds every run gets; how many more fit in its share of the 1 s
+        // budget depends on how fast this machine runs them.
         let notes = r["notes"].to_string();
         assert!(
-            notes.contains(
-                "rounds auto: stopped after 2 rounds at this run's share of the time budget"
-            ),
+            (2..=4).any(|n| notes.contains(&format!(
+                "rounds auto: stopped after {n} rounds at this run's share of the time budget"
+            ))),
             "{}: {notes}",
             r["spec"]["id"]
         );
