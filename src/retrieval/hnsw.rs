@@ -58,7 +58,8 @@ pub fn choose_metric(catalog: &ItemIndex, p: Precision) -> MetricChoice {
     let items: Vec<usize> = (0..RACE_DOTS)
         .map(|_| (draw.next_u64() % rows as u64) as usize)
         .collect();
-    let pair = |k: usize| (row(k % RACE_QUERIES), row(items[k]));
+    let queries = RACE_QUERIES.min(rows);
+    let pair = |k: usize| (row(k % queries), row(items[k]));
     let ours = kernels::dot_f32_kernels();
     let mut candidates: Vec<Box<dyn FnMut() -> std::result::Result<(), ()> + '_>> =
         vec![Box::new(|| {

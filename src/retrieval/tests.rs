@@ -157,6 +157,15 @@ fn every_hnsw_distance_kernel_finds_the_exact_top_10_and_returns_the_dot() {
     }
 }
 
+/// A catalog smaller than the race's query rows is raced on what it has.
+#[cfg(feature = "ann")]
+#[test]
+fn the_kernel_race_runs_on_a_catalog_of_two_items() {
+    let (catalog, _) = setup(2, 1);
+    let choice = hnsw::choose_metric(&catalog, Precision::Fp32);
+    assert_eq!(choice.raced_ms.len(), 1 + kernels::dot_f32_kernels().len());
+}
+
 #[test]
 fn hnsw_without_the_feature_says_how_to_get_it() {
     let r = supports(Index::Hnsw { m: 16, ef: 64 });
