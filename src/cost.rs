@@ -504,6 +504,13 @@ pub fn per_1k(hourly: f64, rps: f64) -> f64 {
     1000.0 * hourly / 3600.0 / rps
 }
 
+/// The requests per second at which a machine of `hourly` dollars costs `usd_per_1k` per 1k
+/// requests: [`per_1k`] solved for the rate, so each end of a cost's interval gives the
+/// capacity's other end.
+pub fn capacity_at(hourly: f64, usd_per_1k: f64) -> f64 {
+    hourly / 3.6 / usd_per_1k
+}
+
 /// A cost per 1k requests as people read it: dollars per million requests, with three
 /// significant figures ("$0.338", "$12.4", "$1,207"), not six decimals of a dollar per 1k.
 pub fn usd_per_1m(usd_per_1k: f64) -> String {

@@ -582,10 +582,8 @@ pub fn decide<'r, 'a>(rows: &'r [Row<'a>], req: &Requirement) -> Vec<Decision<'r
                                 && c.rate_basis != RateBasis::OperatingPoint))
                             .then_some((f.ci_low_usd, f.ci_high_usd));
                         let instances = req.qps.map(|q| machines_for(q, req.headroom, capacity));
-                        // cost per 1k = 1000 × hourly / 3600 / capacity: each end of the cost's
-                        // interval is the capacity's other end.
                         let bill = |q: f64, usd_per_1k: f64| {
-                            let cap = f.hourly_usd / 3.6 / usd_per_1k;
+                            let cap = crate::cost::capacity_at(f.hourly_usd, usd_per_1k);
                             machines_for(q, req.headroom, cap) as f64
                                 * f.hourly_usd
                                 * HOURS_PER_MONTH

@@ -585,12 +585,12 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
                     run_id: o.row.run.spec.id.clone(),
                     evidence: o.evidence.words().into(),
                     capacity_per_instance_qps: o.capacity_qps,
-                    // cost per 1k = 1000 × hourly / 3600 / capacity, so each end of the cost's
-                    // interval is the capacity's other end.
-                    capacity_interval_qps: o
-                        .ci_usd
-                        .filter(|(lo, _)| *lo > 0.0)
-                        .map(|(lo, hi)| (o.hourly_usd / 3.6 / hi, o.hourly_usd / 3.6 / lo)),
+                    capacity_interval_qps: o.ci_usd.filter(|(lo, _)| *lo > 0.0).map(|(lo, hi)| {
+                        (
+                            cost::capacity_at(o.hourly_usd, hi),
+                            cost::capacity_at(o.hourly_usd, lo),
+                        )
+                    }),
                     p99_ms: o.p99_ms,
                     instances: o.instances.unwrap_or(0),
                     basis: opts.requirement.basis.clone(),
