@@ -7,13 +7,13 @@
 //! `catalog.f32`, `queries.f32`, `exact.u32` (little-endian, row-major) and `meta.json`.
 //!
 //! `bench` builds recbench's HNSW (USearch, inner product, fp32 items, `m`, ef_construction
-//! 128) with `threads` threads, then for each `ef` searches all queries with `threads` threads
+//! 128) with `build_threads` threads (1 unless given, as recbench's runs build it), then for each `ef` searches all queries with `threads` threads
 //! for at least `min_s` seconds (at least 3 passes) and prints one JSON line: build seconds,
 //! queries per second (the median pass) and recall@10.
 //!
 //! ```text
 //! cargo run --release --features ann --example ann_anchor -- export 100000 1000 DIR
-//! cargo run --release --features ann --example ann_anchor -- bench DIR 16 16,32,64,128 2 2
+//! cargo run --release --features ann --example ann_anchor -- bench DIR 16 16,32,64,128 2 2 [1]
 //! ```
 
 use std::path::Path;
@@ -75,7 +75,14 @@ fn export(items: usize, queries: usize, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(dir: &Path, m: usize, efs: &[usize], threads: usize, min_s: f64) -> anyhow::Result<()> {
+fn bench(
+    dir: &Path,
+    m: usize,
+    efs: &[usize],
+    threads: usize,
+    min_s: f64,
+    build_threads: usize,
+) -> anyhow::Result<()> {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json"))?)?;
     let dim = meta["dim"].as_u64().context("meta.json: dim")? as usize;
@@ -101,7 +108,11 @@ fn bench(dir: &Path, m: usize, efs: &[usize], threads: usize, min_s: f64) -> any
         .collect();
     let setting = Retrieval {
         item_precision: Precision::Fp32,
-        index: Index::Hnsw { m, ef: efs[0] },
+        index: Index::Hnsw {
+            m,
+            ef: efs[0],
+            build_threads,
+        },
     };
     let mut search = Retriever::build(cat, setting, 1, threads, None)?;
     for &ef in efs {
@@ -121,7 +132,7 @@ fn bench(dir: &Path, m: usize, efs: &[usize], threads: usize, min_s: f64) -> any
             "{}",
             serde_json::json!({
                 "side": "recbench (USearch HNSW)", "m": m, "ef_construction": 128, "ef": ef,
-                "threads": threads, "build_s": search.build_s, "bytes": search.bytes,
+                "threads": threads, "build_threads": build_threads, "build_s": search.build_s, "bytes": search.bytes,
                 "qps": users.rows as f64 / median, "recall_at_10": recall, "passes": passes.len(),
                 "search": search.describe(),
             })
@@ -132,10 +143,11 @@ fn bench(dir: &Path, m: usize, efs: &[usize], threads: usize, min_s: f64) -> any
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: ann_anchor export ITEMS QUERIES DIR | bench DIR M EF,EF,… THREADS MIN_S";
+    let usage =
+        "usage: ann_anchor export ITEMS QUERIES DIR | bench DIR M EF,EF,… THREADS MIN_S [BUILD_THREADS]";
     match a.first().map(String::as_str) {
         Some("export") if a.len() == 4 => export(a[1].parse()?, a[2].parse()?, Path::new(&a[3])),
-        Some("bench") if a.len() == 6 => {
+        Some("bench") if a.len() == 6 || a.len() == 7 => {
             let efs: Vec<usize> = a[3]
                 .split(',')
                 .map(|x| x.parse())
@@ -146,6 +158,7 @@ fn main() -> anyhow::Result<()> {
                 &efs,
                 a[4].parse()?,
                 a[5].parse()?,
+                a.get(6).map_or(Ok(1), |t| t.parse())?,
             )
         }
         _ => anyhow::bail!(usage),

@@ -198,8 +198,14 @@ pub enum Index {
     /// Every item scored.
     Exact,
     /// A hierarchical navigable small-world graph: `m` links per node, `ef` candidates kept
-    /// while searching (`ef_construction` while building, fixed at 128).
-    Hnsw { m: usize, ef: usize },
+    /// while searching (`ef_construction` while building, fixed at 128), items inserted by
+    /// `build_threads` threads at once (1 unless named: one thread builds the same graph every
+    /// time; USearch's concurrent insertion does not, see `retrieval::hnsw`).
+    Hnsw {
+        m: usize,
+        ef: usize,
+        build_threads: usize,
+    },
     /// An inverted file: `nlist` k-means cells, the `nprobe` nearest scanned per query.
     Ivf { nlist: usize, nprobe: usize },
 }
@@ -209,8 +215,8 @@ impl Index {
     pub const FORMS: &'static str =
         "\"exact\", \"hnsw:m=16,ef=64\" or \"ivf:nlist=1024,nprobe=16\"";
 
-    /// Parses `exact`, `hnsw:m=M,ef=EF` or `ivf:nlist=N,nprobe=P` (every parameter named, each
-    /// at least 1, `nprobe` ≤ `nlist`, `m` ≥ 2).
+    /// Parses `exact`, `hnsw:m=M,ef=EF[,build_threads=T]` or `ivf:nlist=N,nprobe=P` (every
+    /// parameter named but `build_threads`, each at least 1, `nprobe` ≤ `nlist`, `m` ≥ 2).
     pub fn parse(s: &str) -> std::result::Result<Index, String> {
         let (kind, params) = s.split_once(':').unwrap_or((s, ""));
         let mut values = std::collections::BTreeMap::new();
@@ -236,6 +242,7 @@ impl Index {
             "hnsw" => Index::Hnsw {
                 m: take("m")?,
                 ef: take("ef")?,
+                build_threads: values.remove("build_threads").unwrap_or(1),
             },
             "ivf" => Index::Ivf {
                 nlist: take("nlist")?,
@@ -277,7 +284,17 @@ impl std::fmt::Display for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Index::Exact => f.write_str("exact"),
-            Index::Hnsw { m, ef } => write!(f, "hnsw:m={m},ef={ef}"),
+            Index::Hnsw {
+                m,
+                ef,
+                build_threads,
+            } => {
+                write!(f, "hnsw:m={m},ef={ef}")?;
+                match build_threads {
+                    1 => Ok(()),
+                    t => write!(f, ",build_threads={t}"),
+                }
+            }
             Index::Ivf { nlist, nprobe } => write!(f, "ivf:nlist={nlist},nprobe={nprobe}"),
         }
     }
@@ -349,7 +366,16 @@ mod tests {
     fn indexes_parse_from_their_display_form_and_bad_forms_say_why() {
         for i in [
             Index::Exact,
-            Index::Hnsw { m: 16, ef: 64 },
+            Index::Hnsw {
+                m: 16,
+                ef: 64,
+                build_threads: 1,
+            },
+            Index::Hnsw {
+                m: 16,
+                ef: 64,
+                build_threads: 4,
+            },
             Index::Ivf {
                 nlist: 1024,
                 nprobe: 16,
@@ -365,8 +391,26 @@ mod tests {
                 nprobe: 4
             })
         );
+        // One thread builds unless the scenario names more; a graph built by one thread
+        // is written without the parameter, so results from before it read the same.
+        assert_eq!(
+            Index::parse("hnsw:m=16,ef=64"),
+            Ok(Index::Hnsw {
+                m: 16,
+                ef: 64,
+                build_threads: 1
+            })
+        );
+        assert_eq!(
+            Index::parse("hnsw:build_threads=2,ef=64,m=16")
+                .unwrap()
+                .to_string(),
+            "hnsw:m=16,ef=64,build_threads=2"
+        );
         for (bad, why) in [
             ("flat", "unknown index"),
+            ("hnsw:m=16,ef=64,build_threads=0", "at least 1"),
+            ("ivf:nlist=8,nprobe=4,build_threads=2", "no parameter"),
             ("hnsw:m=16", "needs ef"),
             ("hnsw:m=1,ef=8", "m ≥ 2"),
             ("ivf:nlist=8,nprobe=9", "more than nlist"),

@@ -3,14 +3,15 @@
 # ann-benchmarks draws it: recall@10 against queries per second, one point per efSearch.
 #
 #   scripts/bench/ann_anchor.sh [ROUNDS]   # default 3; ITEMS (100000), QUERIES (1000), M (16),
-#                                          # EFS ("16,32,64,128,256,512"), THREADS (2), MIN_S (2)
+#                                          # EFS ("16,32,64,128,256,512"), THREADS (2), MIN_S (2),
+#                                          # BUILD_THREADS (recbench's graph; 1, as its runs build it)
 #   scripts/bench/ann_anchor.sh --table FILE.jsonl   # rewrites FILE.md from its measurements
 #
 # The vectors: a catalog of ITEMS items shaped as recbench's retrieval runs shape it (the demo
 # items' MiniLM embeddings as cluster centres) and QUERIES queries around the same centres, with
 # their exact top-10 (examples/ann_anchor.rs `export`). Each round builds both indexes (M links,
-# efConstruction 128, THREADS threads, fp32 vectors, inner product) and times every efSearch
-# on both; odd rounds run recbench first, even rounds FAISS first. Ratios are of the rounds'
+# efConstruction 128, fp32 vectors, inner product; FAISS's with THREADS threads, recbench's
+# with BUILD_THREADS) and times every efSearch on both, searching with THREADS threads; odd rounds run recbench first, even rounds FAISS first. Ratios are of the rounds'
 # medians. Needs a release build of the example (this script builds it) and a Python venv at
 # $RECBENCH_CACHE/ann-venv with faiss-cpu and numpy from PyPI (created when missing). Writes
 # docs/benchmarks/ann-anchor-<host>-<utc>.jsonl (every measurement) and .md (the table, headed
@@ -21,6 +22,7 @@ CACHE="${RECBENCH_CACHE:-.cache}"
 ROUNDS="${1:-3}"
 ITEMS="${ITEMS:-100000}" QUERIES="${QUERIES:-1000}" M="${M:-16}"
 EFS="${EFS:-16,32,64,128,256,512}" THREADS="${THREADS:-2}" MIN_S="${MIN_S:-2}"
+BUILD_THREADS="${BUILD_THREADS:-1}"
 VENV="$CACHE/ann-venv"
 table() { # table JSONL: writes JSONL's .md beside it (the table below), from its measurements
 python3 - "$1" "${1%.jsonl}.md" "$ITEMS" "$QUERIES" <<'PY'
@@ -36,6 +38,7 @@ fai = next(s for s in sides if s.startswith("FAISS"))
 efs = sorted({r["ef"] for r in rows})
 rounds = sorted({r["round"] for r in rows})
 m, threads = rows[0]["m"], rows[0]["threads"]
+build = next((r.get("build_threads") for r in rows if r["side"] == rec and r.get("build_threads")), threads)
 med = lambda side, ef, key: statistics.median(r[key] for r in rows if r["side"] == side and r["ef"] == ef)
 def at_recall(rnd, recall):
     """recbench's q/s at `recall` in round `rnd`: linear between the two efSearch points around
@@ -58,9 +61,9 @@ def equal(ef):
         return f"not reached in {len(ratios) - len(got)} of {len(ratios)} rounds" + (f"; {statistics.median(got):.2f} in the others" if got else "")
     return f"{statistics.median(got):.2f}"
 out = [f"# recbench HNSW (USearch) beside FAISS HNSW, {int(items):,} items, {int(queries):,} queries",
-       "", f"Host: {cpu}; ISA flags: {isa}; {threads} threads; {len(rounds)} interleaved rounds (medians).",
+       "", f"Host: {cpu}; ISA flags: {isa}; {threads} threads searching; graphs built by {threads} threads (FAISS) and {build} (recbench); {len(rounds)} interleaved rounds (medians).",
        f"Vectors: `examples/ann_anchor.rs export` (the demo items' MiniLM embeddings as cluster centres); M = {m}, efConstruction = 128, fp32, inner product.",
-       f"Reproduce: `THREADS={threads} scripts/bench/ann_anchor.sh {len(rounds)}`; every measurement: `{path.split('/')[-1]}`; this table: `scripts/bench/ann_anchor.sh --table {path.split('/')[-1]}`.", "",
+       f"Reproduce: `THREADS={threads} BUILD_THREADS={build} scripts/bench/ann_anchor.sh {len(rounds)}`; every measurement: `{path.split('/')[-1]}`; this table: `scripts/bench/ann_anchor.sh --table {path.split('/')[-1]}`.", "",
        "The last column compares at equal recall, as ann-benchmarks does: in each round, FAISS's q/s at that efSearch against recbench's q/s at FAISS's recall (interpolated between recbench's two efSearch points around it), then the median over rounds.", "",
        "| efSearch | recbench recall@10 | recbench q/s | FAISS recall@10 | FAISS q/s | FAISS ÷ recbench q/s, same ef | FAISS ÷ recbench q/s, equal recall |",
        "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -92,7 +95,7 @@ HOST="$(hostname -s)"; UTC="$(date -u +%Y%m%dT%H%MZ)"
 OUT="docs/benchmarks/ann-anchor-$HOST-$UTC"
 : > "$OUT.jsonl"
 side() { # side NAME ROUND
-  if [ "$1" = recbench ]; then "$BIN" bench "$DIR" "$M" "$EFS" "$THREADS" "$MIN_S"
+  if [ "$1" = recbench ]; then "$BIN" bench "$DIR" "$M" "$EFS" "$THREADS" "$MIN_S" "$BUILD_THREADS"
   else OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" scripts/bench/ann_faiss.py "$DIR" "$M" "$EFS" "$THREADS" "$MIN_S"
   fi | while read -r line; do echo "{\"round\": $2, ${line#\{}"; done >> "$OUT.jsonl"
 }

@@ -1,8 +1,16 @@
 //! HNSW through USearch (the `usearch` crate, Unum's single-header C++ engine, compiled from
 //! the crate's own sources): inner-product metric, the item precision as USearch's scalar
 //! kind, `m` links per node, `ef_construction` 128 (FAISS's `IndexHNSWFlat` uses 40, USearch
-//! 128), the run's `ef` at search. Items are added from `threads` threads at once, as USearch
-//! supports once the index has reserved them.
+//! 128), the run's `ef` at search.
+//!
+//! Items are inserted by one thread, in catalog order, unless the index names `build_threads`.
+//! One thread builds the same graph every time (given the same distance kernel). USearch's
+//! concurrent insertion does not, and on
+//! the anchor's 100,000 clustered items (`scripts/bench/ann_anchor.sh`, Zen 4, 2 threads) its
+//! graphs lost up to 0.15% of recall@10 that no `ef` recovered (0.9985–1.0 over four builds,
+//! against 1.0 for every one-thread build); a serial prefix of 2,000 items did not help. The
+//! one-thread build takes about 1.8× as long, once per graph: graphs are kept
+//! ([`Hnsw::build_or_load`]). Searches run on the run's threads either way.
 //!
 //! Distances: USearch's own fp32 inner product is NumKong's, which sums the products in fp64
 //! (8 lanes a step); recbench's kernels sum them in fp32, as FAISS does. Which of them an fp32
@@ -144,14 +152,30 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Measure(format!("usearch {what}: {e}"))
 }
 
+/// What a graph is built from, besides the items: it names the graph a run keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Graph {
+    /// Links per node.
+    pub m: usize,
+    /// The items' scalar kind in the graph.
+    pub precision: Precision,
+    /// Threads inserting items at once.
+    pub build_threads: usize,
+}
+
 impl Hnsw {
+    /// `catalog`'s graph, searching with `ef` from `search_threads` threads.
     pub fn build(
         catalog: &ItemIndex,
-        m: usize,
+        graph: Graph,
         ef: usize,
-        p: Precision,
-        threads: usize,
+        search_threads: usize,
     ) -> Result<Hnsw> {
+        let Graph {
+            m,
+            precision: p,
+            build_threads,
+        } = graph;
         let quantization = match p {
             Precision::Fp32 => usearch::ScalarKind::F32,
             Precision::Fp16 => usearch::ScalarKind::F16,
@@ -170,9 +194,9 @@ impl Hnsw {
         let mut index = usearch::Index::new(&opts).map_err(|e| err("index", e))?;
         let metric = choose_metric(catalog, p);
         set_metric(&mut index, catalog.dim, metric.metric)?;
-        let threads = threads.max(1);
+        let threads = build_threads.max(1);
         index
-            .reserve_capacity_and_threads(catalog.len(), threads)
+            .reserve_capacity_and_threads(catalog.len(), threads.max(search_threads))
             .map_err(|e| err("reserve", e))?;
         let (n, dim) = (catalog.len(), catalog.dim);
         let per = n.div_ceil(threads).max(1);
@@ -201,21 +225,24 @@ impl Hnsw {
     }
 
     /// The graph of `catalog` kept under `dir` by an earlier run with the same catalog
-    /// (`catalog_key`), `m` and precision, with its search set to `ef`; else built, timed and
-    /// kept there. Returns it and the seconds its build took (whichever run built it). A graph
-    /// that cannot be kept is only noted: the run goes on with the one it built.
-    #[allow(clippy::too_many_arguments)]
+    /// (`catalog_key`) and `graph`, with its search set to `ef`; else built, timed and kept
+    /// there. Returns it and the seconds its build took (whichever run built it). A graph that
+    /// cannot be kept is only noted: the run goes on with the one it built.
     pub fn build_or_load(
         catalog: &ItemIndex,
-        m: usize,
+        graph: Graph,
         ef: usize,
-        p: Precision,
-        threads: usize,
+        search_threads: usize,
         dir: &std::path::Path,
         catalog_key: &str,
     ) -> Result<(Hnsw, f64)> {
+        let Graph {
+            m,
+            precision: p,
+            build_threads,
+        } = graph;
         let path = dir.join(format!(
-            "hnsw-{catalog_key}-m{m}-efc{EF_CONSTRUCTION}-{p}.usearch"
+            "hnsw-{catalog_key}-m{m}-efc{EF_CONSTRUCTION}-{p}-b{build_threads}.usearch"
         ));
         let meta = path.with_extension("build-s");
         let kept = std::fs::read_to_string(&meta)
@@ -227,9 +254,8 @@ impl Hnsw {
                     dim: catalog.dim,
                     data: vec![],
                 },
-                m,
+                graph,
                 ef,
-                p,
                 1,
             )?;
             let loaded = path
@@ -240,7 +266,7 @@ impl Hnsw {
                 // Loading sets USearch's own metric back: race and set it as a build does.
                 // The searches need one context per thread, as a build reserves.
                 h.index
-                    .reserve_capacity_and_threads(catalog.len(), threads.max(1))
+                    .reserve_capacity_and_threads(catalog.len(), search_threads.max(1))
                     .map_err(|e| err("reserve", e))?;
                 h.metric = choose_metric(catalog, p);
                 set_metric(&mut h.index, catalog.dim, h.metric.metric)?;
@@ -255,7 +281,7 @@ impl Hnsw {
             }
         }
         let t = std::time::Instant::now();
-        let h = Hnsw::build(catalog, m, ef, p, threads)?;
+        let h = Hnsw::build(catalog, graph, ef, search_threads)?;
         let build_s = t.elapsed().as_secs_f64();
         let _ = std::fs::create_dir_all(dir);
         let tmp = path.with_extension("partial");

@@ -84,16 +84,31 @@ impl Retriever {
                 None,
             ),
             #[cfg(feature = "ann")]
-            (Index::Hnsw { m, ef }, p) => match keep {
-                Some((dir, key)) => {
-                    let (h, s) = hnsw::Hnsw::build_or_load(&catalog, m, ef, p, threads, dir, key)?;
-                    (How::Hnsw(h), Some(s))
+            (
+                Index::Hnsw {
+                    m,
+                    ef,
+                    build_threads,
+                },
+                p,
+            ) => {
+                let graph = hnsw::Graph {
+                    m,
+                    precision: p,
+                    build_threads,
+                };
+                match keep {
+                    Some((dir, key)) => {
+                        let (h, s) =
+                            hnsw::Hnsw::build_or_load(&catalog, graph, ef, threads, dir, key)?;
+                        (How::Hnsw(h), Some(s))
+                    }
+                    None => (
+                        How::Hnsw(hnsw::Hnsw::build(&catalog, graph, ef, threads)?),
+                        None,
+                    ),
                 }
-                None => (
-                    How::Hnsw(hnsw::Hnsw::build(&catalog, m, ef, p, threads)?),
-                    None,
-                ),
-            },
+            }
             #[cfg(not(feature = "ann"))]
             (Index::Hnsw { .. }, _) => unreachable!("refused by `supports` above"),
         };
@@ -138,8 +153,8 @@ impl Retriever {
             #[cfg(feature = "ann")]
             How::Hnsw(h) => {
                 h.set_ef(ef);
-                if let Index::Hnsw { m, .. } = self.setting.index {
-                    self.setting.index = Index::Hnsw { m, ef };
+                if let Index::Hnsw { ef: old, .. } = &mut self.setting.index {
+                    *old = ef;
                 }
                 true
             }

@@ -110,7 +110,11 @@ fn hnsw_finds_nearly_all_of_the_exact_top_10() {
     let (catalog, users) = setup(20_000, 64);
     let setting = Retrieval {
         item_precision: Precision::Fp32,
-        index: Index::Hnsw { m: 16, ef: 128 },
+        index: Index::Hnsw {
+            m: 16,
+            ef: 128,
+            build_threads: 2,
+        },
     };
     let got = recall(&catalog, &users, setting, 2);
     assert!(got >= 0.95, "recall@10 {got}");
@@ -127,7 +131,12 @@ fn every_hnsw_distance_kernel_finds_the_exact_top_10_and_returns_the_dot() {
         .unwrap()
         .search(&users, 10)
         .unwrap();
-    let mut h = hnsw::Hnsw::build(&catalog, 16, 128, Precision::Fp32, 2).unwrap();
+    let graph = hnsw::Graph {
+        m: 16,
+        precision: Precision::Fp32,
+        build_threads: 1,
+    };
+    let mut h = hnsw::Hnsw::build(&catalog, graph, 128, 2).unwrap();
     let raced = hnsw::choose_metric(&catalog, Precision::Fp32).raced_ms;
     let kernels = kernels::dot_f32_kernels();
     assert_eq!(raced.len(), 1 + kernels.len(), "{raced:?}");
@@ -168,7 +177,11 @@ fn the_kernel_race_runs_on_a_catalog_of_two_items() {
 
 #[test]
 fn hnsw_without_the_feature_says_how_to_get_it() {
-    let r = supports(Index::Hnsw { m: 16, ef: 64 });
+    let r = supports(Index::Hnsw {
+        m: 16,
+        ef: 64,
+        build_threads: 1,
+    });
     assert_eq!(r.is_ok(), cfg!(feature = "ann"), "{r:?}");
     assert!(supports(Index::Exact).is_ok());
 }
