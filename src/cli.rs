@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Cost per 1,000 recommendations of a BERT recommender across CPUs, GPUs, backends, model sizes
 /// and precisions.
@@ -87,6 +87,10 @@ pub enum Command {
         /// model (0 to 1) a configuration may have, e.g. 0.8.
         #[arg(long = "min-quality")]
         min_quality: Option<f64>,
+        /// With --diurnal or --trace: a section "Over a day" (the plan's fleets over the
+        /// demand); the decision table is then sized for its peak unless --qps is given.
+        #[command(flatten)]
+        day: DayArgs,
     },
     /// CI gate: compare a candidate results file with a baseline; exit 1 on a regression.
     Compare {
@@ -122,22 +126,8 @@ pub enum Command {
         /// Target request rate (with --diurnal or --trace: the trace's peak).
         #[arg(long, required_unless_present_any = ["diurnal", "trace"], conflicts_with_all = ["diurnal", "trace"])]
         qps: Option<f64>,
-        /// Plan over a seeded synthetic day: PEAK:TROUGH[:PERIOD] requests/s (period in s, or
-        /// with an s, m or h suffix; 24h by default), with Poisson noise and bursts.
-        #[arg(long, conflicts_with = "trace")]
-        diurnal: Option<String>,
-        /// Plan over a trace: a CSV of timestamp,qps (seconds, requests per second).
-        #[arg(long)]
-        trace: Option<PathBuf>,
-        /// Seconds from starting a machine to its first request served (not measured yet).
-        #[arg(long = "cold-start-s", default_value_t = 60.0)]
-        cold_start_s: f64,
-        /// Seconds the demand must call for more machines before the autoscaler starts them.
-        #[arg(long = "scale-up-s", default_value_t = 30.0)]
-        scale_up_s: f64,
-        /// Seconds the demand must call for fewer machines before the autoscaler stops them.
-        #[arg(long = "scale-down-s", default_value_t = 300.0)]
-        scale_down_s: f64,
+        #[command(flatten)]
+        day: DayArgs,
         /// p99 latency budget in milliseconds.
         #[arg(long = "p99-ms")]
         p99_ms: f64,
@@ -258,4 +248,26 @@ fn parse_rounds(s: &str) -> Result<Rounds, String> {
             "{s:?} is neither a number from 1 to 100 nor `auto`"
         )),
     }
+}
+
+/// The demand a plan follows over time, and how its fleets follow it (`plan` and `report`).
+#[derive(Debug, Args)]
+pub struct DayArgs {
+    /// Plan over a seeded synthetic day: PEAK:TROUGH[:PERIOD] requests/s (period in s, or
+    /// with an s, m or h suffix; 24h by default), with Poisson noise and bursts.
+    #[arg(long, conflicts_with = "trace")]
+    pub diurnal: Option<String>,
+    /// Plan over a trace: a CSV of timestamp,qps (seconds, requests per second).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Seconds from asking for a machine to its serving process starting (provisioning, boot,
+    /// image pull; assumed). Each option's measured process start comes on top.
+    #[arg(long = "cold-start-s", default_value_t = 60.0)]
+    pub cold_start_s: f64,
+    /// Seconds the demand must call for more machines before the autoscaler starts them.
+    #[arg(long = "scale-up-s", default_value_t = 30.0)]
+    pub scale_up_s: f64,
+    /// Seconds the demand must call for fewer machines before the autoscaler stops them.
+    #[arg(long = "scale-down-s", default_value_t = 300.0)]
+    pub scale_down_s: f64,
 }

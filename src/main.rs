@@ -126,6 +126,43 @@ fn requirement(
 }
 
 /// Writes a line to stderr; a closed stderr is not worth a panic.
+/// The demand of `--diurnal` or `--trace` and the autoscaler's settings, checked; `None`
+/// without either.
+fn day_plan(
+    a: &cli::DayArgs,
+    headroom: f64,
+) -> anyhow::Result<Option<(recbench::cost::day::Trace, recbench::cost::day::DaySettings)>> {
+    use recbench::cost::day;
+    let trace = match (&a.diurnal, &a.trace) {
+        (Some(d), _) => {
+            let (peak, trough, period) =
+                day::parse_diurnal(d).map_err(|m| usage("--diurnal", m))?;
+            day::diurnal(peak, trough, period, period, 20_240_601)
+        }
+        (None, Some(p)) => day::parse_trace(p, &recbench::util::files::read_text(p)?)?,
+        (None, None) => return Ok(None),
+    };
+    for (name, v) in [
+        ("--cold-start-s", a.cold_start_s),
+        ("--scale-up-s", a.scale_up_s),
+        ("--scale-down-s", a.scale_down_s),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(usage(
+                name,
+                format!("{v} must be a number of seconds, at least 0"),
+            ));
+        }
+    }
+    let settings = day::DaySettings {
+        headroom,
+        scale_up_delay_s: a.scale_up_s,
+        scale_down_delay_s: a.scale_down_s,
+        cold_start_s: a.cold_start_s,
+    };
+    Ok(Some((trace, settings)))
+}
+
 fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
@@ -278,7 +315,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             basis,
             headroom,
             min_quality,
+            day,
         } => {
+            let day = day_plan(&day, headroom)?;
+            let qps = qps.or(day.as_ref().map(|(t, _)| t.peak()));
             let requirement = requirement(qps, p99_ms, basis, headroom, min_quality)?;
             out_folder(&out)?;
             let maps = maps
@@ -291,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 catalog,
                 maps,
                 requirement,
+                day,
             };
             for p in report::write(&opts)? {
                 say(&format!("{}\n", p.display()));
@@ -330,11 +371,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Plan {
             results,
             qps,
-            diurnal,
-            trace,
-            cold_start_s,
-            scale_up_s,
-            scale_down_s,
+            day,
             p99_ms,
             headroom,
             basis,
@@ -343,34 +380,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             maps,
             json,
         } => {
-            let day = match (&diurnal, &trace) {
-                (Some(d), _) => {
-                    let (peak, trough, period) =
-                        recbench::cost::day::parse_diurnal(d).map_err(|m| usage("--diurnal", m))?;
-                    Some(recbench::cost::day::diurnal(
-                        peak, trough, period, period, 20_240_601,
-                    ))
-                }
-                (None, Some(p)) => Some(recbench::cost::day::parse_trace(
-                    p,
-                    &recbench::util::files::read_text(p)?,
-                )?),
-                (None, None) => None,
-            };
-            for (name, v) in [
-                ("--cold-start-s", cold_start_s),
-                ("--scale-up-s", scale_up_s),
-                ("--scale-down-s", scale_down_s),
-            ] {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(usage(
-                        name,
-                        format!("{v} must be a number of seconds, at least 0"),
-                    ));
-                }
-            }
+            let day = day_plan(&day, headroom)?;
             let qps = match &day {
-                Some(t) => t.peak(),
+                Some((t, _)) => t.peak(),
                 None => qps.expect("clap requires --qps without a trace"),
             };
             let requirement = requirement(Some(qps), Some(p99_ms), basis, headroom, min_quality)?;
@@ -384,16 +396,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 catalog,
                 maps,
                 requirement,
+                day: None,
             };
             let groups = report::plan(&opts)?;
             match day {
-                Some(t) => {
-                    let settings = recbench::cost::day::DaySettings {
-                        headroom,
-                        scale_up_delay_s: scale_up_s,
-                        scale_down_delay_s: scale_down_s,
-                        cold_start_s,
-                    };
+                Some((t, settings)) => {
                     let days = recbench::cost::day::plan_day(&groups, &t, &settings);
                     emit(json, &days, || present::day(&days, &t, &settings, p99_ms))?;
                 }

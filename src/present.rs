@@ -190,18 +190,8 @@ pub fn day(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Over {:.1} h of demand (peak {:.0}, mean {:.0} requests/s) at p99 <= {p99_ms} ms: an \
-         autoscaler aiming at {:.0}% utilisation, starting machines after {} s and stopping \
-         them after {} s; a new machine starts its serving process {} s after it is asked \
-         for (assumed, not measured), and each option's measured process start (its run's \
-         cold start, below) comes on top.",
-        trace.duration_s() / 3600.0,
-        trace.peak(),
-        trace.requests() / trace.duration_s(),
-        100.0 / (1.0 + s.headroom),
-        s.scale_up_delay_s,
-        s.scale_down_delay_s,
-        s.cold_start_s
+        "At p99 <= {p99_ms} ms. {}",
+        crate::cost::day::describe(trace, s)
     );
     for g in groups {
         let _ = writeln!(out, "\n{}", g.group);

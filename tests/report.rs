@@ -108,17 +108,28 @@ fn the_committed_example_report_is_what_this_build_writes_from_its_inputs() {
     // As the script runs it: the inputs named relative to the repository (the report quotes
     // them).
     let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
-    let (dir, out) = report(&refs, &args);
+    let day = ["--diurnal", "800:100"];
+    let (dir, out) = report(&refs, &[&args[..], &day].concat());
     common::assert_succeeded(&out);
-    let plan = recbench()
-        .current_dir(root)
-        .arg("plan")
-        .args(&inputs)
-        .args(args)
-        .output()
-        .unwrap();
-    common::assert_succeeded(&plan);
-    std::fs::write(dir.path().join("plan-500qps-p99-100ms.txt"), &plan.stdout).unwrap();
+    let plan = |extra: &[&str]| {
+        let plan = recbench()
+            .current_dir(root)
+            .arg("plan")
+            .args(&inputs)
+            .args(extra)
+            .output()
+            .unwrap();
+        common::assert_succeeded(&plan);
+        plan.stdout
+    };
+    std::fs::write(dir.path().join("plan-500qps-p99-100ms.txt"), plan(&args)).unwrap();
+    // `plan --diurnal` takes the trace's peak for --qps.
+    let (map, budget) = (&args[..2], &args[4..]);
+    std::fs::write(
+        dir.path().join("plan-diurnal-800-100-p99-100ms.txt"),
+        plan(&[&day[..], budget, map].concat()),
+    )
+    .unwrap();
 
     let example = root.join("reports/example");
     let mut names: Vec<String> = std::fs::read_dir(&example)
@@ -623,10 +634,6 @@ fn plan_answers_with_instances_and_monthly_cost() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// `report --qps --p99-ms --basis --headroom` (the README's promise) judge the files at the
-/// reader's requirement: the verdict names the rate and the budget and sizes the fleet with
-/// the headroom asked, as `plan` does with the same flags. Bad values are usage errors that
-/// name the flag, and no report is written.
 /// `plan --diurnal` and `--trace`: per option, its machines over the day (peak and mean), the
 /// cost per day with its interval, the minutes over the budget, and the fleet sized for the
 /// peak; a bad trace exits 2 naming its line and column.
@@ -702,6 +709,101 @@ fn plan_over_a_day_prints_machines_cost_and_minutes_missed() {
     );
 }
 
+/// `report --diurnal` adds the section "Over a day": the same fleets `plan --diurnal` plans,
+/// each option's cost per day, machines and SLA minutes in its table, the cheapest measured
+/// option named in its sentence, and the chart of the fleets (day.png). Without a demand in
+/// time there is neither.
+#[test]
+fn report_over_a_day_shows_the_day_plan() {
+    common::isolate();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let server = root.join("results/reference/server/20261128T040254Z-vm.json");
+    let flags = ["--p99-ms", "100", "--map", "vm=aws-m7i-large"];
+    let out = recbench()
+        .arg("plan")
+        .arg(&server)
+        .args(flags)
+        .args(["--diurnal", "800:100", "--json"])
+        .output()
+        .unwrap();
+    common::assert_succeeded(&out);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The report's tables are sized for --qps 500; its day is planned at the demand's peak,
+    // as `plan` plans it.
+    let (dir, out) = report(
+        &[&server],
+        &[&flags[..], &["--qps", "500", "--diurnal", "800:100"]].concat(),
+    );
+    common::assert_succeeded(&out);
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        md.contains("## Over a day") && md.contains("Over 24.0 h of demand"),
+        "{md}"
+    );
+    assert!(
+        html.contains("<h2 id=\"day\">") && html.contains("(day.png)"),
+        "no day section"
+    );
+    let png = std::fs::read(dir.path().join("day.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "day.png is not a PNG");
+    let mut groups = 0;
+    for g in plan.as_array().unwrap() {
+        let options = g["options"].as_array().unwrap();
+        let Some(best) = options
+            .iter()
+            .find(|o| !o["upper_bound"].as_bool().unwrap())
+        else {
+            continue;
+        };
+        groups += 1;
+        let usd = |k: &str| recbench::cost::usd(best[k].as_f64().unwrap());
+        let sentence = format!(
+            "Cheapest over the demand: {}, {}/day ({} a month) autoscaled, against {}/day sized for the peak all day; it would miss the SLA for {:.1} min.",
+            best["hardware_id"].as_str().unwrap(),
+            usd("usd_per_day"),
+            usd("usd_per_month"),
+            usd("static_usd_per_day"),
+            best["autoscaled"]["seconds_over_sla"].as_f64().unwrap() / 60.0
+        );
+        assert!(md.contains(&sentence), "{sentence:?} not in {md}");
+        // Each option's row: the plan's figures, cell by cell.
+        for o in options {
+            let (a, s) = (&o["autoscaled"], &o["static_peak"]);
+            let f = |k: &str| o[k].as_f64().unwrap();
+            let interval = o["usd_per_day_interval"]
+                .as_array()
+                .map_or(String::new(), |i| {
+                    let u = |x: &Value| recbench::cost::usd(x.as_f64().unwrap());
+                    format!(" [{}–{}]", u(&i[0]), u(&i[1]))
+                });
+            let row = format!(
+                "| {} / {:.1} | {}{interval} | {} | {} | {:.1} | {} machine{} all day, {}/day, {:.1} min missed |",
+                a["peak_instances"].as_u64().unwrap(),
+                a["mean_instances"].as_f64().unwrap(),
+                recbench::cost::usd(f("usd_per_day")),
+                recbench::cost::usd(f("usd_per_month")),
+                recbench::cost::usd_per_1m(f("cost_per_1k_usd")),
+                a["seconds_over_sla"].as_f64().unwrap() / 60.0,
+                s["peak_instances"].as_u64().unwrap(),
+                if s["peak_instances"].as_u64() == Some(1) { "" } else { "s" },
+                recbench::cost::usd(f("static_usd_per_day")),
+                s["seconds_over_sla"].as_f64().unwrap() / 60.0,
+            );
+            assert!(md.contains(&row), "{row:?} not in {md}");
+        }
+    }
+    assert!(groups > 0, "no measured option in {plan}");
+    let (dir, out) = report(&[&server], &flags);
+    common::assert_succeeded(&out);
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(!md.contains("Over a day") && !dir.path().join("day.png").exists());
+}
+
+/// `report --qps --p99-ms --basis --headroom` (the README's promise) judge the files at the
+/// reader's requirement: the verdict names the rate and the budget and sizes the fleet with
+/// the headroom asked, as `plan` does with the same flags. Bad values are usage errors that
+/// name the flag, and no report is written.
 #[test]
 fn report_takes_the_readers_requirement_and_refuses_bad_values() {
     common::isolate();

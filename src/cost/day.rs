@@ -266,6 +266,9 @@ pub struct Fleet {
     /// Instances billed (serving or starting) at each step of the trace.
     #[serde(skip)]
     pub instances: Vec<u64>,
+    /// Of those, the ones serving (started and past their cold start) at each step.
+    #[serde(skip)]
+    pub serving: Vec<u64>,
     pub peak_instances: u64,
     pub mean_instances: f64,
     /// Seconds in which the demand was above what the serving replicas serve within the budget.
@@ -274,9 +277,10 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    fn of(instances: Vec<u64>, seconds_over_sla: f64, step_s: f64) -> Fleet {
+    fn of(instances: Vec<u64>, serving: Vec<u64>, seconds_over_sla: f64, step_s: f64) -> Fleet {
         let total: u64 = instances.iter().sum();
         Fleet {
+            serving,
             peak_instances: instances.iter().copied().max().unwrap_or(0),
             mean_instances: total as f64 / instances.len().max(1) as f64,
             seconds_over_sla,
@@ -305,6 +309,7 @@ impl Autoscaler {
         let mut down: Option<(f64, u64)> = None;
         let mut over = 0.0;
         let mut instances = Vec::with_capacity(trace.qps.len());
+        let mut serving = Vec::with_capacity(trace.qps.len());
         for (i, &q) in trace.qps.iter().enumerate() {
             let t = i as f64 * dt;
             let want = self.wanted(q);
@@ -339,8 +344,9 @@ impl Autoscaler {
                 over += dt;
             }
             instances.push(ready + starting.len() as u64);
+            serving.push(ready);
         }
-        Fleet::of(instances, over, dt)
+        Fleet::of(instances, serving, over, dt)
     }
 
     /// A fleet sized once for the trace's peak, all day.
@@ -352,7 +358,8 @@ impl Autoscaler {
             .filter(|&&q| q > n as f64 * self.capacity_qps + 1e-9)
             .count() as f64
             * trace.step_s;
-        Fleet::of(vec![n; trace.qps.len()], over, trace.step_s)
+        let all_day = vec![n; trace.qps.len()];
+        Fleet::of(all_day.clone(), all_day, over, trace.step_s)
     }
 }
 
@@ -367,6 +374,24 @@ pub struct DaySettings {
     /// pull): the reader's figure, said so in the output. Each option's measured process
     /// start (`PlanOption::process_start_s`) comes on top.
     pub cold_start_s: f64,
+}
+
+/// What the day plan assumed, in one sentence: the demand and how the fleets follow it.
+pub fn describe(trace: &Trace, s: &DaySettings) -> String {
+    format!(
+        "Over {:.1} h of demand (peak {:.0}, mean {:.0} requests/s): an autoscaler aiming at \
+         {:.0}% utilisation, starting machines after {} s and stopping them after {} s; a new \
+         machine starts its serving process {} s after it is asked for (assumed, not \
+         measured), and each option's measured process start (its run's cold start) comes on \
+         top.",
+        trace.duration_s() / 3600.0,
+        trace.peak(),
+        trace.requests() / trace.duration_s(),
+        100.0 / (1.0 + s.headroom),
+        s.scale_up_delay_s,
+        s.scale_down_delay_s,
+        s.cold_start_s
+    )
 }
 
 /// One hardware option over the trace.

@@ -144,9 +144,15 @@ pub fn page(m: &Model, catalog: &Catalog, charts: &[Chart]) -> String {
         _ => (None, charts),
     };
     decision_section(&mut h, m, picture);
+    let (day_chart, rest): (Vec<&Chart>, Vec<&Chart>) =
+        rest.iter().partition(|c| c.file == "day.png");
+    if let Some(day) = &m.day {
+        day_section(&mut h, m, day, day_chart.first().copied());
+    }
     // The cost–quality chart goes with its table of fronts.
-    let (front_chart, rest): (Vec<&Chart>, Vec<&Chart>) =
-        rest.iter().partition(|c| c.file == "cost_vs_quality.png");
+    let (front_chart, rest): (Vec<&Chart>, Vec<&Chart>) = rest
+        .into_iter()
+        .partition(|c| c.file == "cost_vs_quality.png");
     quality_section(&mut h, &m.quality, front_chart.first().copied());
     let (recall_chart, rest): (Vec<&Chart>, Vec<&Chart>) =
         rest.into_iter().partition(|c| c.file == "retrieval.png");
@@ -338,6 +344,44 @@ fn quality_section(h: &mut String, groups: &[super::quality::Group], chart: Opti
     }
 }
 
+/// The section in index.html, its chart first.
+fn day_section(h: &mut String, m: &Model, day: &super::DayPlan, chart: Option<&Chart>) {
+    let _ = writeln!(
+        h,
+        "<h2 id=\"day\">Over a day: the fleet each option needs as the demand moves</h2>\n<p>{} Each option is the decision's configuration for that hardware at the demand's peak; its capacity is its measured operating point within the budget (offline peaks are listed apart, as upper bounds). The interval on the cost per day comes from the ends of the capacity's interval; SLA minutes are those in which the demand was above what the serving machines serve, while new ones were starting.</p>",
+        esc(&crate::cost::day::describe(day.trace, &day.settings))
+    );
+    if let Some(c) = chart {
+        figure(h, c);
+    }
+    for g in &day.groups {
+        let _ = writeln!(
+            h,
+            "<h3>{}</h3>\n<div class=\"rec\"><p><b>{}</b></p></div>",
+            esc(&g.group),
+            esc(&super::day::verdict(g, m))
+        );
+        if g.options.is_empty() {
+            continue;
+        }
+        h.push_str("<table><tr>");
+        for (i, c) in super::day::HEAD.iter().enumerate() {
+            let class = if (1..8).contains(&i) { " class=n" } else { "" };
+            let _ = write!(h, "<th{class}>{}</th>", esc(c));
+        }
+        h.push_str("</tr>\n");
+        for o in &g.options {
+            h.push_str("<tr>");
+            for (i, c) in super::day::cells(o).iter().enumerate() {
+                let class = if (1..8).contains(&i) { " class=n" } else { "" };
+                let _ = write!(h, "<td{class}>{}</td>", esc(c));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
+}
+
 /// A retrieval sweep: per model, hardware option and catalog size, each search setting's cost,
 /// recall@10 and where a request's time went (encoder against search).
 fn retrieval_section(h: &mut String, groups: &[super::quality::Group], chart: Option<&Chart>) {
@@ -388,7 +432,7 @@ fn charts_section(h: &mut String, charts: &[&Chart]) {
 }
 
 /// One chart, embedded, with its caption.
-fn figure(h: &mut String, c: &Chart) {
+pub(super) fn figure(h: &mut String, c: &Chart) {
     let _ = writeln!(
         h,
         "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption><b>{}</b> ({}). {}</figcaption></figure>",

@@ -109,6 +109,9 @@ pub fn summary(m: &Model) -> String {
         }
         out.push('\n');
     }
+    if let Some(day) = &m.day {
+        super::day::markdown(&mut out, m, day);
+    }
     out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $ per 1M req (basis) | parity cos | notes |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for r in rows.iter().filter(|r| r.run.status != Status::Skipped) {
         let c = cells(

@@ -10,6 +10,7 @@
 mod charts;
 pub mod columns;
 mod csv;
+mod day;
 pub mod decision;
 mod html;
 mod markdown;
@@ -101,6 +102,8 @@ pub struct ReportOptions {
     pub maps: Vec<(String, String)>,
     /// The reader's requirement the decision table is judged at.
     pub requirement: decision::Requirement,
+    /// A demand over time to plan the fleets over (the report's "Over a day" section).
+    pub day: Option<(cost::day::Trace, cost::day::DaySettings)>,
 }
 
 /// Parses `HOST=ID`.
@@ -443,7 +446,7 @@ pub fn write(opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
     let sources = load_sources(&opts.inputs)?;
     let rows = price(&sources, &catalog, &opts.maps)?;
-    let model = Model::new(&rows, &sources, &opts.requirement);
+    let model = Model::new(&rows, &sources, &opts.requirement).with_day(opts.day.as_ref());
     let r = Rendering {
         charts: charts::all(&model)?,
         model: &model,
@@ -530,6 +533,15 @@ pub struct Model<'r, 'a> {
     /// without one).
     pub retrieval: Vec<quality::Group<'r, 'a>>,
     pub inconsistencies: Vec<String>,
+    /// The plan's fleets over a demand in time, where the reader gave one.
+    pub day: Option<DayPlan<'r>>,
+}
+
+/// The decision's options over a demand in time: what `plan --diurnal/--trace` prints.
+pub struct DayPlan<'r> {
+    pub trace: &'r cost::day::Trace,
+    pub settings: cost::day::DaySettings,
+    pub groups: Vec<cost::day::DayGroup>,
 }
 
 impl<'r, 'a> Model<'r, 'a> {
@@ -546,32 +558,45 @@ impl<'r, 'a> Model<'r, 'a> {
             quality: quality::groups(rows, req.min_quality, quality::Plane::Quality),
             retrieval: quality::groups(rows, None, quality::Plane::Recall),
             inconsistencies: inconsistencies(sources),
+            day: None,
         }
     }
-}
 
-/// Groups rows by a key, keeping order of first appearance.
-pub(crate) fn group_by<'r, 'a, K: Ord + Clone>(
-    rows: &[&'r Row<'a>],
-    key: impl Fn(&Row) -> K,
-) -> BTreeMap<K, Vec<&'r Row<'a>>> {
-    let mut m: BTreeMap<K, Vec<&Row>> = BTreeMap::new();
-    for r in rows {
-        m.entry(key(r)).or_default().push(r);
+    /// The model with the decision at `day`'s peak (what `plan --diurnal/--trace` decides
+    /// at, whatever `--qps` the tables are sized for) planned over its demand.
+    pub fn with_day(
+        mut self,
+        day: Option<&'r (cost::day::Trace, cost::day::DaySettings)>,
+    ) -> Model<'r, 'a> {
+        self.day = day.map(|(trace, settings)| {
+            let at_peak = decision::Requirement {
+                qps: Some(trace.peak()),
+                ..self.req.clone()
+            };
+            let decisions = decision::decide(self.rows, &at_peak);
+            DayPlan {
+                trace,
+                settings: *settings,
+                groups: cost::day::plan_day(&plan_groups(&decisions, &at_peak), trace, settings),
+            }
+        });
+        self
     }
-    m
+
+    /// The capacity plan at the reader's requirement ([`plan_groups`]).
+    pub fn plan_groups(&self) -> Vec<cost::PlanGroup> {
+        plan_groups(&self.decisions, self.req)
+    }
 }
 
-/// The capacity plan for `recbench plan`: the decision at the reader's target load and budget,
-/// per (model, mode), each hardware option's best configuration (measured operating points
-/// before offline upper bounds), with the exclusions and their reasons.
-pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
-    let sources = load_sources(&opts.inputs)?;
-    let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
-    let rows = price(&sources, &catalog, &opts.maps)?;
-    let model = Model::new(&rows, &sources, &opts.requirement);
-    Ok(model
-        .decisions
+/// The capacity plan: `decisions` at `req` per (model, mode), each hardware option's best
+/// configuration (measured operating points before offline upper bounds), with the exclusions
+/// and their reasons.
+pub fn plan_groups(
+    decisions: &[decision::Decision],
+    req: &decision::Requirement,
+) -> Vec<cost::PlanGroup> {
+    decisions
         .iter()
         .map(|d| cost::PlanGroup {
             group: d.title(),
@@ -593,7 +618,7 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
                     }),
                     p99_ms: o.p99_ms,
                     instances: o.instances.unwrap_or(0),
-                    basis: opts.requirement.basis.clone(),
+                    basis: req.basis.clone(),
                     hourly_usd: o.hourly_usd,
                     cost_per_1k_usd: o.cost_per_1k_usd,
                     monthly_usd: o.monthly_usd.unwrap_or(0.0),
@@ -610,7 +635,27 @@ pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
                 .map(|(r, why)| (r.run.spec.id.clone(), why.clone()))
                 .collect(),
         })
-        .collect())
+        .collect()
+}
+
+/// Groups rows by a key, keeping order of first appearance.
+pub(crate) fn group_by<'r, 'a, K: Ord + Clone>(
+    rows: &[&'r Row<'a>],
+    key: impl Fn(&Row) -> K,
+) -> BTreeMap<K, Vec<&'r Row<'a>>> {
+    let mut m: BTreeMap<K, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        m.entry(key(r)).or_default().push(r);
+    }
+    m
+}
+
+/// The capacity plan for `recbench plan` ([`Model::plan_groups`]).
+pub fn plan(opts: &ReportOptions) -> Result<Vec<cost::PlanGroup>> {
+    let sources = load_sources(&opts.inputs)?;
+    let catalog = Catalog::shipped_with(opts.catalog.as_deref())?;
+    let rows = price(&sources, &catalog, &opts.maps)?;
+    Ok(Model::new(&rows, &sources, &opts.requirement).plan_groups())
 }
 
 /// Hosts that could not be priced, with the reason, for messages.

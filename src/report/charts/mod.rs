@@ -841,9 +841,14 @@ pub fn all(m: &super::Model) -> Result<Vec<Chart>> {
                 .collect(),
         });
     }
+    // 8. The plan over a day (only when the reader gave a demand in time).
+    if let Some(c) = m.day.as_ref().map(day::chart).transpose()?.flatten() {
+        charts.push(c);
+    }
     Ok(charts)
 }
 
+mod day;
 mod quality;
 mod server;
 use crate::report::quality::Plane;
