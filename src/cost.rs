@@ -461,12 +461,10 @@ pub struct RunCost {
 pub fn rate_with_ci(r: &RunResult) -> Option<(RateBasis, f64, (f64, f64))> {
     if let Some(s) = &r.server {
         let op = s.operating_point.as_ref()?;
-        // The search bracketed the operating point: the next probed rate above it failed.
-        let hi = s.fail_above().unwrap_or(op.offered_qps);
         return Some((
             RateBasis::OperatingPoint,
             op.offered_qps,
-            (op.offered_qps, hi),
+            capacity_interval(s),
         ));
     }
     let t = r.throughput.as_ref()?;
@@ -478,6 +476,51 @@ pub fn rate_with_ci(r: &RunResult) -> Option<(RateBasis, f64, (f64, f64))> {
     let ci =
         bootstrap_rate_ci(&r.samples_ms, per_iter).unwrap_or((t.requests_per_s, t.requests_per_s));
     Some((basis, t.requests_per_s, ci))
+}
+
+/// The interval of a server run's capacity: from the highest probed rate at or below the
+/// operating point that met the SLA beyond doubt, to the lowest probed rate above it that
+/// missed it beyond doubt. Beyond doubt is by each probe's 95% bootstrap interval of its p99
+/// (`CurvePoint::p99_interval_ms`): met when the interval's top is within the SLA (and the probe
+/// kept up with its rate), missed when its bottom is above it (or the probe stopped early, or
+/// fell 2% short of its rate); a rate probed twice (the search and its confirmation) counts as
+/// met only when both probes met it. Without intervals (files from before them) this is the
+/// search's bracket: the operating point and the next probed rate, which failed. Where no
+/// probe at or below the operating point met the SLA beyond doubt, the operating point stays
+/// the bottom; where no probe above it missed beyond doubt, the top is the highest probed rate
+/// that missed.
+pub fn capacity_interval(s: &crate::results::ServerResult) -> (f64, f64) {
+    use crate::results::CurvePoint;
+    let Some(op) = s.operating_point.as_ref() else {
+        return (0.0, 0.0);
+    };
+    let sla = s.sla_p99_ms;
+    let p99 = |c: &CurvePoint| c.p99_interval_ms.unwrap_or((c.p99_ms, c.p99_ms));
+    let kept_up = |c: &CurvePoint| c.early_stop.is_none() && c.achieved_qps >= 0.98 * c.offered_qps;
+    let probes: Vec<&CurvePoint> = s.curve.iter().chain(s.confirmation.iter()).collect();
+    let at = |rate: f64| probes.iter().filter(move |c| c.offered_qps == rate);
+    let lo = probes
+        .iter()
+        .map(|c| c.offered_qps)
+        .filter(|&r| r <= op.offered_qps && at(r).all(|c| kept_up(c) && p99(c).1 <= sla))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let above = || probes.iter().filter(|c| c.offered_qps > op.offered_qps);
+    let surely_missed = above()
+        .filter(|c| !kept_up(c) || p99(c).0 > sla)
+        .map(|c| c.offered_qps)
+        .fold(f64::INFINITY, f64::min);
+    let missed = above()
+        .filter(|c| !c.meets_sla)
+        .map(|c| c.offered_qps)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let hi = if surely_missed.is_finite() {
+        surely_missed
+    } else if missed.is_finite() {
+        missed
+    } else {
+        op.offered_qps
+    };
+    (if lo.is_finite() { lo } else { op.offered_qps }, hi)
 }
 
 /// 95% bootstrap interval of requests/s = requests per iteration / mean iteration time.

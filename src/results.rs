@@ -698,6 +698,11 @@ pub struct CurvePoint {
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    /// 95% moving-block bootstrap interval of `p99_ms` over the probe's requests
+    /// (`stats::quantile_interval`; absent in files written before it was recorded, and for
+    /// probes of fewer than 20 requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_interval_ms: Option<(f64, f64)>,
     pub mean_ms: f64,
     /// Mean time from scheduled arrival to the start of the batch that served the request.
     pub mean_queue_delay_ms: f64,
@@ -783,7 +788,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference");
         for name in [
             "quick/20261128T040112Z-vm.json",
-            "server/20261128T040254Z-vm.json",
+            "server-20261128/20261128T040254Z-vm.json",
         ] {
             let path = root.join(name);
             let text = std::fs::read_to_string(&path).unwrap();

@@ -91,6 +91,40 @@ impl Latency {
     }
 }
 
+/// Fewest samples [`quantile_interval`] bootstraps.
+pub const MIN_BOOTSTRAP_SAMPLES: usize = 20;
+
+/// A 95% moving-block bootstrap interval of the `q` quantile of `samples` (in time order):
+/// 1,000 resamples, each of blocks of ⌈√n⌉ consecutive samples starting anywhere (wrapping at
+/// the end), as many as make n. Blocks keep what queueing does to neighbouring requests (a
+/// backlog delays a run of them), which resampling single requests would treat as independent.
+/// No resample reaches past the largest sample, so for a high quantile of few samples the
+/// interval is too narrow: for the p99 of 200 exponential samples it held the true p99 in 83
+/// of 100 trials, against 93 of 100 at 1,000 samples (the test below).
+/// `None` for fewer than [`MIN_BOOTSTRAP_SAMPLES`] samples.
+pub fn quantile_interval(samples: &[f64], q: f64, seed: u64) -> Option<(f64, f64)> {
+    let n = samples.len();
+    if n < MIN_BOOTSTRAP_SAMPLES {
+        return None;
+    }
+    let block = (n as f64).sqrt().ceil() as usize;
+    let mut rng = crate::util::rand::SplitMix64::new(seed);
+    let mut resample = Vec::with_capacity(n + block);
+    let mut stats: Vec<f64> = (0..1000)
+        .map(|_| {
+            resample.clear();
+            while resample.len() < n {
+                let start = (rng.next_u64() % n as u64) as usize;
+                resample.extend((start..start + block).map(|i| samples[i % n]));
+            }
+            resample.truncate(n);
+            percentile_in_place(&mut resample, q)
+        })
+        .collect();
+    stats.sort_by(f64::total_cmp);
+    Some((percentile(&stats, 0.025), percentile(&stats, 0.975)))
+}
+
 /// Keeps at most `max` samples, evenly spaced in time order, for the results file.
 pub fn thin(samples: &[f64], max: usize) -> Vec<f64> {
     if samples.len() <= max {
@@ -102,6 +136,56 @@ pub fn thin(samples: &[f64], max: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Over 100 independent samples of 1,000 exponential latencies, the interval of the p99
+    /// holds the distribution's true p99 (ln 100) about 95% of the time (93 here; a fixed seed
+    /// per trial keeps the count the same on every run); over 200 latencies, less often (83).
+    #[test]
+    fn the_p99_interval_covers_the_true_p99_about_95_percent_of_the_time() {
+        let truth = 100f64.ln();
+        let mut covered = 0;
+        let mut widths = Vec::new();
+        for trial in 0..100 {
+            let mut r = crate::util::rand::SplitMix64::new(1000 + trial);
+            let x: Vec<f64> = (0..1000).map(|_| -(1.0 - r.next_f64()).ln()).collect();
+            let (lo, hi) = quantile_interval(&x, 0.99, trial).unwrap();
+            let mut sorted = x.clone();
+            sorted.sort_by(f64::total_cmp);
+            let p99 = percentile(&sorted, 0.99);
+            assert!(lo <= p99 && p99 <= hi, "{lo} {p99} {hi}");
+            covered += usize::from(lo <= truth && truth <= hi);
+            widths.push(hi - lo);
+        }
+        assert!((88..=99).contains(&covered), "covered {covered} of 100");
+        // With 200 samples (a 3-second probe at 70 requests/s) the interval falls short of its
+        // 95%: no resample reaches past the slowest request.
+        let covered_200 = (0..100)
+            .filter(|&trial| {
+                let mut r = crate::util::rand::SplitMix64::new(5000 + trial);
+                let x: Vec<f64> = (0..200).map(|_| -(1.0 - r.next_f64()).ln()).collect();
+                let (lo, hi) = quantile_interval(&x, 0.99, trial).unwrap();
+                lo <= truth && truth <= hi
+            })
+            .count();
+        assert!(
+            (70..=92).contains(&covered_200),
+            "covered {covered_200} of 100"
+        );
+        // The interval of 1,000 samples is narrower than that of 200.
+        let mut r = crate::util::rand::SplitMix64::new(7);
+        let few: Vec<f64> = (0..200).map(|_| -(1.0 - r.next_f64()).ln()).collect();
+        let (lo, hi) = quantile_interval(&few, 0.99, 7).unwrap();
+        assert!(
+            hi - lo > median(&widths),
+            "{} against {}",
+            hi - lo,
+            median(&widths)
+        );
+        assert_eq!(
+            quantile_interval(&few[..MIN_BOOTSTRAP_SAMPLES - 1], 0.99, 7),
+            None
+        );
+    }
 
     #[test]
     fn percentile_in_place_matches_the_sorted_one() {

@@ -641,7 +641,7 @@ fn plan_answers_with_instances_and_monthly_cost() {
 fn plan_over_a_day_prints_machines_cost_and_minutes_missed() {
     common::isolate();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let server = root.join("results/reference/server/20261128T040254Z-vm.json");
+    let server = root.join("results/reference/server/20261205T120538Z-vm.json");
     let day = |extra: &[&str]| {
         let out = recbench()
             .arg("plan")
@@ -687,6 +687,13 @@ fn plan_over_a_day_prints_machines_cost_and_minutes_missed() {
             "{o}"
         );
         assert!(a["seconds_over_sla"].as_f64().unwrap() >= 0.0);
+        // The sweep measured each run's cold start: the plan adds it to the machine's.
+        let measured = o["process_start_s"].as_f64().unwrap();
+        assert!(measured > 0.0, "{o}");
+        assert!(
+            (o["cold_start_s"].as_f64().unwrap() - (60.0 + measured)).abs() < 1e-9,
+            "{o}"
+        );
     }
     let text = String::from_utf8(day(&["--trace", "data/trace-weekday.csv"]).stdout).unwrap();
     assert!(text.contains("Over 24.0 h of demand (peak 907"), "{text}");
@@ -717,7 +724,7 @@ fn plan_over_a_day_prints_machines_cost_and_minutes_missed() {
 fn report_over_a_day_shows_the_day_plan() {
     common::isolate();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let server = root.join("results/reference/server/20261128T040254Z-vm.json");
+    let server = root.join("results/reference/server/20261205T120538Z-vm.json");
     let flags = ["--p99-ms", "100", "--map", "vm=aws-m7i-large"];
     let out = recbench()
         .arg("plan")

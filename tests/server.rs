@@ -293,6 +293,7 @@ fn point(rate: f64, meets: bool) -> CurvePoint {
         p50_ms: 10.0,
         p90_ms: 20.0,
         p99_ms: if meets { 40.0 } else { 80.0 },
+        p99_interval_ms: None,
         mean_ms: 12.0,
         mean_queue_delay_ms: 1.0,
         mean_batch: 1.0,

@@ -535,7 +535,7 @@ fn runs_on_one_side_only_are_listed_and_ids_cannot_break_the_table() {
 #[test]
 fn server_load_runs_compare_their_per_request_latencies() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("results/reference/server/20261128T040254Z-vm.json");
+        .join("results/reference/server-20261128/20261128T040254Z-vm.json");
     let f = ResultsFile::load(&p).unwrap();
     let a = f
         .runs

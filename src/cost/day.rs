@@ -406,7 +406,8 @@ pub struct DayOption {
     pub hourly_usd: f64,
     pub autoscaled: Fleet,
     pub usd_per_day: f64,
-    /// The cost per day at the ends of the capacity's interval (its search bracket or 95% CI).
+    /// The cost per day at the ends of the capacity's interval (`cost::capacity_interval` under
+    /// server load, a 95% bootstrap interval offline).
     pub usd_per_day_interval: Option<(f64, f64)>,
     pub usd_per_month: f64,
     /// Dollars per 1,000 requests of the trace, autoscaled.
@@ -442,7 +443,7 @@ pub fn tie(options: &[DayOption]) -> Option<String> {
         format!(
             "{} and {} are a statistical tie over the day: {}–{} against {}–{} a day across \
              their capacities' intervals; a finer operating-point search on each (more probes \
-             near the budget) would separate them.",
+             near the budget, each longer: `[measure] min_s`) would separate them.",
             a.hardware_id,
             b.hardware_id,
             super::usd(al),

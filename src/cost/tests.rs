@@ -286,3 +286,80 @@ fn hosts_are_mapped_by_cpu_model_and_vcpus_or_gpu_model_and_count_never_guessed(
     let m = map_host(&catalog, &file, true, None);
     assert_eq!(m.hardware_id, None, "no 2 × H200 entry: {}", m.detail);
 }
+
+/// A server run's capacity interval: the search's bracket without p99 intervals, widened where
+/// a probe's interval says its verdict could have gone the other way.
+#[test]
+fn a_server_capacity_interval_widens_where_a_probes_p99_is_in_doubt() {
+    use crate::results::{CurvePoint, ServerResult};
+    // A probe at `rate` with p99 `p99` ms and its interval.
+    let probe = |rate: f64, p99: f64, interval: Option<(f64, f64)>| CurvePoint {
+        offered_qps: rate,
+        achieved_qps: rate,
+        completed: 500,
+        p50_ms: 10.0,
+        p90_ms: 20.0,
+        p99_ms: p99,
+        p99_interval_ms: interval,
+        mean_ms: 12.0,
+        mean_queue_delay_ms: 1.0,
+        mean_batch: 1.0,
+        scheduling_lag_p99_us: 10.0,
+        meets_sla: p99 <= 100.0,
+        early_stop: None,
+        request_times: None,
+    };
+    let run = |curve: Vec<CurvePoint>| {
+        let op = curve
+            .iter()
+            .filter(|c| c.meets_sla)
+            .max_by(|a, b| a.offered_qps.total_cmp(&b.offered_qps))
+            .cloned();
+        ServerResult {
+            max_batch: 1,
+            max_queue_delay_ms: 0.0,
+            instances: 1,
+            sla_p99_ms: 100.0,
+            confirmation: op.clone(),
+            operating_point: op,
+            curve,
+        }
+    };
+    // Files from before the intervals: the bracket, from the operating point to the next rate.
+    let bracket = run(vec![
+        probe(50.0, 40.0, None),
+        probe(100.0, 90.0, None),
+        probe(150.0, 130.0, None),
+        probe(200.0, 300.0, None),
+    ]);
+    assert_eq!(capacity_interval(&bracket), (100.0, 150.0));
+    // Intervals clear of the SLA: the same bracket.
+    let clear = run(vec![
+        probe(50.0, 40.0, Some((35.0, 45.0))),
+        probe(100.0, 90.0, Some((85.0, 95.0))),
+        probe(150.0, 130.0, Some((120.0, 140.0))),
+        probe(200.0, 300.0, Some((250.0, 350.0))),
+    ]);
+    assert_eq!(capacity_interval(&clear), (100.0, 150.0));
+    // The operating point's p99 could be above the SLA, and the next rate's below it: the
+    // interval runs from the rate below that met it beyond doubt to the first that missed.
+    let doubt = run(vec![
+        probe(50.0, 40.0, Some((35.0, 45.0))),
+        probe(100.0, 90.0, Some((70.0, 115.0))),
+        probe(150.0, 130.0, Some((95.0, 160.0))),
+        probe(200.0, 300.0, Some((250.0, 350.0))),
+    ]);
+    assert_eq!(capacity_interval(&doubt), (50.0, 200.0));
+    // No probe met it beyond doubt, none above missed beyond doubt: the operating point and
+    // the highest rate that missed.
+    let unsure = run(vec![
+        probe(100.0, 90.0, Some((70.0, 115.0))),
+        probe(150.0, 130.0, Some((95.0, 160.0))),
+    ]);
+    assert_eq!(capacity_interval(&unsure), (100.0, 150.0));
+    // No operating point: nothing.
+    assert_eq!(
+        capacity_interval(&run(vec![probe(50.0, 300.0, None)])),
+        (0.0, 0.0)
+    );
+}

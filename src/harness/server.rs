@@ -274,6 +274,7 @@ fn summarise(
             p50_ms: l.as_ref().map_or(f64::NAN, |l| l.p50_ms),
             p90_ms: l.as_ref().map_or(f64::NAN, |l| l.p90_ms),
             p99_ms: p99,
+            p99_interval_ms: crate::stats::quantile_interval(&lat, 0.99, cfg.rate_qps.to_bits()),
             mean_ms: l.as_ref().map_or(f64::NAN, |l| l.mean_ms),
             mean_queue_delay_ms: queue.iter().sum::<f64>() / queue.len().max(1) as f64,
             mean_batch: completed as f64 / batches.max(1) as f64,

@@ -341,7 +341,7 @@ impl Decision<'_, '_> {
         let separate = |c: &Candidate| {
             match c.evidence {
             Evidence::UpperBound => "more rounds (`run --rounds N`) or a longer window (`[measure] min_s`)",
-            Evidence::Confirmed | Evidence::Curve => "a finer operating-point search (its bracket is the rate that met the budget and the next that did not)",
+            Evidence::Confirmed | Evidence::Curve => "a finer operating-point search and longer probes (`[measure] min_s`; its interval runs from the rate that met the budget beyond doubt to the next that missed it beyond doubt, by each probe's p99 interval)",
         }
         };
         Some(format!(

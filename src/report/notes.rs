@@ -322,8 +322,10 @@ mod tests {
     fn server_runs_are_judged_by_their_probes_not_their_latency_spread() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let sources =
-            load_sources(&[root.join("results/reference/server/20261128T040254Z-vm.json")])
-                .unwrap();
+            load_sources(
+                &[root.join("results/reference/server-20261128/20261128T040254Z-vm.json")],
+            )
+            .unwrap();
         let maps = [("vm".to_string(), "aws-m7i-large".to_string())];
         let rows = price(&sources, &Catalog::shipped_with(None).unwrap(), &maps).unwrap();
         let mut marginal = Vec::new();

@@ -56,7 +56,7 @@ fn every_chart_renders_from_the_reference_results_within_the_series_cap() {
     let got = every_chart(
         &[
             "results/reference/quick/20261128T040112Z-vm.json",
-            "results/reference/server/20261128T040254Z-vm.json",
+            "results/reference/server-20261128/20261128T040254Z-vm.json",
         ],
         &maps,
     );

@@ -6,7 +6,7 @@ use crate::report::{load_sources, price};
 fn reference_sources() -> Vec<crate::report::Source> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference");
     load_sources(&[
-        root.join("server/20261128T040254Z-vm.json"),
+        root.join("server-20261128/20261128T040254Z-vm.json"),
         root.join("quick/20261128T040112Z-vm.json"),
     ])
     .unwrap()
@@ -226,7 +226,7 @@ fn cpu_against_gpu_is_one_sentence_with_the_ratio() {
     assert!(!v.contains("upper bound"), "{v}");
 }
 
-const SERVER: &str = "server/20261128T040254Z-vm.json";
+const SERVER: &str = "server-20261128/20261128T040254Z-vm.json";
 
 /// The example report's files (the CPU reference sweeps and the H200's), less `leave_out`.
 fn example_rows_at(req: &Requirement, leave_out: &[&str], f: impl FnOnce(&[Decision])) {
