@@ -7,6 +7,8 @@ usage:
   anchors.py eager   MODEL_DIR BATCH SEQ THREADS WINDOW   # transformers BertModel (sdpa), fp32
   anchors.py int8    MODEL_DIR BATCH SEQ THREADS WINDOW   # the same after torch quantize_dynamic (x86)
   anchors.py ort     ONNX_FILE BATCH SEQ THREADS WINDOW   # onnxruntime, ORT_ENABLE_ALL, CPU provider
+  anchors.py ort-int8 ONNX_FILE BATCH SEQ THREADS WINDOW  # the fp32 file after ONNX Runtime's own
+                                                         # quantize_dynamic (QInt8 weights), the same
   anchors.py export  MODEL_DIR ONNX_FILE                  # BertModel → ONNX (torch.onnx, opset 17)
 
 WINDOW is "WARMUP_S,MIN_S,MIN_CALLS,MAX_S", the measurement window of the recbench runs it sits
@@ -108,6 +110,21 @@ def ort_anchor(onnx_file, batch, seq, threads, window):
     return out
 
 
+def ort_dynamic_int8(onnx_file):
+    """The fp32 graph `onnx_file` quantized as ONNX Runtime's documentation does it for
+    transformers: `quantize_dynamic` with int8 weights (QInt8, one scale per tensor, the
+    defaults otherwise); activations are quantized per tensor at run time (DynamicQuantizeLinear,
+    MatMulInteger). Kept beside the file."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = onnx_file[: -len(".onnx")] + "-ort-dynamic-int8.onnx"
+    if not os.path.exists(out):
+        tmp = out + ".partial.onnx"
+        quantize_dynamic(onnx_file, tmp, weight_type=QuantType.QInt8)
+        os.replace(tmp, out)
+    return out
+
+
 def export(model_dir, onnx_file):
     import torch
     from transformers import BertModel
@@ -150,6 +167,9 @@ def main():
         window = (float(warmup_s), float(min_s), int(min_calls), float(max_s))
         if mode == "ort":
             result = ort_anchor(path, batch, seq, threads, window)
+        elif mode == "ort-int8":
+            result = ort_anchor(ort_dynamic_int8(path), batch, seq, threads, window)
+            result["runtime"] += " (quantize_dynamic, QInt8)"
         else:
             result = torch_anchor(path, batch, seq, threads, window, int8=(mode == "int8"))
     print(json.dumps(result))

@@ -15,11 +15,15 @@
 #                        candle-transformers' stock BertModel (examples/stock_bert.rs: the BERT a
 #                        candle user would pick, same inputs, threads and window)
 #   recbench candle int8 (for the record: its ratio to candle fp32)
+#   recbench onnx int8   vs Python onnxruntime on recbench's plain fp32 graph after ONNX Runtime's
+#                        own quantize_dynamic (QInt8 weights), with its control (the anchor
+#                        against itself, run again)
 #
 #   scripts/bench/anchors.sh [ROUNDS]     # default 3; THREADS (default 2), BATCHES ("1 8 32"),
 #                                         # WARMUP_S, MIN_S, MIN_CALLS, MAX_S (1, 4, 5, 20),
 #                                         # ONLY (a subset of "onnx torch int8 candle
-#                                         # stock"; `stock` alone needs no Python)
+#                                         # stock onnx8"; `stock` alone needs no Python,
+#                                         # `onnx8` and `stock` no PyTorch)
 #
 # ISA=avx2 caps the vector ISA, on both sides alike, of every library that has a cap: ATen's
 # own kernels (ATEN_CPU_CAPABILITY), oneDNN (ONEDNN_MAX_CPU_ISA), MKL (MKL_ENABLE_INSTRUCTIONS)
@@ -41,7 +45,7 @@ ROUNDS="${1:-3}"
 THREADS="${THREADS:-2}"
 BATCHES="${BATCHES:-1 8 32}"
 BIN="${RECBENCH:-target/release/recbench}"
-ONLY="${ONLY:-onnx torch int8 candle stock}"
+ONLY="${ONLY:-onnx torch int8 candle stock onnx8}"
 ISA="${ISA:-}"
 # The measurement window of every side: recbench's [measure] and the Python anchors' alike.
 WARMUP_S=${WARMUP_S:-1} MIN_S=${MIN_S:-4} MIN_CALLS=${MIN_CALLS:-5} MAX_S=${MAX_S:-20}
@@ -59,10 +63,17 @@ MODEL="$CACHE/models/minilm-l6"
 [ -x "$BIN" ] || { echo "anchors: no $BIN; build with: cargo build --release --features onnx,torch" >&2; exit 2; }
 STOCK=target/release/examples/stock_bert
 if want stock; then cargo build --release --locked -q --example stock_bert; fi
-if [ "$ONLY" != stock ] && ! "$PY" -c 'import torch, transformers, onnxruntime, onnx' 2>/dev/null; then
-  echo "anchors: creating $VENV (torch 2.11.0, transformers, onnxruntime 1.31.1, onnx, numpy)"
+# PyTorch is needed by the torch sides and by the Hugging Face export (onnx, candle).
+if want onnx || want torch || want int8 || want candle; then
+  if ! "$PY" -c 'import torch, transformers, onnxruntime, onnx' 2>/dev/null; then
+    echo "anchors: creating $VENV (torch 2.11.0, transformers, onnxruntime 1.31.1, onnx, numpy)"
+    python3 -m venv "$VENV"
+    "$PY" -m pip install --quiet torch==2.11.0 transformers onnxruntime==1.31.1 onnx numpy
+  fi
+elif want onnx8 && ! "$PY" -c 'import onnxruntime, onnx' 2>/dev/null; then
+  echo "anchors: creating $VENV (onnxruntime 1.31.1, onnx, numpy)"
   python3 -m venv "$VENV"
-  "$PY" -m pip install --quiet torch==2.11.0 transformers onnxruntime==1.31.1 onnx numpy
+  "$PY" -m pip install --quiet onnxruntime==1.31.1 onnx numpy
 fi
 UTC=$(date -u +%Y%m%dT%H%MZ)
 HOST=$("$BIN" hardware --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["host"])')
@@ -73,7 +84,9 @@ trap 'rm -rf "$WORK"' EXIT
 "$BIN" hardware --json >"$WORK/hardware.json"
 
 HF_ONNX="$CACHE/onnx/hf-minilm-l6.onnx"
-[ "$ONLY" = stock ] || [ -f "$HF_ONNX" ] || "$PY" scripts/bench/anchors.py export "$MODEL" "$HF_ONNX" >/dev/null
+if want onnx || want candle; then
+  [ -f "$HF_ONNX" ] || "$PY" scripts/bench/anchors.py export "$MODEL" "$HF_ONNX" >/dev/null
+fi
 
 # One recbench run: backend, precision, batch → its results file.
 recbench_run() {
@@ -151,6 +164,18 @@ torch_fp32() { recbench_side torch fp32 recbench-torch-fp32 torch; }
 eager_fp32() { python_side eager "$MODEL" python-torch-eager-fp32; }
 torch_int8() { recbench_side torch int8 recbench-torch-int8 torch8; }
 dynamic_int8() { python_side int8 "$MODEL" python-torch-dynamic-int8; }
+onnx_int8() { recbench_side onnx int8 recbench-onnx-int8 onnx8; }
+ort_int8() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8; }
+ort_int8_again() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8-again; }
+# ONNX Runtime's quantizer starts from recbench's plain fp32 graph (standard ops, as an export
+# has): one untimed recbench run with that flavour exports it when the cache lacks it.
+if want onnx8; then
+  FP32_GRAPH=$(ls "$CACHE"/onnx/minilm-l6-plain-fp32-*.onnx 2>/dev/null | grep -v -- -ort- | head -n1 || true)
+  if [ -z "$FP32_GRAPH" ]; then
+    RECBENCH_ONNX_FLAVOUR=plain recbench_run onnx fp32 1 export >/dev/null
+    FP32_GRAPH=$(ls "$CACHE"/onnx/minilm-l6-plain-fp32-*.onnx | grep -v -- -ort- | head -n1)
+  fi
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
   for b in $BATCHES; do
@@ -170,6 +195,11 @@ for round in $(seq 1 "$ROUNDS"); do
     if want stock; then pair candle_fp32_again stock_candle; fi
     if want torch; then pair torch_fp32 eager_fp32; fi
     if want int8; then pair torch_int8 dynamic_int8; fi
+    if want onnx8; then
+      # recbench and the control each run before the anchor in one parity of rounds.
+      if (( round % 2 )); then onnx_int8; ort_int8; ort_int8_again
+      else ort_int8_again; ort_int8; onnx_int8; fi
+    fi
   done
 done
 
@@ -192,6 +222,9 @@ pairs = [
     ("candle fp32 ÷ Python ORT, HF export", "recbench-candle-fp32", "python-ort-hf-export", "≤ 1.5"),
     ("candle fp32 ÷ candle-transformers fp32", "recbench-candle-fp32-again", "candle-transformers-fp32", "≤ 1.0"),
     ("candle int8 ÷ candle fp32", "recbench-candle-int8", "recbench-candle-fp32", ""),
+    ("onnx int8 ÷ Python ORT quantize_dynamic int8, same fp32 graph", "recbench-onnx-int8", "python-ort-dynamic-int8", "≤ control"),
+    ("control: Python ORT dynamic int8 ÷ itself, run again", "python-ort-dynamic-int8-again", "python-ort-dynamic-int8", ""),
+    ("onnx int8 ÷ onnx fp32", "recbench-onnx-int8", "recbench-onnx-fp32", ""),
 ]
 batches = sorted({b for (_, b) in by})
 out = []
