@@ -145,18 +145,41 @@ pub(super) fn cost_quality(
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
                 });
-            for (k, &i) in g.front.iter().enumerate() {
+            // Each label at the first offset from its point where it overlaps no label placed
+            // before it: below and right first (a point at overlap 1 sits on the top edge, and
+            // a label above it would cross the title), then further down, then above.
+            let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
+            for &i in &g.front {
                 let label = crate::report::quality::lever_label(&g.points[i].row.run.spec);
+                let (px, py) = chart.backend_coord(&xy[i]);
+                // DejaVu Sans at 14 px: about 7.5 px a character, 16 px a line.
+                let (w, h) = ((label.chars().count() as f64 * 7.5) as i32, 16);
+                let free = |dx: i32, dy: i32| {
+                    let (x0, y0) = (px + dx, py + dy);
+                    placed
+                        .iter()
+                        .all(|&(a, b, c, d)| x0 + w <= a || c <= x0 || y0 + h <= b || d <= y0)
+                };
+                let offsets = [8, 24, 40, 56, 72, -24, -40, -56].map(|dy| (10, dy));
+                let (dx, dy) = offsets
+                    .into_iter()
+                    .find(|&(dx, dy)| free(dx, dy))
+                    .unwrap_or(offsets[0]);
+                placed.push((px + dx, py + dy, px + dx + w, py + dy + h));
+                // A label moved away from its point gets a thin line back to it.
+                let leader = if dy == offsets[0].1 {
+                    (0, 0)
+                } else {
+                    (dx - 2, dy + 7)
+                };
                 chart
                     .draw_series(std::iter::once(
                         EmptyElement::at(xy[i])
-                            + Text::new(
-                                label,
-                                // Below and right of the point: a point at overlap 1 sits on
-                                // the top edge, and a label above it would cross the title.
-                                (10, 8 + 16 * (k as i32 % 3)),
-                                ("sans-serif", 14).into_font(),
-                            ),
+                            + PathElement::new(
+                                vec![(0, 0), leader],
+                                BLACK.mix(0.5).stroke_width(1),
+                            )
+                            + Text::new(label, (dx, dy), ("sans-serif", 14).into_font()),
                     ))
                     .map_err(plot_err)?;
             }
