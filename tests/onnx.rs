@@ -219,3 +219,48 @@ fn the_graph_flavour_is_chosen_by_measurement_and_remembered() {
         .contains("measured earlier on this host"));
     assert_eq!(second.cache_tag(), first.cache_tag());
 }
+
+/// The two forms of an int8 graph (`RECBENCH_ONNX_INT8_FORM`) quantize a layer's input rows with
+/// the same arithmetic, so tiny's embeddings agree to float rounding in every flavour, and stay
+/// within the int8 bar of candle fp32.
+#[test]
+fn both_int8_forms_give_the_same_embeddings() {
+    common::isolate();
+    let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
+    let tok = Tokenizer::load(&files.tokenizer).unwrap();
+    let reference = candle_probes(&files, &tok);
+    let batch = tok.batch(&PROBES, TEXT_MAX_TOKENS).unwrap();
+    let bytes = std::fs::read(&files.weights).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for flavour in Flavour::ALL {
+        let embed = |form: export::Int8Form| {
+            let m = export::export_form(
+                &files.config,
+                &bytes,
+                &files.weights,
+                flavour,
+                Precision::Int8,
+                form,
+            )
+            .unwrap();
+            let path = dir.path().join(format!("{flavour}-{form}.onnx"));
+            std::fs::write(&path, prost::Message::encode_to_vec(&m)).unwrap();
+            let mut enc = OnnxBert::load_file(
+                &path,
+                files.config.hidden_size,
+                2,
+                GraphOptimizationLevel::All,
+                Device::Cpu,
+            )
+            .unwrap();
+            recbench::backend::Encoder::encode(&mut enc, &batch).unwrap()
+        };
+        let (ql, div) = (
+            embed(export::Int8Form::QuantizeLinear),
+            embed(export::Int8Form::Divide),
+        );
+        let diff = common::max_abs_diff(&ql.data, &div.data);
+        assert!(diff <= 1e-5, "{flavour}: the forms differ by {diff}");
+        assert_within_tolerance(&ql, &reference, Precision::Int8, &format!("{flavour}"));
+    }
+}

@@ -9,8 +9,9 @@
 //! Precisions: fp32; fp16 (linear weights and the hidden states between layers in f16,
 //! embeddings, softmax, LayerNorm and pooling in f32 as in candle); int8 (every linear layer
 //! dynamically quantized: activations with one scale per token, computed in the graph, stored as
-//! uint8 around a zero point of 128; weights symmetric int8 with one scale per output channel; MatMulInteger, then the
-//! int32 product rescaled to f32).
+//! uint8 around a zero point of 128 by one QuantizeLinear per layer ([`Int8Form`]); weights
+//! symmetric int8 with one scale per output channel; MatMulInteger, then the int32 product
+//! rescaled to f32).
 //!
 //! Files are cached under `cache_dir()/onnx/` by a hash of the weight bytes, the flavour, the
 //! precision and [`EXPORTER_VERSION`].
@@ -30,7 +31,43 @@ use crate::model::{cache_dir, BertConfig, ModelFiles};
 use crate::spec::Precision;
 
 /// Bumped whenever the emitted graph changes, so old cached files are never reused.
-pub const EXPORTER_VERSION: u32 = 6;
+pub const EXPORTER_VERSION: u32 = 7;
+/// Selects how an int8 graph quantizes a linear layer's input rows (`int8_form`).
+pub const INT8_FORM_ENV: &str = "RECBENCH_ONNX_INT8_FORM";
+
+/// How an int8 linear layer turns its input rows into uint8 (the scale per row is computed the
+/// same way in both): one `QuantizeLinear` with a scale per row of the `[rows, in]` view (the
+/// default), or `Div`, `Round`, `Add` and `Cast` (the form before it, kept for
+/// `scripts/bench/onnx_int8_forms.sh`). Both round half to even and give the same bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Form {
+    QuantizeLinear,
+    Divide,
+}
+
+impl std::fmt::Display for Int8Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Int8Form::QuantizeLinear => "quantizelinear",
+            Int8Form::Divide => "divide",
+        })
+    }
+}
+
+/// The form `RECBENCH_ONNX_INT8_FORM` selects: `quantizelinear` (or unset) or `divide`.
+pub fn int8_form() -> Result<Int8Form> {
+    match std::env::var(INT8_FORM_ENV).as_deref() {
+        Err(_) | Ok("") | Ok("quantizelinear") => Ok(Int8Form::QuantizeLinear),
+        Ok("divide") => Ok(Int8Form::Divide),
+        Ok(other) => Err(Error::input(
+            "<environment>",
+            None,
+            INT8_FORM_ENV,
+            format!("unknown int8 form {other:?}; allowed: quantizelinear, divide"),
+        )),
+    }
+}
+
 /// Default-domain opset of the emitted graph.
 pub const OPSET: i64 = 17;
 /// Domain of ONNX Runtime's contrib operators.
@@ -47,6 +84,9 @@ pub fn export_cached(
     let mut h = Sha256::new();
     h.update(&bytes);
     h.update(format!("|{flavour}|{precision}|v{EXPORTER_VERSION}").as_bytes());
+    if precision == Precision::Int8 {
+        h.update(format!("|{}", int8_form()?).as_bytes());
+    }
     let hash: String = h.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -63,7 +103,8 @@ pub fn export_cached(
     Ok(path)
 }
 
-/// Builds the ONNX model from safetensors `bytes` (read from `origin`, named in errors).
+/// Builds the ONNX model from safetensors `bytes` (read from `origin`, named in errors), an
+/// int8 one in the form `RECBENCH_ONNX_INT8_FORM` selects.
 pub fn export(
     cfg: &BertConfig,
     bytes: &[u8],
@@ -71,16 +112,29 @@ pub fn export(
     flavour: Flavour,
     precision: Precision,
 ) -> Result<ModelProto> {
-    let tensors = crate::model::tensor_file::read_f32(cfg, bytes, origin)?;
-    build(cfg, &tensors, flavour, precision)
+    export_form(cfg, bytes, origin, flavour, precision, int8_form()?)
 }
 
-/// Builds the graph of the model with weights `t`.
+/// [`export`] with the int8 form given.
+pub fn export_form(
+    cfg: &BertConfig,
+    bytes: &[u8],
+    origin: &Path,
+    flavour: Flavour,
+    precision: Precision,
+    form: Int8Form,
+) -> Result<ModelProto> {
+    let tensors = crate::model::tensor_file::read_f32(cfg, bytes, origin)?;
+    build(cfg, &tensors, flavour, precision, form)
+}
+
+/// Builds the graph of the model with weights `bert`, an int8 one in `form`.
 pub fn build(
     cfg: &BertConfig,
     bert: &BertTensors<Vec<f32>>,
     flavour: Flavour,
     precision: Precision,
+    form: Int8Form,
 ) -> Result<ModelProto> {
     if precision == Precision::Bf16 {
         return Err(Error::Model(
@@ -89,6 +143,7 @@ pub fn build(
         ));
     }
     let mut g = Graph::new(precision);
+    g.int8_form = form;
 
     // Masks: f32 [B,S] for pooling, additive f32 [B,1,1,S] for the plain attention, int32 [B,S]
     // for the contrib attention operators.
@@ -478,6 +533,7 @@ struct Graph {
     mask_bias: String,
     /// Attention mask as int32 `[B,S]` (fused flavour).
     mask_i32: String,
+    int8_form: Int8Form,
 }
 
 impl Graph {
@@ -487,6 +543,7 @@ impl Graph {
             inits: vec![],
             next: 0,
             precision,
+            int8_form: int8_form().unwrap_or(Int8Form::QuantizeLinear),
             mask_bias: String::new(),
             mask_i32: String::new(),
         }
@@ -689,6 +746,44 @@ impl Graph {
         let s = self.op("Mul", &[&max, &c127], vec![]);
         let floor = self.const_f32(&[], &[1e-12]);
         let s = self.op("Max", &[&s, &floor], vec![]);
+        if self.int8_form == Int8Form::QuantizeLinear {
+            // One QuantizeLinear pass with a scale per row of the [rows, in] view: the same
+            // arithmetic as the divide form below (x / s rounded half to even, plus 128,
+            // saturated to uint8) in one pass over the activations instead of four.
+            let rows2 = self.const_i64(&[-1, inp as i64]);
+            let x2 = self.op("Reshape", &[x, &rows2], vec![]);
+            let flat = self.const_i64(&[-1]);
+            let s1 = self.op("Reshape", &[&s, &flat], vec![]);
+            let n = self.op("Shape", &[&s1], vec![]);
+            self.next += 1;
+            let zp1 = self.init(
+                &format!("const_{}", self.next),
+                &[],
+                dtype::UINT8,
+                vec![128],
+            );
+            let zps = self.op("Expand", &[&zp1, &n], vec![]);
+            let xq = self.op("QuantizeLinear", &[&x2, &s1, &zps], vec![attr_i("axis", 0)]);
+            let acc = self.op("MatMulInteger", &[&xq, &wq, &zp1], vec![]);
+            let accf = self.cast(&acc, dtype::FLOAT);
+            let col = self.const_i64(&[-1, 1]);
+            let s2 = self.op("Reshape", &[&s, &col], vec![]);
+            let y = self.op("Mul", &[&accf, &s2], vec![]);
+            let y = self.op("Mul", &[&y, &ws], vec![]);
+            let y = match b {
+                Some(b) => {
+                    let b = self.init_f32(&format!("{name}.b"), &[out], b);
+                    self.op("Add", &[&y, &b], vec![])
+                }
+                None => y,
+            };
+            let shape = self.op("Shape", &[x], vec![]);
+            let (st, en) = (self.const_i64(&[0]), self.const_i64(&[-1]));
+            let lead = self.op("Slice", &[&shape, &st, &en], vec![]);
+            let o = self.const_i64(&[out as i64]);
+            let to = self.op("Concat", &[&lead, &o], vec![attr_i("axis", 0)]);
+            return self.op("Reshape", &[&y, &to], vec![]);
+        }
         let xs = self.op("Div", &[x, &s], vec![]);
         let xr = self.op("Round", &[&xs], vec![]);
         // Stored as uint8 around a zero point of 128: u8×s8 is MLAS's fast integer GEMM

@@ -22,7 +22,14 @@ fn op_counts(m: &ModelProto) -> BTreeMap<String, usize> {
 
 fn model(flavour: Flavour, precision: Precision) -> ModelProto {
     let cfg = Preset::Tiny.config();
-    build(&cfg, &fake(&cfg), flavour, precision).unwrap()
+    build(
+        &cfg,
+        &fake(&cfg),
+        flavour,
+        precision,
+        Int8Form::QuantizeLinear,
+    )
+    .unwrap()
 }
 
 #[test]
