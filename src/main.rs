@@ -125,7 +125,6 @@ fn requirement(
     })
 }
 
-/// Writes a line to stderr; a closed stderr is not worth a panic.
 /// The demand of `--diurnal` or `--trace` and the autoscaler's settings, checked; `None`
 /// without either.
 fn day_plan(
@@ -163,6 +162,7 @@ fn day_plan(
     Ok(Some((trace, settings)))
 }
 
+/// Writes a line to stderr; a closed stderr is not worth a panic.
 fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -9,9 +9,9 @@ use super::{DayPlan, Model};
 use crate::cost::day::{tie, DayGroup, DayOption};
 use crate::cost::{usd, usd_per_1m};
 
-/// One option's cells: hardware, evidence, capacity, cold start, peak and mean machines, cost
-/// per day with its interval, per month, per million requests, SLA-minutes missed, and the
-/// fleet sized for the peak.
+/// One option's cells, as [`HEAD`] names them: hardware, capacity, cold start, peak and mean
+/// machines, cost per day with its interval, per month, per million requests, SLA-minutes
+/// missed, the fleet sized for the peak, and the evidence with its caveats.
 pub(super) fn cells(o: &DayOption) -> [String; 10] {
     [
         format!(
