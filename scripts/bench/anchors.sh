@@ -168,13 +168,11 @@ onnx_int8() { recbench_side onnx int8 recbench-onnx-int8 onnx8; }
 ort_int8() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8; }
 ort_int8_again() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8-again; }
 # ONNX Runtime's quantizer starts from recbench's plain fp32 graph (standard ops, as an export
-# has): one untimed recbench run with that flavour exports it when the cache lacks it.
+# has): one untimed recbench run with that flavour exports it (or finds it in the cache), and the
+# newest such file is this exporter's.
 if want onnx8; then
-  FP32_GRAPH=$(ls "$CACHE"/onnx/minilm-l6-plain-fp32-*.onnx 2>/dev/null | grep -v -- -ort- | head -n1 || true)
-  if [ -z "$FP32_GRAPH" ]; then
-    RECBENCH_ONNX_FLAVOUR=plain recbench_run onnx fp32 1 export >/dev/null
-    FP32_GRAPH=$(ls "$CACHE"/onnx/minilm-l6-plain-fp32-*.onnx | grep -v -- -ort- | head -n1)
-  fi
+  RECBENCH_ONNX_FLAVOUR=plain recbench_run onnx fp32 1 export >/dev/null
+  FP32_GRAPH=$(ls -t "$CACHE"/onnx/minilm-l6-plain-fp32-*.onnx | grep -v -- -ort- | head -n1)
 fi
 
 for round in $(seq 1 "$ROUNDS"); do
