@@ -111,10 +111,9 @@ def ort_anchor(onnx_file, batch, seq, threads, window):
 
 
 def ort_dynamic_int8(onnx_file):
-    """The fp32 graph `onnx_file` quantized as ONNX Runtime's documentation does it for
-    transformers: `quantize_dynamic` with int8 weights (QInt8, one scale per tensor, the
-    defaults otherwise); activations are quantized per tensor at run time (DynamicQuantizeLinear,
-    MatMulInteger). Kept beside the file."""
+    """The fp32 graph `onnx_file` quantized by ONNX Runtime's own `quantize_dynamic` with int8
+    weights (QInt8, one scale per tensor: its defaults otherwise); activations are quantized per
+    tensor at run time (DynamicQuantizeLinear, MatMulInteger). Kept beside the file."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = onnx_file[: -len(".onnx")] + "-ort-dynamic-int8.onnx"
