@@ -31,7 +31,7 @@ use crate::model::{cache_dir, BertConfig, ModelFiles};
 use crate::spec::Precision;
 
 /// Bumped whenever the emitted graph changes, so old cached files are never reused.
-pub const EXPORTER_VERSION: u32 = 7;
+pub const EXPORTER_VERSION: u32 = 8;
 /// Selects how an int8 graph quantizes a linear layer's input rows (`int8_form`).
 pub const INT8_FORM_ENV: &str = "RECBENCH_ONNX_INT8_FORM";
 
@@ -543,7 +543,8 @@ impl Graph {
             inits: vec![],
             next: 0,
             precision,
-            int8_form: int8_form().unwrap_or(Int8Form::QuantizeLinear),
+            // `build` sets the form it was given.
+            int8_form: Int8Form::QuantizeLinear,
             mask_bias: String::new(),
             mask_i32: String::new(),
         }
@@ -746,51 +747,8 @@ impl Graph {
         let s = self.op("Mul", &[&max, &c127], vec![]);
         let floor = self.const_f32(&[], &[1e-12]);
         let s = self.op("Max", &[&s, &floor], vec![]);
-        if self.int8_form == Int8Form::QuantizeLinear {
-            // One QuantizeLinear pass with a scale per row of the [rows, in] view: the same
-            // arithmetic as the divide form below (x / s rounded half to even, plus 128,
-            // saturated to uint8) in one pass over the activations instead of four.
-            let rows2 = self.const_i64(&[-1, inp as i64]);
-            let x2 = self.op("Reshape", &[x, &rows2], vec![]);
-            let flat = self.const_i64(&[-1]);
-            let s1 = self.op("Reshape", &[&s, &flat], vec![]);
-            let n = self.op("Shape", &[&s1], vec![]);
-            self.next += 1;
-            let zp1 = self.init(
-                &format!("const_{}", self.next),
-                &[],
-                dtype::UINT8,
-                vec![128],
-            );
-            let zps = self.op("Expand", &[&zp1, &n], vec![]);
-            let xq = self.op("QuantizeLinear", &[&x2, &s1, &zps], vec![attr_i("axis", 0)]);
-            let acc = self.op("MatMulInteger", &[&xq, &wq, &zp1], vec![]);
-            let accf = self.cast(&acc, dtype::FLOAT);
-            let col = self.const_i64(&[-1, 1]);
-            let s2 = self.op("Reshape", &[&s, &col], vec![]);
-            let y = self.op("Mul", &[&accf, &s2], vec![]);
-            let y = self.op("Mul", &[&y, &ws], vec![]);
-            let y = match b {
-                Some(b) => {
-                    let b = self.init_f32(&format!("{name}.b"), &[out], b);
-                    self.op("Add", &[&y, &b], vec![])
-                }
-                None => y,
-            };
-            let shape = self.op("Shape", &[x], vec![]);
-            let (st, en) = (self.const_i64(&[0]), self.const_i64(&[-1]));
-            let lead = self.op("Slice", &[&shape, &st, &en], vec![]);
-            let o = self.const_i64(&[out as i64]);
-            let to = self.op("Concat", &[&lead, &o], vec![attr_i("axis", 0)]);
-            return self.op("Reshape", &[&y, &to], vec![]);
-        }
-        let xs = self.op("Div", &[x, &s], vec![]);
-        let xr = self.op("Round", &[&xs], vec![]);
         // Stored as uint8 around a zero point of 128: u8×s8 is MLAS's fast integer GEMM
         // (s8×s8 measured 3.5× slower than fp32 on minilm-l6).
-        let c128 = self.const_f32(&[], &[128.0]);
-        let xu = self.op("Add", &[&xr, &c128], vec![]);
-        let xq = self.cast(&xu, dtype::UINT8);
         self.next += 1;
         let zp = self.init(
             &format!("const_{}", self.next),
@@ -798,15 +756,52 @@ impl Graph {
             dtype::UINT8,
             vec![128],
         );
-        let acc = self.op("MatMulInteger", &[&xq, &wq, &zp], vec![]);
+        // The product in int32, the scale per row it is multiplied back by, and the shape to
+        // give the result where the form works on the `[rows, in]` view.
+        let (acc, row_scale, shape) = match self.int8_form {
+            Int8Form::QuantizeLinear => {
+                // One QuantizeLinear pass with a scale per row of the [rows, in] view: the same
+                // arithmetic as the divide form (x / s rounded half to even, plus 128,
+                // saturated to uint8) in one pass over the activations instead of four.
+                let rows2 = self.const_i64(&[-1, inp as i64]);
+                let x2 = self.op("Reshape", &[x, &rows2], vec![]);
+                let flat = self.const_i64(&[-1]);
+                let s1 = self.op("Reshape", &[&s, &flat], vec![]);
+                let n = self.op("Shape", &[&s1], vec![]);
+                let zps = self.op("Expand", &[&zp, &n], vec![]);
+                let xq = self.op("QuantizeLinear", &[&x2, &s1, &zps], vec![attr_i("axis", 0)]);
+                let acc = self.op("MatMulInteger", &[&xq, &wq, &zp], vec![]);
+                let col = self.const_i64(&[-1, 1]);
+                let s2 = self.op("Reshape", &[&s, &col], vec![]);
+                let shape = self.op("Shape", &[x], vec![]);
+                let (st, en) = (self.const_i64(&[0]), self.const_i64(&[-1]));
+                let lead = self.op("Slice", &[&shape, &st, &en], vec![]);
+                let o = self.const_i64(&[out as i64]);
+                let to = self.op("Concat", &[&lead, &o], vec![attr_i("axis", 0)]);
+                (acc, s2, Some(to))
+            }
+            Int8Form::Divide => {
+                let xs = self.op("Div", &[x, &s], vec![]);
+                let xr = self.op("Round", &[&xs], vec![]);
+                let c128 = self.const_f32(&[], &[128.0]);
+                let xu = self.op("Add", &[&xr, &c128], vec![]);
+                let xq = self.cast(&xu, dtype::UINT8);
+                let acc = self.op("MatMulInteger", &[&xq, &wq, &zp], vec![]);
+                (acc, s, None)
+            }
+        };
         let accf = self.cast(&acc, dtype::FLOAT);
-        let y = self.op("Mul", &[&accf, &s], vec![]);
+        let y = self.op("Mul", &[&accf, &row_scale], vec![]);
         let y = self.op("Mul", &[&y, &ws], vec![]);
-        match b {
+        let y = match b {
             Some(b) => {
                 let b = self.init_f32(&format!("{name}.b"), &[out], b);
                 self.op("Add", &[&y, &b], vec![])
             }
+            None => y,
+        };
+        match shape {
+            Some(to) => self.op("Reshape", &[&y, &to], vec![]),
             None => y,
         }
     }
