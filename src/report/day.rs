@@ -1,11 +1,11 @@
 //! The report's "Over a day" section: the decision's options at the demand's peak, each as an
 //! autoscaled fleet over the demand (`cost::day`), as `recbench plan --diurnal/--trace` prints
-//! them. Its cells and sentence are here; html.rs renders them into index.html, and
-//! [`markdown`] into summary.md.
+//! them. Its cells and sentence are here; html.rs renders them into index.html, markdown.rs
+//! into summary.md.
 
 use std::fmt::Write;
 
-use super::{DayPlan, Model};
+use super::Model;
 use crate::cost::day::{tie, DayGroup, DayOption};
 use crate::cost::{usd, usd_per_1m};
 
@@ -107,30 +107,4 @@ pub(super) fn verdict(g: &DayGroup, m: &Model) -> String {
         let _ = write!(s, " {t}");
     }
     s
-}
-
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
-/// The section in summary.md.
-pub(super) fn markdown(out: &mut String, m: &Model, day: &DayPlan) {
-    let _ = writeln!(
-        out,
-        "\n## Over a day\n\n{}\n",
-        cell(&crate::cost::day::describe(day.trace, &day.settings))
-    );
-    for g in &day.groups {
-        let _ = writeln!(out, "### {}\n\n{}\n", cell(&g.group), cell(&verdict(g, m)));
-        if g.options.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "| {} |", HEAD.join(" | "));
-        let _ = writeln!(out, "|{}", "---|".repeat(HEAD.len()));
-        for o in &g.options {
-            let row: Vec<String> = cells(o).iter().map(|c| cell(c)).collect();
-            let _ = writeln!(out, "| {} |", row.join(" | "));
-        }
-        out.push('\n');
-    }
 }

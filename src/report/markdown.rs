@@ -1,5 +1,7 @@
 //! `summary.md`: the recommendation and a compact table, for CI step summaries.
 
+use std::fmt::Write;
+
 use super::columns::cells;
 use super::{fmt_opt, Model};
 use crate::results::Status;
@@ -110,7 +112,7 @@ pub fn summary(m: &Model) -> String {
         out.push('\n');
     }
     if let Some(day) = &m.day {
-        super::day::markdown(&mut out, m, day);
+        day_section(&mut out, m, day);
     }
     out.push_str("\n## Runs\n\n| status | configuration | p50 ms | p99 ms | req/s | $ per 1M req (basis) | parity cos | notes |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for r in rows.iter().filter(|r| r.run.status != Status::Skipped) {
@@ -145,4 +147,31 @@ pub fn summary(m: &Model) -> String {
         ));
     }
     out
+}
+
+/// The section "Over a day" ([`super::day`]).
+fn day_section(out: &mut String, m: &Model, day: &super::DayPlan) {
+    let _ = writeln!(
+        out,
+        "\n## Over a day\n\n{}\n",
+        cell(&crate::cost::day::describe(day.trace, &day.settings))
+    );
+    for g in &day.groups {
+        let _ = writeln!(
+            out,
+            "### {}\n\n{}\n",
+            cell(&g.group),
+            cell(&super::day::verdict(g, m))
+        );
+        if g.options.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "| {} |", super::day::HEAD.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(super::day::HEAD.len()));
+        for o in &g.options {
+            let row: Vec<String> = super::day::cells(o).iter().map(|c| cell(c)).collect();
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out.push('\n');
+    }
 }
