@@ -568,18 +568,24 @@ impl<'r, 'a> Model<'r, 'a> {
         mut self,
         day: Option<&'r (cost::day::Trace, cost::day::DaySettings)>,
     ) -> Model<'r, 'a> {
-        self.day = day.map(|(trace, settings)| {
+        let day = day.map(|(trace, settings)| {
             let at_peak = decision::Requirement {
                 qps: Some(trace.peak()),
                 ..self.req.clone()
             };
-            let decisions = decision::decide(self.rows, &at_peak);
+            // The tables' decision already is at the peak when the reader gave no other rate.
+            let groups = if at_peak == *self.req {
+                self.plan_groups()
+            } else {
+                plan_groups(&decision::decide(self.rows, &at_peak), &at_peak)
+            };
             DayPlan {
                 trace,
                 settings: *settings,
-                groups: cost::day::plan_day(&plan_groups(&decisions, &at_peak), trace, settings),
+                groups: cost::day::plan_day(&groups, trace, settings),
             }
         });
+        self.day = day;
         self
     }
 
