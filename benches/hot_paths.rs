@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the hot paths: tokenisation, pooling, scoring + top-k over 100k item
-//! embeddings, candle's GELU against the fused kernels' bias + GELU, each compiled backend's
+//! embeddings, candle's GELU against the fused kernels' bias + GELU, the fused f32 linear against
+//! recbench's int8 and bf16 GEMMs on MiniLM's FFN product, each compiled backend's
 //! forward pass on `tiny`, and the day plan's work on a week's trace at one-second resolution
 //! (reading the CSV, then the autoscaler over it).
 //!
@@ -85,6 +86,42 @@ fn gelu(c: &mut Criterion) {
     });
 }
 
+/// One MiniLM FFN product (hidden 384 → intermediate 1,536) at batch 8 and 32 of 128 tokens:
+/// the fused kernels' f32 linear against recbench's int8 GEMM (activations quantized per row in
+/// the same call; AVX-512 VNNI where the CPU has it, else the portable loop) and its bf16 GEMM
+/// (activations rounded to bf16 in the same call; AVX-512 BF16, else the portable loop).
+fn int8_gemm(c: &mut Criterion) {
+    use backend::candle::{bgemm, fused, qgemm};
+    use candle_core::{Device as D, Tensor};
+    let threads = recbench::telemetry::inventory::default_threads();
+    let w = Tensor::randn(0f32, 0.05, (1536, 384), &D::Cpu).unwrap();
+    let w_t = w.t().unwrap().contiguous().unwrap();
+    let b = Tensor::zeros(1536, candle_core::DType::F32, &D::Cpu).unwrap();
+    let q = qgemm::QWeight::new(&w, &b).unwrap();
+    let h = bgemm::BWeight::new(&w, &b).unwrap();
+    for rows in [1024, 4096] {
+        let x = Tensor::randn(0f32, 1.0, (rows, 384), &D::Cpu).unwrap();
+        c.bench_function(
+            &format!("FFN [{rows}, 384→1536]: f32 fused linear"),
+            |bn| bn.iter(|| black_box(fused::linear(&x, &w_t, &b, false, threads).unwrap())),
+        );
+        let name = format!(
+            "FFN [{rows}, 384→1536]: int8 GEMM ({})",
+            qgemm::Kernel::best().name()
+        );
+        c.bench_function(&name, |bn| {
+            bn.iter(|| black_box(qgemm::linear(&x, &q, false).unwrap()))
+        });
+        let name = format!(
+            "FFN [{rows}, 384→1536]: bf16 GEMM ({})",
+            bgemm::Kernel::best().name()
+        );
+        c.bench_function(&name, |bn| {
+            bn.iter(|| black_box(bgemm::linear(&x, &h, false).unwrap()))
+        });
+    }
+}
+
 fn forward_tiny(c: &mut Criterion) {
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
@@ -144,6 +181,7 @@ criterion_group!(
     pooling,
     scoring,
     gelu,
+    int8_gemm,
     forward_tiny,
     week_trace
 );

@@ -735,7 +735,7 @@ fn a_bad_huge_page_or_int8_layout_setting_stops_the_sweep_before_its_first_run()
             "int8",
             "RECBENCH_CANDLE_INT8",
             "tiled",
-            "allowed: auto, blocks, tiles",
+            "allowed: auto, blocks, tiles, gemm",
         ),
     ] {
         let out = tiny_candle_run(dir.path(), name)

@@ -6,6 +6,8 @@ recbench itself never uses Python.
 usage:
   anchors.py eager   MODEL_DIR BATCH SEQ THREADS WINDOW   # transformers BertModel (sdpa), fp32
   anchors.py int8    MODEL_DIR BATCH SEQ THREADS WINDOW   # the same after torch quantize_dynamic (x86)
+  anchors.py eager-bf16 MODEL_DIR BATCH SEQ THREADS WINDOW # the same in bf16 (model.to(bfloat16)),
+                                                         # pooled in fp32
   anchors.py ort     ONNX_FILE BATCH SEQ THREADS WINDOW   # onnxruntime, ORT_ENABLE_ALL, CPU provider
   anchors.py ort-int8 ONNX_FILE BATCH SEQ THREADS WINDOW  # the fp32 file after ONNX Runtime's own
                                                          # quantize_dynamic (QInt8 weights), the same
@@ -53,32 +55,35 @@ def timed(call, window):
     return {"median_ms_per_batch": statistics.median(samples), "samples_ms": samples}
 
 
-def torch_model(model_dir, threads, int8):
+def torch_model(model_dir, threads, precision):
     import torch
     from transformers import BertModel
 
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     model = BertModel.from_pretrained(model_dir, attn_implementation="sdpa").eval()
-    if int8:
+    if precision == "int8":
         torch.backends.quantized.engine = "x86"
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif precision == "bf16":
+        model = model.to(torch.bfloat16)
     return torch, model
 
 
-def torch_anchor(model_dir, batch, seq, threads, window, int8):
-    torch, model = torch_model(model_dir, threads, int8)
+def torch_anchor(model_dir, batch, seq, threads, window, precision):
+    torch, model = torch_model(model_dir, threads, precision)
     ids, mask, types = (torch.from_numpy(a) for a in inputs(batch, seq))
 
     def call():
         with torch.inference_mode():
-            h = model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+            h = model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state.float()
             m = mask.unsqueeze(-1).to(h.dtype)
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
     out = timed(call, window)
-    out["runtime"] = f"torch {torch.__version__}, engine {torch.backends.quantized.engine if int8 else 'fp32'}"
+    engine = f"engine {torch.backends.quantized.engine}" if precision == "int8" else precision
+    out["runtime"] = f"torch {torch.__version__}, {engine}"
     return out
 
 
@@ -170,7 +175,8 @@ def main():
             result = ort_anchor(ort_dynamic_int8(path), batch, seq, threads, window)
             result["runtime"] += " (quantize_dynamic, QInt8)"
         else:
-            result = torch_anchor(path, batch, seq, threads, window, int8=(mode == "int8"))
+            precision = {"eager": "fp32", "int8": "int8", "eager-bf16": "bf16"}[mode]
+            result = torch_anchor(path, batch, seq, threads, window, precision)
     print(json.dumps(result))
 
 

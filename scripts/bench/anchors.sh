@@ -18,11 +18,18 @@
 #   recbench onnx int8   vs Python onnxruntime on recbench's plain fp32 graph after ONNX Runtime's
 #                        own quantize_dynamic (QInt8 weights), with its control (the anchor
 #                        against itself, run again)
+#   recbench torch bf16  vs PyTorch eager in bf16 (model.to(bfloat16)); recbench candle bf16 and
+#                        onnx bf16 on their own (a backend that does not run bf16 on this host
+#                        says why, in the table)
+#
+# A second table gives, per backend, the speed-up of its int8 and bf16 sides over the best fp32
+# side of the same round and batch (the fastest of every fp32 side timed, recbench's and the
+# Python anchors'), with the issue's bars: torch int8 ≥ 2.5, candle int8 ≥ 2.0, bf16 > 1.
 #
 #   scripts/bench/anchors.sh [ROUNDS]     # default 3; THREADS (default 2), BATCHES ("1 8 32"),
 #                                         # WARMUP_S, MIN_S, MIN_CALLS, MAX_S (1, 4, 5, 20),
 #                                         # ONLY (a subset of "onnx torch int8 candle
-#                                         # stock onnx8"; `stock` alone needs no Python,
+#                                         # stock onnx8 bf16"; `stock` alone needs no Python,
 #                                         # `onnx8` and `stock` no PyTorch)
 #
 # ISA=avx2 caps the vector ISA, on both sides alike, of every library that has a cap: ATen's
@@ -45,7 +52,7 @@ ROUNDS="${1:-3}"
 THREADS="${THREADS:-2}"
 BATCHES="${BATCHES:-1 8 32}"
 BIN="${RECBENCH:-target/release/recbench}"
-ONLY="${ONLY:-onnx torch int8 candle stock onnx8}"
+ONLY="${ONLY:-onnx torch int8 candle stock onnx8 bf16}"
 ISA="${ISA:-}"
 # The measurement window of every side: recbench's [measure] and the Python anchors' alike.
 WARMUP_S=${WARMUP_S:-1} MIN_S=${MIN_S:-4} MIN_CALLS=${MIN_CALLS:-5} MAX_S=${MAX_S:-20}
@@ -64,7 +71,7 @@ MODEL="$CACHE/models/minilm-l6"
 STOCK=target/release/examples/stock_bert
 if want stock; then cargo build --release --locked -q --example stock_bert; fi
 # PyTorch is needed by the torch sides and by the Hugging Face export (onnx, candle).
-if want onnx || want torch || want int8 || want candle; then
+if want onnx || want torch || want int8 || want candle || want bf16; then
   if ! "$PY" -c 'import torch, transformers, onnxruntime, onnx' 2>/dev/null; then
     echo "anchors: creating $VENV (torch 2.11.0, transformers, onnxruntime 1.31.1, onnx, numpy)"
     python3 -m venv "$VENV"
@@ -167,6 +174,8 @@ dynamic_int8() { python_side int8 "$MODEL" python-torch-dynamic-int8; }
 onnx_int8() { recbench_side onnx int8 recbench-onnx-int8 onnx8; }
 ort_int8() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8; }
 ort_int8_again() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8-again; }
+torch_bf16() { recbench_side torch bf16 recbench-torch-bf16 torch16; }
+eager_bf16() { python_side eager-bf16 "$MODEL" python-torch-eager-bf16; }
 # ONNX Runtime's quantizer starts from recbench's plain fp32 graph (standard ops, as an export
 # has): one untimed recbench run with that flavour exports it (or finds it in the cache), and the
 # newest such file is this exporter's.
@@ -197,6 +206,11 @@ for round in $(seq 1 "$ROUNDS"); do
       # recbench and the control each run before the anchor in one parity of rounds.
       if (( round % 2 )); then onnx_int8; ort_int8; ort_int8_again
       else ort_int8_again; ort_int8; onnx_int8; fi
+    fi
+    if want bf16; then
+      pair torch_bf16 eager_bf16
+      recbench_side candle bf16 recbench-candle-bf16 candle16
+      recbench_side onnx bf16 recbench-onnx-bf16 onnx16
     fi
   done
 done
@@ -262,6 +276,36 @@ for s in sides:
         v = [by[(r, b)][s] for (r, bb) in sorted(by) if bb == b and s in by[(r, b)]]
         cells.append(f"{statistics.median(v):.2f}" if v else "–")
     out.append(f"| {s} | " + " | ".join(cells) + " |")
+# Speed-up of each low-precision side over the best fp32 side of its round and batch.
+fp32_sides = [s for s in sides if "int8" not in s and "bf16" not in s]
+low = [s for s in sides if s.startswith("recbench-") and ("int8" in s or "bf16" in s)]
+bars = {"recbench-torch-int8": "≥ 2.5", "recbench-candle-int8": "≥ 2.0"}
+if low and fp32_sides:
+    out.append("\nSpeed-up over the best fp32 side (its time ÷ this side's, per round; the best fp32 side "
+               "is the fastest of " + ", ".join(fp32_sides) + " in the same round and batch, named below "
+               "with how many rounds it was the best). Above 1 means faster than every fp32 side:\n")
+    out.append("| side | bar | " + " | ".join(f"batch {b}" for b in batches) + " |")
+    out.append("|---|---|" + "---|" * len(batches))
+    for s in low:
+        cells = []
+        for b in batches:
+            ups, best_by = [], collections.Counter()
+            for (r, bb) in sorted(by):
+                here = by[(r, bb)]
+                fp32 = {f: here[f] for f in fp32_sides if f in here}
+                if bb != b or s not in here or not fp32:
+                    continue
+                best = min(fp32, key=fp32.get)
+                best_by[best] += 1
+                ups.append(fp32[best] / here[s])
+            if ups:
+                named = ", ".join(f"{f} ×{n}" for f, n in best_by.most_common())
+                cells.append(f"**{statistics.median(ups):.2f}** ({', '.join(f'{x:.2f}' for x in ups)}; best fp32: {named})")
+            else:
+                why = [r for r in rows if r["side"] == s and r["batch"] == b and r["ms_per_seq"] is None]
+                cells.append(f"– ({why[0]['status']}: {why[0].get('reason')})" if why else "–")
+        bar = bars.get(s, "> 1" if "bf16" in s else "")
+        out.append(f"| {s} | {bar} | " + " | ".join(cells) + " |")
 failed = [r for r in rows if r["ms_per_seq"] is None]
 if failed:
     out.append("\nRuns without a time: " + "; ".join(f"round {r['round']} batch {r['batch']} {r['side']}: {r['status']} ({r.get('reason')})" for r in failed))

@@ -6,13 +6,13 @@
 //! tests/candle_stock.rs for candle-transformers 0.11, which also checks that this BERT and the
 //! stock one agree within 1e-5 in fp32 on MiniLM's real weights). Here the
 //! attention softmax, LayerNorm and pooling run in f32 whatever the precision, the matmuls run
-//! in the run's precision, and int8 uses candle's Q8_0 quantized matmul (weights in blocks of 32
-//! with one scale each, activations quantized on the fly). candle runs that product on weights
-//! repacked in VNNI tiles (x86 with AVX-512 VNNI or AVX-VNNI) only where the inner size is a whole
-//! number of 256-value superblocks, and on 32-value block dot products elsewhere: on the CPU,
-//! each int8 layer shape whose inner size is not such a number (MiniLM's 384) is timed both
-//! ways at load, as it is and padded with zeros to the next multiple of 256, and the faster is
-//! kept and remembered (`RECBENCH_CANDLE_INT8=blocks|tiles` forces one).
+//! in the run's precision. int8 layers run on the CPU on recbench's int8 GEMM (`qgemm.rs`:
+//! weights per output channel, activations quantized per row, AVX-512 VNNI where the CPU has
+//! it) or on candle's Q8_0 quantized matmul (weights in blocks of 32 with one scale each,
+//! activations quantized on the fly), on its block dot products or, padded to whole 256-value
+//! superblocks, on its VNNI tiles: each layer shape is timed every way at load and the fastest
+//! kept and remembered (`RECBENCH_CANDLE_INT8=gemm|blocks|tiles` forces one; `int8.rs`). On
+//! CUDA int8 runs on candle's Q8_0.
 //!
 //! On the CPU, with f32 activations (fp32 and int8), the layers run either on candle's own ops
 //! or on the fused kernels of `fused.rs` (bias and GELU in the GEMM's pass, attention per
@@ -23,16 +23,20 @@
 //! This backend in fp32 is also the reference every other backend is compared with; the
 //! reference is computed with candle's own ops (a load without a shape hint never measures).
 
+mod bf16;
+pub mod bgemm;
 #[cfg(feature = "cuda")]
 mod device_ops;
 #[cfg(feature = "cuda")]
 mod device_topk;
 pub mod fused;
 mod int8;
+pub mod qgemm;
 mod topk;
 
+pub use bf16::{bf16_forced, BF16_ENV};
 use int8::*;
-pub use int8::{int8_forced, INT8_ENV};
+pub use int8::{int8_forced, Int8Layout, INT8_ENV};
 pub use topk::{mean_pool, top_k_rows_chunked, TOPK_CHUNK};
 
 use candle_core::quantized::QMatMul;
@@ -87,9 +91,13 @@ pub fn runtime_version() -> String {
 pub fn describe() -> String {
     format!(
         "pure Rust; on CPU candle's ops or fused kernels, the faster by measurement at load \
-         ({KERNELS_ENV}=ops|fused forces one); int8 via candle's Q8_0 quantized matmul, on its \
-         block dot products or its VNNI tiles (inner size padded to a multiple of 256), the faster \
-         by measurement ({INT8_ENV}=blocks|tiles forces one)"
+         ({KERNELS_ENV}=ops|fused forces one); int8 on recbench's int8 GEMM (weights per output \
+         channel, activations per row; AVX-512 VNNI where the CPU has it) or candle's Q8_0 \
+         quantized matmul, on its block dot products or its VNNI tiles (inner size padded to a \
+         multiple of 256), the fastest per layer shape by measurement \
+         ({INT8_ENV}=gemm|blocks|tiles forces one); bf16 on the CPU on recbench's bf16 GEMM \
+         (f32 sums; AVX-512 BF16 where the CPU has it) or in f32, the faster per layer shape by \
+         measurement ({BF16_ENV}=gemm|f32 forces one)"
     )
 }
 
@@ -97,11 +105,22 @@ pub fn describe() -> String {
 pub const KERNELS_ENV: &str = "RECBENCH_CANDLE_KERNELS";
 
 /// Nothing but the precision changes the outputs of candle's own ops, which a load without a
-/// shape hint (the reference) runs, save int8 layers forced onto tiles (`RECBENCH_CANDLE_INT8`);
-/// an encoder on the fused kernels or on measured tiles says so itself (`Encoder::cache_tag`).
+/// shape hint (the reference) runs, save int8 layers forced onto tiles or recbench's GEMM
+/// (`RECBENCH_CANDLE_INT8`) and bf16, whose layers run on recbench's bf16 GEMM there (or in f32,
+/// forced by `RECBENCH_CANDLE_BF16`); an encoder on the fused kernels or on measured layouts
+/// says so itself (`Encoder::cache_tag`).
 pub fn cache_tag(precision: Precision) -> Option<String> {
-    (precision == Precision::Int8 && matches!(int8_forced(), Ok(Some(true))))
-        .then(|| "tiles".into())
+    match precision {
+        Precision::Int8 => match int8_forced() {
+            Ok(Some(l)) if l != Int8Layout::Blocks => Some(l.name().into()),
+            _ => None,
+        },
+        Precision::Bf16 => Some(match bf16_forced() {
+            Ok(Some(false)) => "f32".into(),
+            _ => "bf16gemm".into(),
+        }),
+        _ => None,
+    }
 }
 
 /// `RECBENCH_CANDLE_KERNELS`: `Some(true)` fused, `Some(false)` candle's ops, `None` measure.
@@ -175,23 +194,38 @@ enum Linear {
     /// Q8_0 weight with `pad` zero columns appended (see [`choose_int8_layout`]); input (padded
     /// as the weight on every call) and output in f32.
     Quant { w: QMatMul, b: Tensor, pad: usize },
+    /// Int8 per output channel on recbench's int8 GEMM (CPU), bias inside; f32 in and out.
+    Gemm(qgemm::QWeight),
+    /// bf16 on recbench's bf16 GEMM (CPU), bias inside; f32 in and out.
+    Bf16(bgemm::BWeight),
 }
 
 impl Linear {
-    /// `pad`: the zero columns an int8 weight gets (0 for the other precisions).
+    /// `layout`: how an int8 weight runs (ignored for the other precisions); `bf16_gemm`:
+    /// whether a bf16 weight runs on recbench's bf16 GEMM (else in `dtype`).
     fn new(
         w: &Tensor,
         b: &Tensor,
         precision: Precision,
         dtype: DType,
-        pad: usize,
+        layout: Int8Layout,
+        bf16_gemm: bool,
     ) -> candle_core::Result<Self> {
-        Ok(match precision {
-            Precision::Int8 => Linear::Quant {
-                w: q8_0(w, pad)?,
-                b: b.clone(),
-                pad,
-            },
+        Ok(match (precision, layout) {
+            (Precision::Bf16, _) if bf16_gemm => Linear::Bf16(bgemm::BWeight::new(w, b)?),
+            (Precision::Int8, Int8Layout::Gemm) => Linear::Gemm(qgemm::QWeight::new(w, b)?),
+            (Precision::Int8, _) => {
+                let pad = if layout == Int8Layout::Tiles {
+                    tile_pad(w.dim(1)?)
+                } else {
+                    0
+                };
+                Linear::Quant {
+                    w: q8_0(w, pad)?,
+                    b: b.clone(),
+                    pad,
+                }
+            }
             _ => Linear::Dense {
                 w_t: w.t()?.contiguous()?.to_dtype(dtype)?,
                 b: b.to_dtype(dtype)?,
@@ -204,6 +238,8 @@ impl Linear {
         match self {
             Linear::Dense { w_t, b } => x.matmul(w_t)?.broadcast_add(b),
             Linear::Quant { w, b, pad } => w.forward(&padded(x, *pad)?)?.broadcast_add(b),
+            Linear::Gemm(w) => qgemm::linear(x, w, false),
+            Linear::Bf16(w) => bgemm::linear(x, w, false),
         }
     }
 
@@ -219,15 +255,20 @@ impl Linear {
         let (y, b) = match self {
             Linear::Dense { w_t, b } => (x.matmul(w_t)?, b),
             Linear::Quant { w, b, pad } => (w.forward(&padded(x, *pad)?)?, b),
+            Linear::Gemm(_) | Linear::Bf16(_) => {
+                candle_core::bail!("recbench's int8 and bf16 GEMMs run on the CPU only")
+            }
         };
         device_ops::bias_act(&y, b, gelu, res)
     }
 
-    /// The zero columns of an int8 weight (0 for the other precisions).
-    fn pad(&self) -> usize {
+    /// How an int8 weight runs (`None` for the other precisions).
+    fn layout(&self) -> Option<Int8Layout> {
         match self {
-            Linear::Quant { pad, .. } => *pad,
-            Linear::Dense { .. } => 0,
+            Linear::Quant { pad: 0, .. } => Some(Int8Layout::Blocks),
+            Linear::Quant { .. } => Some(Int8Layout::Tiles),
+            Linear::Gemm(_) => Some(Int8Layout::Gemm),
+            Linear::Dense { .. } | Linear::Bf16(_) => None,
         }
     }
 
@@ -236,6 +277,8 @@ impl Linear {
         match self {
             Linear::Dense { w_t, b } => fused::linear(x, w_t, b, gelu, threads),
             Linear::Quant { w, b, pad } => fused::bias(&w.forward(&padded(x, *pad)?)?, b, gelu),
+            Linear::Gemm(w) => qgemm::linear(x, w, gelu),
+            Linear::Bf16(w) => bgemm::linear(x, w, gelu),
         }
     }
 }
@@ -280,8 +323,11 @@ pub struct CandleBert {
     threads: usize,
     /// How the kernels were chosen, for the run's notes (`None`: no choice here).
     chosen: Option<String>,
-    /// How the int8 layers run, for the run's notes (`None`: not int8 on the CPU).
-    int8_layout: Option<String>,
+    /// How the int8 or bf16 layers run, for the run's notes (`None`: neither, or not on the
+    /// CPU).
+    lowp_layers: Option<String>,
+    /// What of the int8 or bf16 layers' choices changes the outputs, for the cache tag.
+    lowp_tag: Option<String>,
     /// The catalog's item embeddings on the device, `[items, hidden]` in the scoring dtype
     /// (`Encoder::load_items`).
     items: Option<Tensor>,
@@ -310,14 +356,13 @@ impl CandleBert {
         Self::load_forced(files, opts, fused, int8_forced()?)
     }
 
-    /// As [`CandleBert::load_with`] with the int8 layout given too: `Some(true)` tiles (inner
-    /// sizes padded to whole superblocks), `Some(false)` blocks, `None` chosen (see
+    /// As [`CandleBert::load_with`] with the int8 layout given too (`None`: chosen, see
     /// `choose_int8_layout`).
     pub fn load_forced(
         files: &ModelFiles,
         opts: EncoderOptions,
         fused: Option<bool>,
-        int8_tiles: Option<bool>,
+        int8_layout: Option<Int8Layout>,
     ) -> Result<CandleBert> {
         supports(opts.device, opts.precision).map_err(|m| Error::backend("candle", m))?;
         let device = match opts.device {
@@ -326,8 +371,11 @@ impl CandleBert {
             // one gets candle's error naming it.
             Device::Cuda(i) => CDevice::new_cuda(i).map_err(err)?,
         };
+        // bf16 on the CPU keeps f32 activations: its products run on recbench's bf16 GEMM (or
+        // in f32, where that is faster), since candle's CPU bf16 matmul widens to f32 anyway.
         let dtype = match opts.precision {
             Precision::Fp32 | Precision::Int8 => DType::F32,
+            Precision::Bf16 if device.is_cpu() => DType::F32,
             Precision::Fp16 => DType::F16,
             Precision::Bf16 => DType::BF16,
         };
@@ -366,28 +414,48 @@ impl CandleBert {
             .iter()
             .map(|l| l.fused_qkv(|[q, k, v]| Tensor::cat(&[q, k, v], 0).map_err(err)))
             .collect::<Result<Vec<_>>>()?;
-        let (pads, int8_layout) = if opts.precision == Precision::Int8 && device.is_cpu() {
-            let mut shapes = Vec::new();
-            for (l, qkv) in t.layers.iter().zip(&qkvs) {
-                for w in [
-                    &qkv.weight,
-                    &l.attn_out.weight,
-                    &l.intermediate.weight,
-                    &l.output.weight,
-                ] {
-                    let (n, k) = w.dims2().map_err(err)?;
-                    shapes.push((k, n));
-                }
+        let mut shapes = Vec::new();
+        for (l, qkv) in t.layers.iter().zip(&qkvs) {
+            for w in [
+                &qkv.weight,
+                &l.attn_out.weight,
+                &l.intermediate.weight,
+                &l.output.weight,
+            ] {
+                let (n, k) = w.dims2().map_err(err)?;
+                shapes.push((k, n));
             }
-            let (pads, how) = choose_int8_layout(&shapes, opts, int8_tiles, &files.identity())?;
-            (pads, Some(how))
-        } else {
-            (Int8Pads::new(), None)
+        }
+        let cpu = device.is_cpu();
+        let (layouts, bf16_layers, lowp_layers, lowp_tag) = match opts.precision {
+            Precision::Int8 if cpu => {
+                let (layouts, how) =
+                    choose_int8_layout(&shapes, opts, int8_layout, &files.identity())?;
+                let tag = layout_tag(
+                    layouts
+                        .iter()
+                        .map(|(&s, l)| (s, (*l != Int8Layout::Blocks).then_some(l.name()))),
+                );
+                let note = format!("int8 products: {how} ({INT8_ENV})");
+                (layouts, bf16::Bf16Layers::new(), Some(note), tag)
+            }
+            Precision::Bf16 if cpu => {
+                let (on, how) =
+                    bf16::choose_bf16_layers(&shapes, opts, bf16_forced()?, &files.identity())?;
+                let tag = layout_tag(
+                    on.iter()
+                        .map(|(&s, &g)| (s, Some(if g { "bf16gemm" } else { "f32" }))),
+                );
+                let note = format!("bf16 products: {how} ({BF16_ENV})");
+                (Int8Layouts::new(), on, Some(note), tag)
+            }
+            _ => (Int8Layouts::new(), bf16::Bf16Layers::new(), None, None),
         };
         let linear = |d: &Dense<Tensor>| {
             let (n, k) = d.weight.dims2().map_err(err)?;
-            let pad = pads.get(&(k, n)).copied().unwrap_or(0);
-            Linear::new(&d.weight, &d.bias, opts.precision, dtype, pad).map_err(err)
+            let layout = layouts.get(&(k, n)).copied().unwrap_or(Int8Layout::Blocks);
+            let bf16_gemm = bf16_layers.get(&(k, n)).copied().unwrap_or(false);
+            Linear::new(&d.weight, &d.bias, opts.precision, dtype, layout, bf16_gemm).map_err(err)
         };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (l, qkv) in t.layers.iter().zip(qkvs) {
@@ -413,7 +481,8 @@ impl CandleBert {
             fused: false,
             threads: opts.threads.max(1),
             chosen: None,
-            int8_layout,
+            lowp_layers,
+            lowp_tag,
             items: None,
             cuda_layers: false,
             topk_kernel: false,
@@ -493,44 +562,6 @@ impl CandleBert {
 
     fn forward(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
         self.forward_with(batch, self.fused)
-    }
-
-    /// For the notes of an int8 run: the first layer's FFN product (hidden → intermediate) at
-    /// `rows` rows in Q8_0 (on blocks or tiles, as the layer runs) against the same product in
-    /// f32 on the fused GEMM, best of 3 interleaved calls, and why int8 loses where it does.
-    fn int8_against_f32(&self, rows: usize) -> candle_core::Result<String> {
-        let Some(layer) = self.layers.first() else {
-            return Ok(String::new());
-        };
-        let (h, i) = (self.cfg.hidden_size, self.cfg.intermediate_size);
-        let x = Tensor::randn(0f32, 1.0, (rows, h), &self.device)?;
-        let w_t = Tensor::randn(0f32, 0.05, (h, i), &self.device)?;
-        let bias = Tensor::zeros(i, DType::F32, &self.device)?;
-        let (q8, f32) = crate::tuning::race(
-            || layer.inter.forward(&x).map(drop),
-            || fused::linear(&x, &w_t, &bias, false, self.threads).map(drop),
-        )?;
-        let why = match (layer.inter.pad(), tile_pad(h)) {
-            _ if q8 <= f32 => String::new(),
-            (0, 0) => " (int8 is slower than fp32 on this host at this size; for an inner size \
-                       in whole superblocks candle picks its kernel itself, by the host's ISA)"
-                .to_string(),
-            (0, _) => " (int8 is slower than fp32 on this host: on blocks, candle's CPU quantized \
-                       matmul takes one dot product of 32-value blocks per output, with AVX2 byte \
-                       multiplies and no tiling across rows, while the f32 GEMM is register-tiled \
-                       and uses the host's widest vectors)"
-                .to_string(),
-            (pad, _) => format!(
-                " (int8 is slower than fp32 on this host at this size even on candle's int8 \
-                 tiles: the inner size is padded from {h} to {}, and the activations are \
-                 quantized on every call)",
-                h + pad
-            ),
-        };
-        Ok(format!(
-            "; int8 here: the {rows}×{h}→{i} product takes {q8:.2} ms in Q8_0 against \
-             {f32:.2} ms in f32{why}"
-        ))
     }
 
     fn forward_with(&self, batch: &TokenBatch, fused: bool) -> candle_core::Result<Tensor> {
@@ -859,30 +890,48 @@ impl Encoder for CandleBert {
             .chosen
             .as_ref()
             .map(|c| format!("layers on {c} ({KERNELS_ENV})"));
-        let int8 = self
-            .int8_layout
-            .as_ref()
-            .map(|c| format!("int8 products: {c} ({INT8_ENV})"));
-        match (layers, int8) {
+        match (layers, self.lowp_layers.clone()) {
             (Some(l), Some(i)) => Some(format!("{l}; {i}")),
             (l, i) => l.or(i),
         }
     }
 
-    /// `fused` on the fused kernels, `tiles` where an int8 layer is padded to whole superblocks
-    /// (its activations are then quantized in 256-value blocks: other outputs).
+    /// `fused` on the fused kernels, then what the int8 or bf16 layers' choices change (see
+    /// [`layout_tag`]), joined by `-`.
     fn cache_tag(&self) -> Option<String> {
-        let tiles = self.layers.iter().any(|l| {
-            [&l.qkv, &l.attn_out, &l.inter, &l.out]
-                .iter()
-                .any(|x| x.pad() > 0)
-        });
-        match (self.fused, tiles) {
-            (false, false) => None,
-            (true, false) => Some("fused".into()),
-            (false, true) => Some("tiles".into()),
-            (true, true) => Some("fused-tiles".into()),
+        let parts: Vec<&str> = [self.fused.then_some("fused"), self.lowp_tag.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("-"))
+    }
+}
+
+/// The cache tag of per-shape layer choices (`None` for the default one, whose outputs the
+/// reference load computes): the one name where every shape took the same non-default choice,
+/// else each non-default name with its shapes (`tiles:384x1152+384x384`), joined by `-`.
+fn layout_tag(
+    choices: impl Iterator<Item = ((usize, usize), Option<&'static str>)>,
+) -> Option<String> {
+    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    let mut all = 0;
+    for ((k, n), name) in choices {
+        all += 1;
+        if let Some(name) = name {
+            by.entry(name).or_default().push(format!("{k}x{n}"));
         }
+    }
+    match by.len() {
+        0 => None,
+        1 if by.values().next().is_some_and(|s| s.len() == all) => {
+            by.keys().next().map(|n| n.to_string())
+        }
+        _ => Some(
+            by.iter()
+                .map(|(name, shapes)| format!("{name}:{}", shapes.join("+")))
+                .collect::<Vec<_>>()
+                .join("-"),
+        ),
     }
 }
 

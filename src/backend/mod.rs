@@ -233,11 +233,15 @@ pub(crate) fn best_gflops(n: usize, budget: Duration, mut product: impl FnMut())
     best
 }
 
-/// Checks the backends' own environment settings (`RECBENCH_CANDLE_INT8`): a bad value stops a
-/// sweep before its first run instead of failing every run.
+/// Checks the backends' own environment settings (`RECBENCH_CANDLE_INT8`,
+/// `RECBENCH_CANDLE_BF16`): a bad value stops a sweep before its first run instead of failing
+/// every run.
 pub fn check_env() -> Result<()> {
     #[cfg(feature = "candle")]
-    candle::int8_forced()?;
+    {
+        candle::int8_forced()?;
+        candle::bf16_forced()?;
+    }
     Ok(())
 }
 

@@ -163,7 +163,7 @@ fn an_interval_across_the_threshold_is_inconclusive_and_said_which_way() {
     // all, and the p99 by a factor the bootstrap cannot pin down.
     let mut r = SplitMix64::new(7);
     for x in b.samples_ms.iter_mut() {
-        if r.next_u64() % 20 == 0 {
+        if r.next_u64().is_multiple_of(20) {
             *x *= 4.0;
         }
     }

@@ -13,7 +13,7 @@ use candle_core::{bail, CpuStorage, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 /// The f32 data of a contiguous CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(super) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
         bail!("fused kernels take f32 CPU tensors, got {:?}", t.dtype())
@@ -26,21 +26,21 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
 
 /// A raw pointer handed to rayon tasks that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: every task writes a region no other task touches (see `attention`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole `SendPtr`, not its field).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
 
 /// GELU with erf, as candle's `gelu_erf` defines it, through [`erf`].
 #[inline]
-fn gelu(v: f32) -> f32 {
+pub(super) fn gelu(v: f32) -> f32 {
     (erf(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v
 }
 
@@ -109,7 +109,7 @@ fn exp(x: f32) -> f32 {
 /// detected once per process. Only the loops inside `f` change width: Rust never fuses a
 /// multiply and an add, nor reorders a sum, so every version computes the same bits.
 #[inline(always)]
-fn widest<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
