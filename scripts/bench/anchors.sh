@@ -17,7 +17,8 @@
 #   recbench candle int8 (for the record: its ratio to candle fp32)
 #   recbench onnx int8   vs Python onnxruntime on recbench's plain fp32 graph after ONNX Runtime's
 #                        own quantize_dynamic (QInt8 weights), with its control (the anchor
-#                        against itself, run again)
+#                        against itself, run again), and vs Python onnxruntime on recbench's own
+#                        int8 graph (is a difference the graph's or recbench's process's?)
 #   recbench torch bf16  vs PyTorch eager in bf16 (model.to(bfloat16)); recbench candle bf16 and
 #                        onnx bf16 on their own (a backend that does not run bf16 on this host
 #                        says why, in the table)
@@ -171,7 +172,19 @@ torch_fp32() { recbench_side torch fp32 recbench-torch-fp32 torch; }
 eager_fp32() { python_side eager "$MODEL" python-torch-eager-fp32; }
 torch_int8() { recbench_side torch int8 recbench-torch-int8 torch8; }
 dynamic_int8() { python_side int8 "$MODEL" python-torch-dynamic-int8; }
-onnx_int8() { recbench_side onnx int8 recbench-onnx-int8 onnx8; }
+# recbench's onnx int8 run, and the graph it chose, for Python onnxruntime on the very same file.
+onnx_int8() {
+  local f
+  f=$(recbench_run onnx int8 "$b" "onnx8-$round-$b")
+  recbench_line "$round" "$b" recbench-onnx-int8 "$f" >>"$JSONL"
+  GRAPH8[$b]=$(python3 -c 'import json,re,sys; n=[x for x in json.load(open(sys.argv[1]))["runs"][0]["notes"] if x.startswith("kernels:")][0]; print(re.search(r"graph (\S+)", n).group(1))' "$f")
+}
+declare -A GRAPH8
+# Python onnxruntime on recbench's own int8 graph: whether a difference lies in the graph or in
+# recbench's process. Runs after recbench's side, whose graph it needs.
+ort_recbench_int8() {
+  python_side ort "$(ls "$CACHE"/onnx/*/"${GRAPH8[$b]}" "$CACHE"/onnx/"${GRAPH8[$b]}" 2>/dev/null | head -n1)" python-ort-recbench-int8-graph
+}
 ort_int8() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8; }
 ort_int8_again() { python_side ort-int8 "$FP32_GRAPH" python-ort-dynamic-int8-again; }
 torch_bf16() { recbench_side torch bf16 recbench-torch-bf16 torch16; }
@@ -206,6 +219,7 @@ for round in $(seq 1 "$ROUNDS"); do
       # recbench and the control each run before the anchor in one parity of rounds.
       if (( round % 2 )); then onnx_int8; ort_int8; ort_int8_again
       else ort_int8_again; ort_int8; onnx_int8; fi
+      ort_recbench_int8
     fi
     if want bf16; then
       pair torch_bf16 eager_bf16
@@ -237,6 +251,8 @@ pairs = [
     ("onnx int8 ÷ Python ORT quantize_dynamic int8, same fp32 graph", "recbench-onnx-int8", "python-ort-dynamic-int8", "≤ control"),
     ("control: Python ORT dynamic int8 ÷ itself, run again", "python-ort-dynamic-int8-again", "python-ort-dynamic-int8", ""),
     ("onnx int8 ÷ onnx fp32", "recbench-onnx-int8", "recbench-onnx-fp32", ""),
+    ("onnx int8 ÷ Python ORT, same int8 graph", "recbench-onnx-int8", "python-ort-recbench-int8-graph", ""),
+    ("Python ORT on recbench's int8 graph ÷ Python ORT quantize_dynamic int8", "python-ort-recbench-int8-graph", "python-ort-dynamic-int8", ""),
 ]
 batches = sorted({b for (_, b) in by})
 out = []
