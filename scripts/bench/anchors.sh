@@ -245,6 +245,7 @@ pairs = [
     ("onnx fp32 ÷ Python ORT, HF export", "recbench-onnx-fp32", "python-ort-hf-export", ""),
     ("torch fp32 ÷ PyTorch eager", "recbench-torch-fp32", "python-torch-eager-fp32", "≤ 1.0"),
     ("torch int8 ÷ PyTorch dynamic int8", "recbench-torch-int8", "python-torch-dynamic-int8", "≤ 1.0"),
+    ("torch bf16 ÷ PyTorch eager bf16", "recbench-torch-bf16", "python-torch-eager-bf16", "≤ 1.0"),
     ("candle fp32 ÷ Python ORT, HF export", "recbench-candle-fp32", "python-ort-hf-export", "≤ 1.5"),
     ("candle fp32 ÷ candle-transformers fp32", "recbench-candle-fp32-again", "candle-transformers-fp32", "≤ 1.0"),
     ("candle int8 ÷ candle fp32", "recbench-candle-int8", "recbench-candle-fp32", ""),
