@@ -116,6 +116,8 @@ lat = r.get("latency") or {}
 print(json.dumps({"round": int(round_), "batch": batch, "side": side, "status": r["status"],
     "ms_per_seq": lat["p50_ms"] / batch if r["status"] == "ok" else None,
     "samples": lat.get("count"), "cv": lat.get("cv"),
+    "top10_vs_fp32": (r.get("quality") or {}).get("top10_overlap"),
+    "parity": (r.get("parity") or {}).get("passed"),
     "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:", "huge pages:", "isa cap:"))],
     "reason": r.get("reason")}))
 PY

@@ -36,7 +36,7 @@ mod topk;
 
 pub use bf16::{bf16_forced, BF16_ENV};
 use int8::*;
-pub use int8::{int8_forced, Int8Layout, INT8_ENV};
+pub use int8::{int8_forced, unmeasured_layout, Int8Layout, INT8_ENV};
 pub use topk::{mean_pool, top_k_rows_chunked, TOPK_CHUNK};
 
 use candle_core::quantized::QMatMul;
@@ -105,15 +105,15 @@ pub fn describe() -> String {
 pub const KERNELS_ENV: &str = "RECBENCH_CANDLE_KERNELS";
 
 /// Nothing but the precision changes the outputs of candle's own ops, which a load without a
-/// shape hint (the reference) runs, save int8 layers forced onto tiles or recbench's GEMM
-/// (`RECBENCH_CANDLE_INT8`) and bf16, whose layers run on recbench's bf16 GEMM there (or in f32,
-/// forced by `RECBENCH_CANDLE_BF16`); an encoder on the fused kernels or on measured layouts
-/// says so itself (`Encoder::cache_tag`).
+/// shape hint (the reference) runs, save int8 layers, which run there on recbench's GEMM where
+/// the CPU has AVX-512 VNNI or as `RECBENCH_CANDLE_INT8` forces ([`unmeasured_layout`]), and bf16,
+/// whose layers run on recbench's bf16 GEMM there (or in f32, forced by `RECBENCH_CANDLE_BF16`);
+/// an encoder on the fused kernels or on measured layouts says so itself (`Encoder::cache_tag`).
 pub fn cache_tag(precision: Precision) -> Option<String> {
     match precision {
         Precision::Int8 => match int8_forced() {
-            Ok(Some(l)) if l != Int8Layout::Blocks => Some(l.name().into()),
-            _ => None,
+            Ok(Some(l)) => (l != Int8Layout::Blocks).then(|| l.name().into()),
+            _ => (unmeasured_layout() == Int8Layout::Gemm).then(|| "gemm".into()),
         },
         Precision::Bf16 => Some(match bf16_forced() {
             Ok(Some(false)) => "f32".into(),

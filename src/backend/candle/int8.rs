@@ -87,11 +87,22 @@ pub(super) fn q8_0(w: &Tensor, pad: usize) -> candle_core::Result<QMatMul> {
     })
 }
 
+/// How int8 layers run when nothing forces a layout and there is no shape to measure on (the
+/// `parity` command's loads, tests): recbench's GEMM where the CPU has AVX-512 VNNI (where every
+/// MiniLM shape's race has chosen it on the Zen 4 VM), else candle's blocks.
+pub fn unmeasured_layout() -> Int8Layout {
+    if super::qgemm::Kernel::best() == super::qgemm::Kernel::Vnni512 {
+        Int8Layout::Gemm
+    } else {
+        Int8Layout::Blocks
+    }
+}
+
 /// How each int8 layer shape `(in, out)` runs.
 pub(super) type Int8Layouts = std::collections::BTreeMap<(usize, usize), Int8Layout>;
 
 /// For an int8 run on the CPU: how each layer shape (in, out) runs, and the note saying how.
-/// Each shape is `forced`, else on candle's blocks without a shape hint (the reference), else
+/// Each shape is `forced`, else [`unmeasured_layout`] without a shape hint, else
 /// timed every way that applies on the run's row count (best of 3 interleaved calls, on
 /// random weights of the layer's shape: candle's blocks, its tiles where the inner size is not
 /// whole superblocks, recbench's GEMM) and the fastest kept, remembered per host, candle
@@ -157,7 +168,14 @@ pub(super) fn choose_int8_layout(
                 format!("{timings}, {}", decided.provenance()),
             )
         } else {
-            (Int8Layout::Blocks, "no shape to measure on".to_string())
+            let l = unmeasured_layout();
+            let why = match l {
+                Int8Layout::Gemm => {
+                    "no shape to measure on: recbench's GEMM where the CPU has AVX-512 VNNI"
+                }
+                _ => "no shape to measure on",
+            };
+            (l, why.to_string())
         };
         layouts.insert((k, n), layout);
         how.push(match layout {
