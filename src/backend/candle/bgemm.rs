@@ -279,18 +279,8 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::qgemm::tests::{random, tensor};
     use super::*;
-
-    fn random(len: usize, seed: u64, spread: f32) -> Vec<f32> {
-        let mut rng = crate::util::rand::SplitMix64::new(seed);
-        (0..len)
-            .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * spread)
-            .collect()
-    }
-
-    fn tensor(v: &[f32], rows: usize, cols: usize) -> Tensor {
-        Tensor::from_slice(v, (rows, cols), &Device::Cpu).unwrap()
-    }
 
     /// Rounding to bf16 goes to the nearest, ties to even.
     #[test]
@@ -319,9 +309,9 @@ mod tests {
         };
         for (rows, k, n) in [(13, 37, 70), (50, 384, 1536)] {
             let (x, wv, b) = (
-                random(rows * k, 1, 4.0),
-                random(n * k, 2, 0.2),
-                random(n, 3, 1.0),
+                random(rows, k, 1, 4.0),
+                random(n, k, 2, 0.2),
+                random(1, n, 3, 1.0),
             );
             let w = BWeight::new(
                 &tensor(&wv, n, k),

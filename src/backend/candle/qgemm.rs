@@ -421,17 +421,23 @@ mod vnni {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn random(rows: usize, cols: usize, seed: u64, spread: f32) -> Vec<f32> {
+    /// `rows × cols` values uniform in ±`spread`/2, from `seed`.
+    pub(in crate::backend::candle) fn random(
+        rows: usize,
+        cols: usize,
+        seed: u64,
+        spread: f32,
+    ) -> Vec<f32> {
         let mut rng = crate::util::rand::SplitMix64::new(seed);
         (0..rows * cols)
             .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * spread)
             .collect()
     }
 
-    fn tensor(v: &[f32], rows: usize, cols: usize) -> Tensor {
+    pub(in crate::backend::candle) fn tensor(v: &[f32], rows: usize, cols: usize) -> Tensor {
         Tensor::from_slice(v, (rows, cols), &Device::Cpu).unwrap()
     }
 
