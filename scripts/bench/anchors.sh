@@ -303,6 +303,13 @@ if low and fp32_sides:
     out.append("\nSpeed-up over the best fp32 side (its time ÷ this side's, per round; the best fp32 side "
                "is the fastest of " + ", ".join(fp32_sides) + " in the same round and batch, named below "
                "with how many rounds it was the best). Above 1 means faster than every fp32 side:\n")
+    flags = set(hw.get("cpu_flags", []))
+    has = lambda *f: [x for x in f if x in flags]
+    vnni, bf16, amx = has("avx512_vnni", "avx_vnni"), has("avx512_bf16"), has("amx_int8", "amx_bf16")
+    out.append("This host's instructions for low precision: int8 dot products "
+               + (", ".join(vnni) if vnni else "none (no AVX-512 VNNI or AVX-VNNI: the int8 rows ran without them)")
+               + "; bf16 dot products " + (", ".join(bf16) if bf16 else "none (no AVX-512 BF16: the bf16 rows ran without it)")
+               + "; AMX " + (", ".join(amx) if amx else "none") + ".\n")
     out.append("| side | bar | " + " | ".join(f"batch {b}" for b in batches) + " |")
     out.append("|---|---|" + "---|" * len(batches))
     for s in low:
