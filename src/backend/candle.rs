@@ -426,30 +426,10 @@ impl CandleBert {
                 shapes.push((k, n));
             }
         }
-        let cpu = device.is_cpu();
-        let (layouts, bf16_layers, lowp_layers, lowp_tag) = match opts.precision {
-            Precision::Int8 if cpu => {
-                let (layouts, how) =
-                    choose_int8_layout(&shapes, opts, int8_layout, &files.identity())?;
-                let tag = layout_tag(
-                    layouts
-                        .iter()
-                        .map(|(&s, l)| (s, (*l != Int8Layout::Blocks).then_some(l.name()))),
-                );
-                let note = format!("int8 products: {how} ({INT8_ENV})");
-                (layouts, bf16::Bf16Layers::new(), Some(note), tag)
-            }
-            Precision::Bf16 if cpu => {
-                let (on, how) =
-                    bf16::choose_bf16_layers(&shapes, opts, bf16_forced()?, &files.identity())?;
-                let tag = layout_tag(
-                    on.iter()
-                        .map(|(&s, &g)| (s, Some(if g { "bf16gemm" } else { "f32" }))),
-                );
-                let note = format!("bf16 products: {how} ({BF16_ENV})");
-                (Int8Layouts::new(), on, Some(note), tag)
-            }
-            _ => (Int8Layouts::new(), bf16::Bf16Layers::new(), None, None),
+        let (layouts, bf16_layers, lowp_layers, lowp_tag) = if device.is_cpu() {
+            choose_lowp_layers(&shapes, opts, int8_layout, &files.identity())?
+        } else {
+            (Int8Layouts::new(), bf16::Bf16Layers::new(), None, None)
         };
         let linear = |d: &Dense<Tensor>| {
             let (n, k) = d.weight.dims2().map_err(err)?;
@@ -904,34 +884,6 @@ impl Encoder for CandleBert {
             .flatten()
             .collect();
         (!parts.is_empty()).then(|| parts.join("-"))
-    }
-}
-
-/// The cache tag of per-shape layer choices (`None` for the default one, whose outputs the
-/// reference load computes): the one name where every shape took the same non-default choice,
-/// else each non-default name with its shapes (`tiles:384x1152+384x384`), joined by `-`.
-fn layout_tag(
-    choices: impl Iterator<Item = ((usize, usize), Option<&'static str>)>,
-) -> Option<String> {
-    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    let mut all = 0;
-    for ((k, n), name) in choices {
-        all += 1;
-        if let Some(name) = name {
-            by.entry(name).or_default().push(format!("{k}x{n}"));
-        }
-    }
-    match by.len() {
-        0 => None,
-        1 if by.values().next().is_some_and(|s| s.len() == all) => {
-            by.keys().next().map(|n| n.to_string())
-        }
-        _ => Some(
-            by.iter()
-                .map(|(name, shapes)| format!("{name}:{}", shapes.join("+")))
-                .collect::<Vec<_>>()
-                .join("-"),
-        ),
     }
 }
 

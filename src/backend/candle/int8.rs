@@ -194,6 +194,73 @@ pub(super) fn choose_int8_layout(
     Ok((layouts, how.join(", ")))
 }
 
+/// For an int8 or bf16 run on the CPU (any other: nothing to choose): how each layer shape
+/// runs (`choose_int8_layout`, `bf16::choose_bf16_layers`), the note saying so, and the part of
+/// the cache tag those choices make.
+#[allow(clippy::type_complexity)]
+pub(super) fn choose_lowp_layers(
+    shapes: &[(usize, usize)],
+    opts: EncoderOptions,
+    int8_layout: Option<Int8Layout>,
+    model: &str,
+) -> Result<(
+    Int8Layouts,
+    bf16::Bf16Layers,
+    Option<String>,
+    Option<String>,
+)> {
+    Ok(match opts.precision {
+        Precision::Int8 => {
+            let (layouts, how) = choose_int8_layout(shapes, opts, int8_layout, model)?;
+            let tag = layout_tag(
+                layouts
+                    .iter()
+                    .map(|(&s, l)| (s, (*l != Int8Layout::Blocks).then_some(l.name()))),
+            );
+            let note = format!("int8 products: {how} ({INT8_ENV})");
+            (layouts, bf16::Bf16Layers::new(), Some(note), tag)
+        }
+        Precision::Bf16 => {
+            let (on, how) = bf16::choose_bf16_layers(shapes, opts, bf16_forced()?, model)?;
+            let tag = layout_tag(
+                on.iter()
+                    .map(|(&s, &g)| (s, Some(if g { "bf16gemm" } else { "f32" }))),
+            );
+            let note = format!("bf16 products: {how} ({BF16_ENV})");
+            (Int8Layouts::new(), on, Some(note), tag)
+        }
+        _ => (Int8Layouts::new(), bf16::Bf16Layers::new(), None, None),
+    })
+}
+
+/// The cache tag of per-shape layer choices (`None` for the default one, whose outputs the
+/// reference load computes): the one name where every shape took the same non-default choice,
+/// else each non-default name with its shapes (`tiles:384x1152+384x384`), joined by `-`.
+fn layout_tag(
+    choices: impl Iterator<Item = ((usize, usize), Option<&'static str>)>,
+) -> Option<String> {
+    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    let mut all = 0;
+    for ((k, n), name) in choices {
+        all += 1;
+        if let Some(name) = name {
+            by.entry(name).or_default().push(format!("{k}x{n}"));
+        }
+    }
+    match by.len() {
+        0 => None,
+        1 if by.values().next().is_some_and(|s| s.len() == all) => {
+            by.keys().next().map(|n| n.to_string())
+        }
+        _ => Some(
+            by.iter()
+                .map(|(name, shapes)| format!("{name}:{}", shapes.join("+")))
+                .collect::<Vec<_>>()
+                .join("-"),
+        ),
+    }
+}
+
 /// A `[rows, k] × [k, n]` int8 product every way that applies: candle's Q8_0 blocks, the same
 /// padded to whole superblocks (the padding of the input timed with it; not where `k` is whole
 /// superblocks already), and recbench's GEMM (the quantization of the input timed with it):
