@@ -639,17 +639,41 @@ fn server_load_finds_and_confirms_an_operating_point_and_is_priced_there() {
         (cost - 1000.0 * hourly / 3600.0 / offered).abs() < 1e-12,
         "priced at the operating point"
     );
-    // The interval: the next failing rate above the operating point bounds the cost below.
+    // The interval is the capacity interval's (`cost::capacity_interval`: from the highest
+    // rate that met the SLA beyond doubt to the lowest that missed it beyond doubt, by each
+    // probe's p99 interval), priced: it lies between the operating point and, at least as far
+    // out, the next rate the search saw fail.
     let fail_above = curve
         .iter()
         .filter(|c| c["meets_sla"] == false && c["offered_qps"].as_f64().unwrap() > offered)
         .map(|c| c["offered_qps"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min);
+    let server: recbench::results::ServerResult = serde_json::from_value(s.clone()).unwrap();
+    let (lo, hi) = recbench::cost::capacity_interval(&server);
+    assert!(
+        lo <= offered,
+        "capacity interval ({lo}, {hi}) against {offered}"
+    );
+    if fail_above.is_finite() {
+        assert!(
+            hi >= fail_above,
+            "capacity interval ({lo}, {hi}) against {fail_above}"
+        );
+    }
     let low: f64 = row[col("cost_ci_low_usd")].parse().unwrap();
     let high: f64 = row[col("cost_ci_high_usd")].parse().unwrap();
-    assert_eq!(high, cost);
-    if fail_above.is_finite() {
-        assert!((low - 1000.0 * hourly / 3600.0 / fail_above).abs() < 1e-12);
+    let priced = |rate: f64| 1000.0 * hourly / 3600.0 / rate;
+    assert!(
+        (high - priced(lo)).abs() < 1e-12,
+        "high {high} against {}",
+        priced(lo)
+    );
+    if hi > offered {
+        assert!(
+            (low - priced(hi)).abs() < 1e-12,
+            "low {low} against {}",
+            priced(hi)
+        );
     }
 }
 
