@@ -218,6 +218,27 @@ fn candle_kernels_are_chosen_by_measurement_and_remembered() {
         note.contains("int8 here: the ") && note.contains(" ms in f32"),
         "{note}"
     );
+    // Each int8 and bf16 layer shape's race is in the notes, every candidate timed.
+    assert!(
+        note.contains("(blocks ") && note.contains(" ms at 38 rows, chosen by measurement)"),
+        "{note}"
+    );
+    let bf16 = CandleBert::load_with(
+        &files,
+        recbench::backend::EncoderOptions {
+            precision: Precision::Bf16,
+            ..o
+        },
+        None,
+    )
+    .unwrap();
+    let note = bf16.kernels().unwrap();
+    assert!(
+        note.contains("(f32 ")
+            && note.contains(" ms, gemm ")
+            && note.contains(" ms at 38 rows, chosen by measurement)"),
+        "{note}"
+    );
     // Without a shape (the reference) nothing is measured: candle's own ops.
     o.shape_hint = None;
     let reference = CandleBert::load_with(&files, o, None).unwrap();

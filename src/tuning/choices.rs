@@ -81,7 +81,8 @@ impl<T> Decided<T> {
 /// candidates were raced) counts as none. When `measure` fails, nothing is remembered.
 ///
 /// Every choice by measurement goes through here: candle's kernels and int8 layout, the ONNX
-/// graph, torch's linear kernels, the OpenMP spin and the workers' huge pages.
+/// graph, torch's linear kernels, the OpenMP spin and the workers' huge pages (a race among named
+/// candidates through [`recall_or_race`]: candle's int8 and bf16 layer layouts).
 pub fn recall_or_measure<T, E>(
     file: &str,
     key: &str,
@@ -89,6 +90,49 @@ pub fn recall_or_measure<T, E>(
     measure: impl FnOnce() -> Result<(T, String), E>,
 ) -> Result<Decided<T>, E> {
     recall_or_measure_at(&path(file), key, parse, measure)
+}
+
+/// [`recall_or_measure`] for a race among named candidates: `race` times each (milliseconds,
+/// in its order) and the fastest is kept, the first among equals, remembered as
+/// "<fastest>: <name> <ms> ms, <name> <ms> ms <suffix>" (the remembered choice is read back
+/// from the text before ": " by `parse`). Returns the choice and its timings with where they
+/// came from, as a run's notes give them: "<name> <ms> ms, … <suffix>, chosen by measurement".
+pub fn recall_or_race<T: Copy, E>(
+    file: &str,
+    key: &str,
+    suffix: &str,
+    name: impl Fn(T) -> &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+    race: impl FnOnce() -> Result<Vec<(T, f64)>, E>,
+) -> Result<(T, String), E> {
+    let decided = recall_or_measure(
+        file,
+        key,
+        |v| v.split_once(": ").and_then(|(d, _)| parse(d)),
+        || {
+            let timed = race()?;
+            let mut best: Option<(T, f64)> = None;
+            for &(c, ms) in &timed {
+                if best.is_none_or(|(_, b)| ms < b) {
+                    best = Some((c, ms));
+                }
+            }
+            let times: Vec<String> = timed
+                .iter()
+                .map(|&(c, ms)| format!("{} {ms:.2} ms", name(c)))
+                .collect();
+            let best = best.expect("a race has candidates").0;
+            Ok((
+                best,
+                format!("{}: {} {suffix}", name(best), times.join(", ")),
+            ))
+        },
+    )?;
+    let timings = decided.how.split_once(": ").map_or("", |(_, t)| t);
+    Ok((
+        decided.value,
+        format!("{timings}, {}", decided.provenance()),
+    ))
 }
 
 fn recall_or_measure_at<T, E>(

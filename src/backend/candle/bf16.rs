@@ -47,10 +47,12 @@ pub(super) fn choose_bf16_layers(
                 runtime_version(),
             );
             // Remembered as "gemm: f32 2.52 ms, gemm 1.34 ms at 128 rows".
-            let decided = crate::tuning::choices::recall_or_measure(
+            crate::tuning::choices::recall_or_race(
                 "candle-bf16",
                 &key,
-                |v| v.split_once(": ").map(|(d, _)| d == "gemm"),
+                &format!("at {rows} rows"),
+                |gemm| if gemm { "gemm" } else { "f32" },
+                |d| Some(d == "gemm"),
                 || {
                     let x = Tensor::randn(0f32, 1.0, (rows, k), &CDevice::Cpu).map_err(err)?;
                     let w = Tensor::randn(0f32, 0.05, (n, k), &CDevice::Cpu).map_err(err)?;
@@ -62,21 +64,9 @@ pub(super) fn choose_bf16_layers(
                         || bgemm::linear(&x, &packed, false).map(drop),
                     )
                     .map_err(err)?;
-                    let gemm = gemm_ms < f32_ms;
-                    Ok::<_, Error>((
-                        gemm,
-                        format!(
-                            "{}: f32 {f32_ms:.2} ms, gemm {gemm_ms:.2} ms at {rows} rows",
-                            if gemm { "gemm" } else { "f32" }
-                        ),
-                    ))
+                    Ok::<_, Error>(vec![(false, f32_ms), (true, gemm_ms)])
                 },
-            )?;
-            let timings = decided.how.split_once(": ").map_or("", |(_, t)| t);
-            (
-                decided.value,
-                format!("{timings}, {}", decided.provenance()),
-            )
+            )?
         } else {
             (true, "no shape to measure on".to_string())
         };

@@ -137,36 +137,14 @@ pub(super) fn choose_int8_layout(
                 runtime_version(),
             );
             // Remembered as "gemm: blocks 2.52 ms, tiles 0.34 ms, gemm 0.21 ms at 128 rows".
-            let decided = crate::tuning::choices::recall_or_measure(
+            crate::tuning::choices::recall_or_race(
                 "candle-int8",
                 &key,
-                |v| v.split_once(": ").and_then(|(d, _)| Int8Layout::parse(d)),
-                || {
-                    let timed = race_int8_layouts(rows, k, n).map_err(err)?;
-                    let (best, _) =
-                        timed
-                            .iter()
-                            .copied()
-                            .fold((Int8Layout::Blocks, f64::INFINITY), |b, t| {
-                                if t.1 < b.1 {
-                                    t
-                                } else {
-                                    b
-                                }
-                            });
-                    let times = timed
-                        .iter()
-                        .map(|(l, ms)| format!("{} {ms:.2} ms", l.name()))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    Ok::<_, Error>((best, format!("{}: {times} at {rows} rows", best.name())))
-                },
-            )?;
-            let timings = decided.how.split_once(": ").map_or("", |(_, t)| t);
-            (
-                decided.value,
-                format!("{timings}, {}", decided.provenance()),
-            )
+                &format!("at {rows} rows"),
+                Int8Layout::name,
+                Int8Layout::parse,
+                || race_int8_layouts(rows, k, n).map_err(err),
+            )?
         } else {
             let l = unmeasured_layout();
             let why = match l {
