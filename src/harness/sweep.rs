@@ -200,7 +200,8 @@ fn auto_stop(
     if done < 2 {
         return None;
     }
-    let gate = auto.threshold * 100.0;
+    // The gate as `--max-regression` took it: 10, 2.5 or 0.01 (percent), not rounded away.
+    let gate = (auto.threshold * 1e4).round() / 100.0;
     let samples =
         |k: usize| -> Vec<&[f64]> { sides[k].iter().map(|r| r.samples_ms.as_slice()).collect() };
     if sides.iter().flatten().any(|r| r.status != Status::Ok) {
@@ -210,19 +211,93 @@ fn auto_stop(
     } else if crate::compare::rounds_settle(&samples(0), &samples(1), auto.threshold) {
         Some(format!(
             "settled after {done} rounds: the p50 and mean-time slowdowns are each decided at \
-             ±{gate:.1}%"
+             ±{gate}%"
         ))
     } else if spent >= share {
         Some(format!(
             "stopped after {done} rounds at this run's share of the time budget ({share:.0} s \
-             of --budget-s {:.0}), not settled at ±{gate:.1}%",
+             of --budget-s {:.0}), not settled at ±{gate}%",
             auto.budget_s
         ))
     } else if done == max_rounds {
         Some(format!(
-            "stopped at the most rounds a run gets ({max_rounds}), not settled at ±{gate:.1}%"
+            "stopped at the most rounds a run gets ({max_rounds}), not settled at ±{gate}%"
         ))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::rand::SplitMix64;
+
+    /// A worker process's result: `n` iterations around `centre` ms, 3% apart.
+    fn round(centre: f64, seed: u64) -> RunResult {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/reference/quick/20261128T040112Z-vm.json");
+        let f = ResultsFile::load(&p).unwrap();
+        let mut r = f.runs.into_iter().find(|r| r.status == Status::Ok).unwrap();
+        let mut rng = SplitMix64::new(seed);
+        r.samples_ms = (0..60)
+            .map(|_| centre * (1.0 + 0.03 * rng.next_normal()))
+            .collect();
+        r
+    }
+
+    fn sides(baseline: &[f64], candidate: &[f64]) -> Vec<Vec<RunResult>> {
+        [baseline, candidate]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, &m)| round(m, 100 * k as u64 + i as u64))
+                    .collect()
+            })
+            .collect()
+    }
+
+    const GATE: AutoRounds = AutoRounds {
+        threshold: 0.0001,
+        budget_s: 60.0,
+    };
+
+    /// Each reason `--rounds auto` stops, and none before two rounds or while budget is left.
+    /// The budget's branch is checked here on rounds that cannot settle (their two pairs
+    /// disagree by 10%); the integration test in tests/faults.rs runs identical builds, which a
+    /// gate of ±0.01% settles now and then (each bound is 95%).
+    #[test]
+    fn auto_rounds_stop_for_the_reason_they_give() {
+        let clear = sides(&[10.0, 10.0], &[12.0, 12.1]);
+        assert_eq!(
+            auto_stop(&sides(&[10.0], &[12.0]), 1, 20, GATE, 9.5, 9.0),
+            None
+        );
+        let why = auto_stop(&clear, 2, 20, GATE, 0.0, 9.0).unwrap();
+        assert_eq!(
+            why,
+            "settled after 2 rounds: the p50 and mean-time slowdowns are each decided at \
+             ±0.01%"
+        );
+
+        let split = sides(&[10.0, 10.0], &[10.5, 9.5]);
+        assert_eq!(auto_stop(&split, 2, 20, GATE, 1.0, 9.0), None);
+        let why = auto_stop(&split, 2, 20, GATE, 9.5, 9.0).unwrap();
+        assert!(
+            why.starts_with("stopped after 2 rounds at this run's share of the time budget (9 s of --budget-s 60), not settled at ±0.01%"),
+            "{why}"
+        );
+        let why = auto_stop(&split, 2, 2, GATE, 1.0, 9.0).unwrap();
+        assert_eq!(
+            why,
+            "stopped at the most rounds a run gets (2), not settled at ±0.01%"
+        );
+
+        let mut failed = clear.clone();
+        failed[1][1].status = Status::Failed;
+        let why = auto_stop(&failed, 2, 20, GATE, 0.0, 9.0).unwrap();
+        assert_eq!(why, "stopped after 2 rounds: a round did not complete");
     }
 }
