@@ -7,7 +7,9 @@
 // `_int_mm`, each one parallel pass. (3) FBGEMM's int8 GEMM (the one quantize_dynamic runs, with
 // its prepacked weight) on activations quantized per row instead of per tensor: libtorch ships
 // FBGEMM's headers and exports the instantiation used here. (4) oneDNN's fp32 linear on a weight
-// reordered once (see recbench_onednn_pack).
+// reordered once (see recbench_onednn_pack). (5) oneDNN's int8 linear (onednn::qlinear_pointwise,
+// the op PyTorch's Inductor runs for x86 int8: AMX tiles where the CPU has them) on activations
+// quantized per row, as (2) and (3) quantize them.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -119,6 +121,27 @@ RECBENCH_CLONES void rescale_row(const int32_t* a, float x, const float* w, cons
 RECBENCH_CLONES void scale_bias_row(float* y, float s, const float* b, int64_t n) {
   for (int64_t c = 0; c < n; ++c) y[c] = y[c] * s + b[c];
 }
+
+// Symmetric per-row int8 of the f32 rows x [rows, k] into q, one parallel pass:
+// s[r] = max(max|x[r, :]|, 1e-12) / 127, q[r, i] = clamp(round-half-even(x[r, i] / s[r]), ±127).
+void quantize_rows_s8(const float* x, int64_t rows, int64_t k, int8_t* q, float* s) {
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * k;
+      const float sc = std::max(abs_max(xr, k), 1e-12f) / 127.f;
+      s[r] = sc;
+      quantize_s8(xr, sc, k, q + r * k);
+    }
+  });
+}
+
+// An int8 weight in oneDNN's blocked layout (onednn::qlinear_prepack) with its scales, zero
+// points (symmetric: 0) and bias.
+struct OnednnInt8 {
+  at::Tensor packed, scales, zeros;
+  std::vector<float> bias;
+  int64_t k = 0, n = 0;
+};
 }  // namespace
 
 extern "C" {
@@ -159,17 +182,7 @@ int recbench_quantize_rows(const at::Tensor* x, at::Tensor** q_out, at::Tensor**
     const int64_t rows = xc.size(0), k = xc.size(1);
     auto q = at::empty({rows, k}, xc.options().dtype(at::kChar));
     auto s = at::empty({rows, 1}, xc.options());
-    const float* xp = xc.data_ptr<float>();
-    int8_t* qp = q.data_ptr<int8_t>();
-    float* sp = s.data_ptr<float>();
-    at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const float* xr = xp + r * k;
-        const float sc = std::max(abs_max(xr, k), 1e-12f) / 127.f;
-        sp[r] = sc;
-        quantize_s8(xr, sc, k, qp + r * k);
-      }
-    });
+    quantize_rows_s8(xc.data_ptr<float>(), rows, k, q.data_ptr<int8_t>(), s.data_ptr<float>());
     *q_out = new at::Tensor(std::move(q));
     *s_out = new at::Tensor(std::move(s));
     return 0;
@@ -320,5 +333,61 @@ at::Tensor* recbench_onednn_linear(const at::Tensor* x, const at::Tensor* packed
                               .toTensor());
   });
 }
+
+// (5) Prepacks the int8 weight `wq` [n, k] (symmetric, scale `ws` [n] per output channel) with
+// the f32 bias `b` [n] for oneDNN, in the blocked layout it picks for products of `rows` rows.
+// Returns a handle for recbench_onednn_int8_linear, or null with *err set.
+void* recbench_onednn_int8_prepack(const at::Tensor* wq, const at::Tensor* ws, const at::Tensor* b,
+                                   int64_t rows, char** err) {
+  return guarded<void*>(err, nullptr, [&]() -> void* {
+    static auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("onednn::qlinear_prepack", "");
+    auto w = wq->contiguous();
+    TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kChar, "expected an int8 [out, in] weight");
+    auto p = std::make_unique<OnednnInt8>();
+    p->n = w.size(0);
+    p->k = w.size(1);
+    p->scales = ws->contiguous().to(at::kFloat);
+    auto bb = b->contiguous().to(at::kFloat);
+    TORCH_CHECK(p->scales.numel() == p->n && bb.numel() == p->n,
+                "scale and bias need one value per output");
+    p->zeros = at::zeros({p->n}, w.options().dtype(at::kLong));
+    p->bias.assign(bb.data_ptr<float>(), bb.data_ptr<float>() + p->n);
+    p->packed = call_boxed(op, {w, c10::IValue(std::vector<int64_t>{rows, p->k})}).toTensor();
+    return p.release();
+  });
+}
+
+// y = x · Wᵀ + b for the f32 `x` [rows, k]: each row quantized symmetric to 8 bits with its own
+// scale (recbench_quantize_rows's arithmetic), oneDNN's int8 matmul with the weight's column
+// scales into f32 (x scale 1, zero point 0), then the row scale and the bias in one parallel pass.
+at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char** err) {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
+    static auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("onednn::qlinear_pointwise", "");
+    const auto* p = static_cast<const OnednnInt8*>(handle);
+    auto xc = x->contiguous();
+    TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat && xc.size(1) == p->k,
+                "expected f32 [rows, in] matching the weight");
+    const int64_t rows = xc.size(0), n = p->n;
+    auto q = at::empty({rows, p->k}, xc.options().dtype(at::kChar));
+    std::vector<float> s(rows);
+    quantize_rows_s8(xc.data_ptr<float>(), rows, p->k, q.data_ptr<int8_t>(), s.data());
+    auto y = call_boxed(op, {q, 1.0, int64_t{0}, p->packed, p->scales, p->zeros, c10::IValue(),
+                             1.0, int64_t{0}, c10::IValue(at::kFloat), std::string("none"),
+                             c10::List<std::optional<at::Scalar>>(), std::string("")})
+                 .toTensor()
+                 .contiguous();
+    TORCH_CHECK(y.scalar_type() == at::kFloat && y.size(0) == rows && y.size(1) == n,
+                "oneDNN's int8 linear returned an unexpected tensor");
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) scale_bias_row(yp + r * n, s[r], p->bias.data(), n);
+    });
+    return new at::Tensor(std::move(y));
+  });
+}
+
+void recbench_onednn_int8_free(void* handle) { delete static_cast<OnednnInt8*>(handle); }
 
 }  // extern "C"

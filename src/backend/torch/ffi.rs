@@ -1,5 +1,5 @@
-//! PyTorch's dynamic int8 linear operators, through src/backend/torch_quant.cpp (tch has no
-//! binding for them).
+//! PyTorch's dynamic int8 linear operators, FBGEMM's and oneDNN's int8 GEMMs and oneDNN's
+//! prepacked fp32 linear, through src/backend/torch_quant.cpp (tch has no binding for them).
 
 use std::ffi::{c_char, c_void, CStr};
 
@@ -38,6 +38,19 @@ extern "C" {
         err: *mut *mut c_char,
     ) -> *mut C_tensor;
     fn recbench_rows_free(handle: *mut c_void);
+    fn recbench_onednn_int8_prepack(
+        wq: *const C_tensor,
+        ws: *const C_tensor,
+        b: *const C_tensor,
+        rows: i64,
+        err: *mut *mut c_char,
+    ) -> *mut c_void;
+    fn recbench_onednn_int8_linear(
+        x: *const C_tensor,
+        handle: *mut c_void,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
+    fn recbench_onednn_int8_free(handle: *mut c_void);
     fn recbench_onednn_pack(w: *const C_tensor, rows: i64, err: *mut *mut c_char) -> *mut C_tensor;
     fn recbench_onednn_linear(
         x: *const C_tensor,
@@ -196,28 +209,57 @@ pub fn rows_bits() -> Option<u32> {
     }
 }
 
-/// An int8 weight prepacked for FBGEMM, run on activations quantized per row (see
-/// torch_quant.cpp), freed on drop.
-pub struct RowsPacked(*mut c_void);
+/// An int8 weight prepacked by one of the shim's GEMMs, FBGEMM's or oneDNN's, run on
+/// activations quantized per row (see torch_quant.cpp), freed on drop.
+pub struct RowsPacked {
+    handle: *mut c_void,
+    forward: unsafe extern "C" fn(*const C_tensor, *mut c_void, *mut *mut c_char) -> *mut C_tensor,
+    free: unsafe extern "C" fn(*mut c_void),
+}
 
 // SAFETY: the packed weight is only read after packing; one owner per handle.
 unsafe impl Send for RowsPacked {}
 
 impl RowsPacked {
-    /// `wq`: int8 `[out, in]`, symmetric, with the f32 scale of each output `ws` `[out]`;
-    /// `bias`: f32 `[out]`.
-    pub fn new(wq: &Tensor, ws: &Tensor, bias: &Tensor) -> Result<RowsPacked, TchError> {
+    /// For FBGEMM. `wq`: int8 `[out, in]`, symmetric, with the f32 scale of each output `ws`
+    /// `[out]`; `bias`: f32 `[out]`.
+    pub fn fbgemm(wq: &Tensor, ws: &Tensor, bias: &Tensor) -> Result<RowsPacked, TchError> {
         let mut err = std::ptr::null_mut();
         // SAFETY: the three tensors are live for the call; the shim copies what it keeps.
         let p = unsafe { recbench_rows_prepack(wq.as_ptr(), ws.as_ptr(), bias.as_ptr(), &mut err) };
-        handle(p, err).map(RowsPacked)
+        Ok(RowsPacked {
+            handle: handle(p, err)?,
+            forward: recbench_rows_linear,
+            free: recbench_rows_free,
+        })
+    }
+
+    /// For oneDNN (`onednn::qlinear_pointwise`), in the layout it picks for `rows` rows; the
+    /// arguments as for [`RowsPacked::fbgemm`].
+    pub fn onednn(
+        wq: &Tensor,
+        ws: &Tensor,
+        bias: &Tensor,
+        rows: i64,
+    ) -> Result<RowsPacked, TchError> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the three tensors are live for the call; the shim keeps its own references.
+        let p = unsafe {
+            recbench_onednn_int8_prepack(wq.as_ptr(), ws.as_ptr(), bias.as_ptr(), rows, &mut err)
+        };
+        Ok(RowsPacked {
+            handle: handle(p, err)?,
+            forward: recbench_onednn_int8_linear,
+            free: recbench_onednn_int8_free,
+        })
     }
 
     /// `x`: f32 `[rows, in]`; returns f32 `[rows, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         let mut err = std::ptr::null_mut();
-        // SAFETY: `x` is live; `self.0` came from recbench_rows_prepack and is not freed.
-        let t = unsafe { recbench_rows_linear(x.as_ptr(), self.0, &mut err) };
+        // SAFETY: `x` is live; the handle came from the prepack `forward` belongs to and is
+        // not freed.
+        let t = unsafe { (self.forward)(x.as_ptr(), self.handle, &mut err) };
         // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
         unsafe { owned(t, err) }
     }
@@ -225,7 +267,7 @@ impl RowsPacked {
 
 impl Drop for RowsPacked {
     fn drop(&mut self) {
-        // SAFETY: the handle came from recbench_rows_prepack and is freed once.
-        unsafe { recbench_rows_free(self.0) }
+        // SAFETY: the handle came from the prepack `free` belongs to and is freed once.
+        unsafe { (self.free)(self.handle) }
     }
 }

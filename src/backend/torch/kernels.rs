@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 /// memory as large as the output), and `fbgemm_rows`: FBGEMM's int8 GEMM (the one
 /// `quantize_dynamic` runs, weight prepacked once) on activations quantized per row like
 /// `_int_mm`'s (8-bit where FBGEMM has VNNI, 7-bit on AVX2 alone, whose 16-bit pair sums would
-/// saturate), the row scale and bias applied per 64-row block (src/backend/torch_quant.cpp).
-/// `auto` races those four: `fbgemm` (PyTorch's
+/// saturate), the row scale and bias applied per 64-row block (src/backend/torch_quant.cpp),
+/// and `onednn_rows`: oneDNN's int8 linear (`onednn::qlinear_pointwise`, what PyTorch's
+/// Inductor runs for x86 int8; AMX tiles where the CPU has them) on the same per-row 8-bit
+/// activations, the weight prepacked once for the run's row count.
+/// `auto` races those five: `fbgemm` (PyTorch's
 /// `quantize_dynamic` path, activations quantized per tensor to 7 bits) misses recbench's int8
 /// parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84 against cosine ≥ 0.99 and
 /// overlap ≥ 0.9; 0.9899/0.85 with 8-bit activations), so it runs only when forced, as the
@@ -25,9 +28,10 @@ pub(super) const INT8_KERNELS: &[&str] = &[
     "weight_only",
     "int_mm_blocked",
     "fbgemm_rows",
+    "onednn_rows",
     "fbgemm",
 ];
-pub(super) const INT8_RACED: usize = 4;
+pub(super) const INT8_RACED: usize = 5;
 
 /// Rows per block of `int_mm_blocked`: a 256 × 1,536 int32 product is 1.5 MiB.
 pub(super) const INT8_BLOCK_ROWS: i64 = 256;
@@ -297,9 +301,10 @@ pub(super) enum Linear {
     /// int8 weight `[out, in]` with its f32 scale per output channel `[out]` and the f32 bias;
     /// f32 activations (`_weight_int8pack_mm`, weight-only int8: no activation rounding).
     Int8WeightOnly { w: Tensor, scale: Tensor, b: Tensor },
-    /// FBGEMM's int8 GEMM on a prepacked weight (per output channel), activations quantized
-    /// per row (8-bit with VNNI, else 7-bit), row scale and bias applied per block of rows.
-    Int8FbgemmRows(quant::RowsPacked),
+    /// FBGEMM's int8 GEMM (activations 8-bit with VNNI, else 7-bit; row scale and bias per
+    /// block of rows) or oneDNN's (8-bit) on a prepacked weight (per output channel),
+    /// activations quantized per row.
+    Int8Rows(quant::RowsPacked),
     /// PyTorch's dynamic int8 linear (`quantized::linear_dynamic`, FBGEMM on x86: what
     /// `quantize_dynamic` runs): weight per output channel, prepacked with the bias;
     /// activations quantized per tensor on every call, to 7 bits as PyTorch does on x86.
@@ -309,7 +314,8 @@ pub(super) enum Linear {
 impl Linear {
     /// The layer at `precision` with kernel `choice`: an index into [`FP32_KERNELS`] (aten,
     /// oneDNN, oneDNN on a weight packed for `rows` rows) or [`INT8_KERNELS`] (`_int_mm`,
-    /// weight-only, blocked `_int_mm`, FBGEMM on per-row activations, PyTorch's FBGEMM linear).
+    /// weight-only, blocked `_int_mm`, FBGEMM or oneDNN on per-row activations, PyTorch's FBGEMM
+    /// linear).
     pub(super) fn new(
         w: &Tensor,
         b: &Tensor,
@@ -323,15 +329,16 @@ impl Linear {
                 w: quant::onednn_pack(&w.f_to_kind(Kind::Float)?, rows)?,
                 b: b.f_to_kind(Kind::Float)?.f_contiguous()?,
             },
-            Precision::Int8 if choice == 3 => {
+            Precision::Int8 if choice == 3 || choice == 4 => {
                 let (q, scale) = quantize_rows(&w.f_to_kind(Kind::Float)?)?;
-                Linear::Int8FbgemmRows(quant::RowsPacked::new(
-                    &q,
-                    &scale.f_reshape([-1])?,
-                    &b.f_to_kind(Kind::Float)?,
-                )?)
+                let (scale, b) = (scale.f_reshape([-1])?, b.f_to_kind(Kind::Float)?);
+                Linear::Int8Rows(if choice == 3 {
+                    quant::RowsPacked::fbgemm(&q, &scale, &b)?
+                } else {
+                    quant::RowsPacked::onednn(&q, &scale, &b, rows)?
+                })
             }
-            Precision::Int8 if choice == 4 => {
+            Precision::Int8 if choice == 5 => {
                 let w = w.f_to_kind(Kind::Float)?;
                 let (_, scale) = quantize_rows(&w)?;
                 let scale = scale.f_reshape([-1])?.f_to_kind(Kind::Double)?;
@@ -409,7 +416,7 @@ impl Linear {
                 .f_contiguous()?
                 .f_internal_weight_int8pack_mm(w, scale)?
                 .f_add(b),
-            Linear::Int8FbgemmRows(packed) => packed.forward(x),
+            Linear::Int8Rows(packed) => packed.forward(x),
             Linear::Int8Fbgemm(packed) => packed.forward(&x.f_contiguous()?),
         }
     }

@@ -13,7 +13,7 @@
 //! libtorch's kernels accumulate in f32 (pooling is done in f32); int8 quantizes the linear
 //! layers' weights once, symmetric per output channel, and runs the fastest on this host of
 //! `_int_mm` (activations quantized per row on every call, int8 × int8 → int32, rescaled in
-//! f32), the same in blocks of rows, FBGEMM's GEMM on per-row activations, and
+//! f32), the same in blocks of rows, FBGEMM's or oneDNN's GEMM on per-row activations, and
 //! `_weight_int8pack_mm` (weight-only, f32 activations). PyTorch's own dynamic int8
 //! linear (`quantized::linear_dynamic` on FBGEMM, what `quantize_dynamic` runs on x86; called
 //! through src/backend/torch_quant.cpp) runs when forced: it misses the int8 parity bar on
@@ -51,9 +51,10 @@ pub fn describe() -> String {
         "libtorch via tch; fp32 linear layers on aten/MKL, oneDNN or oneDNN on a prepacked \
          weight, the fastest per shape by measurement at load \
          ({LINEAR_ENV}=aten|onednn|onednn_packed forces one); int8 weights per channel \
-         on _int_mm (whole or in row blocks), FBGEMM on per-row activations or \
+         on _int_mm (whole or in row blocks), FBGEMM or oneDNN on per-row activations or \
          _weight_int8pack_mm, the fastest by measurement ({INT8_ENV}=int_mm|int_mm_blocked|\
-         fbgemm_rows|weight_only forces one; =fbgemm runs PyTorch's quantize_dynamic kernel); \
+         fbgemm_rows|onednn_rows|weight_only forces one; =fbgemm runs PyTorch's \
+         quantize_dynamic kernel); \
          intra-op threads per run, 1 inter-op"
     )
 }

@@ -58,40 +58,47 @@ fn blocked_int_mm_equals_int_mm() {
         .equal(&blocked.forward(&x).unwrap()));
 }
 
-/// FBGEMM on per-row activations computes what `_int_mm` does (with 8-bit activations the
-/// same integer products; only the order of the float rescaling differs) over several row
-/// blocks, the last one partial; with 7-bit activations it stays close to the fp32 layer.
+/// FBGEMM and oneDNN on per-row activations compute what `_int_mm` does (with 8-bit
+/// activations the same integer products; only the order of the float rescaling differs) over
+/// several row blocks, the last one partial, at the row count the weight was packed for and
+/// at others; FBGEMM with 7-bit activations stays close to the fp32 layer.
 #[test]
-fn fbgemm_rows_matches_int_mm_across_row_blocks() {
-    let Some(bits) = quant::rows_bits() else {
-        eprintln!("skipped: FBGEMM does not run on this CPU");
-        return;
-    };
+fn per_row_kernels_match_int_mm_across_row_blocks() {
     let _guard = tch::no_grad_guard();
     tch::manual_seed(5);
     let opts = (Kind::Float, tch::Device::Cpu);
     let w = Tensor::randn([200, 384], opts) * 0.05;
     let b = Tensor::randn([200], opts);
-    let x = Tensor::randn([150, 384], opts) * 2.0;
-    let run = |k: usize| {
-        Linear::new(&w, &b, Precision::Int8, Kind::Float, k, 64)
-            .unwrap()
-            .forward(&x)
-            .unwrap()
-    };
-    let rows = INT8_KERNELS
-        .iter()
-        .position(|k| *k == "fbgemm_rows")
-        .unwrap();
-    let (got, int_mm) = (run(rows), run(0));
-    let scale = f64::try_from(int_mm.abs().max()).unwrap();
-    let diff = max_abs(&(&got - &int_mm));
-    if bits == 8 {
-        assert!(diff <= 1e-5 * scale, "max diff {diff} of {scale}");
-    } else {
-        let exact = x.linear(&w, Some(&b));
-        let err = max_abs(&(&got - &exact));
-        assert!(err <= 0.05 * scale, "7-bit: max diff {err} of {scale}");
+    for (name, bits) in [
+        ("fbgemm_rows", quant::rows_bits()),
+        ("onednn_rows", Some(8)),
+    ] {
+        let Some(bits) = bits else {
+            eprintln!("{name} skipped: FBGEMM does not run on this CPU");
+            continue;
+        };
+        let k = INT8_KERNELS.iter().position(|n| *n == name).unwrap();
+        let layer = Linear::new(&w, &b, Precision::Int8, Kind::Float, k, 150).unwrap();
+        let int_mm = Linear::new(&w, &b, Precision::Int8, Kind::Float, 0, 150).unwrap();
+        for rows in [150, 37, 1] {
+            let x = Tensor::randn([rows, 384], opts) * 2.0;
+            let (got, want) = (layer.forward(&x).unwrap(), int_mm.forward(&x).unwrap());
+            let scale = max_abs(&want);
+            let diff = max_abs(&(&got - &want));
+            if bits == 8 {
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "{name} at {rows} rows: max diff {diff} of {scale}"
+                );
+            } else {
+                let exact = x.linear(&w, Some(&b));
+                let err = max_abs(&(&got - &exact));
+                assert!(
+                    err <= 0.05 * scale,
+                    "{name} 7-bit: max diff {err} of {scale}"
+                );
+            }
+        }
     }
 }
 
