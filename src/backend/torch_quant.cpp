@@ -9,7 +9,7 @@
 // FBGEMM's headers and exports the instantiation used here. (4) oneDNN's fp32 linear on a weight
 // reordered once (see recbench_onednn_pack). (5) oneDNN's int8 linear (onednn::qlinear_pointwise,
 // the op PyTorch's Inductor runs for x86 int8: AMX tiles where the CPU has them) on activations
-// quantized per row, as (2) and (3) quantize them.
+// quantized per row to u8 with a zero point.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -135,11 +135,75 @@ void quantize_rows_s8(const float* x, int64_t rows, int64_t k, int8_t* q, float*
   });
 }
 
+// A float's bits as an int32 in the order of the values (negative floats have their magnitude
+// bits flipped): an integer min/max reduction vectorises where a float one (without
+// -ffast-math) does not. NaNs land beyond the infinities, so they come out as an extreme.
+inline int32_t ordered(float f) {
+  int32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b ^ ((b >> 31) & 0x7fffffff);
+}
+
+inline float unordered(int32_t k) {
+  const int32_t b = k ^ ((k >> 31) & 0x7fffffff);
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+// The range of x[0..k] widened to hold 0: lo ≤ 0 ≤ hi.
+RECBENCH_CLONES void range0(const float* x, int64_t k, float* lo, float* hi) {
+  int32_t mn = 0, mx = 0;  // ordered(0.f) == 0
+  for (int64_t i = 0; i < k; ++i) {
+    const int32_t o = ordered(x[i]);
+    mn = o < mn ? o : mn;
+    mx = o > mx ? o : mx;
+  }
+  *lo = unordered(mn);
+  *hi = unordered(mx);
+}
+
+// q[i] = clamp(round-half-even(x[i] / s) + zero, 0, 255).
+RECBENCH_CLONES void quantize_u8_affine(const float* x, float s, float zero, int64_t k,
+                                        uint8_t* q) {
+  for (int64_t i = 0; i < k; ++i) {
+    const float v = ((x[i] / s + 12582912.f) - 12582912.f) + zero;
+    q[i] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
+  }
+}
+
+// y[c] = (y[c] − zero · cw[c]) · s + b[c].
+RECBENCH_CLONES void unshift_scale_bias_row(float* y, float zero, const float* cw, float s,
+                                            const float* b, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] = (y[c] - zero * cw[c]) * s + b[c];
+}
+
+// Asymmetric per-row u8 of the f32 rows x [rows, k] into q, one parallel pass: the row's range
+// widened to hold 0 in 255 steps, s[r] = max((hi − lo) / 255, 1e-12), zero point
+// z[r] = round-half-even(−lo / s[r]) (so 0 is exact), q = clamp(round(x / s) + z, 0, 255). A
+// one-sided row (GELU's outputs, mostly ≥ −0.17) keeps all 256 levels where a symmetric scale
+// leaves half of them unused.
+void quantize_rows_u8(const float* x, int64_t rows, int64_t k, uint8_t* q, float* s, float* z) {
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * k;
+      float lo, hi;
+      range0(xr, k, &lo, &hi);
+      const float sc = std::max((hi - lo) / 255.f, 1e-12f);
+      const float zp = std::min(255.f, (-lo / sc + 12582912.f) - 12582912.f);
+      s[r] = sc;
+      z[r] = zp;
+      quantize_u8_affine(xr, sc, zp, k, q + r * k);
+    }
+  });
+}
+
 // An int8 weight in oneDNN's blocked layout (onednn::qlinear_prepack) with its scales, zero
-// points (symmetric: 0) and bias.
+// points (symmetric: 0), bias, and each column's Σ_i W[c, i] · scale[c] (removes the
+// activations' zero point).
 struct OnednnInt8 {
   at::Tensor packed, scales, zeros;
-  std::vector<float> bias;
+  std::vector<float> bias, col_scaled;
   int64_t k = 0, n = 0;
 };
 }  // namespace
@@ -353,14 +417,23 @@ void* recbench_onednn_int8_prepack(const at::Tensor* wq, const at::Tensor* ws, c
                 "scale and bias need one value per output");
     p->zeros = at::zeros({p->n}, w.options().dtype(at::kLong));
     p->bias.assign(bb.data_ptr<float>(), bb.data_ptr<float>() + p->n);
+    const int8_t* wp = w.data_ptr<int8_t>();
+    const float* sp = p->scales.data_ptr<float>();
+    p->col_scaled.resize(p->n);
+    for (int64_t c = 0; c < p->n; ++c) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < p->k; ++i) sum += wp[c * p->k + i];
+      p->col_scaled[c] = static_cast<float>(sum) * sp[c];
+    }
     p->packed = call_boxed(op, {w, c10::IValue(std::vector<int64_t>{rows, p->k})}).toTensor();
     return p.release();
   });
 }
 
-// y = x · Wᵀ + b for the f32 `x` [rows, k]: each row quantized symmetric to 8 bits with its own
-// scale (recbench_quantize_rows's arithmetic), oneDNN's int8 matmul with the weight's column
-// scales into f32 (x scale 1, zero point 0), then the row scale and the bias in one parallel pass.
+// y = x · Wᵀ + b for the f32 `x` [rows, k]: each row quantized to u8 with its own scale and zero
+// point (quantize_rows_u8), oneDNN's u8 × s8 matmul with the weight's column scales into f32
+// (x scale 1, zero point 0: the row's own are applied after), then per row the zero point's
+// share removed, the row scale and the bias, in one parallel pass.
 at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char** err) {
   return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     static auto op =
@@ -370,9 +443,9 @@ at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char*
     TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat && xc.size(1) == p->k,
                 "expected f32 [rows, in] matching the weight");
     const int64_t rows = xc.size(0), n = p->n;
-    auto q = at::empty({rows, p->k}, xc.options().dtype(at::kChar));
-    std::vector<float> s(rows);
-    quantize_rows_s8(xc.data_ptr<float>(), rows, p->k, q.data_ptr<int8_t>(), s.data());
+    auto q = at::empty({rows, p->k}, xc.options().dtype(at::kByte));
+    std::vector<float> s(rows), z(rows);
+    quantize_rows_u8(xc.data_ptr<float>(), rows, p->k, q.data_ptr<uint8_t>(), s.data(), z.data());
     auto y = call_boxed(op, {q, 1.0, int64_t{0}, p->packed, p->scales, p->zeros, c10::IValue(),
                              1.0, int64_t{0}, c10::IValue(at::kFloat), std::string("none"),
                              c10::List<std::optional<at::Scalar>>(), std::string("")})
@@ -382,7 +455,8 @@ at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char*
                 "oneDNN's int8 linear returned an unexpected tensor");
     float* yp = y.data_ptr<float>();
     at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) scale_bias_row(yp + r * n, s[r], p->bias.data(), n);
+      for (int64_t r = begin; r < end; ++r)
+        unshift_scale_bias_row(yp + r * n, z[r], p->col_scaled.data(), s[r], p->bias.data(), n);
     });
     return new at::Tensor(std::move(y));
   });

@@ -160,7 +160,7 @@ pub fn linear_on(kernel: Kernel, x: &Tensor, w: &BWeight, gelu_after: bool) -> R
     // SAFETY: `tile` stores rows r0..r0 + m, columns of `panel` (all of them, up to `w.n`), as
     // `drive` asks; the kernel runs on this CPU (checked above).
     unsafe {
-        drive(rows, w.n, gelu_after, |r0, m, panel, dst| {
+        drive(rows, w.n, gelu_after, MR, |r0, m, panel, dst| {
             tile(kernel, a, w, r0, m, panel, dst)
         })
     }

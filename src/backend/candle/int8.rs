@@ -89,9 +89,9 @@ pub(super) fn q8_0(w: &Tensor, pad: usize) -> candle_core::Result<QMatMul> {
 
 /// How int8 layers run when nothing forces a layout and there is no shape to measure on (the
 /// `parity` command's loads, tests): recbench's GEMM where the CPU has AVX-512 VNNI (where every
-/// MiniLM shape's race has chosen it on the Zen 4 VM), else candle's blocks.
+/// MiniLM shape's race has chosen it on the Zen 4 VM and on the AMX VM), else candle's blocks.
 pub fn unmeasured_layout() -> Int8Layout {
-    if super::qgemm::Kernel::best() == super::qgemm::Kernel::Vnni512 {
+    if super::qgemm::Kernel::best() != super::qgemm::Kernel::Portable {
         Int8Layout::Gemm
     } else {
         Int8Layout::Blocks
@@ -165,7 +165,7 @@ pub(super) fn choose_int8_layout(
             ),
             Int8Layout::Gemm => format!(
                 "{k}→{n} on recbench's int8 GEMM, {} ({why})",
-                super::qgemm::Kernel::best().name()
+                super::qgemm::Kernel::for_inner(k).name()
             ),
         });
     }

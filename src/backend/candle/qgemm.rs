@@ -8,14 +8,16 @@
 //! - Activations: uint8, one scale and zero point per row (asymmetric over the row's minimum
 //!   and maximum, 0 exact), quantized once per layer input in one pass.
 //! - Products: summed in i32, with no float work until the end of the inner loop: on CPUs with
-//!   AVX-512 VNNI by `vpdpbusd` (64 multiply-adds of a u8 and an i8 per instruction) on
-//!   [`MR`] × [`NR`] register tiles; elsewhere by a portable loop over the same integers (the
-//!   same results, far slower; the choice at load times it against candle's Q8_0 and keeps the
-//!   faster).
+//!   AMX (and Linux's leave to use it) by `tdpbusd` on 16 × 16 tiles (16,384 multiply-adds
+//!   of a u8 and an i8 per instruction), [`AMX_ROWS`] rows × one panel per pass, where the
+//!   inner size is whole 64-byte tile rows; else with AVX-512 VNNI by `vpdpbusd` (64 per
+//!   instruction) on [`MR`] × [`NR`] register tiles; elsewhere by a portable loop over the
+//!   same integers (the same results, far slower; the choice at load times it against
+//!   candle's Q8_0 and keeps the faster).
 //! - Output: `y = s_row · s_col · (Σ a·w − zp_row · Σ w) + b`, then GELU where asked, written
 //!   while the tile is in registers' reach.
 //!
-//! Rows are split into tasks of [`TASK_ROWS`] rows × one panel, run by rayon.
+//! Rows are split into tasks of 8 tiles of rows × one panel, run by rayon.
 
 use candle_core::{bail, Device, Result, Tensor};
 use rayon::prelude::*;
@@ -27,8 +29,8 @@ pub(super) const NR: usize = 64;
 /// Rows per register tile (4 × `MR` accumulators, 4 weight vectors and a broadcast in 32
 /// registers).
 pub(super) const MR: usize = 6;
-/// Rows per rayon task (a task covers these rows for one panel of [`NR`] columns).
-const TASK_ROWS: usize = 8 * MR;
+/// Rows per AMX pass: two 16-row tiles.
+pub(super) const AMX_ROWS: usize = 32;
 
 /// An int8 weight `[out, in]` packed for [`linear`], with its bias.
 pub struct QWeight {
@@ -131,10 +133,11 @@ fn round_to_u32(v: f32) -> u32 {
 
 /// Quantizes each row of `x` (`rows × k`) to u8 over [min(row, 0), max(row, 0)]: scale
 /// (max − min) / 255 and zero point round(−min / scale), so 0 is exact. Inner values past `k`
-/// (to a multiple of 4) are 0, which the weights' zeros cancel.
-fn quantize_rows(x: &[f32], rows: usize, k: usize) -> QRows {
+/// (to a multiple of 4) are 0, which the weights' zeros cancel; so are the rows past `rows` up
+/// to `padded_rows` (the AMX kernel loads whole 16-row tiles).
+fn quantize_rows(x: &[f32], rows: usize, k: usize, padded_rows: usize) -> QRows {
     let kp = k4(k);
-    let mut data = vec![0u8; rows * kp];
+    let mut data = vec![0u8; rows.max(padded_rows) * kp];
     let mut scale = vec![0f32; rows];
     let mut zero = vec![0i32; rows];
     data.par_chunks_mut(kp)
@@ -174,6 +177,8 @@ fn quantize_rows(x: &[f32], rows: usize, k: usize) -> QRows {
 /// Which inner loop [`linear`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    /// `tdpbusd` on AMX tiles (the epilogue on AVX-512).
+    Amx,
     /// `vpdpbusd` on AVX-512 VNNI.
     Vnni512,
     /// Plain Rust over the same integers.
@@ -181,20 +186,44 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest this CPU runs.
+    /// The fastest this CPU runs: AMX's tile product does 16,384 multiply-adds an instruction
+    /// against VNNI's 64, and VNNI's four times an f32 FMA's.
     pub fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
         {
-            return Kernel::Vnni512;
+            return if amx::available() {
+                Kernel::Amx
+            } else {
+                Kernel::Vnni512
+            };
         }
         Kernel::Portable
     }
 
+    /// What [`linear`] runs for an inner size of `k`: AMX loads whole 64-byte tile rows, so
+    /// another inner size runs on VNNI.
+    pub fn for_inner(k: usize) -> Kernel {
+        match Kernel::best() {
+            Kernel::Amx if k4(k) % 64 != 0 => Kernel::Vnni512,
+            b => b,
+        }
+    }
+
+    /// Whether `linear_on` can run this kernel here, at inner size `k`.
+    fn runs_here(self, k: usize) -> bool {
+        match self {
+            Kernel::Portable => true,
+            Kernel::Vnni512 => Kernel::best() != Kernel::Portable,
+            Kernel::Amx => Kernel::for_inner(k) == Kernel::Amx,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            Kernel::Amx => "AMX int8 tiles",
             Kernel::Vnni512 => "AVX-512 VNNI",
             Kernel::Portable => "portable",
         }
@@ -202,13 +231,12 @@ impl Kernel {
 }
 
 /// `x · wᵀ + b` (then GELU when `gelu_after`) on int8: `x` is `[rows, in]` f32 on the CPU; the
-/// result `[rows, out]` f32. Runs [`Kernel::best`].
+/// result `[rows, out]` f32. Runs [`Kernel::for_inner`].
 pub fn linear(x: &Tensor, w: &QWeight, gelu_after: bool) -> Result<Tensor> {
-    linear_on(Kernel::best(), x, w, gelu_after)
+    linear_on(Kernel::for_inner(w.k), x, w, gelu_after)
 }
 
-/// As [`linear`] on the given kernel (which must run on this CPU: [`Kernel::best`] or
-/// [`Kernel::Portable`]).
+/// As [`linear`] on the given kernel (which must run on this CPU at this inner size).
 pub fn linear_on(kernel: Kernel, x: &Tensor, w: &QWeight, gelu_after: bool) -> Result<Tensor> {
     let (rows, k) = x.dims2()?;
     if k != w.k {
@@ -219,25 +247,32 @@ pub fn linear_on(kernel: Kernel, x: &Tensor, w: &QWeight, gelu_after: bool) -> R
             w.n
         );
     }
-    if kernel == Kernel::Vnni512 && Kernel::best() != Kernel::Vnni512 {
-        bail!("int8 linear: this CPU has no AVX-512 VNNI");
+    if !kernel.runs_here(k) {
+        bail!(
+            "int8 linear: {} does not run on this CPU at inner size {k}",
+            kernel.name()
+        );
     }
-    let q = with_f32(x, |x| Ok(quantize_rows(x, rows, k)))?;
+    let tile_rows = if kernel == Kernel::Amx { AMX_ROWS } else { MR };
+    let q = with_f32(x, |x| {
+        Ok(quantize_rows(x, rows, k, rows.next_multiple_of(tile_rows)))
+    })?;
     let q = &q;
     // SAFETY: `tile` stores rows r0..r0 + m, columns of `panel` (all of them, up to `w.n`), as
-    // `drive` asks; the kernel runs on this CPU (checked above).
+    // `drive` asks; the kernel runs on this CPU at this size (checked above), and the AMX
+    // kernel's whole tiles of rows are within the padded rows.
     unsafe {
-        drive(rows, w.n, gelu_after, |r0, m, panel, dst| {
+        drive(rows, w.n, gelu_after, tile_rows, |r0, m, panel, dst| {
             tile(kernel, q, w, r0, m, panel, dst)
         })
     }
 }
 
 /// The `[rows, n]` f32 output of a GEMM whose `tile(r0, m, panel, dst)` stores rows
-/// `r0..r0 + m` (m ≤ [`MR`]) and the columns of `panel` ([`NR`] of them, or up to `n`) into
-/// `dst` (row-major, `n` wide; room for all rows, not initialised), for every row and panel:
-/// tasks of [`TASK_ROWS`] rows × one panel on rayon, then GELU on each tile just stored when
-/// `gelu_after`. Shared by the int8 and bf16 GEMMs.
+/// `r0..r0 + m` (m ≤ `tile_rows`) and the columns of `panel` ([`NR`] of them, or up to `n`)
+/// into `dst` (row-major, `n` wide; room for all rows, not initialised), for every row and
+/// panel: tasks of 8 tiles of rows × one panel on rayon, then GELU on each tile just stored
+/// when `gelu_after`. Shared by the int8 and bf16 GEMMs.
 ///
 /// # Safety
 /// Each call of `tile` stores every value of its rows and panel's columns (up to `n`), and
@@ -246,21 +281,23 @@ pub(super) unsafe fn drive(
     rows: usize,
     n: usize,
     gelu_after: bool,
+    tile_rows: usize,
     tile: impl Fn(usize, usize, usize, SendPtr) + Sync,
 ) -> Result<Tensor> {
+    let task_rows = 8 * tile_rows;
     // Written in full by the tasks below: no zeroing pass over an output of up to tens of MB.
     let mut out: Vec<f32> = Vec::with_capacity(rows * n);
     let panels = n.div_ceil(NR);
-    let chunks = rows.div_ceil(TASK_ROWS);
+    let chunks = rows.div_ceil(task_rows);
     let dst = SendPtr(out.as_mut_ptr());
     // Consecutive tasks share their rows: a thread's run of tasks keeps one chunk of the
     // activations in cache while it walks the panels.
     (0..chunks * panels).into_par_iter().for_each(|t| {
         let (chunk, panel) = (t / panels, t % panels);
-        let end = ((chunk + 1) * TASK_ROWS).min(rows);
-        let mut r0 = chunk * TASK_ROWS;
+        let end = ((chunk + 1) * task_rows).min(rows);
+        let mut r0 = chunk * task_rows;
         while r0 < end {
-            let m = MR.min(end - r0);
+            let m = tile_rows.min(end - r0);
             // This task alone writes rows r0..r0 + m, columns of `panel`.
             tile(r0, m, panel, dst);
             if gelu_after {
@@ -286,13 +323,15 @@ pub(super) unsafe fn drive(
     Tensor::from_vec(out, (rows, n), &Device::Cpu)
 }
 
-/// The columns of `panel` for rows `r0..r0 + m` (m ≤ [`MR`]): Σ over the inner size of
+/// The columns of `panel` for rows `r0..r0 + m` (m ≤ [`MR`], or [`AMX_ROWS`] on AMX): Σ over
+/// the inner size of
 /// activation × weight, dequantized with the bias (`y = s_row · s_col · (Σ a·w − zp_row · Σ w)
 /// + b`), stored into the `[rows, w.n]` output at `dst`.
 ///
 /// # Safety
 /// `dst` has room for at least (r0 + m) rows of `w.n` floats (initialised or not), no other
-/// thread touches this part, and `kernel` runs on this CPU.
+/// thread touches this part, and `kernel` runs on this CPU (at this inner size); on AMX, `q`
+/// holds [`AMX_ROWS`] rows from `r0`.
 unsafe fn tile(
     kernel: Kernel,
     q: &QRows,
@@ -303,7 +342,8 @@ unsafe fn tile(
     dst: SendPtr,
 ) {
     let kp = k4(w.k);
-    let a = &q.data[r0 * kp..(r0 + m) * kp];
+    let a_rows = if kernel == Kernel::Amx { AMX_ROWS } else { m };
+    let a = &q.data[r0 * kp..(r0 + a_rows) * kp];
     let (c0, cols) = (panel * NR, NR.min(w.n - panel * NR));
     let out = Out {
         dst: dst.at(r0 * w.n + c0),
@@ -317,6 +357,10 @@ unsafe fn tile(
     };
     let wp = &w.packed[panel * kp * NR..(panel + 1) * kp * NR];
     match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's contract; `a` holds AMX_ROWS rows of kp bytes, kp a multiple
+        // of 64, and `wp` kp/4 groups of NR·4 bytes.
+        Kernel::Amx => amx::tile(a, wp, kp, m, &out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller's contract; the slices hold m rows of kp bytes and kp/4 groups
         // of NR·4 bytes.
@@ -400,22 +444,163 @@ mod vnni {
             }
         }
         for (r, v) in v.iter().enumerate() {
-            let sa = _mm512_set1_ps(out.row_scale[r]);
-            let za = _mm512_set1_epi32(out.row_zero[r]);
-            for (j, v) in v.iter().enumerate() {
-                let c0 = 16 * j;
-                if c0 >= out.cols {
-                    break;
-                }
-                let left = out.cols - c0;
-                let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
-                let sum = _mm512_loadu_si512(out.col_sum.as_ptr().add(c0) as *const _);
-                let acc = _mm512_sub_epi32(*v, _mm512_mullo_epi32(za, sum));
-                let scale = _mm512_mul_ps(sa, _mm512_loadu_ps(out.col_scale.as_ptr().add(c0)));
-                let bias = _mm512_loadu_ps(out.bias.as_ptr().add(c0));
-                let y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, bias);
-                _mm512_mask_storeu_ps(out.dst.add(r * out.ld + c0), mask, y);
+            store_row(v, r, out);
+        }
+    }
+
+    /// Row `r` of a tile, its panel's sums in `v`, dequantized with the bias into `out`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `out` has room for row `r`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn store_row(v: &[__m512i; 4], r: usize, out: &Out) {
+        let sa = _mm512_set1_ps(out.row_scale[r]);
+        let za = _mm512_set1_epi32(out.row_zero[r]);
+        for (j, v) in v.iter().enumerate() {
+            let c0 = 16 * j;
+            if c0 >= out.cols {
+                break;
             }
+            let left = out.cols - c0;
+            let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
+            let sum = _mm512_loadu_si512(out.col_sum.as_ptr().add(c0) as *const _);
+            let acc = _mm512_sub_epi32(*v, _mm512_mullo_epi32(za, sum));
+            let scale = _mm512_mul_ps(sa, _mm512_loadu_ps(out.col_scale.as_ptr().add(c0)));
+            let bias = _mm512_loadu_ps(out.bias.as_ptr().add(c0));
+            let y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, bias);
+            _mm512_mask_storeu_ps(out.dst.add(r * out.ld + c0), mask, y);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use super::{Out, AMX_ROWS, NR};
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+
+    /// Whether the CPU has AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24 and 25) and Linux
+    /// lets this process use the tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)`,
+    /// asked once; without it the first tile load faults).
+    pub(super) fn available() -> bool {
+        static OK: OnceLock<bool> = OnceLock::new();
+        *OK.get_or_init(|| {
+            // SAFETY: CPUID leaf 7 exists on every x86-64 CPU with AVX-512 (checked first).
+            // (`__cpuid_count` is safe from Rust 1.94 on, unsafe in the 1.89 of `rust-version`.)
+            #[allow(unused_unsafe)]
+            let edx = unsafe { __cpuid_count(7, 0) }.edx;
+            if edx >> 24 & 1 == 0 || edx >> 25 & 1 == 0 {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: a system call with two integer arguments.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                )
+            };
+            rc == 0
+        })
+    }
+
+    /// The tile configuration (`ldtilecfg`'s 64-byte operand): palette 1, tiles 0–7 each 16
+    /// rows of 64 bytes.
+    #[repr(C, align(64))]
+    struct Config {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    thread_local! {
+        /// Whether this thread has loaded [`Config`] (it stays until `tilerelease`, which
+        /// nothing here calls; the kernel saves it with the thread's state).
+        static CONFIGURED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Rows 0..`m` (m ≤ [`AMX_ROWS`]) × the panel's `NR` columns: the same sums as the VNNI
+    /// kernel's, 64 inner values a step: tiles 4 and 5 hold 16 rows of activations each,
+    /// 6 and 7 the 16 groups of 4 inner values of 16 columns each, 0–3 the 2 × 2 sums; per
+    /// half panel, stored to a buffer, then dequantized as [`super::vnni::store_row`] does
+    /// (the same bits).
+    ///
+    /// # Safety
+    /// [`available`] and AVX-512 F/BW/VNNI; `kp` is a multiple of 64; `a` holds [`AMX_ROWS`]
+    /// rows of `kp` bytes, `w` `kp/4` groups of `NR·4` bytes; `out` as [`Out`] says, with room
+    /// for `m` rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile(a: &[u8], w: &[i8], kp: usize, m: usize, out: &Out) {
+        debug_assert!(kp % 64 == 0 && a.len() >= AMX_ROWS * kp && w.len() >= kp * NR);
+        if !CONFIGURED.get() {
+            let mut c = Config {
+                palette: 1,
+                start_row: 0,
+                reserved: [0; 14],
+                colsb: [0; 16],
+                rows: [0; 16],
+            };
+            c.colsb[..8].fill(64);
+            c.rows[..8].fill(16);
+            asm!("ldtilecfg [{}]", in(reg) &c as *const Config, options(nostack, readonly));
+            CONFIGURED.set(true);
+        }
+        // 32 rows × NR sums, a row every NR·4 bytes.
+        let mut acc = [0i32; AMX_ROWS * NR];
+        let (a, w) = (a.as_ptr(), w.as_ptr());
+        for half in 0..2 {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+            for k0 in (0..kp).step_by(64) {
+                let b0 = w.add(k0 / 4 * NR * 4 + half * 32 * 4);
+                asm!(
+                    "tileloadd tmm4, [{a0} + {sa}*1]",
+                    "tileloadd tmm5, [{a1} + {sa}*1]",
+                    "tileloadd tmm6, [{b0} + {sb}*1]",
+                    "tileloadd tmm7, [{b1} + {sb}*1]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    a0 = in(reg) a.add(k0),
+                    a1 = in(reg) a.add(16 * kp + k0),
+                    b0 = in(reg) b0,
+                    b1 = in(reg) b0.add(16 * 4),
+                    sa = in(reg) kp,
+                    sb = in(reg) NR * 4,
+                    options(nostack, readonly)
+                );
+            }
+            let c = acc.as_mut_ptr().add(half * 32);
+            asm!(
+                "tilestored [{c0} + {s}*1], tmm0",
+                "tilestored [{c1} + {s}*1], tmm1",
+                "tilestored [{c2} + {s}*1], tmm2",
+                "tilestored [{c3} + {s}*1], tmm3",
+                c0 = in(reg) c,
+                c1 = in(reg) c.add(16),
+                c2 = in(reg) c.add(16 * NR),
+                c3 = in(reg) c.add(16 * NR + 16),
+                s = in(reg) NR * 4,
+                options(nostack)
+            );
+        }
+        for r in 0..m {
+            let row = acc.as_ptr().add(r * NR);
+            let v = [0, 1, 2, 3].map(|j| _mm512_loadu_si512(row.add(16 * j) as *const _));
+            super::vnni::store_row(&v, r, out);
         }
     }
 }
@@ -441,21 +626,27 @@ pub(super) mod tests {
         Tensor::from_slice(v, (rows, cols), &Device::Cpu).unwrap()
     }
 
-    /// Shapes with a ragged last tile of rows, an inner size not a multiple of 4 and an output
-    /// not a whole panel, plus one of MiniLM's.
-    const SHAPES: [(usize, usize, usize); 3] = [(13, 37, 70), (7, 384, 64), (50, 384, 1536)];
+    /// Shapes with a ragged last tile of rows (for VNNI's 6 and AMX's 32), an inner size not a
+    /// multiple of 4 and an output not a whole panel, plus one of MiniLM's.
+    const SHAPES: [(usize, usize, usize); 4] =
+        [(13, 37, 70), (7, 384, 64), (50, 384, 1536), (70, 1536, 200)];
 
     /// Both kernels give exactly what the integers give, and the same bits as each other: each
     /// output against the same sum computed here, one multiply at a time in i64, from the
     /// quantized rows and the packed weight.
     #[test]
     fn kernels_sum_the_integers_exactly() {
-        let kernels: Vec<Kernel> = if Kernel::best() == Kernel::Portable {
-            eprintln!("skipped for the VNNI kernel: this CPU has no AVX-512 VNNI");
-            vec![Kernel::Portable]
-        } else {
-            vec![Kernel::Portable, Kernel::Vnni512]
-        };
+        let mut kernels = vec![Kernel::Portable];
+        match Kernel::best() {
+            Kernel::Portable => {
+                eprintln!("skipped for the VNNI and AMX kernels: this CPU has no AVX-512 VNNI")
+            }
+            Kernel::Vnni512 => {
+                kernels.push(Kernel::Vnni512);
+                eprintln!("skipped for the AMX kernel: this CPU (or Linux) gives no AMX");
+            }
+            Kernel::Amx => kernels.extend([Kernel::Vnni512, Kernel::Amx]),
+        }
         for (rows, k, n) in SHAPES {
             let (x, wv) = (random(rows, k, 1, 4.0), random(n, k, 2, 0.2));
             let b = random(1, n, 3, 1.0);
@@ -464,11 +655,12 @@ pub(super) mod tests {
                 &Tensor::from_slice(&b, n, &Device::Cpu).unwrap(),
             )
             .unwrap();
-            let q = quantize_rows(&x, rows, k);
+            let q = quantize_rows(&x, rows, k, rows);
             let wd = w.dequantized();
             let kp = k4(k);
             let mut first: Option<Vec<Vec<f32>>> = None;
-            for &kernel in &kernels {
+            // AMX needs whole 64-byte tile rows: the first shape's inner size runs on VNNI.
+            for &kernel in kernels.iter().filter(|kernel| kernel.runs_here(k)) {
                 let y = linear_on(kernel, &tensor(&x, rows, k), &w, false)
                     .unwrap()
                     .to_vec2::<f32>()

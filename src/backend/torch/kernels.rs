@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 /// `_int_mm`'s (8-bit where FBGEMM has VNNI, 7-bit on AVX2 alone, whose 16-bit pair sums would
 /// saturate), the row scale and bias applied per 64-row block (src/backend/torch_quant.cpp),
 /// and `onednn_rows`: oneDNN's int8 linear (`onednn::qlinear_pointwise`, what PyTorch's
-/// Inductor runs for x86 int8; AMX tiles where the CPU has them) on the same per-row 8-bit
-/// activations, the weight prepacked once for the run's row count.
+/// Inductor runs for x86 int8; AMX tiles where the CPU has them), the weight prepacked once for
+/// the run's row count, on activations quantized per row to u8 with a zero point (a one-sided
+/// row, such as GELU's outputs, keeps all 256 levels where the symmetric int8 of the others
+/// uses half).
 /// `auto` races those five: `fbgemm` (PyTorch's
 /// `quantize_dynamic` path, activations quantized per tensor to 7 bits) misses recbench's int8
 /// parity bar on MiniLM (min cosine 0.972, top-10 overlap 0.84 against cosine ≥ 0.99 and
@@ -301,9 +303,9 @@ pub(super) enum Linear {
     /// int8 weight `[out, in]` with its f32 scale per output channel `[out]` and the f32 bias;
     /// f32 activations (`_weight_int8pack_mm`, weight-only int8: no activation rounding).
     Int8WeightOnly { w: Tensor, scale: Tensor, b: Tensor },
-    /// FBGEMM's int8 GEMM (activations 8-bit with VNNI, else 7-bit; row scale and bias per
-    /// block of rows) or oneDNN's (8-bit) on a prepacked weight (per output channel),
-    /// activations quantized per row.
+    /// FBGEMM's int8 GEMM (activations symmetric, 8-bit with VNNI, else 7-bit; row scale and
+    /// bias per block of rows) or oneDNN's (activations u8 with a zero point) on a prepacked
+    /// weight (per output channel), activations quantized per row.
     Int8Rows(quant::RowsPacked),
     /// PyTorch's dynamic int8 linear (`quantized::linear_dynamic`, FBGEMM on x86: what
     /// `quantize_dynamic` runs): weight per output channel, prepacked with the bias;
