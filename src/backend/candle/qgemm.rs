@@ -207,7 +207,7 @@ impl Kernel {
     /// another inner size runs on VNNI.
     pub fn for_inner(k: usize) -> Kernel {
         match Kernel::best() {
-            Kernel::Amx if k4(k) % 64 != 0 => Kernel::Vnni512,
+            Kernel::Amx if !k4(k).is_multiple_of(64) => Kernel::Vnni512,
             b => b,
         }
     }
@@ -538,7 +538,7 @@ mod amx {
     /// for `m` rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tile(a: &[u8], w: &[i8], kp: usize, m: usize, out: &Out) {
-        debug_assert!(kp % 64 == 0 && a.len() >= AMX_ROWS * kp && w.len() >= kp * NR);
+        debug_assert!(kp.is_multiple_of(64) && a.len() >= AMX_ROWS * kp && w.len() >= kp * NR);
         if !CONFIGURED.get() {
             let mut c = Config {
                 palette: 1,
