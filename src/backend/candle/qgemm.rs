@@ -134,7 +134,7 @@ fn round_to_u32(v: f32) -> u32 {
 /// Quantizes each row of `x` (`rows × k`) to u8 over [min(row, 0), max(row, 0)]: scale
 /// (max − min) / 255 and zero point round(−min / scale), so 0 is exact. Inner values past `k`
 /// (to a multiple of 4) are 0, which the weights' zeros cancel; so are the rows past `rows` up
-/// to `padded_rows` (the AMX kernel loads whole 16-row tiles).
+/// to `padded_rows` (the AMX kernel loads [`AMX_ROWS`] rows a pass, two 16-row tiles).
 fn quantize_rows(x: &[f32], rows: usize, k: usize, padded_rows: usize) -> QRows {
     let kp = k4(k);
     let mut data = vec![0u8; rows.max(padded_rows) * kp];
@@ -324,9 +324,8 @@ pub(super) unsafe fn drive(
 }
 
 /// The columns of `panel` for rows `r0..r0 + m` (m ≤ [`MR`], or [`AMX_ROWS`] on AMX): Σ over
-/// the inner size of
-/// activation × weight, dequantized with the bias (`y = s_row · s_col · (Σ a·w − zp_row · Σ w)
-/// + b`), stored into the `[rows, w.n]` output at `dst`.
+/// the inner size of activation × weight, dequantized with the bias (`y = s_row · s_col ·
+/// (Σ a·w − zp_row · Σ w) + b`), stored into the `[rows, w.n]` output at `dst`.
 ///
 /// # Safety
 /// `dst` has room for at least (r0 + m) rows of `w.n` floats (initialised or not), no other
@@ -522,7 +521,9 @@ mod amx {
 
     thread_local! {
         /// Whether this thread has loaded [`Config`] (it stays until `tilerelease`, which
-        /// nothing here calls; the kernel saves it with the thread's state).
+        /// nothing here calls; the kernel saves it with the thread's state). The tiles run on
+        /// rayon's threads only, where no other AMX code (oneDNN's, in libtorch, runs on
+        /// OpenMP's) loads another configuration.
         static CONFIGURED: Cell<bool> = const { Cell::new(false) };
     }
 
