@@ -233,7 +233,7 @@ mod tests {
     use super::*;
     use crate::util::rand::SplitMix64;
 
-    /// A worker process's result: `n` iterations around `centre` ms, 3% apart.
+    /// A worker process's result: 60 iterations around `centre` ms, 3% apart.
     fn round(centre: f64, seed: u64) -> RunResult {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("results/reference/quick/20261128T040112Z-vm.json");

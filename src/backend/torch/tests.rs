@@ -106,7 +106,7 @@ fn rel_rms(y: &Tensor, exact: &Tensor) -> f64 {
 /// oneDNN's int8 linear on u8 per-row activations with a zero point: near the fp32 layer at
 /// the row count it was packed for and at others, and on one-sided rows (GELU's outputs,
 /// which the next layer of a BERT reads) nearer than `_int_mm`'s symmetric int8, as a zero
-/// point earns; a zero point one step off, or the shift left in, fails it.
+/// point earns; a zero point one step off fails it.
 #[test]
 fn onednn_rows_is_near_fp32_and_keeps_the_levels_of_one_sided_rows() {
     let _guard = tch::no_grad_guard();
