@@ -233,20 +233,22 @@ mod tests {
     use super::*;
     use crate::util::rand::SplitMix64;
 
-    /// A worker process's result: 60 iterations around `centre` ms, 3% apart.
-    fn round(centre: f64, seed: u64) -> RunResult {
+    /// Rounds of one worker process each, 60 iterations around each `centre` ms, 3% apart,
+    /// on a run of the committed reference results, for the baseline's and the candidate's
+    /// centres.
+    fn sides(baseline: &[f64], candidate: &[f64]) -> Vec<Vec<RunResult>> {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("results/reference/quick/20261128T040112Z-vm.json");
         let f = ResultsFile::load(&p).unwrap();
-        let mut r = f.runs.into_iter().find(|r| r.status == Status::Ok).unwrap();
-        let mut rng = SplitMix64::new(seed);
-        r.samples_ms = (0..60)
-            .map(|_| centre * (1.0 + 0.03 * rng.next_normal()))
-            .collect();
-        r
-    }
-
-    fn sides(baseline: &[f64], candidate: &[f64]) -> Vec<Vec<RunResult>> {
+        let run = f.runs.into_iter().find(|r| r.status == Status::Ok).unwrap();
+        let round = |centre: f64, seed: u64| {
+            let mut rng = SplitMix64::new(seed);
+            let mut r = run.clone();
+            r.samples_ms = (0..60)
+                .map(|_| centre * (1.0 + 0.03 * rng.next_normal()))
+                .collect();
+            r
+        };
         [baseline, candidate]
             .iter()
             .enumerate()

@@ -553,8 +553,10 @@ mod amx {
             asm!("ldtilecfg [{}]", in(reg) &c as *const Config, options(nostack, readonly));
             CONFIGURED.set(true);
         }
-        // 32 rows × NR sums, a row every NR·4 bytes.
-        let mut acc = [0i32; AMX_ROWS * NR];
+        // 32 rows × NR sums, a row every NR·4 bytes; every one is stored by the 2 halves × 4
+        // tiles below before it is read, so no zeroing pass on this hot path.
+        let mut acc = std::mem::MaybeUninit::<[i32; AMX_ROWS * NR]>::uninit();
+        let acc = acc.as_mut_ptr() as *mut i32;
         let (a, w) = (a.as_ptr(), w.as_ptr());
         for half in 0..2 {
             asm!(
@@ -584,7 +586,7 @@ mod amx {
                     options(nostack, readonly)
                 );
             }
-            let c = acc.as_mut_ptr().add(half * 32);
+            let c = acc.add(half * 32);
             asm!(
                 "tilestored [{c0} + {s}*1], tmm0",
                 "tilestored [{c1} + {s}*1], tmm1",
@@ -599,7 +601,7 @@ mod amx {
             );
         }
         for r in 0..m {
-            let row = acc.as_ptr().add(r * NR);
+            let row = acc.add(r * NR);
             let v = [0, 1, 2, 3].map(|j| _mm512_loadu_si512(row.add(16 * j) as *const _));
             super::vnni::store_row(&v, r, out);
         }
