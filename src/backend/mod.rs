@@ -146,6 +146,12 @@ pub trait Encoder: Send {
         None
     }
 
+    /// The time per op of the forwards since the last call, where the backend keeps it (torch
+    /// on the CPU with `RECBENCH_TORCH_OPS=1`); each call starts a new count.
+    fn op_times(&mut self) -> Option<String> {
+        None
+    }
+
     /// What of this encoder's kernel choices changes its outputs, for cache keys of computed
     /// embeddings, when the backend's setting alone does not say (a choice made at load).
     fn cache_tag(&self) -> Option<String> {

@@ -17,6 +17,9 @@
 #include <fbgemm/Fbgemm.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -178,29 +181,79 @@ RECBENCH_CLONES void unshift_scale_bias_row(float* y, float zero, const float* c
   for (int64_t c = 0; c < n; ++c) y[c] = (y[c] - zero * cw[c]) * s + b[c];
 }
 
-// Asymmetric per-row u8 of the f32 rows x [rows, k] into q, one parallel pass: the row's range
-// widened to hold 0 in 255 steps, s[r] = max((hi − lo) / 255, 1e-12), zero point
-// z[r] = round-half-even(−lo / s[r]) (so 0 is exact), q = clamp(round(x / s) + z, 0, 255). A
-// one-sided row (GELU's outputs, mostly ≥ −0.17) keeps all 256 levels where a symmetric scale
-// leaves half of them unused.
+// Asymmetric u8 of one f32 row x[0..k] into q: the row's range widened to hold 0 in 255 steps,
+// scale s = max((hi − lo) / 255, 1e-12), zero point z = round-half-even(−lo / s) (so 0 is
+// exact), q = clamp(round(x / s) + z, 0, 255). A one-sided row (GELU's outputs, mostly ≥ −0.17)
+// keeps all 256 levels where a symmetric scale leaves half of them unused.
+void quantize_row_u8(const float* x, int64_t k, uint8_t* q, float* s, float* z) {
+  float lo, hi;
+  range0(x, k, &lo, &hi);
+  const float sc = std::max((hi - lo) / 255.f, 1e-12f);
+  *s = sc;
+  *z = std::min(255.f, (-lo / sc + 12582912.f) - 12582912.f);
+  quantize_u8_affine(x, sc, *z, k, q);
+}
+
+// quantize_row_u8 of every row of the f32 rows x [rows, k], one parallel pass.
 void quantize_rows_u8(const float* x, int64_t rows, int64_t k, uint8_t* q, float* s, float* z) {
   at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* xr = x + r * k;
-      float lo, hi;
-      range0(xr, k, &lo, &hi);
-      const float sc = std::max((hi - lo) / 255.f, 1e-12f);
-      const float zp = std::min(255.f, (-lo / sc + 12582912.f) - 12582912.f);
-      s[r] = sc;
-      z[r] = zp;
-      quantize_u8_affine(xr, sc, zp, k, q + r * k);
-    }
+    for (int64_t r = begin; r < end; ++r) quantize_row_u8(x + r * k, k, q + r * k, s + r, z + r);
   });
+}
+
+// Σ v[0..n] in 16 running sums (a float sum in one running total does not vectorise without
+// -ffast-math; sixteen independent ones do).
+RECBENCH_CLONES float sum16(const float* v, int64_t n) {
+  float acc[16] = {0};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += v[c + j];
+  float t = 0;
+  for (int j = 0; j < 16; ++j) t += acc[j];
+  for (; c < n; ++c) t += v[c];
+  return t;
+}
+
+// Σ (v[c] − m)², likewise.
+RECBENCH_CLONES float sq_dev16(const float* v, float m, int64_t n) {
+  float acc[16] = {0};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int j = 0; j < 16; ++j) {
+      const float d = v[c + j] - m;
+      acc[j] += d * d;
+    }
+  float t = 0;
+  for (int j = 0; j < 16; ++j) t += acc[j];
+  for (; c < n; ++c) t += (v[c] - m) * (v[c] - m);
+  return t;
+}
+
+// y[c] += r[c].
+RECBENCH_CLONES void add_row(float* y, const float* r, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] += r[c];
+}
+
+// y[c] = (y[c] − m) · rstd · w[c] + b[c].
+RECBENCH_CLONES void normalize_row(float* y, float m, float rstd, const float* w, const float* b,
+                                   int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] = (y[c] - m) * rstd * w[c] + b[c];
 }
 
 // An int8 weight in oneDNN's blocked layout (onednn::qlinear_prepack) with its scales, zero
 // points (symmetric: 0), bias, and each column's Σ_i W[c, i] · scale[c] (removes the
 // activations' zero point).
+// The split of onednn_rows' time (recbench_int8_split): nanoseconds in quantizing, oneDNN's
+// matmul and the epilogue, summed over calls while on.
+std::atomic<bool> g_split_on{false};
+std::atomic<int64_t> g_split_ns[3];
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 struct OnednnInt8 {
   at::Tensor packed, scales, zeros;
   std::vector<float> bias, col_scaled;
@@ -430,36 +483,168 @@ void* recbench_onednn_int8_prepack(const at::Tensor* wq, const at::Tensor* ws, c
   });
 }
 
+}  // extern "C"
+
+namespace {
+// The rows quantized per row to u8 (quantize_row_u8): q [rows, k] u8 and sz [2, rows] f32 (the
+// scales, then the zero points).
+struct QRows {
+  at::Tensor q, sz;
+};
+
+QRows quantize_rows_u8(const at::Tensor& x) {
+  auto xc = x.contiguous();
+  TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat, "expected f32 [rows, k]");
+  const int64_t rows = xc.size(0), k = xc.size(1);
+  QRows out{at::empty({rows, k}, xc.options().dtype(at::kByte)), at::empty({2, rows}, xc.options())};
+  float* s = out.sz.data_ptr<float>();
+  quantize_rows_u8(xc.data_ptr<float>(), rows, k, out.q.data_ptr<uint8_t>(), s, s + rows);
+  return out;
+}
+
+// oneDNN's u8 × s8 matmul of the quantized rows `q` with the weight's column scales into f32
+// (x scale 1, zero point 0: the rows' own are applied after, by `finish`).
+at::Tensor onednn_int8_matmul(const at::Tensor& q, const OnednnInt8& p) {
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("onednn::qlinear_pointwise", "");
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kByte && q.size(1) == p.k,
+              "expected u8 [rows, in] matching the weight");
+  auto y = call_boxed(op, {q, 1.0, int64_t{0}, p.packed, p.scales, p.zeros, c10::IValue(), 1.0,
+                           int64_t{0}, c10::IValue(at::kFloat), std::string("none"),
+                           c10::List<std::optional<at::Scalar>>(), std::string("")})
+               .toTensor()
+               .contiguous();
+  TORCH_CHECK(y.scalar_type() == at::kFloat && y.size(0) == q.size(0) && y.size(1) == p.n,
+              "oneDNN's int8 linear returned an unexpected tensor");
+  return y;
+}
+
+// What `finish` does to each row after the epilogue.
+enum Finish : int { kPlain = 0, kAddNorm = 1 };
+
+// In place on oneDNN's f32 output y [rows, n] of the rows quantized with `sz`, in one parallel
+// pass over rows: the epilogue (the zero point's share removed, the row scale, the bias), then
+// for kAddNorm the residual `res` added and LayerNorm with `w`, `b`, `eps`; and with `next` not
+// null, the result's rows quantized to u8 into *next for the following linear layer, while each
+// row is still in cache.
+void finish_rows(at::Tensor& y, const at::Tensor& sz, const OnednnInt8& p, int mode,
+                 const at::Tensor* res, const at::Tensor* w, const at::Tensor* b, double eps,
+                 QRows* next) {
+  const int64_t rows = y.size(0), n = p.n;
+  TORCH_CHECK(y.is_contiguous() && y.scalar_type() == at::kFloat && y.size(1) == n,
+              "expected oneDNN's f32 [rows, out]");
+  TORCH_CHECK(sz.numel() == 2 * rows, "expected 2 × rows scales and zero points");
+  at::Tensor r, wc, bc;
+  if (mode == kAddNorm) {
+    TORCH_CHECK(res && w && b, "the residual and LayerNorm's weight and bias are needed");
+    r = res->contiguous();
+    wc = w->contiguous();
+    bc = b->contiguous();
+    TORCH_CHECK(r.scalar_type() == at::kFloat && r.numel() == rows * n &&
+                    wc.scalar_type() == at::kFloat && wc.numel() == n &&
+                    bc.scalar_type() == at::kFloat && bc.numel() == n,
+                "residual and LayerNorm parameters in f32 matching the output");
+  }
+  if (next) {
+    next->q = at::empty({rows, n}, y.options().dtype(at::kByte));
+    next->sz = at::empty({2, rows}, y.options());
+  }
+  float* yp = y.data_ptr<float>();
+  const float* s = sz.data_ptr<float>();
+  const float* z = s + rows;
+  const bool norm = mode == kAddNorm;
+  const float* rp = norm ? r.data_ptr<float>() : nullptr;
+  const float* wp = norm ? wc.data_ptr<float>() : nullptr;
+  const float* bp = norm ? bc.data_ptr<float>() : nullptr;
+  uint8_t* nq = next ? next->q.data_ptr<uint8_t>() : nullptr;
+  float* ns = next ? next->sz.data_ptr<float>() : nullptr;
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* yr = yp + i * n;
+      unshift_scale_bias_row(yr, z[i], p.col_scaled.data(), s[i], p.bias.data(), n);
+      if (norm) {
+        add_row(yr, rp + i * n, n);
+        const float m = sum16(yr, n) / static_cast<float>(n);
+        const float var = sq_dev16(yr, m, n) / static_cast<float>(n);
+        const float rstd = 1.f / std::sqrt(var + static_cast<float>(eps));
+        normalize_row(yr, m, rstd, wp, bp, n);
+      }
+      if (next) quantize_row_u8(yr, n, nq + i * n, ns + i, ns + rows + i);
+    }
+  });
+}
+
+void add_split(int i, int64_t since) {
+  if (g_split_on.load(std::memory_order_relaxed)) g_split_ns[i] += now_ns() - since;
+}
+}  // namespace
+
+extern "C" {
+
 // y = x · Wᵀ + b for the f32 `x` [rows, k]: each row quantized to u8 with its own scale and zero
-// point (quantize_rows_u8), oneDNN's u8 × s8 matmul with the weight's column scales into f32
-// (x scale 1, zero point 0: the row's own are applied after), then per row the zero point's
-// share removed, the row scale and the bias, in one parallel pass.
+// point (quantize_row_u8), oneDNN's matmul, then the epilogue (finish_rows, kPlain).
 at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char** err) {
   return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
-    static auto op =
-        c10::Dispatcher::singleton().findSchemaOrThrow("onednn::qlinear_pointwise", "");
     const auto* p = static_cast<const OnednnInt8*>(handle);
-    auto xc = x->contiguous();
-    TORCH_CHECK(xc.dim() == 2 && xc.scalar_type() == at::kFloat && xc.size(1) == p->k,
-                "expected f32 [rows, in] matching the weight");
-    const int64_t rows = xc.size(0), n = p->n;
-    auto q = at::empty({rows, p->k}, xc.options().dtype(at::kByte));
-    std::vector<float> s(rows), z(rows);
-    quantize_rows_u8(xc.data_ptr<float>(), rows, p->k, q.data_ptr<uint8_t>(), s.data(), z.data());
-    auto y = call_boxed(op, {q, 1.0, int64_t{0}, p->packed, p->scales, p->zeros, c10::IValue(),
-                             1.0, int64_t{0}, c10::IValue(at::kFloat), std::string("none"),
-                             c10::List<std::optional<at::Scalar>>(), std::string("")})
-                 .toTensor()
-                 .contiguous();
-    TORCH_CHECK(y.scalar_type() == at::kFloat && y.size(0) == rows && y.size(1) == n,
-                "oneDNN's int8 linear returned an unexpected tensor");
-    float* yp = y.data_ptr<float>();
-    at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r)
-        unshift_scale_bias_row(yp + r * n, z[r], p->col_scaled.data(), s[r], p->bias.data(), n);
-    });
+    TORCH_CHECK(x->dim() == 2 && x->size(1) == p->k, "expected [rows, in] matching the weight");
+    int64_t t = now_ns();
+    QRows q = quantize_rows_u8(*x);
+    add_split(0, t);
+    t = now_ns();
+    auto y = onednn_int8_matmul(q.q, *p);
+    add_split(1, t);
+    t = now_ns();
+    finish_rows(y, q.sz, *p, kPlain, nullptr, nullptr, nullptr, 0, nullptr);
+    add_split(2, t);
     return new at::Tensor(std::move(y));
   });
+}
+
+// The f32 `x` [rows, k] quantized per row to u8: *q_out [rows, k] and *sz_out [2, rows] (scales,
+// then zero points), for recbench_onednn_int8_fused. Returns 0, or -1 with *err set.
+int recbench_quantize_rows_u8(const at::Tensor* x, at::Tensor** q_out, at::Tensor** sz_out,
+                              char** err) {
+  return guarded<int>(err, -1, [&]() -> int {
+    const int64_t t = now_ns();
+    QRows q = quantize_rows_u8(*x);
+    add_split(0, t);
+    *q_out = new at::Tensor(std::move(q.q));
+    *sz_out = new at::Tensor(std::move(q.sz));
+    return 0;
+  });
+}
+
+// The linear layer on rows already quantized (`q`, `sz` from recbench_quantize_rows_u8 or from
+// an earlier call's `next`), then finish_rows with `mode` (0 plain, 1 residual + LayerNorm;
+// `res`, `w`, `b` may be null unless mode is 1), quantizing the result's rows into
+// *q_out, *sz_out when they are not null. Returns the f32 result, or null with *err set.
+at::Tensor* recbench_onednn_int8_fused(const at::Tensor* q, const at::Tensor* sz, void* handle,
+                                       int mode, const at::Tensor* res, const at::Tensor* w,
+                                       const at::Tensor* b, double eps, at::Tensor** q_out,
+                                       at::Tensor** sz_out, char** err) {
+  return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
+    TORCH_CHECK(mode == kPlain || mode == kAddNorm, "unknown finishing mode");
+    const auto* p = static_cast<const OnednnInt8*>(handle);
+    int64_t t = now_ns();
+    auto y = onednn_int8_matmul(*q, *p);
+    add_split(1, t);
+    t = now_ns();
+    QRows next;
+    const bool want = q_out && sz_out;
+    finish_rows(y, sz->contiguous(), *p, mode, res, w, b, eps, want ? &next : nullptr);
+    add_split(2, t);
+    if (want) {
+      *q_out = new at::Tensor(std::move(next.q));
+      *sz_out = new at::Tensor(std::move(next.sz));
+    }
+    return new at::Tensor(std::move(y));
+  });
+}
+
+// Turns the split of onednn_rows' time on or off and reads it: ms in quantizing the
+// activations, in oneDNN's matmul and in the epilogue, summed since the last call, then reset.
+void recbench_int8_split(bool on, double* ms) {
+  g_split_on.store(on, std::memory_order_relaxed);
+  for (int i = 0; i < 3; ++i) ms[i] = static_cast<double>(g_split_ns[i].exchange(0)) * 1e-6;
 }
 
 void recbench_onednn_int8_free(void* handle) { delete static_cast<OnednnInt8*>(handle); }

@@ -331,6 +331,8 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         return invalid_nan(r);
     };
     scorer.take_ms();
+    // Per-op times, where the backend keeps them, of the timed window alone.
+    let _ = enc.op_times();
     let measured = if spec.load == Load::Server {
         let mut services = vec![EncService {
             enc,
@@ -360,7 +362,9 @@ fn measure(spec: &RunSpec, ceiling: Option<f64>, r: &mut RunResult) -> Result<()
         scorer.take_ms();
         measure_server(spec, &mut services, t_full, r)?
     } else {
-        measure_offline(spec, &step, &mut enc, &batch, requests, r)?
+        let m = measure_offline(spec, &step, &mut enc, &batch, requests, r)?;
+        r.notes.extend(enc.op_times());
+        m
     };
     let Some(m) = measured else {
         // The loop recorded why the run has no timed figures (NaN, or no operating point).

@@ -51,6 +51,26 @@ extern "C" {
         err: *mut *mut c_char,
     ) -> *mut C_tensor;
     fn recbench_onednn_int8_free(handle: *mut c_void);
+    fn recbench_int8_split(on: bool, ms: *mut f64);
+    fn recbench_quantize_rows_u8(
+        x: *const C_tensor,
+        q: *mut *mut C_tensor,
+        sz: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn recbench_onednn_int8_fused(
+        q: *const C_tensor,
+        sz: *const C_tensor,
+        handle: *mut c_void,
+        mode: i32,
+        res: *const C_tensor,
+        w: *const C_tensor,
+        b: *const C_tensor,
+        eps: f64,
+        q_out: *mut *mut C_tensor,
+        sz_out: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
     fn recbench_onednn_pack(w: *const C_tensor, rows: i64, err: *mut *mut c_char) -> *mut C_tensor;
     fn recbench_onednn_linear(
         x: *const C_tensor,
@@ -83,6 +103,48 @@ pub fn quantize_rows(x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
     }
     // SAFETY: both are new at::Tensor* handed over to the Tensors.
     Ok(unsafe { (Tensor::from_ptr(q), Tensor::from_ptr(s)) })
+}
+
+/// Rows quantized to u8 each with its own scale and zero point (torch_quant.cpp's
+/// `quantize_row_u8`): `q` `[rows, k]` u8 and `sz` `[2, rows]` f32, the scales then the zero
+/// points. What [`RowsPacked::fused`] takes and may hand on.
+pub struct QRows {
+    pub q: Tensor,
+    pub sz: Tensor,
+}
+
+/// f32 `x` `[rows, k]` quantized per row to u8 in one parallel pass.
+pub fn quantize_rows_u8(x: &Tensor) -> Result<QRows, TchError> {
+    let (mut q, mut sz, mut err) = (
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+    // SAFETY: `x` is live; on success the shim sets `q` and `sz` to new tensors we own.
+    let rc = unsafe { recbench_quantize_rows_u8(x.as_ptr(), &mut q, &mut sz, &mut err) };
+    if rc != 0 {
+        return Err(take_error(err));
+    }
+    // SAFETY: both are new at::Tensor* handed over to the Tensors.
+    Ok(unsafe {
+        QRows {
+            q: Tensor::from_ptr(q),
+            sz: Tensor::from_ptr(sz),
+        }
+    })
+}
+
+/// What [`RowsPacked::fused`] does after the epilogue, on each row while it is in cache.
+pub enum Finish<'a> {
+    /// Nothing: `x · Wᵀ + b`.
+    Plain,
+    /// `LayerNorm(x · Wᵀ + b + residual)` with the norm's f32 weight, bias and epsilon.
+    AddNorm {
+        residual: &'a Tensor,
+        weight: &'a Tensor,
+        bias: &'a Tensor,
+        eps: f64,
+    },
 }
 
 /// `acc · xs · ws + b` in f32 for the int32 product `acc` `[rows, n]`, in one pass: into
@@ -209,12 +271,24 @@ pub fn rows_bits() -> Option<u32> {
     }
 }
 
+/// Turns the split of `onednn_rows`' time on or off, and returns the ms it spent since the last
+/// call quantizing activations, in oneDNN's matmul and in the epilogue (zero point, row scale,
+/// bias), summed over its calls.
+pub fn int8_split(on: bool) -> [f64; 3] {
+    let mut ms = [0.0; 3];
+    // SAFETY: the shim writes three doubles.
+    unsafe { recbench_int8_split(on, ms.as_mut_ptr()) };
+    ms
+}
+
 /// An int8 weight prepacked by one of the shim's GEMMs, FBGEMM's or oneDNN's, run on
 /// activations quantized per row (see torch_quant.cpp), freed on drop.
 pub struct RowsPacked {
     handle: *mut c_void,
     forward: unsafe extern "C" fn(*const C_tensor, *mut c_void, *mut *mut c_char) -> *mut C_tensor,
     free: unsafe extern "C" fn(*mut c_void),
+    /// Whether the weight is oneDNN's (which [`RowsPacked::fused`] runs).
+    onednn: bool,
 }
 
 // SAFETY: the packed weight is only read after packing; one owner per handle.
@@ -231,6 +305,7 @@ impl RowsPacked {
             handle: handle(p, err)?,
             forward: recbench_rows_linear,
             free: recbench_rows_free,
+            onednn: false,
         })
     }
 
@@ -251,7 +326,78 @@ impl RowsPacked {
             handle: handle(p, err)?,
             forward: recbench_onednn_int8_linear,
             free: recbench_onednn_int8_free,
+            onednn: true,
         })
+    }
+
+    /// Whether this is oneDNN's, which [`RowsPacked::fused`] runs.
+    pub fn is_onednn(&self) -> bool {
+        self.onednn
+    }
+
+    /// oneDNN's layer on rows quantized already, then `finish`, in one pass over the rows
+    /// after the matmul; with `quantize_next`, also the result's rows quantized for the next
+    /// layer in the same pass. Returns the f32 result `[rows, out]` (and those rows). Only for
+    /// [`RowsPacked::onednn`].
+    pub fn fused(
+        &self,
+        x: &QRows,
+        finish: Finish,
+        quantize_next: bool,
+    ) -> Result<(Tensor, Option<QRows>), TchError> {
+        if !self.is_onednn() {
+            return Err(TchError::Torch(
+                "the fused int8 layer needs oneDNN's packed weight".into(),
+            ));
+        }
+        let null = std::ptr::null::<C_tensor>();
+        let (mode, res, w, b, eps) = match finish {
+            Finish::Plain => (0, null, null, null, 0.0),
+            Finish::AddNorm {
+                residual,
+                weight,
+                bias,
+                eps,
+            } => (1, residual.as_ptr(), weight.as_ptr(), bias.as_ptr(), eps),
+        };
+        let (mut q, mut sz, mut err) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        let (q_out, sz_out): (*mut *mut C_tensor, *mut *mut C_tensor) = if quantize_next {
+            (&mut q, &mut sz)
+        } else {
+            (std::ptr::null_mut(), std::ptr::null_mut())
+        };
+        // SAFETY: every tensor is live for the call (null where the mode needs none); the
+        // handle is oneDNN's (checked above) and not freed; on success the shim sets `q` and
+        // `sz`, when asked, to new tensors we own.
+        let y = unsafe {
+            recbench_onednn_int8_fused(
+                x.q.as_ptr(),
+                x.sz.as_ptr(),
+                self.handle,
+                mode,
+                res,
+                w,
+                b,
+                eps,
+                q_out,
+                sz_out,
+                &mut err,
+            )
+        };
+        // SAFETY: the shim returns a new at::Tensor* (or null with `err`).
+        let y = unsafe { owned(y, err) }?;
+        // SAFETY: on success with `quantize_next`, both are new at::Tensor*.
+        let next = quantize_next.then(|| unsafe {
+            QRows {
+                q: Tensor::from_ptr(q),
+                sz: Tensor::from_ptr(sz),
+            }
+        });
+        Ok((y, next))
     }
 
     /// `x`: f32 `[rows, in]`; returns f32 `[rows, out]`.

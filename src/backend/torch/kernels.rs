@@ -373,6 +373,14 @@ impl Linear {
         })
     }
 
+    /// oneDNN's per-row int8 layer, the one [`quant::RowsPacked::fused`] runs.
+    pub(super) fn onednn_rows(&self) -> Option<&quant::RowsPacked> {
+        match self {
+            Linear::Int8Rows(p) if p.is_onednn() => Some(p),
+            _ => None,
+        }
+    }
+
     /// `x` is `[rows, in]`.
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         match self {

@@ -3,6 +3,7 @@
 use tch::{Kind, TchError, Tensor};
 
 use super::*;
+use crate::backend::torch::ffi::Finish;
 use crate::backend::{Device, Embeddings, Encoder, EncoderOptions, Precision};
 use crate::error::{Error, Result};
 use crate::model::bert::{BertTensors, Dense, Norm};
@@ -14,7 +15,23 @@ pub(super) struct LayerNorm {
     eps: f64,
 }
 
+/// The layer's oneDNN per-row weight, which the fused int8 path needs.
+fn fused(l: &Linear) -> Result<&quant::RowsPacked, TchError> {
+    l.onednn_rows()
+        .ok_or_else(|| TchError::Torch("fused int8 layer without oneDNN's weight".into()))
+}
+
 impl LayerNorm {
+    /// `LayerNorm(· + residual)` as the fused int8 layer's finish.
+    fn after_add<'a>(&'a self, residual: &'a Tensor) -> Finish<'a> {
+        Finish::AddNorm {
+            residual,
+            weight: &self.w,
+            bias: &self.b,
+            eps: self.eps,
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         let h = self.w.size()[0];
         x.f_layer_norm(
@@ -54,6 +71,106 @@ pub struct TorchBert {
     /// The activations' kind (f32 for fp32 and int8).
     kind: Kind,
     threads: usize,
+    /// Per-op times of the forward, with `RECBENCH_TORCH_OPS=1` (CPU only).
+    ops: OpClock,
+    /// int8 with oneDNN's per-row layer in every linear: the layer's ops run fused (see
+    /// [`INT8_FUSE_ENV`]).
+    fused: bool,
+}
+
+/// `RECBENCH_TORCH_INT8_FUSE=0` turns off the fused int8 layer. Where `onednn_rows` runs every
+/// linear layer, recbench by default runs the epilogue of the attention output and of the output
+/// layer in one per-row pass with the residual add, LayerNorm and the quantization of the rows
+/// the next linear layer takes (the intermediate one, or the next layer's Q, K and V), each row
+/// in cache throughout. Unfused, each is a separate libtorch op or pass over memory.
+pub const INT8_FUSE_ENV: &str = "RECBENCH_TORCH_INT8_FUSE";
+
+/// `RECBENCH_TORCH_OPS=1`: the CPU forward times each of its ops and prints their share on
+/// stderr when the encoder is dropped. libtorch's CPU ops return when their intra-op threads
+/// are done, so the wall clock around each is that op's time; on CUDA (asynchronous) it stays off.
+pub const OPS_ENV: &str = "RECBENCH_TORCH_OPS";
+
+/// (op, total seconds, calls) in first-seen order, and the number of forwards.
+type OpTimes = (Vec<(&'static str, f64, u64)>, u64);
+
+struct OpClock {
+    on: bool,
+    times: std::sync::Mutex<OpTimes>,
+}
+
+impl OpClock {
+    fn new(cpu: bool) -> OpClock {
+        let on = cpu && std::env::var(OPS_ENV).is_ok_and(|v| v == "1");
+        if on {
+            quant::int8_split(true);
+        }
+        OpClock {
+            on,
+            times: Default::default(),
+        }
+    }
+
+    /// `f()`, timed under `op` when on.
+    fn time<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, TchError>,
+    ) -> Result<T, TchError> {
+        if !self.on {
+            return f();
+        }
+        let t = std::time::Instant::now();
+        let out = f()?;
+        let dt = t.elapsed().as_secs_f64();
+        let mut g = self.times.lock().unwrap_or_else(|e| e.into_inner());
+        match g.0.iter_mut().find(|(name, ..)| *name == op) {
+            Some(e) => {
+                e.1 += dt;
+                e.2 += 1;
+            }
+            None => g.0.push((op, dt, 1)),
+        }
+        Ok(out)
+    }
+
+    fn forward_done(&self) {
+        if self.on {
+            self.times.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+        }
+    }
+
+    /// The ops' ms per forward since the last call, and their shares, on one line; starts a
+    /// new count.
+    fn take(&self) -> Option<String> {
+        if !self.on {
+            return None;
+        }
+        let (ops, n) = std::mem::take(&mut *self.times.lock().unwrap_or_else(|e| e.into_inner()));
+        let split = quant::int8_split(true);
+        let total: f64 = ops.iter().map(|e| e.1).sum();
+        if n == 0 || total <= 0.0 {
+            return None;
+        }
+        let share = |s: f64| format!("{:.3} ms ({:.1}%)", s * 1e3 / n as f64, 100.0 * s / total);
+        let mut parts: Vec<String> = ops
+            .iter()
+            .map(|(op, t, _)| format!("{op} {}", share(*t)))
+            .collect();
+        if split.iter().sum::<f64>() > 0.0 {
+            parts.push(format!(
+                "of which in onednn_rows: quantize rows {}, oneDNN matmul {}, epilogue {}",
+                share(split[0] * 1e-3),
+                share(split[1] * 1e-3),
+                share(split[2] * 1e-3)
+            ));
+        }
+        Some(format!(
+            "torch per-op times ({OPS_ENV}=1), ms per forward over {n} forwards, {:.3} ms in \
+             all: {}",
+            total * 1e3 / n as f64,
+            parts.join(", ")
+        ))
+    }
 }
 
 impl TorchBert {
@@ -185,8 +302,22 @@ impl TorchBert {
                 ln2: ln(&l.out_norm)?,
             });
         }
+        let fused = opts.precision == Precision::Int8
+            && layers.iter().all(|l| {
+                [&l.qkv, &l.attn_out, &l.inter, &l.out]
+                    .iter()
+                    .all(|k| k.onednn_rows().is_some())
+            })
+            && std::env::var(INT8_FUSE_ENV).map_or(true, |v| v != "0");
         let (kernels, tag) = if chosen {
-            let (mut note, tag) = chooser.describe();
+            let (mut note, mut tag) = chooser.describe();
+            if fused {
+                note.push_str(
+                    "; fused: epilogue + residual add + LayerNorm + the next layer's per-row \
+                     quantization in one pass",
+                );
+                tag = Some(format!("{}+fused", tag.unwrap_or_default()));
+            }
             let rows = INT8_KERNELS.iter().position(|k| *k == "fbgemm_rows");
             if chooser.names == INT8_KERNELS && chooser.uses(rows) {
                 if let Some(bits) = quant::rows_bits() {
@@ -218,6 +349,8 @@ impl TorchBert {
             items: None,
             kind,
             threads: opts.threads,
+            ops: OpClock::new(cpu),
+            fused,
         })
     }
 
@@ -234,63 +367,100 @@ impl TorchBert {
             let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
             Tensor::f_from_slice(&v)?.f_to(self.device)
         };
+        let ops = &self.ops;
         let ids = to_i64(&batch.input_ids)?;
         let types = to_i64(&batch.type_ids)?;
         let mask = to_i64(&batch.attention_mask)?.f_reshape([b, s])?;
         // Boolean mask, true where a key may be attended to, broadcast over heads and queries.
         let attend = mask.f_gt(0)?.f_reshape([b, 1, 1, s])?;
 
-        let pos = self.pos.f_narrow(0, 0, s)?;
-        let x = self
-            .word
-            .f_index_select(0, &ids)?
-            .f_add(&self.typ.f_index_select(0, &types)?)?
-            .f_reshape([b, s, h])?
-            .f_add(&pos)?
-            .f_reshape([b * s, h])?;
-        let mut x = self.emb_ln.forward(&x)?;
-        for layer in &self.layers {
+        let mut x = ops.time("embeddings", || {
+            let pos = self.pos.f_narrow(0, 0, s)?;
+            let x = self
+                .word
+                .f_index_select(0, &ids)?
+                .f_add(&self.typ.f_index_select(0, &types)?)?
+                .f_reshape([b, s, h])?
+                .f_add(&pos)?
+                .f_reshape([b * s, h])?;
+            self.emb_ln.forward(&x)
+        })?;
+        // The fused int8 path carries each layer input's quantized rows beside it.
+        let mut xq = match self.fused {
+            true => Some(ops.time("quantize rows", || quant::quantize_rows_u8(&x))?),
+            false => None,
+        };
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
             // [b*s, 3a] → [3, b, nh, s, hd] (a = nh·hd, the hidden size unless heads were pruned); q, k, v are strided views, which SDPA accepts.
-            let qkv = layer
-                .qkv
-                .forward(&x)?
+            let qkv = ops
+                .time("qkv linear", || match (&xq, layer.qkv.onednn_rows()) {
+                    (Some(xq), Some(p)) => Ok(p.fused(xq, Finish::Plain, false)?.0),
+                    _ => layer.qkv.forward(&x),
+                })?
                 .f_reshape([b, s, 3, nh, hd])?
                 .f_permute([2, 0, 3, 1, 4])?;
-            let (q, k, v) = (qkv.f_get(0)?, qkv.f_get(1)?, qkv.f_get(2)?);
-            let ctx = Tensor::f_scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(&attend),
-                0.0,
-                false,
-                None,
-                false,
-            )?
-            .f_transpose(1, 2)?
-            .f_reshape([b * s, a])?;
-            let x1 = layer
-                .ln1
-                .forward(&layer.attn_out.forward(&ctx)?.f_add(&x)?)?;
-            let inter = layer.inter.forward(&x1)?.f_gelu("none")?;
-            x = layer.ln2.forward(&layer.out.forward(&inter)?.f_add(&x1)?)?;
+            let ctx = ops.time("attention", || {
+                let (q, k, v) = (qkv.f_get(0)?, qkv.f_get(1)?, qkv.f_get(2)?);
+                Tensor::f_scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    Some(&attend),
+                    0.0,
+                    false,
+                    None,
+                    false,
+                )?
+                .f_transpose(1, 2)?
+                .f_reshape([b * s, a])
+            })?;
+            if self.fused {
+                let cq = ops.time("quantize rows", || quant::quantize_rows_u8(&ctx))?;
+                let (x1, x1q) = ops.time("attn out + add + norm", || {
+                    fused(&layer.attn_out)?.fused(&cq, layer.ln1.after_add(&x), true)
+                })?;
+                let x1q = x1q.expect("asked for");
+                // libtorch's GELU: a GELU in the fused pass was slower here (see
+                // docs/architecture.md).
+                let inter = ops.time("intermediate linear", || {
+                    Ok(fused(&layer.inter)?.fused(&x1q, Finish::Plain, false)?.0)
+                })?;
+                let inter = ops.time("gelu", || inter.f_gelu("none"))?;
+                let iq = ops.time("quantize rows", || quant::quantize_rows_u8(&inter))?;
+                let (y, yq) = ops.time("output + add + norm", || {
+                    fused(&layer.out)?.fused(&iq, layer.ln2.after_add(&x1), i < last)
+                })?;
+                (x, xq) = (y, yq);
+                continue;
+            }
+            let y = ops.time("attn out linear", || layer.attn_out.forward(&ctx))?;
+            let x1 = ops.time("add + layer norm", || layer.ln1.forward(&y.f_add(&x)?))?;
+            let inter = ops.time("intermediate linear", || layer.inter.forward(&x1))?;
+            let inter = ops.time("gelu", || inter.f_gelu("none"))?;
+            let y = ops.time("output linear", || layer.out.forward(&inter))?;
+            x = ops.time("add + layer norm", || layer.ln2.forward(&y.f_add(&x1)?))?;
         }
-        // Masked mean over tokens, then L2 normalisation, in f32.
-        let x = x.f_to_kind(Kind::Float)?.f_reshape([b, s, h])?;
-        let m = mask.f_to_kind(Kind::Float)?.f_unsqueeze(2)?;
-        let summed = x
-            .f_mul(&m)?
-            .f_sum_dim_intlist([1].as_slice(), false, Kind::Float)?;
-        let counts = m
-            .f_sum_dim_intlist([1].as_slice(), false, Kind::Float)?
-            .f_clamp_min(1.0)?;
-        let mean = summed.f_div(&counts)?;
-        let norm = mean
-            .f_square()?
-            .f_sum_dim_intlist([1].as_slice(), true, Kind::Float)?
-            .f_sqrt()?
-            .f_clamp_min(1e-12)?;
-        mean.f_div(&norm)
+        let out = ops.time("pooling", || {
+            // Masked mean over tokens, then L2 normalisation, in f32.
+            let x = x.f_to_kind(Kind::Float)?.f_reshape([b, s, h])?;
+            let m = mask.f_to_kind(Kind::Float)?.f_unsqueeze(2)?;
+            let summed = x
+                .f_mul(&m)?
+                .f_sum_dim_intlist([1].as_slice(), false, Kind::Float)?;
+            let counts = m
+                .f_sum_dim_intlist([1].as_slice(), false, Kind::Float)?
+                .f_clamp_min(1.0)?;
+            let mean = summed.f_div(&counts)?;
+            let norm = mean
+                .f_square()?
+                .f_sum_dim_intlist([1].as_slice(), true, Kind::Float)?
+                .f_sqrt()?
+                .f_clamp_min(1e-12)?;
+            mean.f_div(&norm)
+        })?;
+        ops.forward_done();
+        Ok(out)
     }
 }
 
@@ -393,7 +563,49 @@ impl Encoder for TorchBert {
         Some(self.kernels.clone())
     }
 
+    fn op_times(&mut self) -> Option<String> {
+        self.ops.take()
+    }
+
     fn cache_tag(&self) -> Option<String> {
         self.tag.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-op note counts each op once per name, per forward, over the forwards since the
+    /// last take, and a take starts a new count; off, it says nothing.
+    #[test]
+    fn op_clock_reports_each_op_per_forward_and_starts_again() {
+        let clock = OpClock {
+            on: true,
+            times: Default::default(),
+        };
+        for _ in 0..2 {
+            for op in ["norm", "linear", "norm"] {
+                clock
+                    .time(op, || {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            clock.forward_done();
+        }
+        let note = clock.take().expect("two forwards timed");
+        assert!(note.contains("over 2 forwards"), "{note}");
+        assert_eq!(note.matches("norm ").count(), 1, "{note}");
+        assert!(note.find("norm ") < note.find("linear "), "{note}");
+        assert!(clock.take().is_none(), "a take starts a new count");
+        let off = OpClock {
+            on: false,
+            times: Default::default(),
+        };
+        off.time("linear", || Ok(())).unwrap();
+        off.forward_done();
+        assert!(off.take().is_none());
     }
 }

@@ -215,3 +215,55 @@ fn every_int8_kernel_approximates_the_fp32_layer() {
         );
     }
 }
+
+/// The fused int8 layer computes what the unfused ops compute on the same quantized rows:
+/// the plain layer equals `onednn_rows`' forward; with the residual add and LayerNorm it is
+/// within float rounding of libtorch's `add` + `layer_norm` on that forward's output; and the
+/// rows it quantizes for the next layer are the ones the standalone quantizer makes of its
+/// result. A wrong epsilon or a dropped residual fails it.
+#[test]
+fn the_fused_int8_layer_equals_the_ops_it_fuses() {
+    use crate::backend::torch::ffi::Finish;
+    let _guard = tch::no_grad_guard();
+    tch::manual_seed(12);
+    let opts = (Kind::Float, tch::Device::Cpu);
+    let (w, b) = (
+        Tensor::randn([384, 384], opts) * 0.05,
+        Tensor::randn([384], opts),
+    );
+    let (q, scale) = quantize_rows(&w).unwrap();
+    let packed = quant::RowsPacked::onednn(&q, &scale.reshape([-1]), &b, 64).unwrap();
+    let x = Tensor::randn([37, 384], opts) * 2.0;
+    let (res, nw, nb) = (
+        Tensor::randn([37, 384], opts),
+        Tensor::randn([384], opts),
+        Tensor::randn([384], opts),
+    );
+    let xq = quant::quantize_rows_u8(&x).unwrap();
+    let unfused = packed.forward(&x).unwrap();
+    let close = |got: &Tensor, want: &Tensor, what: &str| {
+        let err = max_abs(&(got - want)) / max_abs(want);
+        assert!(err < 2e-6, "{what}: max error {err} of the largest value");
+    };
+
+    let (plain, none) = packed.fused(&xq, Finish::Plain, false).unwrap();
+    assert!(none.is_none());
+    assert!(plain.equal(&unfused), "the plain fused layer differs");
+
+    let eps = 1e-2;
+    let finish = Finish::AddNorm {
+        residual: &res,
+        weight: &nw,
+        bias: &nb,
+        eps,
+    };
+    let (normed, next) = packed.fused(&xq, finish, true).unwrap();
+    let want = (&unfused + &res).layer_norm([384].as_slice(), Some(&nw), Some(&nb), eps, false);
+    close(&normed, &want, "add + LayerNorm");
+    let next = next.expect("asked for");
+    let again = quant::quantize_rows_u8(&normed).unwrap();
+    assert!(
+        next.q.equal(&again.q) && next.sz.equal(&again.sz),
+        "next rows differ"
+    );
+}
