@@ -151,8 +151,10 @@ fn set_up(
     if opts.quick {
         scenario.quick();
     }
-    // A bad RECBENCH_HUGEPAGES or RECBENCH_CANDLE_INT8 stops the sweep before its first run.
+    // A bad RECBENCH_HUGEPAGES, RECBENCH_SUB_BATCH or RECBENCH_CANDLE_INT8 stops the sweep
+    // before its first run.
     hugepages::forced()?;
+    worker::sub_batch::setting()?;
     crate::backend::check_env()?;
     let inventory = Inventory::collect();
     let planned = plan(scenario, opts, &host_of(&inventory));
