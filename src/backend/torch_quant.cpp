@@ -532,7 +532,8 @@ void finish_rows(at::Tensor& y, const at::Tensor& sz, const OnednnInt8& p, int m
   const int64_t rows = y.size(0), n = p.n;
   TORCH_CHECK(y.is_contiguous() && y.scalar_type() == at::kFloat && y.size(1) == n,
               "expected oneDNN's f32 [rows, out]");
-  TORCH_CHECK(sz.numel() == 2 * rows, "expected 2 × rows scales and zero points");
+  TORCH_CHECK(sz.scalar_type() == at::kFloat && sz.numel() == 2 * rows,
+              "expected 2 × rows f32 scales and zero points");
   at::Tensor r, wc, bc;
   if (mode == kAddNorm) {
     TORCH_CHECK(res && w && b, "the residual and LayerNorm's weight and bias are needed");

@@ -85,9 +85,10 @@ pub struct TorchBert {
 /// in cache throughout. Unfused, each is a separate libtorch op or pass over memory.
 pub const INT8_FUSE_ENV: &str = "RECBENCH_TORCH_INT8_FUSE";
 
-/// `RECBENCH_TORCH_OPS=1`: the CPU forward times each of its ops and prints their share on
-/// stderr when the encoder is dropped. libtorch's CPU ops return when their intra-op threads
-/// are done, so the wall clock around each is that op's time; on CUDA (asynchronous) it stays off.
+/// `RECBENCH_TORCH_OPS=1`: the CPU forward times each of its ops (and `onednn_rows`' quantize,
+/// matmul and epilogue inside the shim), and the run's notes carry the split over its timed
+/// window ([`Encoder::op_times`]). libtorch's CPU ops return when their intra-op threads are
+/// done, so the wall clock around each is that op's time; on CUDA (asynchronous) it stays off.
 pub const OPS_ENV: &str = "RECBENCH_TORCH_OPS";
 
 /// (op, total seconds, calls) in first-seen order, and the number of forwards.
@@ -386,9 +387,10 @@ impl TorchBert {
             self.emb_ln.forward(&x)
         })?;
         // The fused int8 path carries each layer input's quantized rows beside it.
-        let mut xq = match self.fused {
-            true => Some(ops.time("quantize rows", || quant::quantize_rows_u8(&x))?),
-            false => None,
+        let mut xq = if self.fused {
+            Some(ops.time("quantize rows", || quant::quantize_rows_u8(&x))?)
+        } else {
+            None
         };
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
