@@ -174,8 +174,9 @@ fn race(enc: &mut Box<dyn Encoder>, batch: &TokenBatch) -> Result<(usize, String
 }
 
 /// The sub-batch size for this run on the CPU (the whole batch where that was fastest), and the
-/// note that says how it was chosen; `None` when nothing is split (a batch of one, or `off`). `key` names what the timing
-/// depends on besides the host and build (backend, precision, model, shape, threads).
+/// note that says how it was chosen; `None` when nothing is split (a batch of one, or `off`).
+/// `key` names what the timing depends on besides the host and build (backend, precision,
+/// model, shape, threads, the encoder's kernel choices).
 pub fn decide(
     enc: &mut Box<dyn Encoder>,
     batch: &TokenBatch,
@@ -224,12 +225,13 @@ pub fn for_run(
         return Ok(None);
     }
     let key = format!(
-        "{}/{}/{model}/{}x{}/{}t",
+        "{}/{}/{model}/{}x{}/{}t/{}",
         spec.backend.name(),
         spec.precision.name(),
         batch.batch,
         batch.seq_len,
-        spec.threads
+        spec.threads,
+        enc.cache_tag().unwrap_or_default()
     );
     Ok(decide(enc, batch, &key)?.and_then(|(seqs, note)| {
         notes.push(note);
