@@ -118,7 +118,7 @@ print(json.dumps({"round": int(round_), "batch": batch, "side": side, "status": 
     "samples": lat.get("count"), "cv": lat.get("cv"),
     "top10_vs_fp32": (r.get("quality") or {}).get("top10_overlap"),
     "parity": (r.get("parity") or {}).get("passed"),
-    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:", "huge pages:", "isa cap:"))],
+    "kernels": [n for n in r.get("notes", []) if n.startswith(("kernels:", "openmp:", "huge pages:", "isa cap:", "sub-batches:"))],
     "reason": r.get("reason")}))
 PY
 }
