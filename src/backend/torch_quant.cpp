@@ -574,8 +574,14 @@ void finish_rows(at::Tensor& y, const at::Tensor& sz, const OnednnInt8& p, int m
   });
 }
 
+// The clock for the split, read only while it is on (0 otherwise): no clock reads on the hot
+// path of an ordinary run.
+int64_t split_now() { return g_split_on.load(std::memory_order_relaxed) ? now_ns() : 0; }
+
+// Adds the time since `since` (from split_now) to part `i`; nothing when the split was off then.
 void add_split(int i, int64_t since) {
-  if (g_split_on.load(std::memory_order_relaxed)) g_split_ns[i] += now_ns() - since;
+  if (since != 0 && g_split_on.load(std::memory_order_relaxed))
+    g_split_ns[i] += now_ns() - since;
 }
 }  // namespace
 
@@ -587,13 +593,13 @@ at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char*
   return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     const auto* p = static_cast<const OnednnInt8*>(handle);
     TORCH_CHECK(x->dim() == 2 && x->size(1) == p->k, "expected [rows, in] matching the weight");
-    int64_t t = now_ns();
+    int64_t t = split_now();
     QRows q = quantize_rows_u8(*x);
     add_split(0, t);
-    t = now_ns();
+    t = split_now();
     auto y = onednn_int8_matmul(q.q, *p);
     add_split(1, t);
-    t = now_ns();
+    t = split_now();
     finish_rows(y, q.sz, *p, kPlain, nullptr, nullptr, nullptr, 0, nullptr);
     add_split(2, t);
     return new at::Tensor(std::move(y));
@@ -605,7 +611,7 @@ at::Tensor* recbench_onednn_int8_linear(const at::Tensor* x, void* handle, char*
 int recbench_quantize_rows_u8(const at::Tensor* x, at::Tensor** q_out, at::Tensor** sz_out,
                               char** err) {
   return guarded<int>(err, -1, [&]() -> int {
-    const int64_t t = now_ns();
+    const int64_t t = split_now();
     QRows q = quantize_rows_u8(*x);
     add_split(0, t);
     *q_out = new at::Tensor(std::move(q.q));
@@ -625,10 +631,10 @@ at::Tensor* recbench_onednn_int8_fused(const at::Tensor* q, const at::Tensor* sz
   return guarded<at::Tensor*>(err, nullptr, [&]() -> at::Tensor* {
     TORCH_CHECK(mode == kPlain || mode == kAddNorm, "unknown finishing mode");
     const auto* p = static_cast<const OnednnInt8*>(handle);
-    int64_t t = now_ns();
+    int64_t t = split_now();
     auto y = onednn_int8_matmul(*q, *p);
     add_split(1, t);
-    t = now_ns();
+    t = split_now();
     QRows next;
     const bool want = q_out && sz_out;
     finish_rows(y, sz->contiguous(), *p, mode, res, w, b, eps, want ? &next : nullptr);

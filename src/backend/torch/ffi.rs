@@ -91,18 +91,25 @@ extern "C" {
 /// Symmetric per-row int8 of f32 `x` `[rows, k]` in one pass: (`[rows, k]` int8, `[rows, 1]`
 /// f32 scale), the arithmetic of `super::quantize_rows`.
 pub fn quantize_rows(x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
-    let (mut q, mut s, mut err) = (
+    // SAFETY: `x` is live for the call.
+    two_tensors(|q, s, err| unsafe { recbench_quantize_rows(x.as_ptr(), q, s, err) })
+}
+
+/// The two tensors a shim call that returns a status hands back through its out-pointers
+/// (`call(first, second, err)`), now owned, or the error it reported.
+fn two_tensors(
+    call: impl FnOnce(*mut *mut C_tensor, *mut *mut C_tensor, *mut *mut c_char) -> i32,
+) -> Result<(Tensor, Tensor), TchError> {
+    let (mut a, mut b, mut err) = (
         std::ptr::null_mut(),
         std::ptr::null_mut(),
         std::ptr::null_mut(),
     );
-    // SAFETY: `x` is live; on success the shim sets `q` and `s` to new tensors we own.
-    let rc = unsafe { recbench_quantize_rows(x.as_ptr(), &mut q, &mut s, &mut err) };
-    if rc != 0 {
+    if call(&mut a, &mut b, &mut err) != 0 {
         return Err(take_error(err));
     }
-    // SAFETY: both are new at::Tensor* handed over to the Tensors.
-    Ok(unsafe { (Tensor::from_ptr(q), Tensor::from_ptr(s)) })
+    // SAFETY: on success the shim set both to new at::Tensor* that no one else owns.
+    Ok(unsafe { (Tensor::from_ptr(a), Tensor::from_ptr(b)) })
 }
 
 /// Rows quantized to u8 each with its own scale and zero point (torch_quant.cpp's
@@ -115,23 +122,10 @@ pub struct QRows {
 
 /// f32 `x` `[rows, k]` quantized per row to u8 in one parallel pass.
 pub fn quantize_rows_u8(x: &Tensor) -> Result<QRows, TchError> {
-    let (mut q, mut sz, mut err) = (
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-    );
-    // SAFETY: `x` is live; on success the shim sets `q` and `sz` to new tensors we own.
-    let rc = unsafe { recbench_quantize_rows_u8(x.as_ptr(), &mut q, &mut sz, &mut err) };
-    if rc != 0 {
-        return Err(take_error(err));
-    }
-    // SAFETY: both are new at::Tensor* handed over to the Tensors.
-    Ok(unsafe {
-        QRows {
-            q: Tensor::from_ptr(q),
-            sz: Tensor::from_ptr(sz),
-        }
-    })
+    // SAFETY: `x` is live for the call.
+    let (q, sz) =
+        two_tensors(|q, sz, err| unsafe { recbench_quantize_rows_u8(x.as_ptr(), q, sz, err) })?;
+    Ok(QRows { q, sz })
 }
 
 /// What [`RowsPacked::fused`] does after the epilogue, on each row while it is in cache.

@@ -24,15 +24,12 @@ pub struct SubBatched {
     pub seqs: usize,
 }
 
-impl SubBatched {
-    /// The sub-batches of `batch`: (first sequence, sequences).
-    fn parts(&self, batch: &TokenBatch) -> Vec<(usize, usize)> {
-        let step = self.seqs.max(1);
-        (0..batch.batch)
-            .step_by(step)
-            .map(|s| (s, step.min(batch.batch - s)))
-            .collect()
-    }
+/// The sub-batches of `batch` at `seqs` sequences each: (first sequence, sequences).
+fn parts(batch: &TokenBatch, seqs: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (total, step) = (batch.batch, seqs.max(1));
+    (0..total)
+        .step_by(step)
+        .map(move |s| (s, step.min(total - s)))
 }
 
 impl Encoder for SubBatched {
@@ -45,7 +42,7 @@ impl Encoder for SubBatched {
             dim: 0,
             data: Vec::new(),
         };
-        for (start, n) in self.parts(batch) {
+        for (start, n) in parts(batch, self.seqs) {
             let e = self.inner.encode(&batch.rows(start, n))?;
             out.rows += e.rows;
             out.dim = e.dim;
@@ -67,7 +64,7 @@ impl Encoder for SubBatched {
             encode_ms: 0.0,
             score_ms: 0.0,
         };
-        for (start, n) in self.parts(batch) {
+        for (start, n) in parts(batch, self.seqs) {
             let r = self.inner.encode_and_rank(&batch.rows(start, n), k)?;
             out.top.extend(r.top);
             out.encode_ms += r.encode_ms;
@@ -122,8 +119,7 @@ pub fn candidates(batch: usize) -> Vec<usize> {
 /// Milliseconds of encoding `batch` in sub-batches of `seqs` each, once.
 fn time_once(enc: &mut Box<dyn Encoder>, batch: &TokenBatch, seqs: usize) -> Result<f64> {
     let t = Instant::now();
-    for start in (0..batch.batch).step_by(seqs) {
-        let n = seqs.min(batch.batch - start);
+    for (start, n) in parts(batch, seqs) {
         std::hint::black_box(enc.encode(&batch.rows(start, n))?);
     }
     Ok(t.elapsed().as_secs_f64() * 1e3)
