@@ -10,11 +10,14 @@
 # A_ENV and B_ENV are space-separated NAME=value lists, e.g.
 #   RECBENCH_TORCH_OPS=1 scripts/bench/env_ab.sh torch int8 "" RECBENCH_TORCH_INT8_FUSE=0 3
 #   scripts/bench/env_ab.sh torch int8 "" RECBENCH_SUB_BATCH=off 3
-# (the rest of the environment goes to both sides). BATCHES="8 32" by default.
+# (the rest of the environment goes to both sides). RECBENCH=path in a side's list runs that
+# binary for the side, e.g. an earlier build against this one:
+#   scripts/bench/env_ab.sh torch int8 RECBENCH=/tmp/recbench-before "" 3
+# BATCHES="8 32" by default.
 # Needs a release build with the backend's feature (scripts/quickstart.sh makes one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 4 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n 2,17p "$0" >&2; exit 2; }
 BACKEND=$1 PRECISION=$2 A_ENV=$3 B_ENV=$4 ROUNDS=${5:-3}
 BATCHES=${BATCHES:-8 32}
 BIN="${RECBENCH:-target/release/recbench}"
@@ -29,9 +32,11 @@ echo "flags: $(grep -m1 -o -E 'avx512_vnni|avx512_bf16|amx_int8|amx_bf16|avx2' /
 run() { # side batch round
   local tag="$1-$2-$3" vars
   [ "$1" = a ] && vars=$A_ENV || vars=$B_ENV
+  local bin=$BIN v
+  for v in $vars; do [[ $v == RECBENCH=* ]] && bin=${v#RECBENCH=}; done
   minilm_scenario ab "$BACKEND" "$PRECISION" "$2" 2 1 4 5 20 >"$WORK/$tag.toml"
   # shellcheck disable=SC2086
-  env $vars "$BIN" run "$WORK/$tag.toml" --quiet --out "$WORK/out-$tag" >/dev/null 2>"$WORK/err" ||
+  env $vars "$bin" run "$WORK/$tag.toml" --quiet --out "$WORK/out-$tag" >/dev/null 2>"$WORK/err" ||
     { cat "$WORK/err" >&2; exit 1; }
   python3 - "$1" "$2" "$3" "$WORK"/out-"$tag"/ab/*.json >>"$WORK/lines" <<'PY'
 import json, sys

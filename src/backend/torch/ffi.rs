@@ -139,6 +139,8 @@ pub enum Finish<'a> {
         bias: &'a Tensor,
         eps: f64,
     },
+    /// `GELU(x · Wᵀ + b)`, libtorch's exact (erf) GELU to within 5e-7.
+    Gelu,
 }
 
 /// `acc · xs · ws + b` in f32 for the int32 product `acc` `[rows, n]`, in one pass: into
@@ -353,6 +355,7 @@ impl RowsPacked {
                 bias,
                 eps,
             } => (1, residual.as_ptr(), weight.as_ptr(), bias.as_ptr(), eps),
+            Finish::Gelu => (2, null, null, null, 0.0),
         };
         let (mut q, mut sz, mut err) = (
             std::ptr::null_mut(),

@@ -314,8 +314,8 @@ impl TorchBert {
             let (mut note, mut tag) = chooser.describe();
             if fused {
                 note.push_str(
-                    "; fused: epilogue + residual add + LayerNorm + the next layer's per-row \
-                     quantization in one pass",
+                    "; fused: epilogue + residual add + LayerNorm (or GELU) + the next layer's \
+                     per-row quantization in one pass",
                 );
                 tag = Some(format!("{}+fused", tag.unwrap_or_default()));
             }
@@ -423,13 +423,10 @@ impl TorchBert {
                     fused(&layer.attn_out)?.fused(&cq, layer.ln1.after_add(&x), true)
                 })?;
                 let x1q = x1q.expect("asked for");
-                // libtorch's GELU: a GELU in the fused pass was slower here (see
-                // docs/architecture.md).
-                let inter = ops.time("intermediate linear", || {
-                    Ok(fused(&layer.inter)?.fused(&x1q, Finish::Plain, false)?.0)
+                let (_, iq) = ops.time("intermediate linear + gelu", || {
+                    fused(&layer.inter)?.fused(&x1q, Finish::Gelu, true)
                 })?;
-                let inter = ops.time("gelu", || inter.f_gelu("none"))?;
-                let iq = ops.time("quantize rows", || quant::quantize_rows_u8(&inter))?;
+                let iq = iq.expect("asked for");
                 let (y, yq) = ops.time("output + add + norm", || {
                     fused(&layer.out)?.fused(&iq, layer.ln2.after_add(&x1), i < last)
                 })?;

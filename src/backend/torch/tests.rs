@@ -220,7 +220,8 @@ fn every_int8_kernel_approximates_the_fp32_layer() {
 /// the plain layer equals `onednn_rows`' forward; with the residual add and LayerNorm it is
 /// within float rounding of libtorch's `add` + `layer_norm` on that forward's output; and the
 /// rows it quantizes for the next layer are the ones the standalone quantizer makes of its
-/// result. A wrong epsilon or a dropped residual fails it.
+/// result; with GELU it is within float rounding of libtorch's exact GELU, over ±12 and near 0.
+/// A wrong epsilon, a dropped residual or a wrong erf coefficient fails it.
 #[test]
 fn the_fused_int8_layer_equals_the_ops_it_fuses() {
     use crate::backend::torch::ffi::Finish;
@@ -265,5 +266,26 @@ fn the_fused_int8_layer_equals_the_ops_it_fuses() {
     assert!(
         next.q.equal(&again.q) && next.sz.equal(&again.sz),
         "next rows differ"
+    );
+
+    // GELU over the whole range its erf approximation covers, the tails included.
+    let wide = Tensor::linspace(-12.0, 12.0, 37 * 384, opts).reshape([37, 384]);
+    let b0 = Tensor::zeros([384], opts);
+    let eye = quantize_rows(&Tensor::eye(384, opts)).unwrap();
+    let ident = quant::RowsPacked::onednn(&eye.0, &eye.1.reshape([-1]), &b0, 64).unwrap();
+    let wq = quant::quantize_rows_u8(&wide).unwrap();
+    let (linear, _) = ident.fused(&wq, Finish::Plain, false).unwrap();
+    let (gelu, next) = ident.fused(&wq, Finish::Gelu, true).unwrap();
+    close(&gelu, &linear.gelu("none"), "GELU");
+    let near_zero = linear.abs().le(0.5);
+    let small = |t: &Tensor| t.masked_select(&near_zero);
+    close(&small(&gelu), &small(&linear.gelu("none")), "GELU near 0");
+    let (gelu_x, _) = packed.fused(&xq, Finish::Gelu, false).unwrap();
+    close(&gelu_x, &unfused.gelu("none"), "GELU of the layer");
+    let next = next.expect("asked for");
+    let again = quant::quantize_rows_u8(&gelu).unwrap();
+    assert!(
+        next.q.equal(&again.q) && next.sz.equal(&again.sz),
+        "next rows after GELU differ"
     );
 }
