@@ -75,8 +75,20 @@ fn torch_quant(lib: &std::path::Path) {
             std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
         ))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is inline in libtorch's headers: an OpenMP `parallel` pragma
+        // (AT_PARALLEL_OPENMP) compiled here. Without -fopenmp the pragma is ignored and every
+        // "parallel" pass of the shim runs on the calling thread alone.
+        .flag("-fopenmp")
         .file("src/backend/torch_quant.cpp")
         .compile("recbench_torch_quant");
+    // The OpenMP runtime libtorch itself loads (the wheel bundles it), so the shim's parallel
+    // regions share libtorch's thread pool; a system libgomp where libtorch has none.
+    if lib.join("libgomp.so.1").exists() {
+        println!("cargo:rustc-link-search=native={}", lib.display());
+        println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=gomp");
+    }
 }
 
 #[cfg(not(feature = "torch"))]

@@ -259,8 +259,10 @@ RECBENCH_CLONES void gelu_row(float* y, int64_t n) {
     const float r =
         t * (0.254829592f +
              t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    // exp(v), v = −z² (clamped where exp(v) · r is far below a float's step at 1).
-    const float v = std::max(-a * a, -87.f);
+    // exp(v), v = −z², clamped at −30: beyond it 1 − r · exp(v) is 1 exactly (as it is from
+    // |z| ≈ 4 on), while a lower clamp lets r · exp(v) fall to a subnormal float, which costs a
+    // microcode assist.
+    const float v = std::max(-a * a, -30.f);
     const float k = (v * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round(v / ln 2)
     const float f = (v - k * 0.693359375f) + k * 2.12194440e-4f;
     const float poly =
@@ -703,5 +705,15 @@ void recbench_int8_split(bool on, double* ms) {
 }
 
 void recbench_onednn_int8_free(void* handle) { delete static_cast<OnednnInt8*>(handle); }
+
+// How many threads at::parallel_for ran a 64-item loop on, the way the passes above use it: the
+// check that they are compiled with OpenMP (build.rs), without which they run on one.
+int64_t recbench_parallel_threads() {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    seen.fetch_or(uint64_t{1} << std::min(at::get_thread_num(), 63));
+  });
+  return __builtin_popcountll(seen.load());
+}
 
 }  // extern "C"

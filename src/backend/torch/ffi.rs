@@ -52,6 +52,7 @@ extern "C" {
     ) -> *mut C_tensor;
     fn recbench_onednn_int8_free(handle: *mut c_void);
     fn recbench_int8_split(on: bool, ms: *mut f64);
+    fn recbench_parallel_threads() -> i64;
     fn recbench_quantize_rows_u8(
         x: *const C_tensor,
         q: *mut *mut C_tensor,
@@ -275,6 +276,13 @@ pub fn int8_split(on: bool) -> [f64; 3] {
     // SAFETY: the shim writes three doubles.
     unsafe { recbench_int8_split(on, ms.as_mut_ptr()) };
     ms
+}
+
+/// How many of libtorch's intra-op threads the shim's `at::parallel_for` passes run on (for
+/// a 64-item loop; at most `tch::get_num_threads()`).
+pub fn parallel_threads() -> usize {
+    // SAFETY: a query without arguments.
+    unsafe { recbench_parallel_threads() as usize }
 }
 
 /// An int8 weight prepacked by one of the shim's GEMMs, FBGEMM's or oneDNN's, run on

@@ -289,3 +289,16 @@ fn the_fused_int8_layer_equals_the_ops_it_fuses() {
         "next rows after GELU differ"
     );
 }
+
+/// The shim's per-row passes (quantizing, epilogues, the fused layer, FBGEMM's row blocks) run
+/// on libtorch's intra-op threads: `at::parallel_for` is an OpenMP pragma compiled into the shim
+/// itself, which without `-fopenmp` (build.rs) runs every pass on the calling thread alone.
+#[test]
+fn the_shims_parallel_passes_use_the_intra_op_threads() {
+    tch::set_num_threads(2);
+    assert_eq!(
+        quant::parallel_threads(),
+        2,
+        "the shim's parallel_for ran on"
+    );
+}
