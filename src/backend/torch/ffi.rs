@@ -52,6 +52,7 @@ extern "C" {
     ) -> *mut C_tensor;
     fn recbench_onednn_int8_free(handle: *mut c_void);
     fn recbench_int8_split(on: bool, ms: *mut f64);
+    #[cfg(test)]
     fn recbench_parallel_threads() -> i64;
     fn recbench_quantize_rows_u8(
         x: *const C_tensor,
@@ -280,6 +281,7 @@ pub fn int8_split(on: bool) -> [f64; 3] {
 
 /// How many of libtorch's intra-op threads the shim's `at::parallel_for` passes run on (for
 /// a 64-item loop; at most `tch::get_num_threads()`).
+#[cfg(test)]
 pub fn parallel_threads() -> usize {
     // SAFETY: a query without arguments.
     unsafe { recbench_parallel_threads() as usize }
