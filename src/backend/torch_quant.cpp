@@ -245,7 +245,11 @@ RECBENCH_CLONES void normalize_row(float* y, float m, float rstd, const float* w
 // exp(−z²) Cephes expf's reduction and polynomial with the power of two set in the exponent
 // bits: no libm call, so the loop vectorises (expf in the loop would keep it scalar). Within
 // 5e-7 of a double-precision GELU for |x| up to 10 (the fused-layer test checks it against
-// libtorch's).
+// libtorch's). Unlike the loops above it is not bit-matched to an ATen chain, so it may fuse
+// multiply-adds (as ATen's own GELU does): the AVX2 and AVX-512 versions then differ from the
+// baseline's in the last bits.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
 RECBENCH_CLONES void gelu_row(float* y, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
     const float x = y[c];
@@ -287,6 +291,7 @@ RECBENCH_CLONES void gelu_row(float* y, int64_t n) {
     y[c] = 0.5f * x * (1.f + erf_z);
   }
 }
+#pragma GCC pop_options
 
 // An int8 weight in oneDNN's blocked layout (onednn::qlinear_prepack) with its scales, zero
 // points (symmetric: 0), bias, and each column's Σ_i W[c, i] · scale[c] (removes the
