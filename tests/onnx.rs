@@ -220,11 +220,11 @@ fn the_graph_flavour_is_chosen_by_measurement_and_remembered() {
     assert_eq!(second.cache_tag(), first.cache_tag());
 }
 
-/// The two forms of an int8 graph (`RECBENCH_ONNX_INT8_FORM`) quantize a layer's input rows with
-/// the same arithmetic, so tiny's embeddings agree to float rounding in every flavour, and stay
-/// within the int8 bar of candle fp32.
+/// The three forms of an int8 graph (`RECBENCH_ONNX_INT8_FORM`) quantize a layer's input rows
+/// with the same arithmetic and rescale the product alike, so tiny's embeddings agree to float
+/// rounding in every flavour, and stay within the int8 bar of candle fp32.
 #[test]
-fn both_int8_forms_give_the_same_embeddings() {
+fn every_int8_form_gives_the_same_embeddings() {
     common::isolate();
     let files = ModelFiles::resolve(Preset::Tiny, recbench::model::weights::DEFAULT_SEED).unwrap();
     let tok = Tokenizer::load(&files.tokenizer).unwrap();
@@ -255,12 +255,12 @@ fn both_int8_forms_give_the_same_embeddings() {
             .unwrap();
             recbench::backend::Encoder::encode(&mut enc, &batch).unwrap()
         };
-        let (ql, div) = (
-            embed(export::Int8Form::QuantizeLinear),
-            embed(export::Int8Form::Divide),
-        );
-        let diff = common::max_abs_diff(&ql.data, &div.data);
-        assert!(diff <= 1e-5, "{flavour}: the forms differ by {diff}");
+        let ql = embed(export::Int8Form::QuantizeLinear);
+        for form in [export::Int8Form::Divide, export::Int8Form::ToFloat] {
+            let other = embed(form);
+            let diff = common::max_abs_diff(&ql.data, &other.data);
+            assert!(diff <= 1e-5, "{flavour}: {form} differs by {diff}");
+        }
         assert_within_tolerance(&ql, &reference, Precision::Int8, &format!("{flavour}"));
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# recbench's two forms of the onnx int8 graph side by side (src/model/onnx/export.rs,
+# Two forms of recbench's onnx int8 graph side by side (src/model/onnx/export.rs,
 # RECBENCH_ONNX_INT8_FORM): `quantizelinear` (each linear layer's input rows quantized by one
-# QuantizeLinear, the default) and `divide` (Div, Round, Add and Cast, the form before it). Both
+# QuantizeLinear) and `divide` (Div, Round, Add and Cast, the form before it). Both
 # give the same bytes; the question is only speed. MiniLM, 128 tokens, THREADS (2) threads,
 # BATCHES ("8 32"), in ROUNDS interleaved rounds; each round and batch runs `divide`,
 # `quantizelinear` and `divide` again (the control: the same side twice), in reverse order in

@@ -187,11 +187,21 @@ pub fn describe() -> String {
 
 /// The graph flavour setting (a loaded encoder knows the flavour it runs, see
 /// `Encoder::cache_tag`): plain and fused graphs never share computed embeddings.
-pub fn cache_tag(_precision: Precision) -> Option<String> {
-    Some(match Flavour::forced_from_env() {
+pub fn cache_tag(precision: Precision) -> Option<String> {
+    let flavour = match Flavour::forced_from_env() {
         Ok(Some(f)) => f.to_string(),
         _ => "auto".into(),
-    })
+    };
+    Some(with_form(flavour, Some(precision)))
+}
+
+/// `tag`, with the int8 graph's form after it for an int8 graph (the forms' float results
+/// differ in the last bits, so their embeddings are cached apart).
+fn with_form(tag: String, precision: Option<Precision>) -> String {
+    match (precision, crate::model::onnx::export::int8_form()) {
+        (Some(Precision::Int8), Ok(form)) => format!("{tag}-{form}"),
+        _ => tag,
+    }
 }
 
 pub fn load(files: &ModelFiles, opts: EncoderOptions) -> Result<Box<dyn Encoder>> {
@@ -684,6 +694,7 @@ impl Encoder for OnnxBert {
     }
 
     fn cache_tag(&self) -> Option<String> {
-        self.flavour.map(|f| f.to_string())
+        self.flavour
+            .map(|f| with_form(f.to_string(), self.precision))
     }
 }

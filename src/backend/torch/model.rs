@@ -317,7 +317,9 @@ impl TorchBert {
                     "; fused: epilogue + residual add + LayerNorm (or GELU) + the next layer's \
                      per-row quantization in one pass",
                 );
-                tag = Some(format!("{}+fused", tag.unwrap_or_default()));
+                // "-gelu": GELU moved into the fused pass (other float results than the
+                // "+fused" item embeddings cached before it).
+                tag = Some(format!("{}+fused-gelu", tag.unwrap_or_default()));
             }
             let rows = INT8_KERNELS.iter().position(|k| *k == "fbgemm_rows");
             if chooser.names == INT8_KERNELS && chooser.uses(rows) {

@@ -4,14 +4,15 @@
 //! f32 whatever the precision).
 //!
 //! Inputs `input_ids`, `attention_mask`, `token_type_ids` (int64 `[batch, seq]`); output
-//! `embedding` (f32 `[batch, hidden]`). Opset 17, plus `com.microsoft` 1 in the fused flavour.
+//! `embedding` (f32 `[batch, hidden]`). Opset 17, plus `com.microsoft` 1 in the fused flavour
+//! and the `tofloat` int8 form.
 //!
 //! Precisions: fp32; fp16 (linear weights and the hidden states between layers in f16,
 //! embeddings, softmax, LayerNorm and pooling in f32 as in candle); int8 (every linear layer
 //! dynamically quantized: activations with one scale per token, computed in the graph, stored as
 //! uint8 around a zero point of 128 by one QuantizeLinear per layer ([`Int8Form`]); weights
-//! symmetric int8 with one scale per output channel; MatMulInteger, then the int32 product
-//! rescaled to f32).
+//! symmetric int8 with one scale per output channel; ONNX Runtime's MatMulIntegerToFloat (or
+//! MatMulInteger and a rescale, in the older forms), then the row scales and the bias).
 //!
 //! Files are cached under `cache_dir()/onnx/` by a hash of the weight bytes, the flavour, the
 //! precision and [`EXPORTER_VERSION`].
@@ -35,14 +36,22 @@ pub const EXPORTER_VERSION: u32 = 8;
 /// Selects how an int8 graph quantizes a linear layer's input rows (`int8_form`).
 pub const INT8_FORM_ENV: &str = "RECBENCH_ONNX_INT8_FORM";
 
-/// How an int8 linear layer turns its input rows into uint8 (the scale per row is computed the
-/// same way in both): one `QuantizeLinear` with a scale per row of the `[rows, in]` view (the
-/// default), or `Div`, `Round`, `Add` and `Cast` (the form before it, kept for
-/// `scripts/bench/onnx_int8_forms.sh`). Both round half to even and give the same bytes.
+/// How an int8 linear layer turns its input rows into uint8 and its int32 product back into
+/// f32 (the scale per row is the same in all three). `ToFloat`, the default: one
+/// `QuantizeLinear` with a scale per row of the `[rows, in]` view, the row's largest magnitude
+/// from `ReduceMax` and `ReduceMin` (no `Abs` of the whole input), and ONNX Runtime's
+/// `MatMulIntegerToFloat` (com.microsoft), which applies the weight's column scales in the
+/// GEMM's output pass (0.81–0.83 of `QuantizeLinear`'s time on the AMX VM,
+/// docs/benchmarks/onnx-int8-tofloat-vm-20261206T0215Z.txt). `QuantizeLinear`, the form
+/// before it: the same quantization after an `Abs`, then `MatMulInteger`, `Cast` and two
+/// `Mul`s. `Divide`: `Div`, `Round`, `Add` and `Cast` instead of `QuantizeLinear` (kept for
+/// `scripts/bench/onnx_int8_forms.sh`). All three round half to even and give the same bytes
+/// to the GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Form {
     QuantizeLinear,
     Divide,
+    ToFloat,
 }
 
 impl std::fmt::Display for Int8Form {
@@ -50,20 +59,23 @@ impl std::fmt::Display for Int8Form {
         f.write_str(match self {
             Int8Form::QuantizeLinear => "quantizelinear",
             Int8Form::Divide => "divide",
+            Int8Form::ToFloat => "tofloat",
         })
     }
 }
 
-/// The form `RECBENCH_ONNX_INT8_FORM` selects: `quantizelinear` (or unset) or `divide`.
+/// The form `RECBENCH_ONNX_INT8_FORM` selects: `tofloat` (or unset), `quantizelinear` or
+/// `divide`.
 pub fn int8_form() -> Result<Int8Form> {
     match std::env::var(INT8_FORM_ENV).as_deref() {
-        Err(_) | Ok("") | Ok("quantizelinear") => Ok(Int8Form::QuantizeLinear),
+        Err(_) | Ok("") | Ok("tofloat") => Ok(Int8Form::ToFloat),
+        Ok("quantizelinear") => Ok(Int8Form::QuantizeLinear),
         Ok("divide") => Ok(Int8Form::Divide),
         Ok(other) => Err(Error::input(
             "<environment>",
             None,
             INT8_FORM_ENV,
-            format!("unknown int8 form {other:?}; allowed: quantizelinear, divide"),
+            format!("unknown int8 form {other:?}; allowed: quantizelinear, divide, tofloat"),
         )),
     }
 }
@@ -355,6 +367,7 @@ fn value(name: &str, elem: i32, dims: Vec<Dimension>) -> ValueInfoProto {
 /// The model around the graph: inputs, output, opsets.
 fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precision) -> ModelProto {
     let h = cfg.hidden_size;
+    let contrib = g.nodes.iter().any(|n| n.domain == MS_DOMAIN);
     let bs = || vec![sym("batch"), sym("seq")];
     let graph = GraphProto {
         node: g.nodes,
@@ -376,7 +389,7 @@ fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precisio
         domain: String::new(),
         version: OPSET,
     }];
-    if flavour == Flavour::Fused {
+    if contrib {
         opset_import.push(OperatorSetIdProto {
             domain: MS_DOMAIN.into(),
             version: 1,
@@ -736,13 +749,18 @@ impl Graph {
             q.iter().map(|v| *v as u8).collect(),
         );
         let ws = self.init_f32(&format!("{name}.wscale"), &[out], &scales);
-        let abs = self.op("Abs", &[x], vec![]);
         // Opset 17: ReduceMax still takes its axes as an attribute (ReduceSum as an input).
-        let max = self.op(
-            "ReduceMax",
-            &[&abs],
-            vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
-        );
+        let row = || vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)];
+        let max = if self.int8_form == Int8Form::ToFloat {
+            // max |x| = max(max x, −min x), without writing |x| out.
+            let hi = self.op("ReduceMax", &[x], row());
+            let lo = self.op("ReduceMin", &[x], row());
+            let neg = self.op("Neg", &[&lo], vec![]);
+            self.op("Max", &[&hi, &neg], vec![])
+        } else {
+            let abs = self.op("Abs", &[x], vec![]);
+            self.op("ReduceMax", &[&abs], row())
+        };
         let c127 = self.const_f32(&[], &[1.0 / 127.0]);
         let s = self.op("Mul", &[&max, &c127], vec![]);
         let floor = self.const_f32(&[], &[1e-12]);
@@ -759,7 +777,7 @@ impl Graph {
         // The product in int32, the scale per row it is multiplied back by, and the shape to
         // give the result where the form works on the `[rows, in]` view.
         let (acc, row_scale, shape) = match self.int8_form {
-            Int8Form::QuantizeLinear => {
+            Int8Form::QuantizeLinear | Int8Form::ToFloat => {
                 // One QuantizeLinear pass with a scale per row of the [rows, in] view: the same
                 // arithmetic as the divide form (x / s rounded half to even, plus 128,
                 // saturated to uint8) in one pass over the activations instead of four.
@@ -770,7 +788,15 @@ impl Graph {
                 let n = self.op("Shape", &[&s1], vec![]);
                 let zps = self.op("Expand", &[&zp, &n], vec![]);
                 let xq = self.op("QuantizeLinear", &[&x2, &s1, &zps], vec![attr_i("axis", 0)]);
-                let acc = self.op("MatMulInteger", &[&xq, &wq, &zp], vec![]);
+                let acc = if self.int8_form == Int8Form::ToFloat {
+                    // (xq − 128) · wq · 1 · ws[col], in f32.
+                    let one = self.const_f32(&[], &[1.0]);
+                    let inputs = [xq.as_str(), &wq, &one, &ws, &zp];
+                    self.op_n("MatMulIntegerToFloat", MS_DOMAIN, &inputs, 1, vec![])
+                        .remove(0)
+                } else {
+                    self.op("MatMulInteger", &[&xq, &wq, &zp], vec![])
+                };
                 let col = self.const_i64(&[-1, 1]);
                 let s2 = self.op("Reshape", &[&s, &col], vec![]);
                 let shape = self.op("Shape", &[x], vec![]);
@@ -790,9 +816,13 @@ impl Graph {
                 (acc, s, None)
             }
         };
-        let accf = self.cast(&acc, dtype::FLOAT);
-        let y = self.op("Mul", &[&accf, &row_scale], vec![]);
-        let y = self.op("Mul", &[&y, &ws], vec![]);
+        let y = if self.int8_form == Int8Form::ToFloat {
+            self.op("Mul", &[&acc, &row_scale], vec![])
+        } else {
+            let accf = self.cast(&acc, dtype::FLOAT);
+            let y = self.op("Mul", &[&accf, &row_scale], vec![]);
+            self.op("Mul", &[&y, &ws], vec![])
+        };
         let y = match b {
             Some(b) => {
                 let b = self.init_f32(&format!("{name}.b"), &[out], b);

@@ -82,6 +82,25 @@ fn int8_quantizes_every_linear_layer() {
 }
 
 #[test]
+fn the_tofloat_form_rescales_in_onnx_runtimes_integer_gemm() {
+    let layers = Preset::Tiny.config().num_layers;
+    let cfg = Preset::Tiny.config();
+    let m = build(
+        &cfg,
+        &fake(&cfg),
+        Flavour::Plain,
+        Precision::Int8,
+        Int8Form::ToFloat,
+    )
+    .unwrap();
+    let c = op_counts(&m);
+    assert_eq!(c["MatMulIntegerToFloat"], 4 * layers);
+    assert_eq!(c["ReduceMin"], 4 * layers, "one activation scale per row");
+    assert!(!c.contains_key("MatMulInteger") && !c.contains_key("Abs"));
+    assert!(m.opset_import.iter().any(|o| o.domain == MS_DOMAIN));
+}
+
+#[test]
 fn fp16_stores_linear_weights_in_f16_and_keeps_embeddings_f32() {
     let m = model(Flavour::Plain, Precision::Fp16);
     let g = m.graph.as_ref().unwrap();
