@@ -141,7 +141,8 @@ pub enum Finish<'a> {
         bias: &'a Tensor,
         eps: f64,
     },
-    /// `GELU(x · Wᵀ + b)`, libtorch's exact (erf) GELU to within 5e-7.
+    /// `GELU(x · Wᵀ + b)`: libtorch's exact (erf) GELU, to float rounding (see the shim's
+    /// `gelu_row`).
     Gelu,
 }
 
