@@ -774,8 +774,9 @@ impl Graph {
             dtype::UINT8,
             vec![128],
         );
-        // The product in int32, the scale per row it is multiplied back by, and the shape to
-        // give the result where the form works on the `[rows, in]` view.
+        // The product (int32, or f32 with the column scales applied in the `tofloat` form), the
+        // scale per row it is multiplied back by, and the shape to give the result where the
+        // form works on the `[rows, in]` view.
         let (acc, row_scale, shape) = match self.int8_form {
             Int8Form::QuantizeLinear | Int8Form::ToFloat => {
                 // One QuantizeLinear pass with a scale per row of the [rows, in] view: the same
