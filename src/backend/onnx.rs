@@ -195,11 +195,14 @@ pub fn cache_tag(precision: Precision) -> Option<String> {
     Some(with_form(flavour, Some(precision)))
 }
 
-/// `tag`, with the int8 graph's form after it for an int8 graph (the forms' float results
-/// differ in the last bits, so their embeddings are cached apart).
+/// `tag`, with the int8 graph's scheme after it for an int8 graph (the forms' float results
+/// differ in the last bits, per-tensor layers by more, so their embeddings are cached apart).
 fn with_form(tag: String, precision: Option<Precision>) -> String {
-    match (precision, crate::model::onnx::export::int8_form()) {
-        (Some(Precision::Int8), Ok(form)) => format!("{tag}-{form}"),
+    match (
+        precision,
+        crate::model::onnx::export::Int8Scheme::from_env(),
+    ) {
+        (Some(Precision::Int8), Ok(scheme)) => format!("{tag}-{scheme}"),
         _ => tag,
     }
 }

@@ -4,18 +4,20 @@
 //! f32 whatever the precision).
 //!
 //! Inputs `input_ids`, `attention_mask`, `token_type_ids` (int64 `[batch, seq]`); output
-//! `embedding` (f32 `[batch, hidden]`). Opset 17, plus `com.microsoft` 1 in the fused flavour
-//! and the `tofloat` int8 form.
+//! `embedding` (f32 `[batch, hidden]`). Opset 17 (21 for an int8 graph in the `tofloat` form),
+//! plus `com.microsoft` 1 in the fused flavour and in int8 graphs.
 //!
 //! Precisions: fp32; fp16 (linear weights and the hidden states between layers in f16,
 //! embeddings, softmax, LayerNorm and pooling in f32 as in candle); int8 (every linear layer
-//! dynamically quantized: activations with one scale per token, computed in the graph, stored as
-//! uint8 around a zero point of 128 by one QuantizeLinear per layer ([`Int8Form`]); weights
-//! symmetric int8 with one scale per output channel; ONNX Runtime's MatMulIntegerToFloat (or
-//! MatMulInteger and a rescale, in the older forms), then the row scales and the bias).
+//! dynamically quantized: weights symmetric int8 with one scale per output channel; activations
+//! with one scale per token, computed in the graph, stored as uint8 around a zero point of 128
+//! by one QuantizeLinear per layer, then ONNX Runtime's MatMulIntegerToFloat (or MatMulInteger
+//! and a rescale, in the older forms), the row scales and the bias ([`Int8Form`]); or, for the
+//! layers of [`PerTensor`] (the QKV projection by default), one scale per tensor by ONNX
+//! Runtime's DynamicQuantizeMatMul).
 //!
 //! Files are cached under `cache_dir()/onnx/` by a hash of the weight bytes, the flavour, the
-//! precision and [`EXPORTER_VERSION`].
+//! precision, [`EXPORTER_VERSION`] and an int8 graph's [`Int8Scheme`].
 
 use std::path::{Path, PathBuf};
 
@@ -32,54 +34,7 @@ use crate::model::{cache_dir, BertConfig, ModelFiles};
 use crate::spec::Precision;
 
 /// Bumped whenever the emitted graph changes, so old cached files are never reused.
-pub const EXPORTER_VERSION: u32 = 8;
-/// Selects how an int8 graph quantizes a linear layer's input rows (`int8_form`).
-pub const INT8_FORM_ENV: &str = "RECBENCH_ONNX_INT8_FORM";
-
-/// How an int8 linear layer turns its input rows into uint8 and its int32 product back into
-/// f32 (the scale per row is the same in all three). `ToFloat`, the default: one
-/// `QuantizeLinear` with a scale per row of the `[rows, in]` view, the row's largest magnitude
-/// from `ReduceMax` and `ReduceMin` (no `Abs` of the whole input), and ONNX Runtime's
-/// `MatMulIntegerToFloat` (com.microsoft), which applies the weight's column scales in the
-/// GEMM's output pass (0.81–0.83 of `QuantizeLinear`'s time on the AMX VM,
-/// docs/benchmarks/onnx-int8-tofloat-vm-20261206T0215Z.txt). `QuantizeLinear`, the form
-/// before it: the same quantization after an `Abs`, then `MatMulInteger`, `Cast` and two
-/// `Mul`s. `Divide`: `Div`, `Round`, `Add` and `Cast` instead of `QuantizeLinear` (kept for
-/// `scripts/bench/onnx_int8_forms.sh`). All three round half to even and give the same bytes
-/// to the GEMM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Int8Form {
-    QuantizeLinear,
-    Divide,
-    ToFloat,
-}
-
-impl std::fmt::Display for Int8Form {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Int8Form::QuantizeLinear => "quantizelinear",
-            Int8Form::Divide => "divide",
-            Int8Form::ToFloat => "tofloat",
-        })
-    }
-}
-
-/// The form `RECBENCH_ONNX_INT8_FORM` selects: `tofloat` (or unset), `quantizelinear` or
-/// `divide`.
-pub fn int8_form() -> Result<Int8Form> {
-    match std::env::var(INT8_FORM_ENV).as_deref() {
-        Err(_) | Ok("") | Ok("tofloat") => Ok(Int8Form::ToFloat),
-        Ok("quantizelinear") => Ok(Int8Form::QuantizeLinear),
-        Ok("divide") => Ok(Int8Form::Divide),
-        Ok(other) => Err(Error::input(
-            "<environment>",
-            None,
-            INT8_FORM_ENV,
-            format!("unknown int8 form {other:?}; allowed: quantizelinear, divide, tofloat"),
-        )),
-    }
-}
-
+pub const EXPORTER_VERSION: u32 = 9;
 /// Default-domain opset of the emitted graph.
 pub const OPSET: i64 = 17;
 /// Domain of ONNX Runtime's contrib operators.
@@ -97,7 +52,7 @@ pub fn export_cached(
     h.update(&bytes);
     h.update(format!("|{flavour}|{precision}|v{EXPORTER_VERSION}").as_bytes());
     if precision == Precision::Int8 {
-        h.update(format!("|{}", int8_form()?).as_bytes());
+        h.update(format!("|{}", Int8Scheme::from_env()?).as_bytes());
     }
     let hash: String = h.finalize()[..8]
         .iter()
@@ -116,7 +71,7 @@ pub fn export_cached(
 }
 
 /// Builds the ONNX model from safetensors `bytes` (read from `origin`, named in errors), an
-/// int8 one in the form `RECBENCH_ONNX_INT8_FORM` selects.
+/// int8 one in the scheme the environment selects ([`Int8Scheme::from_env`]).
 pub fn export(
     cfg: &BertConfig,
     bytes: &[u8],
@@ -124,29 +79,36 @@ pub fn export(
     flavour: Flavour,
     precision: Precision,
 ) -> Result<ModelProto> {
-    export_form(cfg, bytes, origin, flavour, precision, int8_form()?)
+    export_form(
+        cfg,
+        bytes,
+        origin,
+        flavour,
+        precision,
+        Int8Scheme::from_env()?,
+    )
 }
 
-/// [`export`] with the int8 form given.
+/// [`export`] with the int8 scheme given.
 pub fn export_form(
     cfg: &BertConfig,
     bytes: &[u8],
     origin: &Path,
     flavour: Flavour,
     precision: Precision,
-    form: Int8Form,
+    int8: Int8Scheme,
 ) -> Result<ModelProto> {
     let tensors = crate::model::tensor_file::read_f32(cfg, bytes, origin)?;
-    build(cfg, &tensors, flavour, precision, form)
+    build(cfg, &tensors, flavour, precision, int8)
 }
 
-/// Builds the graph of the model with weights `bert`, an int8 one in `form`.
+/// Builds the graph of the model with weights `bert`, an int8 one in the scheme `int8`.
 pub fn build(
     cfg: &BertConfig,
     bert: &BertTensors<Vec<f32>>,
     flavour: Flavour,
     precision: Precision,
-    form: Int8Form,
+    int8: Int8Scheme,
 ) -> Result<ModelProto> {
     if precision == Precision::Bf16 {
         return Err(Error::Model(
@@ -155,7 +117,7 @@ pub fn build(
         ));
     }
     let mut g = Graph::new(precision);
-    g.int8_form = form;
+    g.int8 = int8;
 
     // Masks: f32 [B,S] for pooling, additive f32 [B,1,1,S] for the plain attention, int32 [B,S]
     // for the contrib attention operators.
@@ -368,6 +330,7 @@ fn value(name: &str, elem: i32, dims: Vec<Dimension>) -> ValueInfoProto {
 fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precision) -> ModelProto {
     let h = cfg.hidden_size;
     let contrib = g.nodes.iter().any(|n| n.domain == MS_DOMAIN);
+    let opset = g.opset();
     let bs = || vec![sym("batch"), sym("seq")];
     let graph = GraphProto {
         node: g.nodes,
@@ -387,7 +350,7 @@ fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precisio
     };
     let mut opset_import = vec![OperatorSetIdProto {
         domain: String::new(),
-        version: OPSET,
+        version: opset,
     }];
     if contrib {
         opset_import.push(OperatorSetIdProto {
@@ -396,7 +359,8 @@ fn model_proto(g: Graph, cfg: &BertConfig, flavour: Flavour, precision: Precisio
         });
     }
     ModelProto {
-        ir_version: 8,
+        // Opset 21 needs IR version 10.
+        ir_version: if opset >= 21 { 10 } else { 8 },
         producer_name: "recbench".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
@@ -519,23 +483,6 @@ fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// Symmetric per-output-channel int8 quantization of a `[out, in]` weight. Returns the weight
-/// transposed to `[in, out]` as int8 and one scale per output channel.
-pub fn quantize_per_channel(w: &[f32], out: usize, inp: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut q = vec![0i8; w.len()];
-    let mut scales = Vec::with_capacity(out);
-    for o in 0..out {
-        let row = &w[o * inp..(o + 1) * inp];
-        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
-        for (k, v) in row.iter().enumerate() {
-            q[k * out + o] = (v / s).round().clamp(-127.0, 127.0) as i8;
-        }
-        scales.push(s);
-    }
-    (q, scales)
-}
-
 /// Graph under construction.
 struct Graph {
     nodes: Vec<NodeProto>,
@@ -546,7 +493,7 @@ struct Graph {
     mask_bias: String,
     /// Attention mask as int32 `[B,S]` (fused flavour).
     mask_i32: String,
-    int8_form: Int8Form,
+    int8: Int8Scheme,
 }
 
 impl Graph {
@@ -556,8 +503,8 @@ impl Graph {
             inits: vec![],
             next: 0,
             precision,
-            // `build` sets the form it was given.
-            int8_form: Int8Form::QuantizeLinear,
+            // `build` sets the scheme it was given.
+            int8: Int8Scheme::per_row(Int8Form::ToFloat),
             mask_bias: String::new(),
             mask_i32: String::new(),
         }
@@ -738,103 +685,7 @@ impl Graph {
                 None => y,
             };
         }
-        // Activations: symmetric int8 with one scale per row (token). DynamicQuantizeLinear's
-        // single scale per tensor let the outliers of MiniLM's GELU outputs cost too much
-        // (min probe cosine 0.9897 against candle; ORT's own quantize_dynamic: 0.9891).
-        let (q, scales) = quantize_per_channel(w, out, inp);
-        let wq = self.init(
-            &format!("{name}.wq"),
-            &[inp, out],
-            dtype::INT8,
-            q.iter().map(|v| *v as u8).collect(),
-        );
-        let ws = self.init_f32(&format!("{name}.wscale"), &[out], &scales);
-        // Opset 17: ReduceMax still takes its axes as an attribute (ReduceSum as an input).
-        let row = || vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)];
-        let max = if self.int8_form == Int8Form::ToFloat {
-            // max |x| = max(max x, −min x), without writing |x| out.
-            let hi = self.op("ReduceMax", &[x], row());
-            let lo = self.op("ReduceMin", &[x], row());
-            let neg = self.op("Neg", &[&lo], vec![]);
-            self.op("Max", &[&hi, &neg], vec![])
-        } else {
-            let abs = self.op("Abs", &[x], vec![]);
-            self.op("ReduceMax", &[&abs], row())
-        };
-        let c127 = self.const_f32(&[], &[1.0 / 127.0]);
-        let s = self.op("Mul", &[&max, &c127], vec![]);
-        let floor = self.const_f32(&[], &[1e-12]);
-        let s = self.op("Max", &[&s, &floor], vec![]);
-        // Stored as uint8 around a zero point of 128: u8×s8 is MLAS's fast integer GEMM
-        // (s8×s8 measured 3.5× slower than fp32 on minilm-l6).
-        self.next += 1;
-        let zp = self.init(
-            &format!("const_{}", self.next),
-            &[],
-            dtype::UINT8,
-            vec![128],
-        );
-        // The product (int32, or f32 with the column scales applied in the `tofloat` form), the
-        // scale per row it is multiplied back by, and the shape to give the result where the
-        // form works on the `[rows, in]` view.
-        let (acc, row_scale, shape) = match self.int8_form {
-            Int8Form::QuantizeLinear | Int8Form::ToFloat => {
-                // One QuantizeLinear pass with a scale per row of the [rows, in] view: the same
-                // arithmetic as the divide form (x / s rounded half to even, plus 128,
-                // saturated to uint8) in one pass over the activations instead of four.
-                let rows2 = self.const_i64(&[-1, inp as i64]);
-                let x2 = self.op("Reshape", &[x, &rows2], vec![]);
-                let flat = self.const_i64(&[-1]);
-                let s1 = self.op("Reshape", &[&s, &flat], vec![]);
-                let n = self.op("Shape", &[&s1], vec![]);
-                let zps = self.op("Expand", &[&zp, &n], vec![]);
-                let xq = self.op("QuantizeLinear", &[&x2, &s1, &zps], vec![attr_i("axis", 0)]);
-                let acc = if self.int8_form == Int8Form::ToFloat {
-                    // (xq − 128) · wq · 1 · ws[col], in f32.
-                    let one = self.const_f32(&[], &[1.0]);
-                    let inputs = [xq.as_str(), &wq, &one, &ws, &zp];
-                    self.op_n("MatMulIntegerToFloat", MS_DOMAIN, &inputs, 1, vec![])
-                        .remove(0)
-                } else {
-                    self.op("MatMulInteger", &[&xq, &wq, &zp], vec![])
-                };
-                let col = self.const_i64(&[-1, 1]);
-                let s2 = self.op("Reshape", &[&s, &col], vec![]);
-                let shape = self.op("Shape", &[x], vec![]);
-                let (st, en) = (self.const_i64(&[0]), self.const_i64(&[-1]));
-                let lead = self.op("Slice", &[&shape, &st, &en], vec![]);
-                let o = self.const_i64(&[out as i64]);
-                let to = self.op("Concat", &[&lead, &o], vec![attr_i("axis", 0)]);
-                (acc, s2, Some(to))
-            }
-            Int8Form::Divide => {
-                let xs = self.op("Div", &[x, &s], vec![]);
-                let xr = self.op("Round", &[&xs], vec![]);
-                let c128 = self.const_f32(&[], &[128.0]);
-                let xu = self.op("Add", &[&xr, &c128], vec![]);
-                let xq = self.cast(&xu, dtype::UINT8);
-                let acc = self.op("MatMulInteger", &[&xq, &wq, &zp], vec![]);
-                (acc, s, None)
-            }
-        };
-        let y = if self.int8_form == Int8Form::ToFloat {
-            self.op("Mul", &[&acc, &row_scale], vec![])
-        } else {
-            let accf = self.cast(&acc, dtype::FLOAT);
-            let y = self.op("Mul", &[&accf, &row_scale], vec![]);
-            self.op("Mul", &[&y, &ws], vec![])
-        };
-        let y = match b {
-            Some(b) => {
-                let b = self.init_f32(&format!("{name}.b"), &[out], b);
-                self.op("Add", &[&y, &b], vec![])
-            }
-            None => y,
-        };
-        match shape {
-            Some(to) => self.op("Reshape", &[&y, &to], vec![]),
-            None => y,
-        }
+        self.linear_int8(x, name, w, b, inp, out)
     }
 
     /// Scaled dot-product attention from a packed `[B,S,3H]` projection (plain flavour), with
@@ -878,6 +729,9 @@ impl Graph {
         self.op("Mul", &[&m, &half], vec![])
     }
 }
+
+mod int8;
+pub use int8::*;
 
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ fn model(flavour: Flavour, precision: Precision) -> ModelProto {
         &fake(&cfg),
         flavour,
         precision,
-        Int8Form::QuantizeLinear,
+        Int8Scheme::per_row(Int8Form::QuantizeLinear),
     )
     .unwrap()
 }
@@ -90,7 +90,7 @@ fn the_tofloat_form_rescales_in_onnx_runtimes_integer_gemm() {
         &fake(&cfg),
         Flavour::Plain,
         Precision::Int8,
-        Int8Form::ToFloat,
+        Int8Scheme::per_row(Int8Form::ToFloat),
     )
     .unwrap();
     let c = op_counts(&m);
@@ -98,6 +98,72 @@ fn the_tofloat_form_rescales_in_onnx_runtimes_integer_gemm() {
     assert_eq!(c["ReduceMin"], 4 * layers, "one activation scale per row");
     assert!(!c.contains_key("MatMulInteger") && !c.contains_key("Abs"));
     assert!(m.opset_import.iter().any(|o| o.domain == MS_DOMAIN));
+    // One block per row: opset 21's QuantizeLinear, on the `[rows, in]` view's axis 1.
+    assert_eq!(m.opset_import[0].version, 21);
+    assert_eq!(m.ir_version, 10);
+    for n in m.graph.as_ref().unwrap().node.iter() {
+        if n.op_type == "QuantizeLinear" {
+            let attr = |a: &str| n.attribute.iter().find(|x| x.name == a).and_then(|x| x.i);
+            assert_eq!(attr("axis"), Some(1));
+            assert_eq!(attr("block_size"), Some(cfg.hidden_size as i64));
+            break;
+        }
+    }
+}
+
+#[test]
+fn the_layers_chosen_per_tensor_run_onnx_runtimes_dynamic_quantize_matmul() {
+    let layers = Preset::Tiny.config().num_layers;
+    let cfg = Preset::Tiny.config();
+    for flavour in Flavour::ALL {
+        let int8 = Int8Scheme {
+            form: Int8Form::ToFloat,
+            per_tensor: PerTensor::DEFAULT,
+        };
+        let m = build(&cfg, &fake(&cfg), flavour, Precision::Int8, int8).unwrap();
+        let c = op_counts(&m);
+        assert_eq!(
+            c["DynamicQuantizeMatMul"], layers,
+            "{flavour}: the QKV projections"
+        );
+        assert_eq!(
+            c["MatMulIntegerToFloat"],
+            3 * layers,
+            "{flavour}: the other three"
+        );
+        assert_eq!(c["ReduceMin"], 3 * layers, "{flavour}");
+        let g = m.graph.as_ref().unwrap();
+        let dq = g
+            .node
+            .iter()
+            .find(|n| n.op_type == "DynamicQuantizeMatMul")
+            .unwrap();
+        assert_eq!(dq.input[1], "l0.qkv.wq");
+        assert_eq!(dq.input[2], "l0.qkv.wscale");
+        // The bias is added in the op's output pass (MultiHeadAttention takes none).
+        assert_eq!(
+            dq.input.get(4).map(String::as_str),
+            Some("l0.qkv.b"),
+            "{flavour}"
+        );
+    }
+}
+
+#[test]
+fn per_tensor_layers_parse_and_name_themselves() {
+    assert_eq!(PerTensor::parse("none").unwrap(), PerTensor::NONE);
+    assert_eq!(PerTensor::parse("qkv").unwrap(), PerTensor::DEFAULT);
+    let two = PerTensor::parse("out, qkv").unwrap();
+    assert!(two.has("qkv") && two.has("out") && !two.has("inter"));
+    assert_eq!(two.to_string(), "qkv,out");
+    let err = PerTensor::parse("qkv,ffn").unwrap_err();
+    assert!(err.contains("\"ffn\"") && err.contains("attn_out"), "{err}");
+    let scheme = Int8Scheme {
+        form: Int8Form::ToFloat,
+        per_tensor: two,
+    };
+    assert_eq!(scheme.to_string(), "tofloat+qkv+out-per-tensor");
+    assert_eq!(Int8Scheme::per_row(Int8Form::Divide).to_string(), "divide");
 }
 
 #[test]
