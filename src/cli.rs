@@ -228,6 +228,9 @@ pub enum Command {
         threads: usize,
         #[arg(long)]
         items: usize,
+        /// Time this run's own encoder (int8, bf16) instead of the fp32 stand-in.
+        #[arg(long)]
+        spec: Option<std::path::PathBuf>,
     },
 }
 

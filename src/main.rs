@@ -503,11 +503,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             seq,
             threads,
             items,
+            spec,
         } => {
+            if let Some(spec) = spec {
+                say(&format!("{:.4}\n", harness::openmp::probe_spec(&spec)?));
+                return Ok(0);
+            }
             let model = Preset::parse(&model)
                 .ok_or_else(|| anyhow::anyhow!("unknown model preset {model:?}"))?;
             let shape = harness::openmp::Shape {
                 model,
+                precision: Precision::Fp32,
                 sequences,
                 seq,
                 threads,

@@ -305,9 +305,24 @@ fn the_openmp_spin_is_chosen_by_measurement_and_a_users_policy_is_kept() {
         second.starts_with(&format!("openmp: GOMP_SPINCOUNT={chosen} ")),
         "{second}"
     );
+    assert!(first.contains("fp32 stand-in forward"), "{first}");
     let user = note(Some("PASSIVE"), "c");
     assert_eq!(
         user,
         "openmp: OMP_WAIT_POLICY=PASSIVE set by the user, kept (not measured)"
+    );
+    // An int8 run times its own encoder (recbench's int8 passes are OpenMP regions the fp32
+    // stand-in does not have), and is decided apart from the fp32 runs of its shape.
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    std::fs::write(
+        &scenario,
+        text.replace("seq_len = 16\n", "seq_len = 16\nprecision = \"int8\"\n"),
+    )
+    .unwrap();
+    let int8 = note(None, "d");
+    assert!(int8.contains("chosen by measurement"), "{int8}");
+    assert!(
+        int8.contains("per int8 encoder forward + scoring"),
+        "{int8}"
     );
 }

@@ -569,7 +569,7 @@ fn spawn_worker(exe: &Path, p: &PlannedRun, ceiling: Option<f64>) -> Result<Opti
         ("MKL_NUM_THREADS", threads),
     ];
     // How long libtorch's OpenMP threads spin between regions, by measurement (see openmp.rs).
-    let openmp = openmp::decide(exe, &p.spec);
+    let openmp = openmp::decide(exe, &p.spec, &spec_path);
     if let Some(spin) = openmp.as_ref().and_then(|d| d.spin) {
         env.push(("GOMP_SPINCOUNT", spin.to_string()));
     }

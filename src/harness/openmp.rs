@@ -12,18 +12,26 @@
 //! score and rank (torch, tiny, two-tower, batch 8, 2 threads: p50 281 ms at the default spin
 //! against 6.6 ms passive). Which spin wins depends on the host, the shape and the catalog, so
 //! before the first torch run of a shape the parent times [`CANDIDATES`] in probe processes
-//! (`recbench __openmp-probe`, a stand-in forward of the model's layers plus the run's scoring
-//! step, interleaved rounds), keeps the fastest, remembers it per host (CPU model and flags),
-//! libtorch version, threads and shape in `<cache>/kernels/openmp.json`, and sets
+//! (`recbench __openmp-probe`: a forward plus the run's scoring step, interleaved rounds), keeps
+//! the fastest, remembers it per host (CPU model and flags), libtorch version, threads, precision
+//! and shape in `<cache>/kernels/openmp.json`, and sets
 //! `GOMP_SPINCOUNT` for the worker. A user's `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` is kept and
 //! nothing is measured.
+//!
+//! The forward is a stand-in of the model's layers in fp32 (`torch::probe_forward`) for fp32
+//! and fp16 runs, and the run's own encoder for int8 and bf16, whose parallel regions the
+//! stand-in does not have: the int8 path runs recbench's per-row passes (torch_quant.cpp) as
+//! OpenMP regions of their own. With the stand-in, the three spins of one int8 race on the AMX
+//! VM timed within 0.3% of each other; the 1,000 it kept left MiniLM int8 at batch 8 at 4.9 ms
+//! per sequence, against 3.1 ms under libgomp's default spin in the run before
+//! (docs/benchmarks/anchors-vm-20261206T0529Z.jsonl, `…0157Z.jsonl`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::spec::RunSpec;
-use crate::spec::{BackendKind, Device, Mode};
+use crate::spec::{BackendKind, Device, Mode, Precision};
 use crate::tuning::choices::Decided;
 
 /// The spin counts raced: none (what `OMP_WAIT_POLICY=PASSIVE` gives), a short spin (about
@@ -52,6 +60,7 @@ pub struct Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     pub model: crate::model::Preset,
+    pub precision: Precision,
     pub sequences: usize,
     pub seq: usize,
     pub threads: usize,
@@ -62,6 +71,7 @@ impl Shape {
     fn of(spec: &RunSpec) -> Shape {
         Shape {
             model: spec.model,
+            precision: spec.precision,
             sequences: spec.sequences_per_batch(),
             seq: spec.seq_len,
             threads: spec.threads,
@@ -71,6 +81,11 @@ impl Shape {
                 0
             },
         }
+    }
+
+    /// Whether the probe runs the run's own encoder (its spec) rather than the fp32 stand-in.
+    fn own_encoder(&self) -> bool {
+        matches!(self.precision, Precision::Int8 | Precision::Bf16)
     }
 
     fn args(&self) -> Vec<String> {
@@ -91,7 +106,7 @@ impl Shape {
 
 /// The spin for the worker of `spec`: `None` for runs that do not load libtorch's OpenMP (other
 /// backends, CUDA devices, builds without torch).
-pub fn decide(exe: &Path, spec: &RunSpec) -> Option<Decision> {
+pub fn decide(exe: &Path, spec: &RunSpec, spec_path: &Path) -> Option<Decision> {
     if spec.backend != BackendKind::Torch || spec.device != Device::Cpu || !cfg!(feature = "torch")
     {
         return None;
@@ -113,7 +128,7 @@ pub fn decide(exe: &Path, spec: &RunSpec) -> Option<Decision> {
         &key,
         |v| v.split_whitespace().next()?.parse().ok(),
         || {
-            let times = race(exe, &shape)?;
+            let times = race(exe, &shape, spec_path)?;
             let best = times
                 .iter()
                 .enumerate()
@@ -141,19 +156,25 @@ const FILE: &str = "openmp";
 
 fn key(s: &Shape) -> String {
     format!(
-        "cpu {}, {}, {} threads, spins {:?}, {} {}x{} tokens, {} items",
+        "cpu {}, {}, {} threads, spins {:?}, {} {} {}x{} tokens, {} items",
         crate::tuning::choices::host(),
         BackendKind::Torch.runtime_version(),
         s.threads,
         CANDIDATES,
         s.model.name(),
+        if s.own_encoder() {
+            s.precision.to_string()
+        } else {
+            "fp32 stand-in".into()
+        },
         s.sequences,
         s.seq,
         s.items
     )
 }
 
-/// "(0: 12.10 ms, 1000: 9.80 ms, 300000: 10.31 ms per forward + scoring of 1 × 128 tokens)".
+/// "(0: 12.10 ms, 1000: 9.80 ms, 300000: 10.31 ms per fp32 stand-in forward + scoring of 1 ×
+/// 128 tokens)".
 fn timings(times: &[f64], s: &Shape) -> String {
     let each: Vec<String> = CANDIDATES
         .iter()
@@ -161,8 +182,13 @@ fn timings(times: &[f64], s: &Shape) -> String {
         .map(|(c, t)| format!("{c}: {t:.2} ms"))
         .collect();
     format!(
-        "({} per forward{} of {} × {} tokens)",
+        "({} per {} forward{} of {} × {} tokens)",
         each.join(", "),
+        if s.own_encoder() {
+            format!("{} encoder", s.precision)
+        } else {
+            "fp32 stand-in".into()
+        },
         if s.items > 0 { " + scoring" } else { "" },
         s.sequences,
         s.seq
@@ -180,21 +206,24 @@ fn note(d: &Decided<u64>) -> String {
 }
 
 /// Each candidate's best over [`ROUNDS`] interleaved rounds of probe processes, in ms.
-fn race(exe: &Path, shape: &Shape) -> Result<Vec<f64>, String> {
+fn race(exe: &Path, shape: &Shape, spec_path: &Path) -> Result<Vec<f64>, String> {
     let mut best = vec![f64::INFINITY; CANDIDATES.len()];
     for _ in 0..ROUNDS {
         for (spin, b) in CANDIDATES.iter().zip(best.iter_mut()) {
-            *b = b.min(probe_process(exe, shape, *spin)?);
+            *b = b.min(probe_process(exe, shape, spec_path, *spin)?);
         }
     }
     Ok(best)
 }
 
-fn probe_process(exe: &Path, shape: &Shape, spin: u64) -> Result<f64, String> {
+fn probe_process(exe: &Path, shape: &Shape, spec_path: &Path, spin: u64) -> Result<f64, String> {
     let threads = shape.threads.to_string();
-    let out = Command::new(exe)
-        .arg("__openmp-probe")
-        .args(shape.args())
+    let mut cmd = Command::new(exe);
+    cmd.arg("__openmp-probe").args(shape.args());
+    if shape.own_encoder() {
+        cmd.arg("--spec").arg(spec_path);
+    }
+    let out = cmd
         .env_remove("OMP_WAIT_POLICY")
         .env("GOMP_SPINCOUNT", spin.to_string())
         .env("OMP_NUM_THREADS", &threads)
@@ -224,6 +253,24 @@ pub fn probe(shape: &Shape) -> crate::error::Result<f64> {
     // As in the worker it stands in for.
     let _ = crate::tuning::malloc::keep_freed_memory();
     probe_with(shape, PROBE_BUDGET)
+}
+
+/// The probe process of a run whose own encoder is timed: the median milliseconds of its
+/// forward (`worker::probe_forward_then_ms`), followed for two-tower runs by scoring the
+/// forward's users against the catalog's number of rows.
+pub fn probe_spec(spec_path: &Path) -> crate::error::Result<f64> {
+    let spec = super::worker::read_spec(spec_path)?;
+    let shape = Shape::of(&spec);
+    let mut index: Option<crate::recommender::ItemIndex> = None;
+    super::worker::probe_forward_then_ms(&spec, PROBE_BUDGET, |users| {
+        if shape.items > 0 {
+            let index = index.get_or_insert_with(|| crate::recommender::ItemIndex {
+                dim: users.dim,
+                data: vec![0.02; shape.items * users.dim],
+            });
+            std::hint::black_box(index.scores(users, shape.threads));
+        }
+    })
 }
 
 #[cfg(feature = "torch")]
@@ -279,6 +326,7 @@ mod tests {
     fn a_remembered_decision_reads_back_as_its_spin_and_timings() {
         let s = Shape {
             model: crate::model::Preset::Tiny,
+            precision: Precision::Fp32,
             sequences: 1,
             seq: 128,
             threads: 2,
@@ -292,7 +340,7 @@ mod tests {
         assert_eq!(
             note(&d),
             "openmp: GOMP_SPINCOUNT=1000 chosen by measurement (0: 12.10 ms, 1000: 9.80 ms, \
-             300000: 10.30 ms per forward + scoring of 1 × 128 tokens)"
+             300000: 10.30 ms per fp32 stand-in forward + scoring of 1 × 128 tokens)"
         );
         d.remembered = true;
         assert!(note(&d).starts_with(

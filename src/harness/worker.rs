@@ -486,6 +486,15 @@ const PROBE_WARMUP_MAX: std::time::Duration = std::time::Duration::from_millis(5
 /// (`docs/benchmarks/hugepages-vm-first-forwards-20261201T1503Z.md`); timed from the second
 /// forward, a probe of 300 ms measured that start and not the worker's steady state.
 pub fn probe_forward_ms(spec: &RunSpec, budget: std::time::Duration) -> Result<f64> {
+    probe_forward_then_ms(spec, budget, |_| {})
+}
+
+/// [`probe_forward_ms`], with `then` called on each forward's embeddings inside the timing.
+pub fn probe_forward_then_ms(
+    spec: &RunSpec,
+    budget: std::time::Duration,
+    mut then: impl FnMut(&Embeddings),
+) -> Result<f64> {
     // As in the worker it stands in for.
     let _ = crate::tuning::malloc::keep_freed_memory();
     let files = ModelFiles::resolve_pruned(spec.model, spec.seed, &spec.prune)?;
@@ -494,7 +503,7 @@ pub fn probe_forward_ms(spec: &RunSpec, budget: std::time::Duration) -> Result<f
     let mut enc = backend::open(spec.backend, &files, encoder_options(spec))?;
     let warm_up = std::time::Duration::from_secs_f64(spec.warmup_s.max(0.0)).min(PROBE_WARMUP_MAX);
     probe_median_ms(
-        || enc.encode(&batch).map(black_box).map(drop),
+        || enc.encode(&batch).map(|e| then(black_box(&e))),
         warm_up,
         budget,
     )
