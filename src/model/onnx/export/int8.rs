@@ -14,8 +14,9 @@ pub const PER_TENSOR_ENV: &str = "RECBENCH_ONNX_INT8_PER_TENSOR";
 /// f32 (the scale per row is the same in all three). `ToFloat`, the default: the row's largest
 /// magnitude from `ReduceMax` and `ReduceMin` (no `Abs` of the whole input), one
 /// `QuantizeLinear` with a block the width of a row (opset 21: ONNX Runtime's blocked
-/// quantizer splits the rows over the intra-op threads; the per-axis one of opset 17 did not,
-/// and took 2.6× its time on a `[1024, 384]` input on the AMX VM), and ONNX Runtime's
+/// quantizer; opset 17's per-axis one took 1.9–2.8× its time on MiniLM's layer inputs at
+/// batch 8 and 32 on the AMX VM, docs/benchmarks/ort-quantize-rows-vm-20261206T0605Z.txt),
+/// and ONNX Runtime's
 /// `MatMulIntegerToFloat` (com.microsoft), which applies the weight's column scales in the
 /// GEMM's output pass (0.81–0.83 of `QuantizeLinear`'s time on the AMX VM,
 /// docs/benchmarks/onnx-int8-tofloat-vm-20261206T0215Z.txt). `QuantizeLinear`, the form
@@ -62,9 +63,12 @@ fn env_error(var: &str, message: String) -> Error {
 /// whole tensor, by ONNX Runtime's `DynamicQuantizeMatMul` (asymmetric uint8 from the tensor's
 /// minimum and maximum, the weight's column scales and the bias in the GEMM's output pass: the
 /// op `quantize_dynamic`'s graphs run), instead of one scale per row. The default is the QKV
-/// projection alone: on MiniLM it kept the parity bars (min probe cosine 0.9968 against 0.9967
-/// with every layer per row), while per tensor in any of the other three layers cost top-10
-/// overlap (0.93–0.94) and every layer per tensor failed parity (min cosine 0.9897).
+/// projection alone: on MiniLM against candle fp32 it gave min probe cosine 0.9968 and top-10
+/// overlap 0.98 / 0.97 (plain / fused flavour), every layer per row 0.9967 and 0.95 / 0.96;
+/// the attention output per tensor 0.94 in the fused flavour, the intermediate 0.91 / 0.92, the
+/// output 0.93, and every layer per tensor failed parity (min cosine 0.9897)
+/// (docs/benchmarks/onnx-int8-per-tensor-vm-20261206T0607Z.txt,
+/// `scripts/bench/onnx_int8_per_tensor.sh`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PerTensor(u8);
 
