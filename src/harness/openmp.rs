@@ -88,6 +88,15 @@ impl Shape {
         matches!(self.precision, Precision::Int8 | Precision::Bf16)
     }
 
+    /// The forward the probe times: "int8 encoder" or "fp32 stand-in".
+    fn forward(&self) -> String {
+        if self.own_encoder() {
+            format!("{} encoder", self.precision)
+        } else {
+            "fp32 stand-in".into()
+        }
+    }
+
     fn args(&self) -> Vec<String> {
         vec![
             "--model".into(),
@@ -162,11 +171,7 @@ fn key(s: &Shape) -> String {
         s.threads,
         CANDIDATES,
         s.model.name(),
-        if s.own_encoder() {
-            s.precision.to_string()
-        } else {
-            "fp32 stand-in".into()
-        },
+        s.forward(),
         s.sequences,
         s.seq,
         s.items
@@ -184,11 +189,7 @@ fn timings(times: &[f64], s: &Shape) -> String {
     format!(
         "({} per {} forward{} of {} × {} tokens)",
         each.join(", "),
-        if s.own_encoder() {
-            format!("{} encoder", s.precision)
-        } else {
-            "fp32 stand-in".into()
-        },
+        s.forward(),
         if s.items > 0 { " + scoring" } else { "" },
         s.sequences,
         s.seq
