@@ -677,13 +677,8 @@ impl Graph {
         if self.precision != Precision::Int8 {
             let wt = self.weight(&format!("{name}.w"), &transpose(w, out, inp), &[inp, out]);
             let y = self.op("MatMul", &[x, &wt], vec![]);
-            return match b {
-                Some(b) => {
-                    let b = self.vector_act(&format!("{name}.b"), b);
-                    self.op("Add", &[&y, &b], vec![])
-                }
-                None => y,
-            };
+            let b = b.map(|b| self.vector_act(&format!("{name}.b"), b));
+            return self.add_bias(y, b);
         }
         self.linear_int8(x, name, w, b, inp, out)
     }

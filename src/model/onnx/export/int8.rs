@@ -310,7 +310,8 @@ impl Graph {
         self.op("Mul", &[&y, ws], vec![])
     }
 
-    fn add_bias(&mut self, y: String, bias: Option<String>) -> String {
+    /// `y + bias`, where there is a bias (an initializer's name).
+    pub(super) fn add_bias(&mut self, y: String, bias: Option<String>) -> String {
         match bias {
             Some(b) => self.op("Add", &[&y, &b], vec![]),
             None => y,
